@@ -1,0 +1,223 @@
+//! One error type with stable reason codes.
+//!
+//! Every rejection jwtd makes carries a [`Reason`]: a stable, machine-readable code (its
+//! [`Reason::as_str`] name never changes) plus a human message. Messages name the claim and the
+//! expected vs. found value where that is safe; they never echo a secret or a whole token.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// Why a token (or a key) was rejected. The names returned by [`Reason::as_str`] are a stable
+/// interface: services, logs and metrics key on them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Reason {
+    /// The token is not a well-formed compact JWS: bad base64url, bad JSON, duplicate members,
+    /// unsupported `crit`, JWE, nesting too deep, malformed numeric dates.
+    Malformed,
+    /// The `alg` is not one jwtd implements (including `none`, which is never implemented).
+    UnsupportedAlgorithm,
+    /// The `alg` is implemented but not allowed by the policy, or not the algorithm the selected
+    /// key is pinned to.
+    AlgorithmNotAllowed,
+    /// No configured key matches the token's `kid` (or, without `kid`, none fits its `alg`).
+    UnknownKey,
+    /// The signature does not verify.
+    BadSignature,
+    /// `exp` is in the past (after leeway).
+    Expired,
+    /// `nbf` is in the future (after leeway).
+    NotYetValid,
+    /// `iat` is in the future (after leeway).
+    IssuedInFuture,
+    /// `iss` is not one of the accepted issuers.
+    WrongIssuer,
+    /// `aud` does not name an accepted audience.
+    WrongAudience,
+    /// The header `typ` is not the expected one.
+    WrongType,
+    /// A required claim is absent.
+    MissingClaim,
+    /// A claim check (equals, one-of, contains) failed.
+    ClaimMismatch,
+    /// The token (from `iat`) or the authentication (from `auth_time`) is older than allowed.
+    TooOld,
+    /// The token is longer than the configured limit; nothing was decoded.
+    TokenTooLarge,
+    /// A key is too weak to be used (short RSA modulus, short HMAC secret).
+    WeakKey,
+}
+
+/// The RFC 6750 section 3.1 error code a [`Reason`] maps to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BearerError {
+    /// `invalid_token`: answer 401.
+    InvalidToken,
+    /// `insufficient_scope`: answer 403.
+    InsufficientScope,
+}
+
+impl BearerError {
+    /// The RFC 6750 name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BearerError::InvalidToken => "invalid_token",
+            BearerError::InsufficientScope => "insufficient_scope",
+        }
+    }
+}
+
+impl Reason {
+    /// Every reason, in declaration order.
+    pub const ALL: [Reason; 16] = [
+        Reason::Malformed,
+        Reason::UnsupportedAlgorithm,
+        Reason::AlgorithmNotAllowed,
+        Reason::UnknownKey,
+        Reason::BadSignature,
+        Reason::Expired,
+        Reason::NotYetValid,
+        Reason::IssuedInFuture,
+        Reason::WrongIssuer,
+        Reason::WrongAudience,
+        Reason::WrongType,
+        Reason::MissingClaim,
+        Reason::ClaimMismatch,
+        Reason::TooOld,
+        Reason::TokenTooLarge,
+        Reason::WeakKey,
+    ];
+
+    /// The stable reason code, e.g. `bad_signature`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Malformed => "malformed",
+            Reason::UnsupportedAlgorithm => "unsupported_algorithm",
+            Reason::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Reason::UnknownKey => "unknown_key",
+            Reason::BadSignature => "bad_signature",
+            Reason::Expired => "expired",
+            Reason::NotYetValid => "not_yet_valid",
+            Reason::IssuedInFuture => "issued_in_future",
+            Reason::WrongIssuer => "wrong_issuer",
+            Reason::WrongAudience => "wrong_audience",
+            Reason::WrongType => "wrong_type",
+            Reason::MissingClaim => "missing_claim",
+            Reason::ClaimMismatch => "claim_mismatch",
+            Reason::TooOld => "too_old",
+            Reason::TokenTooLarge => "token_too_large",
+            Reason::WeakKey => "weak_key",
+        }
+    }
+
+    /// The RFC 6750 error this reason is reported as. Only a failed claim check (a scope or
+    /// a claim value the route demands) is `insufficient_scope`; everything else means the
+    /// token itself cannot be trusted.
+    pub fn bearer_error(self) -> BearerError {
+        match self {
+            Reason::ClaimMismatch => BearerError::InsufficientScope,
+            _ => BearerError::InvalidToken,
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A rejection: a stable [`Reason`] and a message for humans.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    reason: Reason,
+    message: Cow<'static, str>,
+}
+
+impl Error {
+    /// A new error. Callers must never put secrets or whole tokens in `message`.
+    pub fn new(reason: Reason, message: impl Into<Cow<'static, str>>) -> Self {
+        Error {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// The stable reason code.
+    pub fn reason(&self) -> Reason {
+        self.reason
+    }
+
+    /// The human-readable message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub(crate) fn malformed(message: impl Into<Cow<'static, str>>) -> Self {
+        Error::new(Reason::Malformed, message)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason, self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Why a key could not be imported or used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyError {
+    weak: bool,
+    message: String,
+}
+
+impl KeyError {
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        KeyError {
+            weak: false,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn weak(message: impl Into<String>) -> Self {
+        KeyError {
+            weak: true,
+            message: message.into(),
+        }
+    }
+
+    /// True when the key was refused as too weak (reason `weak_key`).
+    pub fn is_weak(&self) -> bool {
+        self.weak
+    }
+
+    /// The human-readable message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.weak {
+            write!(f, "weak_key: {}", self.message)
+        } else {
+            write!(f, "invalid key: {}", self.message)
+        }
+    }
+}
+
+impl std::error::Error for KeyError {}
+
+impl From<KeyError> for Error {
+    fn from(e: KeyError) -> Self {
+        let reason = if e.weak {
+            Reason::WeakKey
+        } else {
+            Reason::Malformed
+        };
+        Error::new(reason, e.message)
+    }
+}

@@ -1,0 +1,60 @@
+//! # jwtd-core
+//!
+//! The sans-I/O heart of jwtd: strict JWS parsing, keys pinned to one algorithm, signature
+//! verification on pre-parsed keys, a validation policy with strict defaults, and signing.
+//! No async, no network, no clock unless you ask for [`unix_now`]. Crypto comes from aws-lc-rs.
+//!
+//! ```
+//! use jwtd_core::{sign, Algorithm, KeySet, SigningKey, Validation, Verifier};
+//! use serde_json::json;
+//!
+//! let key = SigningKey::generate(Algorithm::ES256).unwrap().with_default_kid();
+//! let claims = json!({"iss": "https://id.example", "aud": "api", "sub": "u1", "exp": 2_000_000_000});
+//! let token = sign(&key, claims.as_object().unwrap(), None).unwrap();
+//!
+//! let verifier = Verifier::new(
+//!     KeySet::new().with(key.verifying_key()),
+//!     Validation::new(&[Algorithm::ES256]).issuer("https://id.example").audience("api"),
+//! )
+//! .unwrap();
+//! let verified = verifier.verify(&token, 1_900_000_000).unwrap();
+//! assert_eq!(verified.claims["sub"], "u1");
+//!
+//! let err = verifier.verify(&token, 2_100_000_000).unwrap_err();
+//! assert_eq!(err.reason().as_str(), "expired");
+//! ```
+//!
+//! The rules enforced, and why, are in `docs/security.md`.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod alg;
+pub mod b64;
+mod error;
+mod json;
+mod jwk;
+mod key;
+mod policy;
+mod token;
+
+pub use alg::{Algorithm, Curve, Family, UnknownAlgorithm};
+pub use error::{BearerError, Error, KeyError, Reason};
+pub use jwk::{Jwk, Jwks};
+pub use key::{public_key_pem, SigningKey, VerifyingKey, MIN_RSA_BITS};
+pub use policy::{
+    lookup, numeric_date, AudienceMode, ClaimCheck, Validation, DEFAULT_LEEWAY,
+    DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_TOKEN_LEN, MAX_NUMERIC_DATE,
+};
+pub use token::{
+    decode_unverified, sign, sign_raw, unix_now, Header, KeySet, SkippedKey, Unverified, Verified,
+    Verifier, MAX_KIDLESS_CANDIDATES,
+};
+
+/// Parses strict JSON (duplicate members refused, depth bounded) into an object.
+pub fn parse_json_object(
+    bytes: &[u8],
+    max_depth: usize,
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    json::parse_object(bytes, max_depth)
+}

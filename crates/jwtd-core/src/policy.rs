@@ -1,0 +1,541 @@
+//! What a verified token must also satisfy: issuer, audience, times, type and claim checks.
+//!
+//! [`Validation`] has no "accept anything" default: the allowed algorithms must be named, `exp`
+//! is required, and a token carrying `aud` is refused unless an audience is configured (RFC 7519
+//! section 4.1.3) or the caller explicitly opts out with [`Validation::any_audience`].
+
+use crate::alg::Algorithm;
+use crate::error::{Error, Reason};
+use serde_json::{Map, Value};
+
+/// Default clock-skew allowance, in seconds.
+pub const DEFAULT_LEEWAY: u64 = 30;
+/// Default maximum token length, in bytes, checked before any decoding.
+pub const DEFAULT_MAX_TOKEN_LEN: usize = 16 * 1024;
+/// Default maximum JSON nesting in header and claims.
+pub const DEFAULT_MAX_JSON_DEPTH: usize = 16;
+/// Largest numeric date accepted (9999-12-31T23:59:59Z).
+pub const MAX_NUMERIC_DATE: f64 = 253_402_300_799.0;
+
+/// How configured audiences are matched against the token's `aud`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AudienceMode {
+    /// The token must name at least one configured audience (the usual rule).
+    #[default]
+    Any,
+    /// The token must name every configured audience.
+    All,
+}
+
+/// A check on one claim value. The claim is named by a path: a whole claim name first (so
+/// namespaced names such as `https://example.com/claims/user/is_verified` work as they are),
+/// else a dotted path into nested objects (`realm_access.roles`), or an RFC 6901 JSON pointer when
+/// it starts with `/`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClaimCheck {
+    /// The claim equals this JSON value exactly (e.g. `client_id` equals the API key).
+    Equals {
+        /// Claim path.
+        claim: String,
+        /// Expected value.
+        value: Value,
+    },
+    /// The claim equals one of these values.
+    OneOf {
+        /// Claim path.
+        claim: String,
+        /// Accepted values.
+        values: Vec<Value>,
+    },
+    /// The claim, an array of strings or a space-separated string (`scope`), contains this item.
+    Contains {
+        /// Claim path.
+        claim: String,
+        /// Required item.
+        item: String,
+    },
+}
+
+impl ClaimCheck {
+    /// The claim path this check reads.
+    pub fn claim(&self) -> &str {
+        match self {
+            ClaimCheck::Equals { claim, .. }
+            | ClaimCheck::OneOf { claim, .. }
+            | ClaimCheck::Contains { claim, .. } => claim,
+        }
+    }
+
+    fn check(&self, claims: &Map<String, Value>) -> Result<(), Error> {
+        let name = self.claim();
+        let found = lookup(claims, name);
+        let ok = match (self, found) {
+            (_, None) => false,
+            (ClaimCheck::Equals { value, .. }, Some(v)) => v == value,
+            (ClaimCheck::OneOf { values, .. }, Some(v)) => values.contains(v),
+            (ClaimCheck::Contains { item, .. }, Some(Value::Array(items))) => {
+                items.iter().any(|v| v.as_str() == Some(item.as_str()))
+            }
+            (ClaimCheck::Contains { item, .. }, Some(Value::String(s))) => {
+                s.split_ascii_whitespace().any(|w| w == item)
+            }
+            (ClaimCheck::Contains { .. }, Some(_)) => false,
+        };
+        if ok {
+            return Ok(());
+        }
+        let expected = match self {
+            ClaimCheck::Equals { value, .. } => format!("{}", shown(value)),
+            ClaimCheck::OneOf { values, .. } => format!(
+                "one of [{}]",
+                values.iter().map(shown).collect::<Vec<_>>().join(", ")
+            ),
+            ClaimCheck::Contains { item, .. } => format!("a list containing {item:?}"),
+        };
+        let found = found.map_or_else(|| "nothing (claim absent)".to_owned(), shown);
+        Err(Error::new(
+            Reason::ClaimMismatch,
+            format!("claim {name:?}: expected {expected}, found {found}"),
+        ))
+    }
+}
+
+/// A value as shown in an error message: JSON, cut short.
+pub(crate) fn shown(v: &Value) -> String {
+    let mut s = v.to_string();
+    if s.len() > 80 {
+        let mut cut = 77;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("...");
+    }
+    s
+}
+
+/// Finds a claim by path (see [`ClaimCheck`] for the path rules).
+pub fn lookup<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    if let Some(pointer) = path.strip_prefix('/') {
+        let mut cur: Option<&Value> = None;
+        for (i, raw) in pointer.split('/').enumerate() {
+            let part = raw.replace("~1", "/").replace("~0", "~");
+            cur = match (i, cur) {
+                (0, _) => claims.get(&part),
+                (_, Some(Value::Object(m))) => m.get(&part),
+                (_, Some(Value::Array(a))) => part.parse::<usize>().ok().and_then(|i| a.get(i)),
+                _ => None,
+            };
+            cur?;
+        }
+        return cur;
+    }
+    if let Some(v) = claims.get(path) {
+        return Some(v);
+    }
+    for (i, _) in path.match_indices('.') {
+        if let Some(Value::Object(inner)) = claims.get(&path[..i]) {
+            if let Some(v) = lookup(inner, &path[i + 1..]) {
+                return Some(v);
+            }
+        }
+    }
+    None
+}
+
+/// The validation policy applied after the signature verifies.
+#[derive(Clone, Debug)]
+pub struct Validation {
+    pub(crate) algorithms: Vec<Algorithm>,
+    pub(crate) issuers: Vec<String>,
+    pub(crate) audiences: Vec<String>,
+    pub(crate) audience_mode: AudienceMode,
+    pub(crate) any_audience: bool,
+    pub(crate) require_exp: bool,
+    pub(crate) leeway: u64,
+    pub(crate) max_age: Option<u64>,
+    pub(crate) max_auth_age: Option<u64>,
+    pub(crate) typ: Option<String>,
+    pub(crate) required: Vec<String>,
+    pub(crate) checks: Vec<ClaimCheck>,
+    pub(crate) max_token_len: usize,
+    pub(crate) max_json_depth: usize,
+}
+
+impl Validation {
+    /// A policy allowing exactly `algorithms`, with strict defaults: `exp` required, 30 s leeway,
+    /// 16 KiB token limit, JSON depth 16, no issuer or audience configured yet.
+    pub fn new(algorithms: &[Algorithm]) -> Self {
+        Validation {
+            algorithms: algorithms.to_vec(),
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            audience_mode: AudienceMode::Any,
+            any_audience: false,
+            require_exp: true,
+            leeway: DEFAULT_LEEWAY,
+            max_age: None,
+            max_auth_age: None,
+            typ: None,
+            required: Vec::new(),
+            checks: Vec::new(),
+            max_token_len: DEFAULT_MAX_TOKEN_LEN,
+            max_json_depth: DEFAULT_MAX_JSON_DEPTH,
+        }
+    }
+
+    /// Accepts tokens whose `iss` is `issuer` (call again to accept several).
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuers.push(issuer.into());
+        self
+    }
+
+    /// Accepts tokens addressed to `audience` (call again for several).
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// Whether one configured audience suffices (default) or all are required.
+    pub fn audience_mode(mut self, mode: AudienceMode) -> Self {
+        self.audience_mode = mode;
+        self
+    }
+
+    /// Skips the audience check entirely. Only for tools and tests: a service should always know
+    /// who it is.
+    pub fn any_audience(mut self) -> Self {
+        self.any_audience = true;
+        self
+    }
+
+    /// Whether `exp` must be present (default true).
+    pub fn require_exp(mut self, required: bool) -> Self {
+        self.require_exp = required;
+        self
+    }
+
+    /// Clock-skew allowance in seconds, applied once to each time comparison.
+    pub fn leeway(mut self, seconds: u64) -> Self {
+        self.leeway = seconds;
+        self
+    }
+
+    /// Maximum token age from `iat`, in seconds (`iat` becomes required).
+    pub fn max_age(mut self, seconds: u64) -> Self {
+        self.max_age = Some(seconds);
+        self
+    }
+
+    /// Maximum age of the authentication from `auth_time` (OIDC), in seconds (`auth_time`
+    /// becomes required).
+    pub fn max_auth_age(mut self, seconds: u64) -> Self {
+        self.max_auth_age = Some(seconds);
+        self
+    }
+
+    /// Required header `typ`, compared case-insensitively with any `application/` prefix
+    /// ignored (RFC 7515 section 4.1.9), e.g. `at+jwt` for RFC 9068 access tokens.
+    pub fn typ(mut self, typ: impl Into<String>) -> Self {
+        self.typ = Some(typ.into());
+        self
+    }
+
+    /// A claim (path) that must be present.
+    pub fn require(mut self, claim: impl Into<String>) -> Self {
+        self.required.push(claim.into());
+        self
+    }
+
+    /// Adds a claim check.
+    pub fn check(mut self, check: ClaimCheck) -> Self {
+        self.checks.push(check);
+        self
+    }
+
+    /// Maximum token length in bytes, checked before any decoding.
+    pub fn max_token_len(mut self, bytes: usize) -> Self {
+        self.max_token_len = bytes;
+        self
+    }
+
+    /// Maximum JSON nesting depth for header and claims.
+    pub fn max_json_depth(mut self, depth: usize) -> Self {
+        self.max_json_depth = depth;
+        self
+    }
+
+    /// The allowed algorithms.
+    pub fn algorithms(&self) -> &[Algorithm] {
+        &self.algorithms
+    }
+
+    /// The accepted issuers.
+    pub fn issuers(&self) -> &[String] {
+        &self.issuers
+    }
+
+    /// The accepted audiences.
+    pub fn audiences(&self) -> &[String] {
+        &self.audiences
+    }
+
+    /// Applies every claim rule to a verified claims set, at time `now` (seconds since the
+    /// Unix epoch).
+    pub fn validate_claims(&self, claims: &Map<String, Value>, now: u64) -> Result<(), Error> {
+        let now = now as f64;
+        let leeway = self.leeway as f64;
+        let exp = numeric_date(claims, "exp")?;
+        let nbf = numeric_date(claims, "nbf")?;
+        let iat = numeric_date(claims, "iat")?;
+        let auth_time = numeric_date(claims, "auth_time")?;
+
+        match exp {
+            Some(exp) if now >= exp + leeway => {
+                return Err(Error::new(
+                    Reason::Expired,
+                    format!("token expired at {exp} (now {now}, leeway {leeway}s)"),
+                ))
+            }
+            None if self.require_exp => {
+                return Err(Error::new(
+                    Reason::MissingClaim,
+                    "claim \"exp\" is required",
+                ))
+            }
+            _ => {}
+        }
+        if let Some(nbf) = nbf {
+            if now + leeway < nbf {
+                return Err(Error::new(
+                    Reason::NotYetValid,
+                    format!("token not valid before {nbf} (now {now}, leeway {leeway}s)"),
+                ));
+            }
+        }
+        if let Some(iat) = iat {
+            if iat > now + leeway {
+                return Err(Error::new(
+                    Reason::IssuedInFuture,
+                    format!("token issued at {iat}, in the future (now {now}, leeway {leeway}s)"),
+                ));
+            }
+        }
+        if !self.issuers.is_empty() {
+            match claims.get("iss") {
+                None => {
+                    return Err(Error::new(
+                        Reason::MissingClaim,
+                        "claim \"iss\" is required",
+                    ))
+                }
+                Some(Value::String(iss)) if self.issuers.iter().any(|i| i == iss) => {}
+                Some(other) => {
+                    return Err(Error::new(
+                        Reason::WrongIssuer,
+                        format!(
+                            "expected issuer {}, found {}",
+                            list(&self.issuers),
+                            shown(other)
+                        ),
+                    ))
+                }
+            }
+        }
+        self.check_audience(claims)?;
+        if let Some(max_age) = self.max_age {
+            let iat = iat.ok_or_else(|| {
+                Error::new(
+                    Reason::MissingClaim,
+                    "claim \"iat\" is required (max age is set)",
+                )
+            })?;
+            if now - iat > max_age as f64 + leeway {
+                return Err(Error::new(
+                    Reason::TooOld,
+                    format!("token issued at {iat} is older than {max_age}s"),
+                ));
+            }
+        }
+        if let Some(max_auth_age) = self.max_auth_age {
+            let at = auth_time.ok_or_else(|| {
+                Error::new(
+                    Reason::MissingClaim,
+                    "claim \"auth_time\" is required (max auth age is set)",
+                )
+            })?;
+            if now - at > max_auth_age as f64 + leeway {
+                return Err(Error::new(
+                    Reason::TooOld,
+                    format!(
+                        "authentication at {at} is older than {max_auth_age}s; re-authenticate"
+                    ),
+                ));
+            }
+        }
+        for name in &self.required {
+            if lookup(claims, name).is_none() {
+                return Err(Error::new(
+                    Reason::MissingClaim,
+                    format!("claim {name:?} is required"),
+                ));
+            }
+        }
+        for check in &self.checks {
+            check.check(claims)?;
+        }
+        Ok(())
+    }
+
+    fn check_audience(&self, claims: &Map<String, Value>) -> Result<(), Error> {
+        let aud = claims.get("aud");
+        let found: Vec<&str> = match aud {
+            None => Vec::new(),
+            Some(Value::String(s)) => vec![s.as_str()],
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    v.as_str().ok_or_else(|| {
+                        Error::malformed("claim \"aud\" must be a string or an array of strings")
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => {
+                return Err(Error::malformed(
+                    "claim \"aud\" must be a string or an array of strings",
+                ))
+            }
+        };
+        if self.any_audience {
+            return Ok(());
+        }
+        if self.audiences.is_empty() {
+            if aud.is_some() {
+                return Err(Error::new(
+                    Reason::WrongAudience,
+                    format!(
+                        "token is addressed to {}, but no audience is configured to accept it",
+                        shown(aud.expect("some"))
+                    ),
+                ));
+            }
+            return Ok(());
+        }
+        if aud.is_none() {
+            return Err(Error::new(
+                Reason::MissingClaim,
+                "claim \"aud\" is required",
+            ));
+        }
+        let has = |a: &String| found.contains(&a.as_str());
+        let ok = match self.audience_mode {
+            AudienceMode::Any => self.audiences.iter().any(has),
+            AudienceMode::All => self.audiences.iter().all(has),
+        };
+        if ok {
+            return Ok(());
+        }
+        let want = match self.audience_mode {
+            AudienceMode::Any => format!("one of {}", list(&self.audiences)),
+            AudienceMode::All => format!("all of {}", list(&self.audiences)),
+        };
+        Err(Error::new(
+            Reason::WrongAudience,
+            format!(
+                "expected audience {want}, found {}",
+                shown(aud.expect("some"))
+            ),
+        ))
+    }
+
+    /// Checks the header `typ` against the configured one.
+    pub(crate) fn check_typ(&self, typ: Option<&str>) -> Result<(), Error> {
+        let Some(want) = &self.typ else {
+            return Ok(());
+        };
+        let norm = |s: &str| {
+            let lower = s.to_ascii_lowercase();
+            lower
+                .strip_prefix("application/")
+                .map(str::to_owned)
+                .unwrap_or(lower)
+        };
+        match typ {
+            Some(t) if norm(t) == norm(want) => Ok(()),
+            Some(t) => Err(Error::new(
+                Reason::WrongType,
+                format!("expected typ {want:?}, found {t:?}"),
+            )),
+            None => Err(Error::new(
+                Reason::WrongType,
+                format!("expected typ {want:?}, token has none"),
+            )),
+        }
+    }
+}
+
+fn list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
+    if quoted.len() == 1 {
+        quoted.into_iter().next().expect("one")
+    } else {
+        format!("[{}]", quoted.join(", "))
+    }
+}
+
+/// Reads a NumericDate claim: absent, or a finite JSON number in `[0, 9999-12-31]`.
+pub fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>, Error> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(v) if v.is_finite() && (0.0..=MAX_NUMERIC_DATE).contains(&v) => Ok(Some(v)),
+            _ => Err(Error::malformed(format!(
+                "claim {name:?} is not a date in range: {n}"
+            ))),
+        },
+        Some(other) => Err(Error::malformed(format!(
+            "claim {name:?} must be a number of seconds, found {}",
+            shown(other)
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn lookup_paths() {
+        let c = obj(json!({
+            "https://example.com/claims/user/is_verified": true,
+            "realm_access": {"roles": ["admin"]},
+            "a.b": {"c": 1},
+            "x": {"y/z": 2}
+        }));
+        assert_eq!(
+            lookup(&c, "https://example.com/claims/user/is_verified"),
+            Some(&json!(true))
+        );
+        assert_eq!(lookup(&c, "realm_access.roles"), Some(&json!(["admin"])));
+        assert_eq!(lookup(&c, "a.b.c"), Some(&json!(1)));
+        assert_eq!(lookup(&c, "/x/y~1z"), Some(&json!(2)));
+        assert_eq!(lookup(&c, "/realm_access/roles/0"), Some(&json!("admin")));
+        assert_eq!(lookup(&c, "realm_access.nope"), None);
+    }
+
+    #[test]
+    fn leeway_applied_once() {
+        let v = Validation::new(&[Algorithm::HS256]).leeway(10);
+        let c = obj(json!({"exp": 100}));
+        assert!(v.validate_claims(&c, 109).is_ok());
+        assert_eq!(
+            v.validate_claims(&c, 110).unwrap_err().reason(),
+            Reason::Expired
+        );
+    }
+}
