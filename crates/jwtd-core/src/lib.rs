@@ -58,3 +58,10 @@ pub fn parse_json_object(
 ) -> Result<serde_json::Map<String, serde_json::Value>, String> {
     json::parse_object(bytes, max_depth)
 }
+
+/// Fills `buf` from the operating system's secure random source (via aws-lc-rs), e.g. for
+/// `jti` values.
+pub fn fill_random(buf: &mut [u8]) -> Result<(), Error> {
+    aws_lc_rs::rand::fill(buf)
+        .map_err(|_| Error::new(Reason::Malformed, "the system random source failed"))
+}

@@ -436,6 +436,7 @@ impl Validation {
             return Ok(());
         }
         let want = match self.audience_mode {
+            _ if self.audiences.len() == 1 => list(&self.audiences),
             AudienceMode::Any => format!("one of {}", list(&self.audiences)),
             AudienceMode::All => format!("all of {}", list(&self.audiences)),
         };

@@ -1,0 +1,224 @@
+//! Command-line arguments.
+
+use clap::{Args, Parser, Subcommand};
+use jwtd_core::Algorithm;
+use std::path::PathBuf;
+
+/// jwtd: verify and issue JSON Web Tokens, strictly and fast.
+#[derive(Parser, Debug)]
+#[command(
+    name = "jwtd",
+    version,
+    about,
+    after_help = "Exit codes: 0 ok, 1 token rejected (JSON error on stderr), 2 usage or configuration error.\n\n\
+Examples:\n  jwtd keygen --alg ES256 --out signing.pem --public-out jwks.json\n  \
+TOKEN=$(jwtd sign --key signing.pem --iss https://id.example --aud api --sub alice --ttl 10m)\n  \
+jwtd verify \"$TOKEN\" --jwks jwks.json --alg ES256 --iss https://id.example --aud api\n  \
+jwtd decode \"$TOKEN\""
+)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show a token's header and claims WITHOUT verifying anything.
+    #[command(after_help = "Examples:\n  jwtd decode eyJhbGciOi...\n  echo \"$TOKEN\" | jwtd decode -")]
+    Decode(DecodeArgs),
+    /// Verify a token's signature and claims; print the claims as JSON.
+    #[command(after_help = "Exit 0 with the verified claims on stdout; exit 1 with \
+{\"error\":\"invalid_token\",\"reason\":\"<code>\",\"message\":...} on stderr when the token is rejected; \
+exit 2 for usage or key errors.\n\n\
+Examples:\n  jwtd verify \"$TOKEN\" --jwks jwks.json --alg RS256 --iss https://id.example/ --aud https://api.example\n  \
+jwtd verify \"$TOKEN\" --secret-env APP_SECRET --alg HS256 --claim client_id=my-api-key --any-aud\n  \
+jwtd verify \"$TOKEN\" --key public.pem --alg ES256 --aud example.com --max-auth-age 300\n  \
+jwtd verify \"$TOKEN\" --jwks wallet.json --alg RS256 --aud partner-42 --claim-contains scope=payments")]
+    Verify(VerifyArgs),
+    /// Sign a new token with a private key or secret; print it.
+    #[command(after_help = "Examples:\n  jwtd sign --key signing.pem --iss https://id.example --sub alice --aud api --ttl 10m\n  \
+jwtd sign --secret-env APP_SECRET --alg HS256 --claim client_id=my-api-key --claim admin=true\n  \
+jwtd sign --key rsa.pem --alg RS256 --claims-json claims.json --ttl 1h")]
+    Sign(SignArgs),
+    /// Generate a key pair (or an HMAC secret); the private file is created with mode 0600.
+    #[command(after_help = "Examples:\n  jwtd keygen --alg ES256 --out signing.pem --public-out jwks.json\n  \
+jwtd keygen --alg RS256 --bits 3072 --kid 2026-11 --out rsa.pem\n  \
+jwtd keygen --alg HS256 --out secret.jwk")]
+    Keygen(KeygenArgs),
+    /// Turn public (or private) key PEM files into a JWKS of public keys on stdout.
+    #[command(after_help = "Examples:\n  jwtd jwks signing.pem old-signing.pem > jwks.json\n  \
+jwtd jwks --alg PS256 rsa-public.pem")]
+    Jwks(JwksArgs),
+}
+
+/// `jwtd decode`.
+#[derive(Args, Debug)]
+pub struct DecodeArgs {
+    /// The token, or `-` (the default) to read it from stdin.
+    pub token: Option<String>,
+}
+
+/// Where verification keys come from.
+#[derive(Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct KeySource {
+    /// A JWKS file (`{"keys": [...]}`).
+    #[arg(long, value_name = "FILE")]
+    pub jwks: Option<PathBuf>,
+    /// A PEM public key (SPKI or PKCS#1; a private key PEM also works).
+    #[arg(long, value_name = "PEM")]
+    pub key: Option<PathBuf>,
+    /// A file holding an HMAC secret (raw bytes; one trailing newline is ignored).
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// An environment variable holding an HMAC secret.
+    #[arg(long, value_name = "VAR")]
+    pub secret_env: Option<String>,
+}
+
+/// `jwtd verify`.
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The token, or `-` (the default) to read it from stdin.
+    pub token: Option<String>,
+    #[command(flatten)]
+    pub keys: KeySource,
+    /// Allowed algorithm(s); required, repeat or comma-separate for several. `none` never works.
+    #[arg(long = "alg", value_name = "ALG", required = true, value_delimiter = ',')]
+    pub algs: Vec<Algorithm>,
+    /// Key id for a --key or --secret key (by default such a key matches any kid).
+    #[arg(long, value_name = "KID")]
+    pub kid: Option<String>,
+    /// Accepted issuer (repeatable).
+    #[arg(long = "iss", value_name = "ISSUER")]
+    pub issuers: Vec<String>,
+    /// Accepted audience (repeatable; the token must name one of them).
+    #[arg(long = "aud", value_name = "AUDIENCE")]
+    pub audiences: Vec<String>,
+    /// Require the token to name every --aud, not just one.
+    #[arg(long, requires = "audiences")]
+    pub aud_all: bool,
+    /// Skip the audience check (tokens with `aud` are otherwise refused when no --aud is given).
+    #[arg(long, conflicts_with = "audiences")]
+    pub any_aud: bool,
+    /// Clock-skew allowance (seconds, or a duration such as `1m`).
+    #[arg(long, value_name = "S", default_value = "30", value_parser = parse_seconds)]
+    pub leeway: u64,
+    /// Maximum token age from `iat` (seconds or duration).
+    #[arg(long, value_name = "S", value_parser = parse_seconds)]
+    pub max_age: Option<u64>,
+    /// Maximum age of the authentication from `auth_time` (seconds or duration).
+    #[arg(long, value_name = "S", value_parser = parse_seconds)]
+    pub max_auth_age: Option<u64>,
+    /// Required header `typ` (e.g. `at+jwt`).
+    #[arg(long, value_name = "T")]
+    pub typ: Option<String>,
+    /// A claim that must be present (repeatable; dotted paths and namespaced names work).
+    #[arg(long = "require", value_name = "CLAIM")]
+    pub required: Vec<String>,
+    /// A claim that must equal VALUE (JSON if it parses as JSON, else a string). Repeatable.
+    #[arg(long = "claim", value_name = "NAME=VALUE")]
+    pub claims: Vec<String>,
+    /// A claim (array, or space-separated string such as `scope`) that must contain ITEM.
+    #[arg(long = "claim-contains", value_name = "NAME=ITEM")]
+    pub contains: Vec<String>,
+    /// A claim that must equal one of comma-separated values.
+    #[arg(long = "claim-one-of", value_name = "NAME=V1,V2")]
+    pub one_of: Vec<String>,
+    /// Accept tokens without `exp` (they are refused by default).
+    #[arg(long)]
+    pub allow_no_exp: bool,
+    /// Verify as if the time were UNIX (seconds since the epoch).
+    #[arg(long, value_name = "UNIX")]
+    pub now: Option<u64>,
+}
+
+/// `jwtd sign`.
+#[derive(Args, Debug)]
+pub struct SignArgs {
+    /// Private key: a PEM (PKCS#8, PKCS#1, SEC1) or a private JWK JSON file.
+    #[arg(long, value_name = "FILE", required_unless_present_any = ["secret_file", "secret_env"])]
+    pub key: Option<PathBuf>,
+    /// A file holding an HMAC secret (one trailing newline is ignored).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["key", "secret_env"])]
+    pub secret_file: Option<PathBuf>,
+    /// An environment variable holding an HMAC secret.
+    #[arg(long, value_name = "VAR", conflicts_with = "key")]
+    pub secret_env: Option<String>,
+    /// Algorithm (needed for RSA keys and secrets; EC and Ed25519 keys imply theirs).
+    #[arg(long, value_name = "ALG")]
+    pub alg: Option<Algorithm>,
+    /// Key id for the header (default: the key's own kid, else its RFC 7638 thumbprint).
+    #[arg(long, value_name = "KID")]
+    pub kid: Option<String>,
+    /// `iss` claim.
+    #[arg(long)]
+    pub iss: Option<String>,
+    /// `sub` claim.
+    #[arg(long)]
+    pub sub: Option<String>,
+    /// `aud` claim (repeat for an array).
+    #[arg(long = "aud")]
+    pub aud: Vec<String>,
+    /// Lifetime: `exp` = now + TTL (seconds or a duration such as `10m`, `24h`).
+    #[arg(long, value_name = "TTL", default_value = "1h", value_parser = parse_seconds)]
+    pub ttl: u64,
+    /// Extra claim NAME=VALUE (VALUE is JSON if it parses as JSON, else a string). Repeatable.
+    #[arg(long = "claim", value_name = "NAME=VALUE")]
+    pub claims: Vec<String>,
+    /// A JSON object file of claims to start from.
+    #[arg(long, value_name = "FILE")]
+    pub claims_json: Option<PathBuf>,
+    /// Header `typ` (default `JWT`).
+    #[arg(long, value_name = "T")]
+    pub typ: Option<String>,
+    /// Sign as if the time were UNIX (sets `iat`, and `exp` from it).
+    #[arg(long, value_name = "UNIX")]
+    pub now: Option<u64>,
+}
+
+/// `jwtd keygen`.
+#[derive(Args, Debug)]
+pub struct KeygenArgs {
+    /// Algorithm the key is for.
+    #[arg(long, value_name = "ALG")]
+    pub alg: Algorithm,
+    /// RSA modulus size (2048, 3072 or 4096).
+    #[arg(long, default_value_t = 2048)]
+    pub bits: usize,
+    /// Key id (default: the RFC 7638 thumbprint of the public key).
+    #[arg(long, value_name = "KID")]
+    pub kid: Option<String>,
+    /// Private key output (PKCS#8 PEM; a JWK for HMAC secrets), created with mode 0600.
+    #[arg(long, value_name = "PRIVATE")]
+    pub out: PathBuf,
+    /// Also write the public key as a JWKS here.
+    #[arg(long, value_name = "JWKS")]
+    pub public_out: Option<PathBuf>,
+    /// Overwrite existing files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `jwtd jwks`.
+#[derive(Args, Debug)]
+pub struct JwksArgs {
+    /// PEM files (public or private keys; only public parts are written).
+    #[arg(required = true, value_name = "PEM")]
+    pub pems: Vec<PathBuf>,
+    /// Algorithm for RSA keys (EC and Ed25519 keys imply theirs).
+    #[arg(long, value_name = "ALG")]
+    pub alg: Option<Algorithm>,
+}
+
+/// Parses `30`, `30s`, `10m`, `24h` into seconds.
+pub fn parse_seconds(s: &str) -> Result<u64, String> {
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(n);
+    }
+    humantime::parse_duration(s)
+        .map(|d| d.as_secs())
+        .map_err(|e| format!("{s:?} is not seconds or a duration like 90s, 10m, 24h: {e}"))
+}

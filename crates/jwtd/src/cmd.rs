@@ -1,0 +1,395 @@
+//! The commands.
+
+use crate::args::{Cli, Command, DecodeArgs, JwksArgs, KeySource, KeygenArgs, SignArgs, VerifyArgs};
+use crate::io;
+use jwtd_core::{
+    Algorithm, AudienceMode, ClaimCheck, Family, Jwk, Jwks, KeySet, SigningKey, Validation,
+    Verifier, VerifyingKey,
+};
+use serde_json::{Map, Value};
+use std::path::Path;
+
+/// How a command failed.
+pub enum Failure {
+    /// The token was rejected: exit 1.
+    Rejected(jwtd_core::Error),
+    /// Usage or configuration error: exit 2.
+    Usage(String),
+}
+
+impl From<String> for Failure {
+    fn from(s: String) -> Self {
+        Failure::Usage(s)
+    }
+}
+
+type Result<T> = std::result::Result<T, Failure>;
+
+/// Runs one command.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Decode(a) => decode(a),
+        Command::Verify(a) => verify(a),
+        Command::Sign(a) => sign(a),
+        Command::Keygen(a) => keygen(a),
+        Command::Jwks(a) => jwks(a),
+    }
+}
+
+fn print_json(v: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).expect("JSON values serialize")
+    );
+}
+
+fn decode(a: DecodeArgs) -> Result<()> {
+    let token = io::read_token(a.token.as_deref())?;
+    let t = jwtd_core::decode_unverified(&token).map_err(Failure::Rejected)?;
+    eprintln!("jwtd: WARNING: decoded only; the signature and claims were NOT verified");
+    let mut out = Map::new();
+    out.insert("header".into(), Value::Object(t.header.raw.clone()));
+    match &t.claims {
+        Ok(claims) => {
+            out.insert("claims".into(), Value::Object(claims.clone()));
+            let mut dates = Map::new();
+            for name in ["iat", "nbf", "exp", "auth_time"] {
+                if let Ok(Some(secs)) = jwtd_core::numeric_date(claims, name) {
+                    let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64);
+                    dates.insert(
+                        name.into(),
+                        Value::String(humantime::format_rfc3339_seconds(when).to_string()),
+                    );
+                }
+            }
+            out.insert("dates_utc".into(), Value::Object(dates));
+        }
+        Err(e) => {
+            out.insert(
+                "payload_error".into(),
+                Value::String(format!("payload is not a JSON object: {e}")),
+            );
+        }
+    }
+    print_json(&Value::Object(out));
+    Ok(())
+}
+
+/// The one algorithm from `allowed` in `family`, for a key that does not name its own.
+fn one_of_family(allowed: &[Algorithm], family: Family, what: &str) -> Result<Algorithm> {
+    let fits: Vec<Algorithm> = allowed
+        .iter()
+        .copied()
+        .filter(|a| a.family() == family)
+        .collect();
+    match fits.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(Failure::Usage(format!(
+            "{what} fits none of the --alg algorithms"
+        ))),
+        many => Err(Failure::Usage(format!(
+            "{what} is pinned to one algorithm, but --alg allows {}; name one",
+            many.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+/// A verifying key from a PEM or JWK file, bound to the one allowed algorithm it fits.
+fn verifying_key_from_file(
+    path: &Path,
+    allowed: &[Algorithm],
+    kid: Option<String>,
+) -> Result<VerifyingKey> {
+    let bytes = io::read_file(path)?;
+    let bad = |e: jwtd_core::KeyError| Failure::Usage(format!("{}: {e}", path.display()));
+    if bytes.trim_ascii_start().starts_with(b"{") {
+        let jwk = Jwk::from_json(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        let family = match jwk.kty.as_str() {
+            "RSA" => Some(Family::Rsa),
+            "oct" => Some(Family::Hmac),
+            _ => None,
+        };
+        let fallback = match (jwk.alg.is_none(), family) {
+            (true, Some(f)) => Some(one_of_family(allowed, f, "the key")?),
+            _ => None,
+        };
+        let key = VerifyingKey::from_jwk(&jwk, fallback).map_err(bad)?;
+        return Ok(match kid {
+            Some(k) => key.with_kid(Some(k)),
+            None => key,
+        });
+    }
+    // Try the key as each allowed algorithm; exactly one must fit.
+    let mut fits = Vec::new();
+    let mut first_err = None;
+    for alg in allowed {
+        match VerifyingKey::from_pem(&bytes, Some(*alg), kid.clone()) {
+            Ok(k) => fits.push(k),
+            Err(e) if e.is_weak() => return Err(bad(e)),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match fits.len() {
+        1 => Ok(fits.pop().expect("one")),
+        0 => Err(bad(first_err.expect("at least one algorithm"))),
+        _ => Err(Failure::Usage(format!(
+            "{}: the key fits {} of the --alg algorithms; a key is pinned to one, name only that one",
+            path.display(),
+            fits.len()
+        ))),
+    }
+}
+
+fn key_set(src: &KeySource, allowed: &[Algorithm], kid: Option<String>) -> Result<KeySet> {
+    if let Some(path) = &src.jwks {
+        let bytes = io::read_file(path)?;
+        let jwks = Jwks::from_json(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        let (set, skipped) = KeySet::from_jwks(&jwks, allowed);
+        for s in &skipped {
+            eprintln!(
+                "jwtd: skipped key #{}{} in {}: {}",
+                s.index,
+                s.kid
+                    .as_deref()
+                    .map(|k| format!(" ({k:?})"))
+                    .unwrap_or_default(),
+                path.display(),
+                s.why
+            );
+        }
+        if set.is_empty() {
+            return Err(Failure::Usage(format!(
+                "{}: no usable key for {}",
+                path.display(),
+                allowed.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        return Ok(set);
+    }
+    if let Some(path) = &src.key {
+        return Ok(KeySet::new().with(verifying_key_from_file(path, allowed, kid)?));
+    }
+    let secret = io::read_secret(src.secret_file.as_deref(), src.secret_env.as_deref())?;
+    let alg = one_of_family(allowed, Family::Hmac, "an HMAC secret")?;
+    let key = VerifyingKey::hmac(&secret, alg, kid).map_err(|e| Failure::Usage(e.to_string()))?;
+    Ok(KeySet::new().with(key))
+}
+
+/// Parses `NAME=VALUE` with VALUE as JSON when it parses, else as a string.
+fn claim_pair(s: &str) -> Result<(String, Value)> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| Failure::Usage(format!("{s:?} is not NAME=VALUE")))?;
+    if name.is_empty() {
+        return Err(Failure::Usage(format!("{s:?} has an empty claim name")));
+    }
+    let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
+    Ok((name.to_owned(), value))
+}
+
+fn verify(a: VerifyArgs) -> Result<()> {
+    let token = io::read_token(a.token.as_deref())?;
+    let keys = key_set(&a.keys, &a.algs, a.kid.clone())?;
+    let mut v = Validation::new(&a.algs)
+        .leeway(a.leeway)
+        .require_exp(!a.allow_no_exp);
+    for i in a.issuers {
+        v = v.issuer(i);
+    }
+    for aud in a.audiences {
+        v = v.audience(aud);
+    }
+    if a.aud_all {
+        v = v.audience_mode(AudienceMode::All);
+    }
+    if a.any_aud {
+        v = v.any_audience();
+    }
+    if let Some(s) = a.max_age {
+        v = v.max_age(s);
+    }
+    if let Some(s) = a.max_auth_age {
+        v = v.max_auth_age(s);
+    }
+    if let Some(t) = a.typ {
+        v = v.typ(t);
+    }
+    for r in a.required {
+        v = v.require(r);
+    }
+    for c in &a.claims {
+        let (claim, value) = claim_pair(c)?;
+        v = v.check(ClaimCheck::Equals { claim, value });
+    }
+    for c in &a.contains {
+        let (claim, item) = c
+            .split_once('=')
+            .ok_or_else(|| Failure::Usage(format!("{c:?} is not NAME=ITEM")))?;
+        v = v.check(ClaimCheck::Contains {
+            claim: claim.into(),
+            item: item.into(),
+        });
+    }
+    for c in &a.one_of {
+        let (claim, values) = c
+            .split_once('=')
+            .ok_or_else(|| Failure::Usage(format!("{c:?} is not NAME=V1,V2")))?;
+        let values = values
+            .split(',')
+            .map(|s| serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_owned())))
+            .collect();
+        v = v.check(ClaimCheck::OneOf {
+            claim: claim.into(),
+            values,
+        });
+    }
+    let verifier = Verifier::new(keys, v).map_err(|e| Failure::Usage(e.to_string()))?;
+    let now = a.now.unwrap_or_else(jwtd_core::unix_now);
+    let verified = verifier.verify(&token, now).map_err(Failure::Rejected)?;
+    print_json(&Value::Object(verified.claims));
+    Ok(())
+}
+
+fn signing_key(a: &SignArgs) -> Result<SigningKey> {
+    if let Some(path) = &a.key {
+        let bytes = io::read_file(path)?;
+        let bad = |e: jwtd_core::KeyError| Failure::Usage(format!("{}: {e}", path.display()));
+        let key = if bytes.trim_ascii_start().starts_with(b"{") {
+            let jwk = Jwk::from_json(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+            SigningKey::from_jwk(&jwk, a.alg).map_err(bad)?
+        } else {
+            SigningKey::from_pem(&bytes, a.alg, None).map_err(bad)?
+        };
+        if let Some(alg) = a.alg {
+            if alg != key.algorithm() {
+                return Err(Failure::Usage(format!(
+                    "{}: the key is for {}, not {alg}",
+                    path.display(),
+                    key.algorithm()
+                )));
+            }
+        }
+        return Ok(match &a.kid {
+            Some(k) => key.with_kid(Some(k.clone())),
+            None => key.with_default_kid(),
+        });
+    }
+    let secret = io::read_secret(a.secret_file.as_deref(), a.secret_env.as_deref())?;
+    let alg = a
+        .alg
+        .ok_or_else(|| Failure::Usage("an HMAC secret needs --alg HS256, HS384 or HS512".into()))?;
+    SigningKey::hmac(&secret, alg, a.kid.clone()).map_err(|e| Failure::Usage(e.to_string()))
+}
+
+fn sign(a: SignArgs) -> Result<()> {
+    let key = signing_key(&a)?;
+    let mut claims = match &a.claims_json {
+        Some(path) => {
+            let bytes = io::read_file(path)?;
+            jwtd_core::parse_json_object(&bytes, jwtd_core::DEFAULT_MAX_JSON_DEPTH)
+                .map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => Map::new(),
+    };
+    for c in &a.claims {
+        let (name, value) = claim_pair(c)?;
+        claims.insert(name, value);
+    }
+    let now = a.now.unwrap_or_else(jwtd_core::unix_now);
+    let mut set = |name: &str, value: Value| -> Result<()> {
+        if claims.contains_key(name) {
+            return Err(Failure::Usage(format!(
+                "claim {name:?} is given twice (by a flag and by --claim/--claims-json)"
+            )));
+        }
+        claims.insert(name.into(), value);
+        Ok(())
+    };
+    if let Some(iss) = &a.iss {
+        set("iss", Value::String(iss.clone()))?;
+    }
+    if let Some(sub) = &a.sub {
+        set("sub", Value::String(sub.clone()))?;
+    }
+    match a.aud.as_slice() {
+        [] => {}
+        [one] => set("aud", Value::String(one.clone()))?,
+        many => set("aud", Value::from(many.to_vec()))?,
+    }
+    set("iat", Value::from(now))?;
+    set("exp", Value::from(now + a.ttl))?;
+    if !claims.contains_key("jti") {
+        let mut id = [0u8; 16];
+        jwtd_core::fill_random(&mut id).map_err(|e| Failure::Usage(e.to_string()))?;
+        claims.insert("jti".into(), Value::String(jwtd_core::b64::encode(id)));
+    }
+    let token = jwtd_core::sign(&key, &claims, a.typ.as_deref())
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    println!("{token}");
+    Ok(())
+}
+
+fn keygen(a: KeygenArgs) -> Result<()> {
+    let fail = |e: jwtd_core::KeyError| Failure::Usage(e.to_string());
+    let key = if a.alg.family() == Family::Rsa {
+        SigningKey::generate_rsa(a.alg, a.bits).map_err(fail)?
+    } else {
+        SigningKey::generate(a.alg).map_err(fail)?
+    };
+    let key = match a.kid {
+        Some(k) => key.with_kid(Some(k)),
+        None => key.with_default_kid(),
+    };
+    if a.alg.family() == Family::Hmac {
+        if a.public_out.is_some() {
+            return Err(Failure::Usage(
+                "an HMAC secret has no public part; --public-out does not apply".into(),
+            ));
+        }
+        let jwk = key.to_private_jwk().map_err(fail)?;
+        let text = zeroize::Zeroizing::new(
+            serde_json::to_string_pretty(&jwk).expect("JWK serializes") + "\n",
+        );
+        io::write_new(&a.out, text.as_bytes(), 0o600, a.force)?;
+    } else {
+        let pem = key.to_pkcs8_pem().map_err(fail)?;
+        io::write_new(&a.out, pem.as_bytes(), 0o600, a.force)?;
+    }
+    if let Some(path) = &a.public_out {
+        let jwks = Jwks::from_keys(key.public_jwk());
+        let text = serde_json::to_string_pretty(&jwks).expect("JWKS serializes") + "\n";
+        io::write_new(path, text.as_bytes(), 0o644, a.force)?;
+    }
+    eprintln!(
+        "jwtd: wrote {} key{} to {} (mode 0600)",
+        key.algorithm(),
+        key.kid()
+            .map(|k| format!(" kid={k}"))
+            .unwrap_or_default(),
+        a.out.display()
+    );
+    Ok(())
+}
+
+fn jwks(a: JwksArgs) -> Result<()> {
+    let mut keys = Vec::new();
+    for path in &a.pems {
+        let bytes = io::read_file(path)?;
+        let key = VerifyingKey::from_pem(&bytes, None, None)
+            .or_else(|e| match a.alg {
+                Some(alg) => VerifyingKey::from_pem(&bytes, Some(alg), None),
+                None => Err(e),
+            })
+            .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+        let kid = key.thumbprint();
+        let jwk = key
+            .with_kid(kid)
+            .to_public_jwk()
+            .ok_or_else(|| Failure::Usage(format!("{}: not a public key", path.display())))?;
+        keys.push(jwk);
+    }
+    print_json(&serde_json::to_value(Jwks::from_keys(keys)).expect("JWKS serializes"));
+    Ok(())
+}
