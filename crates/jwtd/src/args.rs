@@ -26,7 +26,9 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Show a token's header and claims WITHOUT verifying anything.
-    #[command(after_help = "Examples:\n  jwtd decode eyJhbGciOi...\n  echo \"$TOKEN\" | jwtd decode -")]
+    #[command(
+        after_help = "Examples:\n  jwtd decode eyJhbGciOi...\n  echo \"$TOKEN\" | jwtd decode -"
+    )]
     Decode(DecodeArgs),
     /// Verify a token's signature and claims; print the claims as JSON.
     #[command(after_help = "Exit 0 with the verified claims on stdout; exit 1 with \
@@ -38,18 +40,24 @@ jwtd verify \"$TOKEN\" --key public.pem --alg ES256 --aud example.com --max-auth
 jwtd verify \"$TOKEN\" --jwks wallet.json --alg RS256 --aud partner-42 --claim-contains scope=payments")]
     Verify(VerifyArgs),
     /// Sign a new token with a private key or secret; print it.
-    #[command(after_help = "Examples:\n  jwtd sign --key signing.pem --iss https://id.example --sub alice --aud api --ttl 10m\n  \
+    #[command(
+        after_help = "Examples:\n  jwtd sign --key signing.pem --iss https://id.example --sub alice --aud api --ttl 10m\n  \
 jwtd sign --secret-env APP_SECRET --alg HS256 --claim client_id=my-api-key --claim admin=true\n  \
-jwtd sign --key rsa.pem --alg RS256 --claims-json claims.json --ttl 1h")]
+jwtd sign --key rsa.pem --alg RS256 --claims-json claims.json --ttl 1h"
+    )]
     Sign(SignArgs),
     /// Generate a key pair (or an HMAC secret); the private file is created with mode 0600.
-    #[command(after_help = "Examples:\n  jwtd keygen --alg ES256 --out signing.pem --public-out jwks.json\n  \
+    #[command(
+        after_help = "Examples:\n  jwtd keygen --alg ES256 --out signing.pem --public-out jwks.json\n  \
 jwtd keygen --alg RS256 --bits 3072 --kid 2026-11 --out rsa.pem\n  \
-jwtd keygen --alg HS256 --out secret.jwk")]
+jwtd keygen --alg HS256 --out secret.jwk"
+    )]
     Keygen(KeygenArgs),
     /// Turn public (or private) key PEM files into a JWKS of public keys on stdout.
-    #[command(after_help = "Examples:\n  jwtd jwks signing.pem old-signing.pem > jwks.json\n  \
-jwtd jwks --alg PS256 rsa-public.pem")]
+    #[command(
+        after_help = "Examples:\n  jwtd jwks signing.pem old-signing.pem > jwks.json\n  \
+jwtd jwks --alg PS256 rsa-public.pem"
+    )]
     Jwks(JwksArgs),
 }
 
@@ -86,7 +94,12 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub keys: KeySource,
     /// Allowed algorithm(s); required, repeat or comma-separate for several. `none` never works.
-    #[arg(long = "alg", value_name = "ALG", required = true, value_delimiter = ',')]
+    #[arg(
+        long = "alg",
+        value_name = "ALG",
+        required = true,
+        value_delimiter = ','
+    )]
     pub algs: Vec<Algorithm>,
     /// Key id for a --key or --secret key (by default such a key matches any kid).
     #[arg(long, value_name = "KID")]

@@ -1,6 +1,8 @@
 //! The commands.
 
-use crate::args::{Cli, Command, DecodeArgs, JwksArgs, KeySource, KeygenArgs, SignArgs, VerifyArgs};
+use crate::args::{
+    Cli, Command, DecodeArgs, JwksArgs, KeySource, KeygenArgs, SignArgs, VerifyArgs,
+};
 use crate::io;
 use jwtd_core::{
     Algorithm, AudienceMode, ClaimCheck, Family, Jwk, Jwks, KeySet, SigningKey, Validation,
@@ -89,7 +91,10 @@ fn one_of_family(allowed: &[Algorithm], family: Family, what: &str) -> Result<Al
         ))),
         many => Err(Failure::Usage(format!(
             "{what} is pinned to one algorithm, but --alg allows {}; name one",
-            many.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|a| a.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }
@@ -163,7 +168,11 @@ fn key_set(src: &KeySource, allowed: &[Algorithm], kid: Option<String>) -> Resul
             return Err(Failure::Usage(format!(
                 "{}: no usable key for {}",
                 path.display(),
-                allowed.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", ")
+                allowed
+                    .iter()
+                    .map(|a| a.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         return Ok(set);
@@ -365,9 +374,7 @@ fn keygen(a: KeygenArgs) -> Result<()> {
     eprintln!(
         "jwtd: wrote {} key{} to {} (mode 0600)",
         key.algorithm(),
-        key.kid()
-            .map(|k| format!(" kid={k}"))
-            .unwrap_or_default(),
+        key.kid().map(|k| format!(" kid={k}")).unwrap_or_default(),
         a.out.display()
     );
     Ok(())

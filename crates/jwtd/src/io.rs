@@ -29,7 +29,8 @@ pub fn read_token(arg: Option<&str>) -> Result<String, String> {
 
 /// Reads a whole file of at most 1 MiB.
 pub fn read_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, String> {
-    let f = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let f =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut buf = Zeroizing::new(Vec::new());
     f.take(MAX_FILE + 1)
         .read_to_end(&mut buf)
