@@ -1,1 +1,214 @@
+//! Shared fixtures for jwtd's benchmarks: one key, token and verifier per algorithm for each of
+//! the three contenders measured side by side:
+//!
+//! - `raw`: the aws-lc-rs primitive alone on a pre-parsed key (HMAC verify, or signature verify
+//!   over the signing input with the signature already decoded): the physical limit;
+//! - `jwtd`: `jwtd_core::Verifier::verify` on the whole token, every rule applied;
+//! - `jsonwebtoken`: the `jsonwebtoken` crate's `decode` (aws-lc-rs backend) on the same token.
 
+use aws_lc_rs::hmac;
+use aws_lc_rs::signature::ParsedPublicKey;
+use jwtd_core::{Algorithm, Family, KeySet, SigningKey, Validation, Verifier};
+use serde_json::{json, Map, Value};
+use std::path::PathBuf;
+
+/// The verification time used by every contender.
+pub const NOW: u64 = 1_800_000_000;
+/// Issuer of the benchmark tokens.
+pub const ISS: &str = "https://issuer.example.com/";
+/// Audience of the benchmark tokens.
+pub const AUD: &str = "https://api.example.com";
+
+/// Algorithms benchmarked by default (the bars, plus the rest jwtd supports).
+pub const ALGS: [Algorithm; 10] = [
+    Algorithm::HS256,
+    Algorithm::RS256,
+    Algorithm::PS256,
+    Algorithm::ES256,
+    Algorithm::EdDSA,
+    Algorithm::HS512,
+    Algorithm::RS512,
+    Algorithm::ES384,
+    Algorithm::ES512,
+    Algorithm::ES256K,
+];
+
+/// The raw primitive for one algorithm.
+pub enum Raw {
+    /// HMAC key.
+    Hmac(hmac::Key),
+    /// Pre-parsed public key.
+    Public(ParsedPublicKey),
+}
+
+/// Everything one algorithm's benchmark needs.
+pub struct Fixture {
+    /// The algorithm.
+    pub alg: Algorithm,
+    /// The token (a typical OIDC access token's claims).
+    pub token: String,
+    /// `header.payload` of the token.
+    pub signing_input: Vec<u8>,
+    /// The decoded signature.
+    pub signature: Vec<u8>,
+    /// The raw primitive.
+    pub raw: Raw,
+    /// jwtd's verifier.
+    pub jwtd: Verifier,
+    /// jsonwebtoken's key and validation, when it supports the algorithm.
+    pub jsonwebtoken: Option<(jsonwebtoken::DecodingKey, jsonwebtoken::Validation)>,
+}
+
+fn claims() -> Map<String, Value> {
+    json!({
+        "iss": ISS, "sub": "auth0|5f7c8ec7c33c6c004bbafe82", "aud": [AUD, "https://issuer.example.com/userinfo"],
+        "iat": NOW - 60, "exp": NOW + 3600, "azp": "8g3ZP9x0LrZVJ6Wq6Yf2ZxYkQ1s",
+        "scope": "openid profile email read:orders", "https://example.com/claims/roles": ["admin"]
+    })
+    .as_object()
+    .expect("object")
+    .clone()
+}
+
+/// A signing key per algorithm, cached on disk (RSA generation is slow, and very slow under
+/// valgrind) in the system temp directory.
+pub fn signing_key(alg: Algorithm) -> SigningKey {
+    if alg.family() == Family::Hmac {
+        return SigningKey::hmac(&vec![0x42; alg.hash_len()], alg, Some("bench".into()))
+            .expect("hmac key");
+    }
+    let dir: PathBuf = std::env::temp_dir().join("jwtd-bench-keys");
+    let path = dir.join(format!("{alg}.pem"));
+    if let Ok(pem) = std::fs::read(&path) {
+        if let Ok(k) = SigningKey::from_pem(&pem, Some(alg), Some("bench".into())) {
+            return k;
+        }
+    }
+    let k = SigningKey::generate(alg)
+        .expect("keygen")
+        .with_kid(Some("bench".into()));
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(&path, k.to_pkcs8_pem().expect("pem").as_bytes());
+    k
+}
+
+fn jwt_alg(alg: Algorithm) -> Option<jsonwebtoken::Algorithm> {
+    use jsonwebtoken::Algorithm as J;
+    Some(match alg {
+        Algorithm::HS256 => J::HS256,
+        Algorithm::HS384 => J::HS384,
+        Algorithm::HS512 => J::HS512,
+        Algorithm::RS256 => J::RS256,
+        Algorithm::RS384 => J::RS384,
+        Algorithm::RS512 => J::RS512,
+        Algorithm::PS256 => J::PS256,
+        Algorithm::PS384 => J::PS384,
+        Algorithm::PS512 => J::PS512,
+        Algorithm::ES256 => J::ES256,
+        Algorithm::ES384 => J::ES384,
+        Algorithm::EdDSA => J::EdDSA,
+        Algorithm::ES512 | Algorithm::ES256K => return None,
+    })
+}
+
+impl Fixture {
+    /// Builds the fixture for `alg`.
+    pub fn new(alg: Algorithm) -> Fixture {
+        let key = signing_key(alg);
+        let token = jwtd_core::sign(&key, &claims(), None).expect("sign");
+        let (input, sig) = token.rsplit_once('.').expect("three parts");
+        let signature = jwtd_core::b64::decode(sig.as_bytes()).expect("b64");
+        let raw = match alg.family() {
+            Family::Hmac => Raw::Hmac(hmac::Key::new(
+                match alg {
+                    Algorithm::HS256 => hmac::HMAC_SHA256,
+                    Algorithm::HS384 => hmac::HMAC_SHA384,
+                    _ => hmac::HMAC_SHA512,
+                },
+                &vec![0x42; alg.hash_len()],
+            )),
+            _ => {
+                let spki = jwtd_core::public_key_pem(&key.verifying_key()).expect("pem");
+                let der = pem_body(&spki);
+                let v: &'static dyn aws_lc_rs::signature::VerificationAlgorithm = match alg {
+                    Algorithm::RS256 => &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+                    Algorithm::RS384 => &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA384,
+                    Algorithm::RS512 => &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA512,
+                    Algorithm::PS256 => &aws_lc_rs::signature::RSA_PSS_2048_8192_SHA256,
+                    Algorithm::PS384 => &aws_lc_rs::signature::RSA_PSS_2048_8192_SHA384,
+                    Algorithm::PS512 => &aws_lc_rs::signature::RSA_PSS_2048_8192_SHA512,
+                    Algorithm::ES256 => &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+                    Algorithm::ES384 => &aws_lc_rs::signature::ECDSA_P384_SHA384_FIXED,
+                    Algorithm::ES512 => &aws_lc_rs::signature::ECDSA_P521_SHA512_FIXED,
+                    Algorithm::ES256K => &aws_lc_rs::signature::ECDSA_P256K1_SHA256_FIXED,
+                    Algorithm::EdDSA => &aws_lc_rs::signature::ED25519,
+                    _ => unreachable!(),
+                };
+                Raw::Public(ParsedPublicKey::new(v, der).expect("raw key"))
+            }
+        };
+        let jwtd = Verifier::new(
+            KeySet::new().with(key.verifying_key()),
+            Validation::new(&[alg]).issuer(ISS).audience(AUD),
+        )
+        .expect("verifier");
+        let jsonwebtoken = jwt_alg(alg).map(|ja| {
+            let dk = match alg.family() {
+                Family::Hmac => jsonwebtoken::DecodingKey::from_secret(&vec![0x42; alg.hash_len()]),
+                _ => {
+                    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(
+                        serde_json::to_value(key.public_jwk().expect("public")).expect("json"),
+                    )
+                    .expect("jsonwebtoken reads the JWK");
+                    jsonwebtoken::DecodingKey::from_jwk(&jwk).expect("jsonwebtoken key")
+                }
+            };
+            let mut v = jsonwebtoken::Validation::new(ja);
+            v.set_issuer(&[ISS]);
+            v.set_audience(&[AUD]);
+            (dk, v)
+        });
+        let f = Fixture {
+            alg,
+            signing_input: input.as_bytes().to_vec(),
+            signature,
+            token,
+            raw,
+            jwtd,
+            jsonwebtoken,
+        };
+        assert!(f.run_raw() && f.run_jwtd() && f.run_jsonwebtoken().unwrap_or(true), "{alg} fixture verifies");
+        f
+    }
+
+    /// One raw primitive verification.
+    #[inline]
+    pub fn run_raw(&self) -> bool {
+        match &self.raw {
+            Raw::Hmac(k) => hmac::verify(k, &self.signing_input, &self.signature).is_ok(),
+            Raw::Public(k) => k.verify_sig(&self.signing_input, &self.signature).is_ok(),
+        }
+    }
+
+    /// One full jwtd verification.
+    #[inline]
+    pub fn run_jwtd(&self) -> bool {
+        self.jwtd.verify(&self.token, NOW).is_ok()
+    }
+
+    /// One jsonwebtoken verification, `None` when it lacks the algorithm.
+    #[inline]
+    pub fn run_jsonwebtoken(&self) -> Option<bool> {
+        self.jsonwebtoken.as_ref().map(|(k, v)| {
+            jsonwebtoken::decode::<Map<String, Value>>(&self.token, k, v).is_ok()
+        })
+    }
+}
+
+fn pem_body(pem: &str) -> Vec<u8> {
+    use base64::Engine;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .expect("PEM body")
+}

@@ -24,6 +24,11 @@ pub fn decode_into(input: &[u8], out: &mut Vec<u8>) -> bool {
     ENGINE.decode_vec(input, out).is_ok()
 }
 
+/// Decodes into `out`, returning the length; `None` when not canonical or too long for `out`.
+pub fn decode_slice(input: &[u8], out: &mut [u8]) -> Option<usize> {
+    ENGINE.decode_slice(input, out).ok()
+}
+
 /// Encodes as unpadded base64url.
 pub fn encode(input: impl AsRef<[u8]>) -> String {
     ENGINE.encode(input)

@@ -18,7 +18,7 @@
 //! )
 //! .unwrap();
 //! let verified = verifier.verify(&token, 1_900_000_000).unwrap();
-//! assert_eq!(verified.claims["sub"], "u1");
+//! assert_eq!(verified.claims()["sub"], "u1");
 //!
 //! let err = verifier.verify(&token, 2_100_000_000).unwrap_err();
 //! assert_eq!(err.reason().as_str(), "expired");

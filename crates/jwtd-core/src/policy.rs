@@ -6,7 +6,9 @@
 
 use crate::alg::Algorithm;
 use crate::error::{Error, Reason};
+use crate::json::{self, Members};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// Default clock-skew allowance, in seconds.
 pub const DEFAULT_LEEWAY: u64 = 30;
@@ -66,9 +68,8 @@ impl ClaimCheck {
         }
     }
 
-    fn check(&self, claims: &Map<String, Value>) -> Result<(), Error> {
+    fn check(&self, found: Option<&Value>) -> Result<(), Error> {
         let name = self.claim();
-        let found = lookup(claims, name);
         let ok = match (self, found) {
             (_, None) => false,
             (ClaimCheck::Equals { value, .. }, Some(v)) => v == value,
@@ -102,7 +103,12 @@ impl ClaimCheck {
 
 /// A value as shown in an error message: JSON, cut short.
 pub(crate) fn shown(v: &Value) -> String {
-    let mut s = v.to_string();
+    shown_raw(&v.to_string())
+}
+
+/// Raw JSON text as shown in an error message, cut short.
+pub(crate) fn shown_raw(raw: &str) -> String {
+    let mut s = raw.to_owned();
     if s.len() > 80 {
         let mut cut = 77;
         while !s.is_char_boundary(cut) {
@@ -141,6 +147,44 @@ pub fn lookup<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Valu
         }
     }
     None
+}
+
+/// Read access to a claims set, one top-level member at a time, as raw JSON text. Implemented
+/// for a parsed [`Map`] and for the verify path's zero-copy member list.
+pub(crate) trait ClaimSet {
+    /// The raw JSON of member `name`.
+    fn raw(&self, name: &str) -> Option<Cow<'_, str>>;
+}
+
+impl ClaimSet for Map<String, Value> {
+    fn raw(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.get(name).map(|v| Cow::Owned(v.to_string()))
+    }
+}
+
+impl ClaimSet for Members<'_> {
+    fn raw(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.get(name).map(|r| Cow::Borrowed(r.get()))
+    }
+}
+
+/// [`lookup`] over a [`ClaimSet`]: parses only the top-level member the path starts in.
+pub(crate) fn lookup_set(set: &dyn ClaimSet, path: &str) -> Option<Value> {
+    let within = |name: &str| -> Option<Value> {
+        let raw = set.raw(name)?;
+        let mut one = Map::new();
+        one.insert(name.to_owned(), json::value(&raw));
+        lookup(&one, path).cloned()
+    };
+    if let Some(pointer) = path.strip_prefix('/') {
+        let first = pointer.split('/').next().unwrap_or_default();
+        return within(&first.replace("~1", "/").replace("~0", "~"));
+    }
+    if let Some(raw) = set.raw(path) {
+        return Some(json::value(&raw));
+    }
+    path.match_indices('.')
+        .find_map(|(i, _)| within(&path[..i]))
 }
 
 /// The validation policy applied after the signature verifies.
@@ -283,12 +327,16 @@ impl Validation {
     /// Applies every claim rule to a verified claims set, at time `now` (seconds since the
     /// Unix epoch).
     pub fn validate_claims(&self, claims: &Map<String, Value>, now: u64) -> Result<(), Error> {
+        self.validate(claims, now)
+    }
+
+    pub(crate) fn validate(&self, claims: &dyn ClaimSet, now: u64) -> Result<(), Error> {
         let now = now as f64;
         let leeway = self.leeway as f64;
-        let exp = numeric_date(claims, "exp")?;
-        let nbf = numeric_date(claims, "nbf")?;
-        let iat = numeric_date(claims, "iat")?;
-        let auth_time = numeric_date(claims, "auth_time")?;
+        let exp = date(claims, "exp")?;
+        let nbf = date(claims, "nbf")?;
+        let iat = date(claims, "iat")?;
+        let auth_time = date(claims, "auth_time")?;
 
         match exp {
             Some(exp) if now >= exp + leeway => {
@@ -298,10 +346,7 @@ impl Validation {
                 ))
             }
             None if self.require_exp => {
-                return Err(Error::new(
-                    Reason::MissingClaim,
-                    "claim \"exp\" is required",
-                ))
+                return Err(Error::new(Reason::MissingClaim, "claim \"exp\" is required"))
             }
             _ => {}
         }
@@ -322,33 +367,25 @@ impl Validation {
             }
         }
         if !self.issuers.is_empty() {
-            match claims.get("iss") {
-                None => {
-                    return Err(Error::new(
-                        Reason::MissingClaim,
-                        "claim \"iss\" is required",
-                    ))
-                }
-                Some(Value::String(iss)) if self.issuers.iter().any(|i| i == iss) => {}
-                Some(other) => {
-                    return Err(Error::new(
-                        Reason::WrongIssuer,
-                        format!(
-                            "expected issuer {}, found {}",
-                            list(&self.issuers),
-                            shown(other)
-                        ),
-                    ))
-                }
+            let raw = claims
+                .raw("iss")
+                .ok_or_else(|| Error::new(Reason::MissingClaim, "claim \"iss\" is required"))?;
+            let ok = json::as_str(&raw).is_some_and(|iss| self.issuers.iter().any(|i| *i == iss));
+            if !ok {
+                return Err(Error::new(
+                    Reason::WrongIssuer,
+                    format!(
+                        "expected issuer {}, found {}",
+                        list(&self.issuers),
+                        shown_raw(&raw)
+                    ),
+                ));
             }
         }
         self.check_audience(claims)?;
         if let Some(max_age) = self.max_age {
             let iat = iat.ok_or_else(|| {
-                Error::new(
-                    Reason::MissingClaim,
-                    "claim \"iat\" is required (max age is set)",
-                )
+                Error::new(Reason::MissingClaim, "claim \"iat\" is required (max age is set)")
             })?;
             if now - iat > max_age as f64 + leeway {
                 return Err(Error::new(
@@ -374,7 +411,7 @@ impl Validation {
             }
         }
         for name in &self.required {
-            if lookup(claims, name).is_none() {
+            if lookup_set(claims, name).is_none() {
                 return Err(Error::new(
                     Reason::MissingClaim,
                     format!("claim {name:?} is required"),
@@ -382,52 +419,39 @@ impl Validation {
             }
         }
         for check in &self.checks {
-            check.check(claims)?;
+            check.check(lookup_set(claims, check.claim()).as_ref())?;
         }
         Ok(())
     }
 
-    fn check_audience(&self, claims: &Map<String, Value>) -> Result<(), Error> {
-        let aud = claims.get("aud");
-        let found: Vec<&str> = match aud {
+    fn check_audience(&self, claims: &dyn ClaimSet) -> Result<(), Error> {
+        let raw = claims.raw("aud");
+        let bad = || Error::malformed("claim \"aud\" must be a string or an array of strings");
+        let found: Vec<Cow<'_, str>> = match raw.as_deref() {
             None => Vec::new(),
-            Some(Value::String(s)) => vec![s.as_str()],
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|v| {
-                    v.as_str().ok_or_else(|| {
-                        Error::malformed("claim \"aud\" must be a string or an array of strings")
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-            Some(_) => {
-                return Err(Error::malformed(
-                    "claim \"aud\" must be a string or an array of strings",
-                ))
-            }
+            Some(r) if r.starts_with('[') => json::as_str_list(r).ok_or_else(bad)?,
+            Some(r) => vec![json::as_str(r).ok_or_else(bad)?],
         };
         if self.any_audience {
             return Ok(());
         }
+        let shown_aud = || shown_raw(raw.as_deref().unwrap_or_default());
         if self.audiences.is_empty() {
-            if aud.is_some() {
+            if raw.is_some() {
                 return Err(Error::new(
                     Reason::WrongAudience,
                     format!(
                         "token is addressed to {}, but no audience is configured to accept it",
-                        shown(aud.expect("some"))
+                        shown_aud()
                     ),
                 ));
             }
             return Ok(());
         }
-        if aud.is_none() {
-            return Err(Error::new(
-                Reason::MissingClaim,
-                "claim \"aud\" is required",
-            ));
+        if raw.is_none() {
+            return Err(Error::new(Reason::MissingClaim, "claim \"aud\" is required"));
         }
-        let has = |a: &String| found.contains(&a.as_str());
+        let has = |a: &String| found.iter().any(|f| f == a);
         let ok = match self.audience_mode {
             AudienceMode::Any => self.audiences.iter().any(has),
             AudienceMode::All => self.audiences.iter().all(has),
@@ -442,10 +466,7 @@ impl Validation {
         };
         Err(Error::new(
             Reason::WrongAudience,
-            format!(
-                "expected audience {want}, found {}",
-                shown(aud.expect("some"))
-            ),
+            format!("expected audience {want}, found {}", shown_aud()),
         ))
     }
 
@@ -486,17 +507,33 @@ fn list(items: &[String]) -> String {
 
 /// Reads a NumericDate claim: absent, or a finite JSON number in `[0, 9999-12-31]`.
 pub fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>, Error> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(Value::Number(n)) => match n.as_f64() {
-            Some(v) if v.is_finite() && (0.0..=MAX_NUMERIC_DATE).contains(&v) => Ok(Some(v)),
-            _ => Err(Error::malformed(format!(
-                "claim {name:?} is not a date in range: {n}"
-            ))),
-        },
-        Some(other) => Err(Error::malformed(format!(
+    date(claims, name)
+}
+
+fn date(claims: &dyn ClaimSet, name: &str) -> Result<Option<f64>, Error> {
+    let Some(raw) = claims.raw(name) else {
+        return Ok(None);
+    };
+    // Fast path: the usual plain integer of seconds.
+    let plain = raw.len() <= 15 && !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit());
+    let value = if plain {
+        raw.parse::<u64>().ok().map(|v| v as f64)
+    } else if matches!(raw.as_bytes().first(), Some(b'-' | b'0'..=b'9')) {
+        serde_json::from_str::<serde_json::Number>(&raw)
+            .ok()
+            .and_then(|n| n.as_f64())
+    } else {
+        None
+    };
+    match value {
+        Some(v) if v.is_finite() && (0.0..=MAX_NUMERIC_DATE).contains(&v) => Ok(Some(v)),
+        Some(_) => Err(Error::malformed(format!(
+            "claim {name:?} is not a date in range: {}",
+            shown_raw(&raw)
+        ))),
+        None => Err(Error::malformed(format!(
             "claim {name:?} must be a number of seconds, found {}",
-            shown(other)
+            shown_raw(&raw)
         ))),
     }
 }

@@ -4,14 +4,18 @@ use crate::alg::Algorithm;
 use crate::error::{Error, Reason};
 use crate::jwk::Jwks;
 use crate::key::{SigningKey, VerifyingKey};
+use crate::json::{self, Members};
 use crate::policy::{self, Validation};
-use crate::{b64, json};
+use crate::b64;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
 /// Without a `kid`, at most this many keys fitting the algorithm are tried; more is refused
 /// rather than letting one token cost dozens of signature checks.
 pub const MAX_KIDLESS_CANDIDATES: usize = 8;
+
+/// Longest signature accepted (an RSA-8192 signature); longer ones cannot verify.
+const MAX_SIGNATURE_LEN: usize = 1024;
 
 /// A parsed JOSE header.
 #[derive(Clone, Debug, PartialEq)]
@@ -24,84 +28,99 @@ pub struct Header {
     pub typ: Option<String>,
     /// Content type.
     pub cty: Option<String>,
-    /// Every header member, as sent.
-    pub raw: Map<String, Value>,
+    /// A member naming a key source inside the token (`jwk`, `jku`, `x5u`, `x5c`), which jwtd
+    /// never uses.
+    embedded_key: Option<&'static str>,
+    /// The header JSON as sent.
+    json: String,
 }
 
 /// Members that name a key source inside the token; jwtd never fetches or trusts them.
 const EMBEDDED_KEY_MEMBERS: [&str; 4] = ["jwk", "jku", "x5u", "x5c"];
 
 impl Header {
-    fn from_json(bytes: &[u8], max_depth: usize) -> Result<Header, Error> {
-        let raw = json::parse_object(bytes, max_depth)
+    fn from_json(bytes: Vec<u8>, max_depth: usize) -> Result<Header, Error> {
+        let json =
+            String::from_utf8(bytes).map_err(|_| Error::malformed("header is not UTF-8"))?;
+        let m = Members::parse(&json, max_depth)
             .map_err(|e| Error::malformed(format!("header is not valid JSON: {e}")))?;
-        let alg = match raw.get("alg") {
-            Some(Value::String(name)) => match Algorithm::from_name(name) {
-                Some(alg) => alg,
-                None if name.eq_ignore_ascii_case("none") => {
-                    return Err(Error::new(
-                        Reason::UnsupportedAlgorithm,
-                        "alg \"none\" (unsigned token) is never accepted",
-                    ))
-                }
-                None => {
-                    return Err(Error::new(
-                        Reason::UnsupportedAlgorithm,
-                        format!("alg {} is not supported", policy::shown(&raw["alg"])),
-                    ))
-                }
-            },
-            Some(_) => return Err(Error::malformed("header \"alg\" must be a string")),
-            None => return Err(Error::malformed("header has no \"alg\"")),
+        let string = |name: &str| -> Result<Option<String>, Error> {
+            match m.get(name) {
+                None => Ok(None),
+                Some(raw) => json::as_str(raw.get())
+                    .map(|s| Some(s.into_owned()))
+                    .ok_or_else(|| Error::malformed(format!("header {name:?} must be a string"))),
+            }
         };
-        if raw.contains_key("enc") {
+        let alg = match m.get("alg") {
+            None => return Err(Error::malformed("header has no \"alg\"")),
+            Some(raw) => {
+                let name = json::as_str(raw.get())
+                    .ok_or_else(|| Error::malformed("header \"alg\" must be a string"))?;
+                match Algorithm::from_name(&name) {
+                    Some(alg) => alg,
+                    None if name.eq_ignore_ascii_case("none") => {
+                        return Err(Error::new(
+                            Reason::UnsupportedAlgorithm,
+                            "alg \"none\" (unsigned token) is never accepted",
+                        ))
+                    }
+                    None => {
+                        return Err(Error::new(
+                            Reason::UnsupportedAlgorithm,
+                            format!("alg {} is not supported", policy::shown_raw(raw.get())),
+                        ))
+                    }
+                }
+            }
+        };
+        if m.contains("enc") {
             return Err(Error::malformed(
                 "header has \"enc\": this is a JWE, and jwtd verifies signed tokens (JWS) only",
             ));
         }
-        if let Some(crit) = raw.get("crit") {
-            return Err(match crit {
+        if let Some(crit) = m.get("crit") {
+            return Err(match json::value(crit.get()) {
                 Value::Array(items) if items.is_empty() => {
                     Error::malformed("header \"crit\" must not be empty")
                 }
                 Value::Array(items) => Error::malformed(format!(
                     "header \"crit\" lists {}, which jwtd does not understand",
-                    policy::shown(&Value::Array(items.clone()))
+                    policy::shown(&Value::Array(items))
                 )),
                 _ => Error::malformed("header \"crit\" must be an array of names"),
             });
         }
-        match raw.get("b64") {
-            None | Some(Value::Bool(true)) => {}
-            Some(Value::Bool(false)) => {
+        match m.get("b64").map(|r| r.get()) {
+            None | Some("true") => {}
+            Some("false") => {
                 return Err(Error::malformed(
                     "unencoded payloads (\"b64\": false, RFC 7797) are not supported",
                 ))
             }
             Some(_) => return Err(Error::malformed("header \"b64\" must be a boolean")),
         }
-        let string = |name: &str| -> Result<Option<String>, Error> {
-            match raw.get(name) {
-                None => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.clone())),
-                Some(_) => Err(Error::malformed(format!(
-                    "header {name:?} must be a string"
-                ))),
-            }
-        };
+        let (kid, typ, cty) = (string("kid")?, string("typ")?, string("cty")?);
+        let embedded_key = EMBEDDED_KEY_MEMBERS.into_iter().find(|n| m.contains(n));
+        drop(m);
         Ok(Header {
             alg,
-            kid: string("kid")?,
-            typ: string("typ")?,
-            cty: string("cty")?,
-            raw,
+            kid,
+            typ,
+            cty,
+            embedded_key,
+            json,
         })
     }
 
-    fn embedded_key_member(&self) -> Option<&'static str> {
-        EMBEDDED_KEY_MEMBERS
-            .into_iter()
-            .find(|m| self.raw.contains_key(*m))
+    /// The header JSON exactly as the token carried it.
+    pub fn json(&self) -> &str {
+        &self.json
+    }
+
+    /// Every header member, parsed.
+    pub fn members(&self) -> Map<String, Value> {
+        serde_json::from_str(&self.json).unwrap_or_default()
     }
 }
 
@@ -120,7 +139,7 @@ fn split(token: &[u8], max_len: usize) -> Result<Parts<'_>, Error> {
             format!("token is {} bytes; the limit is {max_len}", token.len()),
         ));
     }
-    let mut dots = memchr_dots(token);
+    let mut dots = memchr::memchr_iter(b'.', token);
     let (Some(first), Some(second)) = (dots.next(), dots.next()) else {
         return Err(Error::malformed(
             "not a compact JWS: expected three base64url parts separated by dots",
@@ -146,14 +165,6 @@ fn split(token: &[u8], max_len: usize) -> Result<Parts<'_>, Error> {
     })
 }
 
-fn memchr_dots(token: &[u8]) -> impl Iterator<Item = usize> + '_ {
-    token
-        .iter()
-        .enumerate()
-        .filter(|(_, &b)| b == b'.')
-        .map(|(i, _)| i)
-}
-
 fn decode_part(part: &[u8], what: &str) -> Result<Vec<u8>, Error> {
     b64::decode(part).ok_or_else(|| {
         Error::malformed(format!(
@@ -167,8 +178,26 @@ fn decode_part(part: &[u8], what: &str) -> Result<Vec<u8>, Error> {
 pub struct Verified {
     /// The header.
     pub header: Header,
-    /// The claims set.
-    pub claims: Map<String, Value>,
+    claims_json: String,
+}
+
+impl Verified {
+    /// The verified claims set as JSON text, exactly as signed (no re-serialization).
+    pub fn claims_json(&self) -> &str {
+        &self.claims_json
+    }
+
+    /// The verified claims, parsed.
+    pub fn claims(&self) -> Map<String, Value> {
+        serde_json::from_str(&self.claims_json).unwrap_or_default()
+    }
+
+    /// One claim by path (a whole name, a dotted path, or a JSON pointer; see
+    /// [`crate::ClaimCheck`]).
+    pub fn claim(&self, path: &str) -> Option<Value> {
+        let members = Members::parse(&self.claims_json, usize::MAX).ok()?;
+        policy::lookup_set(&members, path)
+    }
 }
 
 /// A token decoded without any verification, for display only. Never trust it.
@@ -186,7 +215,7 @@ pub fn decode_unverified(token: &str) -> Result<Unverified, Error> {
     let token = token.trim().as_bytes();
     let parts = split(token, policy::DEFAULT_MAX_TOKEN_LEN)?;
     let header = Header::from_json(
-        &decode_part(parts.header, "header")?,
+        decode_part(parts.header, "header")?,
         policy::DEFAULT_MAX_JSON_DEPTH,
     )?;
     decode_part(parts.signature, "signature")?;
@@ -274,71 +303,75 @@ impl KeySet {
         (set, skipped)
     }
 
-    /// Picks the keys that may verify a token with this header, pinned-algorithm first.
-    fn candidates(&self, header: &Header) -> Result<Vec<&VerifyingKey>, Error> {
+    /// Finds the keys that may verify a token with this header and tries them, allocating
+    /// nothing. Keys named by the token's `kid` come first; keys configured without a kid (a
+    /// single PEM, a bare secret) match any kid; without a kid, every key pinned to the token's
+    /// algorithm is tried, up to [`MAX_KIDLESS_CANDIDATES`].
+    fn verify_with_any(&self, header: &Header, input: &[u8], sig: &[u8]) -> Result<(), Error> {
+        let alg = header.alg;
+        let bad = || {
+            let mut message = String::from("signature does not verify");
+            if let Some(m) = header.embedded_key {
+                message.push_str(&format!("; header \"{m}\" is never trusted as a key source"));
+            }
+            Error::new(Reason::BadSignature, message)
+        };
+        let try_all = |keys: &mut dyn Iterator<Item = &Arc<VerifyingKey>>| {
+            let mut tried = false;
+            for k in keys {
+                tried = true;
+                if k.verify_signature(input, sig) {
+                    return Some(true);
+                }
+            }
+            tried.then_some(false)
+        };
         if let Some(kid) = header.kid.as_deref() {
-            let named: Vec<&VerifyingKey> = self
-                .keys
-                .iter()
-                .map(|k| &**k)
-                .filter(|k| k.kid() == Some(kid))
-                .collect();
-            if !named.is_empty() {
-                let fit: Vec<&VerifyingKey> = named
-                    .iter()
-                    .copied()
-                    .filter(|k| k.algorithm() == header.alg)
-                    .collect();
-                if fit.is_empty() {
-                    return Err(Error::new(
+            let named = || self.keys.iter().filter(move |k| k.kid() == Some(kid));
+            if let Some(first) = named().next() {
+                return match try_all(&mut named().filter(|k| k.algorithm() == alg)) {
+                    Some(true) => Ok(()),
+                    Some(false) => Err(bad()),
+                    None => Err(Error::new(
                         Reason::AlgorithmNotAllowed,
                         format!(
-                            "key {kid:?} is pinned to {}; the token says {}",
-                            named[0].algorithm(),
-                            header.alg
+                            "key {kid:?} is pinned to {}; the token says {alg}",
+                            first.algorithm()
                         ),
-                    ));
-                }
-                return Ok(fit);
+                    )),
+                };
             }
-            // Keys configured without a kid (a single PEM, a bare secret) match any kid.
-            let anonymous: Vec<&VerifyingKey> = self
+            let mut anonymous = self
                 .keys
                 .iter()
-                .map(|k| &**k)
-                .filter(|k| k.kid().is_none() && k.algorithm() == header.alg)
-                .collect();
-            if anonymous.is_empty() {
-                return Err(Error::new(
+                .filter(|k| k.kid().is_none() && k.algorithm() == alg);
+            return match try_all(&mut anonymous) {
+                Some(true) => Ok(()),
+                Some(false) => Err(bad()),
+                None => Err(Error::new(
                     Reason::UnknownKey,
-                    format!("no {} key with kid {kid:?}", header.alg),
-                ));
-            }
-            return Ok(anonymous);
+                    format!("no {alg} key with kid {kid:?}"),
+                )),
+            };
         }
-        let fit: Vec<&VerifyingKey> = self
-            .keys
-            .iter()
-            .map(|k| &**k)
-            .filter(|k| k.algorithm() == header.alg)
-            .collect();
-        if fit.is_empty() {
-            return Err(Error::new(
-                Reason::UnknownKey,
-                format!("no key is configured for {}", header.alg),
-            ));
-        }
-        if fit.len() > MAX_KIDLESS_CANDIDATES {
+        let fitting = || self.keys.iter().filter(|k| k.algorithm() == alg);
+        let count = fitting().count();
+        if count > MAX_KIDLESS_CANDIDATES {
             return Err(Error::new(
                 Reason::UnknownKey,
                 format!(
-                    "token has no kid and {} {} keys fit; refusing to try more than {MAX_KIDLESS_CANDIDATES}",
-                    fit.len(),
-                    header.alg
+                    "token has no kid and {count} {alg} keys fit; refusing to try more than {MAX_KIDLESS_CANDIDATES}"
                 ),
             ));
         }
-        Ok(fit)
+        match try_all(&mut fitting()) {
+            Some(true) => Ok(()),
+            Some(false) => Err(bad()),
+            None => Err(Error::new(
+                Reason::UnknownKey,
+                format!("no key is configured for {alg}"),
+            )),
+        }
     }
 }
 
@@ -386,10 +419,16 @@ impl Verifier {
     pub fn verify(&self, token: &str, now: u64) -> Result<Verified, Error> {
         let (header, payload) = self.verify_jws(token.as_bytes())?;
         self.validation.check_typ(header.typ.as_deref())?;
-        let claims = json::parse_object(&payload, self.validation.max_json_depth)
+        let claims_json = String::from_utf8(payload)
+            .map_err(|_| Error::malformed("claims are not a valid JSON object: not UTF-8"))?;
+        let members = Members::parse(&claims_json, self.validation.max_json_depth)
             .map_err(|e| Error::malformed(format!("claims are not a valid JSON object: {e}")))?;
-        self.validation.validate_claims(&claims, now)?;
-        Ok(Verified { header, claims })
+        self.validation.validate(&members, now)?;
+        drop(members);
+        Ok(Verified {
+            header,
+            claims_json,
+        })
     }
 
     /// Verifies with the system clock.
@@ -403,7 +442,7 @@ impl Verifier {
     pub fn verify_jws(&self, token: &[u8]) -> Result<(Header, Vec<u8>), Error> {
         let parts = split(token, self.validation.max_token_len)?;
         let header = Header::from_json(
-            &decode_part(parts.header, "header")?,
+            decode_part(parts.header, "header")?,
             self.validation.max_json_depth,
         )?;
         if !self.validation.algorithms.contains(&header.alg) {
@@ -421,20 +460,20 @@ impl Verifier {
                 ),
             ));
         }
-        let candidates = self.keys.candidates(&header)?;
-        let signature = decode_part(parts.signature, "signature")?;
-        let ok = candidates
-            .iter()
-            .any(|k| k.verify_signature(parts.signing_input, &signature));
-        if !ok {
-            let mut message = String::from("signature does not verify");
-            if let Some(m) = header.embedded_key_member() {
-                message.push_str(&format!(
-                    "; header \"{m}\" is never trusted as a key source"
-                ));
-            }
-            return Err(Error::new(Reason::BadSignature, message));
+        if parts.signature.len() > MAX_SIGNATURE_LEN / 3 * 4 + 4 {
+            return Err(Error::new(
+                Reason::BadSignature,
+                format!("signature is longer than {MAX_SIGNATURE_LEN} bytes"),
+            ));
         }
+        let mut buf = [0u8; MAX_SIGNATURE_LEN];
+        let len = b64::decode_slice(parts.signature, &mut buf).ok_or_else(|| {
+            Error::malformed(
+                "signature is not canonical base64url (no padding, no '+' or '/', no whitespace)",
+            )
+        })?;
+        self.keys
+            .verify_with_any(&header, parts.signing_input, &buf[..len])?;
         let payload = decode_part(parts.payload, "payload")?;
         Ok((header, payload))
     }

@@ -445,7 +445,7 @@ case!(unknown_kid, no(UnknownKey), |f| with_header(
     &f.es,
     json!({"alg":"ES256","kid":"nope"})
 ));
-case!(no_key_for_alg, no(UnknownKey), |f| {
+case!(no_key_for_alg, no(UnknownKey), |_f| {
     let k = SigningKey::generate(Algorithm::ES384).unwrap();
     raw(&k, r#"{"alg":"ES384"}"#, &claims().to_string())
 });

@@ -52,7 +52,7 @@ proptest! {
         let c = claims(&sub, &extra, n);
         let token = jwtd_core::sign(key, &c, None).unwrap();
         let verified = verifier(key).verify(&token, NOW).unwrap();
-        prop_assert_eq!(verified.claims, c);
+        prop_assert_eq!(verified.claims(), c);
         prop_assert_eq!(verified.header.alg, key.algorithm());
     }
 

@@ -50,7 +50,7 @@ fn decode(a: DecodeArgs) -> Result<()> {
     let t = jwtd_core::decode_unverified(&token).map_err(Failure::Rejected)?;
     eprintln!("jwtd: WARNING: decoded only; the signature and claims were NOT verified");
     let mut out = Map::new();
-    out.insert("header".into(), Value::Object(t.header.raw.clone()));
+    out.insert("header".into(), Value::Object(t.header.members()));
     match &t.claims {
         Ok(claims) => {
             out.insert("claims".into(), Value::Object(claims.clone()));
@@ -257,7 +257,7 @@ fn verify(a: VerifyArgs) -> Result<()> {
     let verifier = Verifier::new(keys, v).map_err(|e| Failure::Usage(e.to_string()))?;
     let now = a.now.unwrap_or_else(jwtd_core::unix_now);
     let verified = verifier.verify(&token, now).map_err(Failure::Rejected)?;
-    print_json(&Value::Object(verified.claims));
+    print_json(&Value::Object(verified.claims()));
     Ok(())
 }
 

@@ -1,0 +1,160 @@
+//! `jwtd-bench`: stable, same-run comparisons of verify cost.
+//!
+//! - `jwtd-bench instructions [ALG...]`: instructions per verify under valgrind's callgrind
+//!   (repeatable on a noisy machine) for the raw aws-lc-rs primitive, jwtd-core and
+//!   jsonwebtoken, with ratios. Needs `valgrind` on PATH.
+//! - `jwtd-bench wallclock [ALG...]`: nanoseconds per verify, median of 7 rounds, same three.
+//! - `jwtd-bench run ALG IMPL N`: the measured loop itself (what callgrind runs).
+
+use jwtd_bench::{Fixture, ALGS};
+use jwtd_core::Algorithm;
+use std::hint::black_box;
+use std::process::Command;
+use std::time::Instant;
+
+const IMPLS: [&str; 3] = ["raw", "jwtd", "jsonwebtoken"];
+
+#[inline(never)]
+fn measured_loop(f: &Fixture, which: &str, n: u64) -> u64 {
+    let mut ok = 0;
+    for _ in 0..n {
+        let r = match which {
+            "raw" => f.run_raw(),
+            "jwtd" => f.run_jwtd(),
+            _ => f.run_jsonwebtoken().unwrap_or(false),
+        };
+        ok += black_box(r) as u64;
+    }
+    ok
+}
+
+fn algs(args: &[String]) -> Vec<Algorithm> {
+    if args.is_empty() {
+        ALGS.to_vec()
+    } else {
+        args.iter()
+            .map(|a| a.parse().unwrap_or_else(|e| panic!("{e}")))
+            .collect()
+    }
+}
+
+fn callgrind(alg: Algorithm, which: &str, n: u64) -> Option<f64> {
+    let exe = std::env::current_exe().ok()?;
+    let out = std::env::temp_dir().join(format!("jwtd-cg-{}-{alg}-{which}.out", std::process::id()));
+    let status = Command::new("valgrind")
+        .args([
+            "--tool=callgrind",
+            "--toggle-collect=*measured_loop*",
+            &format!("--callgrind-out-file={}", out.display()),
+        ])
+        .arg(&exe)
+        .args(["run", alg.as_str(), which, &n.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("valgrind runs (apt-get install valgrind)");
+    assert!(status.success(), "callgrind run failed for {alg} {which}");
+    let text = std::fs::read_to_string(&out).ok()?;
+    let _ = std::fs::remove_file(&out);
+    let total: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("totals:").or_else(|| l.strip_prefix("summary:")))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())?;
+    Some(total / n as f64)
+}
+
+fn fmt(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.0}")).unwrap_or_else(|| "n/a".into())
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.3}x", a / b),
+        _ => "n/a".into(),
+    }
+}
+
+fn table(title: &str, unit: &str, rows: Vec<(Algorithm, [Option<f64>; 3])>) {
+    println!("{title}");
+    println!(
+        "| alg | raw aws-lc-rs ({unit}) | jwtd ({unit}) | jsonwebtoken ({unit}) | jwtd / raw | jsonwebtoken / jwtd |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (alg, [raw, jwtd, jwt]) in rows {
+        println!(
+            "| {alg} | {} | {} | {} | {} | {} |",
+            fmt(raw),
+            fmt(jwtd),
+            fmt(jwt),
+            ratio(jwtd, raw),
+            ratio(jwt, jwtd)
+        );
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("run") => {
+            let alg: Algorithm = args[1].parse().expect("algorithm");
+            let n: u64 = args[3].parse().expect("count");
+            let f = Fixture::new(alg);
+            let ok = measured_loop(&f, &args[2], n);
+            if args[2] != "jsonwebtoken" || f.jsonwebtoken.is_some() {
+                assert_eq!(ok, n, "every verification succeeds");
+            }
+        }
+        Some("instructions") => {
+            let mut rows = Vec::new();
+            for alg in algs(&args[1..]) {
+                let f = Fixture::new(alg); // warms the key cache outside valgrind
+                let n = match alg.family() {
+                    jwtd_core::Family::Hmac => 2000,
+                    _ => 100,
+                };
+                let mut r = [None; 3];
+                for (i, which) in IMPLS.iter().enumerate() {
+                    if *which == "jsonwebtoken" && f.jsonwebtoken.is_none() {
+                        continue;
+                    }
+                    r[i] = callgrind(alg, which, n);
+                }
+                eprintln!("measured {alg}");
+                rows.push((alg, r));
+            }
+            table("Instructions per verify (callgrind, Ir)", "Ir", rows);
+        }
+        Some("wallclock") => {
+            let mut rows = Vec::new();
+            for alg in algs(&args[1..]) {
+                let f = Fixture::new(alg);
+                let n: u64 = match alg.family() {
+                    jwtd_core::Family::Hmac => 20_000,
+                    _ => 400,
+                };
+                let mut r = [None; 3];
+                for (i, which) in IMPLS.iter().enumerate() {
+                    if *which == "jsonwebtoken" && f.jsonwebtoken.is_none() {
+                        continue;
+                    }
+                    let mut samples: Vec<f64> = (0..7)
+                        .map(|_| {
+                            let t = Instant::now();
+                            measured_loop(&f, which, n);
+                            t.elapsed().as_nanos() as f64 / n as f64
+                        })
+                        .collect();
+                    samples.sort_by(f64::total_cmp);
+                    r[i] = Some(samples[3]);
+                }
+                rows.push((alg, r));
+            }
+            table("Nanoseconds per verify (median of 7 rounds)", "ns", rows);
+        }
+        _ => {
+            eprintln!("usage: jwtd-bench instructions|wallclock [ALG...] | run ALG raw|jwtd|jsonwebtoken N");
+            std::process::exit(2);
+        }
+    }
+}
