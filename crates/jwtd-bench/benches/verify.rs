@@ -9,7 +9,9 @@ fn verify(c: &mut Criterion) {
     for alg in ALGS {
         let f = Fixture::new(alg);
         let mut g = c.benchmark_group(format!("verify/{alg}"));
-        g.bench_function("raw-aws-lc-rs", |b| b.iter(|| assert!(black_box(&f).run_raw())));
+        g.bench_function("raw-aws-lc-rs", |b| {
+            b.iter(|| assert!(black_box(&f).run_raw()))
+        });
         g.bench_function("jwtd", |b| b.iter(|| assert!(black_box(&f).run_jwtd())));
         if f.jsonwebtoken.is_some() {
             g.bench_function("jsonwebtoken", |b| {

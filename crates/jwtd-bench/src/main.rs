@@ -40,7 +40,8 @@ fn algs(args: &[String]) -> Vec<Algorithm> {
 
 fn callgrind(alg: Algorithm, which: &str, n: u64) -> Option<f64> {
     let exe = std::env::current_exe().ok()?;
-    let out = std::env::temp_dir().join(format!("jwtd-cg-{}-{alg}-{which}.out", std::process::id()));
+    let out =
+        std::env::temp_dir().join(format!("jwtd-cg-{}-{alg}-{which}.out", std::process::id()));
     let status = Command::new("valgrind")
         .args([
             "--tool=callgrind",
@@ -58,7 +59,10 @@ fn callgrind(alg: Algorithm, which: &str, n: u64) -> Option<f64> {
     let _ = std::fs::remove_file(&out);
     let total: f64 = text
         .lines()
-        .find_map(|l| l.strip_prefix("totals:").or_else(|| l.strip_prefix("summary:")))
+        .find_map(|l| {
+            l.strip_prefix("totals:")
+                .or_else(|| l.strip_prefix("summary:"))
+        })
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())?;
     Some(total / n as f64)

@@ -210,7 +210,7 @@ fn ecdsa_scalars_in_range(curve: Curve, sig: &[u8]) -> bool {
 }
 
 enum Verifier {
-    Hmac(hmac::Key),
+    Hmac(Box<hmac::Key>),
     Public(ParsedPublicKey, Public),
 }
 
@@ -250,7 +250,7 @@ impl VerifyingKey {
         Ok(VerifyingKey {
             kid,
             alg,
-            inner: Verifier::Hmac(hmac::Key::new(h, secret)),
+            inner: Verifier::Hmac(Box::new(hmac::Key::new(h, secret))),
         })
     }
 
@@ -595,7 +595,7 @@ fn ec_public_from_point(curve: Curve, point: &[u8]) -> Result<Public, KeyError> 
 }
 
 enum Signer {
-    Hmac(hmac::Key, Zeroizing<Vec<u8>>),
+    Hmac(Box<hmac::Key>, Zeroizing<Vec<u8>>),
     Rsa(rsa::KeyPair),
     Ecdsa(EcdsaKeyPair, Curve),
     Ed25519(Ed25519KeyPair),
@@ -679,7 +679,10 @@ impl SigningKey {
         Ok(SigningKey {
             kid,
             alg,
-            signer: Signer::Hmac(hmac::Key::new(h, secret), Zeroizing::new(secret.to_vec())),
+            signer: Signer::Hmac(
+                Box::new(hmac::Key::new(h, secret)),
+                Zeroizing::new(secret.to_vec()),
+            ),
         })
     }
 

@@ -86,7 +86,7 @@ impl ClaimCheck {
             return Ok(());
         }
         let expected = match self {
-            ClaimCheck::Equals { value, .. } => format!("{}", shown(value)),
+            ClaimCheck::Equals { value, .. } => shown(value),
             ClaimCheck::OneOf { values, .. } => format!(
                 "one of [{}]",
                 values.iter().map(shown).collect::<Vec<_>>().join(", ")
@@ -346,7 +346,10 @@ impl Validation {
                 ))
             }
             None if self.require_exp => {
-                return Err(Error::new(Reason::MissingClaim, "claim \"exp\" is required"))
+                return Err(Error::new(
+                    Reason::MissingClaim,
+                    "claim \"exp\" is required",
+                ))
             }
             _ => {}
         }
@@ -385,7 +388,10 @@ impl Validation {
         self.check_audience(claims)?;
         if let Some(max_age) = self.max_age {
             let iat = iat.ok_or_else(|| {
-                Error::new(Reason::MissingClaim, "claim \"iat\" is required (max age is set)")
+                Error::new(
+                    Reason::MissingClaim,
+                    "claim \"iat\" is required (max age is set)",
+                )
             })?;
             if now - iat > max_age as f64 + leeway {
                 return Err(Error::new(
@@ -449,7 +455,10 @@ impl Validation {
             return Ok(());
         }
         if raw.is_none() {
-            return Err(Error::new(Reason::MissingClaim, "claim \"aud\" is required"));
+            return Err(Error::new(
+                Reason::MissingClaim,
+                "claim \"aud\" is required",
+            ));
         }
         let has = |a: &String| found.iter().any(|f| f == a);
         let ok = match self.audience_mode {

@@ -1,12 +1,12 @@
 //! Compact JWS parsing, key selection, verification and signing.
 
 use crate::alg::Algorithm;
+use crate::b64;
 use crate::error::{Error, Reason};
+use crate::json::{self, Members};
 use crate::jwk::Jwks;
 use crate::key::{SigningKey, VerifyingKey};
-use crate::json::{self, Members};
 use crate::policy::{self, Validation};
-use crate::b64;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -40,8 +40,7 @@ const EMBEDDED_KEY_MEMBERS: [&str; 4] = ["jwk", "jku", "x5u", "x5c"];
 
 impl Header {
     fn from_json(bytes: Vec<u8>, max_depth: usize) -> Result<Header, Error> {
-        let json =
-            String::from_utf8(bytes).map_err(|_| Error::malformed("header is not UTF-8"))?;
+        let json = String::from_utf8(bytes).map_err(|_| Error::malformed("header is not UTF-8"))?;
         let m = Members::parse(&json, max_depth)
             .map_err(|e| Error::malformed(format!("header is not valid JSON: {e}")))?;
         let string = |name: &str| -> Result<Option<String>, Error> {
@@ -312,7 +311,9 @@ impl KeySet {
         let bad = || {
             let mut message = String::from("signature does not verify");
             if let Some(m) = header.embedded_key {
-                message.push_str(&format!("; header \"{m}\" is never trusted as a key source"));
+                message.push_str(&format!(
+                    "; header \"{m}\" is never trusted as a key source"
+                ));
             }
             Error::new(Reason::BadSignature, message)
         };

@@ -35,10 +35,39 @@ fn stderr_json(o: &Output) -> serde_json::Value {
 
 /// keygen + sign for `alg` in `dir`, returning the token.
 fn setup(dir: &Path, alg: &str) -> String {
-    let o = run(&["keygen", "--alg", alg, "--out", "k.pem", "--public-out", "jwks.json"], dir);
+    let o = run(
+        &[
+            "keygen",
+            "--alg",
+            alg,
+            "--out",
+            "k.pem",
+            "--public-out",
+            "jwks.json",
+        ],
+        dir,
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = run(
-        &["sign", "--key", "k.pem", "--alg", alg, "--iss", "https://id.example", "--aud", "api", "--sub", "alice", "--ttl", "10m", "--claim", "scope=openid email", "--claim", "admin=true"],
+        &[
+            "sign",
+            "--key",
+            "k.pem",
+            "--alg",
+            alg,
+            "--iss",
+            "https://id.example",
+            "--aud",
+            "api",
+            "--sub",
+            "alice",
+            "--ttl",
+            "10m",
+            "--claim",
+            "scope=openid email",
+            "--claim",
+            "admin=true",
+        ],
         dir,
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -50,13 +79,36 @@ fn keygen_sign_verify_round_trip_for_each_family() {
     for alg in ["ES256", "RS256", "EdDSA", "PS256", "ES256K"] {
         let dir = tmp(&format!("rt-{alg}"));
         let token = setup(&dir, alg);
-        let mode = std::fs::metadata(dir.join("k.pem")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.join("k.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "private key file mode");
         let o = run(
-            &["verify", &token, "--jwks", "jwks.json", "--alg", alg, "--iss", "https://id.example", "--aud", "api", "--claim-contains", "scope=email", "--claim", "admin=true"],
+            &[
+                "verify",
+                &token,
+                "--jwks",
+                "jwks.json",
+                "--alg",
+                alg,
+                "--iss",
+                "https://id.example",
+                "--aud",
+                "api",
+                "--claim-contains",
+                "scope=email",
+                "--claim",
+                "admin=true",
+            ],
             &dir,
         );
-        assert_eq!(o.status.code(), Some(0), "{alg}: {}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{alg}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let claims: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
         assert_eq!(claims["sub"], "alice");
         assert_eq!(claims["admin"], true);
@@ -74,14 +126,41 @@ fn rejected_token_exits_1_with_reason_on_stderr() {
     let token = setup(&dir, "ES256");
     let cases: &[(&[&str], &str, &str)] = &[
         (&["--aud", "other"], "wrong_audience", "invalid_token"),
-        (&["--aud", "api", "--iss", "https://evil.example"], "wrong_issuer", "invalid_token"),
-        (&["--aud", "api", "--claim-contains", "scope=payments"], "claim_mismatch", "insufficient_scope"),
-        (&["--aud", "api", "--now", "4000000000"], "expired", "invalid_token"),
-        (&["--aud", "api", "--typ", "at+jwt"], "wrong_type", "invalid_token"),
-        (&["--aud", "api", "--require", "email"], "missing_claim", "invalid_token"),
+        (
+            &["--aud", "api", "--iss", "https://evil.example"],
+            "wrong_issuer",
+            "invalid_token",
+        ),
+        (
+            &["--aud", "api", "--claim-contains", "scope=payments"],
+            "claim_mismatch",
+            "insufficient_scope",
+        ),
+        (
+            &["--aud", "api", "--now", "4000000000"],
+            "expired",
+            "invalid_token",
+        ),
+        (
+            &["--aud", "api", "--typ", "at+jwt"],
+            "wrong_type",
+            "invalid_token",
+        ),
+        (
+            &["--aud", "api", "--require", "email"],
+            "missing_claim",
+            "invalid_token",
+        ),
     ];
     for (extra, reason, error) in cases {
-        let mut args = vec!["verify", token.as_str(), "--jwks", "jwks.json", "--alg", "ES256"];
+        let mut args = vec![
+            "verify",
+            token.as_str(),
+            "--jwks",
+            "jwks.json",
+            "--alg",
+            "ES256",
+        ];
         args.extend_from_slice(extra);
         let o = run(&args, &dir);
         assert_eq!(o.status.code(), Some(1), "{extra:?}");
@@ -97,10 +176,25 @@ fn rejected_token_exits_1_with_reason_on_stderr() {
     // A tampered token.
     let mut bad = token.clone();
     bad.push('A');
-    let o = run(&["verify", &bad, "--jwks", "jwks.json", "--alg", "ES256", "--aud", "api"], &dir);
+    let o = run(
+        &[
+            "verify",
+            &bad,
+            "--jwks",
+            "jwks.json",
+            "--alg",
+            "ES256",
+            "--aud",
+            "api",
+        ],
+        &dir,
+    );
     assert_eq!(o.status.code(), Some(1));
     let reason = stderr_json(&o)["reason"].as_str().unwrap().to_owned();
-    assert!(reason == "malformed" || reason == "bad_signature", "{reason}");
+    assert!(
+        reason == "malformed" || reason == "bad_signature",
+        "{reason}"
+    );
 }
 
 #[test]
@@ -109,17 +203,30 @@ fn usage_and_key_errors_exit_2() {
     let token = setup(&dir, "ES256");
     std::fs::write(dir.join("garbage.pem"), "not a key").unwrap();
     let cases: &[&[&str]] = &[
-        &["verify", &token, "--jwks", "jwks.json"],                       // no --alg
-        &["verify", &token, "--alg", "ES256"],                            // no key source
-        &["verify", &token, "--key", "garbage.pem", "--alg", "ES256"],     // bad key file
-        &["verify", &token, "--key", "missing.pem", "--alg", "ES256"],     // unreadable
-        &["verify", &token, "--jwks", "jwks.json", "--alg", "none"],       // none never parses
-        &["verify", &token, "--jwks", "jwks.json", "--alg", "ES256", "--bogus"],
-        &["keygen", "--alg", "ES256", "--out", "k.pem"],                   // exists, no --force
+        &["verify", &token, "--jwks", "jwks.json"], // no --alg
+        &["verify", &token, "--alg", "ES256"],      // no key source
+        &["verify", &token, "--key", "garbage.pem", "--alg", "ES256"], // bad key file
+        &["verify", &token, "--key", "missing.pem", "--alg", "ES256"], // unreadable
+        &["verify", &token, "--jwks", "jwks.json", "--alg", "none"], // none never parses
+        &[
+            "verify",
+            &token,
+            "--jwks",
+            "jwks.json",
+            "--alg",
+            "ES256",
+            "--bogus",
+        ],
+        &["keygen", "--alg", "ES256", "--out", "k.pem"], // exists, no --force
     ];
     for args in cases {
         let o = run(args, &dir);
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
 }
 
@@ -129,16 +236,55 @@ fn hmac_secret_from_env_and_file() {
     let secret = "0123456789abcdef0123456789abcdef";
     std::fs::write(dir.join("secret"), format!("{secret}\n")).unwrap();
     let o = jwtd()
-        .args(["sign", "--secret-env", "APP_SECRET", "--alg", "HS256", "--claim", "client_id=key-1", "--ttl", "24h"])
+        .args([
+            "sign",
+            "--secret-env",
+            "APP_SECRET",
+            "--alg",
+            "HS256",
+            "--claim",
+            "client_id=key-1",
+            "--ttl",
+            "24h",
+        ])
         .env("APP_SECRET", secret)
         .current_dir(&dir)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let token = stdout(&o).trim().to_owned();
-    let ok = run(&["verify", &token, "--secret-file", "secret", "--alg", "HS256", "--claim", "client_id=key-1"], &dir);
-    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
-    let wrong = run(&["verify", &token, "--secret-file", "secret", "--alg", "HS256", "--claim", "client_id=key-2"], &dir);
+    let ok = run(
+        &[
+            "verify",
+            &token,
+            "--secret-file",
+            "secret",
+            "--alg",
+            "HS256",
+            "--claim",
+            "client_id=key-1",
+        ],
+        &dir,
+    );
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let wrong = run(
+        &[
+            "verify",
+            &token,
+            "--secret-file",
+            "secret",
+            "--alg",
+            "HS256",
+            "--claim",
+            "client_id=key-2",
+        ],
+        &dir,
+    );
     assert_eq!(wrong.status.code(), Some(1));
     assert_eq!(stderr_json(&wrong)["reason"], "claim_mismatch");
     // A short secret is refused as weak, before anything is signed.
@@ -182,10 +328,18 @@ fn decode_warns_and_shows_dates() {
 #[test]
 fn jwks_from_pems_and_rsa_needs_alg() {
     let dir = tmp("jwks");
-    assert!(run(&["keygen", "--alg", "RS256", "--out", "rsa.pem"], &dir).status.success());
-    assert!(run(&["keygen", "--alg", "ES384", "--out", "ec.pem"], &dir).status.success());
+    assert!(run(&["keygen", "--alg", "RS256", "--out", "rsa.pem"], &dir)
+        .status
+        .success());
+    assert!(run(&["keygen", "--alg", "ES384", "--out", "ec.pem"], &dir)
+        .status
+        .success());
     let o = run(&["jwks", "rsa.pem", "ec.pem"], &dir);
-    assert_eq!(o.status.code(), Some(2), "RSA key without --alg is ambiguous");
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "RSA key without --alg is ambiguous"
+    );
     let o = run(&["jwks", "--alg", "PS256", "rsa.pem", "ec.pem"], &dir);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
@@ -194,7 +348,11 @@ fn jwks_from_pems_and_rsa_needs_alg() {
     assert_eq!(keys[1]["alg"], "ES384");
     for k in keys {
         assert!(k.get("d").is_none(), "no private member is exported");
-        assert_eq!(k["kid"].as_str().unwrap().len(), 43, "RFC 7638 thumbprint kid");
+        assert_eq!(
+            k["kid"].as_str().unwrap().len(),
+            43,
+            "RFC 7638 thumbprint kid"
+        );
     }
 }
 
@@ -203,6 +361,9 @@ fn every_command_has_help_with_examples() {
     for cmd in ["decode", "verify", "sign", "keygen", "jwks"] {
         let o = jwtd().args([cmd, "--help"]).output().unwrap();
         assert!(o.status.success());
-        assert!(stdout(&o).contains("Examples:"), "{cmd} --help has examples");
+        assert!(
+            stdout(&o).contains("Examples:"),
+            "{cmd} --help has examples"
+        );
     }
 }
