@@ -46,6 +46,9 @@ pub enum Reason {
     TokenTooLarge,
     /// A key is too weak to be used (short RSA modulus, short HMAC secret).
     WeakKey,
+    /// The issuer's keys could not be fetched (remote key sources: never fetched yet, or the
+    /// last good set is older than the stale-if-error limit).
+    KeyFetchFailed,
 }
 
 /// The RFC 6750 section 3.1 error code a [`Reason`] maps to.
@@ -69,7 +72,7 @@ impl BearerError {
 
 impl Reason {
     /// Every reason, in declaration order.
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::Malformed,
         Reason::UnsupportedAlgorithm,
         Reason::AlgorithmNotAllowed,
@@ -86,6 +89,7 @@ impl Reason {
         Reason::TooOld,
         Reason::TokenTooLarge,
         Reason::WeakKey,
+        Reason::KeyFetchFailed,
     ];
 
     /// The stable reason code, e.g. `bad_signature`.
@@ -107,6 +111,7 @@ impl Reason {
             Reason::TooOld => "too_old",
             Reason::TokenTooLarge => "token_too_large",
             Reason::WeakKey => "weak_key",
+            Reason::KeyFetchFailed => "key_fetch_failed",
         }
     }
 

@@ -208,6 +208,16 @@ pub struct Unverified {
     pub claims: Result<Map<String, Value>, String>,
 }
 
+/// Reads only a token's header, without verifying anything (for key lookup by `kid` before
+/// verification, e.g. to decide whether a key set must be refreshed).
+pub fn peek_header(token: &str) -> Result<Header, Error> {
+    let parts = split(token.as_bytes(), policy::DEFAULT_MAX_TOKEN_LEN)?;
+    Header::from_json(
+        decode_part(parts.header, "header")?,
+        policy::DEFAULT_MAX_JSON_DEPTH,
+    )
+}
+
 /// Decodes a token without verifying anything, applying the same parsing rules as
 /// verification (size, base64url, strict JSON). For display and debugging only.
 pub fn decode_unverified(token: &str) -> Result<Unverified, Error> {
@@ -267,7 +277,8 @@ impl KeySet {
         self.keys.is_empty()
     }
 
-    /// Imports the usable keys of a JWKS. A key without `alg` is bound to the one allowed
+    /// Imports the usable keys of a JWKS: keys for an algorithm outside `allowed` are skipped,
+    /// since they could never verify a token. A key without `alg` is bound to the one allowed
     /// algorithm its type fits (EC and OKP: its curve's); when several fit it is skipped as
     /// ambiguous. Keys that cannot be used (encryption keys, unknown types, weak keys) are
     /// returned as [`SkippedKey`]s with the reason, never silently dropped.
@@ -293,6 +304,13 @@ impl KeySet {
                         None
                     };
                     VerifyingKey::from_jwk(&jwk, fallback).map_err(|e| e.to_string())
+                })
+                .and_then(|key| {
+                    if allowed.contains(&key.algorithm()) {
+                        Ok(key)
+                    } else {
+                        Err(format!("{} is not an allowed algorithm", key.algorithm()))
+                    }
                 });
             match result {
                 Ok(key) => set.push(key),
@@ -418,18 +436,7 @@ impl Verifier {
     /// key, signature, then every claim rule. Nothing in the payload is parsed before the
     /// signature verifies.
     pub fn verify(&self, token: &str, now: u64) -> Result<Verified, Error> {
-        let (header, payload) = self.verify_jws(token.as_bytes())?;
-        self.validation.check_typ(header.typ.as_deref())?;
-        let claims_json = String::from_utf8(payload)
-            .map_err(|_| Error::malformed("claims are not a valid JSON object: not UTF-8"))?;
-        let members = Members::parse(&claims_json, self.validation.max_json_depth)
-            .map_err(|e| Error::malformed(format!("claims are not a valid JSON object: {e}")))?;
-        self.validation.validate(&members, now)?;
-        drop(members);
-        Ok(Verified {
-            header,
-            claims_json,
-        })
+        verify(&self.keys, &self.validation, token, now)
     }
 
     /// Verifies with the system clock.
@@ -441,18 +448,56 @@ impl Verifier {
     /// ("raw-JWS mode", for payloads that are not JWT claims). Algorithm and key rules apply;
     /// no claim rule does.
     pub fn verify_jws(&self, token: &[u8]) -> Result<(Header, Vec<u8>), Error> {
-        let parts = split(token, self.validation.max_token_len)?;
+        verify_jws(&self.keys, &self.validation, token)
+    }
+}
+
+/// Verifies `token` against `keys` under `validation` at `now`: what [`Verifier::verify`] does,
+/// for callers whose key set changes over time (remote keys) and who keep it themselves.
+pub fn verify(
+    keys: &KeySet,
+    validation: &Validation,
+    token: &str,
+    now: u64,
+) -> Result<Verified, Error> {
+    if validation.algorithms.is_empty() {
+        return Err(Error::new(
+            Reason::AlgorithmNotAllowed,
+            "no algorithm is allowed: name the algorithms your issuer uses",
+        ));
+    }
+    let (header, payload) = verify_jws(keys, validation, token.as_bytes())?;
+    validation.check_typ(header.typ.as_deref())?;
+    let claims_json = String::from_utf8(payload)
+        .map_err(|_| Error::malformed("claims are not a valid JSON object: not UTF-8"))?;
+    let members = Members::parse(&claims_json, validation.max_json_depth)
+        .map_err(|e| Error::malformed(format!("claims are not a valid JSON object: {e}")))?;
+    validation.validate(&members, now)?;
+    drop(members);
+    Ok(Verified {
+        header,
+        claims_json,
+    })
+}
+
+fn verify_jws(
+    keys: &KeySet,
+    validation: &Validation,
+    token: &[u8],
+) -> Result<(Header, Vec<u8>), Error> {
+    {
+        let parts = split(token, validation.max_token_len)?;
         let header = Header::from_json(
             decode_part(parts.header, "header")?,
-            self.validation.max_json_depth,
+            validation.max_json_depth,
         )?;
-        if !self.validation.algorithms.contains(&header.alg) {
+        if !validation.algorithms.contains(&header.alg) {
             return Err(Error::new(
                 Reason::AlgorithmNotAllowed,
                 format!(
                     "alg {} is not allowed (allowed: {})",
                     header.alg,
-                    self.validation
+                    validation
                         .algorithms
                         .iter()
                         .map(|a| a.as_str())
@@ -473,8 +518,7 @@ impl Verifier {
                 "signature is not canonical base64url (no padding, no '+' or '/', no whitespace)",
             )
         })?;
-        self.keys
-            .verify_with_any(&header, parts.signing_input, &buf[..len])?;
+        keys.verify_with_any(&header, parts.signing_input, &buf[..len])?;
         let payload = decode_part(parts.payload, "payload")?;
         Ok((header, payload))
     }

@@ -37,8 +37,9 @@ exit 2 for usage or key errors.\n\n\
 Examples:\n  jwtd verify \"$TOKEN\" --jwks jwks.json --alg RS256 --iss https://id.example/ --aud https://api.example\n  \
 jwtd verify \"$TOKEN\" --secret-env APP_SECRET --alg HS256 --claim client_id=my-api-key --any-aud\n  \
 jwtd verify \"$TOKEN\" --key public.pem --alg ES256 --aud example.com --max-auth-age 300\n  \
+jwtd verify \"$TOKEN\" --discovery https://tenant.example/ --alg RS256 --iss https://tenant.example/ --aud https://api.example\n  \
 jwtd verify \"$TOKEN\" --jwks wallet.json --alg RS256 --aud partner-42 --claim-contains scope=payments")]
-    Verify(VerifyArgs),
+    Verify(Box<VerifyArgs>),
     /// Sign a new token with a private key or secret; print it.
     #[command(
         after_help = "Examples:\n  jwtd sign --key signing.pem --iss https://id.example --sub alice --aud api --ttl 10m\n  \
@@ -84,6 +85,27 @@ pub struct KeySource {
     /// An environment variable holding an HMAC secret.
     #[arg(long, value_name = "VAR")]
     pub secret_env: Option<String>,
+    /// Fetch the keys from this JWKS URL (HTTPS, or HTTP to loopback).
+    #[arg(long, value_name = "URL")]
+    pub jwks_url: Option<String>,
+    /// Fetch the keys through OIDC discovery of this issuer (its discovery document must name
+    /// exactly this issuer).
+    #[arg(long, value_name = "ISSUER_URL")]
+    pub discovery: Option<String>,
+}
+
+/// Options for fetching remote keys.
+#[derive(Args, Debug)]
+pub struct RemoteArgs {
+    /// Extra CA certificates (PEM bundle) to trust for --jwks-url/--discovery.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Allow plain HTTP to non-loopback hosts for --jwks-url/--discovery.
+    #[arg(long)]
+    pub allow_insecure_http: bool,
+    /// How long to wait for remote keys (seconds or a duration).
+    #[arg(long, value_name = "S", default_value = "10", value_parser = parse_seconds)]
+    pub fetch_timeout: u64,
 }
 
 /// `jwtd verify`.
@@ -93,6 +115,8 @@ pub struct VerifyArgs {
     pub token: Option<String>,
     #[command(flatten)]
     pub keys: KeySource,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
     /// Allowed algorithm(s); required, repeat or comma-separate for several. `none` never works.
     #[arg(
         long = "alg",

@@ -1,15 +1,18 @@
 //! The commands.
 
 use crate::args::{
-    Cli, Command, DecodeArgs, JwksArgs, KeySource, KeygenArgs, SignArgs, VerifyArgs,
+    Cli, Command, DecodeArgs, JwksArgs, KeySource, KeygenArgs, RemoteArgs, SignArgs, VerifyArgs,
 };
 use crate::io;
+use jwtd_core::Reason;
 use jwtd_core::{
     Algorithm, AudienceMode, ClaimCheck, Family, Jwk, Jwks, KeySet, SigningKey, Validation,
     Verifier, VerifyingKey,
 };
+use jwtd_remote::{CacheConfig, HttpConfig, RemoteKeys, Source};
 use serde_json::{Map, Value};
 use std::path::Path;
+use std::time::Duration;
 
 /// How a command failed.
 pub enum Failure {
@@ -31,7 +34,7 @@ type Result<T> = std::result::Result<T, Failure>;
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Decode(a) => decode(a),
-        Command::Verify(a) => verify(a),
+        Command::Verify(a) => verify(*a),
         Command::Sign(a) => sign(a),
         Command::Keygen(a) => keygen(a),
         Command::Jwks(a) => jwks(a),
@@ -200,7 +203,6 @@ fn claim_pair(s: &str) -> Result<(String, Value)> {
 
 fn verify(a: VerifyArgs) -> Result<()> {
     let token = io::read_token(a.token.as_deref())?;
-    let keys = key_set(&a.keys, &a.algs, a.kid.clone())?;
     let mut v = Validation::new(&a.algs)
         .leeway(a.leeway)
         .require_exp(!a.allow_no_exp);
@@ -254,11 +256,63 @@ fn verify(a: VerifyArgs) -> Result<()> {
             values,
         });
     }
-    let verifier = Verifier::new(keys, v).map_err(|e| Failure::Usage(e.to_string()))?;
     let now = a.now.unwrap_or_else(jwtd_core::unix_now);
-    let verified = verifier.verify(&token, now).map_err(Failure::Rejected)?;
+    let remote = match (&a.keys.jwks_url, &a.keys.discovery) {
+        (Some(url), _) => Some(Source::JwksUrl(url.clone())),
+        (_, Some(issuer)) => Some(Source::Discovery(issuer.clone())),
+        _ => None,
+    };
+    let verified = match remote {
+        Some(source) => verify_remote(source, &a.remote, &a.algs, &v, &token, now)?,
+        None => {
+            let keys = key_set(&a.keys, &a.algs, a.kid.clone())?;
+            let verifier = Verifier::new(keys, v).map_err(|e| Failure::Usage(e.to_string()))?;
+            verifier.verify(&token, now).map_err(Failure::Rejected)?
+        }
+    };
     print_json(&Value::Object(verified.claims()));
     Ok(())
+}
+
+/// Fetches the keys once (discovery and JWKS, with jwtd-remote's HTTP rules) and verifies.
+fn verify_remote(
+    source: Source,
+    r: &RemoteArgs,
+    algs: &[Algorithm],
+    v: &Validation,
+    token: &str,
+    now: u64,
+) -> Result<jwtd_core::Verified> {
+    let ca_bundle_pem = match &r.ca_file {
+        Some(p) => Some(io::read_file(p)?.to_vec()),
+        None => None,
+    };
+    let http = HttpConfig {
+        allow_insecure_http: r.allow_insecure_http,
+        ca_bundle_pem,
+        ..HttpConfig::default()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Usage(format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(async {
+        let keys = RemoteKeys::start(source, algs.to_vec(), http, CacheConfig::default())
+            .map_err(|e| Failure::Usage(e.to_string()))?;
+        if !keys.wait_ready(Duration::from_secs(r.fetch_timeout)).await {
+            let why = keys
+                .last_error()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "timed out".into());
+            return Err(Failure::Rejected(jwtd_core::Error::new(
+                Reason::KeyFetchFailed,
+                format!("could not fetch the issuer's keys: {why}"),
+            )));
+        }
+        keys.verify_at(v, token, now)
+            .await
+            .map_err(Failure::Rejected)
+    })
 }
 
 fn signing_key(a: &SignArgs) -> Result<SigningKey> {

@@ -1,0 +1,500 @@
+//! # jwtd-remote
+//!
+//! Keys from a JWKS URL or OIDC discovery, cached so that verification never stalls and an
+//! identity provider is never stormed:
+//!
+//! - one cache per source, shared by every request; lifetimes from `Cache-Control: max-age`,
+//!   clamped to `[min_ttl, max_ttl]` (5 min, 24 h); refreshed in the background before expiry;
+//! - the last good key set is kept when a refresh fails (stale-if-error, 24 h by default), after
+//!   which tokens are refused with `key_fetch_failed`;
+//! - a token whose `kid` is unknown triggers one fetch for all requests waiting on it (single
+//!   flight), at most one per cooldown (30 s) per source, and a short negative cache for that kid;
+//! - start-up never blocks: the first fetch retries with backoff in the background, and the
+//!   source reports not ready until it has keys;
+//! - HTTP hygiene: timeouts, a body limit, bounded redirects, HTTPS unless loopback (see
+//!   [`HttpConfig`]).
+//!
+//! ```no_run
+//! # async fn demo(token: &str) -> Result<(), Box<dyn std::error::Error>> {
+//! use jwtd_core::{Algorithm, Validation};
+//! use jwtd_remote::{CacheConfig, HttpConfig, RemoteKeys, Source};
+//!
+//! let keys = RemoteKeys::start(
+//!     Source::Discovery("https://tenant.example/".into()),
+//!     vec![Algorithm::RS256],
+//!     HttpConfig::default(),
+//!     CacheConfig::default(),
+//! )?;
+//! keys.wait_ready(std::time::Duration::from_secs(5)).await;
+//! let policy = Validation::new(&[Algorithm::RS256])
+//!     .issuer("https://tenant.example/")
+//!     .audience("https://api.example");
+//! let verified = keys.verify(&policy, token).await?;
+//! println!("{}", verified.claims_json());
+//! # Ok(()) }
+//! ```
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod http;
+
+pub use http::{check_url, FetchError, FetchErrorKind, HttpConfig};
+
+use http::Fetcher;
+use jwtd_core::{Algorithm, Error, Jwks, KeySet, Reason, SkippedKey, Validation, Verified};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
+use url::Url;
+
+/// Where keys come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A JWKS document at this URL.
+    JwksUrl(String),
+    /// OIDC discovery: `<issuer>/.well-known/openid-configuration` names the `jwks_uri`, and
+    /// its `issuer` must equal this one exactly (OpenID Connect Discovery 1.0, section 4.3).
+    Discovery(String),
+}
+
+/// Cache behaviour.
+#[derive(Clone, Debug)]
+pub struct CacheConfig {
+    /// Lower bound on a key set's lifetime, whatever `Cache-Control` says (default 5 min).
+    pub min_ttl: Duration,
+    /// Upper bound on a key set's lifetime (default 24 h).
+    pub max_ttl: Duration,
+    /// How long past its lifetime the last good set keeps serving when refreshes fail
+    /// (default 24 h).
+    pub stale_if_error: Duration,
+    /// Minimum time between fetches caused by unknown `kid`s, per source (default 30 s).
+    pub cooldown: Duration,
+    /// How long an unknown `kid` is remembered as unknown (default: the cooldown).
+    pub negative_ttl: Duration,
+    /// Fraction of the lifetime after which the background refresh runs (default 0.8).
+    pub refresh_at: f64,
+    /// First retry delay after a failed fetch (default 250 ms), doubling up to `max_backoff`.
+    pub initial_backoff: Duration,
+    /// Longest retry delay (default 30 s).
+    pub max_backoff: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            min_ttl: Duration::from_secs(300),
+            max_ttl: Duration::from_secs(86_400),
+            stale_if_error: Duration::from_secs(86_400),
+            cooldown: Duration::from_secs(30),
+            negative_ttl: Duration::from_secs(30),
+            refresh_at: 0.8,
+            initial_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Unknown kids remembered at most; past this the oldest half is forgotten.
+const MAX_NEGATIVE: usize = 10_000;
+
+/// One fetched key set.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The usable keys.
+    pub keys: KeySet,
+    /// Keys of the JWKS that could not be used, and why.
+    pub skipped: Vec<SkippedKey>,
+    /// When it was fetched.
+    pub fetched_at: Instant,
+    /// Its lifetime.
+    pub ttl: Duration,
+    /// Increases with every successful fetch.
+    pub generation: u64,
+}
+
+/// Counters for metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// JWKS fetches attempted.
+    pub fetches: u64,
+    /// Discovery document fetches attempted.
+    pub discovery_fetches: u64,
+    /// Failed fetches (JWKS or discovery).
+    pub failures: u64,
+    /// Keys currently held.
+    pub keys: usize,
+    /// Age of the last good fetch, if any.
+    pub last_success_age: Option<Duration>,
+}
+
+/// A cached, self-refreshing key source. Cheap to clone; clones share one cache. The background
+/// refresh stops when the last clone is dropped.
+#[derive(Clone, Debug)]
+pub struct RemoteKeys {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    source: Source,
+    algorithms: Vec<Algorithm>,
+    fetcher: Fetcher,
+    cfg: CacheConfig,
+    state: RwLock<Option<Arc<Snapshot>>>,
+    /// Held while fetching: concurrent refreshes wait for the one in flight (single flight).
+    refresh: tokio::sync::Mutex<()>,
+    last_attempt: Mutex<Option<Instant>>,
+    last_error: Mutex<Option<FetchError>>,
+    negative: Mutex<HashMap<String, Instant>>,
+    jwks_uri: Mutex<Option<Url>>,
+    ready: tokio::sync::watch::Sender<bool>,
+    fetches: AtomicU64,
+    discovery_fetches: AtomicU64,
+    failures: AtomicU64,
+    key_count: AtomicUsize,
+    generation: AtomicU64,
+}
+
+impl RemoteKeys {
+    /// Checks the source and starts its background fetch/refresh task on the current tokio
+    /// runtime. Returns at once: use [`RemoteKeys::is_ready`] or [`RemoteKeys::wait_ready`].
+    /// Fails only on configuration errors (a URL that can never be fetched, a bad CA bundle).
+    pub fn start(
+        source: Source,
+        algorithms: Vec<Algorithm>,
+        http: HttpConfig,
+        cache: CacheConfig,
+    ) -> Result<RemoteKeys, FetchError> {
+        let fetcher = Fetcher::new(&http)?;
+        let first = match &source {
+            Source::JwksUrl(u) => parse_url(u)?,
+            Source::Discovery(issuer) => discovery_url(issuer)?,
+        };
+        fetcher.check(&first)?;
+        let jwks_uri = match &source {
+            Source::JwksUrl(_) => Some(first),
+            Source::Discovery(_) => None,
+        };
+        let inner = Arc::new(Inner {
+            source,
+            algorithms,
+            fetcher,
+            cfg: cache,
+            state: RwLock::new(None),
+            refresh: tokio::sync::Mutex::new(()),
+            last_attempt: Mutex::new(None),
+            last_error: Mutex::new(None),
+            negative: Mutex::new(HashMap::new()),
+            jwks_uri: Mutex::new(jwks_uri),
+            ready: tokio::sync::watch::channel(false).0,
+            fetches: AtomicU64::new(0),
+            discovery_fetches: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            key_count: AtomicUsize::new(0),
+            generation: AtomicU64::new(0),
+        });
+        tokio::spawn(background(Arc::downgrade(&inner)));
+        Ok(RemoteKeys { inner })
+    }
+
+    /// True once a key set has been fetched.
+    pub fn is_ready(&self) -> bool {
+        *self.inner.ready.borrow()
+    }
+
+    /// Waits until ready, at most `timeout`; returns readiness.
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        let mut rx = self.inner.ready.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|r| *r))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// The current key set, if any.
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.inner.snapshot()
+    }
+
+    /// The last fetch error, cleared by a successful fetch.
+    pub fn last_error(&self) -> Option<FetchError> {
+        self.inner.last_error.lock().expect("lock").clone()
+    }
+
+    /// Counters for metrics.
+    pub fn stats(&self) -> Stats {
+        let i = &self.inner;
+        Stats {
+            fetches: i.fetches.load(Ordering::Relaxed),
+            discovery_fetches: i.discovery_fetches.load(Ordering::Relaxed),
+            failures: i.failures.load(Ordering::Relaxed),
+            keys: i.key_count.load(Ordering::Relaxed),
+            last_success_age: i.snapshot().map(|s| s.fetched_at.elapsed()),
+        }
+    }
+
+    /// Fetches now (waiting for a fetch already in flight instead of starting another).
+    pub async fn refresh(&self) -> Result<(), FetchError> {
+        let seen = self.inner.generation.load(Ordering::Acquire);
+        let _flight = self.inner.refresh.lock().await;
+        if self.inner.generation.load(Ordering::Acquire) != seen {
+            return Ok(());
+        }
+        self.inner.fetch_and_store().await.map(|_| ())
+    }
+
+    /// Verifies `token` with the current keys under `validation`, at the system time.
+    pub async fn verify(&self, validation: &Validation, token: &str) -> Result<Verified, Error> {
+        self.verify_at(validation, token, jwtd_core::unix_now())
+            .await
+    }
+
+    /// Verifies at `now`. An unknown `kid` may trigger one refresh (see the crate docs) and a
+    /// second attempt; everything else is decided on the cached keys without I/O.
+    pub async fn verify_at(
+        &self,
+        validation: &Validation,
+        token: &str,
+        now: u64,
+    ) -> Result<Verified, Error> {
+        let snap = self.inner.usable()?;
+        match jwtd_core::verify(&snap.keys, validation, token, now) {
+            Err(e) if e.reason() == Reason::UnknownKey => {
+                let kid = jwtd_core::peek_header(token)
+                    .ok()
+                    .and_then(|h| h.kid)
+                    .unwrap_or_default();
+                if !self.inner.refresh_for_unknown(&kid, snap.generation).await {
+                    return Err(e);
+                }
+                let snap = self.inner.usable()?;
+                let again = jwtd_core::verify(&snap.keys, validation, token, now);
+                if matches!(&again, Err(e) if e.reason() == Reason::UnknownKey) {
+                    self.inner.remember_unknown(kid);
+                }
+                again
+            }
+            other => other,
+        }
+    }
+}
+
+fn parse_url(s: &str) -> Result<Url, FetchError> {
+    Url::parse(s).map_err(|e| FetchError::new(FetchErrorKind::InsecureUrl, format!("{s:?}: {e}")))
+}
+
+fn discovery_url(issuer: &str) -> Result<Url, FetchError> {
+    parse_url(&format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    ))
+}
+
+impl Inner {
+    fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.state.read().expect("lock").clone()
+    }
+
+    /// The snapshot, if one exists and is within its lifetime plus stale-if-error.
+    fn usable(&self) -> Result<Arc<Snapshot>, Error> {
+        let Some(snap) = self.snapshot() else {
+            let why = self
+                .last_error
+                .lock()
+                .expect("lock")
+                .as_ref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            return Err(Error::new(
+                Reason::KeyFetchFailed,
+                format!("the issuer's keys have not been fetched yet{why}"),
+            ));
+        };
+        let age = snap.fetched_at.elapsed();
+        if age > snap.ttl + self.cfg.stale_if_error {
+            return Err(Error::new(
+                Reason::KeyFetchFailed,
+                format!(
+                    "the last good key set is {}s old, past its lifetime plus stale-if-error; refreshes are failing",
+                    age.as_secs()
+                ),
+            ));
+        }
+        Ok(snap)
+    }
+
+    /// For a token with an unknown kid: returns true when a newer key set is available to try,
+    /// fetching it if the cooldown allows.
+    async fn refresh_for_unknown(&self, kid: &str, seen_generation: u64) -> bool {
+        {
+            let mut neg = self.negative.lock().expect("lock");
+            match neg.get(kid) {
+                Some(until) if *until > Instant::now() => return false,
+                Some(_) => {
+                    neg.remove(kid);
+                }
+                None => {}
+            }
+        }
+        let _flight = self.refresh.lock().await;
+        if self.generation.load(Ordering::Acquire) != seen_generation {
+            return true;
+        }
+        let recent = self
+            .last_attempt
+            .lock()
+            .expect("lock")
+            .is_some_and(|t| t.elapsed() < self.cfg.cooldown);
+        if recent {
+            self.remember_unknown(kid.to_owned());
+            return false;
+        }
+        self.fetch_and_store().await.is_ok()
+    }
+
+    fn remember_unknown(&self, kid: String) {
+        let mut neg = self.negative.lock().expect("lock");
+        if neg.len() >= MAX_NEGATIVE {
+            let now = Instant::now();
+            neg.retain(|_, until| *until > now);
+            if neg.len() >= MAX_NEGATIVE {
+                neg.clear();
+            }
+        }
+        neg.insert(kid, Instant::now() + self.cfg.negative_ttl);
+    }
+
+    /// One fetch (discovery first when needed). Call with `refresh` held.
+    async fn fetch_and_store(&self) -> Result<Duration, FetchError> {
+        *self.last_attempt.lock().expect("lock") = Some(Instant::now());
+        match self.fetch().await {
+            Ok(snap) => {
+                let (ttl, generation) = (snap.ttl, snap.generation);
+                self.key_count
+                    .store(snap.keys.keys().len(), Ordering::Relaxed);
+                *self.state.write().expect("lock") = Some(Arc::new(snap));
+                self.generation.store(generation, Ordering::Release);
+                *self.last_error.lock().expect("lock") = None;
+                self.ready.send_replace(true);
+                Ok(ttl)
+            }
+            Err(e) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(source = ?self.source, error = %e, "key fetch failed");
+                *self.last_error.lock().expect("lock") = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    async fn fetch(&self) -> Result<Snapshot, FetchError> {
+        let known = self.jwks_uri.lock().expect("lock").clone();
+        let jwks_uri = match known {
+            Some(u) => u,
+            None => self.discover().await?,
+        };
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let fetched = match self.fetcher.get(&jwks_uri).await {
+            Ok(f) => f,
+            Err(e) => {
+                // The provider may have moved its keys: look again next time.
+                if matches!(self.source, Source::Discovery(_)) {
+                    *self.jwks_uri.lock().expect("lock") = None;
+                }
+                return Err(e);
+            }
+        };
+        let jwks = Jwks::from_json(&fetched.body).map_err(|e| {
+            FetchError::new(
+                FetchErrorKind::Malformed,
+                format!("{jwks_uri}: not a JWKS: {e}"),
+            )
+        })?;
+        let (keys, skipped) = KeySet::from_jwks(&jwks, &self.algorithms);
+        if keys.is_empty() {
+            return Err(FetchError::new(
+                FetchErrorKind::NoUsableKey,
+                format!(
+                    "{jwks_uri}: no key usable with {:?} ({} skipped)",
+                    self.algorithms,
+                    skipped.len()
+                ),
+            ));
+        }
+        for s in &skipped {
+            tracing::debug!(kid = ?s.kid, why = %s.why, "JWKS key skipped");
+        }
+        let ttl = fetched
+            .max_age
+            .unwrap_or(self.cfg.min_ttl)
+            .clamp(self.cfg.min_ttl, self.cfg.max_ttl.max(self.cfg.min_ttl));
+        let generation = self.generation.load(Ordering::Acquire) + 1;
+        Ok(Snapshot {
+            keys,
+            skipped,
+            fetched_at: Instant::now(),
+            ttl,
+            generation,
+        })
+    }
+
+    async fn discover(&self) -> Result<Url, FetchError> {
+        let Source::Discovery(issuer) = &self.source else {
+            unreachable!("JWKS URL sources always know their URL");
+        };
+        let url = discovery_url(issuer)?;
+        self.discovery_fetches.fetch_add(1, Ordering::Relaxed);
+        let fetched = self.fetcher.get(&url).await?;
+        let malformed =
+            |why: String| FetchError::new(FetchErrorKind::Malformed, format!("{url}: {why}"));
+        let doc = jwtd_core::parse_json_object(&fetched.body, 16)
+            .map_err(|e| malformed(format!("not a discovery document: {e}")))?;
+        let found = doc
+            .get("issuer")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        if found != issuer {
+            return Err(FetchError::new(
+                FetchErrorKind::IssuerMismatch,
+                format!("{url}: discovery issuer is {found:?}, expected {issuer:?}"),
+            ));
+        }
+        let jwks_uri = doc
+            .get("jwks_uri")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| malformed("no \"jwks_uri\"".into()))?;
+        let jwks_uri = parse_url(jwks_uri)?;
+        self.fetcher.check(&jwks_uri)?;
+        *self.jwks_uri.lock().expect("lock") = Some(jwks_uri.clone());
+        Ok(jwks_uri)
+    }
+}
+
+/// Fetches until the first success (with backoff), then refreshes ahead of expiry, keeping the
+/// last good set when refreshes fail. Ends when the [`RemoteKeys`] is dropped.
+async fn background(weak: Weak<Inner>) {
+    let mut backoff = None::<Duration>;
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        let result = {
+            let _flight = inner.refresh.lock().await;
+            inner.fetch_and_store().await
+        };
+        let wait = match result {
+            Ok(ttl) => {
+                backoff = None;
+                ttl.mul_f64(inner.cfg.refresh_at.clamp(0.05, 1.0))
+            }
+            Err(_) => {
+                let next = backoff
+                    .map(|b| (b * 2).min(inner.cfg.max_backoff))
+                    .unwrap_or(inner.cfg.initial_backoff);
+                backoff = Some(next);
+                next
+            }
+        };
+        drop(inner);
+        tokio::time::sleep(wait).await;
+    }
+}
