@@ -5,12 +5,21 @@
 //!   jsonwebtoken, with ratios. Needs `valgrind` on PATH.
 //! - `jwtd-bench wallclock [ALG...]`: nanoseconds per verify, median of 7 rounds, same three.
 //! - `jwtd-bench run ALG IMPL N`: the measured loop itself (what callgrind runs).
+//! - `jwtd-bench remote-flood ISSUER AUD ALG TOKENS SECONDS CONCURRENCY`: verifies the tokens in
+//!   file TOKENS (one per line) in a loop through jwtd-remote's cache (OIDC discovery of ISSUER)
+//!   and prints verifications per second and outcomes; run it against a mock IdP to count the
+//!   key fetches an unknown-kid flood causes.
+//! - `jwtd-bench rotation ISSUER AUD ALG OLD_TOKEN_FILE NEW_TOKEN_FILE 'COMMAND'`: warms the cache
+//!   with the old token, runs COMMAND (which publishes a new key and writes a token signed with
+//!   it), then reports how long until that token is first accepted and how many fetches it took.
 
 use jwtd_bench::{Fixture, ALGS};
 use jwtd_core::Algorithm;
 use std::hint::black_box;
 use std::process::Command;
 use std::time::Instant;
+
+mod remote;
 
 const IMPLS: [&str; 3] = ["raw", "jwtd", "jsonwebtoken"];
 
@@ -156,8 +165,10 @@ fn main() {
             }
             table("Nanoseconds per verify (median of 7 rounds)", "ns", rows);
         }
+        Some("remote-flood") => remote::flood(&args[1..]),
+        Some("rotation") => remote::rotation(&args[1..]),
         _ => {
-            eprintln!("usage: jwtd-bench instructions|wallclock [ALG...] | run ALG raw|jwtd|jsonwebtoken N");
+            eprintln!("usage: jwtd-bench instructions|wallclock [ALG...] | run ALG raw|jwtd|jsonwebtoken N | remote-flood ... | rotation ...");
             std::process::exit(2);
         }
     }

@@ -8,7 +8,9 @@
 //! - the last good key set is kept when a refresh fails (stale-if-error, 24 h by default), after
 //!   which tokens are refused with `key_fetch_failed`;
 //! - a token whose `kid` is unknown triggers one fetch for all requests waiting on it (single
-//!   flight), at most one per cooldown (30 s) per source, and a short negative cache for that kid;
+//!   flight), at most one such fetch per cooldown (30 s) per source, and a short negative cache
+//!   for that kid; background refreshes do not start the cooldown, so a key published just after
+//!   one is accepted on its first token;
 //! - start-up never blocks: the first fetch retries with backoff in the background, and the
 //!   source reports not ready until it has keys;
 //! - HTTP hygiene: timeouts, a body limit, bounded redirects, HTTPS unless loopback (see
@@ -70,6 +72,8 @@ pub struct CacheConfig {
     /// (default 24 h).
     pub stale_if_error: Duration,
     /// Minimum time between fetches caused by unknown `kid`s, per source (default 30 s).
+    /// Background refreshes do not count, so the first unknown `kid` after one is still looked
+    /// up at once.
     pub cooldown: Duration,
     /// How long an unknown `kid` is remembered as unknown (default: the cooldown).
     pub negative_ttl: Duration,
@@ -145,7 +149,10 @@ struct Inner {
     state: RwLock<Option<Arc<Snapshot>>>,
     /// Held while fetching: concurrent refreshes wait for the one in flight (single flight).
     refresh: tokio::sync::Mutex<()>,
-    last_attempt: Mutex<Option<Instant>>,
+    /// When an unknown `kid` last caused a fetch: the cooldown counts from here. Background
+    /// refreshes do not start it, so a key published right after one is still picked up at
+    /// once.
+    last_kid_fetch: Mutex<Option<Instant>>,
     last_error: Mutex<Option<FetchError>>,
     negative: Mutex<HashMap<String, Instant>>,
     jwks_uri: Mutex<Option<Url>>,
@@ -184,7 +191,7 @@ impl RemoteKeys {
             cfg: cache,
             state: RwLock::new(None),
             refresh: tokio::sync::Mutex::new(()),
-            last_attempt: Mutex::new(None),
+            last_kid_fetch: Mutex::new(None),
             last_error: Mutex::new(None),
             negative: Mutex::new(HashMap::new()),
             jwks_uri: Mutex::new(jwks_uri),
@@ -341,14 +348,14 @@ impl Inner {
         if self.generation.load(Ordering::Acquire) != seen_generation {
             return true;
         }
-        let recent = self
-            .last_attempt
-            .lock()
-            .expect("lock")
-            .is_some_and(|t| t.elapsed() < self.cfg.cooldown);
-        if recent {
-            self.remember_unknown(kid.to_owned());
-            return false;
+        {
+            let mut last = self.last_kid_fetch.lock().expect("lock");
+            if last.is_some_and(|t| t.elapsed() < self.cfg.cooldown) {
+                drop(last);
+                self.remember_unknown(kid.to_owned());
+                return false;
+            }
+            *last = Some(Instant::now());
         }
         self.fetch_and_store().await.is_ok()
     }
@@ -367,7 +374,6 @@ impl Inner {
 
     /// One fetch (discovery first when needed). Call with `refresh` held.
     async fn fetch_and_store(&self) -> Result<Duration, FetchError> {
-        *self.last_attempt.lock().expect("lock") = Some(Instant::now());
         match self.fetch().await {
             Ok(snap) => {
                 let (ttl, generation) = (snap.ttl, snap.generation);

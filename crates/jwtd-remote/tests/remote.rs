@@ -101,16 +101,24 @@ async fn rotation_has_no_false_rejections_and_bounded_fetches() {
         keys.verify(&pol, &token(&a, &p.issuer())).await.unwrap();
     }
     assert_eq!(p.jwks_hits(), 1);
-    // Publish b; after the cooldown since the last fetch, b's first token costs one fetch.
+    // Publish b right after the start-up fetch: b's first token costs one fetch, no waiting
+    // (background fetches do not start the unknown-kid cooldown).
     p.set_keys(vec![a.clone_for_test(), b.clone_for_test()]);
-    tokio::time::sleep(Duration::from_millis(600)).await;
     let published = Instant::now();
     keys.verify(&pol, &token(&b, &p.issuer())).await.unwrap();
     let delay = published.elapsed();
     assert_eq!(p.jwks_hits(), 2, "exactly one fetch for the new key");
-    // Concurrent first use of a third key: still one fetch (single flight).
+    // A third key within the cooldown of b's fetch is refused (no fetch) ...
     let c = key("c");
     p.set_keys(vec![b.clone_for_test(), c.clone_for_test()]);
+    let early = keys
+        .verify(&pol, &token(&c, &p.issuer()))
+        .await
+        .unwrap_err();
+    assert_eq!(early.reason(), Reason::UnknownKey);
+    assert_eq!(p.jwks_hits(), 2, "no fetch within the cooldown");
+    // ... and after it, 64 concurrent first uses cost one fetch (single flight), even though
+    // the negative cache remembered c for a while.
     tokio::time::sleep(Duration::from_millis(600)).await;
     let tc = token(&c, &p.issuer());
     let mut tasks = Vec::new();
