@@ -49,6 +49,8 @@ pub enum Reason {
     /// The issuer's keys could not be fetched (remote key sources: never fetched yet, or the
     /// last good set is older than the stale-if-error limit).
     KeyFetchFailed,
+    /// The request carried no token at all (services only).
+    MissingToken,
 }
 
 /// The RFC 6750 section 3.1 error code a [`Reason`] maps to.
@@ -72,7 +74,7 @@ impl BearerError {
 
 impl Reason {
     /// Every reason, in declaration order.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 18] = [
         Reason::Malformed,
         Reason::UnsupportedAlgorithm,
         Reason::AlgorithmNotAllowed,
@@ -90,6 +92,7 @@ impl Reason {
         Reason::TokenTooLarge,
         Reason::WeakKey,
         Reason::KeyFetchFailed,
+        Reason::MissingToken,
     ];
 
     /// The stable reason code, e.g. `bad_signature`.
@@ -112,6 +115,7 @@ impl Reason {
             Reason::TokenTooLarge => "token_too_large",
             Reason::WeakKey => "weak_key",
             Reason::KeyFetchFailed => "key_fetch_failed",
+            Reason::MissingToken => "missing_token",
         }
     }
 

@@ -47,8 +47,8 @@ pub use policy::{
     DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_TOKEN_LEN, MAX_NUMERIC_DATE,
 };
 pub use token::{
-    decode_unverified, peek_header, sign, sign_raw, unix_now, verify, Header, KeySet, SkippedKey,
-    Unverified, Verified, Verifier, MAX_KIDLESS_CANDIDATES,
+    decode_unverified, peek_header, peek_issuer, sign, sign_raw, unix_now, verify, Header, KeySet,
+    SkippedKey, Unverified, Verified, Verifier, MAX_KIDLESS_CANDIDATES,
 };
 
 /// Parses strict JSON (duplicate members refused, depth bounded) into an object.

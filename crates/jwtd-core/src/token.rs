@@ -218,6 +218,19 @@ pub fn peek_header(token: &str) -> Result<Header, Error> {
     )
 }
 
+/// Reads a token's `iss` without verifying anything, to choose which configured issuer should
+/// verify it. Never trust the answer for anything else.
+pub fn peek_issuer(token: &str) -> Result<Option<String>, Error> {
+    let parts = split(token.as_bytes(), policy::DEFAULT_MAX_TOKEN_LEN)?;
+    let payload = String::from_utf8(decode_part(parts.payload, "payload")?)
+        .map_err(|_| Error::malformed("claims are not UTF-8"))?;
+    let members = Members::parse(&payload, policy::DEFAULT_MAX_JSON_DEPTH)
+        .map_err(|e| Error::malformed(format!("claims are not a valid JSON object: {e}")))?;
+    Ok(members
+        .get("iss")
+        .and_then(|raw| json::as_str(raw.get()).map(|s| s.into_owned())))
+}
+
 /// Decodes a token without verifying anything, applying the same parsing rules as
 /// verification (size, base64url, strict JSON). For display and debugging only.
 pub fn decode_unverified(token: &str) -> Result<Unverified, Error> {

@@ -54,12 +54,60 @@ jwtd keygen --alg RS256 --bits 3072 --kid 2026-11 --out rsa.pem\n  \
 jwtd keygen --alg HS256 --out secret.jwk"
     )]
     Keygen(KeygenArgs),
+    /// Run the verification service (HTTP): verify API, forward-auth, introspection, metrics.
+    #[command(
+        after_help = "Endpoints: GET|POST /v1/verify, GET /v1/tokens/{token}, /auth (forward-auth), \
+POST /introspect, /healthz, /readyz, /metrics, POST /admin/reload. SIGHUP reloads the configuration; SIGTERM drains and exits.\n\n\
+Examples:\n  jwtd serve --config jwtd.toml\n  \
+jwtd serve --listen 127.0.0.1:8080 --issuer https://tenant.example/ --audience https://api.example\n  \
+jwtd serve --issuer https://auth.example --audience example.com --alg ES256"
+    )]
+    Serve(ServeArgs),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Turn public (or private) key PEM files into a JWKS of public keys on stdout.
     #[command(
         after_help = "Examples:\n  jwtd jwks signing.pem old-signing.pem > jwks.json\n  \
 jwtd jwks --alg PS256 rsa-public.pem"
     )]
     Jwks(JwksArgs),
+}
+
+/// `jwtd serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Configuration file (TOML); see docs/configuration.md.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Listen address (overrides the file; default 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Accept tokens from this OIDC issuer (keys by discovery), without a configuration file.
+    #[arg(long, value_name = "URL", conflicts_with = "config")]
+    pub issuer: Option<String>,
+    /// Accepted audience for --issuer (repeatable).
+    #[arg(long, value_name = "AUD", requires = "issuer")]
+    pub audience: Vec<String>,
+    /// Algorithms for --issuer (default RS256).
+    #[arg(
+        long = "alg",
+        value_name = "ALG",
+        value_delimiter = ',',
+        requires = "issuer"
+    )]
+    pub algs: Vec<Algorithm>,
+}
+
+/// `jwtd config ...`.
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Check a configuration file; print every error with its line.
+    #[command(after_help = "Examples:\n  jwtd config check jwtd.toml")]
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
 }
 
 /// `jwtd decode`.

@@ -1,7 +1,8 @@
 //! The commands.
 
 use crate::args::{
-    Cli, Command, DecodeArgs, JwksArgs, KeySource, KeygenArgs, RemoteArgs, SignArgs, VerifyArgs,
+    Cli, Command, ConfigCommand, DecodeArgs, JwksArgs, KeySource, KeygenArgs, RemoteArgs,
+    ServeArgs, SignArgs, VerifyArgs,
 };
 use crate::io;
 use jwtd_core::Reason;
@@ -38,7 +39,86 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Sign(a) => sign(a),
         Command::Keygen(a) => keygen(a),
         Command::Jwks(a) => jwks(a),
+        Command::Serve(a) => serve(a),
+        Command::Config(ConfigCommand::Check { file }) => config_check(&file),
     }
+}
+
+fn config_check(file: &Path) -> Result<()> {
+    let c = jwtd_service::Config::load(file).map_err(|e| Failure::Usage(e.to_string()))?;
+    println!(
+        "{}: ok ({} issuer(s), listen {})",
+        file.display(),
+        c.issuers.len(),
+        c.listen
+    );
+    Ok(())
+}
+
+/// The configuration `jwtd serve` runs with: the file, or one issuer from flags.
+fn serve_config(a: &ServeArgs) -> Result<jwtd_service::Config> {
+    let mut config = match (&a.config, &a.issuer) {
+        (Some(path), _) => {
+            jwtd_service::Config::load(path).map_err(|e| Failure::Usage(e.to_string()))?
+        }
+        (None, Some(issuer)) => {
+            let algs = if a.algs.is_empty() {
+                vec!["RS256".to_owned()]
+            } else {
+                a.algs.iter().map(|x| x.as_str().to_owned()).collect()
+            };
+            let text = format!(
+                "[[issuer]]\nname = \"default\"\nissuer = {iss}\ndiscovery = {iss}\nalgorithms = {algs}\naudiences = {auds}\n",
+                iss = Value::from(issuer.as_str()),
+                algs = Value::from(algs),
+                auds = Value::from(a.audience.clone()),
+            );
+            jwtd_service::Config::parse(&text, "--issuer")
+                .map_err(|e| Failure::Usage(e.to_string()))?
+        }
+        (None, None) => {
+            return Err(Failure::Usage(
+                "give --config FILE or --issuer URL (the embedded issuer default is not built yet)"
+                    .into(),
+            ))
+        }
+    };
+    if let Some(l) = &a.listen {
+        if l.parse::<std::net::SocketAddr>().is_err() {
+            return Err(Failure::Usage(format!(
+                "--listen {l:?} is not an address:port"
+            )));
+        }
+        config.listen = l.clone();
+    }
+    Ok(config)
+}
+
+fn serve(a: ServeArgs) -> Result<()> {
+    let config = serve_config(&a)?;
+    jwtd_service::init_logging(config.log_format);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Usage(format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(async {
+        let listen = config.listen.clone();
+        let runtime = jwtd_service::Runtime::build(config, None).map_err(Failure::Usage)?;
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .map_err(|e| Failure::Usage(format!("cannot listen on {listen}: {e}")))?;
+        eprintln!(
+            "jwtd: listening on http://{}",
+            listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or(listen)
+        );
+        let state = jwtd_service::AppState::new(runtime, a.config.clone());
+        jwtd_service::serve(state, listener)
+            .await
+            .map_err(|e| Failure::Usage(format!("server error: {e}")))
+    })
 }
 
 fn print_json(v: &Value) {

@@ -1,0 +1,491 @@
+//! The service configuration: a TOML file with `${ENV_VAR}` interpolation, checked with line
+//! numbers for every error.
+
+use jwtd_core::Algorithm;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listen address (default `127.0.0.1:8080`).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Log format: `text` (default) or `json`.
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// Where tokens are read from.
+    #[serde(default)]
+    pub tokens: TokenSources,
+    /// RFC 7662 introspection endpoint settings; the endpoint is off without them.
+    #[serde(default)]
+    pub introspection: Option<Introspection>,
+    /// Admin API settings (`POST /admin/reload`); off without them.
+    #[serde(default)]
+    pub admin: Option<Admin>,
+    /// The issuers whose tokens are accepted.
+    #[serde(default, rename = "issuer")]
+    pub issuers: Vec<IssuerConfig>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Token sources, tried in this order: `Authorization: Bearer`, the cookie, the query parameter.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSources {
+    /// Read `Authorization: Bearer` (default true).
+    #[serde(default = "yes")]
+    pub bearer: bool,
+    /// Read this cookie.
+    #[serde(default)]
+    pub cookie: Option<String>,
+    /// Read this query parameter (off by default: URLs end up in logs).
+    #[serde(default)]
+    pub query: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for TokenSources {
+    fn default() -> Self {
+        TokenSources {
+            bearer: true,
+            cookie: None,
+            query: None,
+        }
+    }
+}
+
+/// Introspection client credentials (HTTP Basic).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Introspection {
+    /// Client id.
+    pub client_id: String,
+    /// Environment variable holding the client secret.
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// File holding the client secret.
+    #[serde(default)]
+    pub client_secret_file: Option<String>,
+}
+
+/// Admin API credentials (`Authorization: Bearer <key>`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// Environment variable holding the admin API key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// File holding the admin API key.
+    #[serde(default)]
+    pub api_key_file: Option<String>,
+}
+
+/// Seconds, written as an integer or a duration string (`"30s"`, `"5m"`, `"24h"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seconds(pub u64);
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Seconds(n)),
+            Raw::S(s) => humantime::parse_duration(&s)
+                .map(|d| Seconds(d.as_secs()))
+                .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration: {e}"))),
+        }
+    }
+}
+
+/// How configured audiences match.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AudienceMode {
+    /// One configured audience suffices.
+    #[default]
+    Any,
+    /// Every configured audience is required.
+    All,
+}
+
+/// One accepted issuer.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// A short name for logs, metrics and responses.
+    pub name: toml::Spanned<String>,
+    /// The `iss` value that selects this issuer. Without it, the issuer takes tokens that carry
+    /// no `iss` (at most one issuer may omit it).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// HMAC secret from this environment variable.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// HMAC secret from this file.
+    #[serde(default)]
+    pub secret_file: Option<String>,
+    /// Public key PEM file.
+    #[serde(default)]
+    pub pem_file: Option<String>,
+    /// JWKS file.
+    #[serde(default)]
+    pub jwks_file: Option<String>,
+    /// JWKS URL (cached, refreshed; see jwtd-remote).
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// OIDC discovery from this issuer URL.
+    #[serde(default)]
+    pub discovery: Option<String>,
+    /// Extra CA bundle (PEM) for remote keys.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// Allow plain HTTP to non-loopback hosts for remote keys.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+    /// Allowed algorithms (required).
+    pub algorithms: Vec<Algorithm>,
+    /// Accepted audiences.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Any-of (default) or all-of.
+    #[serde(default)]
+    pub audience_mode: AudienceMode,
+    /// Skip the audience check (tokens with `aud` are refused otherwise when no audience is set).
+    #[serde(default)]
+    pub any_audience: bool,
+    /// Clock-skew allowance (default 30 s).
+    #[serde(default)]
+    pub leeway: Option<Seconds>,
+    /// Maximum token age from `iat`.
+    #[serde(default)]
+    pub max_age: Option<Seconds>,
+    /// Maximum authentication age from `auth_time`.
+    #[serde(default)]
+    pub max_auth_age: Option<Seconds>,
+    /// Required header `typ`.
+    #[serde(default)]
+    pub typ: Option<String>,
+    /// Claims that must be present.
+    #[serde(default)]
+    pub require: Vec<String>,
+    /// Claims that must equal a value (`client_id = "key"`).
+    #[serde(default)]
+    pub claims: BTreeMap<String, toml::Value>,
+    /// Claims (arrays or space-separated strings) that must contain every listed item.
+    #[serde(default)]
+    pub contains: BTreeMap<String, Vec<String>>,
+    /// Claims that must equal one of the listed values.
+    #[serde(default)]
+    pub one_of: BTreeMap<String, Vec<toml::Value>>,
+    /// Identity headers for forward-auth: header name = claim path.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Also send the whole verified payload, base64url-encoded, as `X-Auth-Payload`.
+    #[serde(default)]
+    pub forward_payload: bool,
+    /// Remote key cache: minimum time between unknown-kid fetches.
+    #[serde(default)]
+    pub cooldown: Option<Seconds>,
+    /// Remote key cache: how long the last good set serves past its lifetime when refreshes
+    /// fail.
+    #[serde(default)]
+    pub stale_if_error: Option<Seconds>,
+}
+
+impl IssuerConfig {
+    /// The key source members that are set.
+    pub fn key_sources(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        let set = [
+            ("secret_env", self.secret_env.is_some()),
+            ("secret_file", self.secret_file.is_some()),
+            ("pem_file", self.pem_file.is_some()),
+            ("jwks_file", self.jwks_file.is_some()),
+            ("jwks_url", self.jwks_url.is_some()),
+            ("discovery", self.discovery.is_some()),
+        ];
+        for (name, on) in set {
+            if on {
+                v.push(name);
+            }
+        }
+        v
+    }
+}
+
+/// Configuration errors, each with the line it concerns when known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// File name shown in messages.
+    pub file: String,
+    /// `(line, message)` pairs; line 0 when unknown.
+    pub errors: Vec<(usize, String)>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (line, msg)) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            if *line > 0 {
+                write!(f, "{}:{line}: {msg}", self.file)?;
+            } else {
+                write!(f, "{}: {msg}", self.file)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Replaces `${NAME}` with the environment variable `NAME`; a missing variable is an error on
+/// its line. `$${` stands for a literal `${`.
+fn interpolate(text: &str, errors: &mut Vec<(usize, String)>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut offset = 0;
+    while let Some(i) = rest.find("${") {
+        if i > 0 && rest.as_bytes()[i - 1] == b'$' {
+            out.push_str(&rest[..i - 1]);
+            out.push_str("${");
+            offset += i + 2;
+            rest = &rest[i + 2..];
+            continue;
+        }
+        out.push_str(&rest[..i]);
+        let Some(end) = rest[i..].find('}') else {
+            errors.push((line_of(text, offset + i), "unclosed \"${\"".into()));
+            out.push_str(&rest[i..]);
+            return out;
+        };
+        let name = &rest[i + 2..i + end];
+        match std::env::var(name) {
+            Ok(v) => out.push_str(&v),
+            Err(_) => errors.push((
+                line_of(text, offset + i),
+                format!("environment variable {name} is not set"),
+            )),
+        }
+        offset += i + end + 1;
+        rest = &rest[i + end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            errors: vec![(0, format!("cannot read: {e}"))],
+        })?;
+        Config::parse(&text, &file)
+    }
+
+    /// Parses and checks configuration text; `file` names it in messages.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let mut errors = Vec::new();
+        let expanded = interpolate(text, &mut errors);
+        let fail = |errors| ConfigError {
+            file: file.to_owned(),
+            errors,
+        };
+        if !errors.is_empty() {
+            return Err(fail(errors));
+        }
+        let config: Config = match toml::from_str(&expanded) {
+            Ok(c) => c,
+            Err(e) => {
+                let line = e.span().map(|s| line_of(&expanded, s.start)).unwrap_or(0);
+                return Err(fail(vec![(line, e.message().to_owned())]));
+            }
+        };
+        config.check(&expanded, &mut errors);
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(fail(errors))
+        }
+    }
+
+    fn check(&self, text: &str, errors: &mut Vec<(usize, String)>) {
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            let line = text.find("listen").map(|o| line_of(text, o)).unwrap_or(0);
+            errors.push((
+                line,
+                format!("listen {:?} is not an address:port", self.listen),
+            ));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        let mut issuers = std::collections::BTreeSet::new();
+        let mut anonymous = 0;
+        for i in &self.issuers {
+            let line = line_of(text, i.name.span().start);
+            let name = i.name.get_ref();
+            let mut err = |m: String| errors.push((line, format!("issuer {name:?}: {m}")));
+            if !names.insert(name.clone()) {
+                err("duplicate issuer name".into());
+            }
+            match &i.issuer {
+                Some(iss) if !issuers.insert(iss.clone()) => {
+                    err(format!("iss {iss:?} is configured twice"))
+                }
+                None => anonymous += 1,
+                _ => {}
+            }
+            match i.key_sources().as_slice() {
+                [_] => {}
+                [] => err("no key source: set one of secret_env, secret_file, pem_file, jwks_file, jwks_url, discovery".into()),
+                many => err(format!("several key sources ({}); set exactly one", many.join(", "))),
+            }
+            if i.algorithms.is_empty() {
+                err("algorithms must name at least one algorithm".into());
+            }
+            if i.any_audience && !i.audiences.is_empty() {
+                err("any_audience and audiences exclude each other".into());
+            }
+            for h in i.headers.keys() {
+                if axum::http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                    err(format!("{h:?} is not a valid header name"));
+                }
+            }
+        }
+        if anonymous > 1 {
+            errors.push((0, "at most one issuer may omit \"issuer\"".into()));
+        }
+        if let Some(intro) = &self.introspection {
+            if intro.client_secret_env.is_none() == intro.client_secret_file.is_none() {
+                let line = text
+                    .find("[introspection]")
+                    .map(|o| line_of(text, o))
+                    .unwrap_or(0);
+                errors.push((
+                    line,
+                    "introspection needs exactly one of client_secret_env, client_secret_file"
+                        .into(),
+                ));
+            }
+        }
+        if let Some(admin) = &self.admin {
+            if admin.api_key_env.is_none() == admin.api_key_file.is_none() {
+                let line = text.find("[admin]").map(|o| line_of(text, o)).unwrap_or(0);
+                errors.push((
+                    line,
+                    "admin needs exactly one of api_key_env, api_key_file".into(),
+                ));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_has_its_line() {
+        let text = r#"
+listen = "127.0.0.1:8080"
+
+[[issuer]]
+name = "a"
+issuer = "https://a.example/"
+algorithms = ["RS256"]
+
+[[issuer]]
+name = "a"
+issuer = "https://a.example/"
+jwks_file = "x"
+discovery = "https://a.example/"
+algorithms = []
+"#;
+        let e = Config::parse(text, "jwtd.toml").unwrap_err();
+        let shown = e.to_string();
+        assert!(
+            shown.contains("jwtd.toml:5: issuer \"a\": no key source"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("jwtd.toml:10: issuer \"a\": duplicate issuer name"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("jwtd.toml:10: issuer \"a\": several key sources"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("jwtd.toml:10: issuer \"a\": algorithms must name"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn syntax_and_type_errors_point_at_lines() {
+        let e = Config::parse("listen = \"x\"\n[[issuer]]\nname = \"a\"\nalgorithms = [\"none\"]\nsecret_env = \"S\"\n", "f").unwrap_err();
+        assert_eq!(e.errors[0].0, 4, "{e}");
+        assert!(e.to_string().contains("never accepted"), "{e}");
+        let e = Config::parse("listen = \n", "f").unwrap_err();
+        assert_eq!(e.errors[0].0, 1, "{e}");
+        let e =
+            Config::parse("[[issuer]]\nname = \"a\"\nalgorithm = [\"RS256\"]\n", "f").unwrap_err();
+        assert_eq!(
+            e.errors[0].0, 3,
+            "unknown field is reported on its line: {e}"
+        );
+    }
+
+    #[test]
+    fn env_interpolation() {
+        std::env::set_var("JWTD_TEST_AUD", "https://api.example");
+        let c = Config::parse(
+            "[[issuer]]\nname = \"a\"\nsecret_env = \"S\"\nalgorithms = [\"HS256\"]\naudiences = [\"${JWTD_TEST_AUD}\", \"$${literal}\"]\n",
+            "f",
+        )
+        .unwrap();
+        assert_eq!(
+            c.issuers[0].audiences,
+            vec!["https://api.example", "${literal}"]
+        );
+        let e = Config::parse("\n\nlisten = \"${JWTD_TEST_MISSING_VAR}\"\n", "f").unwrap_err();
+        assert_eq!(
+            e.errors[0],
+            (
+                3,
+                "environment variable JWTD_TEST_MISSING_VAR is not set".into()
+            )
+        );
+    }
+}

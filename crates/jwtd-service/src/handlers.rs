@@ -1,0 +1,526 @@
+//! HTTP endpoints.
+
+use crate::config::TokenSources;
+use crate::issuers::{Issuer, Keys};
+use crate::telemetry::{fingerprint, metrics_handle};
+use crate::AppState;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::Router;
+use jwtd_core::{Error, Reason, Verified};
+use serde_json::{Map, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The service's routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    metrics_handle();
+    Router::new()
+        .route("/v1/verify", get(verify).post(verify_post))
+        .route("/v1/tokens/{token}", get(token_path))
+        .route("/auth", any(forward_auth))
+        .route("/introspect", post(introspect))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/admin/reload", post(admin_reload))
+        .with_state(state)
+}
+
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// The token from the configured sources: `Authorization: Bearer` (scheme case-insensitive,
+/// RFC 6750 2.1), then the cookie, then the query parameter.
+fn extract(headers: &HeaderMap, uri: &Uri, sources: &TokenSources) -> Option<String> {
+    if sources.bearer {
+        if let Some(v) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        {
+            if let Some((scheme, rest)) = v.split_once(' ') {
+                let t = rest.trim();
+                if scheme.eq_ignore_ascii_case("bearer") && !t.is_empty() {
+                    return Some(t.to_owned());
+                }
+            }
+        }
+    }
+    if let Some(name) = &sources.cookie {
+        for h in headers.get_all(header::COOKIE) {
+            let Ok(s) = h.to_str() else { continue };
+            for pair in s.split(';') {
+                if let Some((k, v)) = pair.trim().split_once('=') {
+                    if k == name && !v.is_empty() {
+                        return Some(v.trim_matches('"').to_owned());
+                    }
+                }
+            }
+        }
+    }
+    if let (Some(name), Some(q)) = (&sources.query, uri.query()) {
+        for pair in q.split('&') {
+            if let Some((k, v)) = pair.split_once('=') {
+                if k == name && !v.is_empty() {
+                    return Some(v.to_owned());
+                }
+            }
+        }
+    }
+    None
+}
+
+static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
+
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("jwtd-{:x}", REQUEST_IDS.fetch_add(1, Ordering::Relaxed)))
+}
+
+/// Verifies with the issuer the token's `iss` selects.
+async fn check(
+    state: &AppState,
+    token: &str,
+) -> Result<(Arc<Issuer>, Verified), (Option<String>, Error)> {
+    let rt = state.runtime();
+    let iss = jwtd_core::peek_issuer(token).map_err(|e| (None, e))?;
+    let issuer = rt
+        .issuers
+        .route(iss.as_deref())
+        .map_err(|e| (None, e))?
+        .clone();
+    match issuer.verify(token, jwtd_core::unix_now()).await {
+        Ok(v) => Ok((issuer, v)),
+        Err(e) => Err((Some(issuer.name.clone()), e)),
+    }
+}
+
+/// RFC 6750 `error_description` allows `%x20-21 / %x23-5B / %x5D-7E` only.
+fn description(message: &str) -> String {
+    message
+        .chars()
+        .map(|c| match c {
+            '"' => '\'',
+            '\\' => '/',
+            c if (' '..='~').contains(&c) => c,
+            _ => '?',
+        })
+        .take(200)
+        .collect()
+}
+
+fn status_for(reason: Reason) -> StatusCode {
+    match reason {
+        Reason::ClaimMismatch => StatusCode::FORBIDDEN,
+        Reason::KeyFetchFailed => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::UNAUTHORIZED,
+    }
+}
+
+fn error_response(e: &Error, rid: &str) -> Response {
+    let reason = e.reason();
+    let code = reason.bearer_error().as_str();
+    let body = format!(
+        "{{\"error\":{},\"reason\":{},\"message\":{}}}",
+        Value::from(code),
+        Value::from(reason.as_str()),
+        Value::from(e.message())
+    );
+    let www = if reason == Reason::MissingToken {
+        "Bearer realm=\"jwtd\"".to_owned()
+    } else {
+        format!(
+            "Bearer realm=\"jwtd\", error=\"{code}\", error_description=\"{}\"",
+            description(e.message())
+        )
+    };
+    let mut r = (status_for(reason), body).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, JSON);
+    if let Ok(v) = HeaderValue::from_str(&www) {
+        h.insert(header::WWW_AUTHENTICATE, v);
+    }
+    if reason == Reason::KeyFetchFailed {
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    set_request_id(h, rid);
+    r
+}
+
+fn set_request_id(h: &mut HeaderMap, rid: &str) {
+    if let Ok(v) = HeaderValue::from_str(rid) {
+        h.insert("x-request-id", v);
+    }
+}
+
+fn observe(
+    endpoint: &'static str,
+    started: Instant,
+    issuer: Option<&str>,
+    outcome: Result<(), &Error>,
+    rid: &str,
+    token: Option<&str>,
+) {
+    let (label, reason) = match outcome {
+        Ok(()) => ("ok", ""),
+        Err(e) => ("rejected", e.reason().as_str()),
+    };
+    let issuer = issuer.unwrap_or("-").to_owned();
+    metrics::counter!("jwtd_requests_total", "endpoint" => endpoint, "issuer" => issuer.clone(), "outcome" => label, "reason" => reason).increment(1);
+    metrics::histogram!("jwtd_request_duration_seconds", "endpoint" => endpoint)
+        .record(started.elapsed().as_secs_f64());
+    let fp = token.map(fingerprint).unwrap_or_default();
+    match outcome {
+        Ok(()) => tracing::debug!(request_id = rid, endpoint, issuer, token = %fp, "verified"),
+        Err(e) => {
+            tracing::info!(request_id = rid, endpoint, issuer, token = %fp, reason, message = e.message(), "rejected")
+        }
+    }
+}
+
+fn missing() -> Error {
+    Error::new(Reason::MissingToken, "no token in the request (Authorization: Bearer, or the configured cookie or query parameter)")
+}
+
+/// Shared body of `/v1/verify` and `/v1/tokens/{token}`.
+async fn verify_token(
+    state: &AppState,
+    endpoint: &'static str,
+    token: Option<String>,
+    rid: &str,
+    with_header: bool,
+) -> Response {
+    let started = Instant::now();
+    let Some(token) = token else {
+        let e = missing();
+        observe(endpoint, started, None, Err(&e), rid, None);
+        return error_response(&e, rid);
+    };
+    match check(state, &token).await {
+        Ok((issuer, v)) => {
+            observe(
+                endpoint,
+                started,
+                Some(&issuer.name),
+                Ok(()),
+                rid,
+                Some(&token),
+            );
+            let body = if with_header {
+                format!(
+                    "{{\"issuer\":{},\"header\":{},\"claims\":{}}}",
+                    Value::from(issuer.name.as_str()),
+                    v.header.json(),
+                    v.claims_json()
+                )
+            } else {
+                v.claims_json().to_owned()
+            };
+            let mut r = (StatusCode::OK, body).into_response();
+            r.headers_mut().insert(header::CONTENT_TYPE, JSON);
+            set_request_id(r.headers_mut(), rid);
+            r
+        }
+        Err((issuer, e)) => {
+            observe(
+                endpoint,
+                started,
+                issuer.as_deref(),
+                Err(&e),
+                rid,
+                Some(&token),
+            );
+            error_response(&e, rid)
+        }
+    }
+}
+
+async fn verify(State(state): State<Arc<AppState>>, headers: HeaderMap, uri: Uri) -> Response {
+    let rid = request_id(&headers);
+    let token = extract(&headers, &uri, &state.runtime().config.tokens);
+    verify_token(&state, "verify", token, &rid, true).await
+}
+
+async fn verify_post(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let rid = request_id(&headers);
+    let token = extract(&headers, &uri, &state.runtime().config.tokens).or_else(|| {
+        // Or a JSON body {"token": "..."}.
+        serde_json::from_slice::<Map<String, Value>>(&body)
+            .ok()
+            .and_then(|m| m.get("token").and_then(Value::as_str).map(str::to_owned))
+    });
+    verify_token(&state, "verify", token, &rid, true).await
+}
+
+async fn token_path(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Response {
+    let rid = request_id(&headers);
+    verify_token(&state, "tokens", Some(token), &rid, false).await
+}
+
+/// A claim as an HTTP header value: strings as they are, arrays joined with commas, other
+/// values as JSON, absent as empty.
+fn header_value(v: Option<&Value>) -> HeaderValue {
+    let text = match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| match i {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        Some(other) => other.to_string(),
+    };
+    HeaderValue::from_bytes(text.as_bytes()).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+async fn forward_auth(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let rid = request_id(&headers);
+    let started = Instant::now();
+    let Some(token) = extract(&headers, &uri, &state.runtime().config.tokens) else {
+        let e = missing();
+        observe("auth", started, None, Err(&e), &rid, None);
+        return error_response(&e, &rid);
+    };
+    match check(&state, &token).await {
+        Ok((issuer, v)) => {
+            observe(
+                "auth",
+                started,
+                Some(&issuer.name),
+                Ok(()),
+                &rid,
+                Some(&token),
+            );
+            let claims = v.claims();
+            let mut r = StatusCode::OK.into_response();
+            let h = r.headers_mut();
+            h.insert(
+                HeaderName::from_static("x-auth-subject"),
+                header_value(claims.get("sub")),
+            );
+            h.insert(
+                HeaderName::from_static("x-auth-issuer"),
+                header_value(claims.get("iss")),
+            );
+            for (name, path) in &issuer.headers {
+                h.insert(name.clone(), header_value(jwtd_core::lookup(&claims, path)));
+            }
+            if issuer.forward_payload {
+                if let Ok(v) = HeaderValue::from_str(&jwtd_core::b64::encode(v.claims_json())) {
+                    h.insert(HeaderName::from_static("x-auth-payload"), v);
+                }
+            }
+            set_request_id(h, &rid);
+            r
+        }
+        Err((issuer, e)) => {
+            observe(
+                "auth",
+                started,
+                issuer.as_deref(),
+                Err(&e),
+                &rid,
+                Some(&token),
+            );
+            error_response(&e, &rid)
+        }
+    }
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
+}
+
+async fn introspect(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let rid = request_id(&headers);
+    let started = Instant::now();
+    let rt = state.runtime();
+    let (Some(cfg), Some(secret)) = (&rt.config.introspection, &rt.introspection_secret) else {
+        return (StatusCode::NOT_FOUND, "introspection is not configured\n").into_response();
+    };
+    let authorized = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(s, _)| s.eq_ignore_ascii_case("basic"))
+        .and_then(|(_, b)| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
+        .is_some_and(|raw| {
+            let (id, pw) = match raw.iter().position(|&c| c == b':') {
+                Some(i) => (&raw[..i], &raw[i + 1..]),
+                None => (&raw[..], &[][..]),
+            };
+            // Both compared in full, in constant time, before deciding.
+            let id_ok = ct_eq(id, cfg.client_id.as_bytes());
+            let pw_ok = ct_eq(pw, secret);
+            id_ok & pw_ok
+        });
+    if !authorized {
+        let mut r = (StatusCode::UNAUTHORIZED, "{\"error\":\"invalid_client\"}").into_response();
+        r.headers_mut().insert(header::CONTENT_TYPE, JSON);
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"jwtd\""),
+        );
+        return r;
+    }
+    let token = std::str::from_utf8(&body).ok().and_then(|form| {
+        form.split('&').find_map(|p| {
+            p.split_once('=')
+                .filter(|(k, _)| *k == "token")
+                .map(|(_, v)| v.to_owned())
+        })
+    });
+    let body = match &token {
+        None => {
+            let mut r =
+                (StatusCode::BAD_REQUEST, "{\"error\":\"invalid_request\"}").into_response();
+            r.headers_mut().insert(header::CONTENT_TYPE, JSON);
+            return r;
+        }
+        Some(token) => match check(&state, token).await {
+            Ok((issuer, v)) => {
+                observe(
+                    "introspect",
+                    started,
+                    Some(&issuer.name),
+                    Ok(()),
+                    &rid,
+                    Some(token),
+                );
+                let mut m = Map::new();
+                m.insert("active".into(), Value::Bool(true));
+                m.extend(v.claims());
+                Value::Object(m).to_string()
+            }
+            Err((issuer, e)) => {
+                observe(
+                    "introspect",
+                    started,
+                    issuer.as_deref(),
+                    Err(&e),
+                    &rid,
+                    Some(token),
+                );
+                "{\"active\":false}".to_owned()
+            }
+        },
+    };
+    let mut r = (StatusCode::OK, body).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, JSON);
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let rt = state.runtime();
+    let waiting: Vec<&str> = rt
+        .issuers
+        .list
+        .iter()
+        .filter(|i| !i.ready())
+        .map(|i| i.name.as_str())
+        .collect();
+    let (status, body) = if waiting.is_empty() {
+        (StatusCode::OK, serde_json::json!({"ready": true}))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"ready": false, "issuers_without_keys": waiting}),
+        )
+    };
+    let mut r = (status, body.to_string()).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, JSON);
+    r
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    for i in &state.runtime().issuers.list {
+        let name = i.name.clone();
+        match &i.keys {
+            Keys::Static(set) => {
+                metrics::gauge!("jwtd_keys", "issuer" => name).set(set.keys().len() as f64);
+            }
+            Keys::Remote(r) => {
+                let s = r.stats();
+                metrics::gauge!("jwtd_keys", "issuer" => name.clone()).set(s.keys as f64);
+                metrics::gauge!("jwtd_key_fetches_total", "issuer" => name.clone())
+                    .set(s.fetches as f64);
+                metrics::gauge!("jwtd_key_fetch_failures_total", "issuer" => name.clone())
+                    .set(s.failures as f64);
+                if let Some(age) = s.last_success_age {
+                    metrics::gauge!("jwtd_key_age_seconds", "issuer" => name)
+                        .set(age.as_secs_f64());
+                }
+            }
+        }
+    }
+    let mut r = metrics_handle().render().into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
+}
+
+async fn admin_reload(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let rt = state.runtime();
+    let Some(key) = &rt.admin_key else {
+        return (StatusCode::NOT_FOUND, "the admin API is not configured\n").into_response();
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim().as_bytes().to_vec())
+        .unwrap_or_default();
+    if !ct_eq(&given, key) {
+        let mut r = (StatusCode::UNAUTHORIZED, "{\"error\":\"invalid_token\"}").into_response();
+        r.headers_mut().insert(header::CONTENT_TYPE, JSON);
+        return r;
+    }
+    drop(rt);
+    let (status, body) = match state.reload().await {
+        Ok(()) => (StatusCode::OK, serde_json::json!({"reloaded": true})),
+        Err(e) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            serde_json::json!({"reloaded": false, "error": e}),
+        ),
+    };
+    let mut r = (status, body.to_string()).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, JSON);
+    r
+}

@@ -1,0 +1,292 @@
+//! Configured issuers at run time: a validation policy, a key source, identity headers.
+
+use crate::config::{AudienceMode, Config, IssuerConfig};
+use axum::http::HeaderName;
+use jwtd_core::{ClaimCheck, Error, Jwks, KeySet, Reason, Validation, Verified, VerifyingKey};
+use jwtd_remote::{CacheConfig, HttpConfig, RemoteKeys, Source};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// Where an issuer's keys come from.
+#[derive(Clone, Debug)]
+pub enum Keys {
+    /// Keys read once from configuration (secret, PEM, JWKS file).
+    Static(Arc<KeySet>),
+    /// Keys fetched and cached (JWKS URL, discovery).
+    Remote(RemoteKeys),
+}
+
+/// One issuer, ready to verify.
+#[derive(Debug)]
+pub struct Issuer {
+    /// Name for logs, metrics and responses.
+    pub name: String,
+    /// The `iss` that selects it (`None`: tokens without `iss`).
+    pub iss: Option<String>,
+    /// The policy.
+    pub validation: Validation,
+    /// The keys.
+    pub keys: Keys,
+    /// Identity headers: header name and claim path.
+    pub headers: Vec<(HeaderName, String)>,
+    /// Send `X-Auth-Payload`.
+    pub forward_payload: bool,
+    /// The configuration it was built from (to reuse remote caches across reloads).
+    pub config: IssuerConfig,
+}
+
+impl Issuer {
+    /// Verifies `token` at `now`.
+    pub async fn verify(&self, token: &str, now: u64) -> Result<Verified, Error> {
+        match &self.keys {
+            Keys::Static(set) => jwtd_core::verify(set, &self.validation, token, now),
+            Keys::Remote(r) => r.verify_at(&self.validation, token, now).await,
+        }
+    }
+
+    /// True when the issuer has keys.
+    pub fn ready(&self) -> bool {
+        match &self.keys {
+            Keys::Static(_) => true,
+            Keys::Remote(r) => r.is_ready(),
+        }
+    }
+}
+
+/// All issuers, routed by the token's `iss`.
+#[derive(Debug, Default)]
+pub struct Issuers {
+    /// In configuration order.
+    pub list: Vec<Arc<Issuer>>,
+}
+
+impl Issuers {
+    /// Builds every issuer. `previous` lends remote caches whose source did not change, so a
+    /// reload keeps warm keys. Must run inside a tokio runtime (remote sources start fetching).
+    pub fn build(config: &Config, previous: Option<&Issuers>) -> Result<Issuers, String> {
+        let mut list = Vec::new();
+        for ic in &config.issuers {
+            let reuse = previous.and_then(|p| {
+                p.list.iter().find_map(|old| match &old.keys {
+                    Keys::Remote(r) if same_source(&old.config, ic) => Some(r.clone()),
+                    _ => None,
+                })
+            });
+            list.push(Arc::new(
+                build_issuer(ic, reuse)
+                    .map_err(|e| format!("issuer {:?}: {e}", ic.name.get_ref()))?,
+            ));
+        }
+        Ok(Issuers { list })
+    }
+
+    /// The issuer for a token whose `iss` is `iss`.
+    pub fn route(&self, iss: Option<&str>) -> Result<&Arc<Issuer>, Error> {
+        self.list
+            .iter()
+            .find(|i| i.iss.as_deref() == iss)
+            .ok_or_else(|| match iss {
+                Some(iss) => Error::new(
+                    Reason::WrongIssuer,
+                    format!(
+                        "iss {:?} is not a configured issuer",
+                        iss.chars().take(100).collect::<String>()
+                    ),
+                ),
+                None => Error::new(
+                    Reason::MissingClaim,
+                    "claim \"iss\" is required (no issuer is configured for tokens without one)",
+                ),
+            })
+    }
+
+    /// Waits until every remote issuer has keys, at most `timeout`.
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        for i in &self.list {
+            if let Keys::Remote(r) = &i.keys {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if !r.wait_ready(left).await {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
+
+fn same_source(a: &IssuerConfig, b: &IssuerConfig) -> bool {
+    (a.jwks_url.is_some() || a.discovery.is_some())
+        && a.jwks_url == b.jwks_url
+        && a.discovery == b.discovery
+        && a.algorithms == b.algorithms
+        && a.ca_file == b.ca_file
+        && a.allow_insecure_http == b.allow_insecure_http
+        && a.cooldown == b.cooldown
+        && a.stale_if_error == b.stale_if_error
+}
+
+fn read(path: &str) -> Result<Zeroizing<Vec<u8>>, String> {
+    std::fs::read(Path::new(path))
+        .map(Zeroizing::new)
+        .map_err(|e| format!("cannot read {path}: {e}"))
+}
+
+fn build_issuer(ic: &IssuerConfig, reuse: Option<RemoteKeys>) -> Result<Issuer, String> {
+    let algs = &ic.algorithms;
+    let keys = if let Some(r) = reuse {
+        Keys::Remote(r)
+    } else if ic.jwks_url.is_some() || ic.discovery.is_some() {
+        let source = match (&ic.jwks_url, &ic.discovery) {
+            (Some(u), _) => Source::JwksUrl(u.clone()),
+            (_, Some(d)) => Source::Discovery(d.clone()),
+            _ => unreachable!(),
+        };
+        let http = HttpConfig {
+            allow_insecure_http: ic.allow_insecure_http,
+            ca_bundle_pem: match &ic.ca_file {
+                Some(f) => Some(read(f)?.to_vec()),
+                None => None,
+            },
+            ..HttpConfig::default()
+        };
+        let mut cache = CacheConfig::default();
+        if let Some(c) = ic.cooldown {
+            cache.cooldown = Duration::from_secs(c.0);
+            cache.negative_ttl = cache.cooldown;
+        }
+        if let Some(s) = ic.stale_if_error {
+            cache.stale_if_error = Duration::from_secs(s.0);
+        }
+        Keys::Remote(
+            RemoteKeys::start(source, algs.clone(), http, cache).map_err(|e| e.to_string())?,
+        )
+    } else {
+        Keys::Static(Arc::new(static_keys(ic)?))
+    };
+    let mut v = Validation::new(algs);
+    if let Some(iss) = &ic.issuer {
+        v = v.issuer(iss.clone());
+    }
+    for a in &ic.audiences {
+        v = v.audience(a.clone());
+    }
+    if ic.audience_mode == AudienceMode::All {
+        v = v.audience_mode(jwtd_core::AudienceMode::All);
+    }
+    if ic.any_audience {
+        v = v.any_audience();
+    }
+    if let Some(l) = ic.leeway {
+        v = v.leeway(l.0);
+    }
+    if let Some(m) = ic.max_age {
+        v = v.max_age(m.0);
+    }
+    if let Some(m) = ic.max_auth_age {
+        v = v.max_auth_age(m.0);
+    }
+    if let Some(t) = &ic.typ {
+        v = v.typ(t.clone());
+    }
+    for r in &ic.require {
+        v = v.require(r.clone());
+    }
+    let json = |t: &toml::Value| serde_json::to_value(t).map_err(|e| e.to_string());
+    for (claim, value) in &ic.claims {
+        v = v.check(ClaimCheck::Equals {
+            claim: claim.clone(),
+            value: json(value)?,
+        });
+    }
+    for (claim, items) in &ic.contains {
+        for item in items {
+            v = v.check(ClaimCheck::Contains {
+                claim: claim.clone(),
+                item: item.clone(),
+            });
+        }
+    }
+    for (claim, values) in &ic.one_of {
+        v = v.check(ClaimCheck::OneOf {
+            claim: claim.clone(),
+            values: values.iter().map(json).collect::<Result<_, _>>()?,
+        });
+    }
+    let headers = ic
+        .headers
+        .iter()
+        .map(|(h, path)| {
+            HeaderName::from_bytes(h.as_bytes())
+                .map(|h| (h, path.clone()))
+                .map_err(|_| format!("{h:?} is not a valid header name"))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Issuer {
+        name: ic.name.get_ref().clone(),
+        iss: ic.issuer.clone(),
+        validation: v,
+        keys,
+        headers,
+        forward_payload: ic.forward_payload,
+        config: ic.clone(),
+    })
+}
+
+fn static_keys(ic: &IssuerConfig) -> Result<KeySet, String> {
+    let algs = &ic.algorithms;
+    let secret = match (&ic.secret_env, &ic.secret_file) {
+        (Some(var), _) => Some(Zeroizing::new(
+            std::env::var(var)
+                .map_err(|_| format!("environment variable {var} is not set"))?
+                .into_bytes(),
+        )),
+        (_, Some(f)) => {
+            let mut s = read(f)?;
+            while s.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                s.pop();
+            }
+            Some(s)
+        }
+        _ => None,
+    };
+    if let Some(secret) = secret {
+        let hs: Vec<_> = algs
+            .iter()
+            .filter(|a| a.family() == jwtd_core::Family::Hmac)
+            .collect();
+        let [alg] = hs.as_slice() else {
+            return Err("an HMAC secret needs exactly one HS* algorithm".into());
+        };
+        let key = VerifyingKey::hmac(&secret, **alg, None).map_err(|e| e.to_string())?;
+        return Ok(KeySet::new().with(key));
+    }
+    if let Some(f) = &ic.pem_file {
+        let pem = read(f)?;
+        let mut fits: Vec<VerifyingKey> = algs
+            .iter()
+            .filter_map(|a| VerifyingKey::from_pem(&pem, Some(*a), None).ok())
+            .collect();
+        return match fits.len() {
+            1 => Ok(KeySet::new().with(fits.pop().expect("one"))),
+            0 => Err(format!("{f}: no usable key for {algs:?}")),
+            _ => Err(format!(
+                "{f}: the key fits several algorithms; allow only one"
+            )),
+        };
+    }
+    if let Some(f) = &ic.jwks_file {
+        let jwks = Jwks::from_json(&read(f)?).map_err(|e| format!("{f}: {e}"))?;
+        let (set, skipped) = KeySet::from_jwks(&jwks, algs);
+        for s in skipped {
+            tracing::warn!(file = %f, index = s.index, kid = ?s.kid, why = %s.why, "JWKS key skipped");
+        }
+        if set.is_empty() {
+            return Err(format!("{f}: no usable key for {algs:?}"));
+        }
+        return Ok(set);
+    }
+    Err("no key source".into())
+}

@@ -1,0 +1,169 @@
+//! # jwtd-service
+//!
+//! `jwtd serve`: JWT verification over HTTP for backends in any language, directly or behind a
+//! proxy.
+//!
+//! | endpoint | what |
+//! |---|---|
+//! | `GET\|POST /v1/verify` | 200 `{"issuer", "header", "claims"}`, or 401/403 with an RFC 6750 `WWW-Authenticate` |
+//! | `GET /v1/tokens/{token}` | 200 with the verified claims, same errors |
+//! | `GET /auth` (any method) | forward-auth for nginx `auth_request`, Traefik `forwardAuth`, Caddy `forward_auth`, Envoy `ext_authz`: 200 with identity headers |
+//! | `POST /introspect` | RFC 7662 introspection, HTTP Basic client authentication |
+//! | `/healthz`, `/readyz`, `/metrics` | liveness, readiness (every issuer has keys), Prometheus |
+//! | `POST /admin/reload` | reload the configuration file (also on SIGHUP) |
+//!
+//! Tokens never appear in logs: a request is logged with a short SHA-256 fingerprint of its
+//! token.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod config;
+mod handlers;
+pub mod issuers;
+mod telemetry;
+
+pub use config::{Config, ConfigError};
+pub use handlers::router;
+pub use issuers::Issuers;
+pub use telemetry::{init_logging, metrics_handle};
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// What the running service reads on every request; replaced whole on reload.
+#[derive(Debug)]
+pub struct Runtime {
+    /// The configuration.
+    pub config: Config,
+    /// Issuers built from it.
+    pub issuers: Issuers,
+    /// Introspection client secret, when introspection is on.
+    pub introspection_secret: Option<Zeroizing<Vec<u8>>>,
+    /// Admin API key, when the admin API is on.
+    pub admin_key: Option<Zeroizing<Vec<u8>>>,
+}
+
+/// Shared service state.
+#[derive(Debug)]
+pub struct AppState {
+    current: RwLock<Arc<Runtime>>,
+    config_path: Option<PathBuf>,
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+fn secret(
+    env: &Option<String>,
+    file: &Option<String>,
+) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
+    if let Some(var) = env {
+        let v = std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?;
+        if v.is_empty() {
+            return Err(format!("environment variable {var} is empty"));
+        }
+        return Ok(Some(Zeroizing::new(v.into_bytes())));
+    }
+    if let Some(f) = file {
+        let mut v = Zeroizing::new(std::fs::read(f).map_err(|e| format!("cannot read {f}: {e}"))?);
+        while v.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            v.pop();
+        }
+        return Ok(Some(v));
+    }
+    Ok(None)
+}
+
+impl Runtime {
+    /// Builds the run-time state from a configuration (inside a tokio runtime).
+    pub fn build(config: Config, previous: Option<&Runtime>) -> Result<Runtime, String> {
+        let issuers = Issuers::build(&config, previous.map(|p| &p.issuers))?;
+        let introspection_secret = match &config.introspection {
+            Some(i) => secret(&i.client_secret_env, &i.client_secret_file)?,
+            None => None,
+        };
+        let admin_key = match &config.admin {
+            Some(a) => secret(&a.api_key_env, &a.api_key_file)?,
+            None => None,
+        };
+        Ok(Runtime {
+            config,
+            issuers,
+            introspection_secret,
+            admin_key,
+        })
+    }
+}
+
+impl AppState {
+    /// State serving `runtime`; `config_path` is re-read on reload.
+    pub fn new(runtime: Runtime, config_path: Option<PathBuf>) -> Arc<AppState> {
+        Arc::new(AppState {
+            current: RwLock::new(Arc::new(runtime)),
+            config_path,
+            reload_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The runtime in force.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.current.read().expect("lock").clone()
+    }
+
+    /// Re-reads the configuration file and swaps it in once its remote keys are ready (at most
+    /// 10 s); requests in flight finish on the old one. An invalid file changes nothing.
+    pub async fn reload(&self) -> Result<(), String> {
+        let _one_at_a_time = self.reload_lock.lock().await;
+        let Some(path) = &self.config_path else {
+            return Err("no configuration file to reload (started without --config)".into());
+        };
+        let config = Config::load(path).map_err(|e| e.to_string())?;
+        let old = self.runtime();
+        let new = Runtime::build(config, Some(&old))?;
+        if !new.issuers.wait_ready(Duration::from_secs(10)).await {
+            tracing::warn!("reloaded configuration: some issuers have no keys yet");
+        }
+        *self.current.write().expect("lock") = Arc::new(new);
+        tracing::info!(path = %path.display(), "configuration reloaded");
+        Ok(())
+    }
+}
+
+/// Serves until SIGTERM or Ctrl-C, then drains in-flight requests. SIGHUP reloads the
+/// configuration.
+pub async fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let s = state.clone();
+        tokio::spawn(async move {
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                if let Err(e) = s.reload().await {
+                    tracing::error!(error = %e, "reload failed; keeping the running configuration");
+                }
+            }
+        });
+    }
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async {
+            #[cfg(unix)]
+            {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .expect("SIGTERM handler");
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = tokio::signal::ctrl_c() => {},
+                }
+            }
+            #[cfg(not(unix))]
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down: draining requests");
+        })
+        .await
+}

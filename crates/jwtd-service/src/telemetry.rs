@@ -1,0 +1,59 @@
+//! Logging and metrics.
+
+use crate::config::LogFormat;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+/// Installs the global tracing subscriber (`RUST_LOG` filters; default `info`).
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// The process-wide Prometheus recorder (installed on first use).
+pub fn metrics_handle() -> &'static PrometheusHandle {
+    static H: OnceLock<PrometheusHandle> = OnceLock::new();
+    H.get_or_init(|| {
+        let handle = PrometheusBuilder::new()
+            .set_buckets(&[
+                0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 0.5,
+                1.0,
+            ])
+            .expect("static buckets")
+            .install_recorder()
+            .expect("no other metrics recorder is installed");
+        metrics::describe_counter!(
+            "jwtd_requests_total",
+            "Requests by endpoint, issuer, outcome and reason."
+        );
+        metrics::describe_histogram!(
+            "jwtd_request_duration_seconds",
+            "Time to answer, by endpoint."
+        );
+        metrics::describe_gauge!("jwtd_key_fetches_total", "JWKS fetches per remote issuer.");
+        metrics::describe_gauge!(
+            "jwtd_key_fetch_failures_total",
+            "Failed key fetches per remote issuer."
+        );
+        metrics::describe_gauge!("jwtd_keys", "Keys held per issuer.");
+        metrics::describe_gauge!(
+            "jwtd_key_age_seconds",
+            "Age of the last good key fetch per remote issuer."
+        );
+        handle
+    })
+}
+
+/// A short, non-reversible fingerprint of a token for logs: the first 12 hex digits of its
+/// SHA-256. Tokens themselves are never logged.
+pub fn fingerprint(token: &str) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    d.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect()
+}

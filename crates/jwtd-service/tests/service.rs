@@ -1,0 +1,389 @@
+//! Every endpoint over real HTTP on 127.0.0.1: success and error shapes, token sources,
+//! forward-auth headers, introspection, readiness, metrics, reload.
+
+use jwtd_core::{Algorithm, Jwks, SigningKey};
+use jwtd_service::{AppState, Config, Runtime};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+const ISS: &str = "https://id.example/";
+const HS_SECRET: &str = "0123456789abcdef0123456789abcdef-mobile";
+
+struct Service {
+    base: String,
+    dir: PathBuf,
+    #[allow(dead_code)]
+    state: Arc<AppState>,
+    es: SigningKey,
+    hs: SigningKey,
+    client: reqwest::Client,
+}
+
+fn config_text(dir: &std::path::Path, extra_audience: Option<&str>) -> String {
+    let auds = match extra_audience {
+        Some(a) => format!("[\"api\", \"{a}\"]"),
+        None => "[\"api\"]".into(),
+    };
+    format!(
+        r#"
+listen = "127.0.0.1:0"
+
+[tokens]
+cookie = "session"
+query = "access_token"
+
+[introspection]
+client_id = "rs-1"
+client_secret_env = "JWTD_TEST_INTROSPECT"
+
+[admin]
+api_key_env = "JWTD_TEST_ADMIN"
+
+[[issuer]]
+name = "main"
+issuer = "{ISS}"
+jwks_file = "{jwks}"
+algorithms = ["ES256"]
+audiences = {auds}
+forward_payload = true
+[issuer.headers]
+X-User-Email = "email"
+X-Verified = "https://example.com/claims/user/is_verified"
+X-Roles = "realm.roles"
+
+[[issuer]]
+name = "mobile"
+secret_env = "JWTD_TEST_HS"
+algorithms = ["HS256"]
+any_audience = true
+[issuer.claims]
+client_id = "app-key-1"
+"#,
+        jwks = dir.join("jwks.json").display()
+    )
+}
+
+async fn start() -> Service {
+    std::env::set_var("JWTD_TEST_INTROSPECT", "introspect-secret");
+    std::env::set_var("JWTD_TEST_ADMIN", "admin-key");
+    std::env::set_var("JWTD_TEST_HS", HS_SECRET);
+    let dir = std::env::temp_dir().join(format!(
+        "jwtd-svc-{}-{}",
+        std::process::id(),
+        jwtd_core::b64::encode(rand_bytes())
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let es = SigningKey::generate(Algorithm::ES256)
+        .unwrap()
+        .with_default_kid();
+    let hs = SigningKey::hmac(HS_SECRET.as_bytes(), Algorithm::HS256, None).unwrap();
+    std::fs::write(
+        dir.join("jwks.json"),
+        serde_json::to_string(&Jwks::from_keys(es.public_jwk())).unwrap(),
+    )
+    .unwrap();
+    let path = dir.join("jwtd.toml");
+    std::fs::write(&path, config_text(&dir, None)).unwrap();
+    let config = Config::load(&path).unwrap();
+    let runtime = Runtime::build(config, None).unwrap();
+    let state = AppState::new(runtime, Some(path));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(jwtd_service::serve(state.clone(), listener));
+    Service {
+        base,
+        dir,
+        state,
+        es,
+        hs,
+        client: reqwest::Client::new(),
+    }
+}
+
+fn rand_bytes() -> [u8; 6] {
+    let mut b = [0u8; 6];
+    jwtd_core::fill_random(&mut b).unwrap();
+    b
+}
+
+fn now() -> u64 {
+    jwtd_core::unix_now()
+}
+
+fn es_token(s: &Service, extra: Value) -> String {
+    let mut c = json!({"iss": ISS, "aud": "api", "sub": "alice", "iat": now(), "exp": now() + 600,
+        "email": "alice@example.com", "https://example.com/claims/user/is_verified": true,
+        "realm": {"roles": ["reader", "writer"]}});
+    for (k, v) in extra.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    jwtd_core::sign(&s.es, c.as_object().unwrap(), None).unwrap()
+}
+
+fn hs_token(s: &Service, client_id: &str) -> String {
+    let c = json!({"sub": "device-1", "client_id": client_id, "iat": now(), "exp": now() + 86400});
+    jwtd_core::sign(&s.hs, c.as_object().unwrap(), None).unwrap()
+}
+
+async fn get(s: &Service, path: &str, token: Option<&str>) -> reqwest::Response {
+    let mut r = s.client.get(format!("{}{path}", s.base));
+    if let Some(t) = token {
+        r = r.header("authorization", format!("Bearer {t}"));
+    }
+    r.send().await.unwrap()
+}
+
+async fn error_of(r: reqwest::Response, status: StatusCode, reason: &str) -> Value {
+    assert_eq!(r.status(), status);
+    let www = r
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["reason"], reason, "{body}");
+    assert!(!body["message"].as_str().unwrap().is_empty());
+    let error = body["error"].as_str().unwrap();
+    if reason == "missing_token" {
+        assert_eq!(www, "Bearer realm=\"jwtd\"");
+    } else {
+        assert!(
+            www.starts_with(&format!(
+                "Bearer realm=\"jwtd\", error=\"{error}\", error_description=\""
+            )),
+            "{www}"
+        );
+    }
+    body
+}
+
+#[tokio::test]
+async fn verify_endpoint_success_and_every_error_shape() {
+    let s = start().await;
+    let t = es_token(&s, json!({}));
+    let r = get(&s, "/v1/verify", Some(&t)).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("x-request-id").is_some());
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["issuer"], "main");
+    assert_eq!(body["header"]["alg"], "ES256");
+    assert_eq!(body["claims"]["sub"], "alice");
+
+    let expired = es_token(&s, json!({"exp": now() - 3600}));
+    let b = error_of(
+        get(&s, "/v1/verify", Some(&expired)).await,
+        StatusCode::UNAUTHORIZED,
+        "expired",
+    )
+    .await;
+    assert_eq!(b["error"], "invalid_token");
+    error_of(
+        get(&s, "/v1/verify", None).await,
+        StatusCode::UNAUTHORIZED,
+        "missing_token",
+    )
+    .await;
+    error_of(
+        get(&s, "/v1/verify", Some("not.a.token")).await,
+        StatusCode::UNAUTHORIZED,
+        "malformed",
+    )
+    .await;
+    let other_iss = es_token(&s, json!({"iss": "https://evil.example/"}));
+    error_of(
+        get(&s, "/v1/verify", Some(&other_iss)).await,
+        StatusCode::UNAUTHORIZED,
+        "wrong_issuer",
+    )
+    .await;
+    let wrong_aud = es_token(&s, json!({"aud": "billing"}));
+    error_of(
+        get(&s, "/v1/verify", Some(&wrong_aud)).await,
+        StatusCode::UNAUTHORIZED,
+        "wrong_audience",
+    )
+    .await;
+    // A claim check (client_id must equal the API key) answers 403 insufficient_scope.
+    let b = error_of(
+        get(&s, "/v1/verify", Some(&hs_token(&s, "other-key"))).await,
+        StatusCode::FORBIDDEN,
+        "claim_mismatch",
+    )
+    .await;
+    assert_eq!(b["error"], "insufficient_scope");
+    assert_eq!(
+        get(&s, "/v1/verify", Some(&hs_token(&s, "app-key-1")))
+            .await
+            .status(),
+        200
+    );
+
+    // Scheme is case-insensitive; POST takes a JSON body too; cookie and query sources.
+    let r = s
+        .client
+        .get(format!("{}/v1/verify", s.base))
+        .header("authorization", format!("bEaReR {t}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = s
+        .client
+        .post(format!("{}/v1/verify", s.base))
+        .json(&json!({"token": t}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = s
+        .client
+        .get(format!("{}/v1/verify", s.base))
+        .header("cookie", format!("theme=dark; session={t}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = s
+        .client
+        .get(format!("{}/v1/verify?access_token={t}", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn tokens_endpoint_for_sites_without_a_backend() {
+    let s = start().await;
+    let t = es_token(&s, json!({}));
+    let r = get(&s, &format!("/v1/tokens/{t}"), None).await;
+    assert_eq!(r.status(), 200);
+    let claims: Value = r.json().await.unwrap();
+    assert_eq!(claims["email"], "alice@example.com");
+    let mut bad = t.clone();
+    bad.insert(bad.len() - 3, 'x');
+    let r = get(&s, &format!("/v1/tokens/{bad}"), None).await;
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn forward_auth_sends_identity_headers() {
+    let s = start().await;
+    let t = es_token(&s, json!({}));
+    let r = get(&s, "/auth", Some(&t)).await;
+    assert_eq!(r.status(), 200);
+    let h = r.headers();
+    assert_eq!(h["x-auth-subject"], "alice");
+    assert_eq!(h["x-auth-issuer"], ISS);
+    assert_eq!(h["x-user-email"], "alice@example.com");
+    assert_eq!(h["x-verified"], "true");
+    assert_eq!(h["x-roles"], "reader,writer");
+    let payload = jwtd_core::b64::decode(h["x-auth-payload"].as_bytes()).unwrap();
+    let payload: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(payload["sub"], "alice");
+    // A claim that is absent yields an empty header (so a proxy overwrites a spoofed one).
+    let t = es_token(&s, json!({"email": null}));
+    let r = get(&s, "/auth", Some(&t)).await;
+    assert_eq!(r.headers()["x-user-email"], "");
+    error_of(
+        get(&s, "/auth", None).await,
+        StatusCode::UNAUTHORIZED,
+        "missing_token",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn introspection_requires_client_auth_and_hides_reasons() {
+    let s = start().await;
+    let url = format!("{}/introspect", s.base);
+    let t = es_token(&s, json!({}));
+    let form = format!("token={t}&token_type_hint=access_token");
+    let post = |auth: Option<(&str, &str)>, body: String| {
+        let mut r = s
+            .client
+            .post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some((u, p)) = auth {
+            r = r.basic_auth(u, Some(p));
+        }
+        r.send()
+    };
+    let r = post(None, form.clone()).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_client");
+    let r = post(Some(("rs-1", "wrong")), form.clone()).await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = post(Some(("rs-1", "introspect-secret")), form)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["active"], true);
+    assert_eq!(b["sub"], "alice");
+    let r = post(Some(("rs-1", "introspect-secret")), "token=garbage".into())
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"active": false}));
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let s = start().await;
+    assert_eq!(get(&s, "/healthz", None).await.status(), 200);
+    let r = get(&s, "/readyz", None).await;
+    assert_eq!(r.status(), 200);
+    let t = es_token(&s, json!({"exp": now() - 3600}));
+    get(&s, "/v1/verify", Some(&t)).await;
+    let text = get(&s, "/metrics", None).await.text().await.unwrap();
+    assert!(text.contains("jwtd_requests_total{endpoint=\"verify\",issuer=\"main\",outcome=\"rejected\",reason=\"expired\"}"), "{text}");
+    assert!(
+        text.contains("jwtd_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(text.contains("jwtd_keys{issuer=\"main\"} 1"), "{text}");
+}
+
+#[tokio::test]
+async fn reload_swaps_valid_config_and_keeps_old_on_error() {
+    let s = start().await;
+    let billing = es_token(&s, json!({"aud": "billing"}));
+    assert_eq!(get(&s, "/v1/verify", Some(&billing)).await.status(), 401);
+    let reload = || {
+        s.client
+            .post(format!("{}/admin/reload", s.base))
+            .header("authorization", "Bearer admin-key")
+            .send()
+    };
+    // Wrong admin key.
+    let r = s
+        .client
+        .post(format!("{}/admin/reload", s.base))
+        .header("authorization", "Bearer nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // A valid change takes effect.
+    std::fs::write(
+        s.dir.join("jwtd.toml"),
+        config_text(&s.dir, Some("billing")),
+    )
+    .unwrap();
+    assert_eq!(reload().await.unwrap().status(), 200);
+    assert_eq!(get(&s, "/v1/verify", Some(&billing)).await.status(), 200);
+    // A broken file is refused with its line, and the running configuration stays.
+    std::fs::write(
+        s.dir.join("jwtd.toml"),
+        "listen = \"127.0.0.1:0\"\n[[issuer]]\nname = \"x\"\nalgorithms = [\"none\"]\n",
+    )
+    .unwrap();
+    let r = reload().await.unwrap();
+    assert_eq!(r.status(), 422);
+    let b: Value = r.json().await.unwrap();
+    assert!(b["error"].as_str().unwrap().contains("jwtd.toml:4"), "{b}");
+    assert_eq!(get(&s, "/v1/verify", Some(&billing)).await.status(), 200);
+}
