@@ -1,0 +1,136 @@
+//! The key encryption key and sealing of private keys (AES-256-GCM, aws-lc-rs).
+
+use crate::StoreError;
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use zeroize::Zeroizing;
+
+/// Environment variable holding the KEK (32 bytes, base64url).
+pub const KEK_ENV: &str = "JWTD_KEK";
+
+/// The key encryption key.
+pub struct Kek {
+    key: LessSafeKey,
+}
+
+impl std::fmt::Debug for Kek {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Kek(<redacted>)")
+    }
+}
+
+fn aad(kid: &str, alg: &str) -> String {
+    format!("jwtd/key/v1|{kid}|{alg}")
+}
+
+impl Kek {
+    /// A KEK from 32 raw bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Kek, StoreError> {
+        let unbound = UnboundKey::new(&AES_256_GCM, bytes)
+            .map_err(|_| StoreError("the key encryption key must be 32 bytes".into()))?;
+        Ok(Kek {
+            key: LessSafeKey::new(unbound),
+        })
+    }
+
+    /// The KEK from `JWTD_KEK` (base64url), else from `file`; when neither exists, a new one is
+    /// generated into `file` with mode 0600, and a warning says so. Returns the KEK and whether
+    /// it was generated.
+    pub fn load_or_create(file: &Path) -> Result<(Kek, bool), StoreError> {
+        if let Ok(v) = std::env::var(KEK_ENV) {
+            let raw = Zeroizing::new(
+                jwtd_core::b64::decode(v.trim().as_bytes())
+                    .ok_or_else(|| StoreError(format!("{KEK_ENV} is not base64url")))?,
+            );
+            return Ok((Kek::from_bytes(&raw)?, false));
+        }
+        match std::fs::read_to_string(file) {
+            Ok(text) => {
+                let mode = std::fs::metadata(file)
+                    .map(|m| m.permissions().mode() & 0o777)
+                    .unwrap_or(0);
+                if mode & 0o077 != 0 {
+                    return Err(StoreError(format!(
+                        "{} is readable by others (mode {mode:o}); chmod 600 it",
+                        file.display()
+                    )));
+                }
+                let raw =
+                    Zeroizing::new(jwtd_core::b64::decode(text.trim().as_bytes()).ok_or_else(
+                        || StoreError(format!("{} is not base64url", file.display())),
+                    )?);
+                Ok((Kek::from_bytes(&raw)?, false))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut raw = Zeroizing::new([0u8; 32]);
+                jwtd_core::fill_random(&mut raw[..]).map_err(|e| StoreError(e.to_string()))?;
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(file)
+                    .map_err(|e| StoreError(format!("cannot create {}: {e}", file.display())))?;
+                let text = Zeroizing::new(jwtd_core::b64::encode(&raw[..]) + "\n");
+                f.write_all(text.as_bytes())
+                    .and_then(|_| f.sync_all())
+                    .map_err(|e| StoreError(format!("cannot write {}: {e}", file.display())))?;
+                tracing::warn!(
+                    path = %file.display(),
+                    "no key encryption key given ({KEK_ENV} unset): generated one next to the data; \
+                     keep it apart from backups of the store, or set {KEK_ENV}"
+                );
+                Ok((Kek::from_bytes(&raw[..])?, true))
+            }
+            Err(e) => Err(StoreError(format!("cannot read {}: {e}", file.display()))),
+        }
+    }
+
+    /// Seals `plaintext` for key `kid`/`alg`; returns (nonce, ciphertext with tag).
+    pub fn seal(
+        &self,
+        kid: &str,
+        alg: &str,
+        plaintext: &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        jwtd_core::fill_random(&mut nonce).map_err(|e| StoreError(e.to_string()))?;
+        let mut buf = plaintext.to_vec();
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad(kid, alg).as_bytes()),
+                &mut buf,
+            )
+            .map_err(|_| StoreError("sealing failed".into()))?;
+        Ok((nonce.to_vec(), buf))
+    }
+
+    /// Opens a sealed key; fails when the row was altered, moved to another kid or algorithm,
+    /// or sealed under another KEK.
+    pub fn open(
+        &self,
+        kid: &str,
+        alg: &str,
+        nonce: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        let bad = || {
+            StoreError(format!(
+                "key {kid:?} failed to decrypt: the stored row was altered or swapped, or the key encryption key is wrong; it will not be used"
+            ))
+        };
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| bad())?;
+        let mut buf = Zeroizing::new(sealed.to_vec());
+        let plain = self
+            .key
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad(kid, alg).as_bytes()),
+                &mut buf,
+            )
+            .map_err(|_| bad())?;
+        Ok(Zeroizing::new(plain.to_vec()))
+    }
+}

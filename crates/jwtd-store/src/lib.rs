@@ -1,0 +1,131 @@
+//! # jwtd-store
+//!
+//! The issuer's key ring and where it lives.
+//!
+//! - Keys move through `pending` (published, not yet signing, so every verifier's cache learns
+//!   them first) → `active` (signs) → `retiring` (published, no longer signs, until the longest
+//!   token lifetime plus a grace period has passed) → `retired` (gone from the JWKS).
+//! - Private keys are sealed with AES-256-GCM under a key encryption key (KEK) from the
+//!   environment or a file, bound to their key id and algorithm as associated data: a swapped or
+//!   altered row fails loudly and is never used.
+//! - [`KeyStore`] is the storage interface; [`SqliteStore`] is the embedded default.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod kek;
+mod ring;
+mod sqlite;
+
+pub use kek::{Kek, KEK_ENV};
+pub use ring::{KeyRing, RingConfig, RingEvent};
+pub use sqlite::SqliteStore;
+
+use std::fmt;
+
+/// A key's place in the rotation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeyState {
+    /// Published, not yet signing.
+    Pending,
+    /// Signs new tokens (one per ring).
+    Active,
+    /// Published, no longer signing.
+    Retiring,
+    /// Unpublished; kept only as a record.
+    Retired,
+}
+
+impl KeyState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Pending => "pending",
+            KeyState::Active => "active",
+            KeyState::Retiring => "retiring",
+            KeyState::Retired => "retired",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<KeyState> {
+        Some(match s {
+            "pending" => KeyState::Pending,
+            "active" => KeyState::Active,
+            "retiring" => KeyState::Retiring,
+            "retired" => KeyState::Retired,
+            _ => return None,
+        })
+    }
+
+    /// Whether the key appears in the JWKS.
+    pub fn published(self) -> bool {
+        !matches!(self, KeyState::Retired)
+    }
+}
+
+/// One stored key: public part in clear, private part sealed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    /// Key id.
+    pub kid: String,
+    /// Algorithm name.
+    pub alg: String,
+    /// Rotation state.
+    pub state: KeyState,
+    /// Creation time (Unix seconds).
+    pub created_at: i64,
+    /// When a pending key becomes active.
+    pub activate_at: Option<i64>,
+    /// When a retiring key may be retired.
+    pub retire_after: Option<i64>,
+    /// Public JWK JSON.
+    pub public_jwk: String,
+    /// AES-GCM nonce.
+    pub nonce: Vec<u8>,
+    /// Sealed PKCS#8 (or the HMAC secret).
+    pub sealed: Vec<u8>,
+}
+
+impl fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("state", &self.state)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A storage failure or a key that fails to open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError(pub String);
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Where keys are kept. The embedded SQLite store implements it; a shared database is a second
+/// implementation of the same interface.
+#[allow(async_fn_in_trait)]
+pub trait KeyStore: Send + Sync {
+    /// Every key, oldest first.
+    async fn list(&self) -> Result<Vec<StoredKey>, StoreError>;
+    /// Adds a key.
+    async fn insert(&self, key: &StoredKey) -> Result<(), StoreError>;
+    /// Changes a key's state and schedule.
+    async fn update(
+        &self,
+        kid: &str,
+        state: KeyState,
+        activate_at: Option<i64>,
+        retire_after: Option<i64>,
+    ) -> Result<(), StoreError>;
+    /// Deletes a key for good (emergency removal).
+    async fn delete(&self, kid: &str) -> Result<bool, StoreError>;
+}

@@ -1,0 +1,326 @@
+//! The key ring: generation, rotation states, and the in-memory views the service reads.
+
+use crate::{Kek, KeyState, KeyStore, StoreError, StoredKey};
+use jwtd_core::{Algorithm, Jwk, Jwks, KeySet, SigningKey};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// Rotation policy.
+#[derive(Clone, Debug)]
+pub struct RingConfig {
+    /// Algorithm of new keys (RS256, PS256, ES256 or EdDSA).
+    pub alg: Algorithm,
+    /// RSA modulus size for RS*/PS* keys (2048 or 3072).
+    pub rsa_bits: usize,
+    /// How long a new key is published before it signs, so verifiers' caches learn it first
+    /// (default 1 h; keep it above the JWKS `Cache-Control` max-age).
+    pub publish_lead: Duration,
+    /// The longest token lifetime the issuer mints (default 1 h).
+    pub max_token_ttl: Duration,
+    /// Extra time a retiring key stays published after the last token it signed expired
+    /// (default 10 min).
+    pub grace: Duration,
+    /// Scheduled rotation: a new key is started when the active one is this old (default 90 days).
+    pub rotate_every: Option<Duration>,
+}
+
+impl Default for RingConfig {
+    fn default() -> Self {
+        RingConfig {
+            alg: Algorithm::ES256,
+            rsa_bits: 2048,
+            publish_lead: Duration::from_secs(3600),
+            max_token_ttl: Duration::from_secs(3600),
+            grace: Duration::from_secs(600),
+            rotate_every: Some(Duration::from_secs(90 * 86_400)),
+        }
+    }
+}
+
+/// Something the ring did, for logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RingEvent {
+    /// A key was generated (pending, or active when the ring had none).
+    Created(String, KeyState),
+    /// A pending key started signing.
+    Activated(String),
+    /// A key stopped signing; published until the time given.
+    Retiring(String, i64),
+    /// A key left the JWKS.
+    Retired(String),
+    /// A key was deleted (emergency).
+    Removed(String),
+}
+
+/// What the service reads on every request, rebuilt after each change.
+#[derive(Debug)]
+struct View {
+    keys: Vec<StoredKey>,
+    signer: Option<Arc<SigningKey>>,
+    verify: Arc<KeySet>,
+    jwks: Arc<str>,
+}
+
+/// A key ring over a [`KeyStore`].
+#[derive(Debug)]
+pub struct KeyRing<S: KeyStore> {
+    store: S,
+    kek: Kek,
+    cfg: RingConfig,
+    view: RwLock<Arc<View>>,
+    changes: tokio::sync::Mutex<()>,
+}
+
+fn secs(d: Duration) -> i64 {
+    d.as_secs() as i64
+}
+
+impl<S: KeyStore> KeyRing<S> {
+    /// Opens the ring: every published key is decrypted now, so a tampered or swapped row fails
+    /// at start, loudly, instead of at first use.
+    pub async fn open(store: S, kek: Kek, cfg: RingConfig) -> Result<Self, StoreError> {
+        let ring = KeyRing {
+            store,
+            kek,
+            cfg,
+            view: RwLock::new(Arc::new(View {
+                keys: Vec::new(),
+                signer: None,
+                verify: Arc::new(KeySet::new()),
+                jwks: Arc::from("{\"keys\":[]}"),
+            })),
+            changes: tokio::sync::Mutex::new(()),
+        };
+        ring.refresh().await?;
+        Ok(ring)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RingConfig {
+        &self.cfg
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    async fn refresh(&self) -> Result<(), StoreError> {
+        let keys = self.store.list().await?;
+        let mut signer = None;
+        let mut verify = KeySet::new();
+        let mut public = Vec::new();
+        for k in keys.iter().filter(|k| k.state.published()) {
+            let alg: Algorithm = k
+                .alg
+                .parse()
+                .map_err(|e| StoreError(format!("key {:?}: {e}", k.kid)))?;
+            let der = self.kek.open(&k.kid, &k.alg, &k.nonce, &k.sealed)?;
+            let sk = SigningKey::from_pkcs8_der(&der, Some(alg), Some(k.kid.clone()))
+                .map_err(|e| StoreError(format!("key {:?}: {e}", k.kid)))?;
+            let jwk = sk
+                .public_jwk()
+                .ok_or_else(|| StoreError("symmetric keys are not stored here".into()))?;
+            let stored: Jwk = Jwk::from_json(k.public_jwk.as_bytes())
+                .map_err(|e| StoreError(format!("key {:?}: bad public JWK: {e}", k.kid)))?;
+            if stored.thumbprint() != jwk.thumbprint() {
+                return Err(StoreError(format!(
+                    "key {:?}: the stored public key does not match its private key; the row was altered",
+                    k.kid
+                )));
+            }
+            verify.push(sk.verifying_key());
+            public.push(jwk);
+            if k.state == KeyState::Active {
+                signer = Some(Arc::new(sk));
+            }
+        }
+        let jwks = serde_json::to_string(&Jwks::from_keys(public))
+            .map_err(|e| StoreError(e.to_string()))?;
+        *self.view.write().expect("lock") = Arc::new(View {
+            keys,
+            signer,
+            verify: Arc::new(verify),
+            jwks: Arc::from(jwks),
+        });
+        Ok(())
+    }
+
+    fn view(&self) -> Arc<View> {
+        self.view.read().expect("lock").clone()
+    }
+
+    /// The key that signs new tokens.
+    pub fn signer(&self) -> Option<Arc<SigningKey>> {
+        self.view().signer.clone()
+    }
+
+    /// Every published key, for verifying the issuer's own tokens.
+    pub fn verify_keys(&self) -> Arc<KeySet> {
+        self.view().verify.clone()
+    }
+
+    /// The public JWKS document.
+    pub fn jwks_json(&self) -> Arc<str> {
+        self.view().jwks.clone()
+    }
+
+    /// Every key with its state (no private material).
+    pub fn keys(&self) -> Vec<StoredKey> {
+        self.view().keys.clone()
+    }
+
+    async fn generate(
+        &self,
+        state: KeyState,
+        now: i64,
+        activate_at: Option<i64>,
+    ) -> Result<String, StoreError> {
+        let alg = self.cfg.alg;
+        let sk = if alg.family() == jwtd_core::Family::Rsa {
+            SigningKey::generate_rsa(alg, self.cfg.rsa_bits)
+        } else {
+            SigningKey::generate(alg)
+        }
+        .map_err(|e| StoreError(e.to_string()))?
+        .with_default_kid();
+        let kid = sk.kid().expect("thumbprint kid").to_owned();
+        let der = sk.to_pkcs8_der().map_err(|e| StoreError(e.to_string()))?;
+        let (nonce, sealed) = self.kek.seal(&kid, alg.as_str(), &der)?;
+        let public = serde_json::to_string(&sk.public_jwk().expect("asymmetric"))
+            .map_err(|e| StoreError(e.to_string()))?;
+        self.store
+            .insert(&StoredKey {
+                kid: kid.clone(),
+                alg: alg.as_str().into(),
+                state,
+                created_at: now,
+                activate_at,
+                retire_after: None,
+                public_jwk: public,
+                nonce,
+                sealed,
+            })
+            .await?;
+        Ok(kid)
+    }
+
+    /// Makes sure a key signs: on first start, creates one (active at once: no verifier can
+    /// have cached an older set yet).
+    pub async fn ensure_active(&self, now: i64) -> Result<Vec<RingEvent>, StoreError> {
+        let _g = self.changes.lock().await;
+        let keys = self.store.list().await?;
+        if keys.iter().any(|k| k.state == KeyState::Active) {
+            return Ok(Vec::new());
+        }
+        if keys.iter().any(|k| k.state == KeyState::Pending) {
+            // A pending key waits for its time; tick() will promote it.
+            return Ok(Vec::new());
+        }
+        let kid = self.generate(KeyState::Active, now, Some(now)).await?;
+        self.refresh().await?;
+        Ok(vec![RingEvent::Created(kid, KeyState::Active)])
+    }
+
+    /// Starts a rotation now: a new pending key, active after the publish lead.
+    pub async fn rotate(&self, now: i64) -> Result<Vec<RingEvent>, StoreError> {
+        let _g = self.changes.lock().await;
+        let kid = self
+            .generate(
+                KeyState::Pending,
+                now,
+                Some(now + secs(self.cfg.publish_lead)),
+            )
+            .await?;
+        self.refresh().await?;
+        Ok(vec![RingEvent::Created(kid, KeyState::Pending)])
+    }
+
+    /// Stops a key from signing; it stays published until its tokens expired plus the grace.
+    pub async fn retire(&self, kid: &str, now: i64) -> Result<Vec<RingEvent>, StoreError> {
+        let _g = self.changes.lock().await;
+        let until = now + secs(self.cfg.max_token_ttl) + secs(self.cfg.grace);
+        self.store
+            .update(kid, KeyState::Retiring, None, Some(until))
+            .await?;
+        self.refresh().await?;
+        Ok(vec![RingEvent::Retiring(kid.into(), until)])
+    }
+
+    /// Emergency removal of a compromised key: deleted and unpublished at once (tokens it
+    /// signed stop verifying). When it was the signing key, a new key signs immediately.
+    pub async fn remove(&self, kid: &str, now: i64) -> Result<Vec<RingEvent>, StoreError> {
+        let _g = self.changes.lock().await;
+        let was_active = self
+            .store
+            .list()
+            .await?
+            .iter()
+            .any(|k| k.kid == kid && k.state == KeyState::Active);
+        if !self.store.delete(kid).await? {
+            return Err(StoreError(format!("no key {kid:?}")));
+        }
+        let mut events = vec![RingEvent::Removed(kid.into())];
+        if was_active {
+            let new = self.generate(KeyState::Active, now, Some(now)).await?;
+            events.push(RingEvent::Created(new, KeyState::Active));
+        }
+        self.refresh().await?;
+        Ok(events)
+    }
+
+    /// Advances the schedule to `now`: pending keys whose time came start signing (the previous
+    /// signer starts retiring), retiring keys past their time are retired, and a scheduled
+    /// rotation starts when the signing key is old enough. Re-reads the store, so changes made
+    /// by `jwtd keys` commands are picked up.
+    pub async fn tick(&self, now: i64) -> Result<Vec<RingEvent>, StoreError> {
+        let _g = self.changes.lock().await;
+        let mut events = Vec::new();
+        let keys = self.store.list().await?;
+        let due = keys
+            .iter()
+            .filter(|k| k.state == KeyState::Pending && k.activate_at.is_some_and(|t| t <= now))
+            .max_by_key(|k| k.activate_at);
+        if let Some(next) = due {
+            let until = now + secs(self.cfg.max_token_ttl) + secs(self.cfg.grace);
+            for old in keys.iter().filter(|k| k.state == KeyState::Active) {
+                self.store
+                    .update(&old.kid, KeyState::Retiring, None, Some(until))
+                    .await?;
+                events.push(RingEvent::Retiring(old.kid.clone(), until));
+            }
+            self.store
+                .update(&next.kid, KeyState::Active, Some(now), None)
+                .await?;
+            events.push(RingEvent::Activated(next.kid.clone()));
+        }
+        for k in keys.iter().filter(|k| k.state == KeyState::Retiring) {
+            if k.retire_after.is_some_and(|t| t <= now) {
+                self.store
+                    .update(&k.kid, KeyState::Retired, None, k.retire_after)
+                    .await?;
+                events.push(RingEvent::Retired(k.kid.clone()));
+            }
+        }
+        if let Some(every) = self.cfg.rotate_every {
+            let active_since = keys
+                .iter()
+                .filter(|k| k.state == KeyState::Active)
+                .filter_map(|k| k.activate_at.or(Some(k.created_at)))
+                .max();
+            let pending = keys.iter().any(|k| k.state == KeyState::Pending);
+            if !pending && due.is_none() && active_since.is_some_and(|t| now - t >= secs(every)) {
+                let kid = self
+                    .generate(
+                        KeyState::Pending,
+                        now,
+                        Some(now + secs(self.cfg.publish_lead)),
+                    )
+                    .await?;
+                events.push(RingEvent::Created(kid, KeyState::Pending));
+            }
+        }
+        self.refresh().await?;
+        Ok(events)
+    }
+}

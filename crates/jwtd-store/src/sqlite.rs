@@ -1,0 +1,133 @@
+//! The embedded SQLite store.
+
+use crate::{KeyState, KeyStore, StoreError, StoredKey};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::Row;
+use std::path::Path;
+
+/// Keys in an SQLite file, created with its schema (migrations) on first use.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError(format!("store: {e}"))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and runs migrations. The file is
+    /// created with mode 0600.
+    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if !path.exists() {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| err(format!("cannot create {}: {e}", path.display())))?;
+        }
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await
+            .map_err(err)?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(err)?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// Direct access for tests and tools (e.g. to prove tampering is detected).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+impl KeyStore for SqliteStore {
+    async fn list(&self) -> Result<Vec<StoredKey>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kid, alg, state, created_at, activate_at, retire_after, public_jwk, nonce, sealed \
+             FROM keys ORDER BY created_at, kid",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.into_iter()
+            .map(|r| {
+                let state: String = r.get("state");
+                Ok(StoredKey {
+                    kid: r.get("kid"),
+                    alg: r.get("alg"),
+                    state: KeyState::parse(&state)
+                        .ok_or_else(|| err(format!("unknown key state {state:?}")))?,
+                    created_at: r.get("created_at"),
+                    activate_at: r.get("activate_at"),
+                    retire_after: r.get("retire_after"),
+                    public_jwk: r.get("public_jwk"),
+                    nonce: r.get("nonce"),
+                    sealed: r.get("sealed"),
+                })
+            })
+            .collect()
+    }
+
+    async fn insert(&self, k: &StoredKey) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO keys (kid, alg, state, created_at, activate_at, retire_after, public_jwk, nonce, sealed) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&k.kid)
+        .bind(&k.alg)
+        .bind(k.state.as_str())
+        .bind(k.created_at)
+        .bind(k.activate_at)
+        .bind(k.retire_after)
+        .bind(&k.public_jwk)
+        .bind(&k.nonce)
+        .bind(&k.sealed)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn update(
+        &self,
+        kid: &str,
+        state: KeyState,
+        activate_at: Option<i64>,
+        retire_after: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE keys SET state = ?, activate_at = ?, retire_after = ? WHERE kid = ?",
+        )
+        .bind(state.as_str())
+        .bind(activate_at)
+        .bind(retire_after)
+        .bind(kid)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        if done.rows_affected() == 0 {
+            return Err(err(format!("no key {kid:?}")));
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, kid: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM keys WHERE kid = ?")
+            .bind(kid)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(done.rows_affected() > 0)
+    }
+}

@@ -1,0 +1,179 @@
+//! The key ring on the embedded SQLite store: persistence, tamper detection, file modes,
+//! rotation timeline.
+
+use jwtd_core::{Algorithm, Validation};
+use jwtd_store::{Kek, KeyRing, KeyState, RingConfig, RingEvent, SqliteStore};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("jwtd-store-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn cfg() -> RingConfig {
+    RingConfig {
+        publish_lead: Duration::from_secs(100),
+        max_token_ttl: Duration::from_secs(600),
+        grace: Duration::from_secs(60),
+        rotate_every: Some(Duration::from_secs(10_000)),
+        ..RingConfig::default()
+    }
+}
+
+async fn open(d: &PathBuf) -> KeyRing<SqliteStore> {
+    let (kek, _) = Kek::load_or_create(&d.join("kek")).unwrap();
+    let store = SqliteStore::open(&d.join("keys.db")).await.unwrap();
+    KeyRing::open(store, kek, cfg()).await.unwrap()
+}
+
+fn sign_and_verify(ring: &KeyRing<SqliteStore>) -> Result<(), jwtd_core::Error> {
+    let signer = ring.signer().expect("a signing key");
+    let now = jwtd_core::unix_now();
+    let c = serde_json::json!({"iss": "me", "sub": "s", "exp": now + 60});
+    let t = jwtd_core::sign(&signer, c.as_object().unwrap(), None).unwrap();
+    let v = Validation::new(&[Algorithm::ES256]).issuer("me");
+    jwtd_core::verify(&ring.verify_keys(), &v, &t, now).map(|_| ())
+}
+
+#[tokio::test]
+async fn restart_keeps_every_key_and_files_are_private() {
+    let d = dir("restart");
+    let ring = open(&d).await;
+    let ev = ring.ensure_active(1000).await.unwrap();
+    assert!(matches!(
+        ev.as_slice(),
+        [RingEvent::Created(_, KeyState::Active)]
+    ));
+    ring.rotate(1001).await.unwrap();
+    let before: Vec<_> = ring
+        .keys()
+        .iter()
+        .map(|k| (k.kid.clone(), k.state))
+        .collect();
+    let jwks = ring.jwks_json();
+    drop(ring);
+    let ring = open(&d).await;
+    assert!(
+        ring.ensure_active(1002).await.unwrap().is_empty(),
+        "no new key on restart"
+    );
+    let after: Vec<_> = ring
+        .keys()
+        .iter()
+        .map(|k| (k.kid.clone(), k.state))
+        .collect();
+    assert_eq!(before, after);
+    assert_eq!(ring.jwks_json(), jwks);
+    sign_and_verify(&ring).unwrap();
+    for f in ["kek", "keys.db"] {
+        let mode = std::fs::metadata(d.join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{f}");
+    }
+    // The JWKS never carries private members.
+    assert!(!jwks.contains("\"d\""));
+}
+
+#[tokio::test]
+async fn tampered_and_swapped_rows_fail_loudly() {
+    let d = dir("tamper");
+    let ring = open(&d).await;
+    ring.ensure_active(1000).await.unwrap();
+    ring.rotate(1001).await.unwrap();
+    let keys = ring.keys();
+    let pool = ring.store().pool().clone();
+    // Flip one byte of the sealed key.
+    let mut sealed = keys[0].sealed.clone();
+    sealed[5] ^= 1;
+    sqlx::query("UPDATE keys SET sealed = ? WHERE kid = ?")
+        .bind(&sealed)
+        .bind(&keys[0].kid)
+        .execute(&pool)
+        .await
+        .unwrap();
+    drop(ring);
+    let (kek, _) = Kek::load_or_create(&d.join("kek")).unwrap();
+    let store = SqliteStore::open(&d.join("keys.db")).await.unwrap();
+    let e = KeyRing::open(store.clone(), kek, cfg()).await.unwrap_err();
+    assert!(e.0.contains("failed to decrypt"), "{e}");
+    // Restore it, then swap the two keys' sealed blobs between rows.
+    sqlx::query("UPDATE keys SET sealed = ?, nonce = ? WHERE kid = ?")
+        .bind(&keys[1].sealed)
+        .bind(&keys[1].nonce)
+        .bind(&keys[0].kid)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let (kek, _) = Kek::load_or_create(&d.join("kek")).unwrap();
+    let e = KeyRing::open(store.clone(), kek, cfg()).await.unwrap_err();
+    assert!(e.0.contains("failed to decrypt"), "{e}");
+    // A wrong key encryption key is refused the same way.
+    sqlx::query("UPDATE keys SET sealed = ?, nonce = ? WHERE kid = ?")
+        .bind(&keys[0].sealed)
+        .bind(&keys[0].nonce)
+        .bind(&keys[0].kid)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let e = KeyRing::open(store.clone(), Kek::from_bytes(&[9u8; 32]).unwrap(), cfg())
+        .await
+        .unwrap_err();
+    assert!(e.0.contains("failed to decrypt"), "{e}");
+    // And the original opens again.
+    let (kek, _) = Kek::load_or_create(&d.join("kek")).unwrap();
+    KeyRing::open(store, kek, cfg()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_world_readable_kek_is_refused() {
+    let d = dir("kekmode");
+    Kek::load_or_create(&d.join("kek")).unwrap();
+    std::fs::set_permissions(d.join("kek"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = Kek::load_or_create(&d.join("kek")).unwrap_err();
+    assert!(e.0.contains("readable by others"), "{e}");
+}
+
+#[tokio::test]
+async fn rotation_timeline() {
+    let d = dir("timeline");
+    let ring = open(&d).await;
+    ring.ensure_active(1000).await.unwrap();
+    let first = ring.signer().unwrap().kid().unwrap().to_owned();
+    ring.rotate(2000).await.unwrap();
+    let state = |ring: &KeyRing<SqliteStore>| -> Vec<KeyState> {
+        ring.keys().iter().map(|k| k.state).collect()
+    };
+    assert_eq!(state(&ring), [KeyState::Active, KeyState::Pending]);
+    // Published at once, signing only after the lead (100 s).
+    assert_eq!(ring.verify_keys().keys().len(), 2);
+    ring.tick(2050).await.unwrap();
+    assert_eq!(ring.signer().unwrap().kid().unwrap(), first);
+    let ev = ring.tick(2100).await.unwrap();
+    assert!(
+        ev.contains(&RingEvent::Retiring(first.clone(), 2100 + 600 + 60)),
+        "{ev:?}"
+    );
+    assert_eq!(state(&ring), [KeyState::Retiring, KeyState::Active]);
+    assert_ne!(ring.signer().unwrap().kid().unwrap(), first);
+    // The old key stays published until max token ttl + grace, then leaves the JWKS.
+    ring.tick(2759).await.unwrap();
+    assert!(ring.jwks_json().contains(&first));
+    ring.tick(2760).await.unwrap();
+    assert!(!ring.jwks_json().contains(&first));
+    assert_eq!(state(&ring), [KeyState::Retired, KeyState::Active]);
+    // Scheduled rotation after rotate_every (10000 s) of the active key.
+    let ev = ring.tick(2100 + 10_000).await.unwrap();
+    assert!(
+        matches!(ev.as_slice(), [RingEvent::Created(_, KeyState::Pending)]),
+        "{ev:?}"
+    );
+    // Emergency removal of the signing key: a new one signs at once.
+    let active = ring.signer().unwrap().kid().unwrap().to_owned();
+    let ev = ring.remove(&active, 20_000).await.unwrap();
+    assert_eq!(ev[0], RingEvent::Removed(active.clone()));
+    assert!(!ring.jwks_json().contains(&active));
+    sign_and_verify(&ring).unwrap();
+}
