@@ -26,9 +26,61 @@ pub struct Config {
     /// Admin API settings (`POST /admin/reload`); off without them.
     #[serde(default)]
     pub admin: Option<Admin>,
+    /// jwtd as an issuer: mint tokens, publish JWKS, rotate keys (off without it).
+    #[serde(default)]
+    pub signing: Option<SigningConfig>,
     /// The issuers whose tokens are accepted.
     #[serde(default, rename = "issuer")]
     pub issuers: Vec<IssuerConfig>,
+}
+
+/// jwtd's own issuer.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SigningConfig {
+    /// The `iss` of minted tokens and the base of the published URLs (default
+    /// `http://<listen>`).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Where the key store and generated secrets live (default `./jwtd-data`).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: String,
+    /// Algorithm of new keys: RS256, PS256, ES256 (default) or EdDSA.
+    #[serde(default = "default_signing_alg")]
+    pub algorithm: jwtd_core::Algorithm,
+    /// RSA modulus size (2048 or 3072).
+    #[serde(default = "default_rsa_bits")]
+    pub rsa_bits: usize,
+    /// Lifetime of a minted token when the request names none (default 10 min).
+    #[serde(default)]
+    pub default_ttl: Option<Seconds>,
+    /// The longest lifetime a request may ask for (default 1 h).
+    #[serde(default)]
+    pub max_ttl: Option<Seconds>,
+    /// How long a new key is published before it signs (default 1 h).
+    #[serde(default)]
+    pub publish_lead: Option<Seconds>,
+    /// Extra time a retiring key stays published (default 10 min).
+    #[serde(default)]
+    pub grace: Option<Seconds>,
+    /// Scheduled rotation period (default 90 days; 0 turns it off).
+    #[serde(default)]
+    pub rotate_every: Option<Seconds>,
+    /// Audiences jwtd accepts when verifying its own tokens (default: any audience it minted).
+    #[serde(default)]
+    pub audiences: Vec<String>,
+}
+
+fn default_data_dir() -> String {
+    "./jwtd-data".into()
+}
+
+fn default_signing_alg() -> jwtd_core::Algorithm {
+    jwtd_core::Algorithm::ES256
+}
+
+fn default_rsa_bits() -> usize {
+    2048
 }
 
 fn default_listen() -> String {
@@ -396,6 +448,31 @@ impl Config {
                     line,
                     "introspection needs exactly one of client_secret_env, client_secret_file"
                         .into(),
+                ));
+            }
+        }
+        if let Some(s) = &self.signing {
+            let line = text
+                .find("[signing]")
+                .map(|o| line_of(text, o))
+                .unwrap_or(0);
+            use jwtd_core::Algorithm::*;
+            if !matches!(s.algorithm, RS256 | PS256 | ES256 | EdDSA) {
+                errors.push((
+                    line,
+                    format!(
+                        "signing algorithm {} is not offered; use RS256, PS256, ES256 or EdDSA",
+                        s.algorithm
+                    ),
+                ));
+            }
+            if !matches!(s.rsa_bits, 2048 | 3072) {
+                errors.push((line, "rsa_bits must be 2048 or 3072".into()));
+            }
+            if self.admin.is_none() {
+                errors.push((
+                    line,
+                    "signing needs an [admin] api key to authorise POST /v1/tokens".into(),
                 ));
             }
         }

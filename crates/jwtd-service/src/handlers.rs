@@ -28,6 +28,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/admin/reload", post(admin_reload))
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/.well-known/openid-configuration", get(discovery))
+        .route("/v1/tokens", post(mint))
         .with_state(state)
 }
 
@@ -473,6 +476,10 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             Keys::Static(set) => {
                 metrics::gauge!("jwtd_keys", "issuer" => name).set(set.keys().len() as f64);
             }
+            Keys::Ring(ring) => {
+                metrics::gauge!("jwtd_keys", "issuer" => name)
+                    .set(ring.verify_keys().keys().len() as f64);
+            }
             Keys::Remote(r) => {
                 let s = r.stats();
                 metrics::gauge!("jwtd_keys", "issuer" => name.clone()).set(s.keys as f64);
@@ -495,10 +502,16 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     r
 }
 
-async fn admin_reload(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let rt = state.runtime();
+fn json_response(status: StatusCode, body: Value) -> Response {
+    let mut r = (status, body.to_string()).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, JSON);
+    r
+}
+
+/// Checks `Authorization: Bearer <admin key>` in constant time; the error response otherwise.
+fn require_admin(rt: &crate::Runtime, headers: &HeaderMap) -> Result<(), Response> {
     let Some(key) = &rt.admin_key else {
-        return (StatusCode::NOT_FOUND, "the admin API is not configured\n").into_response();
+        return Err((StatusCode::NOT_FOUND, "the admin API is not configured\n").into_response());
     };
     let given = headers
         .get(header::AUTHORIZATION)
@@ -507,9 +520,189 @@ async fn admin_reload(State(state): State<Arc<AppState>>, headers: HeaderMap) ->
         .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim().as_bytes().to_vec())
         .unwrap_or_default();
-    if !ct_eq(&given, key) {
-        let mut r = (StatusCode::UNAUTHORIZED, "{\"error\":\"invalid_token\"}").into_response();
-        r.headers_mut().insert(header::CONTENT_TYPE, JSON);
+    if ct_eq(&given, key) {
+        Ok(())
+    } else {
+        let mut r = json_response(
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({"error": "invalid_token", "message": "an admin API key is required"}),
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"jwtd-admin\""),
+        );
+        Err(r)
+    }
+}
+
+async fn jwks(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let rt = state.runtime();
+    let Some(s) = &rt.signing else {
+        return (StatusCode::NOT_FOUND, "signing is not configured\n").into_response();
+    };
+    let body = s.ring.jwks_json();
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body.as_bytes());
+    let etag = format!(
+        "\"{}\"",
+        digest.as_ref()[..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let cache = format!("public, max-age={}", s.jwks_max_age());
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    let mut r = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut r = (StatusCode::OK, body.to_string()).into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/jwk-set+json"),
+        );
+        r
+    };
+    let h = r.headers_mut();
+    h.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_str(&cache).expect("ascii"),
+    );
+    r
+}
+
+async fn discovery(State(state): State<Arc<AppState>>) -> Response {
+    let rt = state.runtime();
+    let Some(s) = &rt.signing else {
+        return (StatusCode::NOT_FOUND, "signing is not configured\n").into_response();
+    };
+    let mut algs: Vec<String> = s
+        .ring
+        .keys()
+        .iter()
+        .filter(|k| k.state.published())
+        .map(|k| k.alg.clone())
+        .collect();
+    algs.sort();
+    algs.dedup();
+    json_response(
+        StatusCode::OK,
+        serde_json::json!({
+            "issuer": s.iss,
+            "jwks_uri": format!("{}/.well-known/jwks.json", s.iss),
+            "id_token_signing_alg_values_supported": algs,
+            "token_endpoint_auth_methods_supported": ["none"],
+            "response_types_supported": ["token"],
+            "subject_types_supported": ["public"],
+        }),
+    )
+}
+
+/// Claims the minting request cannot set through `claims`.
+const RESERVED: [&str; 7] = ["iss", "sub", "aud", "exp", "iat", "nbf", "jti"];
+
+async fn mint(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let rt = state.runtime();
+    if let Err(r) = require_admin(&rt, &headers) {
+        return r;
+    }
+    let Some(s) = &rt.signing else {
+        return (StatusCode::NOT_FOUND, "signing is not configured\n").into_response();
+    };
+    let bad = |m: String| {
+        json_response(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"error": "invalid_request", "message": m}),
+        )
+    };
+    let req = match jwtd_core::parse_json_object(&body, 16) {
+        Ok(m) => m,
+        Err(e) => return bad(format!("body must be a JSON object: {e}")),
+    };
+    for k in req.keys() {
+        if !["sub", "aud", "ttl", "claims"].contains(&k.as_str()) {
+            return bad(format!("unknown member {k:?} (sub, aud, ttl, claims)"));
+        }
+    }
+    let Some(sub) = req.get("sub").and_then(Value::as_str) else {
+        return bad("\"sub\" (a string) is required".into());
+    };
+    let ttl = match req.get("ttl") {
+        None => s.default_ttl,
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(n) => n,
+            None => return bad("\"ttl\" must be a positive number of seconds".into()),
+        },
+        Some(Value::String(d)) => match humantime::parse_duration(d) {
+            Ok(d) => d.as_secs(),
+            Err(e) => return bad(format!("\"ttl\": {e}")),
+        },
+        Some(_) => return bad("\"ttl\" must be seconds or a duration string".into()),
+    };
+    if ttl == 0 || ttl > s.max_ttl {
+        return bad(format!(
+            "ttl {ttl}s is outside 1..={}s (the configured cap)",
+            s.max_ttl
+        ));
+    }
+    let mut claims = Map::new();
+    if let Some(extra) = req.get("claims") {
+        let Value::Object(extra) = extra else {
+            return bad("\"claims\" must be an object".into());
+        };
+        for (k, v) in extra {
+            if RESERVED.contains(&k.as_str()) {
+                return bad(format!("claim {k:?} is reserved and cannot be set"));
+            }
+            claims.insert(k.clone(), v.clone());
+        }
+    }
+    match req.get("aud") {
+        None => {}
+        Some(a @ Value::String(_)) => {
+            claims.insert("aud".into(), a.clone());
+        }
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) && !items.is_empty() => {
+            claims.insert("aud".into(), Value::Array(items.clone()));
+        }
+        Some(_) => return bad("\"aud\" must be a string or a non-empty array of strings".into()),
+    }
+    let now = jwtd_core::unix_now();
+    let mut jti = [0u8; 16];
+    if jwtd_core::fill_random(&mut jti).is_err() {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "random source failed\n").into_response();
+    }
+    claims.insert("iss".into(), Value::from(s.iss.clone()));
+    claims.insert("sub".into(), Value::from(sub));
+    claims.insert("iat".into(), Value::from(now));
+    claims.insert("exp".into(), Value::from(now + ttl));
+    claims.insert("jti".into(), Value::from(jwtd_core::b64::encode(jti)));
+    let Some(signer) = s.ring.signer() else {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"error": "no_signing_key"}),
+        );
+    };
+    match jwtd_core::sign(&signer, &claims, None) {
+        Ok(token) => {
+            metrics::counter!("jwtd_tokens_minted_total").increment(1);
+            json_response(
+                StatusCode::OK,
+                serde_json::json!({"token": token, "expires_at": now + ttl, "kid": signer.kid()}),
+            )
+        }
+        Err(e) => json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            serde_json::json!({"error": e.to_string()}),
+        ),
+    }
+}
+
+async fn admin_reload(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let rt = state.runtime();
+    if let Err(r) = require_admin(&rt, &headers) {
         return r;
     }
     drop(rt);

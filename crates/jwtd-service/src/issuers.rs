@@ -16,6 +16,8 @@ pub enum Keys {
     Static(Arc<KeySet>),
     /// Keys fetched and cached (JWKS URL, discovery).
     Remote(RemoteKeys),
+    /// jwtd's own published keys.
+    Ring(Arc<jwtd_store::KeyRing<jwtd_store::SqliteStore>>),
 }
 
 /// One issuer, ready to verify.
@@ -43,6 +45,9 @@ impl Issuer {
         match &self.keys {
             Keys::Static(set) => jwtd_core::verify(set, &self.validation, token, now),
             Keys::Remote(r) => r.verify_at(&self.validation, token, now).await,
+            Keys::Ring(ring) => {
+                jwtd_core::verify(&ring.verify_keys(), &self.validation, token, now)
+            }
         }
     }
 
@@ -50,6 +55,7 @@ impl Issuer {
     pub fn ready(&self) -> bool {
         match &self.keys {
             Keys::Static(_) => true,
+            Keys::Ring(ring) => ring.signer().is_some(),
             Keys::Remote(r) => r.is_ready(),
         }
     }
@@ -65,8 +71,15 @@ pub struct Issuers {
 impl Issuers {
     /// Builds every issuer. `previous` lends remote caches whose source did not change, so a
     /// reload keeps warm keys. Must run inside a tokio runtime (remote sources start fetching).
-    pub fn build(config: &Config, previous: Option<&Issuers>) -> Result<Issuers, String> {
+    pub fn build(
+        config: &Config,
+        previous: Option<&Issuers>,
+        signing: Option<&Arc<crate::Signing>>,
+    ) -> Result<Issuers, String> {
         let mut list = Vec::new();
+        if let Some(s) = signing {
+            list.push(Arc::new(self_issuer(s, config)));
+        }
         for ic in &config.issuers {
             let reuse = previous.and_then(|p| {
                 p.list.iter().find_map(|old| match &old.keys {
@@ -114,6 +127,33 @@ impl Issuers {
             }
         }
         true
+    }
+}
+
+/// jwtd verifying the tokens it minted: its own keys, its `iss`, the offered algorithms.
+fn self_issuer(s: &crate::Signing, config: &Config) -> Issuer {
+    use jwtd_core::Algorithm::*;
+    let cfg = config.signing.as_ref().expect("signing configured");
+    let mut v = Validation::new(&[RS256, PS256, ES256, EdDSA]).issuer(s.iss.clone());
+    if cfg.audiences.is_empty() {
+        v = v.any_audience();
+    }
+    for a in &cfg.audiences {
+        v = v.audience(a.clone());
+    }
+    let ic: IssuerConfig = toml::from_str(&format!(
+        "name = \"self\"\nissuer = {}\nalgorithms = [\"ES256\"]\n",
+        toml::Value::from(s.iss.clone())
+    ))
+    .expect("static issuer config");
+    Issuer {
+        name: "self".into(),
+        iss: Some(s.iss.clone()),
+        validation: v,
+        keys: Keys::Ring(s.ring.clone()),
+        headers: Vec::new(),
+        forward_payload: false,
+        config: ic,
     }
 }
 

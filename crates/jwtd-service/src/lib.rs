@@ -11,6 +11,8 @@
 //! | `POST /introspect` | RFC 7662 introspection, HTTP Basic client authentication |
 //! | `/healthz`, `/readyz`, `/metrics` | liveness, readiness (every issuer has keys), Prometheus |
 //! | `POST /admin/reload` | reload the configuration file (also on SIGHUP) |
+//! | `GET /.well-known/jwks.json`, `GET /.well-known/openid-configuration` | jwtd's own issuer: public keys and discovery |
+//! | `POST /v1/tokens` | mint a token (admin API key) |
 //!
 //! Tokens never appear in logs: a request is logged with a short SHA-256 fingerprint of its
 //! token.
@@ -23,15 +25,115 @@ mod handlers;
 pub mod issuers;
 mod telemetry;
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, SigningConfig};
 pub use handlers::router;
 pub use issuers::Issuers;
 pub use telemetry::{init_logging, metrics_handle};
 
+use jwtd_store::{Kek, KeyRing, RingConfig, SqliteStore};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use zeroize::Zeroizing;
+
+/// jwtd's own issuer: the key ring and minting limits.
+#[derive(Debug)]
+pub struct Signing {
+    /// The key ring.
+    pub ring: Arc<KeyRing<SqliteStore>>,
+    /// `iss` of minted tokens and base of the published URLs.
+    pub iss: String,
+    /// Default token lifetime, seconds.
+    pub default_ttl: u64,
+    /// Longest token lifetime, seconds.
+    pub max_ttl: u64,
+    /// The data directory.
+    pub data_dir: PathBuf,
+}
+
+impl Signing {
+    /// Opens (creating on first start) the store in the data directory and makes sure a key
+    /// signs. Starts the rotation schedule (checked every minute).
+    pub async fn open(cfg: &SigningConfig, listen: &str) -> Result<Arc<Signing>, String> {
+        let data_dir = PathBuf::from(&cfg.data_dir);
+        create_private_dir(&data_dir)?;
+        let (kek, _generated) =
+            Kek::load_or_create(&data_dir.join("kek.key")).map_err(|e| e.to_string())?;
+        let store = SqliteStore::open(&data_dir.join("keys.db"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let secs = |s: Option<config::Seconds>, d: u64| s.map(|s| s.0).unwrap_or(d);
+        let max_ttl = secs(cfg.max_ttl, 3600);
+        let ring_cfg = RingConfig {
+            alg: cfg.algorithm,
+            rsa_bits: cfg.rsa_bits,
+            publish_lead: Duration::from_secs(secs(cfg.publish_lead, 3600)),
+            max_token_ttl: Duration::from_secs(max_ttl),
+            grace: Duration::from_secs(secs(cfg.grace, 600)),
+            rotate_every: match secs(cfg.rotate_every, 90 * 86_400) {
+                0 => None,
+                s => Some(Duration::from_secs(s)),
+            },
+        };
+        let ring = Arc::new(
+            KeyRing::open(store, kek, ring_cfg)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+        let now = jwtd_core::unix_now() as i64;
+        for e in ring.ensure_active(now).await.map_err(|e| e.to_string())? {
+            tracing::info!(event = ?e, "key ring");
+        }
+        let weak = Arc::downgrade(&ring);
+        tokio::spawn(async move {
+            loop {
+                let Some(ring) = weak.upgrade() else { return };
+                match ring.tick(jwtd_core::unix_now() as i64).await {
+                    Ok(events) => {
+                        for e in events {
+                            tracing::info!(event = ?e, "key ring");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "key ring schedule failed"),
+                }
+                drop(ring);
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+        });
+        let iss = cfg
+            .issuer
+            .clone()
+            .unwrap_or_else(|| format!("http://{listen}"))
+            .trim_end_matches('/')
+            .to_owned();
+        Ok(Arc::new(Signing {
+            ring,
+            iss,
+            default_ttl: secs(cfg.default_ttl, 600).min(max_ttl),
+            max_ttl,
+            data_dir,
+        }))
+    }
+
+    /// `Cache-Control` max-age for the JWKS: half the publish lead (so caches see a pending key
+    /// well before it signs), at most a day.
+    pub fn jwks_max_age(&self) -> u64 {
+        (self.ring.config().publish_lead.as_secs() / 2).clamp(0, 86_400)
+    }
+}
+
+/// Creates `dir` (and parents) with mode 0700 when missing.
+pub fn create_private_dir(dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))
+}
 
 /// What the running service reads on every request; replaced whole on reload.
 #[derive(Debug)]
@@ -40,6 +142,8 @@ pub struct Runtime {
     pub config: Config,
     /// Issuers built from it.
     pub issuers: Issuers,
+    /// jwtd's own issuer, when signing is configured.
+    pub signing: Option<Arc<Signing>>,
     /// Introspection client secret, when introspection is on.
     pub introspection_secret: Option<Zeroizing<Vec<u8>>>,
     /// Admin API key, when the admin API is on.
@@ -76,9 +180,22 @@ fn secret(
 }
 
 impl Runtime {
-    /// Builds the run-time state from a configuration (inside a tokio runtime).
-    pub fn build(config: Config, previous: Option<&Runtime>) -> Result<Runtime, String> {
-        let issuers = Issuers::build(&config, previous.map(|p| &p.issuers))?;
+    /// Builds the run-time state from a configuration (inside a tokio runtime). Remote key
+    /// caches and the key ring of `previous` are reused where their settings did not change.
+    pub async fn build(config: Config, previous: Option<&Runtime>) -> Result<Runtime, String> {
+        let signing = match &config.signing {
+            None => None,
+            Some(cfg) => {
+                let reuse = previous
+                    .and_then(|p| p.signing.clone())
+                    .filter(|_| previous.and_then(|p| p.config.signing.as_ref()) == Some(cfg));
+                Some(match reuse {
+                    Some(s) => s,
+                    None => Signing::open(cfg, &config.listen).await?,
+                })
+            }
+        };
+        let issuers = Issuers::build(&config, previous.map(|p| &p.issuers), signing.as_ref())?;
         let introspection_secret = match &config.introspection {
             Some(i) => secret(&i.client_secret_env, &i.client_secret_file)?,
             None => None,
@@ -90,6 +207,7 @@ impl Runtime {
         Ok(Runtime {
             config,
             issuers,
+            signing,
             introspection_secret,
             admin_key,
         })
@@ -120,7 +238,7 @@ impl AppState {
         };
         let config = Config::load(path).map_err(|e| e.to_string())?;
         let old = self.runtime();
-        let new = Runtime::build(config, Some(&old))?;
+        let new = Runtime::build(config, Some(&old)).await?;
         if !new.issuers.wait_ready(Duration::from_secs(10)).await {
             tracing::warn!("reloaded configuration: some issuers have no keys yet");
         }

@@ -87,7 +87,7 @@ async fn start() -> Service {
     let path = dir.join("jwtd.toml");
     std::fs::write(&path, config_text(&dir, None)).unwrap();
     let config = Config::load(&path).unwrap();
-    let runtime = Runtime::build(config, None).unwrap();
+    let runtime = Runtime::build(config, None).await.unwrap();
     let state = AppState::new(runtime, Some(path));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

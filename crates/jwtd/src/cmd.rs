@@ -76,12 +76,7 @@ fn serve_config(a: &ServeArgs) -> Result<jwtd_service::Config> {
             jwtd_service::Config::parse(&text, "--issuer")
                 .map_err(|e| Failure::Usage(e.to_string()))?
         }
-        (None, None) => {
-            return Err(Failure::Usage(
-                "give --config FILE or --issuer URL (the embedded issuer default is not built yet)"
-                    .into(),
-            ))
-        }
+        (None, None) => embedded_default(a.listen.as_deref().unwrap_or("127.0.0.1:8080"))?,
     };
     if let Some(l) = &a.listen {
         if l.parse::<std::net::SocketAddr>().is_err() {
@@ -94,6 +89,40 @@ fn serve_config(a: &ServeArgs) -> Result<jwtd_service::Config> {
     Ok(config)
 }
 
+/// The embedded default: jwtd as its own issuer, data in `./jwtd-data` (created with mode 0700),
+/// an admin API key generated there (0600) to authorise minting.
+fn embedded_default(listen: &str) -> Result<jwtd_service::Config> {
+    let data = Path::new("./jwtd-data");
+    jwtd_service::create_private_dir(data).map_err(Failure::Usage)?;
+    let admin = data.join("admin.key");
+    if !admin.exists() {
+        let mut raw = [0u8; 32];
+        jwtd_core::fill_random(&mut raw).map_err(|e| Failure::Usage(e.to_string()))?;
+        io::write_new(
+            &admin,
+            format!("{}\n", jwtd_core::b64::encode(raw)).as_bytes(),
+            0o600,
+            false,
+        )?;
+    }
+    let text = format!(
+        "listen = {listen}\n[signing]\ndata_dir = \"./jwtd-data\"\n[admin]\napi_key_file = \"./jwtd-data/admin.key\"\n",
+        listen = Value::from(listen)
+    );
+    let config = jwtd_service::Config::parse(&text, "(embedded default)")
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    eprintln!(
+        "jwtd: no configuration given: running the embedded issuer (keys and secrets in ./jwtd-data)\n\
+         \x20 JWKS:       http://{listen}/.well-known/jwks.json\n\
+         \x20 discovery:  http://{listen}/.well-known/openid-configuration\n\
+         \x20 mint a token:\n\
+         \x20   TOKEN=$(curl -s -H \"Authorization: Bearer $(cat jwtd-data/admin.key)\" -d '{{\"sub\":\"alice\",\"aud\":\"my-api\",\"ttl\":\"10m\"}}' http://{listen}/v1/tokens | sed -E 's/.*\"token\":\"([^\"]+)\".*/\\1/')\n\
+         \x20 verify it:\n\
+         \x20   curl -H \"Authorization: Bearer $TOKEN\" http://{listen}/v1/verify"
+    );
+    Ok(config)
+}
+
 fn serve(a: ServeArgs) -> Result<()> {
     let config = serve_config(&a)?;
     jwtd_service::init_logging(config.log_format);
@@ -103,7 +132,9 @@ fn serve(a: ServeArgs) -> Result<()> {
         .map_err(|e| Failure::Usage(format!("cannot start the async runtime: {e}")))?;
     rt.block_on(async {
         let listen = config.listen.clone();
-        let runtime = jwtd_service::Runtime::build(config, None).map_err(Failure::Usage)?;
+        let runtime = jwtd_service::Runtime::build(config, None)
+            .await
+            .map_err(Failure::Usage)?;
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .map_err(|e| Failure::Usage(format!("cannot listen on {listen}: {e}")))?;
