@@ -508,10 +508,10 @@ fn json_response(status: StatusCode, body: Value) -> Response {
     r
 }
 
-/// Checks `Authorization: Bearer <admin key>` in constant time; the error response otherwise.
-fn require_admin(rt: &crate::Runtime, headers: &HeaderMap) -> Result<(), Response> {
+/// Checks `Authorization: Bearer <admin key>` in constant time; `Some(refusal)` when it fails.
+fn admin_denied(rt: &crate::Runtime, headers: &HeaderMap) -> Option<Response> {
     let Some(key) = &rt.admin_key else {
-        return Err((StatusCode::NOT_FOUND, "the admin API is not configured\n").into_response());
+        return Some((StatusCode::NOT_FOUND, "the admin API is not configured\n").into_response());
     };
     let given = headers
         .get(header::AUTHORIZATION)
@@ -521,7 +521,7 @@ fn require_admin(rt: &crate::Runtime, headers: &HeaderMap) -> Result<(), Respons
         .map(|(_, t)| t.trim().as_bytes().to_vec())
         .unwrap_or_default();
     if ct_eq(&given, key) {
-        Ok(())
+        None
     } else {
         let mut r = json_response(
             StatusCode::UNAUTHORIZED,
@@ -531,7 +531,7 @@ fn require_admin(rt: &crate::Runtime, headers: &HeaderMap) -> Result<(), Respons
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer realm=\"jwtd-admin\""),
         );
-        Err(r)
+        Some(r)
     }
 }
 
@@ -605,8 +605,8 @@ const RESERVED: [&str; 7] = ["iss", "sub", "aud", "exp", "iat", "nbf", "jti"];
 
 async fn mint(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
     let rt = state.runtime();
-    if let Err(r) = require_admin(&rt, &headers) {
-        return r;
+    if let Some(refusal) = admin_denied(&rt, &headers) {
+        return refusal;
     }
     let Some(s) = &rt.signing else {
         return (StatusCode::NOT_FOUND, "signing is not configured\n").into_response();
@@ -702,8 +702,8 @@ async fn mint(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byte
 
 async fn admin_reload(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let rt = state.runtime();
-    if let Err(r) = require_admin(&rt, &headers) {
-        return r;
+    if let Some(refusal) = admin_denied(&rt, &headers) {
+        return refusal;
     }
     drop(rt);
     let (status, body) = match state.reload().await {
