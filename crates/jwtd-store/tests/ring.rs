@@ -24,7 +24,7 @@ fn cfg() -> RingConfig {
     }
 }
 
-async fn open(d: &PathBuf) -> KeyRing<SqliteStore> {
+async fn open(d: &std::path::Path) -> KeyRing<SqliteStore> {
     let (kek, _) = Kek::load_or_create(&d.join("kek")).unwrap();
     let store = SqliteStore::open(&d.join("keys.db")).await.unwrap();
     KeyRing::open(store, kek, cfg()).await.unwrap()

@@ -1,0 +1,215 @@
+//! jwtd as an issuer over real HTTP: minting rules, JWKS caching headers, discovery, and three
+//! rotations while a client verifies continuously through jwtd's own remote-key client.
+
+use jwtd_core::{Algorithm, Reason, Validation};
+use jwtd_remote::{CacheConfig, HttpConfig, RemoteKeys, Source};
+use jwtd_service::{AppState, Config, Runtime};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Issuer {
+    base: String,
+    state: Arc<AppState>,
+    client: reqwest::Client,
+}
+
+async fn start(extra: &str) -> Issuer {
+    std::env::set_var("JWTD_SIGNING_TEST_ADMIN", "admin-secret");
+    let mut rnd = [0u8; 6];
+    jwtd_core::fill_random(&mut rnd).unwrap();
+    let dir = std::env::temp_dir().join(format!("jwtd-signing-{}", jwtd_core::b64::encode(rnd)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let text = format!(
+        "listen = \"{addr}\"\n[admin]\napi_key_env = \"JWTD_SIGNING_TEST_ADMIN\"\n[signing]\ndata_dir = \"{}\"\n{}{extra}\n",
+        dir.display(),
+        if extra.contains("max_ttl") { "" } else { "max_ttl = \"1h\"\n" }
+    );
+    let config = Config::parse(&text, "test").unwrap();
+    let runtime = Runtime::build(config, None).await.unwrap();
+    let state = AppState::new(runtime, None);
+    tokio::spawn(jwtd_service::serve(state.clone(), listener));
+    Issuer {
+        base: format!("http://{addr}"),
+        state,
+        client: reqwest::Client::new(),
+    }
+}
+
+async fn mint(i: &Issuer, key: Option<&str>, body: Value) -> reqwest::Response {
+    let mut r = i.client.post(format!("{}/v1/tokens", i.base)).json(&body);
+    if let Some(k) = key {
+        r = r.bearer_auth(k);
+    }
+    r.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn minting_is_authorised_capped_and_keeps_reserved_claims() {
+    let i = start("").await;
+    assert_eq!(mint(&i, None, json!({"sub": "a"})).await.status(), 401);
+    assert_eq!(
+        mint(&i, Some("admin-secreT"), json!({"sub": "a"}))
+            .await
+            .status(),
+        401
+    );
+    let r = mint(&i, Some("admin-secret"), json!({"sub": "a", "ttl": "2h"})).await;
+    assert_eq!(r.status(), 400, "ttl above the cap");
+    assert!(r.text().await.unwrap().contains("cap"));
+    let r = mint(
+        &i,
+        Some("admin-secret"),
+        json!({"sub": "a", "claims": {"iss": "https://evil"}}),
+    )
+    .await;
+    assert_eq!(r.status(), 400, "reserved claim");
+    assert_eq!(
+        mint(&i, Some("admin-secret"), json!({"aud": "x"}))
+            .await
+            .status(),
+        400,
+        "sub required"
+    );
+    let r = mint(&i, Some("admin-secret"), json!({"sub": "alice", "aud": "partner-42", "ttl": 600, "claims": {"scope": "payments read"}})).await;
+    assert_eq!(r.status(), 200);
+    let b: Value = r.json().await.unwrap();
+    let token = b["token"].as_str().unwrap();
+    let exp = b["expires_at"].as_u64().unwrap();
+    assert!(exp > jwtd_core::unix_now() + 590 && exp <= jwtd_core::unix_now() + 600);
+    // jwtd verifies its own tokens with no extra configuration.
+    let r = i
+        .client
+        .get(format!("{}/v1/verify", i.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["issuer"], "self");
+    assert_eq!(v["claims"]["aud"], "partner-42");
+    assert_eq!(v["claims"]["scope"], "payments read");
+    assert_eq!(v["claims"]["iss"], i.base);
+}
+
+#[tokio::test]
+async fn jwks_and_discovery() {
+    let i = start("publish_lead = \"20m\"").await;
+    let r = i
+        .client
+        .get(format!("{}/.well-known/jwks.json", i.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "public, max-age=600");
+    let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+    let jwks: Value = r.json().await.unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    assert!(keys[0].get("d").is_none());
+    let r = i
+        .client
+        .get(format!("{}/.well-known/jwks.json", i.base))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    let d: Value = i
+        .client
+        .get(format!("{}/.well-known/openid-configuration", i.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(d["issuer"], i.base);
+    assert_eq!(d["jwks_uri"], format!("{}/.well-known/jwks.json", i.base));
+    assert_eq!(d["id_token_signing_alg_values_supported"], json!(["ES256"]));
+}
+
+#[tokio::test]
+async fn three_rotations_with_continuous_verification() {
+    let i =
+        start("max_ttl = 4\ndefault_ttl = 4\npublish_lead = 1\ngrace = 1\nrotate_every = 0").await;
+    let keys = RemoteKeys::start(
+        Source::Discovery(i.base.clone()),
+        vec![Algorithm::ES256],
+        HttpConfig::default(),
+        CacheConfig {
+            min_ttl: Duration::from_millis(300),
+            cooldown: Duration::from_millis(200),
+            negative_ttl: Duration::from_millis(200),
+            ..CacheConfig::default()
+        },
+    )
+    .unwrap();
+    assert!(keys.wait_ready(Duration::from_secs(5)).await);
+    let policy = Validation::new(&[Algorithm::ES256])
+        .issuer(i.base.clone())
+        .any_audience()
+        .leeway(0);
+    let ring = i.state.runtime().signing.clone().unwrap().ring.clone();
+    let mut first_tokens = Vec::new();
+    let (mut verified, mut false_rejections) = (0, 0);
+    let mut kids = Vec::new();
+    for round in 0..3 {
+        kids.push(ring.signer().unwrap().kid().unwrap().to_owned());
+        let now = jwtd_core::unix_now() as i64;
+        ring.rotate(now).await.unwrap();
+        // 1.5 s of minting and verifying, with the schedule advancing as jwtd's ticker would.
+        for step in 0..15 {
+            if step % 3 == 0 {
+                ring.tick(jwtd_core::unix_now() as i64).await.unwrap();
+            }
+            let b: Value = mint(
+                &i,
+                Some("admin-secret"),
+                json!({"sub": format!("u{round}-{step}")}),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+            let t = b["token"].as_str().unwrap().to_owned();
+            if step == 0 {
+                first_tokens.push(t.clone());
+            }
+            match keys.verify(&policy, &t).await {
+                Ok(_) => verified += 1,
+                Err(e) => {
+                    eprintln!("round {round} step {step}: {e}");
+                    false_rejections += 1;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(false_rejections, 0, "{verified} verified");
+    assert_eq!(kids.len(), 3);
+    assert!(
+        kids.windows(2).all(|w| w[0] != w[1]),
+        "each round signs with a new key: {kids:?}"
+    );
+    // The first token of the last round is still inside its lifetime: accepted.
+    keys.verify(&policy, first_tokens.last().unwrap())
+        .await
+        .unwrap();
+    // After every token's expiry plus the grace, old keys leave the JWKS, and old tokens are
+    // refused (expired first; their keys are gone too).
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    ring.tick(jwtd_core::unix_now() as i64).await.unwrap();
+    let jwks = ring.jwks_json();
+    assert!(!jwks.contains(&kids[0]), "first key retired");
+    let e = keys.verify(&policy, &first_tokens[0]).await.unwrap_err();
+    assert_eq!(e.reason(), Reason::Expired);
+    let s = keys.stats();
+    eprintln!(
+        "rotation test: {verified} verified, {} JWKS fetches",
+        s.fetches
+    );
+}
