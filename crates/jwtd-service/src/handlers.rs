@@ -23,6 +23,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/verify", get(verify).post(verify_post))
         .route("/v1/tokens/{token}", get(token_path))
         .route("/auth", any(forward_auth))
+        // Envoy's ext_authz appends the original path to its path_prefix.
+        .route("/auth/{*original}", any(forward_auth))
         .route("/introspect", post(introspect))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
