@@ -9,6 +9,10 @@
 //!   file TOKENS (one per line) in a loop through jwtd-remote's cache (OIDC discovery of ISSUER)
 //!   and prints verifications per second and outcomes; run it against a mock IdP to count the
 //!   key fetches an unknown-kid flood causes.
+//! - `jwtd-bench mint ALG N ISS AUD TOKENS_OUT JWKS_OUT`: a fresh key, its JWKS, and N distinct
+//!   tokens (one per line) for load tests.
+//! - `jwtd-bench http-ceiling ADDR`: a minimal hyper server answering 200 to everything: the
+//!   HTTP ceiling of this machine, measured in the same run as jwtd.
 //! - `jwtd-bench rotation ISSUER AUD ALG OLD_TOKEN_FILE NEW_TOKEN_FILE 'COMMAND'`: warms the cache
 //!   with the old token, runs COMMAND (which publishes a new key and writes a token signed with
 //!   it), then reports how long until that token is first accepted and how many fetches it took.
@@ -20,6 +24,7 @@ use std::process::Command;
 use std::time::Instant;
 
 mod remote;
+mod serve;
 
 const IMPLS: [&str; 3] = ["raw", "jwtd", "jsonwebtoken"];
 
@@ -166,6 +171,8 @@ fn main() {
             table("Nanoseconds per verify (median of 7 rounds)", "ns", rows);
         }
         Some("remote-flood") => remote::flood(&args[1..]),
+        Some("mint") => serve::mint(&args[1..]),
+        Some("http-ceiling") => serve::ceiling(&args[1..]),
         Some("rotation") => remote::rotation(&args[1..]),
         _ => {
             eprintln!("usage: jwtd-bench instructions|wallclock [ALG...] | run ALG raw|jwtd|jsonwebtoken N | remote-flood ... | rotation ...");

@@ -5,7 +5,7 @@ use crate::issuers::{Issuer, Keys};
 use crate::telemetry::{fingerprint, metrics_handle};
 use crate::AppState;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -95,12 +95,17 @@ async fn check(
     token: &str,
 ) -> Result<(Arc<Issuer>, Verified), (Option<String>, Error)> {
     let rt = state.runtime();
-    let iss = jwtd_core::peek_issuer(token).map_err(|e| (None, e))?;
-    let issuer = rt
-        .issuers
-        .route(iss.as_deref())
-        .map_err(|e| (None, e))?
-        .clone();
+    let issuer = match rt.issuers.list.as_slice() {
+        // One issuer: its policy checks `iss` anyway, no need to read it twice.
+        [only] => only.clone(),
+        _ => {
+            let iss = jwtd_core::peek_issuer(token).map_err(|e| (None, e))?;
+            rt.issuers
+                .route(iss.as_deref())
+                .map_err(|e| (None, e))?
+                .clone()
+        }
+    };
     match issuer.verify(token, jwtd_core::unix_now()).await {
         Ok(v) => Ok((issuer, v)),
         Err(e) => Err((Some(issuer.name.clone()), e)),
@@ -177,10 +182,9 @@ fn observe(
         Ok(()) => ("ok", ""),
         Err(e) => ("rejected", e.reason().as_str()),
     };
-    let issuer = issuer.unwrap_or("-").to_owned();
-    metrics::counter!("jwtd_requests_total", "endpoint" => endpoint, "issuer" => issuer.clone(), "outcome" => label, "reason" => reason).increment(1);
-    metrics::histogram!("jwtd_request_duration_seconds", "endpoint" => endpoint)
-        .record(started.elapsed().as_secs_f64());
+    let issuer = issuer.unwrap_or("-");
+    counter(endpoint, issuer, label, reason).increment(1);
+    histogram(endpoint).record(started.elapsed().as_secs_f64());
     let fp = token.map(fingerprint).unwrap_or_default();
     match outcome {
         Ok(()) => tracing::debug!(request_id = rid, endpoint, issuer, token = %fp, "verified"),
@@ -188,6 +192,41 @@ fn observe(
             tracing::info!(request_id = rid, endpoint, issuer, token = %fp, reason, message = e.message(), "rejected")
         }
     }
+}
+
+type CounterKey = (&'static str, String, &'static str, &'static str);
+
+/// Metric handles are looked up once per label set, not built on every request.
+fn counter(
+    endpoint: &'static str,
+    issuer: &str,
+    outcome: &'static str,
+    reason: &'static str,
+) -> metrics::Counter {
+    use std::collections::HashMap;
+    use std::sync::{OnceLock, RwLock};
+    static CACHE: OnceLock<RwLock<HashMap<CounterKey, metrics::Counter>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let key = (endpoint, issuer.to_owned(), outcome, reason);
+    if let Some(c) = cache.read().expect("lock").get(&key) {
+        return c.clone();
+    }
+    let c = metrics::counter!("jwtd_requests_total", "endpoint" => endpoint, "issuer" => issuer.to_owned(), "outcome" => outcome, "reason" => reason);
+    cache.write().expect("lock").insert(key, c.clone());
+    c
+}
+
+fn histogram(endpoint: &'static str) -> metrics::Histogram {
+    use std::collections::HashMap;
+    use std::sync::{OnceLock, RwLock};
+    static CACHE: OnceLock<RwLock<HashMap<&'static str, metrics::Histogram>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(h) = cache.read().expect("lock").get(endpoint) {
+        return h.clone();
+    }
+    let h = metrics::histogram!("jwtd_request_duration_seconds", "endpoint" => endpoint);
+    cache.write().expect("lock").insert(endpoint, h.clone());
+    h
 }
 
 fn missing() -> Error {
@@ -247,9 +286,9 @@ async fn verify_token(
     }
 }
 
-async fn verify(State(state): State<Arc<AppState>>, headers: HeaderMap, uri: Uri) -> Response {
-    let rid = request_id(&headers);
-    let token = extract(&headers, &uri, &state.runtime().config.tokens);
+async fn verify(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let rid = request_id(req.headers());
+    let token = extract(req.headers(), req.uri(), &state.runtime().config.tokens);
     verify_token(&state, "verify", token, &rid, true).await
 }
 

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# HTTP load benchmark of `jwtd serve` /auth, all on 127.0.0.1, bounded in time, in one run:
+#   - the HTTP ceiling: a minimal hyper server that answers 200;
+#   - jwtd /auth with 1000 distinct tokens per algorithm (HS256, RS256, ES256, EdDSA);
+#   - with PEERS_DIR (default ../shared/peers) and node present: the shared mock IdP and the
+#     Express+jsonwebtoken+jwks-rsa and node jose peers (copied to a temp dir and npm-installed
+#     there), against jwtd configured by discovery of the same mock IdP, same RS256/ES256 tokens.
+# Prints one row per run: req/s, p50, p99, non-2xx, and jwtd's peak RSS.
+# Usage: scripts/bench-serve.sh [SECONDS=10] [THREADS=2] [CONNS=32] [PEERS_DIR=../shared/peers]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${1:-10}; THREADS=${2:-2}; CONNS=${3:-32}; PEERS=${4:-../shared/peers}
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+cargo build --release --locked -p jwtd -p jwtd-bench >/dev/null
+ROOT=$PWD; J=$ROOT/target/release/jwtd; B=$ROOT/target/release/jwtd-bench
+work=$(mktemp -d); pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+cat > "$work/rotate.lua" <<'LUA'
+local tokens, i = {}, 0
+function init(args)
+  for line in io.lines(os.getenv("TOKENS")) do if #line > 0 then tokens[#tokens + 1] = line end end
+  i = math.random(#tokens)
+end
+function request()
+  i = (i % #tokens) + 1
+  return wrk.format("GET", nil, { ["Authorization"] = "Bearer " .. tokens[i] })
+end
+function done(summary, latency, requests)
+  local bad = summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
+  io.write(string.format("RESULT rps=%.0f p50_ms=%.2f p99_ms=%.2f non2xx_or_errors=%d\n",
+    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000, latency:percentile(99) / 1000, bad))
+end
+LUA
+wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+load() { # name url tokens
+  local r; r=$(TOKENS="$3" timeout $((DUR + 15)) wrk -t"$THREADS" -c"$CONNS" -d"${DUR}s" --timeout 5s -s "$work/rotate.lua" "$2" | grep RESULT)
+  printf '%-34s %s\n' "$1" "$r"
+}
+rss() { awk '/VmHWM/ {print $2 " kB"}' /proc/$1/status; }
+
+# The ceiling.
+$B http-ceiling 127.0.0.1:18099 & pids+=($!); wait_port 18099
+echo -n "" > "$work/empty.txt"; echo x > "$work/empty.txt"
+load "hyper ceiling (200, no work)" http://127.0.0.1:18099/ "$work/empty.txt"
+kill "${pids[-1]}"
+
+# jwtd with local keys, one issuer per algorithm.
+export JWTD_BENCH_SECRET=bench-secret-0123456789abcdef0123456789
+{ echo 'listen = "127.0.0.1:18080"'; } > "$work/jwtd.toml"
+for alg in HS256 RS256 ES256 EdDSA; do
+  $B mint $alg 1000 "https://bench-$alg" bench "$work/t_$alg.txt" "$work/jwks_$alg.json"
+  if [ $alg = HS256 ]; then src='secret_env = "JWTD_BENCH_SECRET"'; else src="jwks_file = \"$work/jwks_$alg.json\""; fi
+  printf '[[issuer]]\nname = "%s"\nissuer = "https://bench-%s"\n%s\nalgorithms = ["%s"]\naudiences = ["bench"]\n' $alg $alg "$src" $alg >> "$work/jwtd.toml"
+done
+RUST_LOG=warn $J serve --config "$work/jwtd.toml" 2>"$work/jwtd.log" & JP=$!; pids+=($JP); wait_port 18080
+for alg in HS256 RS256 ES256 EdDSA; do load "jwtd /auth $alg" http://127.0.0.1:18080/auth "$work/t_$alg.txt"; done
+echo "jwtd peak RSS: $(rss $JP)"
+kill $JP
+
+# The peers, against the shared mock IdP, with jwtd on the same tokens.
+if [ -f "$PEERS/mock_idp.py" ] && command -v node >/dev/null; then
+  cp -r "$PEERS" "$work/peers"; cd "$work/peers"
+  python3 -m venv .venv >/dev/null && .venv/bin/pip install -q -r requirements.txt >/dev/null
+  npm install --silent --no-audit --no-fund >/dev/null 2>&1
+  export ISSUER=http://127.0.0.1:9000 AUDIENCE=jwtd-bench
+  .venv/bin/python mock_idp.py serve --port 9000 --keys keys.json > idp.log 2>&1 & pids+=($!); wait_port 9000
+  for alg in RS256 ES256; do .venv/bin/python mock_idp.py mint --keys keys.json --issuer $ISSUER --aud $AUDIENCE --alg $alg --kind valid --n 1000 --out t_$alg.txt >/dev/null; done
+  for peer in express_jwksrsa node_jose; do
+    case $peer in
+      express_jwksrsa) PORT=18081 node peer_express_jwksrsa.js > $peer.log 2>&1 & ;;
+      node_jose) PORT=18081 node peer_node_jose.mjs > $peer.log 2>&1 & ;;
+    esac
+    pids+=($!); wait_port 18081; sleep 0.5
+    for alg in RS256 ES256; do load "peer $peer $alg" http://127.0.0.1:18081/verify "$PWD/t_$alg.txt"; done
+    kill "${pids[-1]}"; sleep 1
+  done
+  RUST_LOG=warn $J serve --listen 127.0.0.1:18082 --issuer $ISSUER --audience $AUDIENCE --alg RS256,ES256 2>jwtd-idp.log & JP=$!; pids+=($JP); wait_port 18082
+  sleep 0.5
+  for alg in RS256 ES256; do load "jwtd /auth (mock IdP) $alg" http://127.0.0.1:18082/auth "$PWD/t_$alg.txt"; done
+  echo "jwtd peak RSS: $(rss $JP)"
+else
+  echo "(peers skipped: no $PEERS/mock_idp.py or no node)"
+fi
