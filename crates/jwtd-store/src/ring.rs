@@ -248,7 +248,8 @@ impl<S: KeyStore> KeyRing<S> {
     }
 
     /// Emergency removal of a compromised key: deleted and unpublished at once (tokens it
-    /// signed stop verifying). When it was the signing key, a new key signs immediately.
+    /// signed stop verifying). When it was the signing key, the newest pending key (already
+    /// published) signs immediately, or else a new key.
     pub async fn remove(&self, kid: &str, now: i64) -> Result<Vec<RingEvent>, StoreError> {
         let _g = self.changes.lock().await;
         let was_active = self
@@ -262,8 +263,26 @@ impl<S: KeyStore> KeyRing<S> {
         }
         let mut events = vec![RingEvent::Removed(kid.into())];
         if was_active {
-            let new = self.generate(KeyState::Active, now, Some(now)).await?;
-            events.push(RingEvent::Created(new, KeyState::Active));
+            // A pending key is already published: it takes over at once. Otherwise a new key.
+            let pending = self
+                .store
+                .list()
+                .await?
+                .into_iter()
+                .filter(|k| k.state == KeyState::Pending)
+                .max_by_key(|k| k.created_at);
+            match pending {
+                Some(p) => {
+                    self.store
+                        .update(&p.kid, KeyState::Active, Some(now), None)
+                        .await?;
+                    events.push(RingEvent::Activated(p.kid));
+                }
+                None => {
+                    let new = self.generate(KeyState::Active, now, Some(now)).await?;
+                    events.push(RingEvent::Created(new, KeyState::Active));
+                }
+            }
         }
         self.refresh().await?;
         Ok(events)

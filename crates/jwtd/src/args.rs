@@ -66,6 +66,13 @@ jwtd serve --issuer https://auth.example --audience example.com --alg ES256"
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Manage the issuer's key ring in the data directory (works while `jwtd serve` runs; the
+    /// service picks changes up within a minute).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Tokens from the issuer's key ring.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Turn public (or private) key PEM files into a JWKS of public keys on stdout.
     #[command(
         after_help = "Examples:\n  jwtd jwks signing.pem old-signing.pem > jwks.json\n  \
@@ -107,6 +114,92 @@ pub enum ConfigCommand {
     Check {
         /// The file.
         file: PathBuf,
+    },
+}
+
+/// Where the issuer's store is.
+#[derive(Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// Data directory of the key store (the KEK comes from JWTD_KEK or <dir>/kek.key).
+    #[arg(long, value_name = "DIR", default_value = "./jwtd-data")]
+    pub data_dir: PathBuf,
+}
+
+/// `jwtd keys ...`.
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// List keys with their state and schedule.
+    #[command(
+        after_help = "Examples:\n  jwtd keys list\n  jwtd keys list --data-dir /var/lib/jwtd"
+    )]
+    List(StoreArgs),
+    /// Start a rotation: a new key, published now, signing after the publish lead.
+    #[command(
+        after_help = "Examples:\n  jwtd keys rotate\n  jwtd keys rotate --alg RS256 --publish-lead 2h"
+    )]
+    Rotate {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Algorithm of the new key.
+        #[arg(long, default_value = "ES256")]
+        alg: Algorithm,
+        /// How long the new key is published before it signs.
+        #[arg(long, default_value = "1h", value_parser = parse_seconds)]
+        publish_lead: u64,
+    },
+    /// Stop a key from signing; it stays published until its tokens expired (max ttl + grace).
+    #[command(after_help = "Examples:\n  jwtd keys retire KID")]
+    Retire {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The key id.
+        kid: String,
+        /// Longest token lifetime the issuer mints.
+        #[arg(long, default_value = "1h", value_parser = parse_seconds)]
+        max_ttl: u64,
+        /// Extra publication time.
+        #[arg(long, default_value = "10m", value_parser = parse_seconds)]
+        grace: u64,
+    },
+    /// Emergency removal of a compromised key: unpublished at once; a new key signs if it was
+    /// the signing key.
+    #[command(after_help = "Examples:\n  jwtd keys remove KID")]
+    Remove {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The key id.
+        kid: String,
+    },
+    /// Print the published public keys as a JWKS.
+    #[command(after_help = "Examples:\n  jwtd keys export-public > jwks.json")]
+    ExportPublic(StoreArgs),
+}
+
+/// `jwtd token ...`.
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Mint a token with the ring's signing key.
+    #[command(
+        after_help = "Examples:\n  jwtd token mint --iss https://auth.example.com --sub alice --aud partner-42 --ttl 10m"
+    )]
+    Mint {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// `iss` claim (the issuer URL jwtd serves under).
+        #[arg(long)]
+        iss: String,
+        /// `sub` claim.
+        #[arg(long)]
+        sub: String,
+        /// `aud` claim (repeat for an array).
+        #[arg(long = "aud")]
+        aud: Vec<String>,
+        /// Lifetime.
+        #[arg(long, default_value = "10m", value_parser = parse_seconds)]
+        ttl: u64,
+        /// Extra claim NAME=VALUE (JSON if it parses as JSON, else a string).
+        #[arg(long = "claim", value_name = "NAME=VALUE")]
+        claims: Vec<String>,
     },
 }
 

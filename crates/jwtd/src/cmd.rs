@@ -1,8 +1,8 @@
 //! The commands.
 
 use crate::args::{
-    Cli, Command, ConfigCommand, DecodeArgs, JwksArgs, KeySource, KeygenArgs, RemoteArgs,
-    ServeArgs, SignArgs, VerifyArgs,
+    Cli, Command, ConfigCommand, DecodeArgs, JwksArgs, KeySource, KeygenArgs, KeysCommand,
+    RemoteArgs, ServeArgs, SignArgs, StoreArgs, TokenCommand, VerifyArgs,
 };
 use crate::io;
 use jwtd_core::Reason;
@@ -41,7 +41,164 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Jwks(a) => jwks(a),
         Command::Serve(a) => serve(a),
         Command::Config(ConfigCommand::Check { file }) => config_check(&file),
+        Command::Keys(k) => keys(k),
+        Command::Token(TokenCommand::Mint {
+            store,
+            iss,
+            sub,
+            aud,
+            ttl,
+            claims,
+        }) => token_mint(&store, &iss, &sub, &aud, ttl, &claims),
     }
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Usage(format!("cannot start the async runtime: {e}")))?
+        .block_on(f)
+}
+
+async fn open_ring(
+    s: &StoreArgs,
+    cfg: jwtd_store::RingConfig,
+) -> Result<jwtd_store::KeyRing<jwtd_store::SqliteStore>> {
+    let db = s.data_dir.join("keys.db");
+    if !db.exists() {
+        return Err(Failure::Usage(format!(
+            "{} does not exist: start `jwtd serve` once, or point --data-dir at the store",
+            db.display()
+        )));
+    }
+    let usage = |e: jwtd_store::StoreError| Failure::Usage(e.to_string());
+    let (kek, _) = jwtd_store::Kek::load_or_create(&s.data_dir.join("kek.key")).map_err(usage)?;
+    let store = jwtd_store::SqliteStore::open(&db).await.map_err(usage)?;
+    jwtd_store::KeyRing::open(store, kek, cfg)
+        .await
+        .map_err(usage)
+}
+
+fn print_events(events: Vec<jwtd_store::RingEvent>) {
+    for e in events {
+        eprintln!("jwtd: {e:?}");
+    }
+}
+
+fn keys(k: KeysCommand) -> Result<()> {
+    use jwtd_store::RingConfig;
+    let now = jwtd_core::unix_now() as i64;
+    let usage = |e: jwtd_store::StoreError| Failure::Usage(e.to_string());
+    block_on(async {
+        match k {
+            KeysCommand::List(s) => {
+                let ring = open_ring(&s, RingConfig::default()).await?;
+                println!(
+                    "{:<45} {:<6} {:<9} {:>11} {:>11} {:>12}",
+                    "kid", "alg", "state", "created", "activate_at", "retire_after"
+                );
+                for key in ring.keys() {
+                    let t = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+                    println!(
+                        "{:<45} {:<6} {:<9} {:>11} {:>11} {:>12}",
+                        key.kid,
+                        key.alg,
+                        key.state.as_str(),
+                        key.created_at,
+                        t(key.activate_at),
+                        t(key.retire_after)
+                    );
+                }
+            }
+            KeysCommand::Rotate {
+                store,
+                alg,
+                publish_lead,
+            } => {
+                let cfg = RingConfig {
+                    alg,
+                    publish_lead: Duration::from_secs(publish_lead),
+                    ..RingConfig::default()
+                };
+                let ring = open_ring(&store, cfg).await?;
+                print_events(ring.rotate(now).await.map_err(usage)?);
+            }
+            KeysCommand::Retire {
+                store,
+                kid,
+                max_ttl,
+                grace,
+            } => {
+                let cfg = RingConfig {
+                    max_token_ttl: Duration::from_secs(max_ttl),
+                    grace: Duration::from_secs(grace),
+                    ..RingConfig::default()
+                };
+                let ring = open_ring(&store, cfg).await?;
+                print_events(ring.retire(&kid, now).await.map_err(usage)?);
+            }
+            KeysCommand::Remove { store, kid } => {
+                let ring = open_ring(&store, RingConfig::default()).await?;
+                print_events(ring.remove(&kid, now).await.map_err(usage)?);
+            }
+            KeysCommand::ExportPublic(s) => {
+                let ring = open_ring(&s, RingConfig::default()).await?;
+                let v: Value = serde_json::from_str(&ring.jwks_json()).expect("JWKS is JSON");
+                print_json(&v);
+            }
+        }
+        Ok(())
+    })
+}
+
+fn token_mint(
+    s: &StoreArgs,
+    iss: &str,
+    sub: &str,
+    aud: &[String],
+    ttl: u64,
+    extra: &[String],
+) -> Result<()> {
+    block_on(async {
+        let ring = open_ring(s, jwtd_store::RingConfig::default()).await?;
+        let signer = ring
+            .signer()
+            .ok_or_else(|| Failure::Usage("the ring has no signing key".into()))?;
+        let now = jwtd_core::unix_now();
+        let mut claims = Map::new();
+        for c in extra {
+            let (name, value) = claim_pair(c)?;
+            claims.insert(name, value);
+        }
+        for reserved in ["iss", "sub", "aud", "exp", "iat", "nbf", "jti"] {
+            if claims.contains_key(reserved) {
+                return Err(Failure::Usage(format!(
+                    "claim {reserved:?} is set by jwtd; use its flag"
+                )));
+            }
+        }
+        claims.insert("iss".into(), Value::from(iss));
+        claims.insert("sub".into(), Value::from(sub));
+        match aud {
+            [] => {}
+            [one] => {
+                claims.insert("aud".into(), Value::from(one.as_str()));
+            }
+            many => {
+                claims.insert("aud".into(), Value::from(many.to_vec()));
+            }
+        }
+        let mut jti = [0u8; 16];
+        jwtd_core::fill_random(&mut jti).map_err(|e| Failure::Usage(e.to_string()))?;
+        claims.insert("iat".into(), Value::from(now));
+        claims.insert("exp".into(), Value::from(now + ttl));
+        claims.insert("jti".into(), Value::from(jwtd_core::b64::encode(jti)));
+        let token =
+            jwtd_core::sign(&signer, &claims, None).map_err(|e| Failure::Usage(e.to_string()))?;
+        println!("{token}");
+        Ok(())
+    })
 }
 
 fn config_check(file: &Path) -> Result<()> {

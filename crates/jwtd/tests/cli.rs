@@ -367,3 +367,109 @@ fn every_command_has_help_with_examples() {
         );
     }
 }
+
+#[test]
+fn keys_and_token_mint_against_the_store() {
+    let dir = tmp("keys");
+    // No store yet: a clear usage error.
+    let o = run(&["keys", "list"], &dir);
+    assert_eq!(o.status.code(), Some(2));
+    // Create the store as `jwtd serve` would, through the library.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let data = dir.join("jwtd-data");
+        std::fs::create_dir_all(&data).unwrap();
+        let (kek, _) = jwtd_store::Kek::load_or_create(&data.join("kek.key")).unwrap();
+        let store = jwtd_store::SqliteStore::open(&data.join("keys.db"))
+            .await
+            .unwrap();
+        let ring = jwtd_store::KeyRing::open(store, kek, jwtd_store::RingConfig::default())
+            .await
+            .unwrap();
+        ring.ensure_active(1).await.unwrap();
+    });
+    let o = run(&["keys", "rotate"], &dir);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let list = stdout(&run(&["keys", "list"], &dir));
+    assert!(
+        list.contains("active") && list.contains("pending"),
+        "{list}"
+    );
+    let token = stdout(&run(
+        &[
+            "token",
+            "mint",
+            "--iss",
+            "https://auth.example",
+            "--sub",
+            "bob",
+            "--aud",
+            "partner-42",
+            "--claim",
+            "scope=payments read",
+        ],
+        &dir,
+    ))
+    .trim()
+    .to_owned();
+    let jwks = run(&["keys", "export-public"], &dir);
+    assert!(jwks.status.success());
+    std::fs::write(dir.join("pub.json"), &jwks.stdout).unwrap();
+    let keys: serde_json::Value = serde_json::from_slice(&jwks.stdout).unwrap();
+    assert_eq!(
+        keys["keys"].as_array().unwrap().len(),
+        2,
+        "active and pending are published"
+    );
+    let o = run(
+        &[
+            "verify",
+            &token,
+            "--jwks",
+            "pub.json",
+            "--alg",
+            "ES256",
+            "--iss",
+            "https://auth.example",
+            "--aud",
+            "partner-42",
+            "--claim-contains",
+            "scope=payments",
+        ],
+        &dir,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Reserved claims cannot be smuggled in.
+    let o = run(
+        &[
+            "token", "mint", "--iss", "x", "--sub", "bob", "--claim", "exp=1",
+        ],
+        &dir,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    // Emergency removal of the signing key: the pending key takes over, the old one is gone.
+    let active = list
+        .lines()
+        .find(|l| l.contains("active"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(run(&["keys", "remove", &active], &dir).status.success());
+    let after = stdout(&run(&["keys", "list"], &dir));
+    assert!(!after.contains(&active), "{after}");
+    assert_eq!(
+        after.lines().filter(|l| l.contains("active")).count(),
+        1,
+        "{after}"
+    );
+}
