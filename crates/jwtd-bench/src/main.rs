@@ -9,6 +9,8 @@
 //!   file TOKENS (one per line) in a loop through jwtd-remote's cache (OIDC discovery of ISSUER)
 //!   and prints verifications per second and outcomes; run it against a mock IdP to count the
 //!   key fetches an unknown-kid flood causes.
+//! - `jwtd-bench sign [ALG...]`: nanoseconds per signature, raw aws-lc-rs key pair vs
+//!   `jwtd_core::sign` (header and claims serialized, encoded and signed), median of 7 rounds.
 //! - `jwtd-bench mint ALG N ISS AUD TOKENS_OUT JWKS_OUT`: a fresh key, its JWKS, and N distinct
 //!   tokens (one per line) for load tests.
 //! - `jwtd-bench http-ceiling ADDR`: a minimal hyper server answering 200 to everything: the
@@ -111,6 +113,119 @@ fn table(title: &str, unit: &str, rows: Vec<(Algorithm, [Option<f64>; 3])>) {
     }
 }
 
+/// Raw aws-lc-rs signing with the same key, for the sign table.
+enum RawSigner {
+    Hmac(aws_lc_rs::hmac::Key),
+    Ecdsa(aws_lc_rs::signature::EcdsaKeyPair),
+    Ed(aws_lc_rs::signature::Ed25519KeyPair),
+    Rsa(
+        aws_lc_rs::rsa::KeyPair,
+        &'static dyn aws_lc_rs::signature::RsaEncoding,
+    ),
+}
+
+impl RawSigner {
+    fn new(alg: Algorithm, key: &jwtd_core::SigningKey) -> RawSigner {
+        use aws_lc_rs::signature as s;
+        use jwtd_core::Family;
+        match alg.family() {
+            Family::Hmac => RawSigner::Hmac(aws_lc_rs::hmac::Key::new(
+                aws_lc_rs::hmac::HMAC_SHA256,
+                &vec![0x42; alg.hash_len()],
+            )),
+            _ => {
+                let der = key.to_pkcs8_der().expect("pkcs8");
+                match alg {
+                    Algorithm::ES256 => RawSigner::Ecdsa(
+                        s::EcdsaKeyPair::from_pkcs8(&s::ECDSA_P256_SHA256_FIXED_SIGNING, &der)
+                            .expect("key"),
+                    ),
+                    Algorithm::ES384 => RawSigner::Ecdsa(
+                        s::EcdsaKeyPair::from_pkcs8(&s::ECDSA_P384_SHA384_FIXED_SIGNING, &der)
+                            .expect("key"),
+                    ),
+                    Algorithm::EdDSA => {
+                        RawSigner::Ed(s::Ed25519KeyPair::from_pkcs8(&der).expect("key"))
+                    }
+                    Algorithm::RS256 => RawSigner::Rsa(
+                        aws_lc_rs::rsa::KeyPair::from_pkcs8(&der).expect("key"),
+                        &s::RSA_PKCS1_SHA256,
+                    ),
+                    Algorithm::PS256 => RawSigner::Rsa(
+                        aws_lc_rs::rsa::KeyPair::from_pkcs8(&der).expect("key"),
+                        &s::RSA_PSS_SHA256,
+                    ),
+                    other => panic!("sign table: {other} not included"),
+                }
+            }
+        }
+    }
+
+    fn sign(&self, msg: &[u8]) -> usize {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        match self {
+            RawSigner::Hmac(k) => aws_lc_rs::hmac::sign(k, msg).as_ref().len(),
+            RawSigner::Ecdsa(k) => k.sign(&rng, msg).expect("sign").as_ref().len(),
+            RawSigner::Ed(k) => k.sign(msg).as_ref().len(),
+            RawSigner::Rsa(k, enc) => {
+                let mut sig = vec![0u8; k.public_modulus_len()];
+                k.sign(*enc, &rng, msg, &mut sig).expect("sign");
+                sig.len()
+            }
+        }
+    }
+}
+
+fn sign_table(args: &[String]) {
+    let list = if args.is_empty() {
+        vec![
+            Algorithm::HS256,
+            Algorithm::RS256,
+            Algorithm::PS256,
+            Algorithm::ES256,
+            Algorithm::EdDSA,
+        ]
+    } else {
+        algs(args)
+    };
+    println!("Nanoseconds per signature (median of 7 rounds)");
+    println!("| alg | raw aws-lc-rs sign (ns) | jwtd_core::sign, whole token (ns) | jwtd / raw |");
+    println!("|---|---:|---:|---:|");
+    for alg in list {
+        let key = jwtd_bench::signing_key(alg);
+        let raw = RawSigner::new(alg, &key);
+        let claims = serde_json::json!({"iss": jwtd_bench::ISS, "sub": "alice", "aud": jwtd_bench::AUD, "iat": 1, "exp": 2, "scope": "openid email"});
+        let claims = claims.as_object().expect("object").clone();
+        let input = jwtd_core::sign(&key, &claims, None).expect("sign");
+        let input = input.rsplit_once('.').expect("parts").0.as_bytes().to_vec();
+        let n: u64 = match alg.family() {
+            jwtd_core::Family::Hmac => 20_000,
+            jwtd_core::Family::Rsa => 100,
+            _ => 1000,
+        };
+        let measure = |f: &dyn Fn() -> usize| {
+            let mut v: Vec<f64> = (0..7)
+                .map(|_| {
+                    let t = Instant::now();
+                    for _ in 0..n {
+                        black_box(f());
+                    }
+                    t.elapsed().as_nanos() as f64 / n as f64
+                })
+                .collect();
+            v.sort_by(f64::total_cmp);
+            v[3]
+        };
+        let r = measure(&|| raw.sign(black_box(&input)));
+        let j = measure(&|| {
+            jwtd_core::sign(&key, black_box(&claims), None)
+                .expect("sign")
+                .len()
+        });
+        println!("| {alg} | {r:.0} | {j:.0} | {:.3}x |", j / r);
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -172,6 +287,7 @@ fn main() {
         }
         Some("remote-flood") => remote::flood(&args[1..]),
         Some("mint") => serve::mint(&args[1..]),
+        Some("sign") => sign_table(&args[1..]),
         Some("http-ceiling") => serve::ceiling(&args[1..]),
         Some("rotation") => remote::rotation(&args[1..]),
         _ => {

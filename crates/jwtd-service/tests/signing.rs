@@ -132,7 +132,52 @@ async fn jwks_and_discovery() {
     assert_eq!(d["id_token_signing_alg_values_supported"], json!(["ES256"]));
 }
 
-#[tokio::test]
+/// PyJWT (a peer implementation) verifying through jwtd's JWKS URL, one token per line.
+struct Peer {
+    child: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl Peer {
+    fn start(jwks_url: &str, issuer: &str) -> Peer {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let python = root.join("target/test-venv/bin/python");
+        assert!(
+            python.exists(),
+            "PyJWT test venv missing: run scripts/ensure-deps (it creates target/test-venv)"
+        );
+        let mut child = std::process::Command::new(python)
+            .arg(root.join("scripts/interop/pyjwt_verify.py"))
+            .args([jwks_url, issuer])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::BufRead;
+        let out = child.stdout.take().unwrap();
+        Peer {
+            child,
+            lines: std::io::BufReader::new(out).lines(),
+        }
+    }
+
+    fn verify(&mut self, token: &str) -> String {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{token}").unwrap();
+        stdin.flush().unwrap();
+        self.lines.next().unwrap().unwrap()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_rotations_with_continuous_verification() {
     let i =
         start("max_ttl = 4\ndefault_ttl = 4\npublish_lead = 1\ngrace = 1\nrotate_every = 0").await;
@@ -154,6 +199,11 @@ async fn three_rotations_with_continuous_verification() {
         .any_audience()
         .leeway(0);
     let ring = i.state.runtime().signing.clone().unwrap().ring.clone();
+    let mut peer = Some(Peer::start(
+        &format!("{}/.well-known/jwks.json", i.base),
+        &i.base,
+    ));
+    let mut peer_rejections = Vec::new();
     let mut first_tokens = Vec::new();
     let (mut verified, mut false_rejections) = (0, 0);
     let mut kids = Vec::new();
@@ -186,10 +236,25 @@ async fn three_rotations_with_continuous_verification() {
                     false_rejections += 1;
                 }
             }
+            let mut p = peer.take().unwrap();
+            let (p, answer) = tokio::task::spawn_blocking(move || {
+                let a = p.verify(&t);
+                (p, a)
+            })
+            .await
+            .unwrap();
+            peer = Some(p);
+            if answer != "ok" {
+                peer_rejections.push(format!("round {round} step {step}: {answer}"));
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
     assert_eq!(false_rejections, 0, "{verified} verified");
+    assert!(
+        peer_rejections.is_empty(),
+        "PyJWT rejected: {peer_rejections:?}"
+    );
     assert_eq!(kids.len(), 3);
     assert!(
         kids.windows(2).all(|w| w[0] != w[1]),
@@ -207,6 +272,15 @@ async fn three_rotations_with_continuous_verification() {
     assert!(!jwks.contains(&kids[0]), "first key retired");
     let e = keys.verify(&policy, &first_tokens[0]).await.unwrap_err();
     assert_eq!(e.reason(), Reason::Expired);
+    let mut p = peer.take().unwrap();
+    let old = first_tokens[0].clone();
+    let answer = tokio::task::spawn_blocking(move || p.verify(&old))
+        .await
+        .unwrap();
+    assert!(
+        answer.starts_with("fail"),
+        "PyJWT accepted an expired token: {answer}"
+    );
     let s = keys.stats();
     eprintln!(
         "rotation test: {verified} verified, {} JWKS fetches",
