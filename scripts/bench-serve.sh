@@ -58,6 +58,23 @@ for alg in HS256 RS256 ES256 EdDSA; do load "jwtd /auth $alg" http://127.0.0.1:1
 echo "jwtd peak RSS: $(rss $JP)"
 kill $JP
 
+# Minting: POST /v1/tokens on the embedded issuer (ES256), admin key from its data directory.
+mkdir -p "$work/embedded" && cd "$work/embedded"
+RUST_LOG=warn $J serve --listen 127.0.0.1:18083 2>/dev/null & JP=$!; pids+=($JP); wait_port 18083
+cat > "$work/mint.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '{"sub":"alice","aud":"partner-42","ttl":"10m"}'
+wrk.headers["Authorization"] = "Bearer $(cat jwtd-data/admin.key)"
+wrk.headers["Content-Type"] = "application/json"
+function done(summary, latency, requests)
+  local bad = summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
+  io.write(string.format("RESULT rps=%.0f p50_ms=%.2f p99_ms=%.2f non2xx_or_errors=%d\n",
+    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000, latency:percentile(99) / 1000, bad))
+end
+LUA
+printf '%-34s %s\n' "jwtd POST /v1/tokens ES256" "$(timeout $((DUR + 15)) wrk -t"$THREADS" -c"$CONNS" -d"${DUR}s" --timeout 5s -s "$work/mint.lua" http://127.0.0.1:18083/v1/tokens | grep RESULT)"
+kill $JP; cd "$ROOT"
+
 # The peers, against the shared mock IdP, with jwtd on the same tokens.
 if [ -f "$PEERS/mock_idp.py" ] && command -v node >/dev/null; then
   cp -r "$PEERS" "$work/peers"; cd "$work/peers"
