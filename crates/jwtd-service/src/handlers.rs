@@ -185,11 +185,16 @@ fn observe(
     let issuer = issuer.unwrap_or("-");
     counter(endpoint, issuer, label, reason).increment(1);
     histogram(endpoint).record(started.elapsed().as_secs_f64());
-    let fp = token.map(fingerprint).unwrap_or_default();
+    // The fingerprint (a SHA-256) is computed only when the line is actually logged.
+    let fp = || token.map(fingerprint).unwrap_or_default();
     match outcome {
-        Ok(()) => tracing::debug!(request_id = rid, endpoint, issuer, token = %fp, "verified"),
+        Ok(()) => {
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                tracing::debug!(request_id = rid, endpoint, issuer, token = %fp(), "verified");
+            }
+        }
         Err(e) => {
-            tracing::info!(request_id = rid, endpoint, issuer, token = %fp, reason, message = e.message(), "rejected")
+            tracing::info!(request_id = rid, endpoint, issuer, token = %fp(), reason, message = e.message(), "rejected")
         }
     }
 }
