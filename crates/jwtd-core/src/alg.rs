@@ -198,18 +198,26 @@ impl Algorithm {
     pub(crate) fn verification(self) -> Option<&'static dyn VerificationAlgorithm> {
         use Algorithm::*;
         Some(match self {
-            RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
-            RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
-            RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
-            PS256 => &signature::RSA_PSS_2048_8192_SHA256,
-            PS384 => &signature::RSA_PSS_2048_8192_SHA384,
-            PS512 => &signature::RSA_PSS_2048_8192_SHA512,
+            RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => self.rsa_parameters()?,
             ES256 => &signature::ECDSA_P256_SHA256_FIXED,
             ES384 => &signature::ECDSA_P384_SHA384_FIXED,
             ES512 => &signature::ECDSA_P521_SHA512_FIXED,
             ES256K => &signature::ECDSA_P256K1_SHA256_FIXED,
             EdDSA => &signature::ED25519,
             HS256 | HS384 | HS512 => return None,
+        })
+    }
+
+    /// RSA verification parameters (2048 to 8192-bit moduli) for RS* and PS*.
+    pub(crate) fn rsa_parameters(self) -> Option<&'static signature::RsaParameters> {
+        Some(match self {
+            Algorithm::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+            Algorithm::RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
+            Algorithm::RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
+            Algorithm::PS256 => &signature::RSA_PSS_2048_8192_SHA256,
+            Algorithm::PS384 => &signature::RSA_PSS_2048_8192_SHA384,
+            Algorithm::PS512 => &signature::RSA_PSS_2048_8192_SHA512,
+            _ => return None,
         })
     }
 

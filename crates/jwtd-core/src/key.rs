@@ -114,7 +114,7 @@ impl Public {
                     e: strip_zeros(e),
                 };
                 components
-                    .to_parsed_public_key(rsa_params(alg))
+                    .to_parsed_public_key(alg.rsa_parameters().expect("RSA alg"))
                     .map_err(rejected)
             }
             Public::Ec { x, y, .. } => {
@@ -138,19 +138,6 @@ fn family_name(f: Family) -> &'static str {
         Family::Rsa => "RSA",
         Family::Ec => "EC",
         Family::Okp => "OKP",
-    }
-}
-
-fn rsa_params(alg: Algorithm) -> &'static aws_lc_rs::signature::RsaParameters {
-    use aws_lc_rs::signature as s;
-    match alg {
-        Algorithm::RS256 => &s::RSA_PKCS1_2048_8192_SHA256,
-        Algorithm::RS384 => &s::RSA_PKCS1_2048_8192_SHA384,
-        Algorithm::RS512 => &s::RSA_PKCS1_2048_8192_SHA512,
-        Algorithm::PS256 => &s::RSA_PSS_2048_8192_SHA256,
-        Algorithm::PS384 => &s::RSA_PSS_2048_8192_SHA384,
-        Algorithm::PS512 => &s::RSA_PSS_2048_8192_SHA512,
-        _ => unreachable!("rsa_params called for {alg}"),
     }
 }
 

@@ -277,21 +277,7 @@ fn build_issuer(ic: &IssuerConfig, reuse: Option<RemoteKeys>) -> Result<Issuer, 
 
 fn static_keys(ic: &IssuerConfig) -> Result<KeySet, String> {
     let algs = &ic.algorithms;
-    let secret = match (&ic.secret_env, &ic.secret_file) {
-        (Some(var), _) => Some(Zeroizing::new(
-            std::env::var(var)
-                .map_err(|_| format!("environment variable {var} is not set"))?
-                .into_bytes(),
-        )),
-        (_, Some(f)) => {
-            let mut s = read(f)?;
-            while s.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                s.pop();
-            }
-            Some(s)
-        }
-        _ => None,
-    };
+    let secret = crate::secret(&ic.secret_env, &ic.secret_file)?;
     if let Some(secret) = secret {
         let hs: Vec<_> = algs
             .iter()

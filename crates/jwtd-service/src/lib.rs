@@ -158,6 +158,7 @@ pub struct AppState {
     reload_lock: tokio::sync::Mutex<()>,
 }
 
+/// A secret from an environment variable (non-empty) or a file (trailing newlines dropped).
 fn secret(
     env: &Option<String>,
     file: &Option<String>,

@@ -222,18 +222,21 @@ impl<S: KeyStore> KeyRing<S> {
         Ok(vec![RingEvent::Created(kid, KeyState::Active)])
     }
 
+    /// A new pending key, due to sign after the publish lead.
+    async fn generate_pending(&self, now: i64) -> Result<RingEvent, StoreError> {
+        let activate_at = now + secs(self.cfg.publish_lead);
+        let kid = self
+            .generate(KeyState::Pending, now, Some(activate_at))
+            .await?;
+        Ok(RingEvent::Created(kid, KeyState::Pending))
+    }
+
     /// Starts a rotation now: a new pending key, active after the publish lead.
     pub async fn rotate(&self, now: i64) -> Result<Vec<RingEvent>, StoreError> {
         let _g = self.changes.lock().await;
-        let kid = self
-            .generate(
-                KeyState::Pending,
-                now,
-                Some(now + secs(self.cfg.publish_lead)),
-            )
-            .await?;
+        let event = self.generate_pending(now).await?;
         self.refresh().await?;
-        Ok(vec![RingEvent::Created(kid, KeyState::Pending)])
+        Ok(vec![event])
     }
 
     /// Stops a key from signing; it stays published until its tokens expired plus the grace.
@@ -329,14 +332,7 @@ impl<S: KeyStore> KeyRing<S> {
                 .max();
             let pending = keys.iter().any(|k| k.state == KeyState::Pending);
             if !pending && due.is_none() && active_since.is_some_and(|t| now - t >= secs(every)) {
-                let kid = self
-                    .generate(
-                        KeyState::Pending,
-                        now,
-                        Some(now + secs(self.cfg.publish_lead)),
-                    )
-                    .await?;
-                events.push(RingEvent::Created(kid, KeyState::Pending));
+                events.push(self.generate_pending(now).await?);
             }
         }
         self.refresh().await?;
