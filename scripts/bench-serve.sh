@@ -53,10 +53,14 @@ for alg in HS256 RS256 ES256 EdDSA; do
   if [ $alg = HS256 ]; then src='secret_env = "JWTD_BENCH_SECRET"'; else src="jwks_file = \"$work/jwks_$alg.json\""; fi
   printf '[[issuer]]\nname = "%s"\nissuer = "https://bench-%s"\n%s\nalgorithms = ["%s"]\naudiences = ["bench"]\n' $alg $alg "$src" $alg >> "$work/jwtd.toml"
 done
-RUST_LOG=warn $J serve --config "$work/jwtd.toml" 2>"$work/jwtd.log" & JP=$!; pids+=($JP); wait_port 18080
-for alg in HS256 RS256 ES256 EdDSA; do load "jwtd /auth $alg" http://127.0.0.1:18080/auth "$work/t_$alg.txt"; done
-echo "jwtd peak RSS: $(rss $JP)"
-kill $JP
+for cache in on off; do
+  cfg="$work/jwtd.toml"
+  if [ $cache = off ]; then cfg="$work/jwtd-nocache.toml"; { echo '[cache]'; echo 'enabled = false'; cat "$work/jwtd.toml"; } > "$cfg"; fi
+  RUST_LOG=warn $J serve --config "$cfg" 2>"$work/jwtd.log" & JP=$!; pids+=($JP); wait_port 18080
+  for alg in HS256 RS256 ES256 EdDSA; do load "jwtd /auth $alg cache=$cache" http://127.0.0.1:18080/auth "$work/t_$alg.txt"; done
+  echo "jwtd peak RSS (cache=$cache): $(rss $JP)"
+  kill $JP; wait $JP 2>/dev/null || true
+done
 
 # Minting: POST /v1/tokens on the embedded issuer (ES256), admin key from its data directory.
 mkdir -p "$work/embedded" && cd "$work/embedded"

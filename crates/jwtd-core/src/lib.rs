@@ -31,6 +31,7 @@
 
 mod alg;
 pub mod b64;
+mod cache;
 mod error;
 mod json;
 mod jwk;
@@ -39,11 +40,12 @@ mod policy;
 mod token;
 
 pub use alg::{Algorithm, Curve, Family, UnknownAlgorithm};
+pub use cache::{TokenCache, TokenCacheConfig, TokenCacheStats};
 pub use error::{BearerError, Error, KeyError, Reason};
 pub use jwk::{Jwk, Jwks};
 pub use key::{public_key_pem, SigningKey, VerifyingKey, MIN_RSA_BITS};
 pub use policy::{
-    lookup, numeric_date, AudienceMode, ClaimCheck, Validation, DEFAULT_LEEWAY,
+    lookup, numeric_date, AudienceMode, ClaimCheck, Times, Validation, DEFAULT_LEEWAY,
     DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_TOKEN_LEN, MAX_NUMERIC_DATE,
 };
 pub use token::{

@@ -187,6 +187,19 @@ pub(crate) fn lookup_set(set: &dyn ClaimSet, path: &str) -> Option<Value> {
         .find_map(|(i, _)| within(&path[..i]))
 }
 
+/// A token's time claims (seconds since the epoch), kept to re-check them at a later time.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Times {
+    /// `exp`.
+    pub exp: Option<f64>,
+    /// `nbf`.
+    pub nbf: Option<f64>,
+    /// `iat`.
+    pub iat: Option<f64>,
+    /// `auth_time`.
+    pub auth_time: Option<f64>,
+}
+
 /// The validation policy applied after the signature verifies.
 #[derive(Clone, Debug)]
 pub struct Validation {
@@ -327,17 +340,54 @@ impl Validation {
     /// Applies every claim rule to a verified claims set, at time `now` (seconds since the
     /// Unix epoch).
     pub fn validate_claims(&self, claims: &Map<String, Value>, now: u64) -> Result<(), Error> {
-        self.validate(claims, now)
+        self.validate(claims, now).map(|_| ())
     }
 
-    pub(crate) fn validate(&self, claims: &dyn ClaimSet, now: u64) -> Result<(), Error> {
+    pub(crate) fn validate(&self, claims: &dyn ClaimSet, now: u64) -> Result<Times, Error> {
+        let times = Times {
+            exp: date(claims, "exp")?,
+            nbf: date(claims, "nbf")?,
+            iat: date(claims, "iat")?,
+            auth_time: date(claims, "auth_time")?,
+        };
+        self.check_times(&times, now)?;
+        if !self.issuers.is_empty() {
+            let raw = claims
+                .raw("iss")
+                .ok_or_else(|| Error::new(Reason::MissingClaim, "claim \"iss\" is required"))?;
+            let ok = json::as_str(&raw).is_some_and(|iss| self.issuers.iter().any(|i| *i == iss));
+            if !ok {
+                return Err(Error::new(
+                    Reason::WrongIssuer,
+                    format!(
+                        "expected issuer {}, found {}",
+                        list(&self.issuers),
+                        shown_raw(&raw)
+                    ),
+                ));
+            }
+        }
+        self.check_audience(claims)?;
+        for name in &self.required {
+            if lookup_set(claims, name).is_none() {
+                return Err(Error::new(
+                    Reason::MissingClaim,
+                    format!("claim {name:?} is required"),
+                ));
+            }
+        }
+        for check in &self.checks {
+            check.check(lookup_set(claims, check.claim()).as_ref())?;
+        }
+        Ok(times)
+    }
+
+    /// Applies every time rule (`exp`, `nbf`, `iat`, max age, max auth age) at `now`. Used on
+    /// each verification and again on every hit of the verified-token cache.
+    pub fn check_times(&self, times: &Times, now: u64) -> Result<(), Error> {
         let now = now as f64;
         let leeway = self.leeway as f64;
-        let exp = date(claims, "exp")?;
-        let nbf = date(claims, "nbf")?;
-        let iat = date(claims, "iat")?;
-        let auth_time = date(claims, "auth_time")?;
-
+        let (exp, nbf, iat, auth_time) = (times.exp, times.nbf, times.iat, times.auth_time);
         match exp {
             Some(exp) if now >= exp + leeway => {
                 return Err(Error::new(
@@ -369,23 +419,6 @@ impl Validation {
                 ));
             }
         }
-        if !self.issuers.is_empty() {
-            let raw = claims
-                .raw("iss")
-                .ok_or_else(|| Error::new(Reason::MissingClaim, "claim \"iss\" is required"))?;
-            let ok = json::as_str(&raw).is_some_and(|iss| self.issuers.iter().any(|i| *i == iss));
-            if !ok {
-                return Err(Error::new(
-                    Reason::WrongIssuer,
-                    format!(
-                        "expected issuer {}, found {}",
-                        list(&self.issuers),
-                        shown_raw(&raw)
-                    ),
-                ));
-            }
-        }
-        self.check_audience(claims)?;
         if let Some(max_age) = self.max_age {
             let iat = iat.ok_or_else(|| {
                 Error::new(
@@ -415,17 +448,6 @@ impl Validation {
                     ),
                 ));
             }
-        }
-        for name in &self.required {
-            if lookup_set(claims, name).is_none() {
-                return Err(Error::new(
-                    Reason::MissingClaim,
-                    format!("claim {name:?} is required"),
-                ));
-            }
-        }
-        for check in &self.checks {
-            check.check(lookup_set(claims, check.claim()).as_ref())?;
         }
         Ok(())
     }

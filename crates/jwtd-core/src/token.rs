@@ -473,6 +473,16 @@ pub fn verify(
     token: &str,
     now: u64,
 ) -> Result<Verified, Error> {
+    verify_with_times(keys, validation, token, now).map(|(v, _)| v)
+}
+
+/// [`verify`], also returning the token's time claims.
+pub(crate) fn verify_with_times(
+    keys: &KeySet,
+    validation: &Validation,
+    token: &str,
+    now: u64,
+) -> Result<(Verified, crate::policy::Times), Error> {
     if validation.algorithms.is_empty() {
         return Err(Error::new(
             Reason::AlgorithmNotAllowed,
@@ -485,12 +495,15 @@ pub fn verify(
         .map_err(|_| Error::malformed("claims are not a valid JSON object: not UTF-8"))?;
     let members = Members::parse(&claims_json, validation.max_json_depth)
         .map_err(|e| Error::malformed(format!("claims are not a valid JSON object: {e}")))?;
-    validation.validate(&members, now)?;
+    let times = validation.validate(&members, now)?;
     drop(members);
-    Ok(Verified {
-        header,
-        claims_json,
-    })
+    Ok((
+        Verified {
+            header,
+            claims_json,
+        },
+        times,
+    ))
 }
 
 fn verify_jws(

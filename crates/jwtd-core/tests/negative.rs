@@ -118,14 +118,26 @@ fn sig_of(token: &str) -> Vec<u8> {
 }
 
 fn run(token: &str, v: Validation) -> Result<(), Reason> {
-    Verifier::new(keys(), v)
+    let plain = Verifier::new(keys(), v.clone())
         .unwrap()
         .verify(token, NOW)
         .map(|_| ())
         .map_err(|e| {
             assert!(!e.message().is_empty());
             e.reason()
-        })
+        });
+    // The verified-token cache answers every case exactly as a plain verification, on the
+    // first lookup (a miss) and on the second (a hit when the first succeeded).
+    let cache = jwtd_core::TokenCache::new(Default::default()).unwrap();
+    let set = keys();
+    for _ in 0..2 {
+        let cached = cache
+            .verify([0, 0], &set, &v, token, NOW)
+            .map(|_| ())
+            .map_err(|e| e.reason());
+        assert_eq!(cached, plain, "cache disagrees with plain verification");
+    }
+    plain
 }
 
 macro_rules! case {

@@ -224,6 +224,11 @@ impl RemoteKeys {
         self.inner.snapshot()
     }
 
+    /// How long past its lifetime the last good key set keeps serving.
+    pub fn stale_if_error(&self) -> Duration {
+        self.inner.cfg.stale_if_error
+    }
+
     /// The last fetch error, cleared by a successful fetch.
     pub fn last_error(&self) -> Option<FetchError> {
         self.inner.last_error.lock().expect("lock").clone()

@@ -26,12 +26,48 @@ pub struct Config {
     /// Admin API settings (`POST /admin/reload`); off without them.
     #[serde(default)]
     pub admin: Option<Admin>,
+    /// The verified-token cache (on by default).
+    #[serde(default)]
+    pub cache: CacheSettings,
     /// jwtd as an issuer: mint tokens, publish JWKS, rotate keys (off without it).
     #[serde(default)]
     pub signing: Option<SigningConfig>,
     /// The issuers whose tokens are accepted.
     #[serde(default, rename = "issuer")]
     pub issuers: Vec<IssuerConfig>,
+}
+
+/// Verified-token cache settings, per issuer.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSettings {
+    /// On by default.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Most entries per issuer (default 100,000).
+    #[serde(default = "default_cache_entries")]
+    pub max_entries: usize,
+    /// Most bytes per issuer (default 64 MiB).
+    #[serde(default = "default_cache_bytes")]
+    pub max_bytes: u64,
+}
+
+fn default_cache_entries() -> usize {
+    100_000
+}
+
+fn default_cache_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            enabled: true,
+            max_entries: default_cache_entries(),
+            max_bytes: default_cache_bytes(),
+        }
+    }
 }
 
 /// jwtd's own issuer.

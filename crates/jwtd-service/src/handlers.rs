@@ -518,6 +518,18 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     for i in &state.runtime().issuers.list {
         let name = i.name.clone();
+        if let Some(c) = &i.cache {
+            let s = c.stats();
+            metrics::gauge!("jwtd_token_cache_hits_total", "issuer" => name.clone())
+                .set(s.hits as f64);
+            metrics::gauge!("jwtd_token_cache_misses_total", "issuer" => name.clone())
+                .set(s.misses as f64);
+            metrics::gauge!("jwtd_token_cache_evictions_total", "issuer" => name.clone())
+                .set(s.evictions as f64);
+            metrics::gauge!("jwtd_token_cache_entries", "issuer" => name.clone())
+                .set(s.entries as f64);
+            metrics::gauge!("jwtd_token_cache_bytes", "issuer" => name.clone()).set(s.bytes as f64);
+        }
         match &i.keys {
             Keys::Static(set) => {
                 metrics::gauge!("jwtd_keys", "issuer" => name).set(set.keys().len() as f64);

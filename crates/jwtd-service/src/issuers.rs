@@ -2,7 +2,10 @@
 
 use crate::config::{AudienceMode, Config, IssuerConfig};
 use axum::http::HeaderName;
-use jwtd_core::{ClaimCheck, Error, Jwks, KeySet, Reason, Validation, Verified, VerifyingKey};
+use jwtd_core::{
+    ClaimCheck, Error, Jwks, KeySet, Reason, TokenCache, TokenCacheConfig, Validation, Verified,
+    VerifyingKey,
+};
 use jwtd_remote::{CacheConfig, HttpConfig, RemoteKeys, Source};
 use std::path::Path;
 use std::sync::Arc;
@@ -37,6 +40,10 @@ pub struct Issuer {
     pub forward_payload: bool,
     /// The configuration it was built from (to reuse remote caches across reloads).
     pub config: IssuerConfig,
+    /// Verified-token cache (new with every configuration, so a reload invalidates it).
+    pub cache: Option<TokenCache>,
+    /// Random id of this issuer instance, part of every cache key.
+    pub id: u64,
 }
 
 impl Issuer {
@@ -78,7 +85,9 @@ impl Issuers {
     ) -> Result<Issuers, String> {
         let mut list = Vec::new();
         if let Some(s) = signing {
-            list.push(Arc::new(self_issuer(s, config)));
+            let mut own = self_issuer(s, config);
+            own.cache = new_cache(config)?;
+            list.push(Arc::new(own));
         }
         for ic in &config.issuers {
             let reuse = previous.and_then(|p| {
@@ -130,6 +139,25 @@ impl Issuers {
     }
 }
 
+fn new_cache(config: &Config) -> Result<Option<TokenCache>, String> {
+    let c = &config.cache;
+    if !c.enabled {
+        return Ok(None);
+    }
+    TokenCache::new(TokenCacheConfig {
+        max_entries: c.max_entries,
+        max_bytes: c.max_bytes,
+    })
+    .map(Some)
+    .map_err(|e| e.to_string())
+}
+
+fn random_id() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = jwtd_core::fill_random(&mut b);
+    u64::from_le_bytes(b)
+}
+
 /// jwtd verifying the tokens it minted: its own keys, its `iss`, the offered algorithms.
 fn self_issuer(s: &crate::Signing, config: &Config) -> Issuer {
     use jwtd_core::Algorithm::*;
@@ -154,6 +182,8 @@ fn self_issuer(s: &crate::Signing, config: &Config) -> Issuer {
         headers: Vec::new(),
         forward_payload: false,
         config: ic,
+        cache: None,
+        id: random_id(),
     }
 }
 
@@ -272,6 +302,8 @@ fn build_issuer(ic: &IssuerConfig, reuse: Option<RemoteKeys>) -> Result<Issuer, 
         headers,
         forward_payload: ic.forward_payload,
         config: ic.clone(),
+        cache: None,
+        id: random_id(),
     })
 }
 

@@ -345,6 +345,18 @@ async fn health_readiness_and_metrics() {
         "{text}"
     );
     assert!(text.contains("jwtd_keys{issuer=\"main\"} 1"), "{text}");
+    // The verified-token cache: the second request with the same token is a hit.
+    let good = es_token(&s, json!({}));
+    assert_eq!(get(&s, "/v1/verify", Some(&good)).await.status(), 200);
+    assert_eq!(get(&s, "/v1/verify", Some(&good)).await.status(), 200);
+    let text = get(&s, "/metrics", None).await.text().await.unwrap();
+    let hits = text
+        .lines()
+        .find(|l| l.starts_with("jwtd_token_cache_hits_total{issuer=\"main\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_default();
+    assert!(hits >= 1.0, "{text}");
 }
 
 #[tokio::test]

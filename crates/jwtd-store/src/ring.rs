@@ -69,6 +69,7 @@ pub struct KeyRing<S: KeyStore> {
     cfg: RingConfig,
     view: RwLock<Arc<View>>,
     changes: tokio::sync::Mutex<()>,
+    generation: std::sync::atomic::AtomicU64,
 }
 
 fn secs(d: Duration) -> i64 {
@@ -90,6 +91,7 @@ impl<S: KeyStore> KeyRing<S> {
                 jwks: Arc::from("{\"keys\":[]}"),
             })),
             changes: tokio::sync::Mutex::new(()),
+            generation: std::sync::atomic::AtomicU64::new(0),
         };
         ring.refresh().await?;
         Ok(ring)
@@ -158,6 +160,11 @@ impl<S: KeyStore> KeyRing<S> {
     /// Every published key, for verifying the issuer's own tokens.
     pub fn verify_keys(&self) -> Arc<KeySet> {
         self.view().verify.clone()
+    }
+
+    /// Increases whenever the set of published keys changes (for caches of verified tokens).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The public JWKS document.
