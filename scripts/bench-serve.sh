@@ -55,7 +55,7 @@ for alg in HS256 RS256 ES256 EdDSA; do
 done
 for cache in on off; do
   cfg="$work/jwtd.toml"
-  if [ $cache = off ]; then cfg="$work/jwtd-nocache.toml"; { echo '[cache]'; echo 'enabled = false'; cat "$work/jwtd.toml"; } > "$cfg"; fi
+  if [ $cache = off ]; then cfg="$work/jwtd-nocache.toml"; { cat "$work/jwtd.toml"; echo '[cache]'; echo 'enabled = false'; } > "$cfg"; fi
   RUST_LOG=warn $J serve --config "$cfg" 2>"$work/jwtd.log" & JP=$!; pids+=($JP); wait_port 18080
   for alg in HS256 RS256 ES256 EdDSA; do load "jwtd /auth $alg cache=$cache" http://127.0.0.1:18080/auth "$work/t_$alg.txt"; done
   echo "jwtd peak RSS (cache=$cache): $(rss $JP)"

@@ -93,7 +93,7 @@ fn request_id(headers: &HeaderMap) -> String {
 async fn check(
     state: &AppState,
     token: &str,
-) -> Result<(Arc<Issuer>, Verified), (Option<String>, Error)> {
+) -> Result<(Arc<Issuer>, Arc<Verified>), (Option<String>, Error)> {
     let rt = state.runtime();
     let issuer = match rt.issuers.list.as_slice() {
         // One issuer: its policy checks `iss` anyway, no need to read it twice.

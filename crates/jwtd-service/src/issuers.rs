@@ -47,13 +47,41 @@ pub struct Issuer {
 }
 
 impl Issuer {
-    /// Verifies `token` at `now`.
-    pub async fn verify(&self, token: &str, now: u64) -> Result<Verified, Error> {
+    /// Verifies `token` at `now`, through the verified-token cache when it is on. The cache
+    /// scope is this issuer instance and the generation of its key set, so a key removed from
+    /// a JWKS or the ring invalidates what was verified with the old set.
+    pub async fn verify(&self, token: &str, now: u64) -> Result<Arc<Verified>, Error> {
+        let v = &self.validation;
+        let Some(cache) = &self.cache else {
+            return match &self.keys {
+                Keys::Static(set) => jwtd_core::verify(set, v, token, now),
+                Keys::Remote(r) => r.verify_at(v, token, now).await,
+                Keys::Ring(ring) => jwtd_core::verify(&ring.verify_keys(), v, token, now),
+            }
+            .map(Arc::new);
+        };
         match &self.keys {
-            Keys::Static(set) => jwtd_core::verify(set, &self.validation, token, now),
-            Keys::Remote(r) => r.verify_at(&self.validation, token, now).await,
+            Keys::Static(set) => cache.verify([self.id, 0], set, v, token, now),
             Keys::Ring(ring) => {
-                jwtd_core::verify(&ring.verify_keys(), &self.validation, token, now)
+                let generation = ring.generation();
+                cache.verify([self.id, generation], &ring.verify_keys(), v, token, now)
+            }
+            Keys::Remote(r) => {
+                let Some(snap) = r.snapshot() else {
+                    return r.verify_at(v, token, now).await.map(Arc::new);
+                };
+                // Past lifetime plus stale-if-error, the remote source answers (and refuses).
+                if snap.fetched_at.elapsed() > snap.ttl + r.stale_if_error() {
+                    return r.verify_at(v, token, now).await.map(Arc::new);
+                }
+                match cache.verify([self.id, snap.generation], &snap.keys, v, token, now) {
+                    // An unknown kid may need a refresh: the remote source decides (single
+                    // flight, cooldown); the next request caches under the new generation.
+                    Err(e) if e.reason() == Reason::UnknownKey => {
+                        r.verify_at(v, token, now).await.map(Arc::new)
+                    }
+                    other => other,
+                }
             }
         }
     }
@@ -96,10 +124,10 @@ impl Issuers {
                     _ => None,
                 })
             });
-            list.push(Arc::new(
-                build_issuer(ic, reuse)
-                    .map_err(|e| format!("issuer {:?}: {e}", ic.name.get_ref()))?,
-            ));
+            let mut issuer = build_issuer(ic, reuse)
+                .map_err(|e| format!("issuer {:?}: {e}", ic.name.get_ref()))?;
+            issuer.cache = new_cache(config)?;
+            list.push(Arc::new(issuer));
         }
         Ok(Issuers { list })
     }
