@@ -92,6 +92,30 @@ async fn minting_is_authorised_capped_and_keeps_reserved_claims() {
     assert_eq!(v["claims"]["aud"], "partner-42");
     assert_eq!(v["claims"]["scope"], "payments read");
     assert_eq!(v["claims"]["iss"], i.base);
+    // Cached now; an emergency key removal still takes effect on the very next request.
+    let again = i
+        .client
+        .get(format!("{}/v1/verify", i.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+    let ring = i.state.runtime().signing.clone().unwrap().ring.clone();
+    let kid = b["kid"].as_str().unwrap().to_owned();
+    ring.remove(&kid, jwtd_core::unix_now() as i64)
+        .await
+        .unwrap();
+    let r = i
+        .client
+        .get(format!("{}/v1/verify", i.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["reason"], "unknown_key", "{e}");
 }
 
 #[tokio::test]

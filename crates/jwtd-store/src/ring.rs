@@ -139,6 +139,10 @@ impl<S: KeyStore> KeyRing<S> {
         }
         let jwks = serde_json::to_string(&Jwks::from_keys(public))
             .map_err(|e| StoreError(e.to_string()))?;
+        if *self.view().jwks != *jwks {
+            self.generation
+                .fetch_add(1, std::sync::atomic::Ordering::Release);
+        }
         *self.view.write().expect("lock") = Arc::new(View {
             keys,
             signer,

@@ -149,6 +149,9 @@ async fn rotation_timeline() {
     assert_eq!(state(&ring), [KeyState::Active, KeyState::Pending]);
     // Published at once, signing only after the lead (100 s).
     assert_eq!(ring.verify_keys().keys().len(), 2);
+    let generation = ring.generation();
+    ring.tick(2001).await.unwrap();
+    assert_eq!(ring.generation(), generation, "no change, same generation");
     ring.tick(2050).await.unwrap();
     assert_eq!(ring.signer().unwrap().kid().unwrap(), first);
     let ev = ring.tick(2100).await.unwrap();
@@ -163,6 +166,10 @@ async fn rotation_timeline() {
     assert!(ring.jwks_json().contains(&first));
     ring.tick(2760).await.unwrap();
     assert!(!ring.jwks_json().contains(&first));
+    assert!(
+        ring.generation() > generation,
+        "a key left the JWKS: new generation"
+    );
     assert_eq!(state(&ring), [KeyState::Retired, KeyState::Active]);
     // Scheduled rotation after rotate_every (10000 s) of the active key.
     let ev = ring.tick(2100 + 10_000).await.unwrap();
