@@ -9,6 +9,7 @@
 //!   file TOKENS (one per line) in a loop through jwtd-remote's cache (OIDC discovery of ISSUER)
 //!   and prints verifications per second and outcomes; run it against a mock IdP to count the
 //!   key fetches an unknown-kid flood causes.
+//! - `jwtd-bench cache [ALG...]`: the verified-token cache's hit cost next to a full verify.
 //! - `jwtd-bench sign [ALG...]`: nanoseconds per signature, raw aws-lc-rs key pair vs
 //!   `jwtd_core::sign` (header and claims serialized, encoded and signed), median of 7 rounds.
 //! - `jwtd-bench mint ALG N ISS AUD TOKENS_OUT JWKS_OUT`: a fresh key, its JWKS, and N distinct
@@ -228,6 +229,47 @@ fn sign_table(args: &[String]) {
     }
 }
 
+fn cache_table(args: &[String]) {
+    let list = if args.is_empty() {
+        vec![Algorithm::HS256, Algorithm::RS256, Algorithm::ES256]
+    } else {
+        algs(args)
+    };
+    println!("Verified-token cache (nanoseconds per verify, median of 7 rounds)");
+    println!("| alg | miss path: jwtd verify (ns) | cache hit (ns) | hit speed-up |");
+    println!("|---|---:|---:|---:|");
+    for alg in list {
+        let f = Fixture::new(alg);
+        let cache = jwtd_core::TokenCache::new(Default::default()).expect("cache");
+        let keys = f.jwtd.keys();
+        let v = f.jwtd.validation();
+        cache
+            .verify([1, 0], keys, v, &f.token, jwtd_bench::NOW)
+            .expect("verifies");
+        let n = 20_000u64;
+        let time = |g: &dyn Fn() -> bool| {
+            let mut s: Vec<f64> = (0..7)
+                .map(|_| {
+                    let t = Instant::now();
+                    for _ in 0..n {
+                        black_box(g());
+                    }
+                    t.elapsed().as_nanos() as f64 / n as f64
+                })
+                .collect();
+            s.sort_by(f64::total_cmp);
+            s[3]
+        };
+        let hit = time(&|| {
+            cache
+                .verify([1, 0], keys, v, black_box(&f.token), jwtd_bench::NOW)
+                .is_ok()
+        });
+        let miss = time(&|| f.run_jwtd());
+        println!("| {alg} | {miss:.0} | {hit:.0} | {:.0}x |", miss / hit);
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -290,6 +332,7 @@ fn main() {
         Some("remote-flood") => remote::flood(&args[1..]),
         Some("mint") => serve::mint(&args[1..]),
         Some("sign") => sign_table(&args[1..]),
+        Some("cache") => cache_table(&args[1..]),
         Some("http-ceiling") => serve::ceiling(&args[1..]),
         Some("rotation") => remote::rotation(&args[1..]),
         _ => {
