@@ -20,17 +20,17 @@ use std::sync::Arc;
 /// Cache bounds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TokenCacheConfig {
-    /// Most entries held (default 100,000).
+    /// Most entries held (default 20,000).
     pub max_entries: usize,
-    /// Most bytes held, counting tokens' decoded claims and headers (default 64 MiB).
+    /// Most bytes held, counting tokens' decoded claims and headers (default 16 MiB).
     pub max_bytes: u64,
 }
 
 impl Default for TokenCacheConfig {
     fn default() -> Self {
         TokenCacheConfig {
-            max_entries: 100_000,
-            max_bytes: 64 * 1024 * 1024,
+            max_entries: 20_000,
+            max_bytes: 16 * 1024 * 1024,
         }
     }
 }

@@ -44,20 +44,20 @@ pub struct CacheSettings {
     /// On by default.
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// Most entries per issuer (default 100,000).
+    /// Most entries per issuer (default 20,000).
     #[serde(default = "default_cache_entries")]
     pub max_entries: usize,
-    /// Most bytes per issuer (default 64 MiB).
+    /// Most bytes per issuer (default 16 MiB).
     #[serde(default = "default_cache_bytes")]
     pub max_bytes: u64,
 }
 
 fn default_cache_entries() -> usize {
-    100_000
+    20_000
 }
 
 fn default_cache_bytes() -> u64 {
-    64 * 1024 * 1024
+    16 * 1024 * 1024
 }
 
 impl Default for CacheSettings {
