@@ -81,7 +81,8 @@ pub struct SigningConfig {
     /// Where the key store and generated secrets live (default `./jwtd-data`).
     #[serde(default = "default_data_dir")]
     pub data_dir: String,
-    /// Algorithm of new keys: RS256, PS256, ES256 (default) or EdDSA.
+    /// Algorithm of new keys: RS256, PS256, ES256 (default) or EdDSA; HS256 for internal use
+    /// (verified by jwtd itself, never published).
     #[serde(default = "default_signing_alg")]
     pub algorithm: jwtd_core::Algorithm,
     /// RSA modulus size (2048 or 3072).
@@ -493,11 +494,11 @@ impl Config {
                 .map(|o| line_of(text, o))
                 .unwrap_or(0);
             use jwtd_core::Algorithm::*;
-            if !matches!(s.algorithm, RS256 | PS256 | ES256 | EdDSA) {
+            if !matches!(s.algorithm, RS256 | PS256 | ES256 | EdDSA | HS256) {
                 errors.push((
                     line,
                     format!(
-                        "signing algorithm {} is not offered; use RS256, PS256, ES256 or EdDSA",
+                        "signing algorithm {} is not offered; use RS256, PS256, ES256, EdDSA (or HS256 for internal use)",
                         s.algorithm
                     ),
                 ));

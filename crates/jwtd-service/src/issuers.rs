@@ -190,7 +190,7 @@ fn random_id() -> u64 {
 fn self_issuer(s: &crate::Signing, config: &Config) -> Issuer {
     use jwtd_core::Algorithm::*;
     let cfg = config.signing.as_ref().expect("signing configured");
-    let mut v = Validation::new(&[RS256, PS256, ES256, EdDSA]).issuer(s.iss.clone());
+    let mut v = Validation::new(&[RS256, PS256, ES256, EdDSA, HS256]).issuer(s.iss.clone());
     if cfg.audiences.is_empty() {
         v = v.any_audience();
     }

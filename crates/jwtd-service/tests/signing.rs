@@ -311,3 +311,33 @@ async fn three_rotations_with_continuous_verification() {
         s.fetches
     );
 }
+
+#[tokio::test]
+async fn internal_hs256_issuer_verifies_its_tokens_and_publishes_nothing() {
+    let i = start("algorithm = \"HS256\"").await;
+    let b: Value = mint(&i, Some("admin-secret"), json!({"sub": "svc"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let token = b["token"].as_str().unwrap();
+    assert_eq!(jwtd_core::peek_header(token).unwrap().alg, Algorithm::HS256);
+    let r = i
+        .client
+        .get(format!("{}/v1/verify", i.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let jwks: Value = i
+        .client
+        .get(format!("{}/.well-known/jwks.json", i.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks, json!({"keys": []}));
+}

@@ -8,7 +8,8 @@ use std::time::Duration;
 /// Rotation policy.
 #[derive(Clone, Debug)]
 pub struct RingConfig {
-    /// Algorithm of new keys (RS256, PS256, ES256 or EdDSA).
+    /// Algorithm of new keys (RS256, PS256, ES256 or EdDSA; HS256 for internal use, never
+    /// published).
     pub alg: Algorithm,
     /// RSA modulus size for RS*/PS* keys (2048 or 3072).
     pub rsa_bits: usize,
@@ -117,22 +118,28 @@ impl<S: KeyStore> KeyRing<S> {
                 .alg
                 .parse()
                 .map_err(|e| StoreError(format!("key {:?}: {e}", k.kid)))?;
-            let der = self.kek.open(&k.kid, &k.alg, &k.nonce, &k.sealed)?;
-            let sk = SigningKey::from_pkcs8_der(&der, Some(alg), Some(k.kid.clone()))
-                .map_err(|e| StoreError(format!("key {:?}: {e}", k.kid)))?;
-            let jwk = sk
-                .public_jwk()
-                .ok_or_else(|| StoreError("symmetric keys are not stored here".into()))?;
-            let stored: Jwk = Jwk::from_json(k.public_jwk.as_bytes())
-                .map_err(|e| StoreError(format!("key {:?}: bad public JWK: {e}", k.kid)))?;
-            if stored.thumbprint() != jwk.thumbprint() {
-                return Err(StoreError(format!(
-                    "key {:?}: the stored public key does not match its private key; the row was altered",
-                    k.kid
-                )));
-            }
+            let plain = self.kek.open(&k.kid, &k.alg, &k.nonce, &k.sealed)?;
+            let bad = |e: jwtd_core::KeyError| StoreError(format!("key {:?}: {e}", k.kid));
+            let sk = if alg.family() == jwtd_core::Family::Hmac {
+                // HS256 keys are for internal use: the secret itself is sealed, nothing is
+                // published, and the stored "public" part is empty.
+                SigningKey::hmac(&plain, alg, Some(k.kid.clone())).map_err(bad)?
+            } else {
+                let sk = SigningKey::from_pkcs8_der(&plain, Some(alg), Some(k.kid.clone()))
+                    .map_err(bad)?;
+                let jwk = sk.public_jwk().expect("asymmetric");
+                let stored: Jwk = Jwk::from_json(k.public_jwk.as_bytes())
+                    .map_err(|e| StoreError(format!("key {:?}: bad public JWK: {e}", k.kid)))?;
+                if stored.thumbprint() != jwk.thumbprint() {
+                    return Err(StoreError(format!(
+                        "key {:?}: the stored public key does not match its private key; the row was altered",
+                        k.kid
+                    )));
+                }
+                public.push(jwk);
+                sk
+            };
             verify.push(sk.verifying_key());
-            public.push(jwk);
             if k.state == KeyState::Active {
                 signer = Some(Arc::new(sk));
             }
@@ -188,18 +195,36 @@ impl<S: KeyStore> KeyRing<S> {
         activate_at: Option<i64>,
     ) -> Result<String, StoreError> {
         let alg = self.cfg.alg;
-        let sk = if alg.family() == jwtd_core::Family::Rsa {
-            SigningKey::generate_rsa(alg, self.cfg.rsa_bits)
+        let fail = |e: jwtd_core::KeyError| StoreError(e.to_string());
+        let (kid, plain, public) = if alg.family() == jwtd_core::Family::Hmac {
+            // Internal HS256: a random secret and a random kid (a thumbprint of a secret would
+            // help guess it); nothing to publish.
+            let sk = SigningKey::generate(alg).map_err(fail)?;
+            let mut id = [0u8; 16];
+            jwtd_core::fill_random(&mut id).map_err(|e| StoreError(e.to_string()))?;
+            let jwk = sk.to_private_jwk().map_err(fail)?;
+            let secret = jwtd_core::b64::decode(jwk.k.as_deref().unwrap_or_default().as_bytes())
+                .ok_or_else(|| StoreError("HMAC secret export failed".into()))?;
+            (
+                format!("hs-{}", jwtd_core::b64::encode(id)),
+                zeroize::Zeroizing::new(secret),
+                "{}".to_owned(),
+            )
         } else {
-            SigningKey::generate(alg)
-        }
-        .map_err(|e| StoreError(e.to_string()))?
-        .with_default_kid();
-        let kid = sk.kid().expect("thumbprint kid").to_owned();
-        let der = sk.to_pkcs8_der().map_err(|e| StoreError(e.to_string()))?;
-        let (nonce, sealed) = self.kek.seal(&kid, alg.as_str(), &der)?;
-        let public = serde_json::to_string(&sk.public_jwk().expect("asymmetric"))
-            .map_err(|e| StoreError(e.to_string()))?;
+            let sk = if alg.family() == jwtd_core::Family::Rsa {
+                SigningKey::generate_rsa(alg, self.cfg.rsa_bits)
+            } else {
+                SigningKey::generate(alg)
+            }
+            .map_err(fail)?
+            .with_default_kid();
+            let kid = sk.kid().expect("thumbprint kid").to_owned();
+            let der = sk.to_pkcs8_der().map_err(fail)?;
+            let public = serde_json::to_string(&sk.public_jwk().expect("asymmetric"))
+                .map_err(|e| StoreError(e.to_string()))?;
+            (kid, der, public)
+        };
+        let (nonce, sealed) = self.kek.seal(&kid, alg.as_str(), &plain)?;
         self.store
             .insert(&StoredKey {
                 kid: kid.clone(),

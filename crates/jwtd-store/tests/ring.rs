@@ -184,3 +184,30 @@ async fn rotation_timeline() {
     assert!(!ring.jwks_json().contains(&active));
     sign_and_verify(&ring).unwrap();
 }
+
+#[tokio::test]
+async fn hs256_ring_for_internal_use_publishes_nothing() {
+    let d = dir("hs256");
+    let (kek, _) = Kek::load_or_create(&d.join("kek")).unwrap();
+    let store = SqliteStore::open(&d.join("keys.db")).await.unwrap();
+    let cfg = RingConfig {
+        alg: Algorithm::HS256,
+        ..cfg()
+    };
+    let ring = KeyRing::open(store, kek, cfg.clone()).await.unwrap();
+    ring.ensure_active(1000).await.unwrap();
+    assert_eq!(&*ring.jwks_json(), "{\"keys\":[]}");
+    let signer = ring.signer().unwrap();
+    assert!(signer.kid().unwrap().starts_with("hs-"));
+    let now = jwtd_core::unix_now();
+    let c = serde_json::json!({"iss": "me", "exp": now + 60});
+    let t = jwtd_core::sign(&signer, c.as_object().unwrap(), None).unwrap();
+    let v = Validation::new(&[Algorithm::HS256]).issuer("me");
+    jwtd_core::verify(&ring.verify_keys(), &v, &t, now).unwrap();
+    drop(ring);
+    // After a restart the sealed secret opens and verifies the same token.
+    let (kek, _) = Kek::load_or_create(&d.join("kek")).unwrap();
+    let store = SqliteStore::open(&d.join("keys.db")).await.unwrap();
+    let ring = KeyRing::open(store, kek, cfg).await.unwrap();
+    jwtd_core::verify(&ring.verify_keys(), &v, &t, now).unwrap();
+}
