@@ -16,6 +16,13 @@ ROOT=$PWD; J=$ROOT/target/release/jwtd; B=$ROOT/target/release/jwtd-bench
 work=$(mktemp -d); pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
+cat > "$work/report.lua" <<'LUA'
+function done(summary, latency, requests)
+  local bad = summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
+  io.write(string.format("RESULT rps=%.0f p50_ms=%.2f p99_ms=%.2f non2xx_or_errors=%d\n",
+    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000, latency:percentile(99) / 1000, bad))
+end
+LUA
 cat > "$work/rotate.lua" <<'LUA'
 local tokens, i = {}, 0
 function init(args)
@@ -26,12 +33,8 @@ function request()
   i = (i % #tokens) + 1
   return wrk.format("GET", nil, { ["Authorization"] = "Bearer " .. tokens[i] })
 end
-function done(summary, latency, requests)
-  local bad = summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
-  io.write(string.format("RESULT rps=%.0f p50_ms=%.2f p99_ms=%.2f non2xx_or_errors=%d\n",
-    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000, latency:percentile(99) / 1000, bad))
-end
 LUA
+cat "$work/report.lua" >> "$work/rotate.lua"
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 load() { # name url tokens
   local r; r=$(TOKENS="$3" timeout $((DUR + 15)) wrk -t"$THREADS" -c"$CONNS" -d"${DUR}s" --timeout 5s -s "$work/rotate.lua" "$2" | grep RESULT)
@@ -70,12 +73,8 @@ wrk.method = "POST"
 wrk.body = '{"sub":"alice","aud":"partner-42","ttl":"10m"}'
 wrk.headers["Authorization"] = "Bearer $(cat jwtd-data/admin.key)"
 wrk.headers["Content-Type"] = "application/json"
-function done(summary, latency, requests)
-  local bad = summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
-  io.write(string.format("RESULT rps=%.0f p50_ms=%.2f p99_ms=%.2f non2xx_or_errors=%d\n",
-    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000, latency:percentile(99) / 1000, bad))
-end
 LUA
+cat "$work/report.lua" >> "$work/mint.lua"
 printf '%-34s %s\n' "jwtd POST /v1/tokens ES256" "$(timeout $((DUR + 15)) wrk -t"$THREADS" -c"$CONNS" -d"${DUR}s" --timeout 5s -s "$work/mint.lua" http://127.0.0.1:18083/v1/tokens | grep RESULT)"
 kill $JP; cd "$ROOT"
 
