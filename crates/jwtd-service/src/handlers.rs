@@ -40,7 +40,7 @@ const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// The token from the configured sources: `Authorization: Bearer` (scheme case-insensitive,
 /// RFC 6750 2.1), then the cookie, then the query parameter.
-fn extract(headers: &HeaderMap, uri: &Uri, sources: &TokenSources) -> Option<String> {
+pub fn extract(headers: &HeaderMap, uri: &Uri, sources: &TokenSources) -> Option<String> {
     if sources.bearer {
         if let Some(v) = headers
             .get(header::AUTHORIZATION)
@@ -94,22 +94,11 @@ async fn check(
     state: &AppState,
     token: &str,
 ) -> Result<(Arc<Issuer>, Arc<Verified>), (Option<String>, Error)> {
-    let rt = state.runtime();
-    let issuer = match rt.issuers.list.as_slice() {
-        // One issuer: its policy checks `iss` anyway, no need to read it twice.
-        [only] => only.clone(),
-        _ => {
-            let iss = jwtd_core::peek_issuer(token).map_err(|e| (None, e))?;
-            rt.issuers
-                .route(iss.as_deref())
-                .map_err(|e| (None, e))?
-                .clone()
-        }
-    };
-    match issuer.verify(token, jwtd_core::unix_now()).await {
-        Ok(v) => Ok((issuer, v)),
-        Err(e) => Err((Some(issuer.name.clone()), e)),
-    }
+    state
+        .runtime()
+        .issuers
+        .verify(token, jwtd_core::unix_now())
+        .await
 }
 
 /// RFC 6750 `error_description` allows `%x20-21 / %x23-5B / %x5D-7E` only.
@@ -132,6 +121,12 @@ fn status_for(reason: Reason) -> StatusCode {
         Reason::KeyFetchFailed => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::UNAUTHORIZED,
     }
+}
+
+/// The RFC 6750 answer to a rejection: 401 (`invalid_token`), 403 (`insufficient_scope`) or 503
+/// (`key_fetch_failed`), a JSON body `{"error", "reason", "message"}` and `WWW-Authenticate`.
+pub fn bearer_error(e: &Error) -> Response {
+    error_response(e, "")
 }
 
 fn error_response(e: &Error, rid: &str) -> Response {
@@ -165,6 +160,9 @@ fn error_response(e: &Error, rid: &str) -> Response {
 }
 
 fn set_request_id(h: &mut HeaderMap, rid: &str) {
+    if rid.is_empty() {
+        return;
+    }
     if let Ok(v) = HeaderValue::from_str(rid) {
         h.insert("x-request-id", v);
     }

@@ -152,6 +152,26 @@ impl Issuers {
             })
     }
 
+    /// Verifies `token` with the issuer its `iss` selects (with a single issuer, that one: its
+    /// policy checks `iss` anyway). On failure, the issuer's name when one was selected.
+    pub async fn verify(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<(Arc<Issuer>, Arc<Verified>), (Option<String>, Error)> {
+        let issuer = match self.list.as_slice() {
+            [only] => only.clone(),
+            _ => {
+                let iss = jwtd_core::peek_issuer(token).map_err(|e| (None, e))?;
+                self.route(iss.as_deref()).map_err(|e| (None, e))?.clone()
+            }
+        };
+        match issuer.verify(token, now).await {
+            Ok(v) => Ok((issuer, v)),
+            Err(e) => Err((Some(issuer.name.clone()), e)),
+        }
+    }
+
     /// Waits until every remote issuer has keys, at most `timeout`.
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;

@@ -26,7 +26,7 @@ pub mod issuers;
 mod telemetry;
 
 pub use config::{Config, ConfigError, SigningConfig};
-pub use handlers::router;
+pub use handlers::{bearer_error, extract as extract_token, router};
 pub use issuers::Issuers;
 pub use telemetry::{init_logging, metrics_handle};
 
