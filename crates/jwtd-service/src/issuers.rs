@@ -152,15 +152,18 @@ impl Issuers {
             })
     }
 
-    /// Verifies `token` with the issuer its `iss` selects (with a single issuer, that one: its
-    /// policy checks `iss` anyway). On failure, the issuer's name when one was selected.
+    /// Verifies `token` with the issuer its `iss` selects (with a single issuer that names its
+    /// `iss`, that one: its policy checks `iss` anyway). On failure, the issuer's name when one
+    /// was selected.
     pub async fn verify(
         &self,
         token: &str,
         now: u64,
     ) -> Result<(Arc<Issuer>, Arc<Verified>), (Option<String>, Error)> {
         let issuer = match self.list.as_slice() {
-            [only] => only.clone(),
+            // An issuer that names its `iss` checks it in its policy; an anonymous one takes
+            // only tokens without `iss`, which routing checks.
+            [only] if only.iss.is_some() => only.clone(),
             _ => {
                 let iss = jwtd_core::peek_issuer(token).map_err(|e| (None, e))?;
                 self.route(iss.as_deref()).map_err(|e| (None, e))?.clone()

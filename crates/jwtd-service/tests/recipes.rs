@@ -100,6 +100,15 @@ async fn recipe_1_xapp_hs256_with_client_id() {
     );
     let (s, b) = status(&base, "/v1/verify", &other_app).await;
     assert_eq!((s, b["reason"].as_str()), (403, Some("claim_mismatch")));
+    // The issuer is configured for tokens without `iss`: a token naming one is not routed to it.
+    let foreign = sign(
+        &key,
+        json!({"iss": "https://elsewhere.example", "client_id": "app-key-42", "iat": now(), "exp": now() + 600}),
+    );
+    assert_eq!(
+        status(&base, "/v1/verify", &foreign).await.1["reason"],
+        "wrong_issuer"
+    );
     let stale = sign(
         &key,
         json!({"client_id": "app-key-42", "iat": now() - 90_000, "exp": now() + 600}),
