@@ -78,6 +78,14 @@ pub struct SigningConfig {
     /// `http://<listen>`).
     #[serde(default)]
     pub issuer: Option<String>,
+    /// A shared PostgreSQL key store (`postgres://...`) for several instances; without it, the
+    /// embedded SQLite store in `data_dir`. The KEK (JWTD_KEK or `data_dir/kek.key`) must be the
+    /// same on every instance.
+    #[serde(default)]
+    pub store: Option<String>,
+    /// Schema for the shared store (created when missing; default: the connection's default).
+    #[serde(default)]
+    pub store_schema: Option<String>,
     /// Where the key store and generated secrets live (default `./jwtd-data`).
     #[serde(default = "default_data_dir")]
     pub data_dir: String,

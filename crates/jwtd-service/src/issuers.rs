@@ -20,7 +20,7 @@ pub enum Keys {
     /// Keys fetched and cached (JWKS URL, discovery).
     Remote(RemoteKeys),
     /// jwtd's own published keys.
-    Ring(Arc<jwtd_store::KeyRing<jwtd_store::SqliteStore>>),
+    Ring(Arc<jwtd_store::KeyRing<jwtd_store::AnyStore>>),
 }
 
 /// One issuer, ready to verify.

@@ -30,7 +30,7 @@ pub use handlers::{bearer_error, extract as extract_token, router};
 pub use issuers::Issuers;
 pub use telemetry::{init_logging, metrics_handle};
 
-use jwtd_store::{Kek, KeyRing, RingConfig, SqliteStore};
+use jwtd_store::{AnyStore, Kek, KeyRing, PgStore, RingConfig, SqliteStore};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -40,7 +40,7 @@ use zeroize::Zeroizing;
 #[derive(Debug)]
 pub struct Signing {
     /// The key ring.
-    pub ring: Arc<KeyRing<SqliteStore>>,
+    pub ring: Arc<KeyRing<AnyStore>>,
     /// `iss` of minted tokens and base of the published URLs.
     pub iss: String,
     /// Default token lifetime, seconds.
@@ -59,9 +59,18 @@ impl Signing {
         create_private_dir(&data_dir)?;
         let (kek, _generated) =
             Kek::load_or_create(&data_dir.join("kek.key")).map_err(|e| e.to_string())?;
-        let store = SqliteStore::open(&data_dir.join("keys.db"))
-            .await
-            .map_err(|e| e.to_string())?;
+        let store = match &cfg.store {
+            Some(url) => AnyStore::Postgres(
+                PgStore::open(url, cfg.store_schema.as_deref())
+                    .await
+                    .map_err(|e| e.to_string())?,
+            ),
+            None => AnyStore::Sqlite(
+                SqliteStore::open(&data_dir.join("keys.db"))
+                    .await
+                    .map_err(|e| e.to_string())?,
+            ),
+        };
         let secs = |s: Option<config::Seconds>, d: u64| s.map(|s| s.0).unwrap_or(d);
         let max_ttl = secs(cfg.max_ttl, 3600);
         let ring_cfg = RingConfig {

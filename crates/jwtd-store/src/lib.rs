@@ -8,16 +8,19 @@
 //! - Private keys are sealed with AES-256-GCM under a key encryption key (KEK) from the
 //!   environment or a file, bound to their key id and algorithm as associated data: a swapped or
 //!   altered row fails loudly and is never used.
-//! - [`KeyStore`] is the storage interface; [`SqliteStore`] is the embedded default.
+//! - [`KeyStore`] is the storage interface; [`SqliteStore`] is the embedded default and
+//!   [`PgStore`] the shared one for several instances.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod kek;
+mod postgres;
 mod ring;
 mod sqlite;
 
 pub use kek::{Kek, KEK_ENV};
+pub use postgres::PgStore;
 pub use ring::{KeyRing, RingConfig, RingEvent};
 pub use sqlite::SqliteStore;
 
@@ -128,4 +131,49 @@ pub trait KeyStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Deletes a key for good (emergency removal).
     async fn delete(&self, kid: &str) -> Result<bool, StoreError>;
+}
+
+/// The store chosen by configuration: the embedded SQLite file or a shared PostgreSQL database.
+#[derive(Clone, Debug)]
+pub enum AnyStore {
+    /// Embedded.
+    Sqlite(SqliteStore),
+    /// Shared.
+    Postgres(PgStore),
+}
+
+impl KeyStore for AnyStore {
+    async fn list(&self) -> Result<Vec<StoredKey>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.list().await,
+            AnyStore::Postgres(s) => s.list().await,
+        }
+    }
+
+    async fn insert(&self, key: &StoredKey) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.insert(key).await,
+            AnyStore::Postgres(s) => s.insert(key).await,
+        }
+    }
+
+    async fn update(
+        &self,
+        kid: &str,
+        state: KeyState,
+        activate_at: Option<i64>,
+        retire_after: Option<i64>,
+    ) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.update(kid, state, activate_at, retire_after).await,
+            AnyStore::Postgres(s) => s.update(kid, state, activate_at, retire_after).await,
+        }
+    }
+
+    async fn delete(&self, kid: &str) -> Result<bool, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.delete(kid).await,
+            AnyStore::Postgres(s) => s.delete(kid).await,
+        }
+    }
 }
