@@ -101,6 +101,43 @@ impl fmt::Debug for StoredKey {
     }
 }
 
+/// The columns of a stored key, in [`LIST_KEYS`] order (one row shape for every backend).
+pub(crate) type KeyRow = (
+    String,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    String,
+    Vec<u8>,
+    Vec<u8>,
+);
+
+/// Every key, oldest first, as [`KeyRow`]s (the same SQL for SQLite and PostgreSQL).
+pub(crate) const LIST_KEYS: &str =
+    "SELECT kid, alg, state, created_at, activate_at, retire_after, \
+     public_jwk, nonce, sealed FROM keys ORDER BY created_at, kid";
+
+impl StoredKey {
+    pub(crate) fn from_row(row: KeyRow) -> Result<StoredKey, StoreError> {
+        let (kid, alg, state, created_at, activate_at, retire_after, public_jwk, nonce, sealed) =
+            row;
+        Ok(StoredKey {
+            state: KeyState::parse(&state)
+                .ok_or_else(|| StoreError(format!("store: unknown key state {state:?}")))?,
+            kid,
+            alg,
+            created_at,
+            activate_at,
+            retire_after,
+            public_jwk,
+            nonce,
+            sealed,
+        })
+    }
+}
+
 /// A storage failure or a key that fails to open.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreError(pub String);

@@ -2,7 +2,6 @@
 
 use crate::{KeyState, KeyStore, StoreError, StoredKey};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::Row;
 use std::path::Path;
 
 /// Keys in an SQLite file, created with its schema (migrations) on first use.
@@ -53,29 +52,12 @@ impl SqliteStore {
 
 impl KeyStore for SqliteStore {
     async fn list(&self) -> Result<Vec<StoredKey>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT kid, alg, state, created_at, activate_at, retire_after, public_jwk, nonce, sealed \
-             FROM keys ORDER BY created_at, kid",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(err)?;
-        rows.into_iter()
-            .map(|r| {
-                let state: String = r.get("state");
-                Ok(StoredKey {
-                    kid: r.get("kid"),
-                    alg: r.get("alg"),
-                    state: KeyState::parse(&state)
-                        .ok_or_else(|| err(format!("unknown key state {state:?}")))?,
-                    created_at: r.get("created_at"),
-                    activate_at: r.get("activate_at"),
-                    retire_after: r.get("retire_after"),
-                    public_jwk: r.get("public_jwk"),
-                    nonce: r.get("nonce"),
-                    sealed: r.get("sealed"),
-                })
-            })
+        sqlx::query_as::<_, crate::KeyRow>(crate::LIST_KEYS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?
+            .into_iter()
+            .map(StoredKey::from_row)
             .collect()
     }
 
