@@ -51,6 +51,13 @@ pub enum Reason {
     KeyFetchFailed,
     /// The request carried no token at all (services only).
     MissingToken,
+    /// The token was revoked: by its `jti`, by its subject (every token issued before a
+    /// time), or by the key that signed it.
+    Revoked,
+    /// The revocation list could not be kept fresh (shared store unreachable for longer than
+    /// the configured staleness limit) and the service is configured to refuse rather than
+    /// risk accepting a revoked token.
+    RevocationUnavailable,
 }
 
 /// The RFC 6750 section 3.1 error code a [`Reason`] maps to.
@@ -74,7 +81,7 @@ impl BearerError {
 
 impl Reason {
     /// Every reason, in declaration order.
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 20] = [
         Reason::Malformed,
         Reason::UnsupportedAlgorithm,
         Reason::AlgorithmNotAllowed,
@@ -93,6 +100,8 @@ impl Reason {
         Reason::WeakKey,
         Reason::KeyFetchFailed,
         Reason::MissingToken,
+        Reason::Revoked,
+        Reason::RevocationUnavailable,
     ];
 
     /// The stable reason code, e.g. `bad_signature`.
@@ -116,6 +125,8 @@ impl Reason {
             Reason::WeakKey => "weak_key",
             Reason::KeyFetchFailed => "key_fetch_failed",
             Reason::MissingToken => "missing_token",
+            Reason::Revoked => "revoked",
+            Reason::RevocationUnavailable => "revocation_unavailable",
         }
     }
 

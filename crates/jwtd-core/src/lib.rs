@@ -37,6 +37,7 @@ mod json;
 mod jwk;
 mod key;
 mod policy;
+mod revocation;
 mod token;
 
 pub use alg::{Algorithm, Curve, Family, UnknownAlgorithm};
@@ -48,6 +49,7 @@ pub use policy::{
     lookup, numeric_date, AudienceMode, ClaimCheck, Times, Validation, DEFAULT_LEEWAY,
     DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_TOKEN_LEN, MAX_NUMERIC_DATE,
 };
+pub use revocation::{Revocation, RevocationKind, RevocationList};
 pub use token::{
     decode_unverified, peek_header, peek_issuer, sign, sign_raw, unix_now, verify, Header, KeySet,
     SkippedKey, Unverified, Verified, Verifier, MAX_KIDLESS_CANDIDATES,

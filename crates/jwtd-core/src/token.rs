@@ -178,6 +178,50 @@ pub struct Verified {
     /// The header.
     pub header: Header,
     claims_json: String,
+    ids: Ids,
+}
+
+/// Where a string claim sits: a range of the claims JSON when it has no escapes (no copy), or
+/// its own unescaped copy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Span {
+    Absent,
+    Range(u32, u32),
+    Owned(Box<str>),
+}
+
+impl Span {
+    fn of(claims: &str, members: &Members<'_>, name: &str) -> Span {
+        let Some(raw) = members.get(name) else {
+            return Span::Absent;
+        };
+        match crate::json::as_str(raw.get()) {
+            None => Span::Absent,
+            Some(std::borrow::Cow::Owned(s)) => Span::Owned(s.into_boxed_str()),
+            Some(std::borrow::Cow::Borrowed(s)) => {
+                // `s` borrows from `claims`: its offset is a plain address difference.
+                let start = s.as_ptr() as usize - claims.as_ptr() as usize;
+                Span::Range(start as u32, (start + s.len()) as u32)
+            }
+        }
+    }
+
+    fn get<'a>(&'a self, claims: &'a str) -> Option<&'a str> {
+        match self {
+            Span::Absent => None,
+            Span::Range(a, b) => claims.get(*a as usize..*b as usize),
+            Span::Owned(s) => Some(s),
+        }
+    }
+}
+
+/// The claims revocation looks at, found once while verifying.
+#[derive(Clone, Debug, PartialEq)]
+struct Ids {
+    iss: Span,
+    sub: Span,
+    jti: Span,
+    iat: Option<f64>,
 }
 
 impl Verified {
@@ -189,6 +233,26 @@ impl Verified {
     /// The verified claims, parsed.
     pub fn claims(&self) -> Map<String, Value> {
         serde_json::from_str(&self.claims_json).unwrap_or_default()
+    }
+
+    /// The `iss` claim, when it is a string.
+    pub fn iss(&self) -> Option<&str> {
+        self.ids.iss.get(&self.claims_json)
+    }
+
+    /// The `sub` claim, when it is a string.
+    pub fn sub(&self) -> Option<&str> {
+        self.ids.sub.get(&self.claims_json)
+    }
+
+    /// The `jti` claim, when it is a string.
+    pub fn jti(&self) -> Option<&str> {
+        self.ids.jti.get(&self.claims_json)
+    }
+
+    /// The `iat` claim (seconds since the epoch), when present.
+    pub fn issued_at(&self) -> Option<f64> {
+        self.ids.iat
     }
 
     /// One claim by path (a whole name, a dotted path, or a JSON pointer; see
@@ -496,11 +560,18 @@ pub(crate) fn verify_with_times(
     let members = Members::parse(&claims_json, validation.max_json_depth)
         .map_err(|e| Error::malformed(format!("claims are not a valid JSON object: {e}")))?;
     let times = validation.validate(&members, now)?;
+    let ids = Ids {
+        iss: Span::of(&claims_json, &members, "iss"),
+        sub: Span::of(&claims_json, &members, "sub"),
+        jti: Span::of(&claims_json, &members, "jti"),
+        iat: times.iat,
+    };
     drop(members);
     Ok((
         Verified {
             header,
             claims_json,
+            ids,
         },
         times,
     ))
