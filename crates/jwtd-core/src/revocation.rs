@@ -226,7 +226,7 @@ impl RevocationList {
         let iat = verified.issued_at();
         let issued_before = |e: &Entry| {
             let before = e.issued_before.unwrap_or(i64::MAX);
-            iat.is_none_or(|iat| iat < before as f64)
+            !iat.is_some_and(|iat| iat >= before as f64)
         };
         if hit(&self.sub, verified.sub(), &issued_before) {
             return Err(Error::new(
