@@ -21,9 +21,11 @@ mod sqlite;
 
 pub use kek::{Kek, KEK_ENV};
 pub use postgres::PgStore;
+pub use postgres::{Change, ChangeLock, PgWatch};
 pub use ring::{KeyRing, RingConfig, RingEvent};
 pub use sqlite::SqliteStore;
 
+use jwtd_core::{Revocation, RevocationKind};
 use std::fmt;
 
 /// A key's place in the rotation.
@@ -138,6 +140,74 @@ impl StoredKey {
     }
 }
 
+/// A revocation as stored: its sequence number (grows with every insert), when it was made,
+/// and the operator's note.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRevocation {
+    /// Sequence number.
+    pub id: i64,
+    /// When it was recorded (Unix seconds).
+    pub created_at: i64,
+    /// Free text from the operator (why).
+    pub note: Option<String>,
+    /// What it revokes.
+    pub revocation: Revocation,
+}
+
+/// The columns of a stored revocation, in the order the list queries select them.
+pub(crate) type RevocationRow = (
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    i64,
+    Option<String>,
+);
+
+impl StoredRevocation {
+    pub(crate) fn from_row(row: RevocationRow) -> Result<StoredRevocation, StoreError> {
+        let (id, kind, value, iss, issued_before, expires_at, created_at, note) = row;
+        Ok(StoredRevocation {
+            id,
+            created_at,
+            note,
+            revocation: Revocation {
+                kind: RevocationKind::parse(&kind).ok_or_else(|| {
+                    StoreError(format!("store: unknown revocation kind {kind:?}"))
+                })?,
+                value,
+                iss,
+                issued_before,
+                expires_at,
+            },
+        })
+    }
+}
+
+/// Where revocations are kept. Instances catch up by sequence number, so a list query returns
+/// only what they have not seen.
+#[allow(async_fn_in_trait)]
+pub trait RevocationStore: Send + Sync {
+    /// Records a revocation; returns its sequence number.
+    async fn add_revocation(
+        &self,
+        r: &Revocation,
+        created_at: i64,
+        note: Option<&str>,
+    ) -> Result<i64, StoreError>;
+    /// Revocations with a sequence number above `after` that have not expired by `now`, in
+    /// sequence order.
+    async fn revocations_after(
+        &self,
+        after: i64,
+        now: i64,
+    ) -> Result<Vec<StoredRevocation>, StoreError>;
+    /// Deletes revocations whose tokens have all expired by `now`; returns how many.
+    async fn purge_revocations(&self, now: i64) -> Result<u64, StoreError>;
+}
+
 /// A storage failure or a key that fails to open.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreError(pub String);
@@ -168,6 +238,10 @@ pub trait KeyStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Deletes a key for good (emergency removal).
     async fn delete(&self, kid: &str) -> Result<bool, StoreError>;
+    /// Serialises key ring changes between every instance sharing the store, held until
+    /// [`ChangeLock::release`] (PostgreSQL: a session advisory lock; SQLite: nothing to do,
+    /// one process owns the file and the ring's own mutex suffices).
+    async fn lock_changes(&self) -> Result<ChangeLock, StoreError>;
 }
 
 /// The store chosen by configuration: the embedded SQLite file or a shared PostgreSQL database.
@@ -211,6 +285,45 @@ impl KeyStore for AnyStore {
         match self {
             AnyStore::Sqlite(s) => s.delete(kid).await,
             AnyStore::Postgres(s) => s.delete(kid).await,
+        }
+    }
+
+    async fn lock_changes(&self) -> Result<ChangeLock, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.lock_changes().await,
+            AnyStore::Postgres(s) => s.lock_changes().await,
+        }
+    }
+}
+
+impl RevocationStore for AnyStore {
+    async fn add_revocation(
+        &self,
+        r: &Revocation,
+        created_at: i64,
+        note: Option<&str>,
+    ) -> Result<i64, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.add_revocation(r, created_at, note).await,
+            AnyStore::Postgres(s) => s.add_revocation(r, created_at, note).await,
+        }
+    }
+
+    async fn revocations_after(
+        &self,
+        after: i64,
+        now: i64,
+    ) -> Result<Vec<StoredRevocation>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.revocations_after(after, now).await,
+            AnyStore::Postgres(s) => s.revocations_after(after, now).await,
+        }
+    }
+
+    async fn purge_revocations(&self, now: i64) -> Result<u64, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.purge_revocations(now).await,
+            AnyStore::Postgres(s) => s.purge_revocations(now).await,
         }
     }
 }

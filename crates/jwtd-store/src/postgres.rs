@@ -1,13 +1,94 @@
 //! The PostgreSQL store: the same key ring shared by several jwtd instances.
 
-use crate::{KeyState, KeyStore, StoreError, StoredKey};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+//!
+//! Every change is announced with `NOTIFY` (channels `jwtd_<schema>_keys` and
+//! `jwtd_<schema>_revocations`) so the other instances learn of it at once; [`PgStore::watch`]
+//! listens. Key ring changes are serialised across instances by a session advisory lock
+//! ([`KeyStore::lock_changes`]).
+
+use crate::{KeyState, KeyStore, RevocationStore, StoreError, StoredKey, StoredRevocation};
+use jwtd_core::Revocation;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Row};
 use std::str::FromStr;
 
-/// Keys in a PostgreSQL database (schema created by migrations on open).
+/// Keys and revocations in a PostgreSQL database (schema created by migrations on open).
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
+    keys_channel: String,
+    revocations_channel: String,
+    lock_key: String,
+}
+
+/// What a [`PgWatch`] saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// The key ring changed on some instance.
+    Keys,
+    /// A revocation was recorded on some instance.
+    Revocations,
+    /// The connection was lost and is back: notifications may have been missed, resynchronise.
+    Reconnected,
+}
+
+/// A listener for the store's change notifications.
+pub struct PgWatch {
+    listener: PgListener,
+    keys_channel: String,
+}
+
+impl std::fmt::Debug for PgWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgWatch").finish_non_exhaustive()
+    }
+}
+
+impl PgWatch {
+    /// Waits for the next change. An error means the database cannot be reached now; calling
+    /// again reconnects.
+    pub async fn next(&mut self) -> Result<Change, StoreError> {
+        match self.listener.try_recv().await.map_err(err)? {
+            None => Ok(Change::Reconnected),
+            Some(n) if n.channel() == self.keys_channel => Ok(Change::Keys),
+            Some(_) => Ok(Change::Revocations),
+        }
+    }
+}
+
+/// Held while the key ring changes; see [`KeyStore::lock_changes`].
+#[derive(Debug)]
+pub struct ChangeLock {
+    conn: Option<PoolConnection<Postgres>>,
+}
+
+impl ChangeLock {
+    /// No lock to hold (one process owns the store).
+    pub(crate) fn none() -> ChangeLock {
+        ChangeLock { conn: None }
+    }
+
+    /// Releases the lock. (Dropped without this, the connection is closed instead of returned
+    /// to the pool, which releases it too.)
+    pub async fn release(mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            let unlocked = sqlx::query("SELECT pg_advisory_unlock_all()")
+                .execute(&mut *conn)
+                .await;
+            if unlocked.is_err() {
+                conn.close_on_drop();
+            }
+        }
+    }
+}
+
+impl Drop for ChangeLock {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.as_mut() {
+            conn.close_on_drop();
+        }
+    }
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -37,7 +118,7 @@ impl PgStore {
         }
         let pool = PgPoolOptions::new()
             .max_connections(8)
-            .acquire_timeout(std::time::Duration::from_secs(5))
+            .acquire_timeout(std::time::Duration::from_secs(3))
             .connect_with(opts)
             .await
             .map_err(err)?;
@@ -45,7 +126,38 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(err)?;
-        Ok(PgStore { pool })
+        let scope = schema.unwrap_or("public");
+        Ok(PgStore {
+            pool,
+            keys_channel: format!("jwtd_{scope}_keys"),
+            revocations_channel: format!("jwtd_{scope}_revocations"),
+            lock_key: format!("jwtd/{scope}/keys"),
+        })
+    }
+
+    /// Starts listening for changes made by any instance.
+    pub async fn watch(&self) -> Result<PgWatch, StoreError> {
+        let mut listener = PgListener::connect_with(&self.pool).await.map_err(err)?;
+        listener
+            .listen_all([
+                self.keys_channel.as_str(),
+                self.revocations_channel.as_str(),
+            ])
+            .await
+            .map_err(err)?;
+        Ok(PgWatch {
+            listener,
+            keys_channel: self.keys_channel.clone(),
+        })
+    }
+
+    async fn notify_keys(&self, tx: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(&self.keys_channel)
+            .execute(tx)
+            .await
+            .map_err(err)?;
+        Ok(())
     }
 
     /// Direct access for tests and tools.
@@ -66,6 +178,7 @@ impl KeyStore for PgStore {
     }
 
     async fn insert(&self, k: &StoredKey) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
         sqlx::query(
             "INSERT INTO keys (kid, alg, state, created_at, activate_at, retire_after, public_jwk, nonce, sealed) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -79,10 +192,11 @@ impl KeyStore for PgStore {
         .bind(&k.public_jwk)
         .bind(&k.nonce)
         .bind(&k.sealed)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(err)?;
-        Ok(())
+        self.notify_keys(&mut tx).await?;
+        tx.commit().await.map_err(err)
     }
 
     async fn update(
@@ -92,6 +206,7 @@ impl KeyStore for PgStore {
         activate_at: Option<i64>,
         retire_after: Option<i64>,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
         let done = sqlx::query(
             "UPDATE keys SET state = $1, activate_at = $2, retire_after = $3 WHERE kid = $4",
         )
@@ -99,21 +214,104 @@ impl KeyStore for PgStore {
         .bind(activate_at)
         .bind(retire_after)
         .bind(kid)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(err)?;
         if done.rows_affected() == 0 {
             return Err(err(format!("no key {kid:?}")));
         }
-        Ok(())
+        self.notify_keys(&mut tx).await?;
+        tx.commit().await.map_err(err)
     }
 
     async fn delete(&self, kid: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
         let done = sqlx::query("DELETE FROM keys WHERE kid = $1")
             .bind(kid)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        self.notify_keys(&mut tx).await?;
+        tx.commit().await.map_err(err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn lock_changes(&self) -> Result<ChangeLock, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(err)?;
+        sqlx::query("SELECT pg_advisory_lock(hashtextextended($1, 0))")
+            .bind(&self.lock_key)
+            .execute(&mut *conn)
+            .await
+            .map_err(err)?;
+        Ok(ChangeLock { conn: Some(conn) })
+    }
+}
+
+impl RevocationStore for PgStore {
+    async fn add_revocation(
+        &self,
+        r: &Revocation,
+        created_at: i64,
+        note: Option<&str>,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        // One writer at a time: ids then become visible in order, so `id > last seen` never
+        // skips a revocation that committed late.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(&self.revocations_channel)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        let row = sqlx::query(
+            "INSERT INTO revocations (kind, value, iss, issued_before, expires_at, created_at, note) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(r.kind.as_str())
+        .bind(&r.value)
+        .bind(&r.iss)
+        .bind(r.issued_before)
+        .bind(r.expires_at)
+        .bind(created_at)
+        .bind(note)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(err)?;
+        let id: i64 = row.try_get(0).map_err(err)?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(&self.revocations_channel)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok(id)
+    }
+
+    async fn revocations_after(
+        &self,
+        after: i64,
+        now: i64,
+    ) -> Result<Vec<StoredRevocation>, StoreError> {
+        sqlx::query_as::<_, crate::RevocationRow>(
+            "SELECT id, kind, value, iss, issued_before, expires_at, created_at, note \
+             FROM revocations WHERE id > $1 AND (expires_at IS NULL OR expires_at > $2) ORDER BY id",
+        )
+        .bind(after)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?
+        .into_iter()
+        .map(StoredRevocation::from_row)
+        .collect()
+    }
+
+    async fn purge_revocations(&self, now: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM revocations WHERE expires_at <= $1")
+            .bind(now)
             .execute(&self.pool)
             .await
             .map_err(err)?;
-        Ok(done.rows_affected() > 0)
+        Ok(done.rows_affected())
     }
 }

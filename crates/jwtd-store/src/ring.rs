@@ -245,17 +245,27 @@ impl<S: KeyStore> KeyRing<S> {
     /// have cached an older set yet).
     pub async fn ensure_active(&self, now: i64) -> Result<Vec<RingEvent>, StoreError> {
         let _g = self.changes.lock().await;
+        let lock = self.store.lock_changes().await?;
         let keys = self.store.list().await?;
-        if keys.iter().any(|k| k.state == KeyState::Active) {
-            return Ok(Vec::new());
-        }
-        if keys.iter().any(|k| k.state == KeyState::Pending) {
-            // A pending key waits for its time; tick() will promote it.
-            return Ok(Vec::new());
-        }
-        let kid = self.generate(KeyState::Active, now, Some(now)).await?;
+        // A pending key waits for its time; tick() will promote it.
+        let events = if keys
+            .iter()
+            .any(|k| matches!(k.state, KeyState::Active | KeyState::Pending))
+        {
+            Vec::new()
+        } else {
+            let kid = self.generate(KeyState::Active, now, Some(now)).await?;
+            vec![RingEvent::Created(kid, KeyState::Active)]
+        };
+        lock.release().await;
         self.refresh().await?;
-        Ok(vec![RingEvent::Created(kid, KeyState::Active)])
+        Ok(events)
+    }
+
+    /// Re-reads the store (another instance changed the ring).
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        let _g = self.changes.lock().await;
+        self.refresh().await
     }
 
     /// A new pending key, due to sign after the publish lead.
@@ -270,7 +280,9 @@ impl<S: KeyStore> KeyRing<S> {
     /// Starts a rotation now: a new pending key, active after the publish lead.
     pub async fn rotate(&self, now: i64) -> Result<Vec<RingEvent>, StoreError> {
         let _g = self.changes.lock().await;
+        let lock = self.store.lock_changes().await?;
         let event = self.generate_pending(now).await?;
+        lock.release().await;
         self.refresh().await?;
         Ok(vec![event])
     }
@@ -278,10 +290,12 @@ impl<S: KeyStore> KeyRing<S> {
     /// Stops a key from signing; it stays published until its tokens expired plus the grace.
     pub async fn retire(&self, kid: &str, now: i64) -> Result<Vec<RingEvent>, StoreError> {
         let _g = self.changes.lock().await;
+        let lock = self.store.lock_changes().await?;
         let until = now + secs(self.cfg.max_token_ttl) + secs(self.cfg.grace);
         self.store
             .update(kid, KeyState::Retiring, None, Some(until))
             .await?;
+        lock.release().await;
         self.refresh().await?;
         Ok(vec![RingEvent::Retiring(kid.into(), until)])
     }
@@ -291,6 +305,7 @@ impl<S: KeyStore> KeyRing<S> {
     /// published) signs immediately, or else a new key.
     pub async fn remove(&self, kid: &str, now: i64) -> Result<Vec<RingEvent>, StoreError> {
         let _g = self.changes.lock().await;
+        let lock = self.store.lock_changes().await?;
         let was_active = self
             .store
             .list()
@@ -323,6 +338,7 @@ impl<S: KeyStore> KeyRing<S> {
                 }
             }
         }
+        lock.release().await;
         self.refresh().await?;
         Ok(events)
     }
@@ -333,6 +349,9 @@ impl<S: KeyStore> KeyRing<S> {
     /// by `jwtd keys` commands are picked up.
     pub async fn tick(&self, now: i64) -> Result<Vec<RingEvent>, StoreError> {
         let _g = self.changes.lock().await;
+        // Exactly one instance advances the schedule at a time, and it decides on what the
+        // store holds now (another instance may just have rotated).
+        let lock = self.store.lock_changes().await?;
         let mut events = Vec::new();
         let keys = self.store.list().await?;
         let due = keys
@@ -371,6 +390,7 @@ impl<S: KeyStore> KeyRing<S> {
                 events.push(self.generate_pending(now).await?);
             }
         }
+        lock.release().await;
         self.refresh().await?;
         Ok(events)
     }

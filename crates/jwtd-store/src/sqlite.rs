@@ -1,6 +1,9 @@
 //! The embedded SQLite store.
 
-use crate::{KeyState, KeyStore, StoreError, StoredKey};
+use crate::{
+    ChangeLock, KeyState, KeyStore, RevocationStore, StoreError, StoredKey, StoredRevocation,
+};
+use jwtd_core::Revocation;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use std::path::Path;
 
@@ -111,5 +114,62 @@ impl KeyStore for SqliteStore {
             .await
             .map_err(err)?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn lock_changes(&self) -> Result<ChangeLock, StoreError> {
+        Ok(ChangeLock::none())
+    }
+}
+
+impl RevocationStore for SqliteStore {
+    async fn add_revocation(
+        &self,
+        r: &Revocation,
+        created_at: i64,
+        note: Option<&str>,
+    ) -> Result<i64, StoreError> {
+        let (id,): (i64,) = sqlx::query_as(
+            "INSERT INTO revocations (kind, value, iss, issued_before, expires_at, created_at, note) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(r.kind.as_str())
+        .bind(&r.value)
+        .bind(&r.iss)
+        .bind(r.issued_before)
+        .bind(r.expires_at)
+        .bind(created_at)
+        .bind(note)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(id)
+    }
+
+    async fn revocations_after(
+        &self,
+        after: i64,
+        now: i64,
+    ) -> Result<Vec<StoredRevocation>, StoreError> {
+        sqlx::query_as::<_, crate::RevocationRow>(
+            "SELECT id, kind, value, iss, issued_before, expires_at, created_at, note \
+             FROM revocations WHERE id > ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY id",
+        )
+        .bind(after)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?
+        .into_iter()
+        .map(StoredRevocation::from_row)
+        .collect()
+    }
+
+    async fn purge_revocations(&self, now: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM revocations WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(done.rows_affected())
     }
 }

@@ -90,3 +90,118 @@ async fn a_tampered_row_fails_loudly() {
         .unwrap_err();
     assert!(e.0.contains("failed to decrypt"), "{e}");
 }
+
+#[tokio::test]
+async fn instances_racing_to_rotate_create_exactly_one_key() {
+    let s = schema("race");
+    let kek = [8u8; 32];
+    let mut rings = Vec::new();
+    for _ in 0..3 {
+        let store = PgStore::open(&url(), Some(&s)).await.unwrap();
+        let cfg = RingConfig {
+            rotate_every: Some(Duration::from_secs(50)),
+            ..cfg()
+        };
+        rings.push(
+            KeyRing::open(store, Kek::from_bytes(&kek).unwrap(), cfg)
+                .await
+                .unwrap(),
+        );
+    }
+    // Three instances starting together on an empty store: one first key.
+    let starts = futures_join(rings.iter().map(|r| r.ensure_active(1000))).await;
+    let created: usize = starts.into_iter().map(|e| e.unwrap().len()).sum();
+    assert_eq!(created, 1, "exactly one instance creates the first key");
+    // The schedule comes due on all three at once: one pending key, not three.
+    for round in 0..5 {
+        let now = 1100 + round;
+        let ticks = futures_join(rings.iter().map(|r| r.tick(now))).await;
+        for t in ticks {
+            t.unwrap();
+        }
+    }
+    let keys = rings[0].keys();
+    let pending = keys.iter().filter(|k| k.state == KeyState::Pending).count();
+    assert_eq!((keys.len(), pending), (2, 1), "{keys:?}");
+    for r in &rings[1..] {
+        assert_eq!(r.jwks_json(), rings[0].jwks_json());
+    }
+}
+
+/// Runs futures concurrently (all polled together on this task).
+async fn futures_join<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let handles: Vec<_> = futs.map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = handles.iter().map(|_| None).collect();
+    let mut handles: Vec<_> = handles.into_iter().map(Some).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (h, o) in handles.iter_mut().zip(out.iter_mut()) {
+            if let Some(f) = h {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        *o = Some(v);
+                        *h = None;
+                    }
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().map(|o| o.expect("done")).collect()
+}
+
+#[tokio::test]
+async fn revocations_are_sequenced_announced_and_purged() {
+    use jwtd_core::Revocation;
+    use jwtd_store::{Change, RevocationStore};
+    let s = schema("revoke");
+    let a = PgStore::open(&url(), Some(&s)).await.unwrap();
+    let b = PgStore::open(&url(), Some(&s)).await.unwrap();
+    let mut watch = b.watch().await.unwrap();
+    let id1 = a
+        .add_revocation(
+            &Revocation::jti("j1", Some("https://i"), Some(2000)),
+            1000,
+            Some("leaked"),
+        )
+        .await
+        .unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(2), watch.next())
+        .await
+        .expect("notified within 2 s")
+        .unwrap();
+    assert_eq!(seen, Change::Revocations);
+    let id2 = a
+        .add_revocation(&Revocation::subject("u", None, 1500, None), 1001, None)
+        .await
+        .unwrap();
+    assert!(id2 > id1);
+    let all = b.revocations_after(0, 1000).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].note.as_deref(), Some("leaked"));
+    assert_eq!(
+        all[0].revocation,
+        Revocation::jti("j1", Some("https://i"), Some(2000))
+    );
+    assert_eq!(b.revocations_after(id1, 1000).await.unwrap().len(), 1);
+    // Expired entries are not listed, and purge deletes them.
+    assert_eq!(b.revocations_after(0, 2000).await.unwrap().len(), 1);
+    assert_eq!(a.purge_revocations(2000).await.unwrap(), 1);
+    assert_eq!(b.revocations_after(0, 0).await.unwrap().len(), 1);
+    // Key ring changes are announced on their own channel.
+    let ring = KeyRing::open(a, Kek::from_bytes(&[9u8; 32]).unwrap(), cfg())
+        .await
+        .unwrap();
+    ring.ensure_active(1).await.unwrap();
+    let mut got = Vec::new();
+    while let Ok(Ok(c)) = tokio::time::timeout(Duration::from_millis(500), watch.next()).await {
+        got.push(c);
+    }
+    assert!(got.contains(&Change::Keys), "{got:?}");
+}

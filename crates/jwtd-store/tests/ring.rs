@@ -211,3 +211,36 @@ async fn hs256_ring_for_internal_use_publishes_nothing() {
     let ring = KeyRing::open(store, kek, cfg).await.unwrap();
     jwtd_core::verify(&ring.verify_keys(), &v, &t, now).unwrap();
 }
+
+#[tokio::test]
+async fn the_embedded_store_keeps_revocations_in_sequence() {
+    use jwtd_core::Revocation;
+    use jwtd_store::RevocationStore;
+    let d = dir("revocations");
+    let store = SqliteStore::open(&d.join("keys.db")).await.unwrap();
+    let id1 = store
+        .add_revocation(&Revocation::key("k1", None, None), 10, None)
+        .await
+        .unwrap();
+    let id2 = store
+        .add_revocation(&Revocation::jti("j", None, Some(100)), 11, Some("why"))
+        .await
+        .unwrap();
+    assert!(id2 > id1);
+    let after = store.revocations_after(id1, 50).await.unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!((after[0].id, after[0].created_at), (id2, 11));
+    assert_eq!(after[0].revocation, Revocation::jti("j", None, Some(100)));
+    assert_eq!(
+        store.revocations_after(0, 100).await.unwrap().len(),
+        1,
+        "expired hidden"
+    );
+    assert_eq!(store.purge_revocations(100).await.unwrap(), 1);
+    drop(store);
+    // Kept across restarts.
+    let store = SqliteStore::open(&d.join("keys.db")).await.unwrap();
+    let left = store.revocations_after(0, 0).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].revocation, Revocation::key("k1", None, None));
+}
