@@ -32,6 +32,9 @@ pub struct Config {
     /// jwtd as an issuer: mint tokens, publish JWKS, rotate keys (off without it).
     #[serde(default)]
     pub signing: Option<SigningConfig>,
+    /// Revocation (`POST /v1/revocations`, checked on every request); off without it.
+    #[serde(default)]
+    pub revocation: Option<RevocationSettings>,
     /// The issuers whose tokens are accepted.
     #[serde(default, rename = "issuer")]
     pub issuers: Vec<IssuerConfig>,
@@ -68,6 +71,49 @@ impl Default for CacheSettings {
             max_bytes: default_cache_bytes(),
         }
     }
+}
+
+/// What to do when the revocation list is older than `max_staleness`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnStale {
+    /// Refuse every token with `revocation_unavailable` (default: fail closed).
+    #[default]
+    Reject,
+    /// Keep accepting from the last known list (fail open), logging a warning.
+    Accept,
+}
+
+/// Revocation settings.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationSettings {
+    /// A shared PostgreSQL store (`postgres://...`) so every instance sees every revocation;
+    /// without it, the embedded SQLite store (`keys.db` in `data_dir`).
+    #[serde(default)]
+    pub store: Option<String>,
+    /// Schema for the shared store (default: the connection's default).
+    #[serde(default)]
+    pub store_schema: Option<String>,
+    /// Directory of the embedded store (default: the `[signing]` one, else `./jwtd-data`).
+    #[serde(default)]
+    pub data_dir: Option<String>,
+    /// How old the list may get while the store is unreachable (default 5 min).
+    #[serde(default)]
+    pub max_staleness: Option<Seconds>,
+    /// Past `max_staleness`: `reject` (default) or `accept`.
+    #[serde(default)]
+    pub on_stale: OnStale,
+    /// How often to catch up with the store even without a notification (default 10 s).
+    #[serde(default)]
+    pub resync_interval: Option<Seconds>,
+    /// How often to reload the whole list (default 5 min).
+    #[serde(default)]
+    pub full_resync_interval: Option<Seconds>,
+    /// The longest lifetime of any accepted token: how long a revocation whose tokens' `exp`
+    /// is unknown is kept (default 24 h).
+    #[serde(default)]
+    pub max_token_lifetime: Option<Seconds>,
 }
 
 /// jwtd's own issuer.
@@ -520,6 +566,16 @@ impl Config {
                     "signing needs an [admin] api key to authorise POST /v1/tokens".into(),
                 ));
             }
+        }
+        if self.revocation.is_some() && self.admin.is_none() {
+            let line = text
+                .find("[revocation]")
+                .map(|o| line_of(text, o))
+                .unwrap_or(0);
+            errors.push((
+                line,
+                "revocation needs an [admin] api key to authorise POST /v1/revocations".into(),
+            ));
         }
         if let Some(admin) = &self.admin {
             if admin.api_key_env.is_none() == admin.api_key_file.is_none() {

@@ -33,6 +33,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/.well-known/jwks.json", get(jwks))
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/v1/tokens", post(mint))
+        .route("/v1/revocations", post(revoke).get(revocation_status))
         .with_state(state)
 }
 
@@ -118,7 +119,7 @@ fn description(message: &str) -> String {
 fn status_for(reason: Reason) -> StatusCode {
     match reason {
         Reason::ClaimMismatch => StatusCode::FORBIDDEN,
-        Reason::KeyFetchFailed => StatusCode::SERVICE_UNAVAILABLE,
+        Reason::KeyFetchFailed | Reason::RevocationUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::UNAUTHORIZED,
     }
 }
@@ -152,7 +153,10 @@ fn error_response(e: &Error, rid: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(&www) {
         h.insert(header::WWW_AUTHENTICATE, v);
     }
-    if reason == Reason::KeyFetchFailed {
+    if matches!(
+        reason,
+        Reason::KeyFetchFailed | Reason::RevocationUnavailable
+    ) {
         h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     }
     set_request_id(h, rid);
@@ -550,6 +554,12 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             }
         }
     }
+    if let Some(r) = &state.runtime().revocations {
+        metrics::gauge!("jwtd_revocations").set(r.len() as f64);
+        metrics::gauge!("jwtd_revocations_pending").set(r.pending() as f64);
+        let age = jwtd_core::unix_now() as i64 - r.synced_at();
+        metrics::gauge!("jwtd_revocation_age_seconds").set(age as f64);
+    }
     let mut r = metrics_handle().render().into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -772,4 +782,176 @@ async fn admin_reload(State(state): State<Arc<AppState>>, headers: HeaderMap) ->
     let mut r = (status, body.to_string()).into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, JSON);
     r
+}
+
+/// `POST /v1/revocations` (admin): revoke by `jti`, by `sub` (tokens issued before `before`,
+/// default now), by `kid`, or a whole `token` (its `jti`). Optional `iss` (only that issuer's
+/// tokens), `exp`/`expires_at` (when the entry may be purged), `note`. 201 when stored, 202
+/// when applied here and waiting for the store to come back.
+async fn revoke(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let rt = state.runtime();
+    if let Some(refusal) = admin_denied(&rt, &headers) {
+        return refusal;
+    }
+    let Some(revocations) = rt.revocations.clone() else {
+        return (StatusCode::NOT_FOUND, "revocation is not configured\n").into_response();
+    };
+    let limits = revocations.limits();
+    let r = match revocation_request(&body, limits.max_token_lifetime) {
+        Ok(r) => r,
+        Err(m) => {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"error": "invalid_request", "message": m}),
+            )
+        }
+    };
+    let (revocation, note) = r;
+    let describe = serde_json::json!({
+        "kind": revocation.kind.as_str(),
+        "value": revocation.value,
+        "iss": revocation.iss,
+        "issued_before": revocation.issued_before,
+        "expires_at": revocation.expires_at,
+    });
+    let outcome = revocations.revoke(revocation, note).await;
+    let mut body = describe;
+    let status = match outcome {
+        crate::revocation::Recorded::Stored(id) => {
+            body["status"] = "stored".into();
+            body["id"] = id.into();
+            StatusCode::CREATED
+        }
+        crate::revocation::Recorded::Pending => {
+            body["status"] = "pending".into();
+            StatusCode::ACCEPTED
+        }
+    };
+    tracing::info!(kind = %body["kind"], status = %body["status"], "revocation recorded");
+    json_response(status, body)
+}
+
+/// Reads a revocation request; `max_lifetime` bounds entries whose tokens' expiry is unknown.
+fn revocation_request(
+    body: &[u8],
+    max_lifetime: u64,
+) -> Result<(jwtd_core::Revocation, Option<String>), String> {
+    use jwtd_core::Revocation;
+    let req = jwtd_core::parse_json_object(body, 8)
+        .map_err(|e| format!("body must be a JSON object: {e}"))?;
+    const MEMBERS: [&str; 9] = [
+        "jti",
+        "sub",
+        "kid",
+        "token",
+        "iss",
+        "exp",
+        "before",
+        "expires_at",
+        "note",
+    ];
+    if let Some(k) = req.keys().find(|k| !MEMBERS.contains(&k.as_str())) {
+        return Err(format!("unknown member {k:?} ({})", MEMBERS.join(", ")));
+    }
+    let text = |name: &str| -> Result<Option<String>, String> {
+        match req.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) if !s.is_empty() && s.len() <= 1024 => Ok(Some(s.clone())),
+            Some(_) => Err(format!(
+                "{name:?} must be a non-empty string (at most 1024 bytes)"
+            )),
+        }
+    };
+    let time = |name: &str| -> Result<Option<i64>, String> {
+        match req.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .as_i64()
+                .filter(|t| (0..=jwtd_core::MAX_NUMERIC_DATE as i64).contains(t))
+                .map(Some)
+                .ok_or_else(|| format!("{name:?} must be a Unix time in seconds")),
+        }
+    };
+    let now = jwtd_core::unix_now() as i64;
+    let lifetime = max_lifetime as i64;
+    let mut iss = text("iss")?;
+    let mut exp = time("exp")?;
+    let note = text("note")?;
+    let chosen: Vec<&str> = ["jti", "sub", "kid", "token"]
+        .into_iter()
+        .filter(|k| req.contains_key(*k))
+        .collect();
+    let [what] = chosen.as_slice() else {
+        return Err("name exactly one of \"jti\", \"sub\", \"kid\", \"token\"".into());
+    };
+    let mut r = match *what {
+        "token" => {
+            let token = req
+                .get("token")
+                .and_then(Value::as_str)
+                .ok_or("\"token\" must be a string")?;
+            let claims = jwtd_core::decode_unverified(token)
+                .map_err(|e| format!("\"token\": {e}"))?
+                .claims
+                .map_err(|e| format!("\"token\": {e}"))?;
+            let jti = claims
+                .get("jti")
+                .and_then(Value::as_str)
+                .ok_or("the token has no \"jti\": revoke its \"sub\" instead")?;
+            iss = iss.or_else(|| claims.get("iss").and_then(Value::as_str).map(Into::into));
+            exp = exp.or_else(|| claims.get("exp").and_then(Value::as_f64).map(|e| e as i64));
+            Revocation::jti(jti, iss.as_deref(), None)
+        }
+        "jti" => Revocation::jti(&text("jti")?.unwrap_or_default(), iss.as_deref(), None),
+        "sub" => {
+            let before = time("before")?.unwrap_or(now + 1);
+            let mut r = Revocation::subject(
+                &text("sub")?.unwrap_or_default(),
+                iss.as_deref(),
+                before,
+                None,
+            );
+            r.expires_at = Some(before.saturating_add(lifetime));
+            r
+        }
+        _ => Revocation::key(&text("kid")?.unwrap_or_default(), iss.as_deref(), None),
+    };
+    if r.kind == jwtd_core::RevocationKind::Jti {
+        // Kept until the token expired (plus a minute of clock skew), or for the longest
+        // lifetime any token has when its `exp` is unknown.
+        r.expires_at = Some(match exp {
+            Some(e) => e.saturating_add(60),
+            None => now.saturating_add(lifetime),
+        });
+    }
+    if let Some(t) = time("expires_at")? {
+        r.expires_at = Some(t);
+    }
+    if r.value.is_empty() {
+        return Err(format!("\"{what}\" must be a non-empty string"));
+    }
+    Ok((r, note))
+}
+
+/// `GET /v1/revocations` (admin): how many entries, how fresh, how many wait for the store.
+async fn revocation_status(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let rt = state.runtime();
+    if let Some(refusal) = admin_denied(&rt, &headers) {
+        return refusal;
+    }
+    let Some(r) = &rt.revocations else {
+        return (StatusCode::NOT_FOUND, "revocation is not configured\n").into_response();
+    };
+    let now = jwtd_core::unix_now() as i64;
+    let age = now - r.synced_at();
+    json_response(
+        StatusCode::OK,
+        serde_json::json!({
+            "entries": r.len(),
+            "pending": r.pending(),
+            "synced_at": r.synced_at(),
+            "age_seconds": age,
+            "stale": age > r.limits().max_staleness as i64,
+        }),
+    )
 }

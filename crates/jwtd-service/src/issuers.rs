@@ -101,6 +101,8 @@ impl Issuer {
 pub struct Issuers {
     /// In configuration order.
     pub list: Vec<Arc<Issuer>>,
+    /// Revocations checked after every verification (and every cache hit).
+    pub revocations: Option<Arc<crate::Revocations>>,
 }
 
 impl Issuers {
@@ -129,7 +131,10 @@ impl Issuers {
             issuer.cache = new_cache(config)?;
             list.push(Arc::new(issuer));
         }
-        Ok(Issuers { list })
+        Ok(Issuers {
+            list,
+            revocations: None,
+        })
     }
 
     /// The issuer for a token whose `iss` is `iss`.
@@ -169,7 +174,14 @@ impl Issuers {
                 self.route(iss.as_deref()).map_err(|e| (None, e))?.clone()
             }
         };
-        match issuer.verify(token, now).await {
+        let checked = match issuer.verify(token, now).await {
+            Ok(v) => match &self.revocations {
+                Some(r) => r.check(&v, now).map(|()| v),
+                None => Ok(v),
+            },
+            Err(e) => Err(e),
+        };
+        match checked {
             Ok(v) => Ok((issuer, v)),
             Err(e) => Err((Some(issuer.name.clone()), e)),
         }

@@ -23,11 +23,13 @@
 pub mod config;
 mod handlers;
 pub mod issuers;
+pub mod revocation;
 mod telemetry;
 
 pub use config::{Config, ConfigError, SigningConfig};
 pub use handlers::{bearer_error, extract as extract_token, router};
 pub use issuers::Issuers;
+pub use revocation::Revocations;
 pub use telemetry::{init_logging, metrics_handle};
 
 use jwtd_store::{AnyStore, Kek, KeyRing, PgStore, RingConfig, SqliteStore};
@@ -85,10 +87,13 @@ impl Signing {
             },
         };
         let ring = Arc::new(
-            KeyRing::open(store, kek, ring_cfg)
+            KeyRing::open(store.clone(), kek, ring_cfg)
                 .await
                 .map_err(|e| e.to_string())?,
         );
+        if let AnyStore::Postgres(pg) = store {
+            tokio::spawn(follow_ring(pg, Arc::downgrade(&ring)));
+        }
         let now = jwtd_core::unix_now() as i64;
         for e in ring.ensure_active(now).await.map_err(|e| e.to_string())? {
             tracing::info!(event = ?e, "key ring");
@@ -131,6 +136,43 @@ impl Signing {
     }
 }
 
+/// Re-reads the shared key ring whenever another instance changes it (PostgreSQL `NOTIFY`),
+/// and after every reconnection; the minute tick catches anything else.
+async fn follow_ring(pg: PgStore, ring: std::sync::Weak<KeyRing<AnyStore>>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if ring.strong_count() == 0 {
+            return;
+        }
+        let mut watch = match pg.watch().await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::debug!(error = %e, "key ring listener cannot connect");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        loop {
+            let change = tokio::time::timeout(Duration::from_secs(30), watch.next()).await;
+            let Some(r) = ring.upgrade() else { return };
+            match change {
+                Err(_) | Ok(Ok(jwtd_store::Change::Revocations)) => continue,
+                Ok(Ok(_)) => {
+                    if let Err(e) = r.reload().await {
+                        tracing::warn!(error = %e, "key ring reload failed");
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "key ring listener lost the store");
+                    break;
+                }
+            }
+        }
+    }
+}
+
 /// Creates `dir` (and parents) with mode 0700 when missing.
 pub fn create_private_dir(dir: &std::path::Path) -> Result<(), String> {
     use std::os::unix::fs::DirBuilderExt;
@@ -157,6 +199,8 @@ pub struct Runtime {
     pub introspection_secret: Option<Zeroizing<Vec<u8>>>,
     /// Admin API key, when the admin API is on.
     pub admin_key: Option<Zeroizing<Vec<u8>>>,
+    /// Revocation, when configured (also reachable from `issuers`).
+    pub revocations: Option<Arc<Revocations>>,
 }
 
 /// Shared service state.
@@ -205,7 +249,20 @@ impl Runtime {
                 })
             }
         };
-        let issuers = Issuers::build(&config, previous.map(|p| &p.issuers), signing.as_ref())?;
+        let revocations = match &config.revocation {
+            None => None,
+            Some(cfg) => {
+                let reuse = previous
+                    .and_then(|p| p.revocations.clone())
+                    .filter(|_| previous.and_then(|p| p.config.revocation.as_ref()) == Some(cfg));
+                Some(match reuse {
+                    Some(r) => r,
+                    None => open_revocations(cfg, &config, signing.as_deref()).await?,
+                })
+            }
+        };
+        let mut issuers = Issuers::build(&config, previous.map(|p| &p.issuers), signing.as_ref())?;
+        issuers.revocations = revocations.clone();
         let introspection_secret = match &config.introspection {
             Some(i) => secret(&i.client_secret_env, &i.client_secret_file)?,
             None => None,
@@ -220,8 +277,48 @@ impl Runtime {
             signing,
             introspection_secret,
             admin_key,
+            revocations,
         })
     }
+}
+
+/// Opens the revocation store (sharing the key ring's store when it is the same database) and
+/// loads the list.
+async fn open_revocations(
+    cfg: &config::RevocationSettings,
+    config: &Config,
+    signing: Option<&Signing>,
+) -> Result<Arc<Revocations>, String> {
+    let signing_cfg = config.signing.as_ref();
+    let same_as_signing = match (&cfg.store, signing_cfg) {
+        (Some(url), Some(s)) => s.store.as_ref() == Some(url) && s.store_schema == cfg.store_schema,
+        (None, Some(s)) => {
+            s.store.is_none() && cfg.data_dir.as_ref().map_or(true, |d| *d == s.data_dir)
+        }
+        _ => false,
+    };
+    let store = match (signing, same_as_signing) {
+        (Some(s), true) => s.ring.store().clone(),
+        _ => match &cfg.store {
+            Some(url) => AnyStore::Postgres(
+                PgStore::open(url, cfg.store_schema.as_deref())
+                    .await
+                    .map_err(|e| e.to_string())?,
+            ),
+            None => {
+                let dir = PathBuf::from(cfg.data_dir.as_deref().unwrap_or("./jwtd-data"));
+                create_private_dir(&dir)?;
+                AnyStore::Sqlite(
+                    SqliteStore::open(&dir.join("keys.db"))
+                        .await
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+        },
+    };
+    Revocations::start(store, revocation::Limits::from_settings(cfg))
+        .await
+        .map_err(|e| format!("revocation store: {e}"))
 }
 
 impl AppState {

@@ -73,11 +73,26 @@ impl JwtdLayer {
     /// `[tokens]` tables). Must run inside a tokio runtime: remote key sources start fetching.
     pub async fn from_config_file(path: &std::path::Path) -> Result<JwtdLayer, String> {
         let config = Config::load(path).map_err(|e| e.to_string())?;
-        JwtdLayer::from_config(&config)
+        JwtdLayer::connect(&config).await
     }
 
-    /// A layer for an already parsed configuration (see [`Config::parse`]).
+    /// A layer for an already parsed configuration, with its `[revocation]` store when it has
+    /// one (the list is loaded before this returns and kept in step afterwards).
+    pub async fn connect(config: &Config) -> Result<JwtdLayer, String> {
+        let mut issuers = Issuers::build(config, None, None)?;
+        issuers.revocations = jwtd_service::Revocations::from_config(config).await?;
+        Ok(JwtdLayer::from_issuers(issuers, config.tokens.clone()))
+    }
+
+    /// A layer for an already parsed configuration without a `[revocation]` section (one with
+    /// it needs the store: use [`JwtdLayer::connect`]).
     pub fn from_config(config: &Config) -> Result<JwtdLayer, String> {
+        if config.revocation.is_some() {
+            return Err(
+                "the configuration has a [revocation] store: build the layer with JwtdLayer::connect"
+                    .into(),
+            );
+        }
         let issuers = Issuers::build(config, None, None)?;
         Ok(JwtdLayer::from_issuers(issuers, config.tokens.clone()))
     }
@@ -101,6 +116,7 @@ impl JwtdLayer {
             shared: Arc::new(Shared {
                 issuers: Issuers {
                     list: s.issuers.list.clone(),
+                    revocations: s.issuers.revocations.clone(),
                 },
                 sources: s.sources.clone(),
                 optional: true,

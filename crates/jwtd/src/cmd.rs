@@ -263,7 +263,7 @@ fn embedded_default(listen: &str) -> Result<jwtd_service::Config> {
         )?;
     }
     let text = format!(
-        "listen = {listen}\n[signing]\ndata_dir = \"./jwtd-data\"\n[admin]\napi_key_file = \"./jwtd-data/admin.key\"\n",
+        "listen = {listen}\n[signing]\ndata_dir = \"./jwtd-data\"\n[revocation]\n[admin]\napi_key_file = \"./jwtd-data/admin.key\"\n",
         listen = Value::from(listen)
     );
     let config = jwtd_service::Config::parse(&text, "(embedded default)")
@@ -275,7 +275,9 @@ fn embedded_default(listen: &str) -> Result<jwtd_service::Config> {
          \x20 mint a token:\n\
          \x20   TOKEN=$(curl -s -H \"Authorization: Bearer $(cat jwtd-data/admin.key)\" -d '{{\"sub\":\"alice\",\"aud\":\"my-api\",\"ttl\":\"10m\"}}' http://{listen}/v1/tokens | sed -E 's/.*\"token\":\"([^\"]+)\".*/\\1/')\n\
          \x20 verify it:\n\
-         \x20   curl -H \"Authorization: Bearer $TOKEN\" http://{listen}/v1/verify"
+         \x20   curl -H \"Authorization: Bearer $TOKEN\" http://{listen}/v1/verify\n\
+         \x20 revoke everything alice holds now:\n\
+         \x20   curl -H \"Authorization: Bearer $(cat jwtd-data/admin.key)\" -d '{{\"sub\":\"alice\"}}' http://{listen}/v1/revocations"
     );
     Ok(config)
 }

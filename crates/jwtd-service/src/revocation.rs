@@ -1,0 +1,321 @@
+//! Revocation at run time: the list in memory, kept in step with the store.
+//!
+//! - Every verification checks the in-memory [`RevocationList`] (a few hash lookups; nothing
+//!   when it is empty), never the database.
+//! - A revocation made here is written to the store and applied here at once. When the store
+//!   cannot be reached it is applied here, kept in an outbox and written as soon as the store is
+//!   back: nothing is lost while this process lives.
+//! - Other instances learn of it through PostgreSQL `NOTIFY` (well under a second) and, for
+//!   anything missed, by catching up by sequence number every `resync_interval` and reloading
+//!   the whole list every `full_resync_interval`.
+//! - Freshness is the time of the last successful catch-up. Past `max_staleness` the service
+//!   refuses tokens with `revocation_unavailable` (or, when configured, keeps accepting).
+
+use crate::config::{OnStale, RevocationSettings};
+use jwtd_core::{Error, Reason, Revocation, RevocationList, Verified};
+use jwtd_store::{AnyStore, Change, RevocationStore, StoreError};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+/// Settings resolved from configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Oldest acceptable list, seconds.
+    pub max_staleness: u64,
+    /// Fail closed or open past it.
+    pub on_stale: OnStale,
+    /// Catch-up period.
+    pub resync_interval: Duration,
+    /// Whole-list reload period.
+    pub full_resync_interval: Duration,
+    /// Longest token lifetime, seconds (expiry of entries whose tokens' `exp` is unknown).
+    pub max_token_lifetime: u64,
+}
+
+impl Limits {
+    /// From the configuration section, with defaults.
+    pub fn from_settings(s: &RevocationSettings) -> Limits {
+        let secs = |v: Option<crate::config::Seconds>, d: u64| v.map(|s| s.0).unwrap_or(d);
+        Limits {
+            max_staleness: secs(s.max_staleness, 300),
+            on_stale: s.on_stale,
+            resync_interval: Duration::from_secs(secs(s.resync_interval, 10).max(1)),
+            full_resync_interval: Duration::from_secs(secs(s.full_resync_interval, 300).max(1)),
+            max_token_lifetime: secs(s.max_token_lifetime, 86_400),
+        }
+    }
+}
+
+/// How a revocation request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    /// Written to the store with this sequence number.
+    Stored(i64),
+    /// Applied here; the store is unreachable and it waits in the outbox.
+    Pending,
+}
+
+/// The run-time revocation state of one instance.
+#[derive(Debug)]
+pub struct Revocations {
+    list: RwLock<RevocationList>,
+    len: AtomicUsize,
+    synced_at: AtomicI64,
+    last_id: AtomicI64,
+    store: AnyStore,
+    limits: Limits,
+    outbox: Mutex<Vec<(Revocation, i64, Option<String>)>>,
+    sync_lock: tokio::sync::Mutex<()>,
+    wake: tokio::sync::Notify,
+    warned_stale: AtomicBool,
+}
+
+fn now() -> i64 {
+    jwtd_core::unix_now() as i64
+}
+
+impl Revocations {
+    /// Loads the whole list from `store` (failing if it cannot) and starts keeping it in step.
+    pub async fn start(store: AnyStore, limits: Limits) -> Result<Arc<Revocations>, String> {
+        let r = Arc::new(Revocations {
+            list: RwLock::new(RevocationList::new()),
+            len: AtomicUsize::new(0),
+            synced_at: AtomicI64::new(0),
+            last_id: AtomicI64::new(0),
+            store,
+            limits,
+            outbox: Mutex::new(Vec::new()),
+            sync_lock: tokio::sync::Mutex::new(()),
+            wake: tokio::sync::Notify::new(),
+            warned_stale: AtomicBool::new(false),
+        });
+        r.sync(true).await.map_err(|e| e.to_string())?;
+        tokio::spawn(run(Arc::downgrade(&r)));
+        Ok(r)
+    }
+
+    /// The revocation state a configuration asks for (`None` without a `[revocation]`
+    /// section), on its own store: for embedders such as the tower middleware. (`jwtd serve`
+    /// shares the key ring's store when it is the same database.)
+    pub async fn from_config(config: &crate::Config) -> Result<Option<Arc<Revocations>>, String> {
+        match &config.revocation {
+            None => Ok(None),
+            Some(cfg) => crate::open_revocations(cfg, config, None).await.map(Some),
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Entries held in memory.
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// True when nothing is revoked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Unix time of the last successful catch-up with the store.
+    pub fn synced_at(&self) -> i64 {
+        self.synced_at.load(Ordering::Relaxed)
+    }
+
+    /// Revocations applied here but not yet written to the store.
+    pub fn pending(&self) -> usize {
+        self.outbox.lock().expect("lock").len()
+    }
+
+    /// Refuses a verified token that is revoked, or any token when the list is too old and the
+    /// policy is to fail closed. `now` is the verification time (Unix seconds).
+    pub fn check(&self, verified: &Verified, now: u64) -> Result<(), Error> {
+        if self.len.load(Ordering::Relaxed) != 0 {
+            self.list.read().expect("lock").check(verified)?;
+        }
+        let age = (now as i64).saturating_sub(self.synced_at.load(Ordering::Relaxed));
+        if age > self.limits.max_staleness as i64 {
+            match self.limits.on_stale {
+                OnStale::Reject => return Err(Error::new(
+                    Reason::RevocationUnavailable,
+                    format!(
+                        "the revocation list is {age} s old (limit {} s): the store is unreachable",
+                        self.limits.max_staleness
+                    ),
+                )),
+                OnStale::Accept => {
+                    if !self.warned_stale.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            age,
+                            "revocation list is stale; accepting tokens anyway (on_stale = accept)"
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&self, r: &Revocation) {
+        let mut list = self.list.write().expect("lock");
+        list.insert(r);
+        self.len.store(list.len(), Ordering::Relaxed);
+    }
+
+    /// Records a revocation: applied here at once, written to the store (or to the outbox
+    /// when the store does not answer within 3 s).
+    pub async fn revoke(&self, r: Revocation, note: Option<String>) -> Recorded {
+        // Under the sync lock: a whole-list reload cannot run between applying it here and
+        // writing it, and so cannot drop it from memory.
+        let _g = self.sync_lock.lock().await;
+        let created = now();
+        self.apply(&r);
+        let write = self.store.add_revocation(&r, created, note.as_deref());
+        match tokio::time::timeout(Duration::from_secs(3), write).await {
+            Ok(Ok(id)) => Recorded::Stored(id),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "revocation kept in the outbox: store write failed");
+                self.outbox.lock().expect("lock").push((r, created, note));
+                self.wake.notify_one();
+                Recorded::Pending
+            }
+            Err(_) => {
+                tracing::warn!("revocation kept in the outbox: store write timed out");
+                self.outbox.lock().expect("lock").push((r, created, note));
+                self.wake.notify_one();
+                Recorded::Pending
+            }
+        }
+    }
+
+    /// Writes the outbox, then catches up (`full`: reloads everything) and purges expired
+    /// entries. On success the list is fresh as of now.
+    async fn sync(&self, full: bool) -> Result<(), StoreError> {
+        let _g = self.sync_lock.lock().await;
+        let started = now();
+        // The outbox only grows under the sync lock, which is held: write it in order, dropping
+        // each entry once stored.
+        loop {
+            let Some((r, created, note)) = self.outbox.lock().expect("lock").first().cloned()
+            else {
+                break;
+            };
+            self.store
+                .add_revocation(&r, created, note.as_deref())
+                .await?;
+            self.outbox.lock().expect("lock").remove(0);
+            tracing::info!("revocation from the outbox written to the store");
+        }
+        if full {
+            let rows = self.store.revocations_after(0, started).await?;
+            let mut list = RevocationList::new();
+            let mut last = 0;
+            for row in &rows {
+                list.insert(&row.revocation);
+                last = last.max(row.id);
+            }
+            // The outbox was just written, so `rows` holds everything applied here.
+            {
+                let mut held = self.list.write().expect("lock");
+                *held = list;
+                self.len.store(held.len(), Ordering::Relaxed);
+                self.last_id.store(last, Ordering::Relaxed);
+            }
+            if let Err(e) = self.store.purge_revocations(started).await {
+                tracing::warn!(error = %e, "revocation purge failed");
+            }
+        } else {
+            let after = self.last_id.load(Ordering::Relaxed);
+            let rows = self.store.revocations_after(after, started).await?;
+            if let Some(last) = rows.iter().map(|r| r.id).max() {
+                let mut held = self.list.write().expect("lock");
+                for row in &rows {
+                    held.insert(&row.revocation);
+                }
+                held.purge(started);
+                self.len.store(held.len(), Ordering::Relaxed);
+                self.last_id.store(last, Ordering::Relaxed);
+            }
+        }
+        self.synced_at.store(started, Ordering::Relaxed);
+        self.warned_stale.store(false, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Keeps one instance's list in step until the state is dropped.
+async fn run(weak: std::sync::Weak<Revocations>) {
+    let mut watch = None;
+    let mut backoff = Duration::from_millis(100);
+    let mut last_full = tokio::time::Instant::now();
+    let (mut need_sync, mut need_full) = (false, false);
+    loop {
+        let Some(r) = weak.upgrade() else { return };
+        if let (None, AnyStore::Postgres(pg)) = (&watch, &r.store) {
+            match pg.watch().await {
+                Ok(w) => {
+                    watch = Some(w);
+                    // Whatever happened while not listening: catch up.
+                    need_sync = true;
+                }
+                Err(e) => tracing::debug!(error = %e, "revocation listener cannot connect"),
+            }
+        }
+        if last_full.elapsed() >= r.limits.full_resync_interval {
+            need_sync = true;
+            need_full = true;
+        }
+        if need_sync || r.pending() > 0 {
+            match r.sync(need_full).await {
+                Ok(()) => {
+                    need_sync = false;
+                    if need_full {
+                        last_full = tokio::time::Instant::now();
+                        need_full = false;
+                    }
+                    backoff = Duration::from_millis(100);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "revocation sync failed");
+                    drop(r);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            }
+        }
+        let interval = r.limits.resync_interval;
+        let r2 = r.clone();
+        drop(r);
+        let woke = async {
+            match watch.as_mut() {
+                Some(w) => w.next().await.map(Some),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            event = woke => match event {
+                Ok(Some(Change::Revocations)) => need_sync = true,
+                Ok(Some(Change::Keys)) => {}
+                Ok(Some(Change::Reconnected)) | Ok(None) => {
+                    need_sync = true;
+                    need_full = true;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "revocation listener lost the store");
+                    watch = None;
+                    need_sync = true;
+                    need_full = true;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            },
+            _ = tokio::time::sleep(interval) => need_sync = true,
+            _ = r2.wake.notified() => {}
+        }
+        drop(r2);
+    }
+}
