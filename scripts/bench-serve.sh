@@ -10,37 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10}; THREADS=${2:-2}; CONNS=${3:-32}; PEERS=${4:-../shared/peers}
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-cargo build --release --locked -p jwtd -p jwtd-bench >/dev/null
-ROOT=$PWD; J=$ROOT/target/release/jwtd; B=$ROOT/target/release/jwtd-bench
-work=$(mktemp -d); pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-cat > "$work/report.lua" <<'LUA'
-function done(summary, latency, requests)
-  local bad = summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
-  io.write(string.format("RESULT rps=%.0f p50_ms=%.2f p99_ms=%.2f non2xx_or_errors=%d\n",
-    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000, latency:percentile(99) / 1000, bad))
-end
-LUA
-cat > "$work/rotate.lua" <<'LUA'
-local tokens, i = {}, 0
-function init(args)
-  for line in io.lines(os.getenv("TOKENS")) do if #line > 0 then tokens[#tokens + 1] = line end end
-  i = math.random(#tokens)
-end
-function request()
-  i = (i % #tokens) + 1
-  return wrk.format("GET", nil, { ["Authorization"] = "Bearer " .. tokens[i] })
-end
-LUA
-cat "$work/report.lua" >> "$work/rotate.lua"
-wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
-load() { # name url tokens
-  local r; r=$(TOKENS="$3" timeout $((DUR + 15)) wrk -t"$THREADS" -c"$CONNS" -d"${DUR}s" --timeout 5s -s "$work/rotate.lua" "$2" | grep RESULT)
-  printf '%-34s %s\n' "$1" "$r"
-}
-rss() { awk '/VmHWM/ {print $2 " kB"}' /proc/$1/status; }
+. scripts/bench-lib.sh
 
 # The ceiling.
 $B http-ceiling 127.0.0.1:18099 & pids+=($!); wait_port 18099

@@ -10,6 +10,8 @@
 //!   and prints verifications per second and outcomes; run it against a mock IdP to count the
 //!   key fetches an unknown-kid flood causes.
 //! - `jwtd-bench cache [ALG...]`: the verified-token cache's hit cost next to a full verify.
+//! - `jwtd-bench revocation [ALG...]`: the cost of checking a 100,000-entry revocation list
+//!   after a verify and after a cache hit (instructions and nanoseconds).
 //! - `jwtd-bench sign [ALG...]`: nanoseconds per signature, raw aws-lc-rs key pair vs
 //!   `jwtd_core::sign` (header and claims serialized, encoded and signed), median of 7 rounds.
 //! - `jwtd-bench mint ALG N ISS AUD TOKENS_OUT JWKS_OUT`: a fresh key, its JWKS, and N distinct
@@ -31,6 +33,13 @@ mod serve;
 
 const IMPLS: [&str; 3] = ["raw", "jwtd", "jsonwebtoken"];
 
+/// The 100,000-entry revocation list of the `revocation` mode (built once, outside the
+/// measured loop).
+fn revocations() -> &'static jwtd_core::RevocationList {
+    static LIST: std::sync::OnceLock<jwtd_core::RevocationList> = std::sync::OnceLock::new();
+    LIST.get_or_init(|| jwtd_bench::revocation_list(100_000))
+}
+
 #[inline(never)]
 fn measured_loop(f: &Fixture, which: &str, n: u64) -> u64 {
     let mut ok = 0;
@@ -38,6 +47,7 @@ fn measured_loop(f: &Fixture, which: &str, n: u64) -> u64 {
         let r = match which {
             "raw" => f.run_raw(),
             "jwtd" => f.run_jwtd(),
+            "jwtd+revocations" => f.run_jwtd_revocations(revocations()),
             _ => f.run_jsonwebtoken().unwrap_or(false),
         };
         ok += black_box(r) as u64;
@@ -270,6 +280,69 @@ fn cache_table(args: &[String]) {
     }
 }
 
+fn revocation_table(args: &[String]) {
+    let chosen = if args.is_empty() {
+        vec![Algorithm::HS256, Algorithm::RS256, Algorithm::ES256]
+    } else {
+        algs(args)
+    };
+    let list = revocations();
+    println!(
+        "Revocation check with {} entries (90% jti, 9% sub, 1% kid), none covering the token",
+        list.len()
+    );
+    println!("| alg | verify (Ir) | verify + check (Ir) | cost | verify (ns) | verify + check (ns) | cost | cache hit (ns) | hit + check (ns) | cost |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let pct = |a: f64, b: f64| format!("{:+.2}%", (b / a - 1.0) * 100.0);
+    for alg in chosen {
+        let f = Fixture::new(alg);
+        let n = match alg.family() {
+            jwtd_core::Family::Hmac => 2000,
+            _ => 100,
+        };
+        let ir = callgrind(alg, "jwtd", n).unwrap_or(f64::NAN);
+        let ir_r = callgrind(alg, "jwtd+revocations", n).unwrap_or(f64::NAN);
+        let cache = jwtd_core::TokenCache::new(Default::default()).expect("cache");
+        let (keys, v) = (f.jwtd.keys(), f.jwtd.validation());
+        cache
+            .verify([1, 0], keys, v, &f.token, jwtd_bench::NOW)
+            .expect("verifies");
+        let n: u64 = match alg.family() {
+            jwtd_core::Family::Hmac => 20_000,
+            _ => 400,
+        };
+        let time = |g: &dyn Fn() -> bool| {
+            let mut s: Vec<f64> = (0..7)
+                .map(|_| {
+                    let t = Instant::now();
+                    for _ in 0..n {
+                        assert!(black_box(g()));
+                    }
+                    t.elapsed().as_nanos() as f64 / n as f64
+                })
+                .collect();
+            s.sort_by(f64::total_cmp);
+            s[3]
+        };
+        let ns = time(&|| f.run_jwtd());
+        let ns_r = time(&|| f.run_jwtd_revocations(list));
+        let hit = |check: bool| {
+            cache
+                .verify([1, 0], keys, v, black_box(&f.token), jwtd_bench::NOW)
+                .map(|v| !check || list.check(&v).is_ok())
+                .unwrap_or(false)
+        };
+        let h = time(&|| hit(false));
+        let h_r = time(&|| hit(true));
+        println!(
+            "| {alg} | {ir:.0} | {ir_r:.0} | {} | {ns:.0} | {ns_r:.0} | {} | {h:.0} | {h_r:.0} | {} |",
+            pct(ir, ir_r),
+            pct(ns, ns_r),
+            pct(h, h_r)
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -277,6 +350,9 @@ fn main() {
             let alg: Algorithm = args[1].parse().expect("algorithm");
             let n: u64 = args[3].parse().expect("count");
             let f = Fixture::new(alg);
+            if args[2] == "jwtd+revocations" {
+                revocations(); // built outside the measured loop
+            }
             let ok = measured_loop(&f, &args[2], n);
             if args[2] != "jsonwebtoken" || f.jsonwebtoken.is_some() {
                 assert_eq!(ok, n, "every verification succeeds");
@@ -333,6 +409,7 @@ fn main() {
         Some("mint") => serve::mint(&args[1..]),
         Some("sign") => sign_table(&args[1..]),
         Some("cache") => cache_table(&args[1..]),
+        Some("revocation") => revocation_table(&args[1..]),
         Some("http-ceiling") => serve::ceiling(&args[1..]),
         Some("rotation") => remote::rotation(&args[1..]),
         _ => {

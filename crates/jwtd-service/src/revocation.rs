@@ -139,13 +139,15 @@ impl Revocations {
         let age = (now as i64).saturating_sub(self.synced_at.load(Ordering::Relaxed));
         if age > self.limits.max_staleness as i64 {
             match self.limits.on_stale {
-                OnStale::Reject => return Err(Error::new(
-                    Reason::RevocationUnavailable,
-                    format!(
+                OnStale::Reject => {
+                    return Err(Error::new(
+                        Reason::RevocationUnavailable,
+                        format!(
                         "the revocation list is {age} s old (limit {} s): the store is unreachable",
                         self.limits.max_staleness
                     ),
-                )),
+                    ))
+                }
                 OnStale::Accept => {
                     if !self.warned_stale.swap(true, Ordering::Relaxed) {
                         tracing::warn!(

@@ -145,7 +145,10 @@ async fn three_instances_share_revocations_and_keys_through_outages() {
     let pg = std::env::var("JWTD_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let target = {
-        let rest = pg.split_once('@').map(|(_, r)| r).unwrap_or("127.0.0.1:5432/test");
+        let rest = pg
+            .split_once('@')
+            .map(|(_, r)| r)
+            .unwrap_or("127.0.0.1:5432/test");
         rest.split('/').next().unwrap().to_owned()
     };
     let proxy = Proxy::start(target.clone()).await;
@@ -261,7 +264,10 @@ async fn three_instances_share_revocations_and_keys_through_outages() {
     let (status, body) = revoke(b.base.clone(), json!({"sub": "dave"})).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["status"], "pending");
-    assert_eq!(verify(&http, &b.base, &tokens["dave"]).await, (401, "revoked".into()));
+    assert_eq!(
+        verify(&http, &b.base, &tokens["dave"]).await,
+        (401, "revoked".into())
+    );
     let left = Duration::from_secs(2).saturating_sub(cut_at.elapsed());
     tokio::time::sleep(left).await;
     proxy.restore();
@@ -271,7 +277,10 @@ async fn three_instances_share_revocations_and_keys_through_outages() {
             verify(&http, &i.base, &tokens["dave"]).await == (401, "revoked".into())
         })
         .await;
-        eprintln!("dave revoked on {} {took:?} after the database came back", i.name);
+        eprintln!(
+            "dave revoked on {} {took:?} after the database came back",
+            i.name
+        );
     }
     let dave_everywhere = Instant::now();
     assert_eq!(b.state.runtime().revocations.as_ref().unwrap().pending(), 0);
@@ -283,14 +292,22 @@ async fn three_instances_share_revocations_and_keys_through_outages() {
     let long_cut_at = Instant::now();
     for i in [&a, &b] {
         within(Duration::from_secs(8), "fail closed when stale", || async {
-            verify(&http, &i.base, &tokens["carol"]).await
-                == (503, "revocation_unavailable".into())
+            verify(&http, &i.base, &tokens["carol"]).await == (503, "revocation_unavailable".into())
         })
         .await;
     }
-    assert!(long_cut_at.elapsed() >= Duration::from_secs(2), "not before the data is stale");
-    assert_eq!(verify(&http, &c.base, &tokens["carol"]).await, (200, String::new()));
-    assert_eq!(verify(&http, &c.base, &tokens["alice"]).await, (401, "revoked".into()));
+    assert!(
+        long_cut_at.elapsed() >= Duration::from_secs(2),
+        "not before the data is stale"
+    );
+    assert_eq!(
+        verify(&http, &c.base, &tokens["carol"]).await,
+        (200, String::new())
+    );
+    assert_eq!(
+        verify(&http, &c.base, &tokens["alice"]).await,
+        (401, "revoked".into())
+    );
     proxy.restore();
     let long_restored_at = Instant::now();
     for i in all {
