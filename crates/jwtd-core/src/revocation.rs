@@ -192,6 +192,27 @@ impl RevocationList {
         true
     }
 
+    /// True when the list already holds an entry at least as wide as `r` (same value and
+    /// issuer, the same or a later `issued_before` and expiry), so inserting it changes nothing.
+    pub fn covers(&self, r: &Revocation) -> bool {
+        let table = match r.kind {
+            RevocationKind::Jti => &self.jti,
+            RevocationKind::Subject => &self.sub,
+            RevocationKind::Key => &self.kid,
+        };
+        table.get(r.value.as_str()).is_some_and(|entries| {
+            entries.iter().any(|e| {
+                e.iss.as_deref() == r.iss.as_deref()
+                    && e.issued_before >= r.issued_before
+                    && match (e.expires_at, r.expires_at) {
+                        (None, _) => true,
+                        (Some(_), None) => false,
+                        (Some(a), Some(b)) => a >= b,
+                    }
+            })
+        })
+    }
+
     /// Drops entries whose tokens have all expired by `now`; returns how many.
     pub fn purge(&mut self, now: i64) -> usize {
         let mut dropped = 0;

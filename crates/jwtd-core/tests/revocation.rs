@@ -121,6 +121,15 @@ fn inserting_again_widens_and_purge_drops_only_expired_entries() {
     assert!(!list.insert(&Revocation::subject("s", None, now - 60, Some(now + 5))));
     assert!(list.insert(&Revocation::subject("s", None, now - 20, Some(now + 30))));
     assert_eq!(list.len(), 1);
+    assert!(list.covers(&Revocation::subject("s", None, now - 60, Some(now + 5))));
+    assert!(!list.covers(&Revocation::subject("s", None, now - 10, Some(now + 5))));
+    assert!(!list.covers(&Revocation::subject("s", None, now - 60, None)));
+    assert!(!list.covers(&Revocation::subject(
+        "s",
+        Some("https://i"),
+        now - 60,
+        Some(now)
+    )));
     let t = verified("k", json!({"sub": "s", "iat": NOW - 30, "exp": NOW + 60}));
     assert_eq!(
         reason(&list, &t),

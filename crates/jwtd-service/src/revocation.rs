@@ -1,7 +1,10 @@
 //! Revocation at run time: the list in memory, kept in step with the store.
 //!
 //! - Every verification checks the in-memory [`RevocationList`] (a few hash lookups; nothing
-//!   when it is empty), never the database.
+//!   when it is empty), never the database. Readers take no lock: the bulk of the list is an
+//!   immutable snapshot behind an `ArcSwap`, rebuilt in batches; revocations newer than the
+//!   snapshot sit in a small side list (checked under a read lock only while it is non-empty)
+//!   until the next merge.
 //! - A revocation made here is written to the store and applied here at once. When the store
 //!   cannot be reached it is applied here, kept in an outbox and written as soon as the store is
 //!   back: nothing is lost while this process lives.
@@ -12,11 +15,17 @@
 //!   refuses tokens with `revocation_unavailable` (or, when configured, keeps accepting).
 
 use crate::config::{OnStale, RevocationSettings};
+use arc_swap::ArcSwap;
 use jwtd_core::{Error, Reason, Revocation, RevocationList, Verified};
 use jwtd_store::{AnyStore, Change, RevocationStore, StoreError};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Side-list size that triggers a merge into the snapshot at the next sync.
+const MERGE_AT: usize = 256;
+/// Longest a revocation stays in the side list (merged at the first sync after it).
+const MERGE_AFTER: Duration = Duration::from_secs(5);
 
 /// Settings resolved from configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,8 +68,12 @@ pub enum Recorded {
 /// The run-time revocation state of one instance.
 #[derive(Debug)]
 pub struct Revocations {
-    list: RwLock<RevocationList>,
-    len: AtomicUsize,
+    /// The snapshot every reader loads without locking.
+    base: ArcSwap<RevocationList>,
+    /// Applied since the last merge: the list to check, and the entries to merge.
+    recent: RwLock<(RevocationList, Vec<Revocation>)>,
+    recent_len: AtomicUsize,
+    last_merge: Mutex<Instant>,
     synced_at: AtomicI64,
     last_id: AtomicI64,
     store: AnyStore,
@@ -79,8 +92,10 @@ impl Revocations {
     /// Loads the whole list from `store` (failing if it cannot) and starts keeping it in step.
     pub async fn start(store: AnyStore, limits: Limits) -> Result<Arc<Revocations>, String> {
         let r = Arc::new(Revocations {
-            list: RwLock::new(RevocationList::new()),
-            len: AtomicUsize::new(0),
+            base: ArcSwap::from_pointee(RevocationList::new()),
+            recent: RwLock::new((RevocationList::new(), Vec::new())),
+            recent_len: AtomicUsize::new(0),
+            last_merge: Mutex::new(Instant::now()),
             synced_at: AtomicI64::new(0),
             last_id: AtomicI64::new(0),
             store,
@@ -112,7 +127,7 @@ impl Revocations {
 
     /// Entries held in memory.
     pub fn len(&self) -> usize {
-        self.len.load(Ordering::Relaxed)
+        self.base.load().len() + self.recent_len.load(Ordering::Relaxed)
     }
 
     /// True when nothing is revoked.
@@ -133,8 +148,12 @@ impl Revocations {
     /// Refuses a verified token that is revoked, or any token when the list is too old and the
     /// policy is to fail closed. `now` is the verification time (Unix seconds).
     pub fn check(&self, verified: &Verified, now: u64) -> Result<(), Error> {
-        if self.len.load(Ordering::Relaxed) != 0 {
-            self.list.read().expect("lock").check(verified)?;
+        let base = self.base.load();
+        if !base.is_empty() {
+            base.check(verified)?;
+        }
+        if self.recent_len.load(Ordering::Relaxed) != 0 {
+            self.recent.read().expect("lock").0.check(verified)?;
         }
         let age = (now as i64).saturating_sub(self.synced_at.load(Ordering::Relaxed));
         if age > self.limits.max_staleness as i64 {
@@ -161,10 +180,51 @@ impl Revocations {
         Ok(())
     }
 
+    /// Adds to the side list (unless the snapshot already covers it).
     fn apply(&self, r: &Revocation) {
-        let mut list = self.list.write().expect("lock");
-        list.insert(r);
-        self.len.store(list.len(), Ordering::Relaxed);
+        if self.base.load().covers(r) {
+            return;
+        }
+        let mut recent = self.recent.write().expect("lock");
+        if recent.0.insert(r) {
+            recent.1.push(r.clone());
+        }
+        self.recent_len.store(recent.0.len(), Ordering::Relaxed);
+    }
+
+    /// Folds the side list into a new snapshot when it is big or old enough (a copy of the
+    /// snapshot per merge, so merges are batched). The snapshot is published before the side
+    /// list is emptied: an entry is never in neither.
+    fn merge(&self) {
+        if self.recent_len.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut last = self.last_merge.lock().expect("lock");
+        let due =
+            self.recent_len.load(Ordering::Relaxed) >= MERGE_AT || last.elapsed() >= MERGE_AFTER;
+        if !due {
+            return;
+        }
+        let mut recent = self.recent.write().expect("lock");
+        let mut next = RevocationList::clone(&self.base.load());
+        for r in &recent.1 {
+            next.insert(r);
+        }
+        self.base.store(Arc::new(next));
+        *recent = (RevocationList::new(), Vec::new());
+        self.recent_len.store(0, Ordering::Relaxed);
+        *last = Instant::now();
+    }
+
+    /// Replaces everything with `list` (a whole-list reload).
+    fn replace(&self, list: RevocationList) {
+        // Same lock order as `merge`.
+        let mut last = self.last_merge.lock().expect("lock");
+        let mut recent = self.recent.write().expect("lock");
+        self.base.store(Arc::new(list));
+        *recent = (RevocationList::new(), Vec::new());
+        self.recent_len.store(0, Ordering::Relaxed);
+        *last = Instant::now();
     }
 
     /// Records a revocation: applied here at once, written to the store (or to the outbox
@@ -220,12 +280,8 @@ impl Revocations {
                 last = last.max(row.id);
             }
             // The outbox was just written, so `rows` holds everything applied here.
-            {
-                let mut held = self.list.write().expect("lock");
-                *held = list;
-                self.len.store(held.len(), Ordering::Relaxed);
-                self.last_id.store(last, Ordering::Relaxed);
-            }
+            self.replace(list);
+            self.last_id.store(last, Ordering::Relaxed);
             if let Err(e) = self.store.purge_revocations(started).await {
                 tracing::warn!(error = %e, "revocation purge failed");
             }
@@ -233,14 +289,13 @@ impl Revocations {
             let after = self.last_id.load(Ordering::Relaxed);
             let rows = self.store.revocations_after(after, started).await?;
             if let Some(last) = rows.iter().map(|r| r.id).max() {
-                let mut held = self.list.write().expect("lock");
                 for row in &rows {
-                    held.insert(&row.revocation);
+                    self.apply(&row.revocation);
                 }
-                held.purge(started);
-                self.len.store(held.len(), Ordering::Relaxed);
                 self.last_id.store(last, Ordering::Relaxed);
             }
+            // Expired entries leave at the next whole-list reload.
+            self.merge();
         }
         self.synced_at.store(started, Ordering::Relaxed);
         self.warned_stale.store(false, Ordering::Relaxed);
@@ -319,5 +374,75 @@ async fn run(weak: std::sync::Weak<Revocations>) {
             _ = r2.wake.notified() => {}
         }
         drop(r2);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jwtd_core::{Algorithm, KeySet, SigningKey, Validation};
+
+    fn token_with_jti(key: &SigningKey, jti: &str) -> Verified {
+        let now = jwtd_core::unix_now();
+        let c = serde_json::json!({"sub": "u", "jti": jti, "iat": now, "exp": now + 600});
+        let t = jwtd_core::sign(key, c.as_object().unwrap(), None).unwrap();
+        let v = Validation::new(&[Algorithm::HS256]).any_audience();
+        jwtd_core::verify(&KeySet::new().with(key.verifying_key()), &v, &t, now).unwrap()
+    }
+
+    #[tokio::test]
+    async fn side_list_merges_into_the_snapshot_without_losing_or_double_counting() {
+        let dir = std::env::temp_dir().join(format!("jwtd-rev-merge-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = AnyStore::Sqlite(
+            jwtd_store::SqliteStore::open(&dir.join("keys.db"))
+                .await
+                .unwrap(),
+        );
+        let limits = Limits {
+            max_staleness: 300,
+            on_stale: OnStale::Reject,
+            resync_interval: Duration::from_secs(3600),
+            full_resync_interval: Duration::from_secs(3600),
+            max_token_lifetime: 3600,
+        };
+        let r = Revocations::start(store, limits).await.unwrap();
+        let key = SigningKey::hmac(&[9u8; 32], Algorithm::HS256, None).unwrap();
+        let now = jwtd_core::unix_now();
+        for i in 0..300 {
+            let rec = Revocation::jti(&format!("j{i}"), None, Some(now as i64 + 600));
+            assert!(matches!(r.revoke(rec, None).await, Recorded::Stored(_)));
+        }
+        assert_eq!((r.len(), r.recent_len.load(Ordering::Relaxed)), (300, 300));
+        // A catch-up reads the same 300 rows back: nothing doubles, and the side list (over
+        // MERGE_AT) is folded into the snapshot.
+        r.sync(false).await.unwrap();
+        assert_eq!((r.len(), r.recent_len.load(Ordering::Relaxed)), (300, 0));
+        assert_eq!(r.base.load().len(), 300);
+        for i in [0, 150, 299] {
+            let v = token_with_jti(&key, &format!("j{i}"));
+            assert_eq!(r.check(&v, now).unwrap_err().reason(), Reason::Revoked);
+        }
+        assert!(r.check(&token_with_jti(&key, "other"), now).is_ok());
+        // Revoking again what the snapshot covers adds nothing; a new one waits in the side
+        // list and is enforced from there.
+        r.revoke(Revocation::jti("j7", None, Some(now as i64 + 600)), None)
+            .await;
+        assert_eq!(r.len(), 300);
+        r.revoke(Revocation::jti("new", None, Some(now as i64 + 600)), None)
+            .await;
+        assert_eq!((r.len(), r.recent_len.load(Ordering::Relaxed)), (301, 1));
+        let v = token_with_jti(&key, "new");
+        assert_eq!(r.check(&v, now).unwrap_err().reason(), Reason::Revoked);
+        // A whole-list reload holds the same.
+        r.sync(true).await.unwrap();
+        assert_eq!((r.len(), r.recent_len.load(Ordering::Relaxed)), (301, 0));
+        assert_eq!(r.check(&v, now).unwrap_err().reason(), Reason::Revoked);
+        // Stale: refused past max_staleness.
+        let e = r
+            .check(&token_with_jti(&key, "other"), now + 301)
+            .unwrap_err();
+        assert_eq!(e.reason(), Reason::RevocationUnavailable);
     }
 }
