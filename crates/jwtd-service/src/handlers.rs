@@ -201,9 +201,8 @@ fn observe(
     }
 }
 
-type CounterKey = (&'static str, String, &'static str, &'static str);
+type CounterKey = (&'static str, &'static str, &'static str);
 
-/// Metric handles are looked up once per label set, not built on every request.
 fn counter(
     endpoint: &'static str,
     issuer: &str,
@@ -212,14 +211,26 @@ fn counter(
 ) -> metrics::Counter {
     use std::collections::HashMap;
     use std::sync::{OnceLock, RwLock};
-    static CACHE: OnceLock<RwLock<HashMap<CounterKey, metrics::Counter>>> = OnceLock::new();
+    // By (endpoint, outcome, reason), then issuer: looked up by `&str`, no allocation.
+    type Counters = HashMap<CounterKey, HashMap<String, metrics::Counter>>;
+    static CACHE: OnceLock<RwLock<Counters>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
-    let key = (endpoint, issuer.to_owned(), outcome, reason);
-    if let Some(c) = cache.read().expect("lock").get(&key) {
+    let key = (endpoint, outcome, reason);
+    if let Some(c) = cache
+        .read()
+        .expect("lock")
+        .get(&key)
+        .and_then(|by_issuer| by_issuer.get(issuer))
+    {
         return c.clone();
     }
     let c = metrics::counter!("jwtd_requests_total", "endpoint" => endpoint, "issuer" => issuer.to_owned(), "outcome" => outcome, "reason" => reason);
-    cache.write().expect("lock").insert(key, c.clone());
+    cache
+        .write()
+        .expect("lock")
+        .entry(key)
+        .or_default()
+        .insert(issuer.to_owned(), c.clone());
     c
 }
 
@@ -343,19 +354,18 @@ fn header_value(v: Option<&Value>) -> HeaderValue {
     HeaderValue::from_bytes(text.as_bytes()).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-async fn forward_auth(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
-    let rid = request_id(&headers);
+async fn forward_auth(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    // The request is borrowed, not its headers cloned: this is the hottest path.
+    let (headers, uri) = (req.headers(), req.uri());
+    let rid = request_id(headers);
     let started = Instant::now();
-    let Some(token) = extract(&headers, &uri, &state.runtime().config.tokens) else {
+    let rt = state.runtime();
+    let Some(token) = extract(headers, uri, &rt.config.tokens) else {
         let e = missing();
         observe("auth", started, None, Err(&e), &rid, None);
         return error_response(&e, &rid);
     };
-    match check(&state, &token).await {
+    match rt.issuers.verify(&token, jwtd_core::unix_now()).await {
         Ok((issuer, v)) => {
             observe(
                 "auth",
@@ -365,19 +375,25 @@ async fn forward_auth(
                 &rid,
                 Some(&token),
             );
-            let claims = v.claims();
             let mut r = StatusCode::OK.into_response();
             let h = r.headers_mut();
+            // `sub` and `iss` were found while verifying; the claims are parsed again only for
+            // configured claim headers (or a `sub`/`iss` that is not a string).
+            let id_header = |found: Option<&str>, name: &str| match found {
+                Some(s) => HeaderValue::from_bytes(s.as_bytes())
+                    .unwrap_or_else(|_| HeaderValue::from_static("")),
+                None => header_value(v.claim(name).as_ref()),
+            };
             h.insert(
                 HeaderName::from_static("x-auth-subject"),
-                header_value(claims.get("sub")),
+                id_header(v.sub(), "sub"),
             );
             h.insert(
                 HeaderName::from_static("x-auth-issuer"),
-                header_value(claims.get("iss")),
+                id_header(v.iss(), "iss"),
             );
             for (name, path) in &issuer.headers {
-                h.insert(name.clone(), header_value(jwtd_core::lookup(&claims, path)));
+                h.insert(name.clone(), header_value(v.claim(path).as_ref()));
             }
             if issuer.forward_payload {
                 if let Ok(v) = HeaderValue::from_str(&jwtd_core::b64::encode(v.claims_json())) {
