@@ -295,6 +295,58 @@ pub fn peek_issuer(token: &str) -> Result<Option<String>, Error> {
         .and_then(|raw| json::as_str(raw.get()).map(|s| s.into_owned())))
 }
 
+/// A fast routing hint: the token's `iss` when its claims hold exactly one `"iss"` member name
+/// followed by a plain string (no escapes), found by searching the decoded claims instead of
+/// parsing them (several times cheaper than [`peek_issuer`]). Only a hint: `None` means "ask
+/// [`peek_issuer`]"; for a token without a top-level `iss` it may offer one from a nested
+/// object. So a token routed on it must still have its `iss` checked strictly, as every issuer
+/// policy that names an `iss` does, and it must not route to an issuer that takes tokens
+/// without `iss`.
+pub fn issuer_hint(token: &str) -> Option<String> {
+    let b = token.as_bytes();
+    let first = memchr::memchr(b'.', b)?;
+    let rest = &b[first + 1..];
+    let payload = &rest[..memchr::memchr(b'.', rest)?];
+    let mut buf = [0u8; 2048];
+    if payload.len() / 4 * 3 + 3 > buf.len() {
+        return None;
+    }
+    let n = crate::b64::decode_slice(payload, &mut buf)?;
+    let json = &buf[..n];
+    let mut found = None;
+    for at in memchr::memmem::find_iter(json, b"\"iss\"") {
+        if found.is_some() {
+            return None; // twice (nested, or inside a string): ask the parser
+        }
+        let mut i = at + 5;
+        let skip = |i: &mut usize| {
+            while json
+                .get(*i)
+                .is_some_and(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+            {
+                *i += 1;
+            }
+        };
+        skip(&mut i);
+        if json.get(i) != Some(&b':') {
+            return None;
+        }
+        i += 1;
+        skip(&mut i);
+        if json.get(i) != Some(&b'"') {
+            return None;
+        }
+        let start = i + 1;
+        let end = start + memchr::memchr(b'"', json.get(start..)?)?;
+        let value = &json[start..end];
+        if value.contains(&b'\\') {
+            return None;
+        }
+        found = Some(std::str::from_utf8(value).ok()?.to_owned());
+    }
+    found
+}
+
 /// Decodes a token without verifying anything, applying the same parsing rules as
 /// verification (size, base64url, strict JSON). For display and debugging only.
 pub fn decode_unverified(token: &str) -> Result<Unverified, Error> {

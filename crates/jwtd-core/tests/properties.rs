@@ -46,6 +46,49 @@ fn claims(sub: &str, extra: &str, n: i64) -> Map<String, Value> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
 
+    /// The fast routing hint never disagrees with the parser about a token's iss, whatever the
+    /// claims hold (an `iss` string, a nested or decoy `"iss"`, escapes).
+    #[test]
+    fn issuer_hint_is_the_parsed_iss_or_nothing(
+        iss in prop::option::of("[a-z:/.\"\\\\]{0,20}"),
+        decoy in prop::option::of("[a-z\"\\\\]{0,12}"),
+        nested in any::<bool>(),
+        as_value in any::<bool>(),
+    ) {
+        let mut c = Map::new();
+        if let Some(i) = &iss {
+            c.insert("iss".into(), Value::from(i.clone()));
+        }
+        if let Some(d) = &decoy {
+            c.insert("note".into(), Value::from(format!("\"iss\":\"{d}\"")));
+        }
+        if nested {
+            c.insert("act".into(), json!({"iss": "https://nested"}));
+        }
+        if as_value {
+            c.insert("kind".into(), Value::from("iss"));
+        }
+        let token = jwtd_core::sign(&keys()[0], &c, None).unwrap();
+        let hint = jwtd_core::issuer_hint(&token);
+        let parsed = jwtd_core::peek_issuer(&token).unwrap();
+        // When the token has an iss, the hint is it or nothing. (Without one, a nested "iss"
+        // may be offered: routing on it is safe because the chosen issuer checks iss.)
+        if let (Some(h), Some(p)) = (&hint, &parsed) {
+            prop_assert_eq!(h, p);
+        }
+        if parsed.is_none() {
+            prop_assert!(hint.is_none() || nested);
+        }
+        // A plain iss alone is always found.
+        if !nested && decoy.is_none() && !as_value {
+            if let Some(i) = &iss {
+                if !i.contains('"') && !i.contains('\\') {
+                    prop_assert_eq!(hint.as_deref(), Some(i.as_str()));
+                }
+            }
+        }
+    }
+
     #[test]
     fn sign_then_verify_round_trips(alg in 0..Algorithm::ALL.len(), sub in ".{0,40}", extra in ".{0,200}", n in any::<i64>()) {
         let key = &keys()[alg];

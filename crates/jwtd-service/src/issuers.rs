@@ -169,9 +169,27 @@ impl Issuers {
             // An issuer that names its `iss` checks it in its policy; an anonymous one takes
             // only tokens without `iss`, which routing checks.
             [only] if only.iss.is_some() => only.clone(),
-            _ => {
-                let iss = jwtd_core::peek_issuer(token).map_err(|e| (None, e))?;
-                self.route(iss.as_deref()).map_err(|e| (None, e))?.clone()
+            list => {
+                // The fast hint only picks among issuers that name their `iss` (whose policy
+                // then checks it strictly), and only when none takes tokens without `iss` (the
+                // hint may offer a nested "iss" for those); anything else goes through the
+                // parser.
+                let all_named = list.iter().all(|i| i.iss.is_some());
+                let hinted = all_named
+                    .then(|| jwtd_core::issuer_hint(token))
+                    .flatten()
+                    .and_then(|iss| {
+                        list.iter()
+                            .find(|i| i.iss.as_deref() == Some(iss.as_str()))
+                            .cloned()
+                    });
+                match hinted {
+                    Some(i) => i,
+                    None => {
+                        let iss = jwtd_core::peek_issuer(token).map_err(|e| (None, e))?;
+                        self.route(iss.as_deref()).map_err(|e| (None, e))?.clone()
+                    }
+                }
             }
         };
         let checked = match issuer.verify(token, now).await {
