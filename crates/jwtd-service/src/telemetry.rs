@@ -47,6 +47,15 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
             "jwtd_key_age_seconds",
             "Age of the last good key fetch per remote issuer."
         );
+        // Histogram samples are kept until drained: without a scrape they would grow with
+        // every request. Drain them every few seconds whatever the scrape interval.
+        let upkeep = handle.clone();
+        let _ = std::thread::Builder::new()
+            .name("jwtd-metrics-upkeep".into())
+            .spawn(move || loop {
+                std::thread::sleep(std::time::Duration::from_secs(5));
+                upkeep.run_upkeep();
+            });
         handle
     })
 }
