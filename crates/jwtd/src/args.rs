@@ -123,6 +123,14 @@ pub struct StoreArgs {
     /// Data directory of the key store (the KEK comes from JWTD_KEK or <dir>/kek.key).
     #[arg(long, value_name = "DIR", default_value = "./jwtd-data")]
     pub data_dir: PathBuf,
+    /// The shared PostgreSQL key store (`postgres://...`) instead of the SQLite file in the
+    /// data directory; the KEK must be the instances' (JWTD_KEK, or <dir>/kek.key if present).
+    /// Running instances pick changes up at once (NOTIFY).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// Schema of the shared store (as in the service's `store_schema`).
+    #[arg(long, value_name = "NAME", requires = "store")]
+    pub store_schema: Option<String>,
 }
 
 /// `jwtd keys ...`.

@@ -64,17 +64,37 @@ fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
 async fn open_ring(
     s: &StoreArgs,
     cfg: jwtd_store::RingConfig,
-) -> Result<jwtd_store::KeyRing<jwtd_store::SqliteStore>> {
-    let db = s.data_dir.join("keys.db");
-    if !db.exists() {
-        return Err(Failure::Usage(format!(
-            "{} does not exist: start `jwtd serve` once, or point --data-dir at the store",
-            db.display()
-        )));
-    }
+) -> Result<jwtd_store::KeyRing<jwtd_store::AnyStore>> {
     let usage = |e: jwtd_store::StoreError| Failure::Usage(e.to_string());
-    let (kek, _) = jwtd_store::Kek::load_or_create(&s.data_dir.join("kek.key")).map_err(usage)?;
-    let store = jwtd_store::SqliteStore::open(&db).await.map_err(usage)?;
+    let kek_file = s.data_dir.join("kek.key");
+    let store = match &s.store {
+        Some(url) => {
+            // Never generate a KEK for a shared store: it must be the instances' own.
+            if std::env::var_os(jwtd_store::KEK_ENV).is_none() && !kek_file.exists() {
+                return Err(Failure::Usage(format!(
+                    "set {} to the instances' key encryption key (or put it in {})",
+                    jwtd_store::KEK_ENV,
+                    kek_file.display()
+                )));
+            }
+            jwtd_store::AnyStore::Postgres(
+                jwtd_store::PgStore::open(url, s.store_schema.as_deref())
+                    .await
+                    .map_err(usage)?,
+            )
+        }
+        None => {
+            let db = s.data_dir.join("keys.db");
+            if !db.exists() {
+                return Err(Failure::Usage(format!(
+                    "{} does not exist: start `jwtd serve` once, or point --data-dir at the store",
+                    db.display()
+                )));
+            }
+            jwtd_store::AnyStore::Sqlite(jwtd_store::SqliteStore::open(&db).await.map_err(usage)?)
+        }
+    };
+    let (kek, _) = jwtd_store::Kek::load_or_create(&kek_file).map_err(usage)?;
     jwtd_store::KeyRing::open(store, kek, cfg)
         .await
         .map_err(usage)

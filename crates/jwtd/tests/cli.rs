@@ -473,3 +473,42 @@ fn keys_and_token_mint_against_the_store() {
         "{after}"
     );
 }
+
+#[test]
+fn keys_against_the_shared_postgres_store() {
+    let url = std::env::var("JWTD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let mut r = [0u8; 4];
+    jwtd_core::fill_random(&mut r).unwrap();
+    let schema = format!(
+        "jwtd_cli_{}",
+        r.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    let dir = tmp("pgkeys");
+    let kek = jwtd_core::b64::encode([42u8; 32]);
+    let pg = |args: &[&str], with_kek: bool| {
+        let mut c = jwtd();
+        c.args(args)
+            .args(["--store", &url, "--store-schema", &schema])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .env_remove("JWTD_KEK");
+        if with_kek {
+            c.env("JWTD_KEK", &kek);
+        }
+        c.output().expect("jwtd runs")
+    };
+    // Without the instances' KEK: refused, and no KEK file is generated.
+    let o = pg(&["keys", "list"], false);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("JWTD_KEK"));
+    assert!(!dir.join("jwtd-data/kek.key").exists());
+    // With it: a rotation on the shared store, listed and published.
+    let o = pg(&["keys", "rotate"], true);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let list = stdout(&pg(&["keys", "list"], true));
+    assert!(list.contains("pending"), "{list}");
+    let jwks: serde_json::Value =
+        serde_json::from_slice(&pg(&["keys", "export-public"], true).stdout).unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
+}
