@@ -28,6 +28,23 @@
 //!
 //! Rejections answer like the service (RFC 6750): 401 with `WWW-Authenticate` for a missing or
 //! invalid token, 403 `insufficient_scope` for a failed scope or claim check.
+//!
+//! For a tonic (gRPC) server, [`JwtdLayer::grpc`] reads the token from the `authorization`
+//! metadata the same way and answers rejections as gRPC statuses instead: `UNAUTHENTICATED`,
+//! `PERMISSION_DENIED` (failed scope or claim check) or `UNAVAILABLE` (keys or revocation list
+//! unavailable), with the reason code in `grpc-message`. Handlers find the [`Identity`] in the
+//! request's extensions (`request.extensions().get::<Identity>()`).
+//!
+//! ```no_run
+//! # async fn run(greeter: tonic::service::Routes) -> Result<(), Box<dyn std::error::Error>> {
+//! let jwtd = jwtd_tower::JwtdLayer::from_config_file("jwtd.toml".as_ref()).await?;
+//! tonic::transport::Server::builder()
+//!     .layer(jwtd.grpc())
+//!     .add_routes(greeter)
+//!     .serve("127.0.0.1:50051".parse()?)
+//!     .await?;
+//! # Ok(()) }
+//! ```
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -62,10 +79,72 @@ struct Shared {
     optional: bool,
 }
 
-/// Verifies bearer tokens before the inner service runs.
-#[derive(Clone, Debug)]
-pub struct JwtdLayer {
+/// How a rejection is answered: [`Http`] (RFC 6750) or [`Grpc`] (a gRPC status).
+pub trait Rejection<RB>: Send + Sync + 'static {
+    /// The response for `e`.
+    fn reject(e: &Error) -> Response<RB>;
+}
+
+/// Rejections as RFC 6750 HTTP answers (401/403/503 with `WWW-Authenticate` and a JSON body).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Http;
+
+impl Rejection<Body> for Http {
+    fn reject(e: &Error) -> Response<Body> {
+        jwtd_service::bearer_error(e)
+    }
+}
+
+/// Rejections as gRPC statuses (HTTP 200, trailers-only: `grpc-status`, `grpc-message`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Grpc;
+
+impl<RB: Default> Rejection<RB> for Grpc {
+    fn reject(e: &Error) -> Response<RB> {
+        let code = match e.reason() {
+            Reason::ClaimMismatch => 7, // PERMISSION_DENIED
+            Reason::KeyFetchFailed | Reason::RevocationUnavailable => 14, // UNAVAILABLE
+            _ => 16,                    // UNAUTHENTICATED
+        };
+        // grpc-message is percent-encoded outside printable ASCII (and '%'), per the gRPC
+        // HTTP/2 protocol.
+        let mut message = String::new();
+        for b in format!("{}: {}", e.reason(), e.message()).bytes().take(300) {
+            if (0x20..=0x7e).contains(&b) && b != b'%' {
+                message.push(b as char);
+            } else {
+                message.push_str(&format!("%{b:02X}"));
+            }
+        }
+        let mut r = Response::new(RB::default());
+        let h = r.headers_mut();
+        h.insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/grpc"),
+        );
+        h.insert("grpc-status", axum::http::HeaderValue::from(code));
+        if let Ok(v) = axum::http::HeaderValue::from_str(&message) {
+            h.insert("grpc-message", v);
+        }
+        r
+    }
+}
+
+/// Verifies bearer tokens before the inner service runs; `R` chooses how rejections are
+/// answered ([`Http`] by default, [`Grpc`] via [`JwtdLayer::grpc`]).
+#[derive(Debug)]
+pub struct JwtdLayer<R = Http> {
     shared: Arc<Shared>,
+    style: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R> Clone for JwtdLayer<R> {
+    fn clone(&self) -> Self {
+        JwtdLayer {
+            shared: self.shared.clone(),
+            style: std::marker::PhantomData,
+        }
+    }
 }
 
 impl JwtdLayer {
@@ -105,12 +184,23 @@ impl JwtdLayer {
                 sources,
                 optional: false,
             }),
+            style: std::marker::PhantomData,
         }
     }
 
+    /// The same verification for a tonic (gRPC) server: rejections become gRPC statuses.
+    pub fn grpc(self) -> JwtdLayer<Grpc> {
+        JwtdLayer {
+            shared: self.shared,
+            style: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<R> JwtdLayer<R> {
     /// Lets requests without a token through (handlers see no [`Identity`]; use
     /// [`OptionalClaims`]). A token that is present must still verify.
-    pub fn optional(self) -> JwtdLayer {
+    pub fn optional(self) -> JwtdLayer<R> {
         let s = &self.shared;
         JwtdLayer {
             shared: Arc::new(Shared {
@@ -121,6 +211,7 @@ impl JwtdLayer {
                 sources: s.sources.clone(),
                 optional: true,
             }),
+            style: std::marker::PhantomData,
         }
     }
 
@@ -130,34 +221,48 @@ impl JwtdLayer {
     }
 }
 
-impl<S> Layer<S> for JwtdLayer {
-    type Service = JwtdService<S>;
-    fn layer(&self, inner: S) -> JwtdService<S> {
+impl<S, R> Layer<S> for JwtdLayer<R> {
+    type Service = JwtdService<S, R>;
+    fn layer(&self, inner: S) -> JwtdService<S, R> {
         JwtdService {
             inner,
             shared: self.shared.clone(),
+            style: std::marker::PhantomData,
         }
     }
 }
 
 /// The service [`JwtdLayer`] wraps around yours.
-#[derive(Clone, Debug)]
-pub struct JwtdService<S> {
+#[derive(Debug)]
+pub struct JwtdService<S, R = Http> {
     inner: S,
     shared: Arc<Shared>,
+    style: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<S: Clone, R> Clone for JwtdService<S, R> {
+    fn clone(&self) -> Self {
+        JwtdService {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+            style: std::marker::PhantomData,
+        }
+    }
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-impl<S, B> Service<Request<B>> for JwtdService<S>
+impl<S, B, RB, R> Service<Request<B>> for JwtdService<S, R>
 where
-    S: Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
+    S: Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
+    RB: 'static,
+    R: Rejection<RB>,
 {
-    type Response = Response<Body>;
+    type Response = Response<RB>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<Response<Body>, S::Error>>;
+    type Future = BoxFuture<Result<Response<RB>, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -174,7 +279,7 @@ where
                 if shared.optional {
                     return inner.call(req).await;
                 }
-                return Ok(jwtd_service::bearer_error(&Error::new(
+                return Ok(R::reject(&Error::new(
                     Reason::MissingToken,
                     "no bearer token in the request",
                 )));
@@ -187,7 +292,7 @@ where
                     });
                     inner.call(req).await
                 }
-                Err((_, e)) => Ok(jwtd_service::bearer_error(&e)),
+                Err((_, e)) => Ok(R::reject(&e)),
             }
         })
     }
@@ -245,6 +350,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Optiona
 pub fn require(check: ClaimCheck) -> RequireLayer {
     RequireLayer {
         check: Arc::new(check),
+        style: std::marker::PhantomData,
     }
 }
 
@@ -257,38 +363,72 @@ pub fn require_scope(scope: &str) -> RequireLayer {
     })
 }
 
-/// See [`require`].
-#[derive(Clone, Debug)]
-pub struct RequireLayer {
+/// See [`require`]; `R` chooses how a failed check is answered (see [`JwtdLayer`]).
+#[derive(Debug)]
+pub struct RequireLayer<R = Http> {
     check: Arc<ClaimCheck>,
+    style: std::marker::PhantomData<fn() -> R>,
 }
 
-impl<S> Layer<S> for RequireLayer {
-    type Service = RequireService<S>;
-    fn layer(&self, inner: S) -> RequireService<S> {
+impl<R> Clone for RequireLayer<R> {
+    fn clone(&self) -> Self {
+        RequireLayer {
+            check: self.check.clone(),
+            style: std::marker::PhantomData,
+        }
+    }
+}
+
+impl RequireLayer {
+    /// The same requirement on a tonic (gRPC) service: `PERMISSION_DENIED` when it fails.
+    pub fn grpc(self) -> RequireLayer<Grpc> {
+        RequireLayer {
+            check: self.check,
+            style: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<S, R> Layer<S> for RequireLayer<R> {
+    type Service = RequireService<S, R>;
+    fn layer(&self, inner: S) -> RequireService<S, R> {
         RequireService {
             inner,
             check: self.check.clone(),
+            style: std::marker::PhantomData,
         }
     }
 }
 
 /// The service of [`RequireLayer`].
-#[derive(Clone, Debug)]
-pub struct RequireService<S> {
+#[derive(Debug)]
+pub struct RequireService<S, R = Http> {
     inner: S,
     check: Arc<ClaimCheck>,
+    style: std::marker::PhantomData<fn() -> R>,
 }
 
-impl<S, B> Service<Request<B>> for RequireService<S>
+impl<S: Clone, R> Clone for RequireService<S, R> {
+    fn clone(&self) -> Self {
+        RequireService {
+            inner: self.inner.clone(),
+            check: self.check.clone(),
+            style: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<S, B, RB, R> Service<Request<B>> for RequireService<S, R>
 where
-    S: Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
+    S: Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
+    RB: 'static,
+    R: Rejection<RB>,
 {
-    type Response = Response<Body>;
+    type Response = Response<RB>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<Response<Body>, S::Error>>;
+    type Future = BoxFuture<Result<Response<RB>, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -300,7 +440,7 @@ where
         let check = self.check.clone();
         Box::pin(async move {
             let Some(id) = req.extensions().get::<Identity>() else {
-                return Ok(jwtd_service::bearer_error(&Error::new(
+                return Ok(R::reject(&Error::new(
                     Reason::MissingToken,
                     "no verified bearer token",
                 )));
@@ -313,7 +453,7 @@ where
                 .check((*check).clone());
             match policy.validate_claims(&claims, jwtd_core::unix_now()) {
                 Ok(()) => inner.call(req).await,
-                Err(e) => Ok(jwtd_service::bearer_error(&e)),
+                Err(e) => Ok(R::reject(&e)),
             }
         })
     }
