@@ -235,16 +235,20 @@ fn counter(
 }
 
 fn histogram(endpoint: &'static str) -> metrics::Histogram {
-    use std::collections::HashMap;
-    use std::sync::{OnceLock, RwLock};
-    static CACHE: OnceLock<RwLock<HashMap<&'static str, metrics::Histogram>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(h) = cache.read().expect("lock").get(endpoint) {
-        return h.clone();
+    use std::sync::OnceLock;
+    // One handle per endpoint, created once: no lock on the request path.
+    const ENDPOINTS: [&str; 4] = ["auth", "verify", "tokens", "introspect"];
+    static HANDLES: OnceLock<Vec<metrics::Histogram>> = OnceLock::new();
+    let handles = HANDLES.get_or_init(|| {
+        ENDPOINTS
+            .iter()
+            .map(|e| metrics::histogram!("jwtd_request_duration_seconds", "endpoint" => *e))
+            .collect()
+    });
+    match ENDPOINTS.iter().position(|e| *e == endpoint) {
+        Some(i) => handles[i].clone(),
+        None => metrics::histogram!("jwtd_request_duration_seconds", "endpoint" => endpoint),
     }
-    let h = metrics::histogram!("jwtd_request_duration_seconds", "endpoint" => endpoint);
-    cache.write().expect("lock").insert(endpoint, h.clone());
-    h
 }
 
 fn missing() -> Error {

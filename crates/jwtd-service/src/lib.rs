@@ -34,7 +34,7 @@ pub use telemetry::{init_logging, metrics_handle};
 
 use jwtd_store::{AnyStore, Kek, KeyRing, PgStore, RingConfig, SqliteStore};
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 use zeroize::Zeroizing;
 
@@ -206,7 +206,8 @@ pub struct Runtime {
 /// Shared service state.
 #[derive(Debug)]
 pub struct AppState {
-    current: RwLock<Arc<Runtime>>,
+    /// Read on every request without a lock; replaced whole on reload.
+    current: arc_swap::ArcSwap<Runtime>,
     config_path: Option<PathBuf>,
     reload_lock: tokio::sync::Mutex<()>,
 }
@@ -325,7 +326,7 @@ impl AppState {
     /// State serving `runtime`; `config_path` is re-read on reload.
     pub fn new(runtime: Runtime, config_path: Option<PathBuf>) -> Arc<AppState> {
         Arc::new(AppState {
-            current: RwLock::new(Arc::new(runtime)),
+            current: arc_swap::ArcSwap::from_pointee(runtime),
             config_path,
             reload_lock: tokio::sync::Mutex::new(()),
         })
@@ -333,7 +334,7 @@ impl AppState {
 
     /// The runtime in force.
     pub fn runtime(&self) -> Arc<Runtime> {
-        self.current.read().expect("lock").clone()
+        self.current.load_full()
     }
 
     /// Re-reads the configuration file and swaps it in once its remote keys are ready (at most
@@ -349,7 +350,7 @@ impl AppState {
         if !new.issuers.wait_ready(Duration::from_secs(10)).await {
             tracing::warn!("reloaded configuration: some issuers have no keys yet");
         }
-        *self.current.write().expect("lock") = Arc::new(new);
+        self.current.store(Arc::new(new));
         tracing::info!(path = %path.display(), "configuration reloaded");
         Ok(())
     }
