@@ -174,6 +174,13 @@ impl TokenCache {
         Ok(verified)
     }
 
+    /// Drops the entry of `token` under `scope`, if any (e.g. once the token is found revoked:
+    /// the refusal no longer depends on the revocation list keeping it). Returns whether one
+    /// was held.
+    pub fn forget(&self, scope: [u64; 2], token: &str) -> bool {
+        self.cache.remove(&self.cache_key(scope, token)).is_some()
+    }
+
     /// Drops every entry.
     pub fn clear(&self) {
         self.cache.clear();

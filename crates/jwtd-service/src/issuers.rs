@@ -86,6 +86,22 @@ impl Issuer {
         }
     }
 
+    /// The verified-token cache scope in force now (see [`Issuer::verify`]).
+    fn scope(&self) -> Option<[u64; 2]> {
+        Some(match &self.keys {
+            Keys::Static(_) => [self.id, 0],
+            Keys::Ring(ring) => [self.id, ring.generation()],
+            Keys::Remote(r) => [self.id, r.snapshot()?.generation],
+        })
+    }
+
+    /// Drops `token` from the verified-token cache (it was found revoked).
+    pub fn forget(&self, token: &str) {
+        if let (Some(cache), Some(scope)) = (&self.cache, self.scope()) {
+            cache.forget(scope, token);
+        }
+    }
+
     /// True when the issuer has keys.
     pub fn ready(&self) -> bool {
         match &self.keys {
@@ -194,7 +210,12 @@ impl Issuers {
         };
         let checked = match issuer.verify(token, now).await {
             Ok(v) => match &self.revocations {
-                Some(r) => r.check(&v, now).map(|()| v),
+                Some(r) => r.check(&v, now).map(|()| v).inspect_err(|e| {
+                    // A revoked token's cache entry goes: revocation drops what it affects.
+                    if e.reason() == Reason::Revoked {
+                        issuer.forget(token);
+                    }
+                }),
                 None => Ok(v),
             },
             Err(e) => Err(e),

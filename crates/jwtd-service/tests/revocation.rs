@@ -101,6 +101,15 @@ async fn revocations_take_effect_at_once_and_survive_a_restart() {
     }
 
     // A whole token: its jti, kept until its exp (plus a minute).
+    let cached = |s: &AppState| {
+        s.runtime().issuers.list[0]
+            .cache
+            .as_ref()
+            .unwrap()
+            .stats()
+            .entries
+    };
+    assert_eq!(cached(&state), 3, "the three tokens are cached");
     let (status, body) = revoke(&c, &base, ADMIN, json!({"token": alice, "note": "leaked"})).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["status"], "stored");
@@ -108,6 +117,12 @@ async fn revocations_take_effect_at_once_and_survive_a_restart() {
     assert_eq!(body["iss"], "https://issuer.test");
     let exp = claims(&alice)["exp"].as_i64().unwrap();
     assert_eq!(body["expires_at"], exp + 60);
+    assert_eq!(verify(&c, &base, &alice).await, (401, "revoked".into()));
+    assert_eq!(
+        cached(&state),
+        2,
+        "the revoked token's cache entry is dropped"
+    );
     assert_eq!(verify(&c, &base, &alice).await, (401, "revoked".into()));
     assert_eq!(verify(&c, &base, &bob).await.0, 200);
 

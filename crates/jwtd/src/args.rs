@@ -57,7 +57,9 @@ jwtd keygen --alg HS256 --out secret.jwk"
     /// Run the verification service (HTTP): verify API, forward-auth, introspection, metrics.
     #[command(
         after_help = "Endpoints: GET|POST /v1/verify, GET /v1/tokens/{token}, /auth (forward-auth), \
-POST /introspect, /healthz, /readyz, /metrics, POST /admin/reload. SIGHUP reloads the configuration; SIGTERM drains and exits.\n\n\
+POST /introspect, /healthz, /readyz, /metrics, POST /admin/reload; with [signing]: /.well-known/jwks.json, \
+/.well-known/openid-configuration, POST /v1/tokens; with [revocation]: POST|GET /v1/revocations. \
+Without --config: the embedded issuer (signing and revocation) in ./jwtd-data. SIGHUP reloads the configuration; SIGTERM drains and exits.\n\n\
 Examples:\n  jwtd serve --config jwtd.toml\n  \
 jwtd serve --listen 127.0.0.1:8080 --issuer https://tenant.example/ --audience https://api.example\n  \
 jwtd serve --issuer https://auth.example --audience example.com --alg ES256"
@@ -66,8 +68,9 @@ jwtd serve --issuer https://auth.example --audience example.com --alg ES256"
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Manage the issuer's key ring in the data directory (works while `jwtd serve` runs; the
-    /// service picks changes up within a minute).
+    /// Manage the issuer's key ring in the data directory, or in the shared PostgreSQL store
+    /// with --store (works while `jwtd serve` runs; instances pick changes up within a minute,
+    /// at once on PostgreSQL).
     #[command(subcommand)]
     Keys(KeysCommand),
     /// Tokens from the issuer's key ring.
