@@ -172,10 +172,21 @@ fn set_request_id(h: &mut HeaderMap, rid: &str) {
     }
 }
 
+/// Who answered a request, for metrics and logs.
+#[derive(Clone, Copy)]
+enum By<'a> {
+    /// No issuer was selected.
+    Nobody,
+    /// The issuer, by name (rejections).
+    Named(Option<&'a str>),
+    /// The issuer itself (successes: its counters are cached on it).
+    Issuer(&'a Issuer),
+}
+
 fn observe(
     endpoint: &'static str,
     started: Instant,
-    issuer: Option<&str>,
+    by: By<'_>,
     outcome: Result<(), &Error>,
     rid: &str,
     token: Option<&str>,
@@ -184,8 +195,18 @@ fn observe(
         Ok(()) => ("ok", ""),
         Err(e) => ("rejected", e.reason().as_str()),
     };
-    let issuer = issuer.unwrap_or("-");
-    counter(endpoint, issuer, label, reason).increment(1);
+    let issuer = match by {
+        By::Nobody | By::Named(None) => "-",
+        By::Named(Some(name)) => name,
+        By::Issuer(i) => &i.name,
+    };
+    match (by, outcome) {
+        (By::Issuer(i), Ok(())) => match i.ok_counter(endpoint) {
+            Some(c) => c.increment(1),
+            None => counter(endpoint, issuer, label, reason).increment(1),
+        },
+        _ => counter(endpoint, issuer, label, reason).increment(1),
+    }
     histogram(endpoint).record(started.elapsed().as_secs_f64());
     // The fingerprint (a SHA-256) is computed only when the line is actually logged.
     let fp = || token.map(fingerprint).unwrap_or_default();
@@ -234,10 +255,11 @@ fn counter(
     c
 }
 
-fn histogram(endpoint: &'static str) -> metrics::Histogram {
+fn histogram(endpoint: &'static str) -> &'static metrics::Histogram {
+    use crate::issuers::ENDPOINTS;
     use std::sync::OnceLock;
-    // One handle per endpoint, created once: no lock on the request path.
-    const ENDPOINTS: [&str; 4] = ["auth", "verify", "tokens", "introspect"];
+    // One handle per endpoint, created once and borrowed: no lock, no reference count traffic
+    // on the request path.
     static HANDLES: OnceLock<Vec<metrics::Histogram>> = OnceLock::new();
     let handles = HANDLES.get_or_init(|| {
         ENDPOINTS
@@ -245,10 +267,11 @@ fn histogram(endpoint: &'static str) -> metrics::Histogram {
             .map(|e| metrics::histogram!("jwtd_request_duration_seconds", "endpoint" => *e))
             .collect()
     });
-    match ENDPOINTS.iter().position(|e| *e == endpoint) {
-        Some(i) => handles[i].clone(),
-        None => metrics::histogram!("jwtd_request_duration_seconds", "endpoint" => endpoint),
-    }
+    let i = ENDPOINTS
+        .iter()
+        .position(|e| *e == endpoint)
+        .expect("a known endpoint");
+    &handles[i]
 }
 
 fn missing() -> Error {
@@ -266,7 +289,7 @@ async fn verify_token(
     let started = Instant::now();
     let Some(token) = token else {
         let e = missing();
-        observe(endpoint, started, None, Err(&e), rid, None);
+        observe(endpoint, started, By::Nobody, Err(&e), rid, None);
         return error_response(&e, rid);
     };
     match check(state, &token).await {
@@ -274,7 +297,7 @@ async fn verify_token(
             observe(
                 endpoint,
                 started,
-                Some(&issuer.name),
+                By::Issuer(&issuer),
                 Ok(()),
                 rid,
                 Some(&token),
@@ -298,7 +321,7 @@ async fn verify_token(
             observe(
                 endpoint,
                 started,
-                issuer.as_deref(),
+                By::Named(issuer.as_deref()),
                 Err(&e),
                 rid,
                 Some(&token),
@@ -363,10 +386,10 @@ async fn forward_auth(State(state): State<Arc<AppState>>, req: Request) -> Respo
     let (headers, uri) = (req.headers(), req.uri());
     let rid = request_id(headers);
     let started = Instant::now();
-    let rt = state.runtime();
+    let rt = state.runtime_guard();
     let Some(token) = extract(headers, uri, &rt.config.tokens) else {
         let e = missing();
-        observe("auth", started, None, Err(&e), &rid, None);
+        observe("auth", started, By::Nobody, Err(&e), &rid, None);
         return error_response(&e, &rid);
     };
     match rt.issuers.verify(&token, jwtd_core::unix_now()).await {
@@ -374,7 +397,7 @@ async fn forward_auth(State(state): State<Arc<AppState>>, req: Request) -> Respo
             observe(
                 "auth",
                 started,
-                Some(&issuer.name),
+                By::Issuer(&issuer),
                 Ok(()),
                 &rid,
                 Some(&token),
@@ -411,7 +434,7 @@ async fn forward_auth(State(state): State<Arc<AppState>>, req: Request) -> Respo
             observe(
                 "auth",
                 started,
-                issuer.as_deref(),
+                By::Named(issuer.as_deref()),
                 Err(&e),
                 &rid,
                 Some(&token),
@@ -485,7 +508,7 @@ async fn introspect(
                 observe(
                     "introspect",
                     started,
-                    Some(&issuer.name),
+                    By::Issuer(&issuer),
                     Ok(()),
                     &rid,
                     Some(token),
@@ -499,7 +522,7 @@ async fn introspect(
                 observe(
                     "introspect",
                     started,
-                    issuer.as_deref(),
+                    By::Named(issuer.as_deref()),
                     Err(&e),
                     &rid,
                     Some(token),

@@ -44,6 +44,21 @@ pub struct Issuer {
     pub cache: Option<TokenCache>,
     /// Random id of this issuer instance, part of every cache key.
     pub id: u64,
+    /// Success counters per endpoint, created on first use (no lookup on the request path).
+    pub(crate) ok_counters: [std::sync::OnceLock<metrics::Counter>; ENDPOINTS.len()],
+}
+
+/// The endpoints metrics are labelled with.
+pub(crate) const ENDPOINTS: [&str; 4] = ["auth", "verify", "tokens", "introspect"];
+
+impl Issuer {
+    /// `jwtd_requests_total{endpoint, issuer, outcome="ok"}`, kept on the issuer.
+    pub(crate) fn ok_counter(&self, endpoint: &'static str) -> Option<&metrics::Counter> {
+        let i = ENDPOINTS.iter().position(|e| *e == endpoint)?;
+        Some(self.ok_counters[i].get_or_init(|| {
+            metrics::counter!("jwtd_requests_total", "endpoint" => endpoint, "issuer" => self.name.clone(), "outcome" => "ok", "reason" => "")
+        }))
+    }
 }
 
 impl Issuer {
@@ -286,6 +301,7 @@ fn self_issuer(s: &crate::Signing, config: &Config) -> Issuer {
         config: ic,
         cache: None,
         id: random_id(),
+        ok_counters: Default::default(),
     }
 }
 
@@ -406,6 +422,7 @@ fn build_issuer(ic: &IssuerConfig, reuse: Option<RemoteKeys>) -> Result<Issuer, 
         config: ic.clone(),
         cache: None,
         id: random_id(),
+        ok_counters: Default::default(),
     })
 }
 

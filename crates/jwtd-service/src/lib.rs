@@ -337,6 +337,12 @@ impl AppState {
         self.current.load_full()
     }
 
+    /// The runtime in force, borrowed for one request: no reference-count traffic shared
+    /// between threads (a reload during the request still lets it finish on the old one).
+    pub fn runtime_guard(&self) -> arc_swap::Guard<Arc<Runtime>> {
+        self.current.load()
+    }
+
     /// Re-reads the configuration file and swaps it in once its remote keys are ready (at most
     /// 10 s); requests in flight finish on the old one. An invalid file changes nothing.
     pub async fn reload(&self) -> Result<(), String> {

@@ -337,7 +337,22 @@ async fn health_readiness_and_metrics() {
     assert_eq!(r.status(), 200);
     let t = es_token(&s, json!({"exp": now() - 3600}));
     get(&s, "/v1/verify", Some(&t)).await;
+    let good = es_token(&s, json!({}));
+    for _ in 0..3 {
+        assert_eq!(get(&s, "/auth", Some(&good)).await.status(), 200);
+    }
     let text = get(&s, "/metrics", None).await.text().await.unwrap();
+    // Successes are counted on the issuer's cached counter (the recorder is process-wide, so
+    // other tests' requests may add to it).
+    let ok = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                "jwtd_requests_total{endpoint=\"auth\",issuer=\"main\",outcome=\"ok\",reason=\"\"} ",
+            )
+        })
+        .and_then(|n| n.trim().parse::<u64>().ok());
+    assert!(ok.is_some_and(|n| n >= 3), "{text}");
     assert!(text.contains("jwtd_requests_total{endpoint=\"verify\",issuer=\"main\",outcome=\"rejected\",reason=\"expired\"}"), "{text}");
     assert!(
         text.contains("jwtd_request_duration_seconds_bucket"),
