@@ -8,8 +8,11 @@
 //! instances refuse with `revocation_unavailable` and the fail-open one keeps accepting; every
 //! answer is one of those expected.
 
+mod common;
+
+use common::verify;
 use jwtd_service::{AppState, Config, Runtime};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -106,22 +109,6 @@ struct Answer {
     reason: String,
 }
 
-async fn verify(c: &reqwest::Client, base: &str, token: &str) -> (u16, String) {
-    match c
-        .get(format!("{base}/v1/verify"))
-        .bearer_auth(token)
-        .send()
-        .await
-    {
-        Ok(r) => {
-            let status = r.status().as_u16();
-            let body: Value = r.json().await.unwrap_or(Value::Null);
-            (status, body["reason"].as_str().unwrap_or("").to_owned())
-        }
-        Err(e) => (0, format!("transport: {e}")),
-    }
-}
-
 /// Polls until `f` is true; returns how long it took, or panics after `limit`.
 async fn within<F, Fut>(limit: Duration, what: &str, mut f: F) -> Duration
 where
@@ -142,8 +129,7 @@ where
 async fn three_instances_share_revocations_and_keys_through_outages() {
     std::env::set_var("JWTD_KEK", jwtd_core::b64::encode([21u8; 32]));
     std::env::set_var("JWTD_CLUSTER_ADMIN", ADMIN);
-    let pg = std::env::var("JWTD_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let pg = common::pg_url();
     let target = {
         let rest = pg
             .split_once('@')
@@ -153,12 +139,7 @@ async fn three_instances_share_revocations_and_keys_through_outages() {
     };
     let proxy = Proxy::start(target.clone()).await;
     let url = pg.replacen(&target, &format!("127.0.0.1:{}", proxy.port), 1);
-    let mut r = [0u8; 4];
-    jwtd_core::fill_random(&mut r).unwrap();
-    let schema = format!(
-        "jwtd_cluster_{}",
-        r.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    );
+    let schema = common::unique("jwtd_cluster");
     let a = instance("a", &url, &schema, "reject").await;
     let b = instance("b", &url, &schema, "reject").await;
     let c = instance("c", &url, &schema, "accept").await;
@@ -170,17 +151,7 @@ async fn three_instances_share_revocations_and_keys_through_outages() {
 
     let mut tokens = std::collections::BTreeMap::new();
     for sub in ["alice", "bob", "carol", "dave"] {
-        let r: Value = http
-            .post(format!("{}/v1/tokens", a.base))
-            .bearer_auth(ADMIN)
-            .json(&json!({"sub": sub, "ttl": 600}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        tokens.insert(sub, r["token"].as_str().unwrap().to_owned());
+        tokens.insert(sub, common::mint(&http, &a.base, ADMIN, sub).await);
     }
     for i in all {
         for t in tokens.values() {
@@ -215,21 +186,9 @@ async fn three_instances_share_revocations_and_keys_through_outages() {
     }
 
     // 1. A revocation on A reaches B and C within 1 s.
-    let revoke = |base: String, body: Value| {
-        let http = http.clone();
-        async move {
-            let r = http
-                .post(format!("{base}/v1/revocations"))
-                .bearer_auth(ADMIN)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.json::<Value>().await.unwrap())
-        }
-    };
     let alice_revoked = Instant::now();
-    let (status, body) = revoke(a.base.clone(), json!({"token": tokens["alice"]})).await;
+    let (status, body) =
+        common::revoke(&http, &a.base, ADMIN, json!({"token": tokens["alice"]})).await;
     assert_eq!(status, 201, "{body}");
     for i in [&b, &c] {
         let took = within(Duration::from_secs(1), "revocation propagation", || async {
@@ -244,14 +203,7 @@ async fn three_instances_share_revocations_and_keys_through_outages() {
     let ring = a.state.runtime().signing.clone().unwrap().ring.clone();
     ring.rotate(jwtd_core::unix_now() as i64).await.unwrap();
     let took = within(Duration::from_secs(1), "key propagation", || async {
-        let j: Value = http
-            .get(format!("{}/.well-known/jwks.json", b.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let j = common::get_json(&http, &format!("{}/.well-known/jwks.json", b.base)).await;
         j["keys"].as_array().map_or(0, Vec::len) == 2
     })
     .await;
@@ -261,7 +213,7 @@ async fn three_instances_share_revocations_and_keys_through_outages() {
     //    B at once and waits in its outbox; A and C learn of it once the database is back.
     proxy.cut();
     let cut_at = Instant::now();
-    let (status, body) = revoke(b.base.clone(), json!({"sub": "dave"})).await;
+    let (status, body) = common::revoke(&http, &b.base, ADMIN, json!({"sub": "dave"})).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["status"], "pending");
     assert_eq!(

@@ -1,6 +1,9 @@
 //! Revocation on one instance with the embedded SQLite store: the admin API, each kind of
 //! revocation, the reason code, and persistence across a restart.
 
+mod common;
+
+use common::verify;
 use jwtd_service::{AppState, Config, Runtime};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -25,44 +28,6 @@ async fn start(dir: &Path) -> (String, Arc<AppState>) {
     (format!("http://{addr}"), state)
 }
 
-async fn mint(c: &reqwest::Client, base: &str, sub: &str) -> String {
-    let r: Value = c
-        .post(format!("{base}/v1/tokens"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"sub": sub, "ttl": 600}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    r["token"].as_str().unwrap().to_owned()
-}
-
-/// Status and reason of `GET /v1/verify` for `token`.
-async fn verify(c: &reqwest::Client, base: &str, token: &str) -> (u16, String) {
-    let r = c
-        .get(format!("{base}/v1/verify"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let body: Value = r.json().await.unwrap_or(Value::Null);
-    (status, body["reason"].as_str().unwrap_or("").to_owned())
-}
-
-async fn revoke(c: &reqwest::Client, base: &str, key: &str, body: Value) -> (u16, Value) {
-    let r = c
-        .post(format!("{base}/v1/revocations"))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-}
-
 fn claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).unwrap();
     serde_json::from_slice(&jwtd_core::b64::decode(payload.as_bytes()).unwrap()).unwrap()
@@ -70,22 +35,25 @@ fn claims(token: &str) -> Value {
 
 #[tokio::test]
 async fn revocations_take_effect_at_once_and_survive_a_restart() {
-    let mut rnd = [0u8; 6];
-    jwtd_core::fill_random(&mut rnd).unwrap();
-    let dir = std::env::temp_dir().join(format!("jwtd-revoke-{}", jwtd_core::b64::encode(rnd)));
+    let dir = std::env::temp_dir().join(common::unique("jwtd-revoke"));
     let (base, state) = start(&dir).await;
     let c = reqwest::Client::new();
     let (alice, bob, carol) = (
-        mint(&c, &base, "alice").await,
-        mint(&c, &base, "bob").await,
-        mint(&c, &base, "carol").await,
+        common::mint(&c, &base, ADMIN, "alice").await,
+        common::mint(&c, &base, ADMIN, "bob").await,
+        common::mint(&c, &base, ADMIN, "carol").await,
     );
     for t in [&alice, &bob, &carol] {
         assert_eq!(verify(&c, &base, t).await, (200, String::new()));
     }
 
     // The admin API guards it, and bad requests say why.
-    assert_eq!(revoke(&c, &base, "wrong", json!({"sub": "x"})).await.0, 401);
+    assert_eq!(
+        common::revoke(&c, &base, "wrong", json!({"sub": "x"}))
+            .await
+            .0,
+        401
+    );
     for bad in [
         json!({}),
         json!({"sub": "a", "jti": "b"}),
@@ -95,7 +63,7 @@ async fn revocations_take_effect_at_once_and_survive_a_restart() {
         json!({"jti": "a", "exp": "tomorrow"}),
         json!({"token": "not.a.token"}),
     ] {
-        let (status, body) = revoke(&c, &base, ADMIN, bad.clone()).await;
+        let (status, body) = common::revoke(&c, &base, ADMIN, bad.clone()).await;
         assert_eq!(status, 400, "{bad}: {body}");
         assert_eq!(body["error"], "invalid_request");
     }
@@ -110,7 +78,8 @@ async fn revocations_take_effect_at_once_and_survive_a_restart() {
             .entries
     };
     assert_eq!(cached(&state), 3, "the three tokens are cached");
-    let (status, body) = revoke(&c, &base, ADMIN, json!({"token": alice, "note": "leaked"})).await;
+    let (status, body) =
+        common::revoke(&c, &base, ADMIN, json!({"token": alice, "note": "leaked"})).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["status"], "stored");
     assert_eq!(body["kind"], "jti");
@@ -127,14 +96,14 @@ async fn revocations_take_effect_at_once_and_survive_a_restart() {
     assert_eq!(verify(&c, &base, &bob).await.0, 200);
 
     // A subject: every token issued up to now; a token issued later is fine.
-    let (status, body) = revoke(&c, &base, ADMIN, json!({"sub": "bob"})).await;
+    let (status, body) = common::revoke(&c, &base, ADMIN, json!({"sub": "bob"})).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(verify(&c, &base, &bob).await, (401, "revoked".into()));
     let before = body["issued_before"].as_u64().unwrap();
     while jwtd_core::unix_now() < before {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let bob_again = mint(&c, &base, "bob").await;
+    let bob_again = common::mint(&c, &base, ADMIN, "bob").await;
     assert_eq!(
         verify(&c, &base, &bob_again).await.0,
         200,
@@ -190,7 +159,7 @@ async fn revocations_take_effect_at_once_and_survive_a_restart() {
     let kid = state2.runtime().signing.as_ref().unwrap().ring.keys()[0]
         .kid
         .clone();
-    let (status, body) = revoke(&c, &base2, ADMIN, json!({"kid": kid})).await;
+    let (status, body) = common::revoke(&c, &base2, ADMIN, json!({"kid": kid})).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["expires_at"], Value::Null, "a key revocation is kept");
     assert_eq!(verify(&c, &base2, &carol).await, (401, "revoked".into()));

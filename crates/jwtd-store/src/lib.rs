@@ -166,6 +166,21 @@ pub(crate) type RevocationRow = (
     Option<String>,
 );
 
+/// The SQL both backends share (`$n` placeholders: PostgreSQL's, and numbered parameters in
+/// SQLite).
+pub(crate) mod sql {
+    /// Records a revocation and returns its sequence number.
+    pub const ADD_REVOCATION: &str =
+        "INSERT INTO revocations (kind, value, iss, issued_before, expires_at, created_at, note) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id";
+    /// Revocations after a sequence number that have not expired, as [`super::RevocationRow`]s.
+    pub const REVOCATIONS_AFTER: &str =
+        "SELECT id, kind, value, iss, issued_before, expires_at, created_at, note \
+         FROM revocations WHERE id > $1 AND (expires_at IS NULL OR expires_at > $2) ORDER BY id";
+    /// Deletes expired revocations.
+    pub const PURGE_REVOCATIONS: &str = "DELETE FROM revocations WHERE expires_at <= $1";
+}
+
 impl StoredRevocation {
     pub(crate) fn from_row(row: RevocationRow) -> Result<StoredRevocation, StoreError> {
         let (id, kind, value, iss, issued_before, expires_at, created_at, note) = row;

@@ -262,20 +262,17 @@ impl RevocationStore for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(err)?;
-        let row = sqlx::query(
-            "INSERT INTO revocations (kind, value, iss, issued_before, expires_at, created_at, note) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-        )
-        .bind(r.kind.as_str())
-        .bind(&r.value)
-        .bind(&r.iss)
-        .bind(r.issued_before)
-        .bind(r.expires_at)
-        .bind(created_at)
-        .bind(note)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(err)?;
+        let row = sqlx::query(crate::sql::ADD_REVOCATION)
+            .bind(r.kind.as_str())
+            .bind(&r.value)
+            .bind(&r.iss)
+            .bind(r.issued_before)
+            .bind(r.expires_at)
+            .bind(created_at)
+            .bind(note)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(err)?;
         let id: i64 = row.try_get(0).map_err(err)?;
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(&self.revocations_channel)
@@ -292,22 +289,19 @@ impl RevocationStore for PgStore {
         after: i64,
         now: i64,
     ) -> Result<Vec<StoredRevocation>, StoreError> {
-        sqlx::query_as::<_, crate::RevocationRow>(
-            "SELECT id, kind, value, iss, issued_before, expires_at, created_at, note \
-             FROM revocations WHERE id > $1 AND (expires_at IS NULL OR expires_at > $2) ORDER BY id",
-        )
-        .bind(after)
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(err)?
-        .into_iter()
-        .map(StoredRevocation::from_row)
-        .collect()
+        sqlx::query_as::<_, crate::RevocationRow>(crate::sql::REVOCATIONS_AFTER)
+            .bind(after)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?
+            .into_iter()
+            .map(StoredRevocation::from_row)
+            .collect()
     }
 
     async fn purge_revocations(&self, now: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM revocations WHERE expires_at <= $1")
+        let done = sqlx::query(crate::sql::PURGE_REVOCATIONS)
             .bind(now)
             .execute(&self.pool)
             .await

@@ -128,20 +128,17 @@ impl RevocationStore for SqliteStore {
         created_at: i64,
         note: Option<&str>,
     ) -> Result<i64, StoreError> {
-        let (id,): (i64,) = sqlx::query_as(
-            "INSERT INTO revocations (kind, value, iss, issued_before, expires_at, created_at, note) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(r.kind.as_str())
-        .bind(&r.value)
-        .bind(&r.iss)
-        .bind(r.issued_before)
-        .bind(r.expires_at)
-        .bind(created_at)
-        .bind(note)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(err)?;
+        let (id,): (i64,) = sqlx::query_as(crate::sql::ADD_REVOCATION)
+            .bind(r.kind.as_str())
+            .bind(&r.value)
+            .bind(&r.iss)
+            .bind(r.issued_before)
+            .bind(r.expires_at)
+            .bind(created_at)
+            .bind(note)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(err)?;
         Ok(id)
     }
 
@@ -150,22 +147,19 @@ impl RevocationStore for SqliteStore {
         after: i64,
         now: i64,
     ) -> Result<Vec<StoredRevocation>, StoreError> {
-        sqlx::query_as::<_, crate::RevocationRow>(
-            "SELECT id, kind, value, iss, issued_before, expires_at, created_at, note \
-             FROM revocations WHERE id > ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY id",
-        )
-        .bind(after)
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(err)?
-        .into_iter()
-        .map(StoredRevocation::from_row)
-        .collect()
+        sqlx::query_as::<_, crate::RevocationRow>(crate::sql::REVOCATIONS_AFTER)
+            .bind(after)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?
+            .into_iter()
+            .map(StoredRevocation::from_row)
+            .collect()
     }
 
     async fn purge_revocations(&self, now: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM revocations WHERE expires_at <= ?")
+        let done = sqlx::query(crate::sql::PURGE_REVOCATIONS)
             .bind(now)
             .execute(&self.pool)
             .await

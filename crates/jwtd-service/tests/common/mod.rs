@@ -1,0 +1,71 @@
+//! Helpers shared by the service's HTTP tests.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use serde_json::{json, Value};
+
+/// PostgreSQL for the shared-store tests (127.0.0.1:5432, database `test`; override with
+/// JWTD_TEST_POSTGRES_URL).
+pub fn pg_url() -> String {
+    std::env::var("JWTD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// `prefix` plus 8 random hex digits (schema and directory names).
+pub fn unique(prefix: &str) -> String {
+    let mut r = [0u8; 4];
+    jwtd_core::fill_random(&mut r).unwrap();
+    let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}_{hex}")
+}
+
+/// Status and reason code of `GET /v1/verify` with `token`; status 0 for a transport error.
+pub async fn verify(c: &reqwest::Client, base: &str, token: &str) -> (u16, String) {
+    match c
+        .get(format!("{base}/v1/verify"))
+        .bearer_auth(token)
+        .send()
+        .await
+    {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            (status, body["reason"].as_str().unwrap_or("").to_owned())
+        }
+        Err(e) => (0, format!("transport: {e}")),
+    }
+}
+
+/// A token for `sub` from the instance's `POST /v1/tokens` (10 minutes).
+pub async fn mint(c: &reqwest::Client, base: &str, admin: &str, sub: &str) -> String {
+    let r: Value = post(
+        c,
+        &format!("{base}/v1/tokens"),
+        admin,
+        json!({"sub": sub, "ttl": 600}),
+    )
+    .await
+    .1;
+    r["token"].as_str().expect("a token").to_owned()
+}
+
+/// `POST /v1/revocations` with `body`: status and JSON answer.
+pub async fn revoke(c: &reqwest::Client, base: &str, admin: &str, body: Value) -> (u16, Value) {
+    post(c, &format!("{base}/v1/revocations"), admin, body).await
+}
+
+/// POSTs JSON with a bearer key: status and JSON answer (null when not JSON).
+pub async fn post(c: &reqwest::Client, url: &str, key: &str, body: Value) -> (u16, Value) {
+    let r = c
+        .post(url)
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// GETs a JSON document.
+pub async fn get_json(c: &reqwest::Client, url: &str) -> Value {
+    c.get(url).send().await.unwrap().json().await.unwrap()
+}
