@@ -390,7 +390,10 @@ fn keys_and_token_mint_against_the_store() {
             .await
             .unwrap();
         ring.ensure_active(1).await.unwrap();
+        // Closed before the CLI runs, so no connection of this process lingers on the file.
+        ring.store().pool().close().await;
     });
+    drop(rt);
     let o = run(&["keys", "rotate"], &dir);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let list = stdout(&run(&["keys", "list"], &dir));
@@ -464,7 +467,8 @@ fn keys_and_token_mint_against_the_store() {
         .next()
         .unwrap()
         .to_owned();
-    assert!(run(&["keys", "remove", &active], &dir).status.success());
+    let o = run(&["keys", "remove", &active], &dir);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let after = stdout(&run(&["keys", "list"], &dir));
     assert!(!after.contains(&active), "{after}");
     assert_eq!(
