@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 const MERGE_AT: usize = 256;
 /// Longest a revocation stays in the side list (merged at the first sync after it).
 const MERGE_AFTER: Duration = Duration::from_secs(5);
+/// Longest one catch-up with the store may take.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Settings resolved from configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,12 +150,15 @@ impl Revocations {
     /// Refuses a verified token that is revoked, or any token when the list is too old and the
     /// policy is to fail closed. `now` is the verification time (Unix seconds).
     pub fn check(&self, verified: &Verified, now: u64) -> Result<(), Error> {
+        // The side list first, then the snapshot: a merge publishes the new snapshot before it
+        // empties the side list (release/acquire on its length), so an entry being merged is
+        // seen in one or the other.
+        if self.recent_len.load(Ordering::Acquire) != 0 {
+            self.recent.read().expect("lock").0.check(verified)?;
+        }
         let base = self.base.load();
         if !base.is_empty() {
             base.check(verified)?;
-        }
-        if self.recent_len.load(Ordering::Relaxed) != 0 {
-            self.recent.read().expect("lock").0.check(verified)?;
         }
         let age = (now as i64).saturating_sub(self.synced_at.load(Ordering::Relaxed));
         if age > self.limits.max_staleness as i64 {
@@ -189,7 +194,7 @@ impl Revocations {
         if recent.0.insert(r) {
             recent.1.push(r.clone());
         }
-        self.recent_len.store(recent.0.len(), Ordering::Relaxed);
+        self.recent_len.store(recent.0.len(), Ordering::Release);
     }
 
     /// Folds the side list into a new snapshot when it is big or old enough (a copy of the
@@ -212,7 +217,7 @@ impl Revocations {
         }
         self.base.store(Arc::new(next));
         *recent = (RevocationList::new(), Vec::new());
-        self.recent_len.store(0, Ordering::Relaxed);
+        self.recent_len.store(0, Ordering::Release);
         *last = Instant::now();
     }
 
@@ -223,17 +228,19 @@ impl Revocations {
         let mut recent = self.recent.write().expect("lock");
         self.base.store(Arc::new(list));
         *recent = (RevocationList::new(), Vec::new());
-        self.recent_len.store(0, Ordering::Relaxed);
+        self.recent_len.store(0, Ordering::Release);
         *last = Instant::now();
     }
 
     /// Records a revocation: applied here at once, written to the store (or to the outbox
     /// when the store does not answer within 3 s).
     pub async fn revoke(&self, r: Revocation, note: Option<String>) -> Recorded {
-        // Under the sync lock: a whole-list reload cannot run between applying it here and
-        // writing it, and so cannot drop it from memory.
-        let _g = self.sync_lock.lock().await;
+        // Enforced here at once, even while a catch-up holds the lock.
         let created = now();
+        self.apply(&r);
+        // Written under the sync lock, and applied again: a whole-list reload that ran in
+        // between (from rows read before this write) cannot have dropped it from memory.
+        let _g = self.sync_lock.lock().await;
         self.apply(&r);
         let write = self.store.add_revocation(&r, created, note.as_deref());
         match tokio::time::timeout(Duration::from_secs(3), write).await {
@@ -326,7 +333,13 @@ async fn run(weak: std::sync::Weak<Revocations>) {
             need_full = true;
         }
         if need_sync || r.pending() > 0 {
-            match r.sync(need_full).await {
+            // Bounded: a connection that hangs must not hold the sync lock (and the admin API
+            // behind it); the list then ages towards max_staleness, as it should.
+            let bounded = tokio::time::timeout(SYNC_TIMEOUT, r.sync(need_full));
+            let outcome = bounded
+                .await
+                .unwrap_or_else(|_| Err(StoreError("revocation sync timed out".into())));
+            match outcome {
                 Ok(()) => {
                     need_sync = false;
                     if need_full {

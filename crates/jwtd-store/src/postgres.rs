@@ -238,11 +238,22 @@ impl KeyStore for PgStore {
 
     async fn lock_changes(&self) -> Result<ChangeLock, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(err)?;
-        sqlx::query("SELECT pg_advisory_lock(hashtextextended($1, 0))")
+        let wait = sqlx::query("SELECT pg_advisory_lock(hashtextextended($1, 0))")
             .bind(&self.lock_key)
-            .execute(&mut *conn)
-            .await
-            .map_err(err)?;
+            .execute(&mut *conn);
+        // Bounded: an instance that hangs while holding the lock must not stall every other
+        // instance's schedule for good (a connection dropped mid-wait is closed, not reused).
+        match tokio::time::timeout(std::time::Duration::from_secs(30), wait).await {
+            Ok(done) => {
+                done.map_err(err)?;
+            }
+            Err(_) => {
+                conn.close_on_drop();
+                return Err(err(
+                    "another instance has held the key ring lock for over 30 s; try again later",
+                ));
+            }
+        }
         Ok(ChangeLock { conn: Some(conn) })
     }
 }
