@@ -646,6 +646,29 @@ algorithms = []
     }
 
     #[test]
+    fn revocation_section_is_checked() {
+        let e = Config::parse("[revocation]\nmax_staleness = \"1m\"\n", "f").unwrap_err();
+        assert_eq!(e.errors[0].0, 1, "{e}");
+        assert!(e.to_string().contains("needs an [admin]"), "{e}");
+        let e = Config::parse(
+            "[admin]\napi_key_env = \"K\"\n[revocation]\non_stale = \"maybe\"\n",
+            "f",
+        )
+        .unwrap_err();
+        assert_eq!(e.errors[0].0, 4, "{e}");
+        let c = Config::parse(
+            "[admin]\napi_key_env = \"K\"\n[revocation]\nmax_staleness = \"30s\"\non_stale = \"accept\"\n",
+            "f",
+        )
+        .unwrap();
+        let r = c.revocation.unwrap();
+        assert_eq!(
+            (r.max_staleness, r.on_stale),
+            (Some(Seconds(30)), OnStale::Accept)
+        );
+    }
+
+    #[test]
     fn env_interpolation() {
         std::env::set_var("JWTD_TEST_AUD", "https://api.example");
         let c = Config::parse(
