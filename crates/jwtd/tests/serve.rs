@@ -1,9 +1,10 @@
-//! `jwtd serve` as a process: configuration errors at start, SIGHUP reload (a broken file keeps
-//! the running configuration), SIGTERM drains and exits.
+//! `jwtd serve` as a process: the embedded default (the README's first command: mint, verify,
+//! revoke), configuration errors at start, SIGHUP reload (a broken file keeps the running
+//! configuration), SIGTERM drains and exits.
 
 mod common;
 
-use common::{free_port, http_get, wait_for, Guard};
+use common::{free_port, http_get, http_post, wait_for, Guard};
 use jwtd_core::{Algorithm, Jwks, SigningKey};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,6 +22,53 @@ fn signal(pid: u32, sig: &str) {
         .status()
         .unwrap()
         .success());
+}
+
+#[test]
+fn embedded_default_mints_verifies_and_revokes() {
+    let dir = std::env::temp_dir().join(format!("jwtd-serve-embedded-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_jwtd"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(&dir)
+        .env_remove("JWTD_KEK")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut guard = Guard(vec![child]);
+    wait_for(port);
+    let admin = std::fs::read_to_string(dir.join("jwtd-data/admin.key")).unwrap();
+    let admin = admin.trim();
+    let (status, body) = http_post(
+        port,
+        "/v1/tokens",
+        admin,
+        r#"{"sub":"alice","aud":"my-api","ttl":"10m"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let minted: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let token = minted["token"].as_str().unwrap().to_owned();
+    let bearer = format!("Bearer {token}");
+    let (status, _, _) = http_get(port, "/v1/verify", &[("authorization", &bearer)]);
+    assert_eq!(status, 200);
+    let (status, body) = http_post(port, "/v1/revocations", admin, r#"{"sub":"alice"}"#);
+    assert_eq!(status, 201, "{body}");
+    let (status, _, body) = http_get(port, "/v1/verify", &[("authorization", &bearer)]);
+    assert_eq!(status, 401);
+    assert!(body.contains("\"reason\":\"revoked\""), "{body}");
+    // The data directory is private.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &str| std::fs::metadata(dir.join(p)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("jwtd-data"), 0o700);
+    assert_eq!(mode("jwtd-data/keys.db"), 0o600);
+    assert_eq!(mode("jwtd-data/admin.key"), 0o600);
+    signal(pid, "-TERM");
+    let status = guard.0[0].wait().unwrap();
+    assert!(status.success(), "{status:?}");
 }
 
 #[test]
