@@ -110,8 +110,9 @@ pub struct RevocationSettings {
     /// How often to reload the whole list (default 5 min).
     #[serde(default)]
     pub full_resync_interval: Option<Seconds>,
-    /// The longest lifetime of any accepted token: how long a revocation whose tokens' `exp`
-    /// is unknown is kept (default 24 h).
+    /// The longest lifetime of any accepted token: how long subject revocations, and `jti`
+    /// revocations whose token's `exp` is unknown, are kept (default 24 h; set it above the
+    /// lifetime of every issuer's tokens).
     #[serde(default)]
     pub max_token_lifetime: Option<Seconds>,
 }

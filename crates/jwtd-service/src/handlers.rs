@@ -874,6 +874,10 @@ async fn revoke(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
     json_response(status, body)
 }
 
+/// How long a revocation outlives the last moment its tokens could be valid: more than any
+/// sensible leeway, so an entry is never purged while a token it covers is still accepted.
+const KEEP_MARGIN: i64 = 3600;
+
 /// Reads a revocation request; `max_lifetime` bounds entries whose tokens' expiry is unknown.
 fn revocation_request(
     body: &[u8],
@@ -954,18 +958,21 @@ fn revocation_request(
                 before,
                 None,
             );
-            r.expires_at = Some(before.saturating_add(lifetime));
+            r.expires_at = Some(before.saturating_add(lifetime).saturating_add(KEEP_MARGIN));
             r
         }
         _ => Revocation::key(&text("kid")?.unwrap_or_default(), iss.as_deref(), None),
     };
     if r.kind == jwtd_core::RevocationKind::Jti {
-        // Kept until the token expired (plus a minute of clock skew), or for the longest
-        // lifetime any token has when its `exp` is unknown.
-        r.expires_at = Some(match exp {
-            Some(e) => e.saturating_add(60),
-            None => now.saturating_add(lifetime),
-        });
+        // Kept until the token expired, or for the longest lifetime any token has when its
+        // `exp` is unknown, plus a margin beyond any issuer's leeway.
+        r.expires_at = Some(
+            match exp {
+                Some(e) => e,
+                None => now.saturating_add(lifetime),
+            }
+            .saturating_add(KEEP_MARGIN),
+        );
     }
     if let Some(t) = time("expires_at")? {
         r.expires_at = Some(t);
