@@ -42,6 +42,15 @@ const JSON: HeaderValue = HeaderValue::from_static("application/json");
 /// The token from the configured sources: `Authorization: Bearer` (scheme case-insensitive,
 /// RFC 6750 2.1), then the cookie, then the query parameter.
 pub fn extract(headers: &HeaderMap, uri: &Uri, sources: &TokenSources) -> Option<String> {
+    extract_ref(headers, uri, sources).map(str::to_owned)
+}
+
+/// [`extract`] without a copy: the token borrowed from the request.
+fn extract_ref<'a>(
+    headers: &'a HeaderMap,
+    uri: &'a Uri,
+    sources: &TokenSources,
+) -> Option<&'a str> {
     if sources.bearer {
         if let Some(v) = headers
             .get(header::AUTHORIZATION)
@@ -50,7 +59,7 @@ pub fn extract(headers: &HeaderMap, uri: &Uri, sources: &TokenSources) -> Option
             if let Some((scheme, rest)) = v.split_once(' ') {
                 let t = rest.trim();
                 if scheme.eq_ignore_ascii_case("bearer") && !t.is_empty() {
-                    return Some(t.to_owned());
+                    return Some(t);
                 }
             }
         }
@@ -61,7 +70,7 @@ pub fn extract(headers: &HeaderMap, uri: &Uri, sources: &TokenSources) -> Option
             for pair in s.split(';') {
                 if let Some((k, v)) = pair.trim().split_once('=') {
                     if k == name && !v.is_empty() {
-                        return Some(v.trim_matches('"').to_owned());
+                        return Some(v.trim_matches('"'));
                     }
                 }
             }
@@ -71,7 +80,7 @@ pub fn extract(headers: &HeaderMap, uri: &Uri, sources: &TokenSources) -> Option
         for pair in q.split('&') {
             if let Some((k, v)) = pair.split_once('=') {
                 if k == name && !v.is_empty() {
-                    return Some(v.to_owned());
+                    return Some(v);
                 }
             }
         }
@@ -387,12 +396,12 @@ async fn forward_auth(State(state): State<Arc<AppState>>, req: Request) -> Respo
     let rid = request_id(headers);
     let started = Instant::now();
     let rt = state.runtime_guard();
-    let Some(token) = extract(headers, uri, &rt.config.tokens) else {
+    let Some(token) = extract_ref(headers, uri, &rt.config.tokens) else {
         let e = missing();
         observe("auth", started, By::Nobody, Err(&e), &rid, None);
         return error_response(&e, &rid);
     };
-    match rt.issuers.verify(&token, jwtd_core::unix_now()).await {
+    match rt.issuers.verify(token, jwtd_core::unix_now()).await {
         Ok((issuer, v)) => {
             observe(
                 "auth",
@@ -400,7 +409,7 @@ async fn forward_auth(State(state): State<Arc<AppState>>, req: Request) -> Respo
                 By::Issuer(&issuer),
                 Ok(()),
                 &rid,
-                Some(&token),
+                Some(token),
             );
             let mut r = StatusCode::OK.into_response();
             let h = r.headers_mut();
@@ -437,7 +446,7 @@ async fn forward_auth(State(state): State<Arc<AppState>>, req: Request) -> Respo
                 By::Named(issuer.as_deref()),
                 Err(&e),
                 &rid,
-                Some(&token),
+                Some(token),
             );
             error_response(&e, &rid)
         }
