@@ -115,15 +115,24 @@ impl TokenCache {
 
     fn cache_key(&self, scope: [u64; 2], token: &str) -> [u8; 32] {
         use aws_lc_rs::digest;
-        let mut h = digest::Context::new(&digest::SHA256);
-        let mut prefix = [0u8; 48];
-        prefix[..32].copy_from_slice(&self.key);
-        prefix[32..40].copy_from_slice(&scope[0].to_le_bytes());
-        prefix[40..].copy_from_slice(&scope[1].to_le_bytes());
-        h.update(&prefix);
-        h.update(token.as_bytes());
+        const PREFIX: usize = 48;
+        let mut buf = [0u8; 1024];
+        buf[..32].copy_from_slice(&self.key);
+        buf[32..40].copy_from_slice(&scope[0].to_le_bytes());
+        buf[40..PREFIX].copy_from_slice(&scope[1].to_le_bytes());
+        let t = token.as_bytes();
+        let d = if t.len() <= buf.len() - PREFIX {
+            // One call for the usual token (up to 976 bytes): fewer crossings into aws-lc.
+            buf[PREFIX..PREFIX + t.len()].copy_from_slice(t);
+            digest::digest(&digest::SHA256, &buf[..PREFIX + t.len()])
+        } else {
+            let mut h = digest::Context::new(&digest::SHA256);
+            h.update(&buf[..PREFIX]);
+            h.update(t);
+            h.finish()
+        };
         let mut k = [0u8; 32];
-        k.copy_from_slice(h.finish().as_ref());
+        k.copy_from_slice(d.as_ref());
         k
     }
 

@@ -107,3 +107,19 @@ fn memory_stays_within_the_bounds() {
     );
     assert!(s.evictions as usize >= n - cfg.max_entries - 64, "{s:?}");
 }
+
+#[test]
+fn long_tokens_are_cached_too() {
+    let (k, keys, v) = setup();
+    let cache = TokenCache::new(TokenCacheConfig::default()).unwrap();
+    let c = json!({"iss": "iss", "aud": "aud", "sub": "x".repeat(3000), "exp": NOW + 100});
+    let t = jwtd_core::sign(&k, c.as_object().unwrap(), None).unwrap();
+    assert!(t.len() > 4000);
+    let miss = cache.verify([1, 0], &keys, &v, &t, NOW).unwrap();
+    let hit = cache.verify([1, 0], &keys, &v, &t, NOW).unwrap();
+    assert_eq!(miss, hit);
+    assert_eq!((cache.stats().hits, cache.stats().misses), (1, 1));
+    // A different scope misses.
+    cache.verify([2, 0], &keys, &v, &t, NOW).unwrap();
+    assert_eq!(cache.stats().misses, 2);
+}
