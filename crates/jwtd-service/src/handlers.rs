@@ -216,7 +216,13 @@ fn observe(
         },
         _ => counter(endpoint, issuer, label, reason).increment(1),
     }
-    histogram(endpoint).record(started.elapsed().as_secs_f64());
+    let elapsed = started.elapsed().as_secs_f64();
+    match histogram(endpoint) {
+        Some(h) => h.record(elapsed),
+        // An endpoint missing from ENDPOINTS is still measured, just without the cached handle.
+        None => metrics::histogram!("jwtd_request_duration_seconds", "endpoint" => endpoint)
+            .record(elapsed),
+    }
     // The fingerprint (a SHA-256) is computed only when the line is actually logged.
     let fp = || token.map(fingerprint).unwrap_or_default();
     match outcome {
@@ -264,7 +270,7 @@ fn counter(
     c
 }
 
-fn histogram(endpoint: &'static str) -> &'static metrics::Histogram {
+fn histogram(endpoint: &'static str) -> Option<&'static metrics::Histogram> {
     use crate::issuers::ENDPOINTS;
     use std::sync::OnceLock;
     // One handle per endpoint, created once and borrowed: no lock, no reference count traffic
@@ -276,11 +282,8 @@ fn histogram(endpoint: &'static str) -> &'static metrics::Histogram {
             .map(|e| metrics::histogram!("jwtd_request_duration_seconds", "endpoint" => *e))
             .collect()
     });
-    let i = ENDPOINTS
-        .iter()
-        .position(|e| *e == endpoint)
-        .expect("a known endpoint");
-    &handles[i]
+    let i = ENDPOINTS.iter().position(|e| *e == endpoint)?;
+    Some(&handles[i])
 }
 
 fn missing() -> Error {
