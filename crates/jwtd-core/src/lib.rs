@@ -41,7 +41,7 @@ mod revocation;
 mod token;
 
 pub use alg::{Algorithm, Curve, Family, UnknownAlgorithm};
-pub use cache::{TokenCache, TokenCacheConfig, TokenCacheStats};
+pub use cache::{TokenCache, TokenCacheConfig, TokenCacheStats, TokenLookup};
 pub use error::{BearerError, Error, KeyError, Reason};
 pub use jwk::{Jwk, Jwks};
 pub use key::{public_key_pem, SigningKey, VerifyingKey, MIN_RSA_BITS};

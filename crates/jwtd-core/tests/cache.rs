@@ -29,6 +29,9 @@ fn hit_answers_like_a_miss_and_rechecks_time() {
     let miss = cache.verify([1, 0], &keys, &v, &t, NOW).unwrap();
     let hit = cache.verify([1, 0], &keys, &v, &t, NOW + 10).unwrap();
     assert_eq!(miss, hit);
+    // A lookup handle never shows the token it holds.
+    let shown = format!("{:?}", cache.lookup(&t));
+    assert!(!shown.contains(t.split('.').nth(2).unwrap()), "{shown}");
     let s = cache.stats();
     assert_eq!((s.hits, s.misses, s.entries), (1, 1, 1));
     // On a hit past exp: expired, and the entry is gone.
@@ -77,6 +80,34 @@ fn failures_are_never_cached_and_a_new_scope_misses() {
     let mut other = t.clone();
     other.insert(10, 'A');
     assert!(cache.verify([1, 0], &keys, &v, &other, NOW).is_err());
+    // Same length, one byte changed (in the signature, or its last, partly unused base64
+    // character): never a hit, each is verified and refused.
+    let hits = cache.stats().hits;
+    for at in [t.len() - 1, t.len() - 20, 5] {
+        let mut b = t.clone().into_bytes();
+        b[at] = if b[at] == b'A' { b'B' } else { b'A' };
+        let changed = String::from_utf8(b).unwrap();
+        assert!(cache.verify([1, 0], &keys, &v, &changed, NOW).is_err());
+    }
+    assert_eq!(cache.stats().hits, hits);
+}
+
+#[test]
+fn every_hit_answers_for_its_own_token() {
+    let (k, keys, v) = setup();
+    let cache = TokenCache::new(TokenCacheConfig::default()).unwrap();
+    let tokens: Vec<String> = (0..2000)
+        .map(|i| token(&k, &format!("user-{i}"), NOW + 100))
+        .collect();
+    for t in &tokens {
+        cache.verify([1, 0], &keys, &v, t, NOW).unwrap();
+    }
+    for (i, t) in tokens.iter().enumerate() {
+        let hit = cache.verify([1, 0], &keys, &v, t, NOW).unwrap();
+        assert_eq!(hit.sub(), Some(format!("user-{i}").as_str()));
+    }
+    let s = cache.stats();
+    assert_eq!((s.misses, s.hits, s.entries), (2000, 2000, 2000));
 }
 
 #[test]
@@ -122,4 +153,28 @@ fn long_tokens_are_cached_too() {
     // A different scope misses.
     cache.verify([2, 0], &keys, &v, &t, NOW).unwrap();
     assert_eq!(cache.stats().misses, 2);
+}
+
+#[test]
+fn expired_entries_are_swept_even_when_never_presented_again() {
+    let (k, keys, _) = setup();
+    let v = Validation::new(&[jwtd_core::Algorithm::HS256])
+        .issuer("iss")
+        .audience("aud")
+        .leeway(30);
+    let cache = TokenCache::new(TokenCacheConfig::default()).unwrap();
+    let short = token(&k, "short", NOW + 100);
+    let long = token(&k, "long", NOW + 1000);
+    cache.verify([1, 0], &keys, &v, &short, NOW).unwrap();
+    cache.verify([1, 0], &keys, &v, &long, NOW).unwrap();
+    assert_eq!(cache.purge_expired(NOW + 99), 0);
+    // Within the leeway the token is still accepted, so its entry stays.
+    assert_eq!(cache.purge_expired(NOW + 129), 0);
+    assert!(cache.verify([1, 0], &keys, &v, &short, NOW + 129).is_ok());
+    assert_eq!(cache.purge_expired(NOW + 130), 1);
+    let s = cache.stats();
+    assert_eq!((s.entries, s.evictions), (1, 1));
+    // The survivor still answers from the cache.
+    cache.verify([1, 0], &keys, &v, &long, NOW + 130).unwrap();
+    assert_eq!(cache.stats().hits, 2);
 }
