@@ -50,7 +50,7 @@ pub struct CacheSettings {
     /// Most entries per issuer (default 20,000).
     #[serde(default = "default_cache_entries")]
     pub max_entries: usize,
-    /// Most bytes per issuer (default 16 MiB).
+    /// Most bytes per issuer (default 32 MiB), counting tokens, their claims and headers.
     #[serde(default = "default_cache_bytes")]
     pub max_bytes: u64,
 }
@@ -60,7 +60,7 @@ fn default_cache_entries() -> usize {
 }
 
 fn default_cache_bytes() -> u64 {
-    16 * 1024 * 1024
+    32 * 1024 * 1024
 }
 
 impl Default for CacheSettings {

@@ -3,8 +3,8 @@
 use crate::config::{AudienceMode, Config, IssuerConfig};
 use axum::http::HeaderName;
 use jwtd_core::{
-    ClaimCheck, Error, Jwks, KeySet, Reason, TokenCache, TokenCacheConfig, Validation, Verified,
-    VerifyingKey,
+    ClaimCheck, Error, Jwks, KeySet, Reason, TokenCache, TokenCacheConfig, TokenLookup, Validation,
+    Verified, VerifyingKey,
 };
 use jwtd_remote::{CacheConfig, HttpConfig, RemoteKeys, Source};
 use std::path::Path;
@@ -48,6 +48,11 @@ pub struct Issuer {
     pub(crate) ok_counters: [std::sync::OnceLock<metrics::Counter>; ENDPOINTS.len()],
 }
 
+/// Up to this many issuers, a repeated token is looked up in every issuer's cache before it is
+/// routed (each lookup is a probe with the one hash, tens of nanoseconds; routing decodes the
+/// payload).
+const PROBE_ALL_UP_TO: usize = 8;
+
 /// The endpoints metrics are labelled with.
 pub(crate) const ENDPOINTS: [&str; 4] = ["auth", "verify", "tokens", "introspect"];
 
@@ -66,34 +71,44 @@ impl Issuer {
     /// scope is this issuer instance and the generation of its key set, so a key removed from
     /// a JWKS or the ring invalidates what was verified with the old set.
     pub async fn verify(&self, token: &str, now: u64) -> Result<Arc<Verified>, Error> {
+        match &self.cache {
+            Some(cache) => self.verify_lookup(cache, &cache.lookup(token), now).await,
+            None => self.verify_uncached(token, now).await,
+        }
+    }
+
+    async fn verify_uncached(&self, token: &str, now: u64) -> Result<Arc<Verified>, Error> {
         let v = &self.validation;
-        let Some(cache) = &self.cache else {
-            return match &self.keys {
-                Keys::Static(set) => jwtd_core::verify(set, v, token, now),
-                Keys::Remote(r) => r.verify_at(v, token, now).await,
-                Keys::Ring(ring) => jwtd_core::verify(&ring.verify_keys(), v, token, now),
-            }
-            .map(Arc::new);
-        };
         match &self.keys {
-            Keys::Static(set) => cache.verify([self.id, 0], set, v, token, now),
+            Keys::Static(set) => jwtd_core::verify(set, v, token, now),
+            Keys::Remote(r) => r.verify_at(v, token, now).await,
+            Keys::Ring(ring) => jwtd_core::verify(&ring.verify_keys(), v, token, now),
+        }
+        .map(Arc::new)
+    }
+
+    async fn verify_lookup(
+        &self,
+        cache: &TokenCache,
+        lookup: &TokenLookup<'_>,
+        now: u64,
+    ) -> Result<Arc<Verified>, Error> {
+        let v = &self.validation;
+        match &self.keys {
+            Keys::Static(set) => cache.verify_lookup(lookup, [self.id, 0], set, v, now),
             Keys::Ring(ring) => {
                 let generation = ring.generation();
-                cache.verify([self.id, generation], &ring.verify_keys(), v, token, now)
+                cache.verify_lookup(lookup, [self.id, generation], &ring.verify_keys(), v, now)
             }
             Keys::Remote(r) => {
-                let Some(snap) = r.snapshot() else {
-                    return r.verify_at(v, token, now).await.map(Arc::new);
+                let Some(snap) = fresh_snapshot(r) else {
+                    return self.verify_uncached(lookup.token(), now).await;
                 };
-                // Past lifetime plus stale-if-error, the remote source answers (and refuses).
-                if snap.fetched_at.elapsed() > snap.ttl + r.stale_if_error() {
-                    return r.verify_at(v, token, now).await.map(Arc::new);
-                }
-                match cache.verify([self.id, snap.generation], &snap.keys, v, token, now) {
+                match cache.verify_lookup(lookup, [self.id, snap.generation], &snap.keys, v, now) {
                     // An unknown kid may need a refresh: the remote source decides (single
                     // flight, cooldown); the next request caches under the new generation.
                     Err(e) if e.reason() == Reason::UnknownKey => {
-                        r.verify_at(v, token, now).await.map(Arc::new)
+                        r.verify_at(v, lookup.token(), now).await.map(Arc::new)
                     }
                     other => other,
                 }
@@ -101,12 +116,21 @@ impl Issuer {
         }
     }
 
-    /// The verified-token cache scope in force now (see [`Issuer::verify`]).
+    /// The cache's answer for a token verified before by this issuer under its current key
+    /// set; `None` when there is none (or the cache is off).
+    fn cached(&self, lookup: &TokenLookup<'_>, now: u64) -> Option<Result<Arc<Verified>, Error>> {
+        let cache = self.cache.as_ref()?;
+        cache.cached(lookup, self.scope()?, &self.validation, now)
+    }
+
+    /// The verified-token cache scope in force now (see [`Issuer::verify`]); `None` when
+    /// remote keys are missing or past their lifetime plus stale-if-error (the remote source
+    /// answers then, uncached).
     fn scope(&self) -> Option<[u64; 2]> {
         Some(match &self.keys {
             Keys::Static(_) => [self.id, 0],
             Keys::Ring(ring) => [self.id, ring.generation()],
-            Keys::Remote(r) => [self.id, r.snapshot()?.generation],
+            Keys::Remote(r) => [self.id, fresh_snapshot(r)?.generation],
         })
     }
 
@@ -127,6 +151,56 @@ impl Issuer {
     }
 }
 
+/// How often the verified-token caches drop the entries of expired tokens.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// Sweeps the issuers' caches of expired entries `every` period ([`SWEEP_EVERY`] in service),
+/// until the issuers are dropped (a reload builds new ones, with their own sweeper). Outside a
+/// tokio runtime there is no sweeper: expired entries are then dropped when presented, or
+/// pushed out by the bounds. Returns the sweeper's task, if one was started.
+fn sweep_expired(list: &[Arc<Issuer>], every: Duration) -> Option<tokio::task::JoinHandle<()>> {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return None;
+    };
+    let weak: Vec<std::sync::Weak<Issuer>> = list
+        .iter()
+        .filter(|i| i.cache.is_some())
+        .map(Arc::downgrade)
+        .collect();
+    if weak.is_empty() {
+        return None;
+    }
+    Some(rt.spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let mut alive = false;
+            for issuer in weak.iter().filter_map(std::sync::Weak::upgrade) {
+                alive = true;
+                if let Some(cache) = &issuer.cache {
+                    cache.purge_expired(jwtd_core::unix_now());
+                }
+            }
+            if !alive {
+                break;
+            }
+        }
+    }))
+}
+
+/// The remote key set when cached answers may use it: held, and not past its lifetime plus
+/// stale-if-error (past that, the remote source answers, and refuses).
+fn fresh_snapshot(r: &RemoteKeys) -> Option<Arc<jwtd_remote::Snapshot>> {
+    let snap = r.snapshot()?;
+    (snap.fetched_at.elapsed() <= snap.ttl + r.stale_if_error()).then_some(snap)
+}
+
+/// What [`Issuers::verify`] answers: the issuer and the verified token, or the name of the
+/// issuer that refused (when one was selected) and why.
+pub type Outcome = Result<(Arc<Issuer>, Arc<Verified>), (Option<String>, Error)>;
+
 /// All issuers, routed by the token's `iss`.
 #[derive(Debug, Default)]
 pub struct Issuers {
@@ -138,7 +212,8 @@ pub struct Issuers {
 
 impl Issuers {
     /// Builds every issuer. `previous` lends remote caches whose source did not change, so a
-    /// reload keeps warm keys. Must run inside a tokio runtime (remote sources start fetching).
+    /// reload keeps warm keys. Must run inside a tokio runtime (remote sources start fetching,
+    /// and a task sweeps the verified-token caches of expired entries).
     pub fn build(
         config: &Config,
         previous: Option<&Issuers>,
@@ -162,6 +237,7 @@ impl Issuers {
             issuer.cache = new_cache(config)?;
             list.push(Arc::new(issuer));
         }
+        sweep_expired(&list, SWEEP_EVERY);
         Ok(Issuers {
             list,
             revocations: None,
@@ -191,11 +267,26 @@ impl Issuers {
     /// Verifies `token` with the issuer its `iss` selects (with a single issuer that names its
     /// `iss`, that one: its policy checks `iss` anyway). On failure, the issuer's name when one
     /// was selected.
-    pub async fn verify(
-        &self,
-        token: &str,
-        now: u64,
-    ) -> Result<(Arc<Issuer>, Arc<Verified>), (Option<String>, Error)> {
+    pub async fn verify(&self, token: &str, now: u64) -> Outcome {
+        // A token verified before by an issuer that names its `iss` is answered by that issuer
+        // without routing: its policy accepted the token, so the token's `iss` is that
+        // issuer's, which routing would pick too (no two issuers share an `iss`). Not so for
+        // an issuer that takes tokens without `iss` (routing checks that, not its policy), so
+        // those are asked after routing. The token is hashed once for every issuer's cache.
+        // With many issuers, routing first costs less than asking every cache.
+        let lookup = match self.list.as_slice() {
+            [first, _, ..] => first.cache.as_ref().map(|c| c.lookup(token)),
+            _ => None,
+        };
+        if let Some(l) = &lookup {
+            if self.list.len() <= PROBE_ALL_UP_TO {
+                for issuer in self.list.iter().filter(|i| i.iss.is_some()) {
+                    if let Some(answer) = issuer.cached(l, now) {
+                        return self.checked(issuer, token, answer, now);
+                    }
+                }
+            }
+        }
         let issuer = match self.list.as_slice() {
             // An issuer that names its `iss` checks it in its policy; an anonymous one takes
             // only tokens without `iss`, which routing checks.
@@ -223,7 +314,22 @@ impl Issuers {
                 }
             }
         };
-        let checked = match issuer.verify(token, now).await {
+        let answer = match (&lookup, &issuer.cache) {
+            (Some(l), Some(cache)) => issuer.verify_lookup(cache, l, now).await,
+            _ => issuer.verify(token, now).await,
+        };
+        self.checked(&issuer, token, answer, now)
+    }
+
+    /// Checks revocation after a verification (or a cache hit).
+    fn checked(
+        &self,
+        issuer: &Arc<Issuer>,
+        token: &str,
+        answer: Result<Arc<Verified>, Error>,
+        now: u64,
+    ) -> Outcome {
+        let checked = match answer {
             Ok(v) => match &self.revocations {
                 Some(r) => r.check(&v, now).map(|()| v).inspect_err(|e| {
                     // A revoked token's cache entry goes: revocation drops what it affects.
@@ -236,7 +342,7 @@ impl Issuers {
             Err(e) => Err(e),
         };
         match checked {
-            Ok(v) => Ok((issuer, v)),
+            Ok(v) => Ok((issuer.clone(), v)),
             Err(e) => Err((Some(issuer.name.clone()), e)),
         }
     }
@@ -466,4 +572,54 @@ fn static_keys(ic: &IssuerConfig) -> Result<KeySet, String> {
         return Ok(set);
     }
     Err("no key source".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "sweeper-test-secret-0123456789abcdef";
+
+    fn token(sub: &str, exp: u64) -> String {
+        let k = jwtd_core::SigningKey::hmac(SECRET.as_bytes(), jwtd_core::Algorithm::HS256, None)
+            .unwrap();
+        let claims = serde_json::json!({"iss": "https://hs.test", "sub": sub, "exp": exp});
+        jwtd_core::sign(&k, claims.as_object().unwrap(), None).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_sweeper_drops_expired_entries_nobody_presents_and_ends_with_its_issuers() {
+        std::env::set_var("JWTD_SWEEPER_TEST_HS", SECRET);
+        let config = Config::parse(
+            "[[issuer]]\nname = \"hs\"\nissuer = \"https://hs.test\"\n\
+             secret_env = \"JWTD_SWEEPER_TEST_HS\"\nalgorithms = [\"HS256\"]\n\
+             any_audience = true\nleeway = 0\n",
+            "test",
+        )
+        .unwrap();
+        let issuers = Issuers::build(&config, None, None).unwrap();
+        let issuer = issuers.list[0].clone();
+        let now = jwtd_core::unix_now();
+        let (short, long) = (token("short", now + 1), token("long", now + 600));
+        for t in [&short, &long] {
+            issuer.verify(t, now).await.unwrap();
+        }
+        let entries = || issuer.cache.as_ref().unwrap().stats().entries;
+        assert_eq!(entries(), 2);
+        let sweeper = sweep_expired(&issuers.list, Duration::from_millis(50)).unwrap();
+        // `short` expires within two seconds; nobody presents it again, the sweeper drops it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while entries() > 1 {
+            assert!(std::time::Instant::now() < deadline, "never swept");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(entries(), 1, "the unexpired entry stays");
+        assert!(jwtd_core::unix_now() > now, "swept only once expired");
+        // Once the issuers are gone (a reload replaced them), the sweeper ends.
+        drop((issuer, issuers));
+        tokio::time::timeout(Duration::from_secs(5), sweeper)
+            .await
+            .expect("the sweeper ends")
+            .unwrap();
+    }
 }

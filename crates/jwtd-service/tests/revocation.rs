@@ -4,7 +4,7 @@
 mod common;
 
 use common::verify;
-use jwtd_service::{AppState, Config, Runtime};
+use jwtd_service::AppState;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::Arc;
@@ -20,12 +20,7 @@ async fn start(dir: &Path) -> (String, Arc<AppState>) {
          [signing]\nissuer = \"https://issuer.test\"\ndata_dir = \"{}\"\n[revocation]\n",
         dir.display()
     );
-    let runtime = Runtime::build(Config::parse(&text, "test").unwrap(), None)
-        .await
-        .unwrap();
-    let state = AppState::new(runtime, None);
-    tokio::spawn(jwtd_service::serve(state.clone(), l));
-    (format!("http://{addr}"), state)
+    common::serve(l, &text).await
 }
 
 fn claims(token: &str) -> Value {

@@ -3,6 +3,20 @@
 
 use serde_json::{json, Value};
 
+/// Serves the configuration `text` on `l` (whose address its `listen` names); returns the base
+/// URL and the state.
+pub async fn serve(
+    l: tokio::net::TcpListener,
+    text: &str,
+) -> (String, std::sync::Arc<jwtd_service::AppState>) {
+    let addr = l.local_addr().unwrap();
+    let config = jwtd_service::Config::parse(text, "test").unwrap();
+    let runtime = jwtd_service::Runtime::build(config, None).await.unwrap();
+    let state = jwtd_service::AppState::new(runtime, None);
+    tokio::spawn(jwtd_service::serve(state.clone(), l));
+    (format!("http://{addr}"), state)
+}
+
 /// PostgreSQL for the shared-store tests (127.0.0.1:5432, database `test`; override with
 /// JWTD_TEST_POSTGRES_URL).
 pub fn pg_url() -> String {
