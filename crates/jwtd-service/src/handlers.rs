@@ -52,9 +52,12 @@ fn extract_ref<'a>(
     sources: &TokenSources,
 ) -> Option<&'a str> {
     if sources.bearer {
+        // What `to_str` accepts (a header value holds no control characters but tab), checked
+        // a word at a time: this header is read on every request.
         if let Some(v) = headers
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.as_bytes().is_ascii())
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
         {
             if let Some((scheme, rest)) = v.split_once(' ') {
                 let t = rest.trim();
@@ -90,13 +93,38 @@ fn extract_ref<'a>(
 
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 
-fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("jwtd-{:x}", REQUEST_IDS.fetch_add(1, Ordering::Relaxed)))
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A request id: the client's `X-Request-Id` when it is 1-64 visible ASCII characters, else
+/// `jwtd-<counter in hex>`. Kept as the header value it is sent back as (no copy of the
+/// client's, no formatting machinery for ours: this runs on every request).
+struct Rid(HeaderValue);
+
+impl Rid {
+    fn as_str(&self) -> &str {
+        // Both kinds are visible ASCII, so this never falls back.
+        self.0.to_str().unwrap_or("")
+    }
+}
+
+fn request_id(headers: &HeaderMap) -> Rid {
+    if let Some(v) = headers.get(&X_REQUEST_ID).filter(|v| {
+        let b = v.as_bytes();
+        !b.is_empty() && b.len() <= 64 && b.iter().all(u8::is_ascii_graphic)
+    }) {
+        return Rid(v.clone());
+    }
+    generated_id(REQUEST_IDS.fetch_add(1, Ordering::Relaxed))
+}
+
+/// `jwtd-<n in hex>`.
+fn generated_id(n: u64) -> Rid {
+    let mut buf = *b"jwtd-0000000000000000";
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1) as usize;
+    for i in 0..digits {
+        buf[5 + digits - 1 - i] = b"0123456789abcdef"[(n >> (4 * i)) as usize & 0xf];
+    }
+    Rid(HeaderValue::from_bytes(&buf[..5 + digits]).expect("visible ASCII"))
 }
 
 /// Verifies with the issuer the token's `iss` selects.
@@ -136,10 +164,6 @@ fn status_for(reason: Reason) -> StatusCode {
 /// The RFC 6750 answer to a rejection: 401 (`invalid_token`), 403 (`insufficient_scope`) or 503
 /// (`key_fetch_failed`), a JSON body `{"error", "reason", "message"}` and `WWW-Authenticate`.
 pub fn bearer_error(e: &Error) -> Response {
-    error_response(e, "")
-}
-
-fn error_response(e: &Error, rid: &str) -> Response {
     let reason = e.reason();
     let code = reason.bearer_error().as_str();
     let body = format!(
@@ -168,17 +192,18 @@ fn error_response(e: &Error, rid: &str) -> Response {
     ) {
         h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     }
-    set_request_id(h, rid);
     r
 }
 
-fn set_request_id(h: &mut HeaderMap, rid: &str) {
-    if rid.is_empty() {
-        return;
-    }
-    if let Ok(v) = HeaderValue::from_str(rid) {
-        h.insert("x-request-id", v);
-    }
+/// [`bearer_error`] with the request id.
+fn error_response(e: &Error, rid: &Rid) -> Response {
+    let mut r = bearer_error(e);
+    set_request_id(r.headers_mut(), rid);
+    r
+}
+
+fn set_request_id(h: &mut HeaderMap, rid: &Rid) {
+    h.insert(X_REQUEST_ID, rid.0.clone());
 }
 
 /// Who answered a request, for metrics and logs.
@@ -197,7 +222,7 @@ fn observe(
     started: Instant,
     by: By<'_>,
     outcome: Result<(), &Error>,
-    rid: &str,
+    rid: &Rid,
     token: Option<&str>,
 ) {
     let (label, reason) = match outcome {
@@ -228,11 +253,11 @@ fn observe(
     match outcome {
         Ok(()) => {
             if tracing::enabled!(tracing::Level::DEBUG) {
-                tracing::debug!(request_id = rid, endpoint, issuer, token = %fp(), "verified");
+                tracing::debug!(request_id = rid.as_str(), endpoint, issuer, token = %fp(), "verified");
             }
         }
         Err(e) => {
-            tracing::info!(request_id = rid, endpoint, issuer, token = %fp(), reason, message = e.message(), "rejected")
+            tracing::info!(request_id = rid.as_str(), endpoint, issuer, token = %fp(), reason, message = e.message(), "rejected")
         }
     }
 }
@@ -295,7 +320,7 @@ async fn verify_token(
     state: &AppState,
     endpoint: &'static str,
     token: Option<String>,
-    rid: &str,
+    rid: &Rid,
     with_header: bool,
 ) -> Response {
     let started = Instant::now();
@@ -423,14 +448,10 @@ async fn forward_auth(State(state): State<Arc<AppState>>, req: Request) -> Respo
                     .unwrap_or_else(|_| HeaderValue::from_static("")),
                 None => header_value(v.claim(name).as_ref()),
             };
-            h.insert(
-                HeaderName::from_static("x-auth-subject"),
-                id_header(v.sub(), "sub"),
-            );
-            h.insert(
-                HeaderName::from_static("x-auth-issuer"),
-                id_header(v.iss(), "iss"),
-            );
+            const SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
+            const ISSUER: HeaderName = HeaderName::from_static("x-auth-issuer");
+            h.insert(SUBJECT, id_header(v.sub(), "sub"));
+            h.insert(ISSUER, id_header(v.iss(), "iss"));
             for (name, path) in &issuer.headers {
                 h.insert(name.clone(), header_value(v.claim(path).as_ref()));
             }
@@ -1016,4 +1037,14 @@ async fn revocation_status(State(state): State<Arc<AppState>>, headers: HeaderMa
             "stale": age > r.limits().max_staleness as i64,
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn generated_request_ids_are_the_counter_in_hex() {
+        for n in [0, 1, 9, 10, 15, 16, 0xabc, 1 << 32, u64::MAX - 1, u64::MAX] {
+            assert_eq!(super::generated_id(n).as_str(), format!("jwtd-{n:x}"));
+        }
+    }
 }

@@ -164,9 +164,45 @@ async fn verify_endpoint_success_and_every_error_shape() {
     let t = es_token(&s, json!({}));
     let r = get(&s, "/v1/verify", Some(&t)).await;
     assert_eq!(r.status(), 200);
-    assert!(r.headers().get("x-request-id").is_some());
+    let rid = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let n = rid.strip_prefix("jwtd-").expect("jwtd-<hex>");
+    assert!(
+        u64::from_str_radix(n, 16).is_ok() && !n.starts_with('0'),
+        "{rid}"
+    );
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["issuer"], "main");
+    // A client's id is sent back (on successes and rejections, /auth too); one that is not
+    // 1-64 visible characters is replaced.
+    for path in ["/v1/verify", "/auth"] {
+        for (token, sent) in [(Some(t.as_str()), "client-7"), (None, "client-8")] {
+            let mut q = s
+                .client
+                .get(format!("{}{path}", s.base))
+                .header("x-request-id", sent);
+            if let Some(token) = token {
+                q = q.bearer_auth(token);
+            }
+            let r = q.send().await.unwrap();
+            assert_eq!(r.headers()["x-request-id"], sent, "{path}");
+        }
+        let r = s
+            .client
+            .get(format!("{}{path}", s.base))
+            .header("x-request-id", "x".repeat(65))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .starts_with("jwtd-"));
+    }
+    let next = get(&s, "/v1/verify", Some(&t)).await.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(next, rid, "a fresh id per request");
     assert_eq!(body["header"]["alg"], "ES256");
     assert_eq!(body["claims"]["sub"], "alice");
 
