@@ -15,10 +15,17 @@ function done(summary, latency, requests)
 end
 LUA
 cat > "$work/rotate.lua" <<'LUA'
+-- Each thread walks the whole list from its own evenly spaced start (so two threads never
+-- send the same token close together: a cache smaller than the list then misses every time).
 local tokens, i = {}, 0
+local threads = 0
+function setup(thread)
+  thread:set("index", threads)
+  threads = threads + 1
+end
 function init(args)
   for line in io.lines(os.getenv("TOKENS")) do if #line > 0 then tokens[#tokens + 1] = line end end
-  i = math.random(#tokens)
+  i = math.floor(#tokens * index / tonumber(os.getenv("WRK_THREADS") or "1"))
 end
 function request()
   i = (i % #tokens) + 1
@@ -28,7 +35,7 @@ LUA
 cat "$work/report.lua" >> "$work/rotate.lua"
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 load() { # name url tokens
-  local r; r=$(TOKENS="$3" timeout $((DUR + 15)) wrk -t"$THREADS" -c"$CONNS" -d"${DUR}s" --timeout 5s -s "$work/rotate.lua" "$2" | grep RESULT)
+  local r; r=$(TOKENS="$3" WRK_THREADS="$THREADS" timeout $((DUR + 15)) wrk -t"$THREADS" -c"$CONNS" -d"${DUR}s" --timeout 5s -s "$work/rotate.lua" "$2" | grep RESULT)
   printf '%-34s %s\n' "$1" "$r"
 }
 rss() { awk '/VmHWM/ {print $2 " kB"}' /proc/$1/status; }

@@ -200,6 +200,20 @@ impl Fixture {
         self.jwtd.verify(&self.token, NOW).is_ok()
     }
 
+    /// One verification through `cache` (a hit once the token is in it).
+    #[inline]
+    pub fn run_jwtd_cached(&self, cache: &jwtd_core::TokenCache) -> bool {
+        cache
+            .verify(
+                [1, 0],
+                self.jwtd.keys(),
+                self.jwtd.validation(),
+                &self.token,
+                NOW,
+            )
+            .is_ok()
+    }
+
     /// One full jwtd verification followed by the revocation check against `list`.
     #[inline]
     pub fn run_jwtd_revocations(&self, list: &jwtd_core::RevocationList) -> bool {
