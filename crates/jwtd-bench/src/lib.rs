@@ -214,6 +214,45 @@ impl Fixture {
             .is_ok()
     }
 
+    /// One verification of `token` through `cache`, which has not seen it: a miss, the full
+    /// verification, and the insert (plus an eviction once the cache is full).
+    #[inline]
+    pub fn run_jwtd_cache_miss(&self, cache: &jwtd_core::TokenCache, token: &str) -> bool {
+        cache
+            .verify([1, 0], self.jwtd.keys(), self.jwtd.validation(), token, NOW)
+            .is_ok()
+    }
+
+    /// `n` distinct tokens like the fixture's (the same claims and length, each its own
+    /// `sub`), signed with its key; cached on disk beside the key (signing is very slow under
+    /// valgrind), and made again when the cached ones do not verify with the key.
+    pub fn distinct_tokens(&self, n: usize) -> Vec<String> {
+        let path = std::env::temp_dir()
+            .join("jwtd-bench-keys")
+            .join(format!("{}-distinct.txt", self.alg));
+        let verifies =
+            |t: &str| jwtd_core::verify(self.jwtd.keys(), self.jwtd.validation(), t, NOW).is_ok();
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let t: Vec<String> = text.lines().take(n).map(str::to_owned).collect();
+            if t.len() == n && verifies(&t[0]) && verifies(&t[n - 1]) {
+                return t;
+            }
+        }
+        let key = signing_key(self.alg);
+        let mut c = claims();
+        let tokens: Vec<String> = (0..n)
+            .map(|i| {
+                c["sub"] = format!("auth0|5f7c8ec7c33c6c00{i:08x}").into();
+                jwtd_core::sign(&key, &c, None).expect("sign")
+            })
+            .collect();
+        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+        if std::fs::write(&tmp, tokens.join("\n")).is_ok() {
+            let _ = std::fs::rename(&tmp, &path);
+        }
+        tokens
+    }
+
     /// One full jwtd verification followed by the revocation check against `list`.
     #[inline]
     pub fn run_jwtd_revocations(&self, list: &jwtd_core::RevocationList) -> bool {

@@ -9,7 +9,8 @@
 //!   file TOKENS (one per line) in a loop through jwtd-remote's cache (OIDC discovery of ISSUER)
 //!   and prints verifications per second and outcomes; run it against a mock IdP to count the
 //!   key fetches an unknown-kid flood causes.
-//! - `jwtd-bench cache [ALG...]`: the verified-token cache's hit cost next to a full verify.
+//! - `jwtd-bench cache [ALG...]`: the verified-token cache's hit cost next to a full verify,
+//!   and what a miss adds to it (the lookup, the insert and an eviction from a full cache).
 //! - `jwtd-bench revocation [ALG...]`: the cost of checking a 100,000-entry revocation list
 //!   after a verify and after a cache hit (instructions and nanoseconds).
 //! - `jwtd-bench sign [ALG...]`: nanoseconds per signature, raw aws-lc-rs key pair vs
@@ -46,15 +47,38 @@ fn hit_cache() -> &'static jwtd_core::TokenCache {
     CACHE.get_or_init(|| jwtd_core::TokenCache::new(Default::default()).expect("cache"))
 }
 
+/// Distinct tokens the `cache-miss` loop fills its cache with before measuring.
+const MISS_FILL: usize = 300;
+
+/// The `cache-miss` loop's tokens: [`MISS_FILL`] to fill the cache, then one per iteration.
+static MISS_TOKENS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// The 100-entry verified-token cache of the `cache-miss` loop: filled before the loop, so
+/// every miss in it also evicts.
+fn miss_cache() -> &'static jwtd_core::TokenCache {
+    static CACHE: std::sync::OnceLock<jwtd_core::TokenCache> = std::sync::OnceLock::new();
+    CACHE.get_or_init(|| {
+        jwtd_core::TokenCache::new(jwtd_core::TokenCacheConfig {
+            max_entries: 100,
+            ..Default::default()
+        })
+        .expect("cache")
+    })
+}
+
 #[inline(never)]
 fn measured_loop(f: &Fixture, which: &str, n: u64) -> u64 {
     let mut ok = 0;
-    for _ in 0..n {
+    for i in 0..n {
         let r = match which {
             "raw" => f.run_raw(),
             "jwtd" => f.run_jwtd(),
             "jwtd+revocations" => f.run_jwtd_revocations(revocations()),
             "cache-hit" => f.run_jwtd_cached(hit_cache()),
+            "cache-miss" => {
+                let t = &MISS_TOKENS.get().expect("made before the loop")[MISS_FILL + i as usize];
+                f.run_jwtd_cache_miss(miss_cache(), t)
+            }
             _ => f.run_jsonwebtoken().unwrap_or(false),
         };
         ok += black_box(r) as u64;
@@ -255,8 +279,8 @@ fn cache_table(args: &[String]) {
     println!(
         "Verified-token cache: wall clock (median of 7 rounds) and callgrind instruction counts"
     );
-    println!("| alg | token (bytes) | miss path: jwtd verify (ns) | cache hit (ns) | hit speed-up | SHA-256 of the token (ns) | verify (Ir) | cache hit (Ir) |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| alg | token (bytes) | miss path: jwtd verify (ns) | cache hit (ns) | hit speed-up | SHA-256 of the token (ns) | verify (Ir) | cache hit (Ir) | miss + insert + eviction (Ir) | miss cost over verify |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for alg in list {
         let f = Fixture::new(alg);
         let cache = jwtd_core::TokenCache::new(Default::default()).expect("cache");
@@ -295,12 +319,21 @@ fn cache_table(args: &[String]) {
             jwtd_core::Family::Hmac => 2000,
             _ => 100,
         };
+        // Signed here, natively, for the callgrind run to read.
+        f.distinct_tokens(MISS_FILL + n_verify as usize);
+        let verify_ir = callgrind(alg, "jwtd", n_verify);
+        let miss_ir = callgrind(alg, "cache-miss", n_verify);
+        let over = match (verify_ir, miss_ir) {
+            (Some(v), Some(m)) => format!("{:+.2}%", (m / v - 1.0) * 100.0),
+            _ => "n/a".into(),
+        };
         println!(
-            "| {alg} | {} | {miss:.0} | {hit:.0} | {:.0}x | {sha:.0} | {} | {} |",
+            "| {alg} | {} | {miss:.0} | {hit:.0} | {:.0}x | {sha:.0} | {} | {} | {} | {over} |",
             f.token.len(),
             miss / hit,
-            fmt(callgrind(alg, "jwtd", n_verify)),
+            fmt(verify_ir),
             fmt(callgrind(alg, "cache-hit", 20_000)),
+            fmt(miss_ir),
         );
     }
 }
@@ -380,6 +413,16 @@ fn main() {
             }
             if args[2] == "cache-hit" {
                 assert!(f.run_jwtd_cached(hit_cache()), "warms the cache");
+            }
+            if args[2] == "cache-miss" {
+                let tokens = MISS_TOKENS.get_or_init(|| f.distinct_tokens(MISS_FILL + n as usize));
+                for t in &tokens[..MISS_FILL] {
+                    assert!(f.run_jwtd_cache_miss(miss_cache(), t), "fills the cache");
+                }
+                assert!(
+                    miss_cache().stats().evictions > 0,
+                    "full: inserts now evict"
+                );
             }
             let ok = measured_loop(&f, &args[2], n);
             if args[2] != "jsonwebtoken" || f.jsonwebtoken.is_some() {
