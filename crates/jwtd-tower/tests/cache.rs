@@ -1,0 +1,89 @@
+//! The verified-token cache is on in the middleware too: a repeated token is answered from it,
+//! a refused one is never cached, and hits answer exactly like the miss did.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use jwtd_core::{Algorithm, SigningKey};
+use jwtd_tower::{Identity, JwtdLayer};
+use serde_json::json;
+use tower::Service;
+
+const SECRET: &str = "tower-cache-test-secret-0123456789abcdef";
+
+fn token(sub: &str) -> String {
+    let k = SigningKey::hmac(SECRET.as_bytes(), Algorithm::HS256, None).unwrap();
+    let now = jwtd_core::unix_now();
+    let c = json!({"iss": "https://hs.test", "sub": sub, "exp": now + 600});
+    jwtd_core::sign(&k, c.as_object().unwrap(), None).unwrap()
+}
+
+/// The status and body (the subject, or the error's reason) of one request through the layer.
+async fn call(router: &mut axum::Router, token: &str) -> (StatusCode, String) {
+    let req = Request::get("/")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    std::future::poll_fn(|cx| Service::<Request<Body>>::poll_ready(router, cx))
+        .await
+        .unwrap();
+    let r = router.call(req).await.unwrap();
+    let status = r.status();
+    let bytes = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+    let body = String::from_utf8(bytes.to_vec()).unwrap();
+    let shown = match status {
+        StatusCode::OK => body,
+        _ => serde_json::from_str::<serde_json::Value>(&body).unwrap()["reason"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    };
+    (status, shown)
+}
+
+#[tokio::test]
+async fn the_layer_answers_repeated_tokens_from_the_cache() {
+    std::env::set_var("JWTD_TOWER_CACHE_TEST_HS", SECRET);
+    let config = jwtd_service::Config::parse(
+        "[[issuer]]\nname = \"hs\"\nissuer = \"https://hs.test\"\n\
+         secret_env = \"JWTD_TOWER_CACHE_TEST_HS\"\nalgorithms = [\"HS256\"]\nany_audience = true\n",
+        "test",
+    )
+    .unwrap();
+    let issuers = jwtd_service::Issuers::build(&config, None, None).unwrap();
+    let issuer = issuers.list[0].clone();
+    let stats = || {
+        let s = issuer.cache.as_ref().expect("on by default").stats();
+        (s.hits, s.misses, s.entries)
+    };
+    let layer = JwtdLayer::from_issuers(issuers, config.tokens.clone());
+    let mut router = axum::Router::new()
+        .route(
+            "/",
+            axum::routing::get(
+                |axum::Extension(id): axum::Extension<Identity>| async move {
+                    id.verified.sub().unwrap_or("").to_owned()
+                },
+            ),
+        )
+        .layer(layer);
+
+    let (alice, bob) = (token("alice"), token("bob"));
+    for t in [&alice, &bob, &alice, &bob, &alice] {
+        let want = if t == &alice { "alice" } else { "bob" };
+        assert_eq!(call(&mut router, t).await, (StatusCode::OK, want.into()));
+    }
+    assert_eq!(stats(), (3, 2, 2), "two misses, then hits");
+
+    // A token refused is refused again, the same way, and never cached.
+    let mut forged = alice.clone().into_bytes();
+    let last = forged.len() - 2;
+    forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            call(&mut router, &forged).await,
+            (StatusCode::UNAUTHORIZED, "bad_signature".into())
+        );
+    }
+    assert_eq!(stats(), (3, 4, 2));
+}
