@@ -567,6 +567,26 @@ impl Config {
                     "signing needs an [admin] api key to authorise POST /v1/tokens".into(),
                 ));
             }
+            // jwtd's own issuer is routed to first: an [[issuer]] with the same `iss` would
+            // never see a token.
+            let own = s
+                .issuer
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", self.listen));
+            let own = own.trim_end_matches('/');
+            if let Some(i) = self
+                .issuers
+                .iter()
+                .find(|i| i.issuer.as_deref() == Some(own))
+            {
+                errors.push((
+                    line,
+                    format!(
+                        "the [signing] issuer {own:?} is also the iss of issuer {:?}; give them different iss values",
+                        i.name.get_ref()
+                    ),
+                ));
+            }
         }
         if self.revocation.is_some() && self.admin.is_none() {
             let line = text
@@ -629,6 +649,28 @@ algorithms = []
             shown.contains("jwtd.toml:10: issuer \"a\": algorithms must name"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn the_signing_issuer_cannot_share_an_iss() {
+        let text = |own: &str| {
+            format!(
+                "listen = \"127.0.0.1:8080\"\n[admin]\napi_key_env = \"A\"\n\
+                 [signing]\n{own}\n[[issuer]]\nname = \"idp\"\nissuer = \"https://me.example\"\n\
+                 secret_env = \"S\"\nalgorithms = [\"HS256\"]\n"
+            )
+        };
+        for own in [
+            "issuer = \"https://me.example\"",
+            "issuer = \"https://me.example/\"",
+        ] {
+            let e = Config::parse(&text(own), "f").unwrap_err().to_string();
+            assert!(
+                e.contains("f:4: the [signing] issuer \"https://me.example\" is also the iss of issuer \"idp\""),
+                "{e}"
+            );
+        }
+        assert!(Config::parse(&text("issuer = \"https://other.example\""), "f").is_ok());
     }
 
     #[test]
