@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Instructions per /auth request inside jwtd (callgrind, all threads), which do not drift with
+# the machine's load the way requests per second do: for each algorithm, N requests on one
+# keep-alive connection (a Python client, outside the count) with
+#   - hits: cache on, the same N tokens sent once before counting (every counted one a hit);
+#   - misses: N distinct tokens never seen, 100-entry cache (a miss, an insert, an eviction);
+#   - off: the same distinct tokens, cache off;
+# next to a minimal hyper server sent the same requests (the HTTP floor). Counting starts after
+# start-up and warm-up (callgrind_control -z) and ends with a dump (-d).
+# Usage: scripts/bench-auth-ir.sh [N=1000] [ALGS="HS256 RS256 ES256"]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-1000}; ALGS=${2:-HS256 RS256 ES256}
+. scripts/bench-lib.sh
+command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
+
+# Sends every token of file $2 once to URL $1, in order, on one keep-alive connection; fails
+# unless every answer is 200.
+once() {
+  python3 - "$1" "$2" <<'PY'
+import http.client, sys, urllib.parse
+url = urllib.parse.urlsplit(sys.argv[1])
+conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+tokens = [t for t in open(sys.argv[2]).read().split("\n") if t]
+for t in tokens:
+    conn.request("GET", url.path, headers={"Authorization": "Bearer " + t})
+    r = conn.getresponse()
+    r.read()
+    if r.status != 200:
+        sys.exit(f"{sys.argv[1]} answered {r.status}")
+PY
+}
+wait_long() { for _ in $(seq 1200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+# Instructions per request of the server under callgrind (PID $1, dump prefix $2) for tokens $4
+# sent to URL $3, after warm-up tokens $5.
+measure() {
+  local pid=$1 out=$2 url=$3 tokens=$4 warm=$5
+  once "$url" "$warm"
+  callgrind_control -z "$pid" >/dev/null 2>&1 || { echo "callgrind_control -z $pid failed" >&2; kill $$; }
+  once "$url" "$tokens"
+  callgrind_control -d "$pid" >/dev/null 2>&1 || { echo "callgrind_control -d $pid failed" >&2; kill $$; }
+  local f; f=$(ls -t "$out"* 2>/dev/null | head -1)
+  [ -n "$f" ] || { echo "no callgrind dump for $out" >&2; kill $$; }
+  awk -v n="$(wc -l < "$tokens")" '/^(summary|totals):/ { t = $2 } END { printf "%.0f", t / n }' "$f"
+}
+
+export JWTD_BENCH_SECRET=bench-secret-0123456789abcdef0123456789
+cfg="$work/on.toml"; echo 'listen = "127.0.0.1:18093"' > "$cfg"
+for alg in $ALGS; do
+  $B mint $alg $((2 * N + 200)) "https://bench-$alg" bench "$work/all_$alg.txt" "$work/jwks_$alg.json"
+  head -n "$N" "$work/all_$alg.txt" > "$work/hit_$alg.txt"
+  sed -n "$((N + 1)),$((2 * N))p" "$work/all_$alg.txt" > "$work/distinct_$alg.txt"
+  tail -n 200 "$work/all_$alg.txt" > "$work/fill_$alg.txt"
+  if [ $alg = HS256 ]; then src='secret_env = "JWTD_BENCH_SECRET"'; else src="jwks_file = \"$work/jwks_$alg.json\""; fi
+  printf '[[issuer]]\nname = "%s"\nissuer = "https://bench-%s"\n%s\nalgorithms = ["%s"]\naudiences = ["bench"]\n' $alg $alg "$src" $alg >> "$cfg"
+done
+{ cat "$cfg"; printf '[cache]\nenabled = false\n'; } > "$work/off.toml"
+{ cat "$cfg"; printf '[cache]\nmax_entries = 100\n'; } > "$work/miss.toml"
+
+# Started with `&`: exec, so that $! is valgrind's (and the program's) process.
+cg() { exec valgrind --tool=callgrind --callgrind-out-file="$1" "${@:2}" 2>/dev/null; }
+declare -A ir
+cg "$work/ceiling" $B http-ceiling 127.0.0.1:18094 & CP=$!; pids+=($CP); wait_long 18094
+for alg in $ALGS; do
+  ir["$alg ceiling"]=$(measure $CP "$work/ceiling" http://127.0.0.1:18094/auth "$work/distinct_$alg.txt" "$work/fill_$alg.txt")
+done
+kill $CP; wait $CP 2>/dev/null || true
+for mode in on miss off; do
+  RUST_LOG=warn cg "$work/$mode" $J serve --config "$work/$mode.toml" & JP=$!; pids+=($JP); wait_long 18093
+  for alg in $ALGS; do
+    if [ $mode = on ]; then
+      ir["$alg on"]=$(measure $JP "$work/$mode" http://127.0.0.1:18093/auth "$work/hit_$alg.txt" "$work/hit_$alg.txt")
+    else
+      ir["$alg $mode"]=$(measure $JP "$work/$mode" http://127.0.0.1:18093/auth "$work/distinct_$alg.txt" "$work/fill_$alg.txt")
+    fi
+  done
+  if [ $mode != off ]; then
+    # Hits and misses indeed: the cache's own counters (warm-up included).
+    echo "cache=$mode: $(curl -fsS http://127.0.0.1:18093/metrics | grep -E '^jwtd_token_cache_(hits|misses)_total' | tr '\n' ' ')"
+  fi
+  kill $JP; wait $JP 2>/dev/null || true
+done
+echo
+echo "Instructions per /auth request (callgrind Ir, all threads; $N requests, one keep-alive connection)"
+echo "| alg | hyper ceiling | cache on, all hits | 100-entry cache, all misses | cache off | misses vs off |"
+echo "|---|---:|---:|---:|---:|---:|"
+for alg in $ALGS; do
+  awk -v a=$alg -v c="${ir["$alg ceiling"]}" -v on="${ir["$alg on"]}" -v m="${ir["$alg miss"]}" -v off="${ir["$alg off"]}" \
+    'BEGIN { printf "| %s | %d | %d | %d | %d | %+.2f%% |\n", a, c, on, m, off, (m / off - 1) * 100 }'
+done
