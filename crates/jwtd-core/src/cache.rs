@@ -21,8 +21,10 @@
 //!   the current time; an entry found expired is dropped, and [`TokenCache::purge_expired`]
 //!   sweeps the ones nobody presents again. No hit ever outlives the token.
 //! - Only successful verifications are cached.
-//! - Bounded by entries and by bytes (the token, its decoded claims and header, and a fixed
-//!   overhead per entry).
+//! - Bounded by entries and by bytes. The bytes are the heap the entries really hold: the
+//!   token, what its verified claims and header own, the shared `Verified` and the table's
+//!   slots (counted twice: the table grows by doubling and remembers recently evicted keys);
+//!   `tests/cache_memory.rs` checks the bound against a counting allocator.
 //! - A new scope (configuration reloaded, key set changed) misses everything cached under the
 //!   old one, which ages out; [`TokenCache::clear`] drops everything at once.
 
@@ -37,8 +39,10 @@ use std::sync::Arc;
 pub struct TokenCacheConfig {
     /// Most entries held (default 20,000).
     pub max_entries: usize,
-    /// Most bytes held, counting each token, its decoded claims and header, and a fixed
-    /// overhead per entry (default 32 MiB: 20,000 entries of 800-byte tokens).
+    /// Most bytes held: the heap the entries really use, counted per entry as its token, what
+    /// its verified claims and header own, and a fixed 568 bytes (default 40 MiB: 20,000
+    /// entries of 800-byte RS256 access tokens weigh about 33 MiB, so the entry bound usually
+    /// binds first).
     pub max_bytes: u64,
 }
 
@@ -46,7 +50,7 @@ impl Default for TokenCacheConfig {
     fn default() -> Self {
         TokenCacheConfig {
             max_entries: 20_000,
-            max_bytes: 32 * 1024 * 1024,
+            max_bytes: 40 * 1024 * 1024,
         }
     }
 }
@@ -149,9 +153,17 @@ impl quick_cache::Weighter<Key, Entry> for Weight {
     }
 }
 
-/// Fixed per-entry overhead counted on top of the token and its JSON (key, Arc, header
-/// fields, the table's slot).
-const ENTRY_OVERHEAD: u64 = 192;
+/// Fixed per-entry memory counted on top of what the entry's token and verified claims own on
+/// the heap: the shared `Verified` itself, and the table's slot for the key and entry counted
+/// twice (the table grows by doubling, and keeps the keys of recently evicted entries).
+const ENTRY_OVERHEAD: u64 = (std::mem::size_of::<Verified>()
+    + 2 * std::mem::size_of::<usize>()
+    + 2 * (std::mem::size_of::<Key>() + std::mem::size_of::<Entry>() + 32))
+    as u64;
+
+/// What an entry typically weighs (an 800-byte token, its claims and header, the overhead),
+/// for sizing the table.
+const TYPICAL_ENTRY: u64 = 1700;
 
 /// The bucket hash, seeded at random once per process (from the system's generator), so a
 /// [`TokenLookup`] made by one cache serves every cache of the process.
@@ -228,9 +240,15 @@ impl TokenCache {
         let max_entries = cfg.max_entries.max(1);
         // Every entry weighs at least bytes/entries, so both bounds hold.
         let min = (cfg.max_bytes / max_entries as u64).max(1);
+        // The table also remembers the keys of recently evicted entries ("ghosts", up to half
+        // the estimated item count, unweighed): estimating no more entries than the byte bound
+        // holds at a typical weight keeps them a small share of it.
+        let estimated = (max_entries as u64)
+            .min(cfg.max_bytes / TYPICAL_ENTRY)
+            .max(1) as usize;
         Ok(TokenCache {
             cache: quick_cache::sync::Cache::with_weighter(
-                max_entries,
+                estimated,
                 cfg.max_bytes.max(min),
                 Weight { min },
             ),
@@ -305,10 +323,7 @@ impl TokenCache {
         self.misses.fetch_add(1, Ordering::Relaxed);
         let token = lookup.token;
         let (verified, times) = verify_with_times(keys, validation, token, now)?;
-        let weight = ENTRY_OVERHEAD
-            + token.len() as u64
-            + verified.claims_json().len() as u64
-            + verified.header.json().len() as u64;
+        let weight = ENTRY_OVERHEAD + token.len() as u64 + verified.heap_bytes() as u64;
         let verified = Arc::new(verified);
         self.cache.insert(
             Key {
@@ -365,5 +380,15 @@ impl TokenCache {
             entries,
             bytes: self.cache.weight(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The per-entry overhead the docs state (docs/configuration.md, `TokenCacheConfig`).
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn the_documented_overhead() {
+        assert_eq!(super::ENTRY_OVERHEAD, 568);
     }
 }

@@ -224,7 +224,31 @@ struct Ids {
     iat: Option<f64>,
 }
 
+impl Span {
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Span::Owned(s) => s.len(),
+            _ => 0,
+        }
+    }
+}
+
 impl Verified {
+    /// The heap memory this value owns (its strings' capacities; not its own size), for the
+    /// verified-token cache's byte bound.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let h = &self.header;
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+        self.claims_json.capacity()
+            + h.json.capacity()
+            + opt(&h.kid)
+            + opt(&h.typ)
+            + opt(&h.cty)
+            + self.ids.iss.heap_bytes()
+            + self.ids.sub.heap_bytes()
+            + self.ids.jti.heap_bytes()
+    }
+
     /// The verified claims set as JSON text, exactly as signed (no re-serialization).
     pub fn claims_json(&self) -> &str {
         &self.claims_json

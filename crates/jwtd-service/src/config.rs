@@ -50,7 +50,8 @@ pub struct CacheSettings {
     /// Most entries per issuer (default 20,000).
     #[serde(default = "default_cache_entries")]
     pub max_entries: usize,
-    /// Most bytes per issuer (default 32 MiB), counting tokens, their claims and headers.
+    /// Most bytes per issuer (default 40 MiB): the heap the entries hold (tokens, their claims
+    /// and headers, and 568 bytes each for the table and the shared value).
     #[serde(default = "default_cache_bytes")]
     pub max_bytes: u64,
 }
@@ -60,7 +61,7 @@ fn default_cache_entries() -> usize {
 }
 
 fn default_cache_bytes() -> u64 {
-    32 * 1024 * 1024
+    40 * 1024 * 1024
 }
 
 impl Default for CacheSettings {
