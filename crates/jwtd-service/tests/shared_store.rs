@@ -29,8 +29,13 @@ async fn two_instances_share_keys_and_rotations() {
     std::env::set_var("JWTD_SHARED_ADMIN", "shared-admin");
     let mut r = [0u8; 4];
     jwtd_core::fill_random(&mut r).unwrap();
+    // The creation time lets scripts/test drop schemas left by old runs.
     let schema = format!(
-        "jwtd_svc_{}",
+        "jwtd_svc_{}_{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
         r.iter().map(|b| format!("{b:02x}")).collect::<String>()
     );
     let dir = std::env::temp_dir().join(&schema);

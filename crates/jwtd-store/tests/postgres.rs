@@ -13,8 +13,13 @@ fn url() -> String {
 fn schema(name: &str) -> String {
     let mut r = [0u8; 4];
     jwtd_core::fill_random(&mut r).unwrap();
+    // The creation time lets scripts/test drop schemas left by old runs.
     format!(
-        "jwtd_test_{name}_{}",
+        "jwtd_test_{name}_{}_{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
         r.iter().map(|b| format!("{b:02x}")).collect::<String>()
     )
 }

@@ -484,8 +484,13 @@ fn keys_against_the_shared_postgres_store() {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let mut r = [0u8; 4];
     jwtd_core::fill_random(&mut r).unwrap();
+    // The creation time lets scripts/test drop schemas left by old runs.
     let schema = format!(
-        "jwtd_cli_{}",
+        "jwtd_cli_{}_{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
         r.iter().map(|b| format!("{b:02x}")).collect::<String>()
     );
     let dir = tmp("pgkeys");

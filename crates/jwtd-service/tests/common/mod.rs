@@ -29,7 +29,12 @@ pub fn unique(prefix: &str) -> String {
     let mut r = [0u8; 4];
     jwtd_core::fill_random(&mut r).unwrap();
     let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}_{hex}")
+    // The creation time lets scripts/test drop PostgreSQL schemas left by old runs.
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    format!("{prefix}_{secs}_{hex}")
 }
 
 /// Status and reason code of `GET /v1/verify` with `token`; status 0 for a transport error.
