@@ -1,13 +1,14 @@
 //! Two jwtd instances sharing one key ring in PostgreSQL (127.0.0.1:5432, database `test`; override
 //! with JWTD_TEST_POSTGRES_URL). A missing PostgreSQL fails this test.
 
+mod common;
+
 use jwtd_service::{AppState, Config, Runtime};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
 async fn instance(schema: &str, dir: &std::path::Path) -> (String, Arc<AppState>) {
-    let url = std::env::var("JWTD_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let url = common::pg_url();
     let text = format!(
         "[admin]\napi_key_env = \"JWTD_SHARED_ADMIN\"\n[signing]\nissuer = \"https://auth.example\"\nstore = \"{url}\"\nstore_schema = \"{schema}\"\ndata_dir = \"{}\"\n",
         dir.display()
@@ -27,17 +28,7 @@ async fn two_instances_share_keys_and_rotations() {
     // Same key encryption key on both instances (as in production).
     std::env::set_var("JWTD_KEK", jwtd_core::b64::encode([11u8; 32]));
     std::env::set_var("JWTD_SHARED_ADMIN", "shared-admin");
-    let mut r = [0u8; 4];
-    jwtd_core::fill_random(&mut r).unwrap();
-    // The creation time lets scripts/test drop schemas left by old runs.
-    let schema = format!(
-        "jwtd_svc_{}_{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-        r.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    );
+    let schema = common::unique("jwtd_svc");
     let dir = std::env::temp_dir().join(&schema);
     let (a, sa) = instance(&schema, &dir.join("a")).await;
     let (b, sb) = instance(&schema, &dir.join("b")).await;

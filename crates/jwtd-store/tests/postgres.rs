@@ -16,10 +16,7 @@ fn schema(name: &str) -> String {
     // The creation time lets scripts/test drop schemas left by old runs.
     format!(
         "jwtd_test_{name}_{}_{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
+        jwtd_core::unix_now(),
         r.iter().map(|b| format!("{b:02x}")).collect::<String>()
     )
 }

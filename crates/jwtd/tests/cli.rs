@@ -487,10 +487,7 @@ fn keys_against_the_shared_postgres_store() {
     // The creation time lets scripts/test drop schemas left by old runs.
     let schema = format!(
         "jwtd_cli_{}_{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
+        jwtd_core::unix_now(),
         r.iter().map(|b| format!("{b:02x}")).collect::<String>()
     );
     let dir = tmp("pgkeys");

@@ -24,17 +24,13 @@ pub fn pg_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
-/// `prefix` plus 8 random hex digits (schema and directory names).
+/// `prefix`, the time in Unix seconds and 8 random hex digits (schema and directory names).
 pub fn unique(prefix: &str) -> String {
     let mut r = [0u8; 4];
     jwtd_core::fill_random(&mut r).unwrap();
     let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
     // The creation time lets scripts/test drop PostgreSQL schemas left by old runs.
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    format!("{prefix}_{secs}_{hex}")
+    format!("{prefix}_{}_{hex}", jwtd_core::unix_now())
 }
 
 /// Status and reason code of `GET /v1/verify` with `token`; status 0 for a transport error.
