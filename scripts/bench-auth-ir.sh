@@ -45,17 +45,13 @@ measure() {
 }
 
 export JWTD_BENCH_SECRET=bench-secret-0123456789abcdef0123456789
-cfg="$work/on.toml"; echo 'listen = "127.0.0.1:18093"' > "$cfg"
 for alg in $ALGS; do
   $B mint $alg $((2 * N + 200)) "https://bench-$alg" bench "$work/all_$alg.txt" "$work/jwks_$alg.json"
   head -n "$N" "$work/all_$alg.txt" > "$work/hit_$alg.txt"
   sed -n "$((N + 1)),$((2 * N))p" "$work/all_$alg.txt" > "$work/distinct_$alg.txt"
   tail -n 200 "$work/all_$alg.txt" > "$work/fill_$alg.txt"
-  if [ $alg = HS256 ]; then src='secret_env = "JWTD_BENCH_SECRET"'; else src="jwks_file = \"$work/jwks_$alg.json\""; fi
-  printf '[[issuer]]\nname = "%s"\nissuer = "https://bench-%s"\n%s\nalgorithms = ["%s"]\naudiences = ["bench"]\n' $alg $alg "$src" $alg >> "$cfg"
 done
-{ cat "$cfg"; printf '[cache]\nenabled = false\n'; } > "$work/off.toml"
-{ cat "$cfg"; printf '[cache]\nmax_entries = 100\n'; } > "$work/miss.toml"
+cache_configs 18093 "$ALGS"
 
 # Started with `&`: exec, so that $! is valgrind's (and the program's) process.
 cg() { exec valgrind --tool=callgrind --callgrind-out-file="$1" "${@:2}" 2>/dev/null; }

@@ -15,17 +15,13 @@ DISTINCT=${DISTINCT:-20000}
 . scripts/bench-lib.sh
 
 export JWTD_BENCH_SECRET=bench-secret-0123456789abcdef0123456789
-cfg="$work/on.toml"; echo 'listen = "127.0.0.1:18091"' > "$cfg"
 for alg in $ALGS; do
   # DISTINCT tokens for the all-misses and cache-off runs, the first 1000 of them for the hits.
   $B mint $alg "$DISTINCT" "https://bench-$alg" bench "$work/d_$alg.txt" "$work/jwks_$alg.json"
   head -n 1000 "$work/d_$alg.txt" > "$work/on_$alg.txt"
   cp "$work/d_$alg.txt" "$work/miss_$alg.txt"; cp "$work/d_$alg.txt" "$work/off_$alg.txt"
-  if [ $alg = HS256 ]; then src='secret_env = "JWTD_BENCH_SECRET"'; else src="jwks_file = \"$work/jwks_$alg.json\""; fi
-  printf '[[issuer]]\nname = "%s"\nissuer = "https://bench-%s"\n%s\nalgorithms = ["%s"]\naudiences = ["bench"]\n' $alg $alg "$src" $alg >> "$cfg"
 done
-{ cat "$cfg"; printf '[cache]\nenabled = false\n'; } > "$work/off.toml"
-{ cat "$cfg"; printf '[cache]\nmax_entries = 100\n'; } > "$work/miss.toml"
+cache_configs 18091 "$ALGS"
 
 declare -A runs
 rps_of() { echo "$1" | sed -E 's/.*rps=([0-9]+).*/\1/'; }

@@ -38,5 +38,18 @@ load() { # name url tokens
   local r; r=$(TOKENS="$3" WRK_THREADS="$THREADS" timeout $((DUR + 15)) wrk -t"$THREADS" -c"$CONNS" -d"${DUR}s" --timeout 5s -s "$work/rotate.lua" "$2" | grep RESULT)
   printf '%-34s %s\n' "$1" "$r"
 }
+# Writes $work/on.toml (jwtd on 127.0.0.1:$1, one issuer per algorithm of $2, each with its
+# key from $work/jwks_<alg>.json or the HS256 secret), and the same with the cache off
+# ($work/off.toml) and with 100 entries ($work/miss.toml).
+cache_configs() {
+  local cfg="$work/on.toml" alg src
+  echo "listen = \"127.0.0.1:$1\"" > "$cfg"
+  for alg in $2; do
+    if [ "$alg" = HS256 ]; then src='secret_env = "JWTD_BENCH_SECRET"'; else src="jwks_file = \"$work/jwks_$alg.json\""; fi
+    printf '[[issuer]]\nname = "%s"\nissuer = "https://bench-%s"\n%s\nalgorithms = ["%s"]\naudiences = ["bench"]\n' "$alg" "$alg" "$src" "$alg" >> "$cfg"
+  done
+  { cat "$cfg"; printf '[cache]\nenabled = false\n'; } > "$work/off.toml"
+  { cat "$cfg"; printf '[cache]\nmax_entries = 100\n'; } > "$work/miss.toml"
+}
 rss() { awk '/VmHWM/ {print $2 " kB"}' /proc/$1/status; }
 
