@@ -2,8 +2,7 @@
 
 use crate::StoreError;
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use zeroize::Zeroizing;
 
@@ -66,16 +65,14 @@ impl Kek {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut raw = Zeroizing::new([0u8; 32]);
                 jwtd_core::fill_random(&mut raw[..]).map_err(|e| StoreError(e.to_string()))?;
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(file)
-                    .map_err(|e| StoreError(format!("cannot create {}: {e}", file.display())))?;
                 let text = Zeroizing::new(jwtd_core::b64::encode(&raw[..]) + "\n");
-                f.write_all(text.as_bytes())
-                    .and_then(|_| f.sync_all())
-                    .map_err(|e| StoreError(format!("cannot write {}: {e}", file.display())))?;
+                crate::fsutil::write_atomic(
+                    file,
+                    text.as_bytes(),
+                    0o600,
+                    crate::fsutil::Replace::Never,
+                )
+                .map_err(|e| StoreError(format!("cannot create {}: {e}", file.display())))?;
                 tracing::warn!(
                     path = %file.display(),
                     "no key encryption key given ({KEK_ENV} unset): generated one next to the data; \

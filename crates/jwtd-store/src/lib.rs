@@ -14,11 +14,13 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod fsutil;
 mod kek;
 mod postgres;
 mod ring;
 mod sqlite;
 
+pub use fsutil::{write_atomic, Replace};
 pub use kek::{Kek, KEK_ENV};
 pub use postgres::PgStore;
 pub use postgres::{Change, ChangeLock, PgWatch};

@@ -1,6 +1,6 @@
 //! Reading tokens, keys and secrets; writing key files with safe modes.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 use zeroize::Zeroizing;
 
@@ -62,33 +62,19 @@ pub fn read_secret(file: Option<&Path>, env: Option<&str>) -> Result<Zeroizing<V
     }
 }
 
-/// Writes `data` to a new file with `mode` (refusing to replace an existing file unless
-/// `force`). With `force` the old file is replaced atomically via a temporary file.
+/// Writes `data` to a file with `mode`, atomically (temporary file, sync, then link or rename):
+/// an existing file is refused unless `force`, and a failed write never leaves a partial one.
 pub fn write_new(path: &Path, data: &[u8], mode: u32, force: bool) -> Result<(), String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let fail = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
-    let target = if force {
-        let mut name = path.file_name().unwrap_or_default().to_os_string();
-        name.push(format!(".tmp{}", std::process::id()));
-        path.with_file_name(name)
+    let replace = if force {
+        jwtd_store::Replace::Always
     } else {
-        path.to_path_buf()
+        jwtd_store::Replace::Never
     };
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&target)
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                format!("{} exists; pass --force to replace it", path.display())
-            } else {
-                fail(e)
-            }
-        })?;
-    f.write_all(data).and_then(|_| f.sync_all()).map_err(fail)?;
-    if force {
-        std::fs::rename(&target, path).map_err(fail)?;
-    }
-    Ok(())
+    jwtd_store::write_atomic(path, data, mode, replace).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            format!("{} exists; pass --force to replace it", path.display())
+        } else {
+            format!("cannot write {}: {e}", path.display())
+        }
+    })
 }
