@@ -58,6 +58,10 @@ pub enum Reason {
     /// the configured staleness limit) and the service is configured to refuse rather than
     /// risk accepting a revoked token.
     RevocationUnavailable,
+    /// With revocation on, the token's lifetime (`exp` − `iat`) is longer than the longest one
+    /// revocation entries are kept for (`max_token_lifetime`), or it has no `iat` or `exp` to
+    /// bound it: a revocation could expire before the token does.
+    LifetimeTooLong,
 }
 
 /// The RFC 6750 section 3.1 error code a [`Reason`] maps to.
@@ -81,7 +85,7 @@ impl BearerError {
 
 impl Reason {
     /// Every reason, in declaration order.
-    pub const ALL: [Reason; 20] = [
+    pub const ALL: [Reason; 21] = [
         Reason::Malformed,
         Reason::UnsupportedAlgorithm,
         Reason::AlgorithmNotAllowed,
@@ -102,6 +106,7 @@ impl Reason {
         Reason::MissingToken,
         Reason::Revoked,
         Reason::RevocationUnavailable,
+        Reason::LifetimeTooLong,
     ];
 
     /// The stable reason code, e.g. `bad_signature`.
@@ -127,6 +132,7 @@ impl Reason {
             Reason::MissingToken => "missing_token",
             Reason::Revoked => "revoked",
             Reason::RevocationUnavailable => "revocation_unavailable",
+            Reason::LifetimeTooLong => "lifetime_too_long",
         }
     }
 

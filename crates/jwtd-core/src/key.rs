@@ -338,6 +338,30 @@ impl VerifyingKey {
         }
     }
 
+    /// What identifies this key for caches of verified tokens: its algorithm, its `kid` and its
+    /// key material (the RFC 7638 thumbprint of a public key; for an HMAC secret, a MAC of a fixed
+    /// label under the secret, which tells nothing about it), hashed. Two keys with the same
+    /// identity verify exactly the same tokens under the same `kid`.
+    pub fn identity(&self) -> [u8; 32] {
+        let material = match &self.inner {
+            Verifier::Public(..) => self.thumbprint().unwrap_or_default().into_bytes(),
+            Verifier::Hmac(key) => hmac::sign(key, b"jwtd/key-identity/v1").as_ref().to_vec(),
+        };
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        for part in [
+            self.alg.as_str().as_bytes(),
+            self.kid.as_deref().unwrap_or("").as_bytes(),
+            &material,
+        ] {
+            ctx.update(&(part.len() as u64).to_be_bytes());
+            ctx.update(part);
+        }
+        ctx.update(&[u8::from(self.kid.is_some())]);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        out
+    }
+
     /// The RFC 7638 thumbprint of the public key (`None` for HMAC secrets, whose hash would help
     /// an attacker guess a weak secret offline).
     pub fn thumbprint(&self) -> Option<String> {

@@ -23,7 +23,8 @@ pub enum RevocationKind {
     Jti,
     /// Every token of a subject (`sub`) issued before a time (`iat`).
     Subject,
-    /// Every token signed by a key (header `kid`).
+    /// Every token signed by a key: the `kid` of the key that verified it (its RFC 7638
+    /// thumbprint for a key configured without a kid), whatever the token header says.
     Key,
 }
 
@@ -229,7 +230,8 @@ impl RevocationList {
     }
 
     /// Refuses `verified` with [`Reason::Revoked`] when an entry covers it: its `jti`, its
-    /// subject with an `iat` before the entry's time (or no `iat`), or its header `kid`.
+    /// subject with an `iat` before the entry's time (or no `iat`), or the key that verified it
+    /// (its `kid`, or its thumbprint when it has none; never the token's header `kid`).
     pub fn check(&self, verified: &Verified) -> Result<(), Error> {
         if self.len == 0 {
             return Ok(());
@@ -255,7 +257,16 @@ impl RevocationList {
                 "the subject's tokens issued before the revocation were revoked (sub)",
             ));
         }
-        if hit(&self.kid, verified.header.kid.as_deref(), &|_| true) {
+        // The key that verified, never the header's `kid`: a token without `kid` (or with an
+        // unknown one, tried against keys without a kid) is still signed by a revoked key.
+        // Keys configured without a kid are named by their RFC 7638 thumbprint.
+        let key = verified.key();
+        let revoked_key = !self.kid.is_empty()
+            && match key.kid() {
+                Some(kid) => hit(&self.kid, Some(kid), &|_| true),
+                None => hit(&self.kid, key.thumbprint().as_deref(), &|_| true),
+            };
+        if revoked_key {
             return Err(Error::new(
                 Reason::Revoked,
                 "the key that signed the token was revoked (kid)",

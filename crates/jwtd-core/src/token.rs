@@ -10,9 +10,11 @@ use crate::policy::{self, Validation};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
-/// Without a `kid`, at most this many keys fitting the algorithm are tried; more is refused
-/// rather than letting one token cost dozens of signature checks.
-pub const MAX_KIDLESS_CANDIDATES: usize = 8;
+/// At most this many keys are tried for one token, whichever way they were selected (by `kid`,
+/// keys without a kid for an unknown `kid`, or every key of the algorithm for a token without
+/// `kid`); more is refused with `unknown_key` before any signature check, rather than letting
+/// one token cost dozens of them.
+pub const MAX_CANDIDATES: usize = 8;
 
 /// Longest signature accepted (an RSA-8192 signature); longer ones cannot verify.
 const MAX_SIGNATURE_LEN: usize = 1024;
@@ -173,12 +175,23 @@ fn decode_part(part: &[u8], what: &str) -> Result<Vec<u8>, Error> {
 }
 
 /// A token whose signature and claims were verified.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Verified {
     /// The header.
     pub header: Header,
     claims_json: String,
     ids: Ids,
+    /// The key whose signature check passed (shared with its key set, not copied).
+    key: Arc<VerifyingKey>,
+}
+
+impl PartialEq for Verified {
+    fn eq(&self, other: &Verified) -> bool {
+        self.header == other.header
+            && self.claims_json == other.claims_json
+            && self.ids == other.ids
+            && Arc::ptr_eq(&self.key, &other.key)
+    }
 }
 
 /// Where a string claim sits: a range of the claims JSON when it has no escapes (no copy), or
@@ -191,19 +204,26 @@ enum Span {
 }
 
 impl Span {
-    fn of(claims: &str, members: &Members<'_>, name: &str) -> Span {
+    /// Where the string claim `name` sits. A claim that is present but not a string is refused
+    /// (`malformed`): `iss`, `sub` and `jti` are StringOrURI / string values (RFC 7519 §4.1), and
+    /// a number would escape revocation while still being forwarded as an identity.
+    fn of(claims: &str, members: &Members<'_>, name: &str) -> Result<Span, Error> {
         let Some(raw) = members.get(name) else {
-            return Span::Absent;
+            return Ok(Span::Absent);
         };
-        match crate::json::as_str(raw.get()) {
-            None => Span::Absent,
+        Ok(match crate::json::as_str(raw.get()) {
+            None => {
+                return Err(Error::malformed(format!(
+                    "claim {name:?} must be a string (RFC 7519)"
+                )))
+            }
             Some(std::borrow::Cow::Owned(s)) => Span::Owned(s.into_boxed_str()),
             Some(std::borrow::Cow::Borrowed(s)) => {
                 // `s` borrows from `claims`: its offset is a plain address difference.
                 let start = s.as_ptr() as usize - claims.as_ptr() as usize;
                 Span::Range(start as u32, (start + s.len()) as u32)
             }
-        }
+        })
     }
 
     fn get<'a>(&'a self, claims: &'a str) -> Option<&'a str> {
@@ -222,6 +242,7 @@ struct Ids {
     sub: Span,
     jti: Span,
     iat: Option<f64>,
+    exp: Option<f64>,
 }
 
 impl Span {
@@ -259,6 +280,12 @@ impl Verified {
         serde_json::from_str(&self.claims_json).unwrap_or_default()
     }
 
+    /// The key that verified the signature: the one revocation by key id looks at (a token's
+    /// header `kid` may be absent, or name a key it was not verified with).
+    pub fn key(&self) -> &VerifyingKey {
+        &self.key
+    }
+
     /// The `iss` claim, when it is a string.
     pub fn iss(&self) -> Option<&str> {
         self.ids.iss.get(&self.claims_json)
@@ -277,6 +304,11 @@ impl Verified {
     /// The `iat` claim (seconds since the epoch), when present.
     pub fn issued_at(&self) -> Option<f64> {
         self.ids.iat
+    }
+
+    /// The `exp` claim (seconds since the epoch), when present.
+    pub fn expires_at(&self) -> Option<f64> {
+        self.ids.exp
     }
 
     /// One claim by path (a whole name, a dotted path, or a JSON pointer; see
@@ -430,6 +462,22 @@ impl KeySet {
         self.keys.is_empty()
     }
 
+    /// A digest of what the set verifies: every key's [`VerifyingKey::identity`], in any order.
+    /// Equal fingerprints mean the same tokens verify, so caches of verified tokens keyed by a
+    /// generation can keep it when a refetch brings the same keys.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        let mut ids: Vec<[u8; 32]> = self.keys.iter().map(|k| k.identity()).collect();
+        ids.sort_unstable();
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        ctx.update(&(ids.len() as u64).to_be_bytes());
+        for id in &ids {
+            ctx.update(id);
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        out
+    }
+
     /// Imports the usable keys of a JWKS: keys for an algorithm outside `allowed` are skipped,
     /// since they could never verify a token. A key without `alg` is bound to the one allowed
     /// algorithm its type fits (EC and OKP: its curve's); when several fit it is skipped as
@@ -474,10 +522,16 @@ impl KeySet {
     }
 
     /// Finds the keys that may verify a token with this header and tries them, allocating
-    /// nothing. Keys named by the token's `kid` come first; keys configured without a kid (a
-    /// single PEM, a bare secret) match any kid; without a kid, every key pinned to the token's
-    /// algorithm is tried, up to [`MAX_KIDLESS_CANDIDATES`].
-    fn verify_with_any(&self, header: &Header, input: &[u8], sig: &[u8]) -> Result<(), Error> {
+    /// nothing; returns the key that verified. Keys named by the token's `kid` come first; keys
+    /// configured without a kid (a single PEM, a bare secret) match any kid; without a kid,
+    /// every key pinned to the token's algorithm is tried. Whatever the branch, more than
+    /// [`MAX_CANDIDATES`] candidates is refused before any signature is checked.
+    fn verify_with_any(
+        &self,
+        header: &Header,
+        input: &[u8],
+        sig: &[u8],
+    ) -> Result<&Arc<VerifyingKey>, Error> {
         let alg = header.alg;
         let bad = || {
             let mut message = String::from("signature does not verify");
@@ -488,22 +542,40 @@ impl KeySet {
             }
             Error::new(Reason::BadSignature, message)
         };
-        let try_all = |keys: &mut dyn Iterator<Item = &Arc<VerifyingKey>>| {
+        let too_many = |count: usize, which: &str| {
+            Error::new(
+                Reason::UnknownKey,
+                format!(
+                    "{count} {alg} keys fit {which}; refusing to try more than {MAX_CANDIDATES}"
+                ),
+            )
+        };
+        // Tries every candidate; `None` when there was none.
+        fn try_all<'k>(
+            keys: &mut dyn Iterator<Item = &'k Arc<VerifyingKey>>,
+            input: &[u8],
+            sig: &[u8],
+        ) -> Option<Result<&'k Arc<VerifyingKey>, ()>> {
             let mut tried = false;
             for k in keys {
                 tried = true;
                 if k.verify_signature(input, sig) {
-                    return Some(true);
+                    return Some(Ok(k));
                 }
             }
-            tried.then_some(false)
-        };
+            tried.then_some(Err(()))
+        }
         if let Some(kid) = header.kid.as_deref() {
             let named = || self.keys.iter().filter(move |k| k.kid() == Some(kid));
             if let Some(first) = named().next() {
-                return match try_all(&mut named().filter(|k| k.algorithm() == alg)) {
-                    Some(true) => Ok(()),
-                    Some(false) => Err(bad()),
+                let fitting = || named().filter(|k| k.algorithm() == alg);
+                let count = fitting().count();
+                if count > MAX_CANDIDATES {
+                    return Err(too_many(count, &format!("kid {kid:?}")));
+                }
+                return match try_all(&mut fitting(), input, sig) {
+                    Some(Ok(k)) => Ok(k),
+                    Some(Err(())) => Err(bad()),
                     None => Err(Error::new(
                         Reason::AlgorithmNotAllowed,
                         format!(
@@ -513,13 +585,21 @@ impl KeySet {
                     )),
                 };
             }
-            let mut anonymous = self
-                .keys
-                .iter()
-                .filter(|k| k.kid().is_none() && k.algorithm() == alg);
-            return match try_all(&mut anonymous) {
-                Some(true) => Ok(()),
-                Some(false) => Err(bad()),
+            let anonymous = || {
+                self.keys
+                    .iter()
+                    .filter(|k| k.kid().is_none() && k.algorithm() == alg)
+            };
+            let count = anonymous().count();
+            if count > MAX_CANDIDATES {
+                return Err(too_many(
+                    count,
+                    &format!("unknown kid {kid:?} (keys without a kid)"),
+                ));
+            }
+            return match try_all(&mut anonymous(), input, sig) {
+                Some(Ok(k)) => Ok(k),
+                Some(Err(())) => Err(bad()),
                 None => Err(Error::new(
                     Reason::UnknownKey,
                     format!("no {alg} key with kid {kid:?}"),
@@ -528,17 +608,12 @@ impl KeySet {
         }
         let fitting = || self.keys.iter().filter(|k| k.algorithm() == alg);
         let count = fitting().count();
-        if count > MAX_KIDLESS_CANDIDATES {
-            return Err(Error::new(
-                Reason::UnknownKey,
-                format!(
-                    "token has no kid and {count} {alg} keys fit; refusing to try more than {MAX_KIDLESS_CANDIDATES}"
-                ),
-            ));
+        if count > MAX_CANDIDATES {
+            return Err(too_many(count, "a token without kid"));
         }
-        match try_all(&mut fitting()) {
-            Some(true) => Ok(()),
-            Some(false) => Err(bad()),
+        match try_all(&mut fitting(), input, sig) {
+            Some(Ok(k)) => Ok(k),
+            Some(Err(())) => Err(bad()),
             None => Err(Error::new(
                 Reason::UnknownKey,
                 format!("no key is configured for {alg}"),
@@ -601,7 +676,7 @@ impl Verifier {
     /// ("raw-JWS mode", for payloads that are not JWT claims). Algorithm and key rules apply;
     /// no claim rule does.
     pub fn verify_jws(&self, token: &[u8]) -> Result<(Header, Vec<u8>), Error> {
-        verify_jws(&self.keys, &self.validation, token)
+        verify_jws(&self.keys, &self.validation, token).map(|(h, p, _)| (h, p))
     }
 }
 
@@ -629,7 +704,7 @@ pub(crate) fn verify_with_times(
             "no algorithm is allowed: name the algorithms your issuer uses",
         ));
     }
-    let (header, payload) = verify_jws(keys, validation, token.as_bytes())?;
+    let (header, payload, key) = verify_jws(keys, validation, token.as_bytes())?;
     validation.check_typ(header.typ.as_deref())?;
     let claims_json = String::from_utf8(payload)
         .map_err(|_| Error::malformed("claims are not a valid JSON object: not UTF-8"))?;
@@ -637,10 +712,11 @@ pub(crate) fn verify_with_times(
         .map_err(|e| Error::malformed(format!("claims are not a valid JSON object: {e}")))?;
     let times = validation.validate(&members, now)?;
     let ids = Ids {
-        iss: Span::of(&claims_json, &members, "iss"),
-        sub: Span::of(&claims_json, &members, "sub"),
-        jti: Span::of(&claims_json, &members, "jti"),
+        iss: Span::of(&claims_json, &members, "iss")?,
+        sub: Span::of(&claims_json, &members, "sub")?,
+        jti: Span::of(&claims_json, &members, "jti")?,
         iat: times.iat,
+        exp: times.exp,
     };
     drop(members);
     Ok((
@@ -648,6 +724,7 @@ pub(crate) fn verify_with_times(
             header,
             claims_json,
             ids,
+            key,
         },
         times,
     ))
@@ -657,7 +734,7 @@ fn verify_jws(
     keys: &KeySet,
     validation: &Validation,
     token: &[u8],
-) -> Result<(Header, Vec<u8>), Error> {
+) -> Result<(Header, Vec<u8>, Arc<VerifyingKey>), Error> {
     {
         let parts = split(token, validation.max_token_len)?;
         let header = Header::from_json(
@@ -691,9 +768,9 @@ fn verify_jws(
                 "signature is not canonical base64url (no padding, no '+' or '/', no whitespace)",
             )
         })?;
-        keys.verify_with_any(&header, parts.signing_input, &buf[..len])?;
+        let key = keys.verify_with_any(&header, parts.signing_input, &buf[..len])?;
         let payload = decode_part(parts.payload, "payload")?;
-        Ok((header, payload))
+        Ok((header, payload, key.clone()))
     }
 }
 

@@ -505,7 +505,7 @@ fn hs256_confusion_against_rsa_only_key_set() {
 fn too_many_kidless_candidates() {
     let mut set = KeySet::new();
     let mut first = None;
-    for _ in 0..=jwtd_core::MAX_KIDLESS_CANDIDATES {
+    for _ in 0..=jwtd_core::MAX_CANDIDATES {
         let k = SigningKey::generate(Algorithm::ES256).unwrap();
         set.push(k.verifying_key());
         first.get_or_insert(k);
@@ -520,6 +520,43 @@ fn too_many_kidless_candidates() {
         .verify(&token, NOW)
         .unwrap_err();
     assert_eq!(err.reason(), UnknownKey);
+}
+
+/// Finding 12: one candidate cap for every branch: many keys sharing the token's `kid`, and many
+/// keys without a kid when the token names an unknown `kid`, are refused before any signature
+/// check (2,000 such keys cost ~280 ms per junk token before).
+#[test]
+fn one_candidate_cap_bounds_every_key_selection_branch() {
+    let k = SigningKey::generate(Algorithm::ES256).unwrap();
+    let n = jwtd_core::MAX_CANDIDATES + 1;
+    let same_kid: KeySet = (0..n).fold(KeySet::new(), |s, _| {
+        s.with(k.verifying_key().with_kid(Some("dup".into())))
+    });
+    let anonymous: KeySet = (0..n).fold(KeySet::new(), |s, _| {
+        s.with(k.verifying_key().with_kid(None))
+    });
+    let named = raw(&k, r#"{"alg":"ES256","kid":"dup"}"#, &claims().to_string());
+    let unknown = raw(&k, r#"{"alg":"ES256","kid":"nope"}"#, &claims().to_string());
+    for (set, token) in [(same_kid, &named), (anonymous, &unknown)] {
+        let err = Verifier::new(set, policy())
+            .unwrap()
+            .verify(token, NOW)
+            .unwrap_err();
+        assert_eq!(err.reason(), UnknownKey, "{}", err.message());
+        assert!(
+            err.message().contains("refusing to try more than"),
+            "{}",
+            err.message()
+        );
+    }
+    // At the cap, the keys are tried (the token is valid for each).
+    let at_cap: KeySet = (0..jwtd_core::MAX_CANDIDATES).fold(KeySet::new(), |s, _| {
+        s.with(k.verifying_key().with_kid(Some("dup".into())))
+    });
+    Verifier::new(at_cap, policy())
+        .unwrap()
+        .verify(&named, NOW)
+        .unwrap();
 }
 
 // ---- signatures ------------------------------------------------------------------------------

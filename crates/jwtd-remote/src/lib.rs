@@ -114,8 +114,10 @@ pub struct Snapshot {
     pub fetched_at: Instant,
     /// Its lifetime.
     pub ttl: Duration,
-    /// Increases with every successful fetch.
+    /// Increases whenever a fetch brings a different verify set (not on identical refetches).
     pub generation: u64,
+    /// [`KeySet::fingerprint`] of `keys`.
+    pub fingerprint: [u8; 32],
 }
 
 /// Counters for metrics.
@@ -162,6 +164,8 @@ struct Inner {
     failures: AtomicU64,
     key_count: AtomicUsize,
     generation: AtomicU64,
+    /// Successful fetches stored (moves even when the keys did not change): single flight.
+    stored: AtomicU64,
 }
 
 impl RemoteKeys {
@@ -201,6 +205,7 @@ impl RemoteKeys {
             failures: AtomicU64::new(0),
             key_count: AtomicUsize::new(0),
             generation: AtomicU64::new(0),
+            stored: AtomicU64::new(0),
         });
         tokio::spawn(background(Arc::downgrade(&inner)));
         Ok(RemoteKeys { inner })
@@ -248,9 +253,9 @@ impl RemoteKeys {
 
     /// Fetches now (waiting for a fetch already in flight instead of starting another).
     pub async fn refresh(&self) -> Result<(), FetchError> {
-        let seen = self.inner.generation.load(Ordering::Acquire);
+        let seen = self.inner.stored.load(Ordering::Acquire);
         let _flight = self.inner.refresh.lock().await;
-        if self.inner.generation.load(Ordering::Acquire) != seen {
+        if self.inner.stored.load(Ordering::Acquire) != seen {
             return Ok(());
         }
         self.inner.fetch_and_store().await.map(|_| ())
@@ -386,6 +391,7 @@ impl Inner {
                     .store(snap.keys.keys().len(), Ordering::Relaxed);
                 *self.state.write().expect("lock") = Some(Arc::new(snap));
                 self.generation.store(generation, Ordering::Release);
+                self.stored.fetch_add(1, Ordering::Release);
                 *self.last_error.lock().expect("lock") = None;
                 self.ready.send_replace(true);
                 Ok(ttl)
@@ -440,13 +446,22 @@ impl Inner {
             .max_age
             .unwrap_or(self.cfg.min_ttl)
             .clamp(self.cfg.min_ttl, self.cfg.max_ttl.max(self.cfg.min_ttl));
-        let generation = self.generation.load(Ordering::Acquire) + 1;
+        // The generation moves only when the verify set does: an identical refetch keeps the
+        // caches of verified tokens warm; a changed set (a key added, removed, or replaced under
+        // its kid) invalidates them.
+        let fingerprint = keys.fingerprint();
+        let current = self.state.read().expect("lock").clone();
+        let generation = match current {
+            Some(c) if c.fingerprint == fingerprint => c.generation,
+            _ => self.generation.load(Ordering::Acquire) + 1,
+        };
         Ok(Snapshot {
             keys,
             skipped,
             fetched_at: Instant::now(),
             ttl,
             generation,
+            fingerprint,
         })
     }
 

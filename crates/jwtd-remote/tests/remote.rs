@@ -55,6 +55,39 @@ async fn started(p: &Provider, source: Source, cache: CacheConfig) -> RemoteKeys
     keys
 }
 
+/// Finding 3: identical refetches of a JWKS keep the generation (caches of verified tokens stay
+/// warm); a changed verify set moves it, and the snapshot carries keys and generation together.
+#[tokio::test]
+async fn identical_refetches_keep_the_generation_and_changed_sets_move_it() {
+    let p = Provider::start(false).await;
+    let (a, b) = (key("a"), key("b"));
+    p.set_keys(vec![a.clone_for_test()]);
+    let keys = started(&p, Source::JwksUrl(p.jwks_url()), fast_cache()).await;
+    let g0 = keys.snapshot().unwrap().generation;
+    for _ in 0..3 {
+        keys.refresh().await.unwrap();
+    }
+    assert_eq!(p.jwks_hits(), 4);
+    assert_eq!(
+        keys.snapshot().unwrap().generation,
+        g0,
+        "same keys, same generation"
+    );
+    p.set_keys(vec![a.clone_for_test(), b.clone_for_test()]);
+    keys.refresh().await.unwrap();
+    let snap = keys.snapshot().unwrap();
+    assert!(snap.generation > g0, "a key was added");
+    assert_eq!(snap.keys.keys().len(), 2);
+    // The same kid with other key material is another verify set too.
+    let g1 = snap.generation;
+    p.set_keys(vec![a.clone_for_test(), key("b")]);
+    keys.refresh().await.unwrap();
+    assert!(
+        keys.snapshot().unwrap().generation > g1,
+        "b's key was replaced"
+    );
+}
+
 #[tokio::test]
 async fn discovery_over_tls_with_test_ca() {
     let p = Provider::start(true).await;

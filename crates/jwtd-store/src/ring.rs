@@ -60,6 +60,10 @@ struct View {
     signer: Option<Arc<SigningKey>>,
     verify: Arc<KeySet>,
     jwks: Arc<str>,
+    /// The verify set's fingerprint and the published keys' states: what the generation tracks.
+    fingerprint: [u8; 32],
+    /// Published with the keys it belongs to, in the same view (never ahead of or behind them).
+    generation: u64,
 }
 
 /// A key ring over a [`KeyStore`].
@@ -70,7 +74,6 @@ pub struct KeyRing<S: KeyStore> {
     cfg: RingConfig,
     view: RwLock<Arc<View>>,
     changes: tokio::sync::Mutex<()>,
-    generation: std::sync::atomic::AtomicU64,
 }
 
 fn secs(d: Duration) -> i64 {
@@ -90,9 +93,10 @@ impl<S: KeyStore> KeyRing<S> {
                 signer: None,
                 verify: Arc::new(KeySet::new()),
                 jwks: Arc::from("{\"keys\":[]}"),
+                fingerprint: [0; 32],
+                generation: 0,
             })),
             changes: tokio::sync::Mutex::new(()),
-            generation: std::sync::atomic::AtomicU64::new(0),
         };
         ring.refresh().await?;
         Ok(ring)
@@ -146,15 +150,38 @@ impl<S: KeyStore> KeyRing<S> {
         }
         let jwks = serde_json::to_string(&Jwks::from_keys(public))
             .map_err(|e| StoreError(e.to_string()))?;
-        if *self.view().jwks != *jwks {
-            self.generation
-                .fetch_add(1, std::sync::atomic::Ordering::Release);
+        // The generation moves exactly when the verify set (every published key, HS256 ones
+        // included: they are never in the JWKS) or a published key's state changes.
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        ctx.update(&verify.fingerprint());
+        let mut states: Vec<(&str, &str)> = keys
+            .iter()
+            .filter(|k| k.state.published())
+            .map(|k| (k.kid.as_str(), k.state.as_str()))
+            .collect();
+        states.sort_unstable();
+        for (kid, state) in states {
+            ctx.update(&(kid.len() as u64).to_be_bytes());
+            ctx.update(kid.as_bytes());
+            ctx.update(state.as_bytes());
+            ctx.update(b"\0");
         }
-        *self.view.write().expect("lock") = Arc::new(View {
+        let mut fingerprint = [0u8; 32];
+        fingerprint.copy_from_slice(ctx.finish().as_ref());
+        let mut view = self.view.write().expect("lock");
+        let generation = if view.fingerprint == fingerprint {
+            view.generation
+        } else {
+            view.generation + 1
+        };
+        // Keys and generation in one view, swapped in one store.
+        *view = Arc::new(View {
             keys,
             signer,
             verify: Arc::new(verify),
             jwks: Arc::from(jwks),
+            fingerprint,
+            generation,
         });
         Ok(())
     }
@@ -173,9 +200,17 @@ impl<S: KeyStore> KeyRing<S> {
         self.view().verify.clone()
     }
 
-    /// Increases whenever the set of published keys changes (for caches of verified tokens).
+    /// Increases whenever the set of published keys or their states change (for caches of
+    /// verified tokens). To use with the keys, take both from [`KeyRing::verify_view`].
     pub fn generation(&self) -> u64 {
-        self.generation.load(std::sync::atomic::Ordering::Acquire)
+        self.view().generation
+    }
+
+    /// Every published key and the generation they belong to, read from one view: a request
+    /// that caches an answer verified with these keys caches it under this generation.
+    pub fn verify_view(&self) -> (Arc<KeySet>, u64) {
+        let v = self.view();
+        (v.verify.clone(), v.generation)
     }
 
     /// The public JWKS document.

@@ -244,3 +244,52 @@ async fn the_embedded_store_keeps_revocations_in_sequence() {
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].revocation, Revocation::key("k1", None, None));
 }
+
+/// Finding 3: the generation moves exactly when the verify set changes, on every ring: an
+/// HS256 ring (whose keys are never published in the JWKS, so the JWKS text never changes)
+/// included; and the keys and their generation come from one view.
+#[tokio::test]
+async fn the_generation_moves_exactly_when_the_verify_set_changes_hs256_included() {
+    let d = dir("generation-hs256");
+    let (kek, _) = Kek::load_or_create(&d.join("kek")).unwrap();
+    let store = SqliteStore::open(&d.join("keys.db")).await.unwrap();
+    let ring = KeyRing::open(
+        store,
+        kek,
+        RingConfig {
+            alg: Algorithm::HS256,
+            ..cfg()
+        },
+    )
+    .await
+    .unwrap();
+    ring.ensure_active(1000).await.unwrap();
+    assert_eq!(
+        &*ring.jwks_json(),
+        "{\"keys\":[]}",
+        "HS256 keys are never published"
+    );
+    let (keys, g0) = ring.verify_view();
+    assert_eq!(keys.keys().len(), 1);
+    ring.reload().await.unwrap();
+    assert_eq!(
+        ring.generation(),
+        g0,
+        "re-reading the same keys keeps the generation"
+    );
+    ring.rotate(2000).await.unwrap();
+    let (keys, g1) = ring.verify_view();
+    assert_eq!(keys.keys().len(), 2);
+    assert!(g1 > g0, "a pending key joined the verify set");
+    let first = ring.keys()[0].kid.clone();
+    ring.remove(&first, 2001).await.unwrap();
+    let (keys, g2) = ring.verify_view();
+    assert_eq!(keys.keys().len(), 1);
+    assert!(
+        g2 > g1,
+        "a removed HS256 key must move the generation (it never was in the JWKS)"
+    );
+    ring.reload().await.unwrap();
+    assert_eq!(ring.verify_view().1, g2);
+    std::fs::remove_dir_all(&d).unwrap();
+}
