@@ -17,6 +17,11 @@ pub struct Config {
     /// Log format: `text` (default) or `json`.
     #[serde(default)]
     pub log_format: LogFormat,
+    /// Take a client's `X-Request-Id` as the request id (for logs and the answer) instead of
+    /// generating one. Off by default: a client could otherwise forge the ids in jwtd's logs.
+    /// Turn it on behind a proxy that sets the header itself.
+    #[serde(default)]
+    pub trust_request_id: bool,
     /// Where tokens are read from.
     #[serde(default)]
     pub tokens: TokenSources,
@@ -51,7 +56,7 @@ pub struct CacheSettings {
     #[serde(default = "default_cache_entries")]
     pub max_entries: usize,
     /// Most bytes per issuer (default 40 MiB): the heap the entries hold (tokens, their claims
-    /// and headers, and 568 bytes each for the table and the shared value).
+    /// and headers, and 576 bytes each for the table and the shared value).
     #[serde(default = "default_cache_bytes")]
     pub max_bytes: u64,
 }
@@ -159,9 +164,14 @@ pub struct SigningConfig {
     /// Scheduled rotation period (default 90 days; 0 turns it off).
     #[serde(default)]
     pub rotate_every: Option<Seconds>,
-    /// Audiences jwtd accepts when verifying its own tokens (default: any audience it minted).
+    /// Audiences jwtd accepts when verifying its own tokens. Empty (the default): only tokens
+    /// without `aud` are accepted, so a token minted for a partner is never accepted by `/auth`
+    /// in front of internal APIs.
     #[serde(default)]
     pub audiences: Vec<String>,
+    /// Accept jwtd's own tokens whatever their audience (an explicit opt-in; warned at start).
+    #[serde(default)]
+    pub any_audience: bool,
 }
 
 fn default_data_dir() -> String {
@@ -244,6 +254,10 @@ pub struct Admin {
     /// File holding the admin API key.
     #[serde(default)]
     pub api_key_file: Option<String>,
+    /// Require the admin API key for `/metrics` and for the details of `/readyz` (without it,
+    /// `/readyz` answers only its status and `{"ready": bool}`).
+    #[serde(default)]
+    pub protect_status: bool,
 }
 
 /// Seconds, written as an integer or a duration string (`"30s"`, `"5m"`, `"24h"`).
@@ -414,38 +428,135 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
-/// Replaces `${NAME}` with the environment variable `NAME`; a missing variable is an error on
-/// its line. `$${` stands for a literal `${`.
+/// Where the scanner is in TOML text.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ctx {
+    Bare,
+    Comment,
+    Basic,
+    MultiBasic,
+    Literal,
+    MultiLiteral,
+}
+
+/// Replaces `${NAME}` with the environment variable `NAME`, inside quoted strings only, and
+/// escaped for the string it is in: a value can never end the string and inject TOML (an
+/// `api", "https://evil.example` value stays one string). In a basic string (`"..."`) every
+/// character is escaped as needed; in a literal string (`'...'`), where nothing can be escaped,
+/// a value holding `'` or a line break is an error; outside strings `${` is an error; in
+/// comments nothing is replaced. A missing variable is an error on its line. `$${` stands for
+/// a literal `${`.
 fn interpolate(text: &str, errors: &mut Vec<(usize, String)>) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    let mut offset = 0;
-    while let Some(i) = rest.find("${") {
-        if i > 0 && rest.as_bytes()[i - 1] == b'$' {
-            out.push_str(&rest[..i - 1]);
+    let mut ctx = Ctx::Bare;
+    let b = text.as_bytes();
+    let mut i = 0;
+    let at = |i: usize, s: &str| b[i..].starts_with(s.as_bytes());
+    while i < b.len() {
+        // Copy one UTF-8 character (or a recognised token) at a time.
+        let ch_len = text[i..].chars().next().map_or(1, char::len_utf8);
+        match ctx {
+            Ctx::Comment => {
+                if b[i] == b'\n' {
+                    ctx = Ctx::Bare;
+                }
+            }
+            Ctx::Bare => {
+                if b[i] == b'#' {
+                    ctx = Ctx::Comment;
+                } else if at(i, "\"\"\"") {
+                    out.push_str("\"\"\"");
+                    i += 3;
+                    ctx = Ctx::MultiBasic;
+                    continue;
+                } else if b[i] == b'"' {
+                    ctx = Ctx::Basic;
+                } else if at(i, "'''") {
+                    out.push_str("'''");
+                    i += 3;
+                    ctx = Ctx::MultiLiteral;
+                    continue;
+                } else if b[i] == b'\'' {
+                    ctx = Ctx::Literal;
+                } else if at(i, "${") {
+                    errors.push((
+                        line_of(text, i),
+                        "\"${...}\" is only replaced inside quoted strings".into(),
+                    ));
+                }
+            }
+            Ctx::Basic | Ctx::MultiBasic => {
+                if b[i] == b'\\' {
+                    // An escape: copy it and the escaped character as they are.
+                    let next = text[i + 1..].chars().next().map_or(0, char::len_utf8);
+                    out.push_str(&text[i..i + 1 + next]);
+                    i += 1 + next;
+                    continue;
+                }
+                if ctx == Ctx::Basic && b[i] == b'"' {
+                    ctx = Ctx::Bare;
+                } else if ctx == Ctx::MultiBasic && at(i, "\"\"\"") {
+                    out.push_str("\"\"\"");
+                    i += 3;
+                    ctx = Ctx::Bare;
+                    continue;
+                }
+            }
+            Ctx::Literal | Ctx::MultiLiteral => {
+                if ctx == Ctx::Literal && b[i] == b'\'' {
+                    ctx = Ctx::Bare;
+                } else if ctx == Ctx::MultiLiteral && at(i, "'''") {
+                    out.push_str("'''");
+                    i += 3;
+                    ctx = Ctx::Bare;
+                    continue;
+                }
+            }
+        }
+        let in_string = !matches!(ctx, Ctx::Bare | Ctx::Comment);
+        if in_string && at(i, "$${") {
             out.push_str("${");
-            offset += i + 2;
-            rest = &rest[i + 2..];
+            i += 3;
             continue;
         }
-        out.push_str(&rest[..i]);
-        let Some(end) = rest[i..].find('}') else {
-            errors.push((line_of(text, offset + i), "unclosed \"${\"".into()));
-            out.push_str(&rest[i..]);
-            return out;
-        };
-        let name = &rest[i + 2..i + end];
-        match std::env::var(name) {
-            Ok(v) => out.push_str(&v),
-            Err(_) => errors.push((
-                line_of(text, offset + i),
-                format!("environment variable {name} is not set"),
-            )),
+        if in_string && at(i, "${") {
+            let Some(end) = text[i..].find('}') else {
+                errors.push((line_of(text, i), "unclosed \"${\"".into()));
+                out.push_str(&text[i..]);
+                return out;
+            };
+            let name = &text[i + 2..i + end];
+            match std::env::var(name) {
+                Ok(v) if matches!(ctx, Ctx::Basic | Ctx::MultiBasic) => {
+                    for c in v.chars() {
+                        match c {
+                            '"' => out.push_str("\\\""),
+                            '\\' => out.push_str("\\\\"),
+                            c if c.is_control() => {
+                                out.push_str(&format!("\\u{:04X}", c as u32));
+                            }
+                            c => out.push(c),
+                        }
+                    }
+                }
+                Ok(v) if v.contains(['\'', '\n', '\r']) => errors.push((
+                    line_of(text, i),
+                    format!(
+                        "environment variable {name} holds a quote or a line break, which a literal string ('...') cannot hold; use a basic string (\"...\")"
+                    ),
+                )),
+                Ok(v) => out.push_str(&v),
+                Err(_) => errors.push((
+                    line_of(text, i),
+                    format!("environment variable {name} is not set"),
+                )),
+            }
+            i += end + 1;
+            continue;
         }
-        offset += i + end + 1;
-        rest = &rest[i + end + 1..];
+        out.push_str(&text[i..i + ch_len]);
+        i += ch_len;
     }
-    out.push_str(rest);
     out
 }
 
@@ -557,6 +668,12 @@ impl Config {
                         "signing algorithm {} is not offered; use RS256, PS256, ES256, EdDSA (or HS256 for internal use)",
                         s.algorithm
                     ),
+                ));
+            }
+            if s.any_audience && !s.audiences.is_empty() {
+                errors.push((
+                    line,
+                    "[signing] any_audience and audiences exclude each other".into(),
                 ));
             }
             if !matches!(s.rsa_bits, 2048 | 3072) {
@@ -710,6 +827,56 @@ algorithms = []
             (r.max_staleness, r.on_stale),
             (Some(Seconds(30)), OnStale::Accept)
         );
+    }
+
+    /// Finding 17: an environment value is one string value, whatever it holds: it can never
+    /// close its string and add TOML (a second audience, another key).
+    #[test]
+    fn interpolated_values_cannot_inject_toml() {
+        std::env::set_var("JWTD_TEST_INJECT", "api\", \"https://evil.example");
+        std::env::set_var("JWTD_TEST_INJECT_NL", "api\"\nany_audience = true\n#");
+        std::env::set_var("JWTD_TEST_INJECT_BS", "a\\b");
+        let base = "[[issuer]]\nname = \"a\"\nsecret_env = \"S\"\nalgorithms = [\"HS256\"]\n";
+        for var in [
+            "JWTD_TEST_INJECT",
+            "JWTD_TEST_INJECT_NL",
+            "JWTD_TEST_INJECT_BS",
+        ] {
+            let c = Config::parse(&format!("{base}audiences = [\"${{{var}}}\"]\n"), "f").unwrap();
+            assert_eq!(
+                c.issuers[0].audiences,
+                vec![std::env::var(var).unwrap()],
+                "{var}: one audience, exactly the value"
+            );
+            assert!(!c.issuers[0].any_audience);
+        }
+        // Literal strings cannot escape anything: a quote or a line break is refused.
+        let c = Config::parse(
+            &format!("{base}audiences = ['${{JWTD_TEST_INJECT}}']\n"),
+            "f",
+        )
+        .unwrap();
+        assert_eq!(c.issuers[0].audiences.len(), 1);
+        let e = Config::parse(
+            &format!("{base}audiences = ['${{JWTD_TEST_INJECT_NL}}']\n"),
+            "f",
+        )
+        .unwrap_err();
+        assert_eq!(e.errors[0].0, 5, "{e}");
+        // Outside strings nothing is replaced, and it is an error on its line.
+        let e = Config::parse("\nlisten = ${JWTD_TEST_INJECT}\n", "f").unwrap_err();
+        assert_eq!(e.errors[0].0, 2, "{e}");
+        assert!(
+            e.to_string()
+                .contains("only replaced inside quoted strings"),
+            "{e}"
+        );
+        // Comments are left alone, even with unset variables.
+        Config::parse(
+            "# ${JWTD_TEST_NOT_SET_ANYWHERE}\nlisten = \"127.0.0.1:1\"\n",
+            "f",
+        )
+        .unwrap();
     }
 
     #[test]

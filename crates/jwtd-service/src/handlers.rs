@@ -95,8 +95,8 @@ static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// A request id: the client's `X-Request-Id` when it is 1-64 visible ASCII characters, else
-/// `jwtd-<counter in hex>`. Kept as the header value it is sent back as (no copy of the
+/// A request id: the client's `X-Request-Id` when the configuration trusts it
+/// (`trust_request_id`) and it is 1-64 visible ASCII characters, else `jwtd-<counter in hex>`. Kept as the header value it is sent back as (no copy of the
 /// client's, no formatting machinery for ours: this runs on every request).
 struct Rid(HeaderValue);
 
@@ -107,7 +107,10 @@ impl Rid {
     }
 }
 
-fn request_id(headers: &HeaderMap) -> Rid {
+fn request_id(headers: &HeaderMap, state: &AppState) -> Rid {
+    if !state.runtime_guard().config.trust_request_id {
+        return generated_id(REQUEST_IDS.fetch_add(1, Ordering::Relaxed));
+    }
     if let Some(v) = headers.get(&X_REQUEST_ID).filter(|v| {
         let b = v.as_bytes();
         !b.is_empty() && b.len() <= 64 && b.iter().all(u8::is_ascii_graphic)
@@ -369,7 +372,7 @@ async fn verify_token(
 }
 
 async fn verify(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    let rid = request_id(req.headers());
+    let rid = request_id(req.headers(), &state);
     let token = extract(req.headers(), req.uri(), &state.runtime().config.tokens);
     verify_token(&state, "verify", token, &rid, true).await
 }
@@ -380,7 +383,7 @@ async fn verify_post(
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    let rid = request_id(&headers);
+    let rid = request_id(&headers, &state);
     let token = extract(&headers, &uri, &state.runtime().config.tokens).or_else(|| {
         // Or a JSON body {"token": "..."}.
         serde_json::from_slice::<Map<String, Value>>(&body)
@@ -395,7 +398,7 @@ async fn token_path(
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Response {
-    let rid = request_id(&headers);
+    let rid = request_id(&headers, &state);
     verify_token(&state, "tokens", Some(token), &rid, false).await
 }
 
@@ -421,7 +424,7 @@ fn header_value(v: Option<&Value>) -> HeaderValue {
 async fn forward_auth(State(state): State<Arc<AppState>>, req: Request) -> Response {
     // The request is borrowed, not its headers cloned: this is the hottest path.
     let (headers, uri) = (req.headers(), req.uri());
-    let rid = request_id(headers);
+    let rid = request_id(headers, &state);
     let started = Instant::now();
     let rt = state.runtime_guard();
     let Some(token) = extract_ref(headers, uri, &rt.config.tokens) else {
@@ -477,8 +480,46 @@ async fn forward_auth(State(state): State<Arc<AppState>>, req: Request) -> Respo
     }
 }
 
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
+/// Compares a presented credential with the expected secret in constant time. An empty
+/// expected value never matches (an empty secret must not mean "no authentication").
+fn ct_eq(given: &[u8], expected: &[u8]) -> bool {
+    !expected.is_empty()
+        && aws_lc_rs::constant_time::verify_slices_are_equal(given, expected).is_ok()
+}
+
+/// How long a failed admin or introspection authentication waits before it is answered.
+const AUTH_FAILURE_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// At most one log line per this many seconds per endpoint for failed authentications (the
+/// count of the others is in the next line and in `jwtd_auth_failures_total`).
+const AUTH_FAILURE_LOG_EVERY: u64 = 10;
+
+/// Counts (`jwtd_auth_failures_total{endpoint}`), logs (rate-limited) and delays a failed
+/// admin or introspection authentication.
+async fn auth_failed(endpoint: &'static str, rid: &Rid) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+    static SUPPRESSED: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+    metrics::counter!("jwtd_auth_failures_total", "endpoint" => endpoint).increment(1);
+    let i = usize::from(endpoint != "admin");
+    let now = jwtd_core::unix_now();
+    let last = LAST[i].load(Ordering::Relaxed);
+    if now >= last + AUTH_FAILURE_LOG_EVERY
+        && LAST[i]
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        let suppressed = SUPPRESSED[i].swap(0, Ordering::Relaxed);
+        tracing::warn!(
+            endpoint,
+            request_id = rid.as_str(),
+            suppressed,
+            "authentication failed (further failures within {AUTH_FAILURE_LOG_EVERY} s are counted, not logged)"
+        );
+    } else {
+        SUPPRESSED[i].fetch_add(1, Ordering::Relaxed);
+    }
+    tokio::time::sleep(AUTH_FAILURE_DELAY).await;
 }
 
 async fn introspect(
@@ -486,7 +527,7 @@ async fn introspect(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let rid = request_id(&headers);
+    let rid = request_id(&headers, &state);
     let started = Instant::now();
     let rt = state.runtime();
     let (Some(cfg), Some(secret)) = (&rt.config.introspection, &rt.introspection_secret) else {
@@ -514,6 +555,7 @@ async fn introspect(
             id_ok & pw_ok
         });
     if !authorized {
+        auth_failed("introspect", &rid).await;
         let mut r = (StatusCode::UNAUTHORIZED, "{\"error\":\"invalid_client\"}").into_response();
         r.headers_mut().insert(header::CONTENT_TYPE, JSON);
         r.headers_mut().insert(
@@ -546,9 +588,9 @@ async fn introspect(
                     &rid,
                     Some(token),
                 );
-                let mut m = Map::new();
+                // `active` last: a token's own "active" claim never decides it.
+                let mut m = v.claims();
                 m.insert("active".into(), Value::Bool(true));
-                m.extend(v.claims());
                 Value::Object(m).to_string()
             }
             Err((issuer, e)) => {
@@ -571,8 +613,25 @@ async fn introspect(
     r
 }
 
-async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+/// True when `[admin] protect_status` is on and the request does not carry the admin key.
+async fn status_hidden(rt: &crate::Runtime, headers: &HeaderMap) -> bool {
+    match &rt.config.admin {
+        Some(a) if a.protect_status => admin_denied(rt, headers).await.is_some(),
+        _ => false,
+    }
+}
+
+async fn readyz(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let rt = state.runtime();
+    if status_hidden(&rt, &headers).await {
+        let ready = rt.issuers.list.iter().all(|i| i.ready());
+        let status = if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        return json_response(status, serde_json::json!({ "ready": ready }));
+    }
     let waiting: Vec<&str> = rt
         .issuers
         .list
@@ -593,7 +652,14 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     r
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Some(a) = &state.runtime().config.admin {
+        if a.protect_status {
+            if let Some(refusal) = admin_denied(&state.runtime(), &headers).await {
+                return refusal;
+            }
+        }
+    }
     for i in &state.runtime().issuers.list {
         let name = i.name.clone();
         if let Some(c) = &i.cache {
@@ -651,7 +717,7 @@ fn json_response(status: StatusCode, body: Value) -> Response {
 }
 
 /// Checks `Authorization: Bearer <admin key>` in constant time; `Some(refusal)` when it fails.
-fn admin_denied(rt: &crate::Runtime, headers: &HeaderMap) -> Option<Response> {
+async fn admin_denied(rt: &crate::Runtime, headers: &HeaderMap) -> Option<Response> {
     let Some(key) = &rt.admin_key else {
         return Some((StatusCode::NOT_FOUND, "the admin API is not configured\n").into_response());
     };
@@ -665,6 +731,11 @@ fn admin_denied(rt: &crate::Runtime, headers: &HeaderMap) -> Option<Response> {
     if ct_eq(&given, key) {
         None
     } else {
+        auth_failed(
+            "admin",
+            &generated_id(REQUEST_IDS.fetch_add(1, Ordering::Relaxed)),
+        )
+        .await;
         let mut r = json_response(
             StatusCode::UNAUTHORIZED,
             serde_json::json!({"error": "invalid_token", "message": "an admin API key is required"}),
@@ -747,7 +818,7 @@ const RESERVED: [&str; 7] = ["iss", "sub", "aud", "exp", "iat", "nbf", "jti"];
 
 async fn mint(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
     let rt = state.runtime();
-    if let Some(refusal) = admin_denied(&rt, &headers) {
+    if let Some(refusal) = admin_denied(&rt, &headers).await {
         return refusal;
     }
     let Some(s) = &rt.signing else {
@@ -844,7 +915,7 @@ async fn mint(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byte
 
 async fn admin_reload(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let rt = state.runtime();
-    if let Some(refusal) = admin_denied(&rt, &headers) {
+    if let Some(refusal) = admin_denied(&rt, &headers).await {
         return refusal;
     }
     drop(rt);
@@ -866,7 +937,7 @@ async fn admin_reload(State(state): State<Arc<AppState>>, headers: HeaderMap) ->
 /// when applied here and waiting for the store to come back.
 async fn revoke(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
     let rt = state.runtime();
-    if let Some(refusal) = admin_denied(&rt, &headers) {
+    if let Some(refusal) = admin_denied(&rt, &headers).await {
         return refusal;
     }
     let Some(revocations) = rt.revocations.clone() else {
@@ -1019,7 +1090,7 @@ fn revocation_request(
 /// `GET /v1/revocations` (admin): how many entries, how fresh, how many wait for the store.
 async fn revocation_status(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let rt = state.runtime();
-    if let Some(refusal) = admin_denied(&rt, &headers) {
+    if let Some(refusal) = admin_denied(&rt, &headers).await {
         return refusal;
     }
     let Some(r) = &rt.revocations else {

@@ -97,8 +97,10 @@ impl Issuer {
         match &self.keys {
             Keys::Static(set) => cache.verify_lookup(lookup, [self.id, 0], set, v, now),
             Keys::Ring(ring) => {
-                let generation = ring.generation();
-                cache.verify_lookup(lookup, [self.id, generation], &ring.verify_keys(), v, now)
+                // Keys and generation from one view: never an answer from old keys cached
+                // under a new generation.
+                let (keys, generation) = ring.verify_view();
+                cache.verify_lookup(lookup, [self.id, generation], &keys, v, now)
             }
             Keys::Remote(r) => {
                 let Some(snap) = fresh_snapshot(r) else {
@@ -386,7 +388,13 @@ fn self_issuer(s: &crate::Signing, config: &Config) -> Issuer {
     use jwtd_core::Algorithm::*;
     let cfg = config.signing.as_ref().expect("signing configured");
     let mut v = Validation::new(&[RS256, PS256, ES256, EdDSA, HS256]).issuer(s.iss.clone());
-    if cfg.audiences.is_empty() {
+    // Strict by default: only the configured audiences (none: only tokens without `aud`).
+    if cfg.any_audience {
+        tracing::warn!(
+            iss = %s.iss,
+            "[signing] any_audience = true: jwtd accepts its own tokens whatever their audience, \
+             including tokens minted for partners"
+        );
         v = v.any_audience();
     }
     for a in &cfg.audiences {
@@ -532,9 +540,21 @@ fn build_issuer(ic: &IssuerConfig, reuse: Option<RemoteKeys>) -> Result<Issuer, 
     })
 }
 
+/// Reads and checks an issuer's configured key material (secret, PEM, JWKS file, CA file) the
+/// way start-up does; remote sources are not fetched.
+pub(crate) fn check_static_keys(ic: &IssuerConfig) -> Result<(), String> {
+    if let Some(f) = &ic.ca_file {
+        read(f)?;
+    }
+    if ic.jwks_url.is_some() || ic.discovery.is_some() {
+        return Ok(());
+    }
+    static_keys(ic).map(|_| ())
+}
+
 fn static_keys(ic: &IssuerConfig) -> Result<KeySet, String> {
     let algs = &ic.algorithms;
-    let secret = crate::secret(&ic.secret_env, &ic.secret_file)?;
+    let secret = crate::secret(&ic.secret_env, &ic.secret_file, "HMAC secret", 1)?;
     if let Some(secret) = secret {
         let hs: Vec<_> = algs
             .iter()

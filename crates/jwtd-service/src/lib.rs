@@ -59,8 +59,21 @@ impl Signing {
     pub async fn open(cfg: &SigningConfig, listen: &str) -> Result<Arc<Signing>, String> {
         let data_dir = PathBuf::from(&cfg.data_dir);
         create_private_dir(&data_dir)?;
-        let (kek, _generated) =
-            Kek::load_or_create(&data_dir.join("kek.key")).map_err(|e| e.to_string())?;
+        let kek_file = data_dir.join("kek.key");
+        // A shared key ring needs the instances' one KEK: generating one here would seal this
+        // instance's keys so that no other instance can open them.
+        if cfg.store.is_some()
+            && std::env::var_os(jwtd_store::KEK_ENV).is_none()
+            && !kek_file.exists()
+        {
+            return Err(format!(
+                "[signing] store is shared (PostgreSQL): set {} to the instances' key encryption key, \
+                 or put it in {}; jwtd never generates a KEK for a shared store",
+                jwtd_store::KEK_ENV,
+                kek_file.display()
+            ));
+        }
+        let (kek, _generated) = Kek::load_or_create(&kek_file).map_err(|e| e.to_string())?;
         let store = match &cfg.store {
             Some(url) => AnyStore::Postgres(
                 PgStore::open(url, cfg.store_schema.as_deref())
@@ -212,26 +225,80 @@ pub struct AppState {
     reload_lock: tokio::sync::Mutex<()>,
 }
 
-/// A secret from an environment variable (non-empty) or a file (trailing newlines dropped).
-fn secret(
+/// Shortest admin API key or introspection client secret accepted, in bytes.
+pub const MIN_API_SECRET_LEN: usize = 16;
+
+/// A secret from an environment variable or a file (trailing newlines dropped), refused when
+/// empty, when it is only whitespace, or when shorter than `min` bytes. `what` names it in
+/// messages; the secret itself never appears in one.
+pub(crate) fn secret(
     env: &Option<String>,
     file: &Option<String>,
+    what: &str,
+    min: usize,
 ) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
-    if let Some(var) = env {
-        let v = std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?;
-        if v.is_empty() {
-            return Err(format!("environment variable {var} is empty"));
-        }
-        return Ok(Some(Zeroizing::new(v.into_bytes())));
-    }
-    if let Some(f) = file {
-        let mut v = Zeroizing::new(std::fs::read(f).map_err(|e| format!("cannot read {f}: {e}"))?);
+    let (v, source) = if let Some(var) = env {
+        let v = std::env::var_os(var)
+            .ok_or_else(|| format!("{what}: environment variable {var} is not set"))?;
+        (
+            Zeroizing::new(v.into_encoded_bytes()),
+            format!("environment variable {var}"),
+        )
+    } else if let Some(f) = file {
+        let mut v =
+            Zeroizing::new(std::fs::read(f).map_err(|e| format!("{what}: cannot read {f}: {e}"))?);
         while v.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
             v.pop();
         }
-        return Ok(Some(v));
+        (v, format!("file {f}"))
+    } else {
+        return Ok(None);
+    };
+    if v.iter().all(u8::is_ascii_whitespace) {
+        return Err(format!(
+            "{what}: {source} is empty; an empty secret would let anyone in"
+        ));
     }
-    Ok(None)
+    if v.len() < min {
+        return Err(format!(
+            "{what}: {source} holds {} bytes; at least {min} are required (e.g. `openssl rand -base64 32`)",
+            v.len()
+        ));
+    }
+    Ok(Some(v))
+}
+
+/// Reads every secret and key file a configuration names (admin key, introspection secret,
+/// HMAC secrets, PEM and JWKS files) and checks it as `jwtd serve` would at start, without
+/// touching the network or any store; one message per problem. `jwtd config check` runs this.
+pub fn check_inputs(config: &Config) -> Vec<String> {
+    let mut errors = Vec::new();
+    if let Some(a) = &config.admin {
+        if let Err(e) = secret(
+            &a.api_key_env,
+            &a.api_key_file,
+            "admin api key",
+            MIN_API_SECRET_LEN,
+        ) {
+            errors.push(e);
+        }
+    }
+    if let Some(i) = &config.introspection {
+        if let Err(e) = secret(
+            &i.client_secret_env,
+            &i.client_secret_file,
+            "introspection client secret",
+            MIN_API_SECRET_LEN,
+        ) {
+            errors.push(e);
+        }
+    }
+    for ic in &config.issuers {
+        if let Err(e) = issuers::check_static_keys(ic) {
+            errors.push(format!("issuer {:?}: {e}", ic.name.get_ref()));
+        }
+    }
+    errors
 }
 
 impl Runtime {
@@ -265,11 +332,21 @@ impl Runtime {
         let mut issuers = Issuers::build(&config, previous.map(|p| &p.issuers), signing.as_ref())?;
         issuers.revocations = revocations.clone();
         let introspection_secret = match &config.introspection {
-            Some(i) => secret(&i.client_secret_env, &i.client_secret_file)?,
+            Some(i) => secret(
+                &i.client_secret_env,
+                &i.client_secret_file,
+                "introspection client secret",
+                MIN_API_SECRET_LEN,
+            )?,
             None => None,
         };
         let admin_key = match &config.admin {
-            Some(a) => secret(&a.api_key_env, &a.api_key_file)?,
+            Some(a) => secret(
+                &a.api_key_env,
+                &a.api_key_file,
+                "admin api key",
+                MIN_API_SECRET_LEN,
+            )?,
             None => None,
         };
         Ok(Runtime {

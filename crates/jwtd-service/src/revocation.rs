@@ -153,6 +153,28 @@ impl Revocations {
         // The side list first, then the snapshot: a merge publishes the new snapshot before it
         // empties the side list (release/acquire on its length), so an entry being merged is
         // seen in one or the other.
+        // Every revocation entry is kept `max_token_lifetime` (+ 1 h) past the moment its
+        // tokens were issued: a token living longer could outlive the entry that revokes it.
+        let max = self.limits.max_token_lifetime as f64;
+        match (verified.issued_at(), verified.expires_at()) {
+            (Some(iat), Some(exp)) if exp - iat <= max => {}
+            (Some(iat), Some(exp)) => {
+                return Err(Error::new(
+                    Reason::LifetimeTooLong,
+                    format!(
+                        "the token lives {} s (exp - iat); with revocation on, at most max_token_lifetime = {} s is accepted",
+                        (exp - iat) as i64,
+                        self.limits.max_token_lifetime
+                    ),
+                ))
+            }
+            _ => {
+                return Err(Error::new(
+                    Reason::LifetimeTooLong,
+                    "with revocation on, a token needs \"iat\" and \"exp\" so that its lifetime is bounded by max_token_lifetime",
+                ))
+            }
+        }
         if self.recent_len.load(Ordering::Acquire) != 0 {
             self.recent.read().expect("lock").0.check(verified)?;
         }

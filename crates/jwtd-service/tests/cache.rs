@@ -10,7 +10,7 @@ use jwtd_service::AppState;
 use serde_json::json;
 use std::sync::Arc;
 
-const ADMIN: &str = "cache-admin";
+const ADMIN: &str = "cache-admin-key-0123456789";
 const HS_SECRET: &str = "cache-test-secret-0123456789abcdef0123";
 
 async fn start(more_issuers: bool) -> (String, Arc<AppState>) {

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 
-const ADMIN: &str = "cluster-admin";
+const ADMIN: &str = "cluster-admin-key-0123456789";
 
 /// A TCP proxy to PostgreSQL that can drop every connection and refuse new ones.
 struct Proxy {

@@ -182,12 +182,12 @@ async fn recipe_3_passwordless_es256_jwks_and_tokens_endpoint() {
 
 #[tokio::test]
 async fn recipe_4_issue_rs256_tokens_to_a_partner() {
-    std::env::set_var("JWTD_ADMIN_KEY", "recipe-admin-key");
+    std::env::set_var("JWTD_ADMIN_KEY", "recipe-admin-key-0123456789");
     std::env::set_var("PUBLIC_URL", "https://auth.example.com");
     let (base, _) = serve(Config::load(&recipe("issue-rs256.toml")).unwrap()).await;
     let r = reqwest::Client::new()
         .post(format!("{base}/v1/tokens"))
-        .bearer_auth("recipe-admin-key")
+        .bearer_auth("recipe-admin-key-0123456789")
         .json(&json!({"sub": "partner-user", "aud": "partner-42"}))
         .send()
         .await

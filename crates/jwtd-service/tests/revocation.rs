@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::Arc;
 
-const ADMIN: &str = "revocation-admin";
+const ADMIN: &str = "revocation-admin-key-0123456789";
 
 async fn start(dir: &Path) -> (String, Arc<AppState>) {
     std::env::set_var("JWTD_REVOCATION_TEST_ADMIN", ADMIN);
@@ -162,4 +162,69 @@ async fn revocations_take_effect_at_once_and_survive_a_restart() {
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["expires_at"], Value::Null, "a key revocation is kept");
     assert_eq!(verify(&c, &base2, &carol).await, (401, "revoked".into()));
+}
+
+/// Finding 2 (High), on jwtd's own ring: a token signed by a revoked key with its `kid` left
+/// out (or naming another kid) is refused too: the revocation applies to the key that verified.
+#[tokio::test]
+async fn a_revoked_ring_key_refuses_its_tokens_without_or_with_a_forged_kid() {
+    let dir = std::env::temp_dir().join(common::unique("jwtd-revoke-kidless"));
+    let (base, state) = start(&dir).await;
+    let c = reqwest::Client::new();
+    let signing = state.runtime().signing.clone().unwrap();
+    let signer = signing.ring.signer().unwrap();
+    let kid = signer.kid().unwrap().to_owned();
+    let now = jwtd_core::unix_now();
+    let claims =
+        json!({"iss": "https://issuer.test", "sub": "mallory", "iat": now, "exp": now + 600});
+    let payload = serde_json::to_vec(&claims).unwrap();
+    let with = |header: Value| {
+        jwtd_core::sign_raw(&signer, header.as_object().unwrap(), &payload).unwrap()
+    };
+    let alg = signer.algorithm().as_str();
+    let kidless = with(json!({"alg": alg}));
+    let forged = with(json!({"alg": alg, "kid": "no-such-key"}));
+    assert_eq!(verify(&c, &base, &kidless).await, (200, String::new()));
+    let (status, body) = common::revoke(&c, &base, ADMIN, json!({"kid": kid})).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(verify(&c, &base, &kidless).await, (401, "revoked".into()));
+    // An unknown kid never reaches the ring's (named) keys.
+    assert_eq!(verify(&c, &base, &forged).await.0, 401);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Finding 15: with revocation on, a token living longer than `max_token_lifetime` (or with no
+/// `iat`/`exp` to bound it) is refused: its revocation entry would expire before it does.
+#[tokio::test]
+async fn with_revocation_on_tokens_outliving_max_token_lifetime_are_refused() {
+    let dir = std::env::temp_dir().join(common::unique("jwtd-revoke-lifetime"));
+    let (base, state) = start(&dir).await;
+    let c = reqwest::Client::new();
+    let signer = state
+        .runtime()
+        .signing
+        .clone()
+        .unwrap()
+        .ring
+        .signer()
+        .unwrap();
+    let now = jwtd_core::unix_now();
+    let token =
+        |claims: Value| jwtd_core::sign(&signer, claims.as_object().unwrap(), None).unwrap();
+    let iss = "https://issuer.test";
+    // The default max_token_lifetime is 24 h.
+    let day = json!({"iss": iss, "sub": "a", "iat": now, "exp": now + 86_400});
+    assert_eq!(verify(&c, &base, &token(day)).await.0, 200);
+    for claims in [
+        json!({"iss": iss, "sub": "a", "iat": now, "exp": now + 86_401}),
+        json!({"iss": iss, "sub": "a", "iat": now, "exp": now + 10 * 365 * 86_400}),
+        json!({"iss": iss, "sub": "a", "exp": now + 60}),
+    ] {
+        assert_eq!(
+            verify(&c, &base, &token(claims.clone())).await,
+            (401, "lifetime_too_long".into()),
+            "{claims}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

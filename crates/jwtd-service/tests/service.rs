@@ -28,6 +28,7 @@ fn config_text(dir: &std::path::Path, extra_audience: Option<&str>) -> String {
     format!(
         r#"
 listen = "127.0.0.1:0"
+trust_request_id = true
 
 [tokens]
 cookie = "session"
@@ -66,7 +67,7 @@ client_id = "app-key-1"
 
 async fn start() -> Service {
     std::env::set_var("JWTD_TEST_INTROSPECT", "introspect-secret");
-    std::env::set_var("JWTD_TEST_ADMIN", "admin-key");
+    std::env::set_var("JWTD_TEST_ADMIN", "admin-key-0123456789");
     std::env::set_var("JWTD_TEST_HS", HS_SECRET);
     let dir = std::env::temp_dir().join(format!(
         "jwtd-svc-{}-{}",
@@ -419,7 +420,7 @@ async fn reload_swaps_valid_config_and_keeps_old_on_error() {
     let reload = || {
         s.client
             .post(format!("{}/admin/reload", s.base))
-            .header("authorization", "Bearer admin-key")
+            .header("authorization", "Bearer admin-key-0123456789")
             .send()
     };
     // Wrong admin key.
@@ -450,4 +451,151 @@ async fn reload_swaps_valid_config_and_keeps_old_on_error() {
     let b: Value = r.json().await.unwrap();
     assert!(b["error"].as_str().unwrap().contains("jwtd.toml:4"), "{b}");
     assert_eq!(get(&s, "/v1/verify", Some(&billing)).await.status(), 200);
+}
+
+/// Finding 1 (High): an empty or newline-only admin key file, an empty introspection secret or a
+/// short one must never start a service (an empty key compared equal to an empty credential).
+#[tokio::test]
+async fn empty_or_short_secrets_are_refused_at_start_and_by_check_inputs() {
+    let dir = std::env::temp_dir().join(format!(
+        "jwtd-secrets-{}-{}",
+        std::process::id(),
+        jwtd_core::b64::encode(rand_bytes())
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("admin.key");
+    let jwks = dir.join("jwks.json");
+    let es = SigningKey::generate(Algorithm::ES256)
+        .unwrap()
+        .with_default_kid();
+    std::fs::write(
+        &jwks,
+        serde_json::to_string(&Jwks::from_keys(es.public_jwk())).unwrap(),
+    )
+    .unwrap();
+    let text = |admin: &str, intro: &str| {
+        format!(
+            "listen = \"127.0.0.1:0\"\n[admin]\n{admin}\n[introspection]\nclient_id = \"rs\"\n{intro}\n\
+             [[issuer]]\nname = \"a\"\njwks_file = \"{}\"\nalgorithms = [\"ES256\"]\nany_audience = true\n",
+            jwks.display()
+        )
+    };
+    std::env::set_var("JWTD_SECRETS_TEST_EMPTY", "");
+    std::env::set_var("JWTD_SECRETS_TEST_SHORT", "short-secret");
+    std::env::set_var("JWTD_SECRETS_TEST_GOOD", "a-good-long-secret-0123456789");
+    let file_admin = format!("api_key_file = \"{}\"", key.display());
+    let good_intro = "client_secret_env = \"JWTD_SECRETS_TEST_GOOD\"";
+    for (content, why) in [
+        ("", "empty"),
+        ("\n", "empty"),
+        ("\r\n\n", "empty"),
+        ("   \n", "empty"),
+        ("0123456789\n", "at least 16"),
+    ] {
+        std::fs::write(&key, content).unwrap();
+        let config = Config::parse(&text(&file_admin, good_intro), "t").unwrap();
+        let problems = jwtd_service::check_inputs(&config);
+        assert!(
+            problems.len() == 1
+                && problems[0].contains("admin api key")
+                && problems[0].contains(why),
+            "{content:?}: {problems:?}"
+        );
+        let e = Runtime::build(config, None).await.unwrap_err();
+        assert!(e.contains(why), "{content:?}: {e}");
+    }
+    std::fs::write(&key, "a-good-long-secret-0123456789\n").unwrap();
+    for (intro, why) in [
+        ("client_secret_env = \"JWTD_SECRETS_TEST_EMPTY\"", "empty"),
+        (
+            "client_secret_env = \"JWTD_SECRETS_TEST_SHORT\"",
+            "at least 16",
+        ),
+        (
+            "client_secret_env = \"JWTD_SECRETS_TEST_UNSET_VAR\"",
+            "not set",
+        ),
+    ] {
+        let config = Config::parse(&text(&file_admin, intro), "t").unwrap();
+        let problems = jwtd_service::check_inputs(&config);
+        assert!(
+            problems.len() == 1
+                && problems[0].contains("introspection")
+                && problems[0].contains(why),
+            "{intro}: {problems:?}"
+        );
+        assert!(Runtime::build(config, None)
+            .await
+            .unwrap_err()
+            .contains(why));
+    }
+    let admin_env = "api_key_env = \"JWTD_SECRETS_TEST_EMPTY\"";
+    let config = Config::parse(&text(admin_env, good_intro), "t").unwrap();
+    assert!(Runtime::build(config, None)
+        .await
+        .unwrap_err()
+        .contains("empty"));
+    let config = Config::parse(&text(&file_admin, good_intro), "t").unwrap();
+    assert!(jwtd_service::check_inputs(&config).is_empty());
+    Runtime::build(config, None).await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Finding 1: failed admin and introspection authentications are delayed and counted, and an
+/// empty credential never passes.
+#[tokio::test]
+async fn failed_admin_and_introspection_authentications_are_delayed_and_counted() {
+    let s = start().await;
+    for auth in ["Bearer ", "Bearer", "", "Bearer admin-key-012345678"] {
+        let started = std::time::Instant::now();
+        let mut r = s.client.post(format!("{}/admin/reload", s.base));
+        if !auth.is_empty() {
+            r = r.header("authorization", auth);
+        }
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), 401, "{auth:?}");
+        assert!(
+            started.elapsed() >= std::time::Duration::from_millis(200),
+            "{auth:?}"
+        );
+    }
+    for basic in ["rs-1:", ":", "rs-1:introspect-secre", ""] {
+        use base64::Engine;
+        let started = std::time::Instant::now();
+        let r = s
+            .client
+            .post(format!("{}/introspect", s.base))
+            .header(
+                "authorization",
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(basic)
+                ),
+            )
+            .body("token=x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{basic:?}");
+        assert!(
+            started.elapsed() >= std::time::Duration::from_millis(200),
+            "{basic:?}"
+        );
+    }
+    let text = get(&s, "/metrics", None).await.text().await.unwrap();
+    let count = |endpoint: &str| -> f64 {
+        text.lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "jwtd_auth_failures_total{{endpoint=\"{endpoint}\"}}"
+                ))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(
+        count("admin") >= 4.0 && count("introspect") >= 4.0,
+        "{text}"
+    );
 }

@@ -27,7 +27,7 @@ async fn instance(schema: &str, dir: &std::path::Path) -> (String, Arc<AppState>
 async fn two_instances_share_keys_and_rotations() {
     // Same key encryption key on both instances (as in production).
     std::env::set_var("JWTD_KEK", jwtd_core::b64::encode([11u8; 32]));
-    std::env::set_var("JWTD_SHARED_ADMIN", "shared-admin");
+    std::env::set_var("JWTD_SHARED_ADMIN", "shared-admin-key-0123456789");
     let schema = common::unique("jwtd_svc");
     let dir = std::env::temp_dir().join(&schema);
     let (a, sa) = instance(&schema, &dir.join("a")).await;
@@ -36,7 +36,7 @@ async fn two_instances_share_keys_and_rotations() {
     // A mints, B verifies (same ring).
     let minted: Value = c
         .post(format!("{a}/v1/tokens"))
-        .bearer_auth("shared-admin")
+        .bearer_auth("shared-admin-key-0123456789")
         .json(&json!({"sub": "alice"}))
         .send()
         .await

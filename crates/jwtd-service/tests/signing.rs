@@ -15,7 +15,7 @@ struct Issuer {
 }
 
 async fn start(extra: &str) -> Issuer {
-    std::env::set_var("JWTD_SIGNING_TEST_ADMIN", "admin-secret");
+    std::env::set_var("JWTD_SIGNING_TEST_ADMIN", "admin-secret-0123456789");
     let mut rnd = [0u8; 6];
     jwtd_core::fill_random(&mut rnd).unwrap();
     let dir = std::env::temp_dir().join(format!("jwtd-signing-{}", jwtd_core::b64::encode(rnd)));
@@ -47,7 +47,7 @@ async fn mint(i: &Issuer, key: Option<&str>, body: Value) -> reqwest::Response {
 
 #[tokio::test]
 async fn minting_is_authorised_capped_and_keeps_reserved_claims() {
-    let i = start("").await;
+    let i = start("audiences = [\"partner-42\"]\n").await;
     assert_eq!(mint(&i, None, json!({"sub": "a"})).await.status(), 401);
     assert_eq!(
         mint(&i, Some("admin-secreT"), json!({"sub": "a"}))
@@ -55,24 +55,29 @@ async fn minting_is_authorised_capped_and_keeps_reserved_claims() {
             .status(),
         401
     );
-    let r = mint(&i, Some("admin-secret"), json!({"sub": "a", "ttl": "2h"})).await;
+    let r = mint(
+        &i,
+        Some("admin-secret-0123456789"),
+        json!({"sub": "a", "ttl": "2h"}),
+    )
+    .await;
     assert_eq!(r.status(), 400, "ttl above the cap");
     assert!(r.text().await.unwrap().contains("cap"));
     let r = mint(
         &i,
-        Some("admin-secret"),
+        Some("admin-secret-0123456789"),
         json!({"sub": "a", "claims": {"iss": "https://evil"}}),
     )
     .await;
     assert_eq!(r.status(), 400, "reserved claim");
     assert_eq!(
-        mint(&i, Some("admin-secret"), json!({"aud": "x"}))
+        mint(&i, Some("admin-secret-0123456789"), json!({"aud": "x"}))
             .await
             .status(),
         400,
         "sub required"
     );
-    let r = mint(&i, Some("admin-secret"), json!({"sub": "alice", "aud": "partner-42", "ttl": 600, "claims": {"scope": "payments read"}})).await;
+    let r = mint(&i, Some("admin-secret-0123456789"), json!({"sub": "alice", "aud": "partner-42", "ttl": 600, "claims": {"scope": "payments read"}})).await;
     assert_eq!(r.status(), 200);
     let b: Value = r.json().await.unwrap();
     let token = b["token"].as_str().unwrap();
@@ -116,6 +121,109 @@ async fn minting_is_authorised_capped_and_keeps_reserved_claims() {
     assert_eq!(r.status(), 401);
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["reason"], "unknown_key", "{e}");
+}
+
+/// Finding 7: jwtd's own issuer accepts only the audiences it was configured for (none: only
+/// tokens without `aud`); a token minted for a partner is not accepted in front of internal
+/// APIs. Any audience is an explicit opt-in.
+#[tokio::test]
+async fn the_self_issuer_refuses_audiences_it_was_not_configured_for() {
+    let strict = start("").await;
+    let partner = token(&strict, json!({"sub": "a", "aud": "partner-42"})).await;
+    assert_eq!(
+        verify_status(&strict, partner).await,
+        (401, "wrong_audience".into())
+    );
+    let internal = token(&strict, json!({"sub": "a"})).await;
+    assert_eq!(verify_status(&strict, internal.clone()).await.0, 200);
+    // Finding 19: by default a client's X-Request-Id is not taken as the request id.
+    let r = strict
+        .client
+        .get(format!("{}/v1/verify", strict.base))
+        .bearer_auth(&internal)
+        .header("x-request-id", "forged-id")
+        .send()
+        .await
+        .unwrap();
+    let rid = r.headers()["x-request-id"].to_str().unwrap();
+    assert!(rid.starts_with("jwtd-"), "{rid}");
+
+    let configured = start("audiences = [\"my-api\"]\n").await;
+    let mine = token(&configured, json!({"sub": "a", "aud": "my-api"})).await;
+    assert_eq!(verify_status(&configured, mine).await.0, 200);
+    let other = token(&configured, json!({"sub": "a", "aud": "partner-42"})).await;
+    assert_eq!(
+        verify_status(&configured, other).await,
+        (401, "wrong_audience".into())
+    );
+    let none = token(&configured, json!({"sub": "a"})).await;
+    assert_eq!(
+        verify_status(&configured, none).await,
+        (401, "missing_claim".into())
+    );
+
+    let open = start("any_audience = true\n").await;
+    let partner = token(&open, json!({"sub": "a", "aud": "partner-42"})).await;
+    assert_eq!(
+        verify_status(&open, partner).await.0,
+        200,
+        "explicit opt-in"
+    );
+    assert!(Config::parse(
+        "[admin]\napi_key_env = \"A\"\n[signing]\nany_audience = true\naudiences = [\"x\"]\n",
+        "f"
+    )
+    .is_err());
+}
+
+async fn verify_status(i: &Issuer, t: String) -> (u16, String) {
+    let r = i
+        .client
+        .get(format!("{}/v1/verify", i.base))
+        .bearer_auth(t)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let b: Value = r.json().await.unwrap();
+    (status, b["reason"].as_str().unwrap_or("").to_owned())
+}
+
+async fn token(i: &Issuer, body: Value) -> String {
+    let b: Value = mint(i, Some("admin-secret-0123456789"), body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    b["token"].as_str().unwrap().to_owned()
+}
+
+/// Finding 16: with a shared (PostgreSQL) key store, `jwtd serve` never generates a KEK of its
+/// own (each instance would seal keys no other can open): it refuses to start.
+#[tokio::test]
+async fn a_shared_store_without_a_kek_refuses_to_start() {
+    assert!(
+        std::env::var_os("JWTD_KEK").is_none(),
+        "this test binary never sets JWTD_KEK"
+    );
+    std::env::set_var("JWTD_SIGNING_TEST_ADMIN", "admin-secret-0123456789");
+    let mut rnd = [0u8; 6];
+    jwtd_core::fill_random(&mut rnd).unwrap();
+    let dir = std::env::temp_dir().join(format!("jwtd-nokek-{}", jwtd_core::b64::encode(rnd)));
+    let text = format!(
+        "[admin]\napi_key_env = \"JWTD_SIGNING_TEST_ADMIN\"\n[signing]\ndata_dir = \"{}\"\n\
+         store = \"postgres://postgres@127.0.0.1:5432/test\"\n",
+        dir.display()
+    );
+    let e = Runtime::build(Config::parse(&text, "t").unwrap(), None)
+        .await
+        .unwrap_err();
+    assert!(
+        e.contains("JWTD_KEK") && e.contains("never generates"),
+        "{e}"
+    );
+    assert!(!dir.join("kek.key").exists(), "no KEK was written");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -242,7 +350,7 @@ async fn three_rotations_with_continuous_verification() {
             }
             let b: Value = mint(
                 &i,
-                Some("admin-secret"),
+                Some("admin-secret-0123456789"),
                 json!({"sub": format!("u{round}-{step}")}),
             )
             .await
@@ -315,7 +423,7 @@ async fn three_rotations_with_continuous_verification() {
 #[tokio::test]
 async fn internal_hs256_issuer_verifies_its_tokens_and_publishes_nothing() {
     let i = start("algorithm = \"HS256\"").await;
-    let b: Value = mint(&i, Some("admin-secret"), json!({"sub": "svc"}))
+    let b: Value = mint(&i, Some("admin-secret-0123456789"), json!({"sub": "svc"}))
         .await
         .json()
         .await

@@ -205,9 +205,14 @@ pub enum TokenCommand {
         /// `aud` claim (repeat for an array).
         #[arg(long = "aud")]
         aud: Vec<String>,
-        /// Lifetime.
+        /// Lifetime (at most --max-ttl).
         #[arg(long, default_value = "10m", value_parser = parse_seconds)]
         ttl: u64,
+        /// The longest lifetime allowed, as `[signing] max_ttl` caps `POST /v1/tokens` (keys
+        /// stay published max ttl + grace after they stop signing; a longer token would outlive
+        /// its key's publication and any revocation of it).
+        #[arg(long, default_value = "1h", value_parser = parse_seconds)]
+        max_ttl: u64,
         /// Extra claim NAME=VALUE (JSON if it parses as JSON, else a string).
         #[arg(long = "claim", value_name = "NAME=VALUE")]
         claims: Vec<String>,

@@ -48,8 +48,16 @@ pub fn run(cli: Cli) -> Result<()> {
             sub,
             aud,
             ttl,
+            max_ttl,
             claims,
-        }) => token_mint(&store, &iss, &sub, &aud, ttl, &claims),
+        }) => {
+            if ttl == 0 || ttl > max_ttl {
+                return Err(Failure::Usage(format!(
+                    "--ttl {ttl}s is outside 1..={max_ttl}s (--max-ttl, like [signing] max_ttl for POST /v1/tokens)"
+                )));
+            }
+            token_mint(&store, &iss, &sub, &aud, ttl, &claims)
+        }
     }
 }
 
@@ -223,6 +231,14 @@ fn token_mint(
 
 fn config_check(file: &Path) -> Result<()> {
     let c = jwtd_service::Config::load(file).map_err(|e| Failure::Usage(e.to_string()))?;
+    let problems = jwtd_service::check_inputs(&c);
+    if !problems.is_empty() {
+        let shown: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{}: {p}", file.display()))
+            .collect();
+        return Err(Failure::Usage(shown.join("\n")));
+    }
     println!(
         "{}: ok ({} issuer(s), listen {})",
         file.display(),
@@ -283,7 +299,7 @@ fn embedded_default(listen: &str) -> Result<jwtd_service::Config> {
         )?;
     }
     let text = format!(
-        "listen = {listen}\n[signing]\ndata_dir = \"./jwtd-data\"\n[revocation]\n[admin]\napi_key_file = \"./jwtd-data/admin.key\"\n",
+        "listen = {listen}\n[signing]\ndata_dir = \"./jwtd-data\"\naudiences = [\"my-api\"]\n[revocation]\n[admin]\napi_key_file = \"./jwtd-data/admin.key\"\n",
         listen = Value::from(listen)
     );
     let config = jwtd_service::Config::parse(&text, "(embedded default)")
@@ -292,6 +308,7 @@ fn embedded_default(listen: &str) -> Result<jwtd_service::Config> {
         "jwtd: no configuration given: running the embedded issuer (keys and secrets in ./jwtd-data)\n\
          \x20 JWKS:       http://{listen}/.well-known/jwks.json\n\
          \x20 discovery:  http://{listen}/.well-known/openid-configuration\n\
+         \x20 accepted audience: my-api (tokens for any other aud are refused; configure [signing] audiences)\n\
          \x20 mint a token:\n\
          \x20   TOKEN=$(curl -s -H \"Authorization: Bearer $(cat jwtd-data/admin.key)\" -d '{{\"sub\":\"alice\",\"aud\":\"my-api\",\"ttl\":\"10m\"}}' http://{listen}/v1/tokens | sed -E 's/.*\"token\":\"([^\"]+)\".*/\\1/')\n\
          \x20 verify it:\n\
