@@ -1,7 +1,7 @@
 //! HTTP endpoints.
 
 use crate::config::TokenSources;
-use crate::issuers::{Issuer, Keys};
+use crate::issuers::{IdentityHeaders, Issuer, Keys, ISSUER, PAYLOAD, SUBJECT};
 use crate::telemetry::{fingerprint, metrics_handle};
 use crate::AppState;
 use axum::body::Bytes;
@@ -399,23 +399,122 @@ async fn token_path(
     verify_token(&state, "tokens", Some(token), &rid, false).await
 }
 
-/// A claim as an HTTP header value: strings as they are, arrays joined with commas, other
-/// values as JSON, absent as empty.
-fn header_value(v: Option<&Value>) -> HeaderValue {
+/// A string that can be an identity header value as it is: visible ASCII and inner spaces only
+/// (no control characters, no bytes past ASCII), no leading or trailing space (HTTP drops it,
+/// so the upstream would read another value).
+fn plain_text(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.iter().all(|c| (0x20..=0x7e).contains(c))
+        && b.first() != Some(&b' ')
+        && b.last() != Some(&b' ')
+}
+
+/// The largest magnitude of an RFC 8941 Integer.
+const SF_INTEGER_MAX: i64 = 999_999_999_999_999;
+
+/// A claim as an identity header value (see docs/security.md, "Identity headers"):
+/// - absent, `null`, `""` or `[]`: the empty value (the header is sent, empty: "absent");
+/// - a string: as it is, when [`plain_text`] (else refused);
+/// - a number or a boolean: its JSON text;
+/// - an array: an RFC 8941 List of its items, `, `-separated: strings as sf-strings (quoted,
+///   `"` and `\` escaped, visible ASCII and space only), booleans as `?1`/`?0`, integers up to
+///   15 digits as sf-integers; any other item refuses the array;
+/// - an object: refused.
+///
+/// A refusal (`Err`, why) makes `/auth` answer 401 `unrepresentable_claim`: an identity is
+/// never forwarded empty or altered.
+fn header_value(v: Option<&Value>) -> Result<HeaderValue, &'static str> {
     let text = match v {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|i| match i {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join(","),
-        Some(other) => other.to_string(),
+        None | Some(Value::Null) => return Ok(HeaderValue::from_static("")),
+        Some(Value::String(s)) if plain_text(s) => s.clone(),
+        Some(Value::String(_)) => {
+            return Err(
+                "a string must be visible ASCII and spaces, without leading or trailing spaces",
+            )
+        }
+        Some(Value::Bool(b)) => b.to_string(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::Array(items)) => {
+            let mut out = String::new();
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                match item {
+                    Value::String(s) if s.bytes().all(|c| (0x20..=0x7e).contains(&c)) => {
+                        out.push('"');
+                        for c in s.chars() {
+                            if c == '"' || c == '\\' {
+                                out.push('\\');
+                            }
+                            out.push(c);
+                        }
+                        out.push('"');
+                    }
+                    Value::Bool(b) => out.push_str(if *b { "?1" } else { "?0" }),
+                    Value::Number(n)
+                        if n.as_i64().is_some_and(|i| (-SF_INTEGER_MAX..=SF_INTEGER_MAX).contains(&i)) =>
+                    {
+                        out.push_str(&n.to_string())
+                    }
+                    _ => return Err("an array may hold only strings of visible ASCII and spaces, booleans and integers of up to 15 digits"),
+                }
+            }
+            out
+        }
+        Some(Value::Object(_)) => {
+            return Err(
+                "an object has no header encoding (forward_payload sends the whole payload)",
+            )
+        }
     };
-    HeaderValue::from_bytes(text.as_bytes()).unwrap_or_else(|_| HeaderValue::from_static(""))
+    HeaderValue::from_str(&text).map_err(|_| "not a header value")
+}
+
+/// Refuses a verified token whose claim at `path` cannot be the header `name`.
+fn unrepresentable(path: &str, name: &str, why: &str) -> Error {
+    Error::new(
+        Reason::UnrepresentableClaim,
+        format!("claim {path:?} cannot be sent as {name}: {why}"),
+    )
+}
+
+/// The identity headers of a `/auth` success: every header of `union`, whichever issuer
+/// verified the token, empty where this issuer or token has no value (so every proxy
+/// overwrites what a client sent). `sub` and `iss` were found while verifying; the claims are
+/// parsed again only for mapped headers (or a `sub`/`iss` that is not a string).
+fn identity(union: &IdentityHeaders, issuer: &Issuer, v: &Verified) -> Result<HeaderMap, Error> {
+    let mut h = HeaderMap::with_capacity(union.len() + 1);
+    let id_header = |found: Option<&str>, claim: &str, name: &HeaderName| {
+        match found {
+            Some(s) if plain_text(s) => HeaderValue::from_str(s).map_err(|_| "not a header value"),
+            Some(_) => {
+                Err("a string must be visible ASCII and spaces, without leading or trailing spaces")
+            }
+            None => header_value(v.claim(claim).as_ref()),
+        }
+        .map_err(|why| unrepresentable(claim, name.as_str(), why))
+    };
+    h.insert(SUBJECT, id_header(v.sub(), "sub", &SUBJECT)?);
+    h.insert(ISSUER, id_header(v.iss(), "iss", &ISSUER)?);
+    if union.payload {
+        let value = if issuer.forward_payload {
+            HeaderValue::from_str(&jwtd_core::b64::encode(v.claims_json()))
+                .expect("base64url is visible ASCII")
+        } else {
+            HeaderValue::from_static("")
+        };
+        h.insert(PAYLOAD, value);
+    }
+    for name in &union.mapped {
+        let value = match issuer.headers.iter().find(|(n, _)| n == name) {
+            Some((_, path)) => header_value(v.claim(path).as_ref())
+                .map_err(|why| unrepresentable(path, name.as_str(), why))?,
+            None => HeaderValue::from_static(""),
+        };
+        h.insert(name.clone(), value);
+    }
+    Ok(h)
 }
 
 async fn forward_auth(State(state): State<Arc<AppState>>, req: Request) -> Response {
@@ -430,39 +529,33 @@ async fn forward_auth(State(state): State<Arc<AppState>>, req: Request) -> Respo
         return error_response(&e, &rid);
     };
     match rt.issuers.verify(token, jwtd_core::unix_now()).await {
-        Ok((issuer, v)) => {
-            observe(
-                "auth",
-                started,
-                By::Issuer(&issuer),
-                Ok(()),
-                &rid,
-                Some(token),
-            );
-            let mut r = StatusCode::OK.into_response();
-            let h = r.headers_mut();
-            // `sub` and `iss` were found while verifying; the claims are parsed again only for
-            // configured claim headers (or a `sub`/`iss` that is not a string).
-            let id_header = |found: Option<&str>, name: &str| match found {
-                Some(s) => HeaderValue::from_bytes(s.as_bytes())
-                    .unwrap_or_else(|_| HeaderValue::from_static("")),
-                None => header_value(v.claim(name).as_ref()),
-            };
-            const SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
-            const ISSUER: HeaderName = HeaderName::from_static("x-auth-issuer");
-            h.insert(SUBJECT, id_header(v.sub(), "sub"));
-            h.insert(ISSUER, id_header(v.iss(), "iss"));
-            for (name, path) in &issuer.headers {
-                h.insert(name.clone(), header_value(v.claim(path).as_ref()));
+        Ok((issuer, v)) => match identity(&rt.issuers.identity, &issuer, &v) {
+            Ok(mut h) => {
+                set_request_id(&mut h, &rid);
+                let mut r = StatusCode::OK.into_response();
+                *r.headers_mut() = h;
+                observe(
+                    "auth",
+                    started,
+                    By::Issuer(&issuer),
+                    Ok(()),
+                    &rid,
+                    Some(token),
+                );
+                r
             }
-            if issuer.forward_payload {
-                if let Ok(v) = HeaderValue::from_str(&jwtd_core::b64::encode(v.claims_json())) {
-                    h.insert(HeaderName::from_static("x-auth-payload"), v);
-                }
+            Err(e) => {
+                observe(
+                    "auth",
+                    started,
+                    By::Named(Some(&issuer.name)),
+                    Err(&e),
+                    &rid,
+                    Some(token),
+                );
+                error_response(&e, &rid)
             }
-            set_request_id(h, &rid);
-            r
-        }
+        },
         Err((issuer, e)) => {
             observe(
                 "auth",

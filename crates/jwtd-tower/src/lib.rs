@@ -206,6 +206,7 @@ impl<R> JwtdLayer<R> {
             shared: Arc::new(Shared {
                 issuers: Issuers {
                     list: s.issuers.list.clone(),
+                    identity: s.issuers.identity.clone(),
                     revocations: s.issuers.revocations.clone(),
                 },
                 sources: s.sources.clone(),
