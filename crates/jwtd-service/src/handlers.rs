@@ -40,9 +40,24 @@ pub fn router(state: Arc<AppState>) -> Router {
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// The token from the configured sources: `Authorization: Bearer` (scheme case-insensitive,
-/// RFC 6750 2.1), then the cookie, then the query parameter.
-pub fn extract(headers: &HeaderMap, uri: &Uri, sources: &TokenSources) -> Option<String> {
-    extract_ref(headers, uri, sources).map(str::to_owned)
+/// RFC 6750 2.1), the cookie, the query parameter. `Ok(None)` when there is none; an error
+/// (reason `multiple_tokens`, answered 400 `invalid_request`, RFC 6750 3.1) when the request
+/// carries more than one `Authorization` header, or more than one token in all (two sources,
+/// or the cookie or the parameter twice): an upstream that reads the token again must not be
+/// able to pick another one than jwtd verified.
+pub fn extract(
+    headers: &HeaderMap,
+    uri: &Uri,
+    sources: &TokenSources,
+) -> Result<Option<String>, Error> {
+    extract_ref(headers, uri, sources).map(|t| t.map(str::to_owned))
+}
+
+fn several(what: &'static str) -> Error {
+    Error::new(
+        Reason::MultipleTokens,
+        format!("the request carries {what}: send exactly one token, one way"),
+    )
 }
 
 /// [`extract`] without a copy: the token borrowed from the request.
@@ -50,19 +65,31 @@ fn extract_ref<'a>(
     headers: &'a HeaderMap,
     uri: &'a Uri,
     sources: &TokenSources,
-) -> Option<&'a str> {
+) -> Result<Option<&'a str>, Error> {
+    let mut found = None;
+    let mut take = |t: &'a str| match found {
+        None => {
+            found = Some(t);
+            Ok(())
+        }
+        Some(_) => Err(several("more than one token")),
+    };
     if sources.bearer {
+        let mut all = headers.get_all(header::AUTHORIZATION).iter();
+        let first = all.next();
+        if all.next().is_some() {
+            return Err(several("more than one Authorization header"));
+        }
         // What `to_str` accepts (a header value holds no control characters but tab), checked
         // a word at a time: this header is read on every request.
-        if let Some(v) = headers
-            .get(header::AUTHORIZATION)
+        if let Some(v) = first
             .filter(|v| v.as_bytes().is_ascii())
             .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
         {
             if let Some((scheme, rest)) = v.split_once(' ') {
                 let t = rest.trim();
                 if scheme.eq_ignore_ascii_case("bearer") && !t.is_empty() {
-                    return Some(t);
+                    take(t)?;
                 }
             }
         }
@@ -73,7 +100,7 @@ fn extract_ref<'a>(
             for pair in s.split(';') {
                 if let Some((k, v)) = pair.trim().split_once('=') {
                     if k == name && !v.is_empty() {
-                        return Some(v.trim_matches('"'));
+                        take(v.trim_matches('"'))?;
                     }
                 }
             }
@@ -83,12 +110,12 @@ fn extract_ref<'a>(
         for pair in q.split('&') {
             if let Some((k, v)) = pair.split_once('=') {
                 if k == name && !v.is_empty() {
-                    return Some(v);
+                    take(v)?;
                 }
             }
         }
     }
-    None
+    Ok(found)
 }
 
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
@@ -156,13 +183,14 @@ fn description(message: &str) -> String {
 fn status_for(reason: Reason) -> StatusCode {
     match reason {
         Reason::ClaimMismatch => StatusCode::FORBIDDEN,
+        Reason::MultipleTokens => StatusCode::BAD_REQUEST,
         Reason::KeyFetchFailed | Reason::RevocationUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::UNAUTHORIZED,
     }
 }
 
-/// The RFC 6750 answer to a rejection: 401 (`invalid_token`), 403 (`insufficient_scope`) or 503
-/// (`key_fetch_failed`), a JSON body `{"error", "reason", "message"}` and `WWW-Authenticate`.
+/// The RFC 6750 answer to a rejection: 401 (`invalid_token`), 403 (`insufficient_scope`), 400
+/// (`invalid_request`: several tokens) or 503 (`key_fetch_failed`), a JSON body `{"error", "reason", "message"}` and `WWW-Authenticate`.
 pub fn bearer_error(e: &Error) -> Response {
     let reason = e.reason();
     let code = reason.bearer_error().as_str();
@@ -370,8 +398,16 @@ async fn verify_token(
 
 async fn verify(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let rid = request_id(req.headers());
-    let token = extract(req.headers(), req.uri(), &state.runtime().config.tokens);
-    verify_token(&state, "verify", token, &rid, true).await
+    match extract(req.headers(), req.uri(), &state.runtime().config.tokens) {
+        Ok(token) => verify_token(&state, "verify", token, &rid, true).await,
+        Err(e) => refuse_request(&e, &rid),
+    }
+}
+
+/// A request refused before any token was verified (several tokens).
+fn refuse_request(e: &Error, rid: &Rid) -> Response {
+    observe("verify", Instant::now(), By::Nobody, Err(e), rid, None);
+    error_response(e, rid)
 }
 
 async fn verify_post(
@@ -381,12 +417,18 @@ async fn verify_post(
     body: Bytes,
 ) -> Response {
     let rid = request_id(&headers);
-    let token = extract(&headers, &uri, &state.runtime().config.tokens).or_else(|| {
-        // Or a JSON body {"token": "..."}.
-        serde_json::from_slice::<Map<String, Value>>(&body)
-            .ok()
-            .and_then(|m| m.get("token").and_then(Value::as_str).map(str::to_owned))
-    });
+    let token = match extract(&headers, &uri, &state.runtime().config.tokens) {
+        Ok(t) => t,
+        Err(e) => return refuse_request(&e, &rid),
+    };
+    // Or a JSON body {"token": "..."}; not both.
+    let in_body = serde_json::from_slice::<Map<String, Value>>(&body)
+        .ok()
+        .and_then(|m| m.get("token").and_then(Value::as_str).map(str::to_owned));
+    let token = match (token, in_body) {
+        (Some(_), Some(_)) => return refuse_request(&several("more than one token"), &rid),
+        (t, b) => t.or(b),
+    };
     verify_token(&state, "verify", token, &rid, true).await
 }
 
@@ -523,10 +565,13 @@ async fn forward_auth(State(state): State<Arc<AppState>>, req: Request) -> Respo
     let rid = request_id(headers);
     let started = Instant::now();
     let rt = state.runtime_guard();
-    let Some(token) = extract_ref(headers, uri, &rt.config.tokens) else {
-        let e = missing();
-        observe("auth", started, By::Nobody, Err(&e), &rid, None);
-        return error_response(&e, &rid);
+    let token = match extract_ref(headers, uri, &rt.config.tokens) {
+        Ok(Some(token)) => token,
+        other => {
+            let e = other.err().unwrap_or_else(missing);
+            observe("auth", started, By::Nobody, Err(&e), &rid, None);
+            return error_response(&e, &rid);
+        }
     };
     match rt.issuers.verify(token, jwtd_core::unix_now()).await {
         Ok((issuer, v)) => match identity(&rt.issuers.identity, &issuer, &v) {

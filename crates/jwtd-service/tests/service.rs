@@ -480,6 +480,96 @@ fn identity_headers_cannot_be_reserved_or_named_twice() {
 }
 
 #[tokio::test]
+async fn more_than_one_token_is_invalid_request() {
+    let s = start().await;
+    let (a, b) = (es_token(&s, json!({})), es_token(&s, json!({"sub": "bob"})));
+    let bearer = |t: &str| format!("Bearer {t}");
+    // (query, headers): every way of sending two tokens, or two Authorization headers.
+    let cases: Vec<(String, Vec<(&str, String)>)> = vec![
+        (
+            "".into(),
+            vec![("authorization", bearer(&a)), ("authorization", bearer(&b))],
+        ),
+        (
+            "".into(),
+            vec![("authorization", bearer(&a)), ("authorization", bearer(&a))],
+        ),
+        (
+            "".into(),
+            vec![
+                ("authorization", bearer(&a)),
+                ("authorization", "Basic eDp5".into()),
+            ],
+        ),
+        (
+            "".into(),
+            vec![
+                ("authorization", bearer(&a)),
+                ("cookie", format!("session={b}")),
+            ],
+        ),
+        (
+            "".into(),
+            vec![("cookie", format!("session={a}; session={b}"))],
+        ),
+        (
+            "".into(),
+            vec![
+                ("cookie", format!("session={a}")),
+                ("cookie", format!("session={b}")),
+            ],
+        ),
+        (
+            format!("?access_token={b}"),
+            vec![("authorization", bearer(&a))],
+        ),
+        (
+            format!("?access_token={b}"),
+            vec![("cookie", format!("theme=dark; session={a}"))],
+        ),
+        (format!("?access_token={a}&access_token={b}"), vec![]),
+    ];
+    for path in ["/auth", "/v1/verify", "/auth/orders"] {
+        for (query, headers) in &cases {
+            let mut r = s.client.get(format!("{}{path}{query}", s.base));
+            for (k, v) in headers {
+                r = r.header(*k, v);
+            }
+            let body = error_of(
+                r.send().await.unwrap(),
+                StatusCode::BAD_REQUEST,
+                "multiple_tokens",
+            )
+            .await;
+            assert_eq!(
+                body["error"], "invalid_request",
+                "{path}{query} {headers:?}"
+            );
+        }
+    }
+    // POST /v1/verify: a token in the body and another in a header.
+    let r = s
+        .client
+        .post(format!("{}/v1/verify", s.base))
+        .bearer_auth(&a)
+        .json(&json!({"token": b}))
+        .send()
+        .await
+        .unwrap();
+    error_of(r, StatusCode::BAD_REQUEST, "multiple_tokens").await;
+    // One token in one place still works, and a cookie of another name is no token.
+    let r = s
+        .client
+        .get(format!("{}/auth", s.base))
+        .bearer_auth(&a)
+        .header("cookie", format!("other={b}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
 async fn introspection_requires_client_auth_and_hides_reasons() {
     let s = start().await;
     let url = format!("{}/introspect", s.base);
