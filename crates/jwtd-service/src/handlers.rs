@@ -190,7 +190,8 @@ fn status_for(reason: Reason) -> StatusCode {
 }
 
 /// The RFC 6750 answer to a rejection: 401 (`invalid_token`), 403 (`insufficient_scope`), 400
-/// (`invalid_request`: several tokens) or 503 (`key_fetch_failed`), a JSON body `{"error", "reason", "message"}` and `WWW-Authenticate`.
+/// (`invalid_request`: several tokens) or 503 (`key_fetch_failed`), a JSON body
+/// `{"error", "reason", "message"}` and `WWW-Authenticate`.
 pub fn bearer_error(e: &Error) -> Response {
     let reason = e.reason();
     let code = reason.bearer_error().as_str();
@@ -451,8 +452,38 @@ fn plain_text(s: &str) -> bool {
         && b.last() != Some(&b' ')
 }
 
+/// Why a string is refused.
+const NOT_PLAIN: &str =
+    "a string must be visible ASCII and spaces, without leading or trailing spaces";
+
 /// The largest magnitude of an RFC 8941 Integer.
 const SF_INTEGER_MAX: i64 = 999_999_999_999_999;
+
+/// Appends `item` as an RFC 8941 Item (sf-string, sf-boolean or sf-integer); false when it
+/// has none of those forms.
+fn push_sf_item(out: &mut String, item: &Value) -> bool {
+    match item {
+        Value::String(s) if s.bytes().all(|c| (0x20..=0x7e).contains(&c)) => {
+            out.push('"');
+            for c in s.chars() {
+                if c == '"' || c == '\\' {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out.push('"');
+        }
+        Value::Bool(b) => out.push_str(if *b { "?1" } else { "?0" }),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) if (-SF_INTEGER_MAX..=SF_INTEGER_MAX).contains(&i) => {
+                out.push_str(&i.to_string())
+            }
+            _ => return false,
+        },
+        _ => return false,
+    }
+    true
+}
 
 /// A claim as an identity header value (see docs/security.md, "Identity headers"):
 /// - absent, `null`, `""` or `[]`: the empty value (the header is sent, empty: "absent");
@@ -469,11 +500,7 @@ fn header_value(v: Option<&Value>) -> Result<HeaderValue, &'static str> {
     let text = match v {
         None | Some(Value::Null) => return Ok(HeaderValue::from_static("")),
         Some(Value::String(s)) if plain_text(s) => s.clone(),
-        Some(Value::String(_)) => {
-            return Err(
-                "a string must be visible ASCII and spaces, without leading or trailing spaces",
-            )
-        }
+        Some(Value::String(_)) => return Err(NOT_PLAIN),
         Some(Value::Bool(b)) => b.to_string(),
         Some(Value::Number(n)) => n.to_string(),
         Some(Value::Array(items)) => {
@@ -482,32 +509,17 @@ fn header_value(v: Option<&Value>) -> Result<HeaderValue, &'static str> {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                match item {
-                    Value::String(s) if s.bytes().all(|c| (0x20..=0x7e).contains(&c)) => {
-                        out.push('"');
-                        for c in s.chars() {
-                            if c == '"' || c == '\\' {
-                                out.push('\\');
-                            }
-                            out.push(c);
-                        }
-                        out.push('"');
-                    }
-                    Value::Bool(b) => out.push_str(if *b { "?1" } else { "?0" }),
-                    Value::Number(n)
-                        if n.as_i64().is_some_and(|i| (-SF_INTEGER_MAX..=SF_INTEGER_MAX).contains(&i)) =>
-                    {
-                        out.push_str(&n.to_string())
-                    }
-                    _ => return Err("an array may hold only strings of visible ASCII and spaces, booleans and integers of up to 15 digits"),
+                if !push_sf_item(&mut out, item) {
+                    return Err(
+                        "an array may hold only strings of visible ASCII and spaces, \
+                                booleans and integers of up to 15 digits",
+                    );
                 }
             }
             out
         }
         Some(Value::Object(_)) => {
-            return Err(
-                "an object has no header encoding (forward_payload sends the whole payload)",
-            )
+            return Err("an object has no header encoding (forward_payload sends all claims)")
         }
     };
     HeaderValue::from_str(&text).map_err(|_| "not a header value")
@@ -526,13 +538,12 @@ fn unrepresentable(path: &str, name: &str, why: &str) -> Error {
 /// overwrites what a client sent). `sub` and `iss` were found while verifying; the claims are
 /// parsed again only for mapped headers (or a `sub`/`iss` that is not a string).
 fn identity(union: &IdentityHeaders, issuer: &Issuer, v: &Verified) -> Result<HeaderMap, Error> {
-    let mut h = HeaderMap::with_capacity(union.len() + 1);
+    // The identity headers and the request id.
+    let mut h = HeaderMap::with_capacity(union.mapped.len() + 4);
     let id_header = |found: Option<&str>, claim: &str, name: &HeaderName| {
         match found {
             Some(s) if plain_text(s) => HeaderValue::from_str(s).map_err(|_| "not a header value"),
-            Some(_) => {
-                Err("a string must be visible ASCII and spaces, without leading or trailing spaces")
-            }
+            Some(_) => Err(NOT_PLAIN),
             None => header_value(v.claim(claim).as_ref()),
         }
         .map_err(|why| unrepresentable(claim, name.as_str(), why))

@@ -245,16 +245,6 @@ impl IdentityHeaders {
         all.extend(self.mapped.iter().cloned());
         all
     }
-
-    /// How many headers [`IdentityHeaders::names`] holds.
-    pub fn len(&self) -> usize {
-        2 + usize::from(self.payload) + self.mapped.len()
-    }
-
-    /// Never: `X-Auth-Subject` and `X-Auth-Issuer` are always sent.
-    pub fn is_empty(&self) -> bool {
-        false
-    }
 }
 
 /// All issuers, routed by the token's `iss`.
