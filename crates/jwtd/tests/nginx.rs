@@ -216,9 +216,14 @@ any_audience = true
             want.sort();
             assert_eq!(answered, want, "the identity headers of /auth");
         }
+        // Every identity header, and its spelling with underscores (the same header to
+        // CGI-style upstreams).
         let spoofed: Vec<(String, String)> = IDENTITY
             .iter()
-            .map(|h| (h.to_string(), format!("spoofed-{}", h.to_ascii_lowercase())))
+            .flat_map(|h| {
+                let v = format!("spoofed-{}", h.to_ascii_lowercase());
+                [(h.to_string(), v.clone()), (h.replace('-', "_"), v)]
+            })
             .collect();
         let get = |token: Option<&str>| {
             let auth = token.map(|t| format!("Bearer {t}"));
@@ -380,6 +385,11 @@ fn caddy_snippet_lets_no_spoofed_identity_header_through() {
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{}", stack.jwtd));
     for h in IDENTITY {
         assert!(site.contains(&format!("request_header -{h}\n")), "{h}");
+        let underscores = h.replace('-', "_");
+        assert!(
+            site.contains(&format!("request_header -{underscores}\n")),
+            "{h}"
+        );
     }
     // No admin endpoint (other tests may run Caddy too) and no certificates.
     let file = stack.dir.join("Caddyfile");
