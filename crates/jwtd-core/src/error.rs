@@ -62,6 +62,14 @@ pub enum Reason {
     /// revocation entries are kept for (`max_token_lifetime`), or it has no `iat` or `exp` to
     /// bound it: a revocation could expire before the token does.
     LifetimeTooLong,
+    /// The token verified, but its subject or a claim mapped to a forward-auth identity header
+    /// cannot be sent as a header value under the documented encoding (services only): it is
+    /// refused rather than forwarded as an empty or altered identity.
+    UnrepresentableClaim,
+    /// The request carried more than one token: several `Authorization` headers, or a token in
+    /// more than one place (header, cookie, query parameter, body), or the same cookie or
+    /// parameter twice (services only; RFC 6750 section 3.1 `invalid_request`).
+    MultipleTokens,
 }
 
 /// The RFC 6750 section 3.1 error code a [`Reason`] maps to.
@@ -71,6 +79,8 @@ pub enum BearerError {
     InvalidToken,
     /// `insufficient_scope`: answer 403.
     InsufficientScope,
+    /// `invalid_request`: answer 400 (the request itself is malformed, e.g. several tokens).
+    InvalidRequest,
 }
 
 impl BearerError {
@@ -79,13 +89,14 @@ impl BearerError {
         match self {
             BearerError::InvalidToken => "invalid_token",
             BearerError::InsufficientScope => "insufficient_scope",
+            BearerError::InvalidRequest => "invalid_request",
         }
     }
 }
 
 impl Reason {
     /// Every reason, in declaration order.
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 23] = [
         Reason::Malformed,
         Reason::UnsupportedAlgorithm,
         Reason::AlgorithmNotAllowed,
@@ -107,6 +118,8 @@ impl Reason {
         Reason::Revoked,
         Reason::RevocationUnavailable,
         Reason::LifetimeTooLong,
+        Reason::UnrepresentableClaim,
+        Reason::MultipleTokens,
     ];
 
     /// The stable reason code, e.g. `bad_signature`.
@@ -133,15 +146,19 @@ impl Reason {
             Reason::Revoked => "revoked",
             Reason::RevocationUnavailable => "revocation_unavailable",
             Reason::LifetimeTooLong => "lifetime_too_long",
+            Reason::UnrepresentableClaim => "unrepresentable_claim",
+            Reason::MultipleTokens => "multiple_tokens",
         }
     }
 
     /// The RFC 6750 error this reason is reported as. Only a failed claim check (a scope or
-    /// a claim value the route demands) is `insufficient_scope`; everything else means the
-    /// token itself cannot be trusted.
+    /// a claim value the route demands) is `insufficient_scope`, and only a request carrying
+    /// several tokens is `invalid_request`; everything else means the token itself cannot be
+    /// trusted (or used).
     pub fn bearer_error(self) -> BearerError {
         match self {
             Reason::ClaimMismatch => BearerError::InsufficientScope,
+            Reason::MultipleTokens => BearerError::InvalidRequest,
             _ => BearerError::InvalidToken,
         }
     }

@@ -1027,10 +1027,10 @@ fn rsa_jwk_without_alg_needs_one() {
 #[test]
 fn every_reason_maps_to_rfc6750() {
     for r in Reason::ALL {
-        let want = if r == ClaimMismatch {
-            "insufficient_scope"
-        } else {
-            "invalid_token"
+        let want = match r {
+            ClaimMismatch => "insufficient_scope",
+            Reason::MultipleTokens => "invalid_request",
+            _ => "invalid_token",
         };
         assert_eq!(r.bearer_error().as_str(), want, "{r}");
     }

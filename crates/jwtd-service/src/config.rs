@@ -45,6 +45,23 @@ pub struct Config {
     pub issuers: Vec<IssuerConfig>,
 }
 
+/// Header names `[issuer.headers]` cannot map a claim to: jwtd's own identity headers and
+/// request id, and headers that carry credentials or frame the answer.
+pub const RESERVED_HEADERS: [&str; 12] = [
+    "x-auth-subject",
+    "x-auth-issuer",
+    "x-auth-payload",
+    "x-request-id",
+    "authorization",
+    "cookie",
+    "set-cookie",
+    "www-authenticate",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+];
+
 /// Verified-token cache settings, per issuer.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -633,9 +650,17 @@ impl Config {
             if i.any_audience && !i.audiences.is_empty() {
                 err("any_audience and audiences exclude each other".into());
             }
+            let mut seen = std::collections::BTreeMap::new();
             for h in i.headers.keys() {
                 if axum::http::HeaderName::from_bytes(h.as_bytes()).is_err() {
                     err(format!("{h:?} is not a valid header name"));
+                } else if RESERVED_HEADERS.contains(&h.to_ascii_lowercase().as_str()) {
+                    err(format!(
+                        "{h:?} cannot be an identity header (reserved: {})",
+                        RESERVED_HEADERS.join(", ")
+                    ));
+                } else if let Some(other) = seen.insert(h.to_ascii_lowercase(), h) {
+                    err(format!("{other:?} and {h:?} name the same header"));
                 }
             }
         }

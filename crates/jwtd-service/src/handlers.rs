@@ -1,7 +1,7 @@
 //! HTTP endpoints.
 
 use crate::config::TokenSources;
-use crate::issuers::{Issuer, Keys};
+use crate::issuers::{IdentityHeaders, Issuer, Keys, ISSUER, PAYLOAD, SUBJECT};
 use crate::telemetry::{fingerprint, metrics_handle};
 use crate::AppState;
 use axum::body::Bytes;
@@ -40,9 +40,24 @@ pub fn router(state: Arc<AppState>) -> Router {
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// The token from the configured sources: `Authorization: Bearer` (scheme case-insensitive,
-/// RFC 6750 2.1), then the cookie, then the query parameter.
-pub fn extract(headers: &HeaderMap, uri: &Uri, sources: &TokenSources) -> Option<String> {
-    extract_ref(headers, uri, sources).map(str::to_owned)
+/// RFC 6750 2.1), the cookie, the query parameter. `Ok(None)` when there is none; an error
+/// (reason `multiple_tokens`, answered 400 `invalid_request`, RFC 6750 3.1) when the request
+/// carries more than one `Authorization` header, or more than one token in all (two sources,
+/// or the cookie or the parameter twice): an upstream that reads the token again must not be
+/// able to pick another one than jwtd verified.
+pub fn extract(
+    headers: &HeaderMap,
+    uri: &Uri,
+    sources: &TokenSources,
+) -> Result<Option<String>, Error> {
+    extract_ref(headers, uri, sources).map(|t| t.map(str::to_owned))
+}
+
+fn several(what: &'static str) -> Error {
+    Error::new(
+        Reason::MultipleTokens,
+        format!("the request carries {what}: send exactly one token, one way"),
+    )
 }
 
 /// [`extract`] without a copy: the token borrowed from the request.
@@ -50,19 +65,31 @@ fn extract_ref<'a>(
     headers: &'a HeaderMap,
     uri: &'a Uri,
     sources: &TokenSources,
-) -> Option<&'a str> {
+) -> Result<Option<&'a str>, Error> {
+    let mut found = None;
+    let mut take = |t: &'a str| match found {
+        None => {
+            found = Some(t);
+            Ok(())
+        }
+        Some(_) => Err(several("more than one token")),
+    };
     if sources.bearer {
+        let mut all = headers.get_all(header::AUTHORIZATION).iter();
+        let first = all.next();
+        if all.next().is_some() {
+            return Err(several("more than one Authorization header"));
+        }
         // What `to_str` accepts (a header value holds no control characters but tab), checked
         // a word at a time: this header is read on every request.
-        if let Some(v) = headers
-            .get(header::AUTHORIZATION)
+        if let Some(v) = first
             .filter(|v| v.as_bytes().is_ascii())
             .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
         {
             if let Some((scheme, rest)) = v.split_once(' ') {
                 let t = rest.trim();
                 if scheme.eq_ignore_ascii_case("bearer") && !t.is_empty() {
-                    return Some(t);
+                    take(t)?;
                 }
             }
         }
@@ -73,7 +100,7 @@ fn extract_ref<'a>(
             for pair in s.split(';') {
                 if let Some((k, v)) = pair.trim().split_once('=') {
                     if k == name && !v.is_empty() {
-                        return Some(v.trim_matches('"'));
+                        take(v.trim_matches('"'))?;
                     }
                 }
             }
@@ -83,12 +110,12 @@ fn extract_ref<'a>(
         for pair in q.split('&') {
             if let Some((k, v)) = pair.split_once('=') {
                 if k == name && !v.is_empty() {
-                    return Some(v);
+                    take(v)?;
                 }
             }
         }
     }
-    None
+    Ok(found)
 }
 
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
@@ -159,13 +186,15 @@ fn description(message: &str) -> String {
 fn status_for(reason: Reason) -> StatusCode {
     match reason {
         Reason::ClaimMismatch => StatusCode::FORBIDDEN,
+        Reason::MultipleTokens => StatusCode::BAD_REQUEST,
         Reason::KeyFetchFailed | Reason::RevocationUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::UNAUTHORIZED,
     }
 }
 
-/// The RFC 6750 answer to a rejection: 401 (`invalid_token`), 403 (`insufficient_scope`) or 503
-/// (`key_fetch_failed`), a JSON body `{"error", "reason", "message"}` and `WWW-Authenticate`.
+/// The RFC 6750 answer to a rejection: 401 (`invalid_token`), 403 (`insufficient_scope`), 400
+/// (`invalid_request`: several tokens) or 503 (`key_fetch_failed`), a JSON body
+/// `{"error", "reason", "message"}` and `WWW-Authenticate`.
 pub fn bearer_error(e: &Error) -> Response {
     let reason = e.reason();
     let code = reason.bearer_error().as_str();
@@ -373,8 +402,16 @@ async fn verify_token(
 
 async fn verify(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let rid = request_id(req.headers(), &state);
-    let token = extract(req.headers(), req.uri(), &state.runtime().config.tokens);
-    verify_token(&state, "verify", token, &rid, true).await
+    match extract(req.headers(), req.uri(), &state.runtime().config.tokens) {
+        Ok(token) => verify_token(&state, "verify", token, &rid, true).await,
+        Err(e) => refuse_request(&e, &rid),
+    }
+}
+
+/// A request refused before any token was verified (several tokens).
+fn refuse_request(e: &Error, rid: &Rid) -> Response {
+    observe("verify", Instant::now(), By::Nobody, Err(e), rid, None);
+    error_response(e, rid)
 }
 
 async fn verify_post(
@@ -384,12 +421,18 @@ async fn verify_post(
     body: Bytes,
 ) -> Response {
     let rid = request_id(&headers, &state);
-    let token = extract(&headers, &uri, &state.runtime().config.tokens).or_else(|| {
-        // Or a JSON body {"token": "..."}.
-        serde_json::from_slice::<Map<String, Value>>(&body)
-            .ok()
-            .and_then(|m| m.get("token").and_then(Value::as_str).map(str::to_owned))
-    });
+    let token = match extract(&headers, &uri, &state.runtime().config.tokens) {
+        Ok(t) => t,
+        Err(e) => return refuse_request(&e, &rid),
+    };
+    // Or a JSON body {"token": "..."}; not both.
+    let in_body = serde_json::from_slice::<Map<String, Value>>(&body)
+        .ok()
+        .and_then(|m| m.get("token").and_then(Value::as_str).map(str::to_owned));
+    let token = match (token, in_body) {
+        (Some(_), Some(_)) => return refuse_request(&several("more than one token"), &rid),
+        (t, b) => t.or(b),
+    };
     verify_token(&state, "verify", token, &rid, true).await
 }
 
@@ -402,23 +445,132 @@ async fn token_path(
     verify_token(&state, "tokens", Some(token), &rid, false).await
 }
 
-/// A claim as an HTTP header value: strings as they are, arrays joined with commas, other
-/// values as JSON, absent as empty.
-fn header_value(v: Option<&Value>) -> HeaderValue {
+/// A string that can be an identity header value as it is: visible ASCII and inner spaces only
+/// (no control characters, no bytes past ASCII), no leading or trailing space (HTTP drops it,
+/// so the upstream would read another value).
+fn plain_text(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.iter().all(|c| (0x20..=0x7e).contains(c))
+        && b.first() != Some(&b' ')
+        && b.last() != Some(&b' ')
+}
+
+/// Why a string is refused.
+const NOT_PLAIN: &str =
+    "a string must be visible ASCII and spaces, without leading or trailing spaces";
+
+/// The largest magnitude of an RFC 8941 Integer.
+const SF_INTEGER_MAX: i64 = 999_999_999_999_999;
+
+/// Appends `item` as an RFC 8941 Item (sf-string, sf-boolean or sf-integer); false when it
+/// has none of those forms.
+fn push_sf_item(out: &mut String, item: &Value) -> bool {
+    match item {
+        Value::String(s) if s.bytes().all(|c| (0x20..=0x7e).contains(&c)) => {
+            out.push('"');
+            for c in s.chars() {
+                if c == '"' || c == '\\' {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out.push('"');
+        }
+        Value::Bool(b) => out.push_str(if *b { "?1" } else { "?0" }),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) if (-SF_INTEGER_MAX..=SF_INTEGER_MAX).contains(&i) => {
+                out.push_str(&i.to_string())
+            }
+            _ => return false,
+        },
+        _ => return false,
+    }
+    true
+}
+
+/// A claim as an identity header value (see docs/security.md, "Identity headers"):
+/// - absent, `null`, `""` or `[]`: the empty value (the header is sent, empty: "absent");
+/// - a string: as it is, when [`plain_text`] (else refused);
+/// - a number or a boolean: its JSON text;
+/// - an array: an RFC 8941 List of its items, `, `-separated: strings as sf-strings (quoted,
+///   `"` and `\` escaped, visible ASCII and space only), booleans as `?1`/`?0`, integers up to
+///   15 digits as sf-integers; any other item refuses the array;
+/// - an object: refused.
+///
+/// A refusal (`Err`, why) makes `/auth` answer 401 `unrepresentable_claim`: an identity is
+/// never forwarded empty or altered.
+fn header_value(v: Option<&Value>) -> Result<HeaderValue, &'static str> {
     let text = match v {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|i| match i {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join(","),
-        Some(other) => other.to_string(),
+        None | Some(Value::Null) => return Ok(HeaderValue::from_static("")),
+        Some(Value::String(s)) if plain_text(s) => s.clone(),
+        Some(Value::String(_)) => return Err(NOT_PLAIN),
+        Some(Value::Bool(b)) => b.to_string(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::Array(items)) => {
+            let mut out = String::new();
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                if !push_sf_item(&mut out, item) {
+                    return Err(
+                        "an array may hold only strings of visible ASCII and spaces, \
+                                booleans and integers of up to 15 digits",
+                    );
+                }
+            }
+            out
+        }
+        Some(Value::Object(_)) => {
+            return Err("an object has no header encoding (forward_payload sends all claims)")
+        }
     };
-    HeaderValue::from_bytes(text.as_bytes()).unwrap_or_else(|_| HeaderValue::from_static(""))
+    HeaderValue::from_str(&text).map_err(|_| "not a header value")
+}
+
+/// Refuses a verified token whose claim at `path` cannot be the header `name`.
+fn unrepresentable(path: &str, name: &str, why: &str) -> Error {
+    Error::new(
+        Reason::UnrepresentableClaim,
+        format!("claim {path:?} cannot be sent as {name}: {why}"),
+    )
+}
+
+/// The identity headers of a `/auth` success: every header of `union`, whichever issuer
+/// verified the token, empty where this issuer or token has no value (so every proxy
+/// overwrites what a client sent). `sub` and `iss` were found while verifying; the claims are
+/// parsed again only for mapped headers (or a `sub`/`iss` that is not a string).
+fn identity(union: &IdentityHeaders, issuer: &Issuer, v: &Verified) -> Result<HeaderMap, Error> {
+    // The identity headers and the request id.
+    let mut h = HeaderMap::with_capacity(union.mapped.len() + 4);
+    let id_header = |found: Option<&str>, claim: &str, name: &HeaderName| {
+        match found {
+            Some(s) if plain_text(s) => HeaderValue::from_str(s).map_err(|_| "not a header value"),
+            Some(_) => Err(NOT_PLAIN),
+            None => header_value(v.claim(claim).as_ref()),
+        }
+        .map_err(|why| unrepresentable(claim, name.as_str(), why))
+    };
+    h.insert(SUBJECT, id_header(v.sub(), "sub", &SUBJECT)?);
+    h.insert(ISSUER, id_header(v.iss(), "iss", &ISSUER)?);
+    if union.payload {
+        let value = if issuer.forward_payload {
+            HeaderValue::from_str(&jwtd_core::b64::encode(v.claims_json()))
+                .expect("base64url is visible ASCII")
+        } else {
+            HeaderValue::from_static("")
+        };
+        h.insert(PAYLOAD, value);
+    }
+    for name in &union.mapped {
+        let value = match issuer.headers.iter().find(|(n, _)| n == name) {
+            Some((_, path)) => header_value(v.claim(path).as_ref())
+                .map_err(|why| unrepresentable(path, name.as_str(), why))?,
+            None => HeaderValue::from_static(""),
+        };
+        h.insert(name.clone(), value);
+    }
+    Ok(h)
 }
 
 async fn forward_auth(State(state): State<Arc<AppState>>, req: Request) -> Response {
@@ -427,45 +579,42 @@ async fn forward_auth(State(state): State<Arc<AppState>>, req: Request) -> Respo
     let rid = request_id(headers, &state);
     let started = Instant::now();
     let rt = state.runtime_guard();
-    let Some(token) = extract_ref(headers, uri, &rt.config.tokens) else {
-        let e = missing();
-        observe("auth", started, By::Nobody, Err(&e), &rid, None);
-        return error_response(&e, &rid);
+    let token = match extract_ref(headers, uri, &rt.config.tokens) {
+        Ok(Some(token)) => token,
+        other => {
+            let e = other.err().unwrap_or_else(missing);
+            observe("auth", started, By::Nobody, Err(&e), &rid, None);
+            return error_response(&e, &rid);
+        }
     };
     match rt.issuers.verify(token, jwtd_core::unix_now()).await {
-        Ok((issuer, v)) => {
-            observe(
-                "auth",
-                started,
-                By::Issuer(&issuer),
-                Ok(()),
-                &rid,
-                Some(token),
-            );
-            let mut r = StatusCode::OK.into_response();
-            let h = r.headers_mut();
-            // `sub` and `iss` were found while verifying; the claims are parsed again only for
-            // configured claim headers (or a `sub`/`iss` that is not a string).
-            let id_header = |found: Option<&str>, name: &str| match found {
-                Some(s) => HeaderValue::from_bytes(s.as_bytes())
-                    .unwrap_or_else(|_| HeaderValue::from_static("")),
-                None => header_value(v.claim(name).as_ref()),
-            };
-            const SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
-            const ISSUER: HeaderName = HeaderName::from_static("x-auth-issuer");
-            h.insert(SUBJECT, id_header(v.sub(), "sub"));
-            h.insert(ISSUER, id_header(v.iss(), "iss"));
-            for (name, path) in &issuer.headers {
-                h.insert(name.clone(), header_value(v.claim(path).as_ref()));
+        Ok((issuer, v)) => match identity(&rt.issuers.identity, &issuer, &v) {
+            Ok(mut h) => {
+                set_request_id(&mut h, &rid);
+                let mut r = StatusCode::OK.into_response();
+                *r.headers_mut() = h;
+                observe(
+                    "auth",
+                    started,
+                    By::Issuer(&issuer),
+                    Ok(()),
+                    &rid,
+                    Some(token),
+                );
+                r
             }
-            if issuer.forward_payload {
-                if let Ok(v) = HeaderValue::from_str(&jwtd_core::b64::encode(v.claims_json())) {
-                    h.insert(HeaderName::from_static("x-auth-payload"), v);
-                }
+            Err(e) => {
+                observe(
+                    "auth",
+                    started,
+                    By::Named(Some(&issuer.name)),
+                    Err(&e),
+                    &rid,
+                    Some(token),
+                );
+                error_response(&e, &rid)
             }
-            set_request_id(h, &rid);
-            r
-        }
+        },
         Err((issuer, e)) => {
             observe(
                 "auth",

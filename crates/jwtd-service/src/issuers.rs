@@ -203,11 +203,60 @@ fn fresh_snapshot(r: &RemoteKeys) -> Option<Arc<jwtd_remote::Snapshot>> {
 /// issuer that refused (when one was selected) and why.
 pub type Outcome = Result<(Arc<Issuer>, Arc<Verified>), (Option<String>, Error)>;
 
+/// `X-Auth-Subject`: the token's `sub`.
+pub const SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
+/// `X-Auth-Issuer`: the token's `iss`.
+pub const ISSUER: HeaderName = HeaderName::from_static("x-auth-issuer");
+/// `X-Auth-Payload`: the verified claims, base64url (issuers with `forward_payload`).
+pub const PAYLOAD: HeaderName = HeaderName::from_static("x-auth-payload");
+
+/// The identity headers every `/auth` success carries, whichever issuer verified the token:
+/// the union over the issuers, computed once when they are built. A header an issuer does not
+/// map (or a claim the token lacks) is sent with an empty value, so a proxy that copies only
+/// the headers present in the answer still overwrites a client's spoofed one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IdentityHeaders {
+    /// `X-Auth-Payload` is sent (some issuer sets `forward_payload`).
+    pub payload: bool,
+    /// Every `[issuer.headers]` name of every issuer, once each, sorted.
+    pub mapped: Vec<HeaderName>,
+}
+
+impl IdentityHeaders {
+    /// The union for `list`.
+    pub fn of(list: &[Arc<Issuer>]) -> IdentityHeaders {
+        let mut mapped: Vec<HeaderName> = list
+            .iter()
+            .flat_map(|i| i.headers.iter().map(|(n, _)| n.clone()))
+            .collect();
+        mapped.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        mapped.dedup();
+        IdentityHeaders {
+            payload: list.iter().any(|i| i.forward_payload),
+            mapped,
+        }
+    }
+
+    /// Every header, in the order sent: `X-Auth-Subject`, `X-Auth-Issuer`, `X-Auth-Payload`
+    /// (when sent), then the mapped headers.
+    pub fn names(&self) -> Vec<HeaderName> {
+        let mut all = vec![SUBJECT, ISSUER];
+        if self.payload {
+            all.push(PAYLOAD);
+        }
+        all.extend(self.mapped.iter().cloned());
+        all
+    }
+}
+
 /// All issuers, routed by the token's `iss`.
 #[derive(Debug, Default)]
 pub struct Issuers {
     /// In configuration order.
     pub list: Vec<Arc<Issuer>>,
+    /// The identity headers `/auth` answers for every issuer of `list` (see
+    /// [`IdentityHeaders::of`]; kept in step with `list` by [`Issuers::build`]).
+    pub identity: IdentityHeaders,
     /// Revocations checked after every verification (and every cache hit).
     pub revocations: Option<Arc<crate::Revocations>>,
 }
@@ -241,6 +290,7 @@ impl Issuers {
         }
         sweep_expired(&list, SWEEP_EVERY);
         Ok(Issuers {
+            identity: IdentityHeaders::of(&list),
             list,
             revocations: None,
         })

@@ -315,7 +315,7 @@ async fn forward_auth_sends_identity_headers() {
     assert_eq!(h["x-auth-issuer"], ISS);
     assert_eq!(h["x-user-email"], "alice@example.com");
     assert_eq!(h["x-verified"], "true");
-    assert_eq!(h["x-roles"], "reader,writer");
+    assert_eq!(h["x-roles"], r#""reader", "writer""#);
     let payload = jwtd_core::b64::decode(h["x-auth-payload"].as_bytes()).unwrap();
     let payload: Value = serde_json::from_slice(&payload).unwrap();
     assert_eq!(payload["sub"], "alice");
@@ -329,6 +329,245 @@ async fn forward_auth_sends_identity_headers() {
         "missing_token",
     )
     .await;
+}
+
+#[tokio::test]
+async fn auth_answers_the_union_of_identity_headers_for_every_issuer() {
+    let s = start().await;
+    let union = s.state.runtime().issuers.identity.clone();
+    let names: Vec<String> = union
+        .names()
+        .iter()
+        .map(|n| n.as_str().to_owned())
+        .collect();
+    // Stable order: subject, issuer, payload (some issuer forwards it), then the mapped
+    // headers of every issuer, sorted.
+    assert_eq!(
+        names,
+        [
+            "x-auth-subject",
+            "x-auth-issuer",
+            "x-auth-payload",
+            "x-roles",
+            "x-user-email",
+            "x-verified"
+        ]
+    );
+    let identity = |r: &reqwest::Response| -> Vec<(String, String)> {
+        r.headers()
+            .iter()
+            .filter(|(n, _)| names.iter().any(|x| x == n.as_str()))
+            .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+            .collect()
+    };
+    let main = get(&s, "/auth", Some(&es_token(&s, json!({})))).await;
+    assert_eq!(main.status(), 200);
+    let main = identity(&main);
+    // "mobile" maps no header and forwards no payload, and its tokens carry no iss: it still
+    // answers every header, each once, empty where it has no value.
+    let mobile = get(&s, "/auth", Some(&hs_token(&s, "app-key-1"))).await;
+    assert_eq!(mobile.status(), 200);
+    let mobile = identity(&mobile);
+    let keys = |h: &[(String, String)]| h.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+    assert_eq!(keys(&main), names, "one of each, in order");
+    assert_eq!(keys(&mobile), names, "one of each, in order");
+    let expect: Vec<(String, String)> = [
+        ("x-auth-subject", "device-1"),
+        ("x-auth-issuer", ""),
+        ("x-auth-payload", ""),
+        ("x-roles", ""),
+        ("x-user-email", ""),
+        ("x-verified", ""),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(mobile, expect);
+}
+
+#[tokio::test]
+async fn mapped_arrays_are_rfc8941_lists_of_strings() {
+    let s = &start().await;
+    let roles = |r: Value| {
+        let t = es_token(s, json!({"realm": {"roles": r}}));
+        async move {
+            let r = get(s, "/auth", Some(&t)).await;
+            assert_eq!(r.status(), 200);
+            r.headers()["x-roles"].to_str().unwrap().to_owned()
+        }
+    };
+    // A comma inside an item cannot pass for a separator.
+    assert_eq!(
+        roles(json!(["viewer", "x, admin"])).await,
+        r#""viewer", "x, admin""#
+    );
+    assert_eq!(roles(json!(["a\"b", "c\\d"])).await, r#""a\"b", "c\\d""#);
+    assert_eq!(
+        roles(json!([7, true, false, "7"])).await,
+        r#"7, ?1, ?0, "7""#
+    );
+    assert_eq!(roles(json!([])).await, "");
+    assert_eq!(roles(json!("just text")).await, "just text");
+    // Scalars: numbers and booleans as their JSON text.
+    let t = es_token(s, json!({"email": 42}));
+    assert_eq!(
+        get(s, "/auth", Some(&t)).await.headers()["x-user-email"],
+        "42"
+    );
+}
+
+#[tokio::test]
+async fn unrepresentable_subject_or_mapped_claim_is_refused() {
+    let s = start().await;
+    for (claims, claim) in [
+        (json!({"sub": "Jos\u{e9}"}), "sub"),
+        (json!({"sub": " alice"}), "sub"),
+        (json!({"sub": "alice\t"}), "sub"),
+        (json!({"sub": {"id": 1}}), "sub"),
+        (json!({"email": "alice@example.com\r\nX-Admin: 1"}), "email"),
+        (json!({"email": "alice@example.com\u{7f}"}), "email"),
+        (json!({"email": {"primary": "a@example.com"}}), "email"),
+        (json!({"realm": {"roles": ["caf\u{e9}"]}}), "realm.roles"),
+        (json!({"realm": {"roles": [["nested"]]}}), "realm.roles"),
+        (json!({"realm": {"roles": [1.5]}}), "realm.roles"),
+        (json!({"realm": {"roles": [null]}}), "realm.roles"),
+        (
+            json!({"realm": {"roles": [1_000_000_000_000_000u64]}}),
+            "realm.roles",
+        ),
+    ] {
+        let t = es_token(&s, claims.clone());
+        let b = error_of(
+            get(&s, "/auth", Some(&t)).await,
+            StatusCode::UNAUTHORIZED,
+            "unrepresentable_claim",
+        )
+        .await;
+        assert_eq!(b["error"], "invalid_token");
+        let m = b["message"].as_str().unwrap();
+        assert!(m.contains(&format!("claim {claim:?}")), "{claims}: {m}");
+        // The token itself is fine: /v1/verify still accepts it.
+        assert_eq!(
+            get(&s, "/v1/verify", Some(&t)).await.status(),
+            200,
+            "{claims}"
+        );
+    }
+}
+
+#[test]
+fn identity_headers_cannot_be_reserved_or_named_twice() {
+    let issuer = |headers: &str| {
+        format!(
+            "[[issuer]]\nname = \"a\"\nissuer = \"https://a.example/\"\njwks_file = \"x.json\"\n\
+             algorithms = [\"ES256\"]\nany_audience = true\n[issuer.headers]\n{headers}\n"
+        )
+    };
+    for (headers, want) in [
+        ("X-Auth-Subject = \"email\"", "cannot be an identity header"),
+        ("x-auth-payload = \"email\"", "cannot be an identity header"),
+        ("Authorization = \"email\"", "cannot be an identity header"),
+        (
+            "X-Roles = \"roles\"\nx-roles = \"groups\"",
+            "name the same header",
+        ),
+    ] {
+        let e = Config::parse(&issuer(headers), "test")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{headers}: {e}");
+    }
+    Config::parse(&issuer("X-Roles = \"roles\""), "test").unwrap();
+}
+
+#[tokio::test]
+async fn more_than_one_token_is_invalid_request() {
+    let s = start().await;
+    let (a, b) = (es_token(&s, json!({})), es_token(&s, json!({"sub": "bob"})));
+    let bearer = |t: &str| format!("Bearer {t}");
+    // (query, headers): every way of sending two tokens, or two Authorization headers.
+    let cases: Vec<(String, Vec<(&str, String)>)> = vec![
+        (
+            "".into(),
+            vec![("authorization", bearer(&a)), ("authorization", bearer(&b))],
+        ),
+        (
+            "".into(),
+            vec![("authorization", bearer(&a)), ("authorization", bearer(&a))],
+        ),
+        (
+            "".into(),
+            vec![
+                ("authorization", bearer(&a)),
+                ("authorization", "Basic eDp5".into()),
+            ],
+        ),
+        (
+            "".into(),
+            vec![
+                ("authorization", bearer(&a)),
+                ("cookie", format!("session={b}")),
+            ],
+        ),
+        (
+            "".into(),
+            vec![("cookie", format!("session={a}; session={b}"))],
+        ),
+        (
+            "".into(),
+            vec![
+                ("cookie", format!("session={a}")),
+                ("cookie", format!("session={b}")),
+            ],
+        ),
+        (
+            format!("?access_token={b}"),
+            vec![("authorization", bearer(&a))],
+        ),
+        (
+            format!("?access_token={b}"),
+            vec![("cookie", format!("theme=dark; session={a}"))],
+        ),
+        (format!("?access_token={a}&access_token={b}"), vec![]),
+    ];
+    for path in ["/auth", "/v1/verify", "/auth/orders"] {
+        for (query, headers) in &cases {
+            let mut r = s.client.get(format!("{}{path}{query}", s.base));
+            for (k, v) in headers {
+                r = r.header(*k, v);
+            }
+            let body = error_of(
+                r.send().await.unwrap(),
+                StatusCode::BAD_REQUEST,
+                "multiple_tokens",
+            )
+            .await;
+            assert_eq!(
+                body["error"], "invalid_request",
+                "{path}{query} {headers:?}"
+            );
+        }
+    }
+    // POST /v1/verify: a token in the body and another in a header.
+    let r = s
+        .client
+        .post(format!("{}/v1/verify", s.base))
+        .bearer_auth(&a)
+        .json(&json!({"token": b}))
+        .send()
+        .await
+        .unwrap();
+    error_of(r, StatusCode::BAD_REQUEST, "multiple_tokens").await;
+    // One token in one place still works, and a cookie of another name is no token.
+    let r = s
+        .client
+        .get(format!("{}/auth", s.base))
+        .bearer_auth(&a)
+        .header("cookie", format!("other={b}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }
 
 #[tokio::test]

@@ -27,12 +27,14 @@
 //! ```
 //!
 //! Rejections answer like the service (RFC 6750): 401 with `WWW-Authenticate` for a missing or
-//! invalid token, 403 `insufficient_scope` for a failed scope or claim check.
+//! invalid token, 403 `insufficient_scope` for a failed scope or claim check, 400
+//! `invalid_request` for a request carrying more than one token (or `Authorization` header).
 //!
 //! For a tonic (gRPC) server, [`JwtdLayer::grpc`] reads the token from the `authorization`
 //! metadata the same way and answers rejections as gRPC statuses instead: `UNAUTHENTICATED`,
-//! `PERMISSION_DENIED` (failed scope or claim check) or `UNAVAILABLE` (keys or revocation list
-//! unavailable), with the reason code in `grpc-message`. Handlers find the [`Identity`] in the
+//! `PERMISSION_DENIED` (failed scope or claim check), `UNAVAILABLE` (keys or revocation list
+//! unavailable) or `INVALID_ARGUMENT` (more than one token), with the reason code in
+//! `grpc-message`. Handlers find the [`Identity`] in the
 //! request's extensions (`request.extensions().get::<Identity>()`).
 //!
 //! ```no_run
@@ -102,9 +104,10 @@ pub struct Grpc;
 impl<RB: Default> Rejection<RB> for Grpc {
     fn reject(e: &Error) -> Response<RB> {
         let code = match e.reason() {
-            Reason::ClaimMismatch => 7, // PERMISSION_DENIED
+            Reason::ClaimMismatch => 7,  // PERMISSION_DENIED
+            Reason::MultipleTokens => 3, // INVALID_ARGUMENT
             Reason::KeyFetchFailed | Reason::RevocationUnavailable => 14, // UNAVAILABLE
-            _ => 16,                    // UNAUTHENTICATED
+            _ => 16,                     // UNAUTHENTICATED
         };
         // grpc-message is percent-encoded outside printable ASCII (and '%'), per the gRPC
         // HTTP/2 protocol.
@@ -206,6 +209,7 @@ impl<R> JwtdLayer<R> {
             shared: Arc::new(Shared {
                 issuers: Issuers {
                     list: s.issuers.list.clone(),
+                    identity: s.issuers.identity.clone(),
                     revocations: s.issuers.revocations.clone(),
                 },
                 sources: s.sources.clone(),
@@ -274,7 +278,13 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
         Box::pin(async move {
-            let token = jwtd_service::extract_token(req.headers(), req.uri(), &shared.sources);
+            // The service's rule: several tokens (or Authorization headers) are refused, with
+            // or without `optional`.
+            let token = match jwtd_service::extract_token(req.headers(), req.uri(), &shared.sources)
+            {
+                Ok(token) => token,
+                Err(e) => return Ok(R::reject(&e)),
+            };
             let Some(token) = token else {
                 if shared.optional {
                     return inner.call(req).await;

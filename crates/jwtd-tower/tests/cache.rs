@@ -1,5 +1,6 @@
-//! The verified-token cache is on in the middleware too: a repeated token is answered from it,
-//! a refused one is never cached, and hits answer exactly like the miss did.
+//! The middleware over HTTP: the verified-token cache is on in it too (a repeated token is
+//! answered from it, a refused one is never cached, and hits answer exactly like the miss did),
+//! and it refuses a request carrying more than one token the way the service does.
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -86,4 +87,59 @@ async fn the_layer_answers_repeated_tokens_from_the_cache() {
         );
     }
     assert_eq!(stats(), (3, 4, 2));
+}
+
+#[tokio::test]
+async fn the_layer_refuses_more_than_one_token_like_the_service() {
+    std::env::set_var("JWTD_TOWER_MULTI_TEST_HS", SECRET);
+    let config = jwtd_service::Config::parse(
+        "[tokens]\ncookie = \"session\"\n[[issuer]]\nname = \"hs\"\nissuer = \"https://hs.test\"\n\
+         secret_env = \"JWTD_TOWER_MULTI_TEST_HS\"\nalgorithms = [\"HS256\"]\nany_audience = true\n",
+        "test",
+    )
+    .unwrap();
+    for optional in [false, true] {
+        let mut layer = JwtdLayer::from_config(&config).unwrap();
+        if optional {
+            layer = layer.optional();
+        }
+        let mut router = axum::Router::new()
+            .route("/", axum::routing::get(|| async { "through" }))
+            .layer(layer);
+        let (alice, bob) = (token("alice"), token("bob"));
+        let requests = [
+            vec![
+                ("authorization", format!("Bearer {alice}")),
+                ("authorization", format!("Bearer {bob}")),
+            ],
+            vec![
+                ("authorization", format!("Bearer {alice}")),
+                ("authorization", "Basic eDp5".into()),
+            ],
+            vec![
+                ("authorization", format!("Bearer {alice}")),
+                ("cookie", format!("session={alice}")),
+            ],
+            vec![("cookie", format!("session={alice}; session={bob}"))],
+        ];
+        for headers in requests {
+            let mut req = Request::get("/");
+            for (k, v) in &headers {
+                req = req.header(*k, v);
+            }
+            std::future::poll_fn(|cx| Service::<Request<Body>>::poll_ready(&mut router, cx))
+                .await
+                .unwrap();
+            let r = router.call(req.body(Body::empty()).unwrap()).await.unwrap();
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{headers:?}");
+            let www = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+            assert!(www.contains("error=\"invalid_request\""), "{www}");
+            let bytes = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(body["error"], "invalid_request");
+            assert_eq!(body["reason"], "multiple_tokens");
+        }
+        // One token, from either source, goes through.
+        assert_eq!(call(&mut router, &token("alice")).await.0, StatusCode::OK);
+    }
 }

@@ -1,53 +1,96 @@
-//! End to end with a real nginx (Debian package) using `auth_request` to `jwtd serve` in front of
-//! a small upstream, all on 127.0.0.1. nginx missing is a failure, not a skip: `scripts/test`
-//! installs it.
+//! End to end with real reverse proxies (Debian packages) in front of a small upstream, all on
+//! 127.0.0.1: nginx (`auth_request`) and Caddy (`forward_auth`) asking `jwtd serve`. Each runs
+//! the very snippet docs/integrations.md shows (read from that file at build time, with its
+//! addresses replaced), so the documented configuration is the tested one. A proxy missing is a
+//! failure, not a skip: `scripts/ensure-deps` installs both.
 
 mod common;
 
 use common::{free_port, http_get, wait_for, Guard};
 use jwtd_core::{Algorithm, Jwks, SigningKey};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
-fn nginx_binary() -> PathBuf {
-    for p in ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"] {
+/// The integration guide, whose snippets the proxies run.
+const INTEGRATIONS: &str = include_str!("../../../docs/integrations.md");
+
+/// The one fenced block of docs/integrations.md whose info string is `lang`.
+fn snippet(lang: &str) -> &'static str {
+    let fence = format!("```{lang}\n");
+    let mut blocks = INTEGRATIONS.match_indices(&fence).map(|(at, _)| {
+        let body = &INTEGRATIONS[at + fence.len()..];
+        &body[..body.find("```").expect("a closed block")]
+    });
+    let block = blocks.next().unwrap_or_else(|| panic!("no {lang} block"));
+    assert!(blocks.next().is_none(), "one {lang} block");
+    block
+}
+
+/// Every identity header jwtd answers with the configuration of [`Stack::start`], as spelled
+/// in the snippets: the union over its two issuers.
+const IDENTITY: [&str; 5] = [
+    "X-Auth-Subject",
+    "X-Auth-Issuer",
+    "X-Auth-Payload",
+    "X-Roles",
+    "X-User-Email",
+];
+
+const PARTNER_SECRET: &str = "partner-secret-0123456789abcdef-0123";
+
+fn binary(name: &str, paths: &[&str]) -> PathBuf {
+    for p in paths {
         if Path::new(p).exists() {
             return p.into();
         }
     }
-    panic!("nginx is not installed: run scripts/ensure-deps (apt-get install nginx)");
+    panic!("{name} is not installed: run scripts/ensure-deps (apt-get install {name})");
 }
 
-/// An upstream that answers every request with the request headers it received, as JSON.
-fn upstream() -> u16 {
+/// What the upstream received: every request's head, raw.
+type Seen = Arc<Mutex<Vec<String>>>;
+
+/// An upstream that records every request head and answers with its headers as JSON (each
+/// name, lower-cased, with the list of its values).
+fn upstream() -> (u16, Seen) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
+    let seen = Seen::default();
+    let record = seen.clone();
     std::thread::spawn(move || {
         for stream in l.incoming().flatten() {
-            std::thread::spawn(move || serve_echo(stream));
+            let record = record.clone();
+            std::thread::spawn(move || serve_echo(stream, &record));
         }
     });
-    port
+    (port, seen)
 }
 
-fn serve_echo(mut stream: TcpStream) {
+fn serve_echo(mut stream: TcpStream, seen: &Seen) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut headers = serde_json::Map::new();
     let mut line = String::new();
     reader.read_line(&mut line).unwrap();
+    let mut head = line.clone();
     loop {
         line.clear();
         if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
             break;
         }
+        head.push_str(&line);
         if let Some((k, v)) = line.trim_end().split_once(':') {
-            headers.insert(k.to_ascii_lowercase(), json!(v.trim()));
+            let values = headers
+                .entry(k.to_ascii_lowercase())
+                .or_insert_with(|| json!([]));
+            values.as_array_mut().unwrap().push(json!(v.trim()));
         }
     }
-    let body = serde_json::Value::Object(headers).to_string();
+    seen.lock().unwrap().push(head);
+    let body = Value::Object(headers).to_string();
     let _ = write!(
         stream,
         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -55,51 +98,250 @@ fn serve_echo(mut stream: TcpStream) {
     );
 }
 
-#[test]
-fn nginx_auth_request_in_front_of_an_upstream() {
-    let nginx = nginx_binary();
-    let dir = std::env::temp_dir().join(format!("jwtd-nginx-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("logs")).unwrap();
-    let key = SigningKey::generate(Algorithm::ES256)
-        .unwrap()
-        .with_default_kid();
-    std::fs::write(
-        dir.join("jwks.json"),
-        serde_json::to_string(&Jwks::from_keys(key.public_jwk())).unwrap(),
-    )
-    .unwrap();
-    let (jwtd_port, nginx_port, up_port) = (free_port(), free_port(), upstream());
-    std::fs::write(
-        dir.join("jwtd.toml"),
-        format!(
-            r#"listen = "127.0.0.1:{jwtd_port}"
+/// jwtd with two issuers: "idp" (ES256) maps `X-User-Email` and `X-Roles` and forwards its
+/// payload; "partner" (HS256) maps nothing and forwards no payload. Plus an upstream.
+struct Stack {
+    dir: PathBuf,
+    guard: Guard,
+    jwtd: u16,
+    upstream: u16,
+    seen: Seen,
+    idp: SigningKey,
+    partner: SigningKey,
+}
+
+impl Stack {
+    fn start(name: &str) -> Stack {
+        let dir = std::env::temp_dir().join(format!("jwtd-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("logs")).unwrap();
+        let idp = SigningKey::generate(Algorithm::ES256)
+            .unwrap()
+            .with_default_kid();
+        std::fs::write(
+            dir.join("jwks.json"),
+            serde_json::to_string(&Jwks::from_keys(idp.public_jwk())).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(dir.join("partner.secret"), PARTNER_SECRET).unwrap();
+        let partner = SigningKey::hmac(PARTNER_SECRET.as_bytes(), Algorithm::HS256, None).unwrap();
+        let (jwtd, (upstream, seen)) = (free_port(), upstream());
+        std::fs::write(
+            dir.join("jwtd.toml"),
+            format!(
+                r#"listen = "127.0.0.1:{jwtd}"
 [[issuer]]
 name = "idp"
 issuer = "https://idp.example/"
-jwks_file = "{}"
+jwks_file = "{jwks}"
 algorithms = ["ES256"]
 audiences = ["shop"]
+forward_payload = true
 [issuer.contains]
 scope = ["orders:read"]
 [issuer.headers]
 X-User-Email = "email"
+X-Roles = "roles"
+
+[[issuer]]
+name = "partner"
+issuer = "https://partner.example/"
+secret_file = "{secret}"
+algorithms = ["HS256"]
+any_audience = true
 "#,
-            dir.join("jwks.json").display()
-        ),
-    )
-    .unwrap();
-    let jwtd = Command::new(env!("CARGO_BIN_EXE_jwtd"))
-        .args(["serve", "--config"])
-        .arg(dir.join("jwtd.toml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
+                jwks = dir.join("jwks.json").display(),
+                secret = dir.join("partner.secret").display(),
+            ),
+        )
         .unwrap();
-    let mut guard = Guard(vec![jwtd]);
-    let d = dir.display();
+        let child = Command::new(env!("CARGO_BIN_EXE_jwtd"))
+            .args(["serve", "--config"])
+            .arg(dir.join("jwtd.toml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stack = Stack {
+            dir,
+            guard: Guard(vec![child]),
+            jwtd,
+            upstream,
+            seen,
+            idp,
+            partner,
+        };
+        wait_for(jwtd);
+        stack
+    }
+
+    fn idp_token(&self, extra: Value) -> String {
+        let now = jwtd_core::unix_now();
+        let mut c = json!({"iss": "https://idp.example/", "aud": "shop", "sub": "alice",
+            "email": "alice@example.com", "roles": ["reader", "x, admin"],
+            "scope": "openid orders:read", "iat": now, "exp": now + 600});
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        jwtd_core::sign(&self.idp, c.as_object().unwrap(), None).unwrap()
+    }
+
+    fn partner_token(&self) -> String {
+        let now = jwtd_core::unix_now();
+        let c = json!({"iss": "https://partner.example/", "sub": "partner-svc", "iat": now,
+            "exp": now + 600});
+        jwtd_core::sign(&self.partner, c.as_object().unwrap(), None).unwrap()
+    }
+
+    fn spawn(&mut self, child: Child, port: u16) {
+        self.guard.0.push(child);
+        wait_for(port);
+    }
+
+    /// Requests through the proxy on `port`: no spoofed identity header reaches the upstream,
+    /// whichever issuer's token comes with it; rejections come back as jwtd answered them.
+    fn check_proxy(&self, port: u16) {
+        // jwtd answers exactly the identity headers the snippets clear, for either issuer.
+        for token in [self.partner_token(), self.idp_token(json!({}))] {
+            let auth = format!("Bearer {token}");
+            let (status, headers, _) = http_get(self.jwtd, "/auth", &[("authorization", &auth)]);
+            assert_eq!(status, 200);
+            let mut answered: Vec<&str> = headers
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .filter(|k| !["x-request-id", "content-length", "date", "connection"].contains(k))
+                .collect();
+            answered.sort();
+            let mut want: Vec<String> = IDENTITY.iter().map(|h| h.to_ascii_lowercase()).collect();
+            want.sort();
+            assert_eq!(answered, want, "the identity headers of /auth");
+        }
+        // Every identity header, and its spelling with underscores (the same header to
+        // CGI-style upstreams).
+        let spoofed: Vec<(String, String)> = IDENTITY
+            .iter()
+            .flat_map(|h| {
+                let v = format!("spoofed-{}", h.to_ascii_lowercase());
+                [(h.to_string(), v.clone()), (h.replace('-', "_"), v)]
+            })
+            .collect();
+        let get = |token: Option<&str>| {
+            let auth = token.map(|t| format!("Bearer {t}"));
+            let mut sent: Vec<(&str, &str)> = spoofed
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            if let Some(a) = &auth {
+                sent.push(("authorization", a));
+            }
+            let before = self.seen.lock().unwrap().len();
+            let (status, headers, body) = http_get(port, "/orders", &sent);
+            let heads = self.seen.lock().unwrap()[before..].to_vec();
+            (status, headers, body, heads)
+        };
+        let one = |seen: &Value, name: &str| -> Option<String> {
+            match seen.get(name).and_then(Value::as_array).map(Vec::as_slice) {
+                None => None,
+                Some([v]) => Some(v.as_str().unwrap().to_owned()),
+                Some(many) => panic!("{name} reached the upstream {} times", many.len()),
+            }
+        };
+        let no_spoof = |heads: &[String]| {
+            assert_eq!(heads.len(), 1, "one request upstream");
+            assert!(
+                !heads[0].to_ascii_lowercase().contains("spoofed"),
+                "a spoofed identity header reached the upstream:\n{}",
+                heads[0]
+            );
+        };
+
+        // A token of the issuer that maps nothing and forwards no payload: the mapped headers
+        // and the payload are jwtd's (empty: removed or blank), not the client's.
+        let (status, _, body, heads) = get(Some(&self.partner_token()));
+        assert_eq!(status, 200, "{body}");
+        no_spoof(&heads);
+        let seen: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(one(&seen, "x-auth-subject").as_deref(), Some("partner-svc"));
+        assert_eq!(
+            one(&seen, "x-auth-issuer").as_deref(),
+            Some("https://partner.example/")
+        );
+        for h in ["x-auth-payload", "x-user-email", "x-roles"] {
+            assert!(one(&seen, h).unwrap_or_default().is_empty(), "{h}: {seen}");
+        }
+
+        // The issuer that maps them: its values, an RFC 8941 list for the roles array.
+        let (status, _, body, heads) = get(Some(&self.idp_token(json!({}))));
+        assert_eq!(status, 200, "{body}");
+        no_spoof(&heads);
+        let seen: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(one(&seen, "x-auth-subject").as_deref(), Some("alice"));
+        assert_eq!(
+            one(&seen, "x-auth-issuer").as_deref(),
+            Some("https://idp.example/")
+        );
+        assert_eq!(
+            one(&seen, "x-user-email").as_deref(),
+            Some("alice@example.com")
+        );
+        assert_eq!(
+            one(&seen, "x-roles").as_deref(),
+            Some(r#""reader", "x, admin""#)
+        );
+        let payload =
+            jwtd_core::b64::decode(one(&seen, "x-auth-payload").unwrap().as_bytes()).unwrap();
+        let payload: Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(payload["sub"], "alice");
+
+        // Without the claim, its spoofed header is still replaced.
+        let (status, _, body, heads) = get(Some(&self.idp_token(json!({"email": null}))));
+        assert_eq!(status, 200, "{body}");
+        no_spoof(&heads);
+
+        // Spoofed identity headers without a token never reach the upstream.
+        let (status, _, _, heads) = get(None);
+        assert_eq!(status, 401);
+        assert!(heads.is_empty());
+
+        // Expired: 401 with WWW-Authenticate.
+        let now = jwtd_core::unix_now();
+        let (status, headers, _, heads) = get(Some(&self.idp_token(json!({"exp": now - 3600}))));
+        assert_eq!(status, 401);
+        assert!(heads.is_empty());
+        let www = headers
+            .iter()
+            .find(|(k, _)| k == "www-authenticate")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        assert!(www.contains("error=\"invalid_token\""), "{www}");
+
+        // Failed scope: 403.
+        let (status, _, _, heads) = get(Some(&self.idp_token(json!({"scope": "openid"}))));
+        assert_eq!(status, 403);
+        assert!(heads.is_empty());
+    }
+}
+
+#[test]
+fn nginx_snippet_lets_no_spoofed_identity_header_through() {
+    let nginx = binary(
+        "nginx",
+        &["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"],
+    );
+    let mut stack = Stack::start("nginx");
+    let port = free_port();
+    let locations = snippet("nginx")
+        .replace(
+            "http://upstream",
+            &format!("http://127.0.0.1:{}", stack.upstream),
+        )
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{}", stack.jwtd));
+    for h in IDENTITY {
+        assert!(locations.contains(&format!("proxy_set_header {h} ")), "{h}");
+    }
+    let d = stack.dir.display();
     std::fs::write(
-        dir.join("nginx.conf"),
+        stack.dir.join("nginx.conf"),
         format!(
             r#"worker_processes 1;
 error_log {d}/logs/error.log warn;
@@ -110,98 +352,63 @@ http {{
   client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;
   uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
   server {{
-    listen 127.0.0.1:{nginx_port};
-    location / {{
-      auth_request /_jwtd;
-      auth_request_set $auth_subject $upstream_http_x_auth_subject;
-      auth_request_set $auth_email $upstream_http_x_user_email;
-      proxy_set_header X-Auth-Subject $auth_subject;
-      proxy_set_header X-User-Email $auth_email;
-      proxy_pass http://127.0.0.1:{up_port};
-    }}
-    location = /_jwtd {{
-      internal;
-      proxy_pass http://127.0.0.1:{jwtd_port}/auth;
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-    }}
+    listen 127.0.0.1:{port};
+{locations}
   }}
 }}
 "#
         ),
     )
     .unwrap();
-    let nginx_child = Command::new(&nginx)
+    let child = Command::new(&nginx)
         .arg("-p")
-        .arg(&dir)
+        .arg(&stack.dir)
         .arg("-c")
-        .arg(dir.join("nginx.conf"))
+        .arg(stack.dir.join("nginx.conf"))
         .args(["-g", "daemon off;"])
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    guard.0.push(nginx_child);
-    wait_for(jwtd_port);
-    wait_for(nginx_port);
+    stack.spawn(child, port);
+    stack.check_proxy(port);
+}
 
-    let now = jwtd_core::unix_now();
-    let token = |extra: serde_json::Value| {
-        let mut c = json!({"iss": "https://idp.example/", "aud": "shop", "sub": "alice", "email": "alice@example.com",
-            "scope": "openid orders:read", "iat": now, "exp": now + 600});
-        for (k, v) in extra.as_object().unwrap() {
-            c[k] = v.clone();
-        }
-        jwtd_core::sign(&key, c.as_object().unwrap(), None).unwrap()
-    };
-
-    // Valid: reaches the upstream with identity headers; spoofed ones are replaced.
-    let auth = format!("Bearer {}", token(json!({})));
-    let (status, _, body) = http_get(
-        nginx_port,
-        "/orders",
-        &[
-            ("authorization", &auth),
-            ("x-auth-subject", "mallory"),
-            ("x-user-email", "mallory@evil.example"),
-        ],
-    );
-    assert_eq!(status, 200, "{body}");
-    let seen: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(seen["x-auth-subject"], "alice");
-    assert_eq!(seen["x-user-email"], "alice@example.com");
-
-    // Spoofed identity headers without a token never reach the upstream.
-    let (status, _, _) = http_get(nginx_port, "/orders", &[("x-auth-subject", "mallory")]);
-    assert_eq!(status, 401);
-
-    // Expired: 401 with WWW-Authenticate.
-    let auth = format!("Bearer {}", token(json!({"exp": now - 3600})));
-    let (status, headers, _) = http_get(nginx_port, "/orders", &[("authorization", &auth)]);
-    assert_eq!(status, 401);
-    let www = headers
-        .iter()
-        .find(|(k, _)| k == "www-authenticate")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
-    assert!(www.contains("error=\"invalid_token\""), "{www}");
-
-    // Failed scope: 403.
-    let auth = format!("Bearer {}", token(json!({"scope": "openid"})));
-    let (status, _, _) = http_get(nginx_port, "/orders", &[("authorization", &auth)]);
-    assert_eq!(status, 403);
-
-    // A token without the email claim: the spoofed header is blanked, not passed through.
-    let auth = format!("Bearer {}", token(json!({"email": null})));
-    let (status, _, body) = http_get(
-        nginx_port,
-        "/orders",
-        &[
-            ("authorization", &auth),
-            ("x-user-email", "mallory@evil.example"),
-        ],
-    );
-    assert_eq!(status, 200);
-    let seen: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert!(seen.get("x-user-email").is_none_or(|v| v == ""), "{seen}");
+#[test]
+fn caddy_snippet_lets_no_spoofed_identity_header_through() {
+    let caddy = binary("caddy", &["/usr/bin/caddy", "/usr/local/bin/caddy"]);
+    let mut stack = Stack::start("caddy");
+    let port = free_port();
+    let site = snippet("caddyfile")
+        .replace("example.com", &format!("http://:{port}"))
+        .replace("127.0.0.1:9000", &format!("127.0.0.1:{}", stack.upstream))
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{}", stack.jwtd));
+    for h in IDENTITY {
+        assert!(site.contains(&format!("request_header -{h}\n")), "{h}");
+        let underscores = h.replace('-', "_");
+        assert!(
+            site.contains(&format!("request_header -{underscores}\n")),
+            "{h}"
+        );
+    }
+    // No admin endpoint (other tests may run Caddy too) and no certificates.
+    let file = stack.dir.join("Caddyfile");
+    std::fs::write(
+        &file,
+        format!("{{\n    admin off\n    auto_https off\n}}\n{site}"),
+    )
+    .unwrap();
+    let log = std::fs::File::create(stack.dir.join("logs/caddy.log")).unwrap();
+    let child = Command::new(&caddy)
+        .args(["run", "--adapter", "caddyfile", "--config"])
+        .arg(&file)
+        .env("HOME", &stack.dir)
+        .env("XDG_CONFIG_HOME", stack.dir.join("config"))
+        .env("XDG_DATA_HOME", stack.dir.join("data"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    stack.spawn(child, port);
+    stack.check_proxy(port);
 }
