@@ -73,7 +73,7 @@ pub struct CacheSettings {
     #[serde(default = "default_cache_entries")]
     pub max_entries: usize,
     /// Most bytes per issuer (default 40 MiB): the heap the entries hold (tokens, their claims
-    /// and headers, and 576 bytes each for the table and the shared value).
+    /// and headers, and 592 bytes each for the table and the shared value).
     #[serde(default = "default_cache_bytes")]
     pub max_bytes: u64,
 }
