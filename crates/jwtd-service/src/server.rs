@@ -11,6 +11,9 @@
 //! | kept alive, part of a request received | `header_read_timeout` after its first byte |
 //! | a request in progress | never by the watchdog: the request is answered 408 after `request_timeout` |
 //!
+//! On shutdown, connections without a request in progress close at once; the others finish it
+//! (no further request is read) until `shutdown_timeout`, when whatever remains is dropped.
+//!
 //! At `max_connections`, each accepted connection closes up to [`EVICT_BATCH`] of those that
 //! waited longest without a request in progress (as nginx reuses its keep-alive connections);
 //! when all of them have one, accepting pauses and the listen backlog holds the rest. Idle and
@@ -331,6 +334,11 @@ async fn connection(
         loop {
             if !draining && *phase.borrow_and_update() != Phase::Running {
                 draining = true;
+                // Nothing is owed to a connection without a request in progress (idle, or a
+                // header still arriving): it closes now. The others finish their request.
+                if conn.in_flight.load(Ordering::Acquire) == 0 {
+                    break Some("shutdown");
+                }
                 served.as_mut().graceful_shutdown();
             }
             if *phase.borrow() == Phase::Abort {
