@@ -387,11 +387,11 @@ fn idle_connections_are_closed_after_their_timeouts() {
 }
 
 #[test]
-fn request_bodies_are_limited_and_slow_bodies_time_out() {
+fn request_bodies_and_headers_are_limited_and_slow_bodies_time_out() {
     use std::io::{Read, Write};
     let s = start_limited(
         "bodies",
-        "max_request_body = 4096\nrequest_timeout = \"1s\"\n",
+        "max_request_body = 4096\nmax_header_bytes = 8192\nrequest_timeout = \"1s\"\n",
     );
     let token = s.bearer.trim_start_matches("Bearer ");
     let post = |body: &str| {
@@ -412,6 +412,9 @@ fn request_bodies_are_limited_and_slow_bodies_time_out() {
     let large = format!("{{\"token\":\"{token}\",\"pad\":\"{}\"}}", "x".repeat(4096));
     let answer = post(&large);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    // A header over max_header_bytes: 431.
+    let (status, _, _) = http_get(s.port, "/v1/verify", &[("x-pad", &"x".repeat(10_000))]);
+    assert_eq!(status, 431);
     // A body that trickles in slower than request_timeout: 408, then the connection closes.
     let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
     write!(
