@@ -61,6 +61,8 @@ enum Phase {
 
 /// One connection's shared state.
 struct Conn {
+    /// The server's start, which `since` counts from.
+    start: Instant,
     /// Requests in progress (HTTP/2 streams; 0 or 1 for HTTP/1.1).
     in_flight: AtomicUsize,
     /// FRESH, IDLE or READING (meaningful while `in_flight` is 0).
@@ -71,6 +73,12 @@ struct Conn {
     evicted: AtomicBool,
     /// Wakes the watchdog (an earlier deadline, or eviction).
     wake: Notify,
+}
+
+impl Conn {
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
 }
 
 /// The open connections.
@@ -141,15 +149,12 @@ impl Registry {
 }
 
 /// Counts a request in progress on its connection; on drop, the connection becomes idle.
-struct InFlight {
-    conn: Arc<Conn>,
-    registry: Arc<Registry>,
-}
+struct InFlight(Arc<Conn>);
 
 impl InFlight {
-    fn new(conn: Arc<Conn>, registry: Arc<Registry>) -> InFlight {
+    fn new(conn: Arc<Conn>) -> InFlight {
         conn.in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlight { conn, registry }
+        InFlight(conn)
     }
 }
 
@@ -157,11 +162,10 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         // The state first, so a watchdog (or an eviction scan) that sees no request in progress
         // sees the fresh idle time.
-        self.conn
-            .since
-            .store(self.registry.now_ms(), Ordering::Relaxed);
-        self.conn.state.store(IDLE, Ordering::Relaxed);
-        self.conn.in_flight.fetch_sub(1, Ordering::AcqRel);
+        let conn = &self.0;
+        conn.since.store(conn.now_ms(), Ordering::Relaxed);
+        conn.state.store(IDLE, Ordering::Relaxed);
+        conn.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -169,7 +173,6 @@ impl Drop for InFlight {
 struct Tracked {
     io: TcpStream,
     conn: Arc<Conn>,
-    registry: Arc<Registry>,
 }
 
 impl AsyncRead for Tracked {
@@ -184,9 +187,7 @@ impl AsyncRead for Tracked {
             && self.conn.in_flight.load(Ordering::Acquire) == 0
             && self.conn.state.load(Ordering::Relaxed) == IDLE
         {
-            self.conn
-                .since
-                .store(self.registry.now_ms(), Ordering::Relaxed);
+            self.conn.since.store(self.conn.now_ms(), Ordering::Relaxed);
             self.conn.state.store(READING, Ordering::Relaxed);
             // The header deadline may come before the idle one the watchdog sleeps until.
             self.conn.wake.notify_one();
@@ -306,12 +307,11 @@ async fn connection(
     let io = TokioIo::new(Tracked {
         io: stream,
         conn: conn.clone(),
-        registry: registry.clone(),
     });
     let request_timeout = limits.request_timeout.0;
-    let (c, r) = (conn.clone(), registry.clone());
+    let c = conn.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let guard = InFlight::new(c.clone(), r.clone());
+        let guard = InFlight::new(c.clone());
         let mut router = router.clone();
         async move {
             let answer = tower::Service::call(&mut router, req);
@@ -453,6 +453,7 @@ pub(crate) async fn run(
         }
         next_id += 1;
         let conn = Arc::new(Conn {
+            start: registry.start,
             in_flight: AtomicUsize::new(0),
             state: AtomicU8::new(FRESH),
             since: AtomicU64::new(registry.now_ms()),
