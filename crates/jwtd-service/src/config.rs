@@ -6,6 +6,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
+use std::time::Duration;
 
 /// The whole configuration.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -40,6 +41,9 @@ pub struct Config {
     /// Revocation (`POST /v1/revocations`, checked on every request); off without it.
     #[serde(default)]
     pub revocation: Option<RevocationSettings>,
+    /// Connection and request limits of the HTTP server (read at start).
+    #[serde(default)]
+    pub server: ServerSettings,
     /// The issuers whose tokens are accepted.
     #[serde(default, rename = "issuer")]
     pub issuers: Vec<IssuerConfig>,
@@ -93,6 +97,114 @@ impl Default for CacheSettings {
             max_entries: default_cache_entries(),
             max_bytes: default_cache_bytes(),
         }
+    }
+}
+
+/// Connection and request limits of the HTTP server (`[server]`). Read at start: a reload keeps
+/// the values the server started with.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Most connections open at once (default 10,000). At the cap, a new connection closes the
+    /// connections that waited longest without a request in progress; when every connection
+    /// has one, accepting pauses and the kernel's listen backlog holds new connections.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// How long a client may take to send a whole request header, from the moment the
+    /// connection is accepted, or from its first byte on a kept-alive connection (default 10 s).
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: Timeout,
+    /// How long a kept-alive connection may wait for the next request (default 60 s).
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Timeout,
+    /// How long a request may take once its header is in: reading its body and answering
+    /// (default 30 s); past it the answer is 408 and the connection is closed.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: Timeout,
+    /// On SIGTERM or Ctrl-C, how long requests in progress may take to finish before the
+    /// remaining connections are dropped and the process exits (default 10 s).
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout: Timeout,
+    /// Largest request body, in bytes, of the endpoints that read one (`POST /v1/verify`,
+    /// `/introspect`, `/v1/tokens`, `/v1/revocations`; default 64 KiB); larger ones get 413.
+    #[serde(default = "default_max_request_body")]
+    pub max_request_body: usize,
+    /// Largest request header, in bytes (default 64 KiB); larger ones get 431.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+}
+
+fn default_max_connections() -> usize {
+    10_000
+}
+fn default_header_read_timeout() -> Timeout {
+    Timeout(Duration::from_secs(10))
+}
+fn default_idle_timeout() -> Timeout {
+    Timeout(Duration::from_secs(60))
+}
+fn default_request_timeout() -> Timeout {
+    Timeout(Duration::from_secs(30))
+}
+fn default_shutdown_timeout() -> Timeout {
+    Timeout(Duration::from_secs(10))
+}
+fn default_max_request_body() -> usize {
+    64 * 1024
+}
+fn default_max_header_bytes() -> usize {
+    64 * 1024
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            max_connections: default_max_connections(),
+            header_read_timeout: default_header_read_timeout(),
+            idle_timeout: default_idle_timeout(),
+            request_timeout: default_request_timeout(),
+            shutdown_timeout: default_shutdown_timeout(),
+            max_request_body: default_max_request_body(),
+            max_header_bytes: default_max_header_bytes(),
+        }
+    }
+}
+
+impl ServerSettings {
+    /// Range checks: `(setting, message)` for every value out of its range.
+    fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let ms = Duration::from_millis;
+        let s = Duration::from_secs;
+        for (name, t, max) in [
+            ("header_read_timeout", self.header_read_timeout, s(600)),
+            ("idle_timeout", self.idle_timeout, s(3600)),
+            ("request_timeout", self.request_timeout, s(3600)),
+            ("shutdown_timeout", self.shutdown_timeout, s(600)),
+        ] {
+            if t.0 < ms(10) || t.0 > max {
+                out.push(format!(
+                    "{name} {} is outside 10ms..={}",
+                    humantime::format_duration(t.0),
+                    humantime::format_duration(max)
+                ));
+            }
+        }
+        for (name, v, min, max) in [
+            ("max_connections", self.max_connections, 1, 1_000_000),
+            (
+                "max_request_body",
+                self.max_request_body,
+                1024,
+                16 * 1024 * 1024,
+            ),
+            ("max_header_bytes", self.max_header_bytes, 8192, 1024 * 1024),
+        ] {
+            if !(min..=max).contains(&v) {
+                out.push(format!("{name} {v} is outside {min}..={max}"));
+            }
+        }
+        out
     }
 }
 
@@ -293,6 +405,30 @@ impl<'de> Deserialize<'de> for Seconds {
             Raw::N(n) => Ok(Seconds(n)),
             Raw::S(s) => humantime::parse_duration(&s)
                 .map(|d| Seconds(d.as_secs()))
+                .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration: {e}"))),
+        }
+    }
+}
+
+/// A duration with millisecond precision, written as whole seconds (`10`) or a duration string
+/// (`"500ms"`, `"10s"`, `"1m"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeout(pub Duration);
+
+impl<'de> Deserialize<'de> for Timeout {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            // Clamped: the range check refuses it with a readable message, and no later
+            // arithmetic on it can overflow.
+            Raw::N(n) => Ok(Timeout(Duration::from_secs(n.min(u32::MAX as u64)))),
+            Raw::S(s) => humantime::parse_duration(&s)
+                .map(|d| Timeout(d.min(Duration::from_secs(u32::MAX as u64))))
                 .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration: {e}"))),
         }
     }
@@ -741,6 +877,13 @@ impl Config {
                 "revocation needs an [admin] api key to authorise POST /v1/revocations".into(),
             ));
         }
+        let problems = self.server.problems();
+        if !problems.is_empty() {
+            let line = text.find("[server]").map(|o| line_of(text, o)).unwrap_or(0);
+            for p in problems {
+                errors.push((line, format!("server: {p}")));
+            }
+        }
         if let Some(admin) = &self.admin {
             if admin.api_key_env.is_none() == admin.api_key_file.is_none() {
                 let line = text.find("[admin]").map(|o| line_of(text, o)).unwrap_or(0);
@@ -902,6 +1045,39 @@ algorithms = []
             "f",
         )
         .unwrap();
+    }
+
+    #[test]
+    fn server_limits_have_safe_defaults_and_ranges() {
+        let c = Config::parse("", "f").unwrap();
+        assert_eq!(c.server, ServerSettings::default());
+        assert_eq!(c.server.header_read_timeout.0, Duration::from_secs(10));
+        let c = Config::parse(
+            "[server]\nheader_read_timeout = \"500ms\"\nidle_timeout = 5\nmax_connections = 64\n",
+            "f",
+        )
+        .unwrap();
+        assert_eq!(c.server.header_read_timeout.0, Duration::from_millis(500));
+        assert_eq!(c.server.idle_timeout.0, Duration::from_secs(5));
+        assert_eq!(c.server.max_connections, 64);
+        for bad in [
+            "header_read_timeout = 0",
+            "idle_timeout = \"0s\"",
+            "request_timeout = \"2h\"",
+            "shutdown_timeout = 9223372036854775807",
+            "shutdown_timeout = \"100000d\"",
+            "max_connections = 0",
+            "max_connections = 100000000",
+            "max_request_body = 10",
+            "max_header_bytes = 1000",
+        ] {
+            let e = Config::parse(&format!("\n[server]\n{bad}\n"), "f").unwrap_err();
+            assert_eq!(e.errors.len(), 1, "{bad}: {e}");
+            assert_eq!(e.errors[0].0, 2, "{bad}: {e}");
+            assert!(e.errors[0].1.starts_with("server: "), "{bad}: {e}");
+        }
+        let e = Config::parse("[server]\nheader_timeout = 5\n", "f").unwrap_err();
+        assert_eq!(e.errors[0].0, 2, "unknown field on its line: {e}");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use crate::issuers::{IdentityHeaders, Issuer, Keys, ISSUER, PAYLOAD, SUBJECT};
 use crate::telemetry::{fingerprint, metrics_handle};
 use crate::AppState;
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -16,24 +16,30 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The service's routes.
+/// The service's routes. The endpoints that read a body (`POST /v1/verify`, `/introspect`,
+/// `/v1/tokens`, `/v1/revocations`) take at most `[server] max_request_body` bytes (413 past
+/// it); the others never read theirs.
 pub fn router(state: Arc<AppState>) -> Router {
     metrics_handle();
+    let limit = DefaultBodyLimit::max(state.runtime().config.server.max_request_body);
     Router::new()
-        .route("/v1/verify", get(verify).post(verify_post))
+        .route("/v1/verify", get(verify).post(verify_post).layer(limit))
         .route("/v1/tokens/{token}", get(token_path))
         .route("/auth", any(forward_auth))
         // Envoy's ext_authz appends the original path to its path_prefix.
         .route("/auth/{*original}", any(forward_auth))
-        .route("/introspect", post(introspect))
+        .route("/introspect", post(introspect).layer(limit))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/admin/reload", post(admin_reload))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/.well-known/openid-configuration", get(discovery))
-        .route("/v1/tokens", post(mint))
-        .route("/v1/revocations", post(revoke).get(revocation_status))
+        .route("/v1/tokens", post(mint).layer(limit))
+        .route(
+            "/v1/revocations",
+            post(revoke).get(revocation_status).layer(limit),
+        )
         .with_state(state)
 }
 

@@ -24,6 +24,7 @@ pub mod config;
 mod handlers;
 pub mod issuers;
 pub mod revocation;
+mod server;
 mod telemetry;
 
 pub use config::{Config, ConfigError, SigningConfig};
@@ -429,6 +430,11 @@ impl AppState {
         };
         let config = Config::load(path).map_err(|e| e.to_string())?;
         let old = self.runtime();
+        if config.server != old.config.server {
+            tracing::warn!(
+                "[server] changes take effect at the next start; the running limits stay"
+            );
+        }
         let new = Runtime::build(config, Some(&old)).await?;
         if !new.issuers.wait_ready(Duration::from_secs(10)).await {
             tracing::warn!("reloaded configuration: some issuers have no keys yet");
@@ -439,9 +445,20 @@ impl AppState {
     }
 }
 
-/// Serves until SIGTERM or Ctrl-C, then drains in-flight requests. SIGHUP reloads the
-/// configuration.
+/// Serves until SIGTERM or Ctrl-C, then stops accepting, lets requests in progress finish
+/// for at most `[server] shutdown_timeout` and drops the connections still open. SIGHUP
+/// reloads the configuration. The connection and request limits are the `[server]` settings
+/// of the configuration in force at start.
 pub async fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    serve_until(state, listener, termination()).await
+}
+
+/// [`serve`] until `shutdown` resolves instead of a signal (SIGHUP still reloads).
+pub async fn serve_until(
+    state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         let s = state.clone();
@@ -458,21 +475,21 @@ pub async fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener) -> s
             }
         });
     }
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async {
-            #[cfg(unix)]
-            {
-                let mut term =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                        .expect("SIGTERM handler");
-                tokio::select! {
-                    _ = term.recv() => {},
-                    _ = tokio::signal::ctrl_c() => {},
-                }
-            }
-            #[cfg(not(unix))]
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("shutting down: draining requests");
-        })
-        .await
+    let app = router(state.clone());
+    server::run(state, listener, app, shutdown).await
+}
+
+/// SIGTERM or Ctrl-C.
+async fn termination() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = tokio::signal::ctrl_c() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }

@@ -838,3 +838,23 @@ async fn failed_admin_and_introspection_authentications_are_delayed_and_counted(
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn http2_prior_knowledge_is_still_served() {
+    let s = start().await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let token = es_token(&s, json!({}));
+    for _ in 0..3 {
+        let r = h2
+            .get(format!("{}/v1/verify", s.base))
+            .header("authorization", format!("Bearer {token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.version(), reqwest::Version::HTTP_2);
+        assert_eq!(r.status(), 200);
+    }
+}

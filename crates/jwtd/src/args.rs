@@ -59,7 +59,10 @@ jwtd keygen --alg HS256 --out secret.jwk"
         after_help = "Endpoints: GET|POST /v1/verify, GET /v1/tokens/{token}, /auth (forward-auth), \
 POST /introspect, /healthz, /readyz, /metrics, POST /admin/reload; with [signing]: /.well-known/jwks.json, \
 /.well-known/openid-configuration, POST /v1/tokens; with [revocation]: POST|GET /v1/revocations. \
-Without --config: the embedded issuer (signing and revocation) in ./jwtd-data. SIGHUP reloads the configuration; SIGTERM drains and exits.\n\n\
+Without --config: the embedded issuer (signing and revocation) in ./jwtd-data. SIGHUP reloads the configuration; SIGTERM or Ctrl-C drains requests in progress for at most \
+[server] shutdown_timeout (10 s) and exits. Connections and requests are bounded by [server] \
+(header, idle and request timeouts, max_connections, body limits); keep LimitNOFILE above \
+max_connections + 256.\n\n\
 Examples:\n  jwtd serve --config jwtd.toml\n  \
 jwtd serve --listen 127.0.0.1:8080 --issuer https://tenant.example/ --audience https://api.example\n  \
 jwtd serve --issuer https://auth.example --audience example.com --alg ES256"

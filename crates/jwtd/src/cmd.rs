@@ -326,7 +326,7 @@ fn serve(a: ServeArgs) -> Result<()> {
         .enable_all()
         .build()
         .map_err(|e| Failure::Usage(format!("cannot start the async runtime: {e}")))?;
-    rt.block_on(async {
+    let served = rt.block_on(async {
         let listen = config.listen.clone();
         let runtime = jwtd_service::Runtime::build(config, None)
             .await
@@ -345,7 +345,11 @@ fn serve(a: ServeArgs) -> Result<()> {
         jwtd_service::serve(state, listener)
             .await
             .map_err(|e| Failure::Usage(format!("server error: {e}")))
-    })
+    });
+    // The drain deadline has passed or every connection closed: whatever background work
+    // remains (key refreshes, store listeners) must not hold the exit up.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    served
 }
 
 fn print_json(v: &Value) {

@@ -1,6 +1,8 @@
 //! `jwtd serve` as a process: the embedded default (the README's first command: mint, verify,
 //! revoke), configuration errors at start, SIGHUP reload (a broken file keeps the running
-//! configuration), SIGTERM drains and exits.
+//! configuration), SIGTERM drains and exits; the `[server]` limits: slow and idle clients by
+//! the thousand neither starve requests nor outlive their deadlines, body limits and timeouts,
+//! and a shutdown bounded by its drain deadline with stuck clients.
 
 mod common;
 
@@ -153,4 +155,370 @@ fn sighup_reloads_and_sigterm_drains() {
         assert!(Instant::now() < deadline, "did not exit after SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A running `jwtd serve` with `[server]` settings, an issuer and a valid bearer header.
+struct Limited {
+    port: u16,
+    pid: u32,
+    guard: Guard,
+    bearer: String,
+}
+
+fn start_limited(name: &str, server: &str) -> Limited {
+    let dir = std::env::temp_dir().join(format!("jwtd-serve-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = SigningKey::generate(Algorithm::ES256)
+        .unwrap()
+        .with_default_kid();
+    let jwks = dir.join("jwks.json");
+    std::fs::write(
+        &jwks,
+        serde_json::to_string(&Jwks::from_keys(key.public_jwk())).unwrap(),
+    )
+    .unwrap();
+    let port = free_port();
+    let cfg = dir.join("jwtd.toml");
+    std::fs::write(
+        &cfg,
+        format!("{}\n[server]\n{server}\n", config(port, &jwks, "[\"api\"]")),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_jwtd"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let guard = Guard(vec![child]);
+    wait_for(port);
+    let now = jwtd_core::unix_now();
+    let c = serde_json::json!({"iss": "https://idp.example/", "aud": "api", "sub": "a", "exp": now + 600});
+    let bearer = format!(
+        "Bearer {}",
+        jwtd_core::sign(&key, c.as_object().unwrap(), None).unwrap()
+    );
+    Limited {
+        port,
+        pid,
+        guard,
+        bearer,
+    }
+}
+
+/// Makes sure this process may open `n` descriptors (raising the soft limit up to the hard
+/// one); fails rather than skips when it cannot.
+fn allow_open_files(n: libc::rlim_t) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        if lim.rlim_cur < n {
+            lim.rlim_cur = lim.rlim_max.min(n);
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+        }
+    }
+    assert!(
+        lim.rlim_cur >= n,
+        "this test needs {n} open files; the hard limit is {}",
+        lim.rlim_max
+    );
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// Whether the server closed `s` before `deadline` (EOF or reset; `false` if it stayed open).
+fn closed_by(mut s: &std::net::TcpStream, deadline: Instant) -> bool {
+    use std::io::Read;
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        s.set_read_timeout(Some(left)).unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue, // an error answer (408, 400) before the close
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+const SLOW_CLIENTS: usize = 1000;
+
+#[test]
+fn slow_header_clients_do_not_starve_requests() {
+    use std::io::Write;
+    allow_open_files(SLOW_CLIENTS as libc::rlim_t + 256);
+    let max_connections = 100;
+    let s = start_limited(
+        "slow-headers",
+        &format!("max_connections = {max_connections}\nheader_read_timeout = \"2s\"\nidle_timeout = \"2s\"\n"),
+    );
+    let baseline = open_fds(s.pid);
+    // 1,000 clients that start a request header and never finish it, ten times the cap.
+    let mut slow = Vec::with_capacity(SLOW_CLIENTS);
+    for _ in 0..SLOW_CLIENTS {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        let _ = c.write_all(b"GET /v1/verify HTTP/1.1\r\nhost: localhost\r\nx-slow: ");
+        slow.push(c);
+    }
+    let opened = Instant::now();
+    // They trickle a byte every 200 ms (which must not extend their deadline) while normal
+    // requests keep arriving: every one is answered, promptly.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trickle = {
+        let stop = stop.clone();
+        let mut conns: Vec<_> = slow.iter().map(|c| c.try_clone().unwrap()).collect();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for c in &mut conns {
+                    let _ = c.write_all(b"a");
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    let mut most_fds = 0;
+    let mut slowest = Duration::ZERO;
+    for _ in 0..40 {
+        let t = Instant::now();
+        let (status, _, body) = http_get(s.port, "/v1/verify", &[("authorization", &s.bearer)]);
+        slowest = slowest.max(t.elapsed());
+        assert_eq!(status, 200, "{body}");
+        most_fds = most_fds.max(open_fds(s.pid));
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    eprintln!(
+        "{SLOW_CLIENTS} slow clients, cap {max_connections}: slowest of 40 requests {slowest:?}, \
+         at most {most_fds} descriptors open (baseline {baseline})"
+    );
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a request took {slowest:?} next to {SLOW_CLIENTS} slow clients"
+    );
+    // The server never held much more than the cap (plus one batch being closed).
+    assert!(
+        most_fds <= baseline + max_connections + 2 * 32 + 8,
+        "{most_fds} descriptors open (baseline {baseline}, cap {max_connections})"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    trickle.join().unwrap();
+    // Every slow client is closed by the header deadline (2 s from its accept), trickle or not.
+    let deadline = opened + Duration::from_secs(2) + Duration::from_secs(3);
+    let still_open = slow.iter().filter(|c| !closed_by(c, deadline)).count();
+    assert_eq!(still_open, 0, "slow clients the server never closed");
+    drop(s.guard);
+}
+
+#[test]
+fn idle_connections_are_closed_after_their_timeouts() {
+    use std::io::{Read, Write};
+    allow_open_files(SLOW_CLIENTS as libc::rlim_t + 256);
+    let s = start_limited(
+        "idle",
+        "header_read_timeout = \"1s\"\nidle_timeout = \"4s\"\n",
+    );
+    // 1,000 connections that never send a byte...
+    let idle: Vec<_> = (0..SLOW_CLIENTS)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap())
+        .collect();
+    let opened = Instant::now();
+    // ...a kept-alive connection after one request, and requests that keep being answered.
+    let mut kept = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    write!(
+        kept,
+        "GET /v1/verify HTTP/1.1\r\nhost: localhost\r\nauthorization: {}\r\n\r\n",
+        s.bearer
+    )
+    .unwrap();
+    kept.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = kept.read(&mut buf).unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let answered = Instant::now();
+    for _ in 0..10 {
+        let (status, _, body) = http_get(s.port, "/v1/verify", &[("authorization", &s.bearer)]);
+        assert_eq!(status, 200, "{body}");
+    }
+    // The kept-alive one lives out its idle timeout (4 s)...
+    assert!(
+        answered.elapsed() < Duration::from_millis(2500),
+        "too slow to tell"
+    );
+    assert!(
+        !closed_by(&kept, answered + Duration::from_millis(2500)),
+        "closed before the idle timeout"
+    );
+    // ...the silent ones went at the header deadline (1 s after their accept)...
+    let deadline = opened + Duration::from_secs(1) + Duration::from_secs(3);
+    let still_open = idle.iter().filter(|c| !closed_by(c, deadline)).count();
+    assert_eq!(still_open, 0, "silent connections the server never closed");
+    // ...and the kept-alive one goes after its idle timeout.
+    assert!(
+        closed_by(
+            &kept,
+            answered + Duration::from_secs(4) + Duration::from_secs(2)
+        ),
+        "kept-alive connection outlived the idle timeout"
+    );
+}
+
+#[test]
+fn request_bodies_and_headers_are_limited_and_slow_bodies_time_out() {
+    use std::io::{Read, Write};
+    let s = start_limited(
+        "bodies",
+        "max_request_body = 4096\nmax_header_bytes = 8192\nrequest_timeout = \"1s\"\n",
+    );
+    let token = s.bearer.trim_start_matches("Bearer ");
+    let post = |body: &str| {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(
+            c,
+            "POST /v1/verify HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut raw = String::new();
+        let _ = c.read_to_string(&mut raw);
+        raw
+    };
+    let small = format!("{{\"token\":\"{token}\"}}");
+    assert!(post(&small).starts_with("HTTP/1.1 200"));
+    let large = format!("{{\"token\":\"{token}\",\"pad\":\"{}\"}}", "x".repeat(4096));
+    let answer = post(&large);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    // A header over max_header_bytes: 431.
+    let (status, _, _) = http_get(s.port, "/v1/verify", &[("x-pad", &"x".repeat(10_000))]);
+    assert_eq!(status, 431);
+    // A body that trickles in slower than request_timeout: 408, then the connection closes.
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    write!(
+        c,
+        "POST /v1/verify HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{{\"token\":"
+    )
+    .unwrap();
+    let sent = Instant::now();
+    let mut c2 = c.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        for _ in 0..30 {
+            if c2.write_all(b" ").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut raw = Vec::new();
+    let _ = c.read_to_end(&mut raw);
+    let took = sent.elapsed();
+    let raw = String::from_utf8_lossy(&raw);
+    assert!(raw.starts_with("HTTP/1.1 408"), "{raw}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+        "answered after {took:?}"
+    );
+    trickle.join().unwrap();
+}
+
+#[test]
+fn shutdown_finishes_within_the_drain_deadline_with_stuck_clients() {
+    use std::io::{Read, Write};
+    // Long client timeouts: only the drain deadline can end this.
+    let s = start_limited(
+        "drain",
+        "shutdown_timeout = \"1s\"\nheader_read_timeout = \"60s\"\nidle_timeout = \"60s\"\nrequest_timeout = \"60s\"\n",
+    );
+    let connect = || {
+        let c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c
+    };
+    let half_body = |c: &mut std::net::TcpStream| {
+        write!(
+            c,
+            "POST /v1/verify HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 20\r\n\r\n{{\"token\":"
+        )
+        .unwrap();
+    };
+    // A request whose body never completes, a half-sent header, a silent connection, and a
+    // request in progress that completes during the drain.
+    let mut stuck_body = connect();
+    half_body(&mut stuck_body);
+    let mut half_header = connect();
+    half_header
+        .write_all(b"GET /v1/verify HTTP/1.1\r\nhost: loc")
+        .unwrap();
+    let silent = connect();
+    let mut finishing = connect();
+    half_body(&mut finishing);
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    signal(s.pid, "-TERM");
+    // Connections without a request in progress close as the drain starts.
+    let drain_start = t0 + Duration::from_millis(500);
+    assert!(
+        closed_by(&half_header, drain_start),
+        "half-sent header kept open"
+    );
+    assert!(
+        closed_by(&silent, drain_start),
+        "silent connection kept open"
+    );
+    finishing.write_all(b"\"x\"}       ").unwrap();
+    let mut answer = String::new();
+    let _ = finishing.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 401"),
+        "a request in progress is answered during the drain: {answer:?}"
+    );
+    let mut guard = s.guard;
+    let mut child = guard.0.pop().unwrap();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(4),
+            "still running {:?} after SIGTERM with a 1 s drain deadline",
+            t0.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = t0.elapsed();
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "exited after {took:?}: before the drain deadline, with a request in progress"
+    );
+    // The stuck request was dropped; nothing listens any more.
+    assert!(closed_by(
+        &stuck_body,
+        Instant::now() + Duration::from_secs(1)
+    ));
+    assert!(std::net::TcpStream::connect(("127.0.0.1", s.port)).is_err());
 }
