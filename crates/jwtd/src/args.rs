@@ -166,7 +166,8 @@ pub enum KeysCommand {
     Retire {
         #[command(flatten)]
         store: StoreArgs,
-        /// The key id.
+        /// The key id (kids are base64url and may start with `-`).
+        #[arg(allow_hyphen_values = true)]
         kid: String,
         /// Longest token lifetime the issuer mints.
         #[arg(long, default_value = "1h", value_parser = parse_seconds)]
@@ -181,7 +182,8 @@ pub enum KeysCommand {
     Remove {
         #[command(flatten)]
         store: StoreArgs,
-        /// The key id.
+        /// The key id (kids are base64url and may start with `-`).
+        #[arg(allow_hyphen_values = true)]
         kid: String,
     },
     /// Print the published public keys as a JWKS.
