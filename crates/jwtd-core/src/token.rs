@@ -58,6 +58,15 @@ impl Header {
         let json = String::from_utf8(bytes).map_err(|_| Error::malformed("header is not UTF-8"))?;
         let m = Members::parse_bounded(&json, max_depth, MAX_HEADER_MEMBERS)
             .map_err(|e| Error::malformed(format!("header is not valid JSON: {e}")))?;
+        let long_kid =
+            || Error::malformed(format!("header \"kid\" is longer than {MAX_KID_LEN} bytes"));
+        // No byte takes more than six characters to write (`\u006b`): a longer raw `kid` is
+        // too long without being unescaped.
+        if m.get("kid")
+            .is_some_and(|raw| raw.get().len() > 6 * MAX_KID_LEN + 2)
+        {
+            return Err(long_kid());
+        }
         let string = |name: &str| -> Result<Option<String>, Error> {
             match m.get(name) {
                 None => Ok(None),
@@ -116,9 +125,7 @@ impl Header {
         }
         let (kid, typ, cty) = (string("kid")?, string("typ")?, string("cty")?);
         if kid.as_ref().is_some_and(|k| k.len() > MAX_KID_LEN) {
-            return Err(Error::malformed(format!(
-                "header \"kid\" is longer than {MAX_KID_LEN} bytes"
-            )));
+            return Err(long_kid());
         }
         let embedded_key = EMBEDDED_KEY_MEMBERS.into_iter().find(|n| m.contains(n));
         drop(m);

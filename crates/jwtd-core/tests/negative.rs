@@ -1136,15 +1136,20 @@ fn kid_length_is_capped() {
     // 256 bytes is an ordinary unknown kid; 257 is refused before any key lookup.
     assert_eq!(run(&with_kid(&"k".repeat(256)), policy()), no(UnknownKey));
     assert_eq!(run(&with_kid(&"k".repeat(257)), policy()), no(Malformed));
-    // Counted after unescaping: 100 escapes spelling 100 bytes pass the length rule.
-    let escaped = format!(
-        "{{\"alg\":\"HS256\",\"kid\":\"{}\"}}",
-        "\\u006b".repeat(100)
-    );
-    assert_eq!(
-        run(&raw(k, &escaped, &claims().to_string()), policy()),
-        no(UnknownKey)
-    );
+    // Counted after unescaping: 100 escapes spelling 100 bytes pass the length rule, and the
+    // rule's edge is the same for escaped kids.
+    for (n, want) in [
+        (100, no(UnknownKey)),
+        (256, no(UnknownKey)),
+        (257, no(Malformed)),
+    ] {
+        let escaped = format!("{{\"alg\":\"HS256\",\"kid\":\"{}\"}}", "\\u006b".repeat(n));
+        assert_eq!(
+            run(&raw(k, &escaped, &claims().to_string()), policy()),
+            want,
+            "{n}"
+        );
+    }
     // A JWKS key with a longer kid could never be named: it is skipped, with the reason.
     let mut jwk = f().es.public_jwk().unwrap();
     jwk.kid = Some("k".repeat(257));
@@ -1186,6 +1191,17 @@ fn junk_header_costs_at_most_3x_a_valid_token_of_its_size() {
             ),
         ),
         ("deep arrays", raw(k, &deep, "{}")),
+        (
+            "escaped kid",
+            raw(
+                k,
+                &format!(
+                    "{{\"alg\":\"HS256\",\"kid\":\"{}\"}}",
+                    "\\u006b".repeat(1_570)
+                ),
+                "{}",
+            ),
+        ),
     ];
     for (name, t) in &junk {
         assert!(verifier.verify(t, NOW).is_err(), "{name}");
