@@ -299,3 +299,155 @@ pub fn revocation_list(n: usize) -> jwtd_core::RevocationList {
     }
     list
 }
+
+/// Members in the header of the `junk` case's many-member tokens: the outside review's 1,050.
+pub const JUNK_MEMBERS: usize = 1_050;
+
+/// `header.payload.signature` with the given header JSON, claims JSON and a signature of
+/// `sig_len` zero bytes: well-formed, never valid.
+fn junk_token(header: &str, claims: &str, sig_len: usize) -> String {
+    let mut t = jwtd_core::b64::encode(header.as_bytes());
+    t.push('.');
+    t.push_str(&jwtd_core::b64::encode(claims.as_bytes()));
+    t.push('.');
+    t.push_str(&jwtd_core::b64::encode(vec![0u8; sig_len]));
+    t
+}
+
+/// `n` members `"m0":0, "m1":0, ...`, their names spelled with an escape when `escaped`.
+fn members(n: usize, escaped: bool) -> String {
+    (0..n)
+        .map(|i| {
+            if escaped {
+                format!("\"\\u006d{i}\":0")
+            } else {
+                format!("\"m{i}\":0")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl Fixture {
+    /// Unauthenticated junk of about `len` bytes, each shaped to make one part of the work
+    /// before the signature check as costly as it can: the `junk` case's contenders, by name.
+    /// Each is refused.
+    pub fn junk_tokens(&self, len: usize) -> Vec<(&'static str, String)> {
+        let alg = self.alg.as_str();
+        let sig = self.signature.len();
+        let claims = r#"{"iss":"x"}"#;
+        // Room for the header's JSON in `len` bytes of token.
+        let room = (len.saturating_sub(sig * 4 / 3 + 20)) * 3 / 4;
+        let fill = |f: &dyn Fn(usize) -> String| {
+            let mut n = 1;
+            while f(n * 2).len() < room {
+                n *= 2;
+            }
+            let (mut lo, mut hi) = (n, n * 2);
+            while lo + 1 < hi {
+                let mid = (lo + hi) / 2;
+                if f(mid).len() <= room {
+                    lo = mid
+                } else {
+                    hi = mid
+                }
+            }
+            junk_token(&f(lo), claims, sig)
+        };
+        let top = |n: usize| {
+            format!(
+                "{{\"alg\":\"{alg}\",\"kid\":\"bench\",{}}}",
+                members(n, false)
+            )
+        };
+        let escaped = |n: usize| {
+            format!(
+                "{{\"alg\":\"{alg}\",\"kid\":\"bench\",{}}}",
+                members(n, true)
+            )
+        };
+        let nested = |n: usize| {
+            format!(
+                "{{\"alg\":\"{alg}\",\"kid\":\"bench\",\"x\":{{{}}}}}",
+                members(n, false)
+            )
+        };
+        let objects = |n: usize| {
+            let list = (0..n)
+                .map(|_| r#"{"a":0,"b":0}"#)
+                .collect::<Vec<_>>()
+                .join(",");
+            format!("{{\"alg\":\"{alg}\",\"kid\":\"bench\",\"x\":[{list}]}}")
+        };
+        let deep = |n: usize| {
+            let one = format!("{}0{}", "[".repeat(14), "]".repeat(14));
+            let list = (0..n).map(|_| one.as_str()).collect::<Vec<_>>().join(",");
+            format!("{{\"alg\":\"{alg}\",\"kid\":\"bench\",\"x\":[{list}]}}")
+        };
+        let long_kid = |n: usize| format!("{{\"alg\":\"{alg}\",\"kid\":\"{}\"}}", "k".repeat(n));
+        let escaped_kid =
+            |n: usize| format!("{{\"alg\":\"{alg}\",\"kid\":\"{}\"}}", "\\u006b".repeat(n));
+        let out = vec![
+            ("header-members", fill(&top)),
+            ("header-escaped-names", fill(&escaped)),
+            ("header-nested-members", fill(&nested)),
+            ("header-small-objects", fill(&objects)),
+            ("header-deep-arrays", fill(&deep)),
+            ("header-long-kid", fill(&long_kid)),
+            ("header-escaped-kid", fill(&escaped_kid)),
+            // A header that passes, a valid-looking claims set of the same size, a bad
+            // signature: the signature check itself, on `len` bytes.
+            ("bad-signature", {
+                let t = self.padded_token(len);
+                let (rest, _) = t.rsplit_once('.').expect("three parts");
+                format!("{rest}.{}", jwtd_core::b64::encode(vec![0u8; sig]))
+            }),
+        ];
+        for (name, t) in &out {
+            assert!(self.jwtd.verify(t, NOW).is_err(), "{name} is refused");
+        }
+        out
+    }
+
+    /// A valid token of the fixture's key and claims, padded to about `len` bytes by one string
+    /// claim: the `junk` case's yardstick.
+    pub fn padded_token(&self, len: usize) -> String {
+        let key = signing_key(self.alg);
+        let mut c = claims();
+        let base = jwtd_core::sign(&key, &c, None).expect("sign").len();
+        let pad = (len.saturating_sub(base + 12)) * 3 / 4;
+        c.insert("pad".into(), "p".repeat(pad).into());
+        let t = jwtd_core::sign(&key, &c, None).expect("sign");
+        assert!(
+            self.jwtd.verify(&t, NOW).is_ok(),
+            "the padded token verifies"
+        );
+        t
+    }
+
+    /// A valid token of about `len` bytes whose claims hold [`JUNK_MEMBERS`] extra members:
+    /// what the claims' parse costs, after the signature check.
+    pub fn many_claims_token(&self) -> String {
+        let key = signing_key(self.alg);
+        let mut c = claims();
+        for i in 0..JUNK_MEMBERS {
+            c.insert(format!("m{i}"), 0.into());
+        }
+        let t = jwtd_core::sign(&key, &c, None).expect("sign");
+        assert!(
+            self.jwtd.verify(&t, NOW).is_ok(),
+            "the many-claims token verifies"
+        );
+        t
+    }
+
+    /// The size of the review's junk token: a header of [`JUNK_MEMBERS`] members.
+    pub fn junk_len(&self) -> usize {
+        let h = format!(
+            "{{\"alg\":\"{}\",\"kid\":\"bench\",{}}}",
+            self.alg,
+            members(JUNK_MEMBERS, false)
+        );
+        junk_token(&h, r#"{"iss":"x"}"#, self.signature.len()).len()
+    }
+}

@@ -15,6 +15,12 @@
 //!   after a verify and after a cache hit (instructions and nanoseconds).
 //! - `jwtd-bench sign [ALG...]`: nanoseconds per signature, raw aws-lc-rs key pair vs
 //!   `jwtd_core::sign` (header and claims serialized, encoded and signed), median of 7 rounds.
+//! - `jwtd-bench junk [ALG...]`: instructions per refusal of the costliest unauthenticated junk
+//!   of one size (the size of a token whose header has 1,050 members) next to a valid token of
+//!   that size: the pre-signature work must stay within 3x of a valid token's whole verify.
+//! - `jwtd-bench kid-flood [TOKENS [KID_LEN]]`: the resident memory a flood of tokens naming
+//!   unknown `kid`s costs a remote key source (its negative cache), against an in-process JWKS
+//!   server.
 //! - `jwtd-bench mint ALG N ISS AUD TOKENS_OUT JWKS_OUT`: a fresh key, its JWKS, and N distinct
 //!   tokens (one per line) for load tests.
 //! - `jwtd-bench http-ceiling ADDR`: a minimal hyper server answering 200 to everything: the
@@ -66,6 +72,9 @@ fn miss_cache() -> &'static jwtd_core::TokenCache {
     })
 }
 
+/// The token of the `padded`, `many-claims` and `junk:*` loops (made before the loop).
+static CASE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 #[inline(never)]
 fn measured_loop(f: &Fixture, which: &str, n: u64) -> u64 {
     let mut ok = 0;
@@ -79,6 +88,14 @@ fn measured_loop(f: &Fixture, which: &str, n: u64) -> u64 {
                 let t = &MISS_TOKENS.get().expect("made before the loop")[MISS_FILL + i as usize];
                 f.run_jwtd_cache_miss(miss_cache(), t)
             }
+            "padded" | "many-claims" => f
+                .jwtd
+                .verify(CASE.get().expect("made"), jwtd_bench::NOW)
+                .is_ok(),
+            w if w.starts_with("junk:") => f
+                .jwtd
+                .verify(CASE.get().expect("made"), jwtd_bench::NOW)
+                .is_err(),
             _ => f.run_jsonwebtoken().unwrap_or(false),
         };
         ok += black_box(r) as u64;
@@ -401,6 +418,53 @@ fn revocation_table(args: &[String]) {
     }
 }
 
+fn junk_table(args: &[String]) {
+    let list = if args.is_empty() {
+        vec![Algorithm::HS256, Algorithm::ES256, Algorithm::RS256]
+    } else {
+        algs(args)
+    };
+    println!(
+        "Unauthenticated junk vs a valid token of the same size: instructions per verify (callgrind, Ir)"
+    );
+    println!("| alg | token (bytes) | case | Ir | / valid padded token |");
+    println!("|---|---:|---|---:|---:|");
+    let n = 200;
+    for alg in list {
+        let f = Fixture::new(alg);
+        let len = f.junk_len();
+        let valid = callgrind(alg, "padded", n);
+        let row = |case: &str, bytes: usize, ir: Option<f64>| {
+            println!(
+                "| {alg} | {bytes} | {case} | {} | {} |",
+                fmt(ir),
+                ratio(ir, valid)
+            );
+        };
+        row("valid, padded claim", f.padded_token(len).len(), valid);
+        let many = f.many_claims_token();
+        row(
+            &format!("valid, {} claims members", jwtd_bench::JUNK_MEMBERS),
+            many.len(),
+            callgrind(alg, "many-claims", n),
+        );
+        let mut worst: Option<(f64, &str)> = None;
+        for (name, t) in f.junk_tokens(len) {
+            let ir = callgrind(alg, &format!("junk:{name}"), n);
+            row(&format!("junk: {name}"), t.len(), ir);
+            if let (Some(ir), Some(v)) = (ir, valid) {
+                match worst {
+                    Some((w, _)) if w >= ir / v => {}
+                    _ => worst = Some((ir / v, name)),
+                }
+            }
+        }
+        if let Some((w, name)) = worst {
+            eprintln!("{alg}: worst junk {name} at {w:.2}x a valid token");
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -423,6 +487,20 @@ fn main() {
                     miss_cache().stats().evictions > 0,
                     "full: inserts now evict"
                 );
+            }
+            let case = match args[2].as_str() {
+                "padded" => Some(f.padded_token(f.junk_len())),
+                "many-claims" => Some(f.many_claims_token()),
+                w => w.strip_prefix("junk:").map(|name| {
+                    f.junk_tokens(f.junk_len())
+                        .into_iter()
+                        .find(|(n, _)| *n == name)
+                        .expect("a junk case")
+                        .1
+                }),
+            };
+            if let Some(t) = case {
+                CASE.set(t).expect("set once");
             }
             let ok = measured_loop(&f, &args[2], n);
             if args[2] != "jsonwebtoken" || f.jsonwebtoken.is_some() {
@@ -476,6 +554,8 @@ fn main() {
             }
             table("Nanoseconds per verify (median of 7 rounds)", "ns", rows);
         }
+        Some("junk") => junk_table(&args[1..]),
+        Some("kid-flood") => remote::kid_flood(&args[1..]),
         Some("remote-flood") => remote::flood(&args[1..]),
         Some("mint") => serve::mint(&args[1..]),
         Some("sign") => sign_table(&args[1..]),

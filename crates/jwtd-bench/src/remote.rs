@@ -123,3 +123,118 @@ pub fn rotation(args: &[String]) {
         );
     });
 }
+
+/// Resident and peak resident memory of this process, in bytes (Linux `/proc/self/status`).
+fn rss() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Serves `jwks` to every request on a loopback port; returns its JWKS URL.
+async fn serve_jwks(jwks: String) -> String {
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!(
+        "http://127.0.0.1:{}/jwks",
+        l.local_addr().expect("addr").port()
+    );
+    let body = bytes::Bytes::from(jwks);
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else {
+                continue;
+            };
+            let body = body.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |_req| {
+                    let body = body.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(body),
+                        ))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    url
+}
+
+/// `kid-flood [TOKENS [KID_LEN]]`: TOKENS (default 50,000) unauthenticated tokens, each naming
+/// its own unknown `kid` of KID_LEN bytes (default 12,000: the largest a 16 KiB token holds),
+/// through one remote key source whose cooldown never lets them fetch; prints the resident
+/// memory before and after and the outcomes.
+pub fn kid_flood(args: &[String]) {
+    let n: usize = args.first().map_or(50_000, |s| s.parse().expect("tokens"));
+    let kid_len: usize = args
+        .get(1)
+        .map_or(12_000, |s| s.parse().expect("kid length"));
+    runtime().block_on(async {
+        let alg = Algorithm::ES256;
+        let key = jwtd_core::SigningKey::generate(alg)
+            .expect("keygen")
+            .with_kid(Some("real".into()));
+        let jwks = jwtd_core::Jwks::from_keys(key.public_jwk());
+        let url = serve_jwks(serde_json::to_string(&jwks).expect("json")).await;
+        let cache = CacheConfig {
+            cooldown: Duration::from_secs(3600),
+            negative_ttl: Duration::from_secs(3600),
+            ..CacheConfig::default()
+        };
+        let keys = RemoteKeys::start(Source::JwksUrl(url), vec![alg], HttpConfig::default(), cache)
+            .expect("source");
+        assert!(keys.wait_ready(Duration::from_secs(10)).await, "keys ready");
+        let policy = Validation::new(&[alg]).any_audience();
+        // One fetch for an unknown kid starts the cooldown: every later one is refused at once.
+        let _ = keys.verify(&policy, &flood_token(0, kid_len)).await;
+        let (before, _) = rss();
+        let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
+        let started = Instant::now();
+        for i in 1..=n {
+            let t = flood_token(i, kid_len);
+            let o = match keys.verify(&policy, &t).await {
+                Ok(_) => "ok".to_owned(),
+                Err(e) => e.reason().as_str().to_owned(),
+            };
+            *outcomes.entry(o).or_default() += 1;
+        }
+        let (after, peak) = rss();
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        println!("| tokens | kid (bytes) | RSS before (MiB) | RSS after (MiB) | peak RSS (MiB) | growth (MiB) | outcomes | fetches | seconds |");
+        println!("|---:|---:|---:|---:|---:|---:|---|---:|---:|");
+        println!(
+            "| {n} | {kid_len} | {:.1} | {:.1} | {:.1} | {:.1} | {outcomes:?} | {} | {:.1} |",
+            mib(before),
+            mib(after),
+            mib(peak),
+            mib(after.saturating_sub(before)),
+            keys.stats().fetches,
+            started.elapsed().as_secs_f64()
+        );
+    });
+}
+
+/// An ES256-shaped token naming kid `<i>` padded to `kid_len` bytes, with a zero signature.
+fn flood_token(i: usize, kid_len: usize) -> String {
+    let mut kid = format!("{i:08x}");
+    kid.extend(std::iter::repeat_n('k', kid_len.saturating_sub(kid.len())));
+    let header = format!("{{\"alg\":\"ES256\",\"kid\":\"{kid}\"}}");
+    let mut t = jwtd_core::b64::encode(header.as_bytes());
+    t.push_str(".e30.");
+    t.push_str(&jwtd_core::b64::encode([0u8; 64]));
+    t
+}

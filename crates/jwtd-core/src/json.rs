@@ -165,6 +165,76 @@ impl<'de> de::Deserialize<'de> for Key<'de> {
     }
 }
 
+/// Objects with at most this many members are checked for duplicate names by comparing with
+/// each earlier name (no allocation, fastest for the few members real headers and claims have);
+/// past it a hash set takes over, so the check stays linear in the member count.
+const SCAN_LIMIT: usize = 16;
+
+/// The member names of one object seen so far, for duplicate detection in linear time.
+struct Names<'de> {
+    few: Vec<Cow<'de, str>>,
+    many: Option<std::collections::HashSet<Cow<'de, str>, foldhash::quality::RandomState>>,
+}
+
+impl<'de> Names<'de> {
+    fn new() -> Self {
+        Names {
+            few: Vec::new(),
+            many: None,
+        }
+    }
+
+    /// Records `key`; false when the object already had it.
+    fn insert(&mut self, key: Cow<'de, str>) -> bool {
+        if let Some(set) = &mut self.many {
+            return set.insert(key);
+        }
+        if self.few.contains(&key) {
+            return false;
+        }
+        self.few.push(key);
+        if self.few.len() > SCAN_LIMIT {
+            // A randomly seeded hash: names chosen to collide cannot be precomputed.
+            let mut set = std::collections::HashSet::with_capacity_and_hasher(
+                4 * SCAN_LIMIT,
+                foldhash::quality::RandomState::default(),
+            );
+            set.extend(self.few.drain(..));
+            self.many = Some(set);
+        }
+        true
+    }
+}
+
+/// Counts the members of every object and the elements of every array in one document against
+/// a limit.
+struct Budget {
+    left: std::cell::Cell<usize>,
+    max: usize,
+}
+
+impl Budget {
+    fn new(max: usize) -> Self {
+        Budget {
+            left: std::cell::Cell::new(max),
+            max,
+        }
+    }
+
+    fn take<E: de::Error>(&self) -> Result<(), E> {
+        match self.left.get().checked_sub(1) {
+            Some(n) => {
+                self.left.set(n);
+                Ok(())
+            }
+            None => Err(E::custom(format_args!(
+                "more than {} members and array elements (at every depth)",
+                self.max
+            ))),
+        }
+    }
+}
+
 /// The members of one JSON object, kept as raw JSON text: the verify path's zero-copy view.
 /// Building it checks every strictness rule (no duplicate member names at any depth, depth
 /// bounded) without allocating a value tree.
@@ -174,33 +244,66 @@ pub struct Members<'a> {
 
 impl<'a> Members<'a> {
     /// Parses `text` as one JSON object under the same rules as [`parse_object`]. Taking
-    /// `&str` (UTF-8 checked once, by the caller) spares a UTF-8 check per member.
+    /// `&str` (UTF-8 checked once, by the caller) spares a UTF-8 check per member. Linear in
+    /// the size of `text`, whatever its shape.
     pub fn parse(text: &'a str, max_depth: usize) -> Result<Members<'a>, String> {
-        struct Top;
-        impl<'de> Visitor<'de> for Top {
+        Members::parse_bounded(text, max_depth, usize::MAX)
+    }
+
+    /// [`Members::parse`], refusing more than `max_members` members and array elements in all
+    /// (at every depth), as soon as the one too many is read.
+    pub fn parse_bounded(
+        text: &'a str,
+        max_depth: usize,
+        max_members: usize,
+    ) -> Result<Members<'a>, String> {
+        /// Collects the members; checks their names and the budget unless `checked`.
+        struct Top<'b> {
+            budget: &'b Budget,
+            checked: bool,
+        }
+        impl<'de> Visitor<'de> for Top<'_> {
             type Value = Vec<(Cow<'de, str>, &'de RawValue)>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut list: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::with_capacity(16);
+                let mut names = Names::new();
                 while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-                    if list.iter().any(|(k, _)| *k == key) {
-                        return Err(de::Error::custom(format_args!(
-                            "duplicate member name {key:?}"
-                        )));
+                    if !self.checked {
+                        self.budget.take()?;
+                        if !names.insert(key.clone()) {
+                            return Err(de::Error::custom(format_args!(
+                                "duplicate member name {key:?}"
+                            )));
+                        }
                     }
                     list.push((key, map.next_value::<&'de RawValue>()?));
                 }
                 Ok(list)
             }
         }
+        let budget = Budget::new(max_members);
+        // With a budget, every rule is checked first, in one walk that stops at the first
+        // member or element over it: reading the raw members first would read all of an
+        // oversized value before the walk could refuse it.
+        let checked = max_members != usize::MAX;
+        if checked {
+            check(text, 1, max_depth, &budget)?;
+        }
         let mut de = serde_json::Deserializer::from_str(text);
-        let list = de::Deserializer::deserialize_map(&mut de, Top).map_err(|e| e.to_string())?;
+        let top = Top {
+            budget: &budget,
+            checked,
+        };
+        let list = de::Deserializer::deserialize_map(&mut de, top).map_err(|e| e.to_string())?;
         de.end().map_err(|e| e.to_string())?;
-        for (_, raw) in &list {
-            if matches!(raw.get().as_bytes().first(), Some(b'{' | b'[')) {
-                check_nested(raw.get(), max_depth)?;
+        if !checked {
+            for (_, raw) in &list {
+                if matches!(raw.get().as_bytes().first(), Some(b'{' | b'[')) {
+                    check(raw.get(), 2, max_depth, &budget)?;
+                }
             }
         }
         Ok(Members { list })
@@ -217,15 +320,17 @@ impl<'a> Members<'a> {
     }
 }
 
-/// Walks a nested value (which sits at depth 2) checking duplicates and depth, building nothing.
-fn check_nested(text: &str, max_depth: usize) -> Result<(), String> {
+/// Walks a value that sits at `depth` checking duplicates, depth and the budget, building
+/// nothing.
+fn check(text: &str, depth: usize, max_depth: usize, budget: &Budget) -> Result<(), String> {
     #[derive(Clone, Copy)]
-    struct Check {
+    struct Check<'b> {
         depth: usize,
         max_depth: usize,
+        budget: &'b Budget,
     }
-    impl Check {
-        fn nested<E: de::Error>(self) -> Result<Check, E> {
+    impl Check<'_> {
+        fn nested<E: de::Error>(self) -> Result<Self, E> {
             if self.depth > self.max_depth {
                 return Err(E::custom(format_args!(
                     "JSON nested deeper than {} levels",
@@ -238,13 +343,13 @@ fn check_nested(text: &str, max_depth: usize) -> Result<(), String> {
             })
         }
     }
-    impl<'de> DeserializeSeed<'de> for Check {
+    impl<'de> DeserializeSeed<'de> for Check<'_> {
         type Value = ();
         fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
             d.deserialize_any(self)
         }
     }
-    impl<'de> Visitor<'de> for Check {
+    impl<'de> Visitor<'de> for Check<'_> {
         type Value = ();
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a JSON value")
@@ -272,31 +377,37 @@ fn check_nested(text: &str, max_depth: usize) -> Result<(), String> {
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
             let inner = self.nested()?;
-            while seq.next_element_seed(inner)?.is_some() {}
+            // Each element counts, so that the budget bounds the work however the value is
+            // shaped.
+            while seq.next_element_seed(inner)?.is_some() {
+                self.budget.take()?;
+            }
             Ok(())
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
             let inner = self.nested()?;
-            let mut keys: Vec<Cow<'de, str>> = Vec::new();
+            let mut names = Names::new();
             while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-                if keys.contains(&key) {
+                self.budget.take()?;
+                if !names.insert(key.clone()) {
                     return Err(de::Error::custom(format_args!(
                         "duplicate member name {key:?}"
                     )));
                 }
                 map.next_value_seed(inner)?;
-                keys.push(key);
             }
             Ok(())
         }
     }
     let mut de = serde_json::Deserializer::from_str(text);
     Check {
-        depth: 2,
+        depth,
         max_depth,
+        budget,
     }
     .deserialize(&mut de)
-    .map_err(|e| e.to_string())
+    .map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -323,6 +434,21 @@ mod member_tests {
         }
         assert!(Members::parse(r#"{"a":[[1]]}"#, 3).is_ok());
         assert!(Members::parse(r#"{"a":[[[1]]]}"#, 3).is_err());
+        // The same rules with a budget, which counts members and elements at every depth.
+        for bad in [
+            r#"{"a":1,"a":2}"#,
+            r#"{"a":{"b":1,"b":1}}"#,
+            r#"{"a":[[[1]]]}"#,
+            r#"[1]"#,
+            r#"{} x"#,
+            r#"{"a":1,"b":2,"c":3,"d":4}"#,
+            r#"{"a":[1,2,3]}"#,
+            r#"{"a":{"b":{"c":{}}},"d":1}"#,
+        ] {
+            assert!(Members::parse_bounded(bad, 3, 3).is_err(), "{bad}");
+        }
+        let m = Members::parse_bounded(r#"{"a":[1,{"b":2}]}"#, 3, 4).unwrap();
+        assert_eq!(m.get("a").unwrap().get(), r#"[1,{"b":2}]"#);
     }
 }
 

@@ -52,7 +52,8 @@ pub use policy::{
 pub use revocation::{Revocation, RevocationKind, RevocationList};
 pub use token::{
     decode_unverified, issuer_hint, peek_header, peek_issuer, sign, sign_raw, unix_now, verify,
-    Header, KeySet, SkippedKey, Unverified, Verified, Verifier, MAX_CANDIDATES,
+    Header, KeySet, SkippedKey, Unverified, Verified, Verifier, MAX_CANDIDATES, MAX_HEADER_MEMBERS,
+    MAX_JWKS_KEYS, MAX_KID_LEN,
 };
 
 /// Parses strict JSON (duplicate members refused, depth bounded) into an object.

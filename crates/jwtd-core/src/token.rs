@@ -16,6 +16,21 @@ use std::sync::Arc;
 /// one token cost dozens of them.
 pub const MAX_CANDIDATES: usize = 8;
 
+/// Most members a JOSE header may have, the members of objects nested in it and the elements of
+/// its arrays counted too (real headers have three to five, a `jwk` about ten, an `x5c` chain
+/// one per certificate); more is refused as `malformed` as soon as the one too many is read,
+/// before any other check, so that no shape of header costs more than reading it once.
+pub const MAX_HEADER_MEMBERS: usize = 64;
+
+/// Longest `kid` accepted, in bytes (decoded); a longer one is refused as `malformed` before any
+/// key lookup, and JWKS keys with a longer one are skipped, since no token could name them.
+pub const MAX_KID_LEN: usize = 256;
+
+/// Most keys imported from one JWKS (real providers publish two to five); the entries after
+/// the hundredth imported key are skipped as "too many keys", unparsed, so that a large key set
+/// cannot make every kid-less token or every refresh cost more.
+pub const MAX_JWKS_KEYS: usize = 100;
+
 /// Longest signature accepted (an RSA-8192 signature); longer ones cannot verify.
 const MAX_SIGNATURE_LEN: usize = 1024;
 
@@ -43,8 +58,17 @@ const EMBEDDED_KEY_MEMBERS: [&str; 4] = ["jwk", "jku", "x5u", "x5c"];
 impl Header {
     fn from_json(bytes: Vec<u8>, max_depth: usize) -> Result<Header, Error> {
         let json = String::from_utf8(bytes).map_err(|_| Error::malformed("header is not UTF-8"))?;
-        let m = Members::parse(&json, max_depth)
+        let m = Members::parse_bounded(&json, max_depth, MAX_HEADER_MEMBERS)
             .map_err(|e| Error::malformed(format!("header is not valid JSON: {e}")))?;
+        let long_kid =
+            || Error::malformed(format!("header \"kid\" is longer than {MAX_KID_LEN} bytes"));
+        // No byte takes more than six characters to write (`\u006b`): a longer raw `kid` is
+        // too long without being unescaped.
+        if m.get("kid")
+            .is_some_and(|raw| raw.get().len() > 6 * MAX_KID_LEN + 2)
+        {
+            return Err(long_kid());
+        }
         let string = |name: &str| -> Result<Option<String>, Error> {
             match m.get(name) {
                 None => Ok(None),
@@ -102,6 +126,9 @@ impl Header {
             Some(_) => return Err(Error::malformed("header \"b64\" must be a boolean")),
         }
         let (kid, typ, cty) = (string("kid")?, string("typ")?, string("cty")?);
+        if kid.as_ref().is_some_and(|k| k.len() > MAX_KID_LEN) {
+            return Err(long_kid());
+        }
         let embedded_key = EMBEDDED_KEY_MEMBERS.into_iter().find(|n| m.contains(n));
         drop(m);
         Ok(Header {
@@ -481,15 +508,38 @@ impl KeySet {
     /// Imports the usable keys of a JWKS: keys for an algorithm outside `allowed` are skipped,
     /// since they could never verify a token. A key without `alg` is bound to the one allowed
     /// algorithm its type fits (EC and OKP: its curve's); when several fit it is skipped as
-    /// ambiguous. Keys that cannot be used (encryption keys, unknown types, weak keys) are
-    /// returned as [`SkippedKey`]s with the reason, never silently dropped.
+    /// ambiguous. Keys that cannot be used (encryption keys, unknown types, weak keys, a `kid`
+    /// longer than [`MAX_KID_LEN`]) are returned as [`SkippedKey`]s with the reason, never
+    /// silently dropped, and so are:
+    ///
+    /// - exact duplicates of an earlier key: the same key material (RFC 7638 thumbprint), `kid`
+    ///   and algorithm. The same key under two kids, or for two algorithms, is kept twice, as a
+    ///   provider renaming a key during rotation publishes it;
+    /// - every entry after the [`MAX_JWKS_KEYS`]th imported key ("too many keys"), unparsed.
     pub fn from_jwks(jwks: &Jwks, allowed: &[Algorithm]) -> (KeySet, Vec<SkippedKey>) {
         let mut set = KeySet::new();
         let mut skipped = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for (index, raw) in jwks.keys.iter().enumerate() {
             let kid = raw.get("kid").and_then(Value::as_str).map(str::to_owned);
+            if set.keys.len() >= MAX_JWKS_KEYS {
+                skipped.push(SkippedKey {
+                    index,
+                    kid,
+                    why: format!(
+                        "too many keys: at most {MAX_JWKS_KEYS} are imported from one JWKS"
+                    ),
+                });
+                continue;
+            }
             let result = serde_json::from_value::<crate::Jwk>(raw.clone())
                 .map_err(|e| format!("not a JWK: {e}"))
+                .and_then(|jwk| match &jwk.kid {
+                    Some(k) if k.len() > MAX_KID_LEN => Err(format!(
+                        "its kid is longer than {MAX_KID_LEN} bytes, so no token can name it"
+                    )),
+                    _ => Ok(jwk),
+                })
                 .and_then(|jwk| {
                     let fallback = if jwk.alg.is_none() {
                         let fits: Vec<Algorithm> = allowed
@@ -504,13 +554,27 @@ impl KeySet {
                     } else {
                         None
                     };
-                    VerifyingKey::from_jwk(&jwk, fallback).map_err(|e| e.to_string())
+                    VerifyingKey::from_jwk(&jwk, fallback)
+                        .map(|key| (key, jwk.thumbprint()))
+                        .map_err(|e| e.to_string())
                 })
-                .and_then(|key| {
+                .and_then(|(key, thumbprint)| {
                     if allowed.contains(&key.algorithm()) {
-                        Ok(key)
+                        Ok((key, thumbprint))
                     } else {
                         Err(format!("{} is not an allowed algorithm", key.algorithm()))
+                    }
+                })
+                .and_then(|(key, thumbprint)| {
+                    let Some(t) = thumbprint else { return Ok(key) };
+                    if seen.insert((t, key.kid().map(str::to_owned), key.algorithm())) {
+                        Ok(key)
+                    } else {
+                        Err(
+                            "a duplicate of an earlier key (the same key material, kid and \
+                             algorithm)"
+                                .to_owned(),
+                        )
                     }
                 });
             match result {

@@ -1048,3 +1048,273 @@ fn messages_never_echo_secrets() {
     assert!(!err.message().contains("super-secret"));
     assert!(!format!("{key:?}").contains("super-secret"));
 }
+
+// ---- cost bounds on unauthenticated input ----------------------------------------------------
+
+/// `n` members `"m0":0, "m1":0, ...`.
+fn members(n: usize) -> String {
+    (0..n)
+        .map(|i| format!("\"m{i}\":0"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The least time `f` takes, in nanoseconds, over `rounds` rounds of `reps` calls: the minimum
+/// is what the machine's noise (other processes, frequency changes) cannot inflate.
+fn least_ns(rounds: usize, reps: usize, f: &mut dyn FnMut()) -> f64 {
+    (0..rounds)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                f();
+            }
+            t.elapsed().as_nanos() as f64 / reps as f64
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+#[test]
+fn duplicate_member_detection_is_linear() {
+    // Valid tokens (the claims are parsed after the signature check, and must stay linear
+    // too) with 1,000 and 4,000 claims members: linear is 4x the time, quadratic 16x.
+    let k = &f().hs;
+    let v = policy().max_token_len(256 * 1024);
+    let verifier = Verifier::new(keys(), v).unwrap();
+    let token = |n: usize| {
+        let c = format!(
+            "{{\"iss\":\"{ISS}\",\"aud\":\"api\",\"exp\":{},{}}}",
+            NOW + 600,
+            members(n)
+        );
+        raw(k, &header(k), &c)
+    };
+    let (small, large) = (token(1_000), token(4_000));
+    verifier.verify(&small, NOW).unwrap();
+    verifier.verify(&large, NOW).unwrap();
+    let mut t_small = f64::INFINITY;
+    let mut t_large = f64::INFINITY;
+    for _ in 0..5 {
+        t_small = t_small.min(least_ns(3, 4, &mut || {
+            verifier.verify(&small, NOW).unwrap();
+        }));
+        t_large = t_large.min(least_ns(3, 1, &mut || {
+            verifier.verify(&large, NOW).unwrap();
+        }));
+    }
+    let ratio = t_large / t_small;
+    eprintln!("4,000 members: {t_large:.0} ns, 1,000 members: {t_small:.0} ns, {ratio:.1}x");
+    assert!(ratio < 8.0, "4x the members cost {ratio:.1}x the time");
+    // A duplicate is still found wherever it is, in a large object as in a small one.
+    for (at, dup) in [(3, "m1"), (500, "m2"), (3_999, "m3998")] {
+        let c = format!(
+            "{{\"iss\":\"{ISS}\",\"aud\":\"api\",\"exp\":{},{},\"{dup}\":1}}",
+            NOW + 600,
+            members(at + 1)
+        );
+        assert_eq!(
+            run(&raw(k, &header(k), &c), policy().max_token_len(256 * 1024)),
+            no(Malformed),
+            "{dup}"
+        );
+    }
+}
+
+#[test]
+fn header_member_count_is_capped() {
+    let k = &f().hs;
+    let h = |extra: &str| format!("{{\"alg\":\"HS256\",\"kid\":\"hs\",{extra}}}");
+    // 64 members in all pass; one more is malformed, at the top level or nested.
+    assert_eq!(
+        run(&raw(k, &h(&members(62)), &claims().to_string()), policy()),
+        OK
+    );
+    assert_eq!(
+        run(&raw(k, &h(&members(63)), &claims().to_string()), policy()),
+        no(Malformed)
+    );
+    let nested = h(&format!("\"x\":{{{}}}", members(61)));
+    assert_eq!(run(&raw(k, &nested, &claims().to_string()), policy()), OK);
+    let nested = h(&format!("\"x\":[{{{}}},{{\"a\":1}}]", members(61)));
+    assert_eq!(
+        run(&raw(k, &nested, &claims().to_string()), policy()),
+        no(Malformed)
+    );
+    // Array elements count too: a certificate chain is a few, a deep or long array is refused.
+    let chain = h(r#""x5c":["MIIB","MIIC","MIID"]"#);
+    assert_eq!(run(&raw(k, &chain, &claims().to_string()), policy()), OK);
+    let long = h(&format!("\"x\":[{}]", vec!["0"; 62].join(",")));
+    assert_eq!(
+        run(&raw(k, &long, &claims().to_string()), policy()),
+        no(Malformed)
+    );
+    let deep = h(&format!("\"x\":{}0{}", "[".repeat(15), "]".repeat(15)));
+    assert_eq!(run(&raw(k, &deep, &claims().to_string()), policy()), OK);
+    let err = Verifier::new(keys(), policy())
+        .unwrap()
+        .verify(&raw(k, &h(&members(1_050)), &claims().to_string()), NOW)
+        .unwrap_err();
+    assert!(err.message().contains("more than 64 members"), "{err}");
+    // The claims have no such cap (they are parsed after the signature check).
+    let c = claims_with(json!({}));
+    let c = format!("{},{}}}", &c[..c.len() - 1], members(500));
+    assert_eq!(run(&raw(k, &header(k), &c), policy()), OK);
+}
+
+#[test]
+fn kid_length_is_capped() {
+    let k = &f().hs;
+    let with_kid = |kid: &str| {
+        raw(
+            k,
+            &json!({"alg": "HS256", "kid": kid}).to_string(),
+            &claims().to_string(),
+        )
+    };
+    // 256 bytes is an ordinary unknown kid; 257 is refused before any key lookup.
+    assert_eq!(run(&with_kid(&"k".repeat(256)), policy()), no(UnknownKey));
+    assert_eq!(run(&with_kid(&"k".repeat(257)), policy()), no(Malformed));
+    // Counted after unescaping: 100 escapes spelling 100 bytes pass the length rule, and the
+    // rule's edge is the same for escaped kids.
+    for (n, want) in [
+        (100, no(UnknownKey)),
+        (256, no(UnknownKey)),
+        (257, no(Malformed)),
+    ] {
+        let escaped = format!("{{\"alg\":\"HS256\",\"kid\":\"{}\"}}", "\\u006b".repeat(n));
+        assert_eq!(
+            run(&raw(k, &escaped, &claims().to_string()), policy()),
+            want,
+            "{n}"
+        );
+    }
+    // A JWKS key with a longer kid could never be named: it is skipped, with the reason.
+    let mut jwk = f().es.public_jwk().unwrap();
+    jwk.kid = Some("k".repeat(257));
+    let jwks = jwtd_core::Jwks::from_keys([jwk]);
+    let (set, skipped) = KeySet::from_jwks(&jwks, &[Algorithm::ES256]);
+    assert!(set.is_empty());
+    assert!(skipped[0].why.contains("256"), "{:?}", skipped[0]);
+}
+
+#[test]
+fn junk_header_costs_at_most_3x_a_valid_token_of_its_size() {
+    // The review's token: a header of 1,050 members, refused before the signature check. Its
+    // refusal, and that of other junk of the same size, must cost at most 3x a valid token of
+    // the same size (one padded claim), verified in full.
+    let k = &f().hs;
+    let verifier = Verifier::new(keys(), policy()).unwrap();
+    let junk_header = format!("{{\"alg\":\"HS256\",\"kid\":\"hs\",{}}}", members(1_050));
+    let size = raw(k, &junk_header, "{}").len();
+    let base = good(k).len();
+    let pad = (size - base - 12) * 3 / 4;
+    let valid = with_claims(k, json!({"pad": "p".repeat(pad)}));
+    verifier.verify(&valid, NOW).unwrap();
+    let deep = {
+        let one = format!("{}0{}", "[".repeat(14), "]".repeat(14));
+        let list = vec![one; 1_050 * 9 / 29].join(",");
+        format!("{{\"alg\":\"HS256\",\"kid\":\"hs\",\"x\":[{list}]}}")
+    };
+    let junk = [
+        ("header members", raw(k, &junk_header, "{}")),
+        (
+            "nested header members",
+            raw(
+                k,
+                &format!(
+                    "{{\"alg\":\"HS256\",\"kid\":\"hs\",\"x\":{{{}}}}}",
+                    members(1_050)
+                ),
+                "{}",
+            ),
+        ),
+        ("deep arrays", raw(k, &deep, "{}")),
+        (
+            "escaped kid",
+            raw(
+                k,
+                &format!(
+                    "{{\"alg\":\"HS256\",\"kid\":\"{}\"}}",
+                    "\\u006b".repeat(1_570)
+                ),
+                "{}",
+            ),
+        ),
+    ];
+    for (name, t) in &junk {
+        assert!(verifier.verify(t, NOW).is_err(), "{name}");
+        let len = t.len() as f64;
+        assert!(
+            (len / valid.len() as f64 - 1.0).abs() < 0.1,
+            "{name}: {} vs {} bytes",
+            t.len(),
+            valid.len()
+        );
+        let mut t_valid = f64::INFINITY;
+        let mut t_junk = f64::INFINITY;
+        for _ in 0..5 {
+            t_valid = t_valid.min(least_ns(3, 10, &mut || {
+                verifier.verify(&valid, NOW).unwrap();
+            }));
+            t_junk = t_junk.min(least_ns(3, 10, &mut || {
+                verifier.verify(t, NOW).unwrap_err();
+            }));
+        }
+        let ratio = t_junk / t_valid;
+        eprintln!("{name}: {t_junk:.0} ns, valid: {t_valid:.0} ns, {ratio:.2}x");
+        assert!(
+            ratio <= 3.0,
+            "{name}: {ratio:.2}x a valid token of its size"
+        );
+    }
+}
+
+#[test]
+fn jwks_exact_duplicates_are_skipped_and_imports_capped() {
+    let es = f().es.public_jwk().unwrap();
+    let mut renamed = es.clone();
+    renamed.kid = Some("es-2026".into());
+    let hs = f().hs.to_private_jwk().unwrap();
+    // An exact duplicate (key, kid, alg) is skipped with its reason; the same key under
+    // another kid (a rotation's renaming) and a duplicated HMAC secret are handled alike.
+    let jwks =
+        jwtd_core::Jwks::from_keys([es.clone(), es.clone(), renamed, hs.clone(), hs.clone()]);
+    let (set, skipped) = KeySet::from_jwks(&jwks, &[Algorithm::ES256, Algorithm::HS256]);
+    assert_eq!(set.keys().len(), 3, "{skipped:?}");
+    let dups: Vec<usize> = skipped.iter().map(|s| s.index).collect();
+    assert_eq!(dups, [1, 4]);
+    assert!(
+        skipped.iter().all(|s| s.why.contains("duplicate")),
+        "{skipped:?}"
+    );
+    assert_eq!(skipped[0].kid.as_deref(), Some("es"));
+    // At most MAX_JWKS_KEYS keys are imported; the rest are skipped as too many.
+    let many: Vec<Jwk> = (0..jwtd_core::MAX_JWKS_KEYS + 5)
+        .map(|i| {
+            let mut j = es.clone();
+            j.kid = Some(format!("k{i}"));
+            j
+        })
+        .collect();
+    let (set, skipped) = KeySet::from_jwks(&jwtd_core::Jwks::from_keys(many), &[Algorithm::ES256]);
+    assert_eq!(set.keys().len(), jwtd_core::MAX_JWKS_KEYS);
+    assert_eq!(skipped.len(), 5);
+    assert_eq!(skipped[0].index, jwtd_core::MAX_JWKS_KEYS);
+    assert!(
+        skipped.iter().all(|s| s.why.contains("too many keys")),
+        "{skipped:?}"
+    );
+    // Entries skipped for other reasons do not count against the cap.
+    let mut mixed: Vec<Jwk> = (0..150)
+        .map(|i| {
+            let mut j = es.clone();
+            j.kid = Some(format!("k{i}"));
+            if i % 2 == 0 {
+                j.use_ = Some("enc".into());
+            }
+            j
+        })
+        .collect();
+    mixed.truncate(150);
+    let (set, _) = KeySet::from_jwks(&jwtd_core::Jwks::from_keys(mixed), &[Algorithm::ES256]);
+    assert_eq!(set.keys().len(), 75);
+}

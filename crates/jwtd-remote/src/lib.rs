@@ -14,7 +14,14 @@
 //! - start-up never blocks: the first fetch retries with backoff in the background, and the
 //!   source reports not ready until it has keys;
 //! - HTTP hygiene: timeouts, a body limit, bounded redirects, HTTPS unless loopback (see
-//!   [`HttpConfig`]).
+//!   [`HttpConfig`]); a redirect or a discovered `jwks_uri` never downgrades to plain HTTP nor
+//!   leads into a loopback, link-local or private address unless the configured URL is one
+//!   (see [`check_reached`]);
+//! - unknown `kid`s are remembered as keyed hashes, at most [`MAX_NEGATIVE`] of them: the
+//!   negative cache is bounded in bytes ([`MAX_NEGATIVE_BYTES`]) whatever kids are sent;
+//! - clients are told [`KEYS_UNAVAILABLE`] when keys cannot be used, never the cause; causes
+//!   go to the log and to [`RemoteKeys::last_error`], with URL userinfo redacted everywhere
+//!   ([`redact`]).
 //!
 //! ```no_run
 //! # async fn demo(token: &str) -> Result<(), Box<dyn std::error::Error>> {
@@ -41,7 +48,9 @@
 
 mod http;
 
-pub use http::{check_url, FetchError, FetchErrorKind, HttpConfig};
+pub use http::{
+    check_reached, check_url, redact, redact_str, FetchError, FetchErrorKind, HttpConfig,
+};
 
 use http::Fetcher;
 use jwtd_core::{Algorithm, Error, Jwks, KeySet, Reason, SkippedKey, Validation, Verified};
@@ -51,14 +60,39 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 use url::Url;
 
-/// Where keys come from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What a client is told when the keys cannot be used (never fetched, or stale past
+/// stale-if-error): a fixed text, since the cause may name internal hosts or credentials. The
+/// cause goes to the log (redacted) and to [`RemoteKeys::last_error`], for an authenticated
+/// status view.
+pub const KEYS_UNAVAILABLE: &str = "the issuer's keys are unavailable";
+
+/// Where keys come from. `Debug` shows its URL redacted (see [`redact`]).
+#[derive(Clone, PartialEq, Eq)]
 pub enum Source {
     /// A JWKS document at this URL.
     JwksUrl(String),
     /// OIDC discovery: `<issuer>/.well-known/openid-configuration` names the `jwks_uri`, and
     /// its `issuer` must equal this one exactly (OpenID Connect Discovery 1.0, section 4.3).
     Discovery(String),
+}
+
+impl Source {
+    /// The source's URL with any userinfo redacted, for logs and status views.
+    pub fn redacted(&self) -> String {
+        match self {
+            Source::JwksUrl(u) | Source::Discovery(u) => redact_str(u),
+        }
+    }
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            Source::JwksUrl(_) => "JwksUrl",
+            Source::Discovery(_) => "Discovery",
+        };
+        f.debug_tuple(name).field(&self.redacted()).finish()
+    }
 }
 
 /// Cache behaviour.
@@ -100,8 +134,70 @@ impl Default for CacheConfig {
     }
 }
 
-/// Unknown kids remembered at most; past this the oldest half is forgotten.
-const MAX_NEGATIVE: usize = 10_000;
+/// Unknown kids remembered at most; past this the expired ones are forgotten, and all of them
+/// when none has expired. Each is remembered as a 64-bit keyed hash of the kid and its expiry
+/// (24 bytes of table and a control byte), never the kid itself: the negative cache holds under
+/// 512 KiB per source however long the kids are (the kid itself is capped at
+/// [`jwtd_core::MAX_KID_LEN`] bytes anyway).
+pub const MAX_NEGATIVE: usize = 10_000;
+
+/// Most heap memory one source's negative cache holds: [`MAX_NEGATIVE`] entries in a table of
+/// at most 16,384 slots of 24 bytes and a control byte each.
+pub const MAX_NEGATIVE_BYTES: usize = 16_384 * 25 + 64;
+
+/// The unknown `kid`s a source remembers, as keyed hashes: their memory is fixed per entry and
+/// bounded by [`MAX_NEGATIVE_BYTES`] in all.
+#[derive(Debug, Default)]
+struct Negative {
+    /// A random key per source: an attacker cannot choose kids whose hashes collide with a
+    /// real kid's (which would delay that key's first use by the negative lifetime).
+    hasher: std::hash::RandomState,
+    until: HashMap<u64, Instant>,
+}
+
+impl Negative {
+    fn id(&self, kid: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(kid)
+    }
+
+    /// True when `kid` is remembered as unknown; forgets it once expired.
+    fn is_unknown(&mut self, kid: &str) -> bool {
+        let id = self.id(kid);
+        match self.until.get(&id) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                self.until.remove(&id);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn remember(&mut self, kid: &str, ttl: Duration) {
+        if self.until.len() >= MAX_NEGATIVE {
+            let now = Instant::now();
+            self.until.retain(|_, until| *until > now);
+            if self.until.len() >= MAX_NEGATIVE {
+                self.until.clear();
+            }
+        }
+        let id = self.id(kid);
+        self.until.insert(id, Instant::now() + ttl);
+    }
+
+    /// The heap the table holds, from its capacity (hashbrown's layout: a power-of-two number
+    /// of slots, at most 7/8 of them used, one control byte per slot plus one group).
+    fn heap_bytes(&self) -> usize {
+        let cap = self.until.capacity();
+        let slots = match cap {
+            0 => return 0,
+            1..=7 => (cap + 1).next_power_of_two(),
+            _ => (cap * 8 / 7).next_power_of_two(),
+        };
+        slots * (std::mem::size_of::<(u64, Instant)>() + 1) + 16
+    }
+}
 
 /// One fetched key set.
 #[derive(Debug)]
@@ -133,6 +229,10 @@ pub struct Stats {
     pub keys: usize,
     /// Age of the last good fetch, if any.
     pub last_success_age: Option<Duration>,
+    /// Unknown `kid`s currently remembered (the negative cache).
+    pub unknown_kids: usize,
+    /// Heap bytes the negative cache holds (at most [`MAX_NEGATIVE_BYTES`]).
+    pub unknown_kid_bytes: usize,
 }
 
 /// A cached, self-refreshing key source. Cheap to clone; clones share one cache. The background
@@ -142,7 +242,6 @@ pub struct RemoteKeys {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     source: Source,
     algorithms: Vec<Algorithm>,
@@ -156,7 +255,7 @@ struct Inner {
     /// once.
     last_kid_fetch: Mutex<Option<Instant>>,
     last_error: Mutex<Option<FetchError>>,
-    negative: Mutex<HashMap<String, Instant>>,
+    negative: Mutex<Negative>,
     jwks_uri: Mutex<Option<Url>>,
     ready: tokio::sync::watch::Sender<bool>,
     fetches: AtomicU64,
@@ -166,6 +265,18 @@ struct Inner {
     generation: AtomicU64,
     /// Successful fetches stored (moves even when the keys did not change): single flight.
     stored: AtomicU64,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // By hand: the discovered jwks_uri must be shown redacted too.
+        f.debug_struct("Inner")
+            .field("source", &self.source)
+            .field("algorithms", &self.algorithms)
+            .field("fetcher", &self.fetcher)
+            .field("generation", &self.generation.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
 }
 
 impl RemoteKeys {
@@ -178,11 +289,11 @@ impl RemoteKeys {
         http: HttpConfig,
         cache: CacheConfig,
     ) -> Result<RemoteKeys, FetchError> {
-        let fetcher = Fetcher::new(&http)?;
         let first = match &source {
             Source::JwksUrl(u) => parse_url(u)?,
             Source::Discovery(issuer) => discovery_url(issuer)?,
         };
+        let fetcher = Fetcher::new(&http, &first)?;
         fetcher.check(&first)?;
         let jwks_uri = match &source {
             Source::JwksUrl(_) => Some(first),
@@ -197,7 +308,7 @@ impl RemoteKeys {
             refresh: tokio::sync::Mutex::new(()),
             last_kid_fetch: Mutex::new(None),
             last_error: Mutex::new(None),
-            negative: Mutex::new(HashMap::new()),
+            negative: Mutex::new(Negative::default()),
             jwks_uri: Mutex::new(jwks_uri),
             ready: tokio::sync::watch::channel(false).0,
             fetches: AtomicU64::new(0),
@@ -234,15 +345,28 @@ impl RemoteKeys {
         self.inner.cfg.stale_if_error
     }
 
-    /// The last fetch error, cleared by a successful fetch.
+    /// The last fetch error, cleared by a successful fetch: the cause clients are not told
+    /// (they get [`KEYS_UNAVAILABLE`]), with every URL in it redacted, for logs and an
+    /// authenticated status view.
     pub fn last_error(&self) -> Option<FetchError> {
         self.inner.last_error.lock().expect("lock").clone()
+    }
+
+    /// The source, its URL redacted, for logs and status views.
+    pub fn source_redacted(&self) -> String {
+        self.inner.source.redacted()
     }
 
     /// Counters for metrics.
     pub fn stats(&self) -> Stats {
         let i = &self.inner;
+        let (unknown_kids, unknown_kid_bytes) = {
+            let n = i.negative.lock().expect("lock");
+            (n.until.len(), n.heap_bytes())
+        };
         Stats {
+            unknown_kids,
+            unknown_kid_bytes,
             fetches: i.fetches.load(Ordering::Relaxed),
             discovery_fetches: i.discovery_fetches.load(Ordering::Relaxed),
             failures: i.failures.load(Ordering::Relaxed),
@@ -288,7 +412,7 @@ impl RemoteKeys {
                 let snap = self.inner.usable()?;
                 let again = jwtd_core::verify(&snap.keys, validation, token, now);
                 if matches!(&again, Err(e) if e.reason() == Reason::UnknownKey) {
-                    self.inner.remember_unknown(kid);
+                    self.inner.remember_unknown(&kid);
                 }
                 again
             }
@@ -298,7 +422,12 @@ impl RemoteKeys {
 }
 
 fn parse_url(s: &str) -> Result<Url, FetchError> {
-    Url::parse(s).map_err(|e| FetchError::new(FetchErrorKind::InsecureUrl, format!("{s:?}: {e}")))
+    Url::parse(s).map_err(|e| {
+        FetchError::new(
+            FetchErrorKind::InsecureUrl,
+            format!("{:?}: {e}", redact_str(s)),
+        )
+    })
 }
 
 fn discovery_url(issuer: &str) -> Result<Url, FetchError> {
@@ -315,28 +444,13 @@ impl Inner {
 
     /// The snapshot, if one exists and is within its lifetime plus stale-if-error.
     fn usable(&self) -> Result<Arc<Snapshot>, Error> {
+        // The cause is logged (redacted) by the fetch that failed, and kept for last_error;
+        // the client gets a fixed text.
         let Some(snap) = self.snapshot() else {
-            let why = self
-                .last_error
-                .lock()
-                .expect("lock")
-                .as_ref()
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default();
-            return Err(Error::new(
-                Reason::KeyFetchFailed,
-                format!("the issuer's keys have not been fetched yet{why}"),
-            ));
+            return Err(Error::new(Reason::KeyFetchFailed, KEYS_UNAVAILABLE));
         };
-        let age = snap.fetched_at.elapsed();
-        if age > snap.ttl + self.cfg.stale_if_error {
-            return Err(Error::new(
-                Reason::KeyFetchFailed,
-                format!(
-                    "the last good key set is {}s old, past its lifetime plus stale-if-error; refreshes are failing",
-                    age.as_secs()
-                ),
-            ));
+        if snap.fetched_at.elapsed() > snap.ttl + self.cfg.stale_if_error {
+            return Err(Error::new(Reason::KeyFetchFailed, KEYS_UNAVAILABLE));
         }
         Ok(snap)
     }
@@ -344,15 +458,8 @@ impl Inner {
     /// For a token with an unknown kid: returns true when a newer key set is available to try,
     /// fetching it if the cooldown allows.
     async fn refresh_for_unknown(&self, kid: &str, seen_generation: u64) -> bool {
-        {
-            let mut neg = self.negative.lock().expect("lock");
-            match neg.get(kid) {
-                Some(until) if *until > Instant::now() => return false,
-                Some(_) => {
-                    neg.remove(kid);
-                }
-                None => {}
-            }
+        if self.negative.lock().expect("lock").is_unknown(kid) {
+            return false;
         }
         let _flight = self.refresh.lock().await;
         if self.generation.load(Ordering::Acquire) != seen_generation {
@@ -362,7 +469,7 @@ impl Inner {
             let mut last = self.last_kid_fetch.lock().expect("lock");
             if last.is_some_and(|t| t.elapsed() < self.cfg.cooldown) {
                 drop(last);
-                self.remember_unknown(kid.to_owned());
+                self.remember_unknown(kid);
                 return false;
             }
             *last = Some(Instant::now());
@@ -370,16 +477,11 @@ impl Inner {
         self.fetch_and_store().await.is_ok()
     }
 
-    fn remember_unknown(&self, kid: String) {
-        let mut neg = self.negative.lock().expect("lock");
-        if neg.len() >= MAX_NEGATIVE {
-            let now = Instant::now();
-            neg.retain(|_, until| *until > now);
-            if neg.len() >= MAX_NEGATIVE {
-                neg.clear();
-            }
-        }
-        neg.insert(kid, Instant::now() + self.cfg.negative_ttl);
+    fn remember_unknown(&self, kid: &str) {
+        self.negative
+            .lock()
+            .expect("lock")
+            .remember(kid, self.cfg.negative_ttl);
     }
 
     /// One fetch (discovery first when needed). Call with `refresh` held.
@@ -398,7 +500,7 @@ impl Inner {
             }
             Err(e) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(source = ?self.source, error = %e, "key fetch failed");
+                tracing::warn!(source = %self.source.redacted(), error = %e, "key fetch failed");
                 *self.last_error.lock().expect("lock") = Some(e.clone());
                 Err(e)
             }
@@ -425,7 +527,7 @@ impl Inner {
         let jwks = Jwks::from_json(&fetched.body).map_err(|e| {
             FetchError::new(
                 FetchErrorKind::Malformed,
-                format!("{jwks_uri}: not a JWKS: {e}"),
+                format!("{}: not a JWKS: {e}", redact(&jwks_uri)),
             )
         })?;
         let (keys, skipped) = KeySet::from_jwks(&jwks, &self.algorithms);
@@ -433,7 +535,8 @@ impl Inner {
             return Err(FetchError::new(
                 FetchErrorKind::NoUsableKey,
                 format!(
-                    "{jwks_uri}: no key usable with {:?} ({} skipped)",
+                    "{}: no key usable with {:?} ({} skipped)",
+                    redact(&jwks_uri),
                     self.algorithms,
                     skipped.len()
                 ),
@@ -441,6 +544,19 @@ impl Inner {
         }
         for s in &skipped {
             tracing::debug!(kid = ?s.kid, why = %s.why, "JWKS key skipped");
+        }
+        let over = skipped
+            .iter()
+            .filter(|s| s.why.starts_with("too many keys"))
+            .count();
+        if over > 0 {
+            tracing::warn!(
+                source = %self.source.redacted(),
+                imported = keys.keys().len(),
+                skipped = over,
+                "the JWKS has more keys than jwtd imports from one JWKS ({}); the rest are skipped",
+                jwtd_core::MAX_JWKS_KEYS
+            );
         }
         let ttl = fetched
             .max_age
@@ -472,8 +588,12 @@ impl Inner {
         let url = discovery_url(issuer)?;
         self.discovery_fetches.fetch_add(1, Ordering::Relaxed);
         let fetched = self.fetcher.get(&url).await?;
-        let malformed =
-            |why: String| FetchError::new(FetchErrorKind::Malformed, format!("{url}: {why}"));
+        let malformed = |why: String| {
+            FetchError::new(
+                FetchErrorKind::Malformed,
+                format!("{}: {why}", redact(&url)),
+            )
+        };
         let doc = jwtd_core::parse_json_object(&fetched.body, 16)
             .map_err(|e| malformed(format!("not a discovery document: {e}")))?;
         let found = doc
@@ -483,7 +603,12 @@ impl Inner {
         if found != issuer {
             return Err(FetchError::new(
                 FetchErrorKind::IssuerMismatch,
-                format!("{url}: discovery issuer is {found:?}, expected {issuer:?}"),
+                format!(
+                    "{}: discovery issuer is {:?}, expected {:?}",
+                    redact(&url),
+                    redact_str(found),
+                    redact_str(issuer)
+                ),
             ));
         }
         let jwks_uri = doc

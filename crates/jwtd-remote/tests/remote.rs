@@ -358,6 +358,168 @@ async fn plain_http_to_a_remote_host_is_refused_up_front() {
     assert_eq!(e.kind, FetchErrorKind::InsecureUrl);
 }
 
+/// Resident memory of this process in bytes (Linux).
+fn rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// An unsigned-looking ES256 token naming `kid`, with a zero signature (never verified: the
+/// kid is unknown).
+fn junk_with_kid(kid: &str) -> String {
+    let header = json!({"alg": "ES256", "kid": kid}).to_string();
+    format!(
+        "{}.e30.{}",
+        jwtd_core::b64::encode(header.as_bytes()),
+        jwtd_core::b64::encode([0u8; 64])
+    )
+}
+
+#[tokio::test]
+async fn unknown_kid_memory_is_bounded_by_bytes() {
+    let p = Provider::start(false).await;
+    let a = key("a");
+    p.set_keys(vec![a.clone_for_test()]);
+    // A cooldown that never ends within the test: every unknown kid goes to the negative
+    // cache without a fetch.
+    let cache = CacheConfig {
+        cooldown: Duration::from_secs(3600),
+        negative_ttl: Duration::from_secs(3600),
+        ..fast_cache()
+    };
+    let keys = started(&p, Source::JwksUrl(p.jwks_url()), cache).await;
+    let pol = Validation::new(&[Algorithm::ES256]).any_audience();
+    let _ = keys.verify(&pol, &junk_with_kid("first")).await;
+    let before = rss();
+    // 12,000 tokens near the 16 KiB token limit, each naming its own 12,000-byte kid: kept
+    // as they came, that is 140 MiB. They are refused before any lookup.
+    for i in 0..12_000u32 {
+        let kid = format!("{i:08x}{}", "k".repeat(11_992));
+        let e = keys.verify(&pol, &junk_with_kid(&kid)).await.unwrap_err();
+        assert_ne!(e.reason(), Reason::KeyFetchFailed);
+    }
+    let long = rss().saturating_sub(before);
+    // 12,000 of the longest kids accepted: remembered as fixed-size hashes, bounded in count.
+    for i in 0..12_000u32 {
+        let kid = format!("{i:08x}{}", "k".repeat(jwtd_core::MAX_KID_LEN - 8));
+        let e = keys.verify(&pol, &junk_with_kid(&kid)).await.unwrap_err();
+        assert_eq!(e.reason(), Reason::UnknownKey);
+    }
+    let s = keys.stats();
+    let all = rss().saturating_sub(before);
+    eprintln!(
+        "RSS growth: {long} bytes after the long kids, {all} after all; negative cache: {} kids, {} bytes",
+        s.unknown_kids, s.unknown_kid_bytes
+    );
+    assert!(long < 16 << 20, "{long} bytes for refused kids");
+    assert!(all < 16 << 20, "{all} bytes");
+    assert!(s.unknown_kids > 0 && s.unknown_kids <= jwtd_remote::MAX_NEGATIVE);
+    assert!(
+        s.unknown_kid_bytes <= jwtd_remote::MAX_NEGATIVE_BYTES,
+        "{s:?}"
+    );
+    assert_eq!(s.fetches, 2, "the cooldown held: {s:?}");
+    // A remembered kid is still refused without a fetch, and real keys still verify.
+    let kid = format!("{:08x}{}", 11_999, "k".repeat(jwtd_core::MAX_KID_LEN - 8));
+    assert_eq!(
+        keys.verify(&pol, &junk_with_kid(&kid))
+            .await
+            .unwrap_err()
+            .reason(),
+        Reason::UnknownKey
+    );
+    keys.verify(&policy(&p.issuer()), &token(&a, &p.issuer()))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn key_fetch_errors_reach_clients_as_a_fixed_message() {
+    let p = Provider::start(false).await;
+    p.set_keys(vec![key("a")]);
+    p.set_mode(Mode::Down);
+    let port = p.base.rsplit(':').next().unwrap().to_owned();
+    let a = key("a");
+    for url in [
+        // An HTTP error status, and a transport error (nothing listens on port 9).
+        format!("http://jwtd:hunter2-secret@127.0.0.1:{port}/jwks"),
+        "http://jwtd:hunter2-secret@127.0.0.1:9/jwks".to_owned(),
+    ] {
+        let keys = RemoteKeys::start(
+            Source::JwksUrl(url.clone()),
+            vec![Algorithm::ES256],
+            HttpConfig::default(),
+            fast_cache(),
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while keys.last_error().is_none() {
+            assert!(Instant::now() < deadline, "no error recorded");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The client is told nothing about the cause ...
+        let e = keys
+            .verify(&policy(&p.issuer()), &token(&a, &p.issuer()))
+            .await
+            .unwrap_err();
+        assert_eq!(e.reason(), Reason::KeyFetchFailed);
+        assert_eq!(e.message(), jwtd_remote::KEYS_UNAVAILABLE);
+        // ... the status view and the logs get it, with the userinfo redacted.
+        let detail = keys.last_error().unwrap().to_string();
+        assert!(detail.contains("***@127.0.0.1"), "{detail}");
+        for shown in [detail, format!("{keys:?}"), keys.source_redacted()] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+        }
+    }
+    // Configuration errors, at start-up, are redacted too.
+    let e = RemoteKeys::start(
+        Source::JwksUrl("http://jwtd:hunter2-secret@idp.example/jwks".into()),
+        vec![Algorithm::ES256],
+        HttpConfig::default(),
+        fast_cache(),
+    )
+    .unwrap_err();
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+}
+
+#[tokio::test]
+async fn https_sources_never_downgrade_to_plain_http() {
+    let tls = Provider::start(true).await;
+    let plain = Provider::start(false).await;
+    let a = key("a");
+    tls.set_keys(vec![a.clone_for_test()]);
+    plain.set_keys(vec![a.clone_for_test()]);
+    let plain_jwks = plain.jwks_url().replace("localhost", "127.0.0.1");
+    // A redirect from the HTTPS JWKS to plain HTTP on loopback is not followed.
+    tls.set_mode(Mode::RedirectTo(plain_jwks.clone()));
+    assert_eq!(
+        failure_kind(&tls, Source::JwksUrl(tls.jwks_url()), http_for(&tls)).await,
+        FetchErrorKind::Redirect
+    );
+    // Nor is a discovered jwks_uri that names it.
+    tls.set_mode(Mode::Normal);
+    tls.state.lock().unwrap().jwks_uri_override = Some(plain_jwks);
+    assert_eq!(
+        failure_kind(&tls, Source::Discovery(tls.issuer()), http_for(&tls)).await,
+        FetchErrorKind::InsecureUrl
+    );
+    assert_eq!(
+        plain.jwks_hits(),
+        0,
+        "the plain HTTP keys were never fetched"
+    );
+    // A redirect that stays on HTTPS is followed.
+    tls.state.lock().unwrap().jwks_uri_override = None;
+    tls.set_mode(Mode::RedirectTo("/.well-known/jwks-moved".into()));
+    let e = failure_kind(&tls, Source::JwksUrl(tls.jwks_url()), http_for(&tls)).await;
+    assert_eq!(e, FetchErrorKind::Status, "followed to a 404");
+}
+
 /// Test-only cloning of a signing key through its private JWK.
 trait CloneForTest {
     fn clone_for_test(&self) -> SigningKey;

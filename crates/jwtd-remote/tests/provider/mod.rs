@@ -23,6 +23,8 @@ pub enum Mode {
     Oversized,
     Malformed,
     RedirectLoop,
+    /// The JWKS endpoint redirects to this URL.
+    RedirectTo(String),
 }
 
 pub struct State {
@@ -30,6 +32,8 @@ pub struct State {
     pub mode: Mode,
     pub cache_control: Option<String>,
     pub issuer_override: Option<String>,
+    /// The `jwks_uri` the discovery document names, instead of this provider's own.
+    pub jwks_uri_override: Option<String>,
 }
 
 pub struct Provider {
@@ -52,6 +56,7 @@ impl Provider {
             mode: Mode::Normal,
             cache_control: Some("public, max-age=3600".into()),
             issuer_override: None,
+            jwks_uri_override: None,
         }));
         let jwks_hits = Arc::new(AtomicU64::new(0));
         let discovery_hits = Arc::new(AtomicU64::new(0));
@@ -136,15 +141,19 @@ impl Ctx {
         match path.as_str() {
             "/.well-known/openid-configuration" => {
                 self.discovery_hits.fetch_add(1, Ordering::SeqCst);
-                let issuer = self
-                    .state
-                    .lock()
-                    .unwrap()
-                    .issuer_override
-                    .clone()
-                    .unwrap_or_else(|| self.base.clone());
+                let (issuer, jwks_uri) = {
+                    let s = self.state.lock().unwrap();
+                    (
+                        s.issuer_override
+                            .clone()
+                            .unwrap_or_else(|| self.base.clone()),
+                        s.jwks_uri_override
+                            .clone()
+                            .unwrap_or_else(|| format!("{}/jwks", self.base)),
+                    )
+                };
                 let doc = serde_json::json!({
-                    "issuer": issuer, "jwks_uri": format!("{}/jwks", self.base),
+                    "issuer": issuer, "jwks_uri": jwks_uri,
                     "id_token_signing_alg_values_supported": ["RS256", "ES256"]
                 });
                 json(StatusCode::OK, doc.to_string(), None)
@@ -177,6 +186,7 @@ impl Ctx {
                     }
                     Mode::Malformed => json(StatusCode::OK, "{\"keys\": [".into(), cc),
                     Mode::RedirectLoop => redirect("/jwks"),
+                    Mode::RedirectTo(to) => redirect(&to),
                 }
             }
             "/loop" => redirect("/loop"),
