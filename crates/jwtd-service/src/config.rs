@@ -389,7 +389,11 @@ pub struct Admin {
     pub protect_status: bool,
 }
 
-/// Seconds, written as an integer or a duration string (`"30s"`, `"5m"`, `"24h"`).
+/// The longest duration a configuration takes (100 years); longer values are clamped to it.
+pub const MAX_SECONDS: u64 = 100 * 365 * 86_400;
+
+/// Seconds, written as an integer or a duration string (`"30s"`, `"5m"`, `"24h"`); at most
+/// [`MAX_SECONDS`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Seconds(pub u64);
 
@@ -401,10 +405,12 @@ impl<'de> Deserialize<'de> for Seconds {
             N(u64),
             S(String),
         }
+        // Clamped to 100 years: no later arithmetic on a configured duration (added to a Unix
+        // time, turned into a Duration, multiplied) can overflow and panic.
         match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(Seconds(n)),
+            Raw::N(n) => Ok(Seconds(n.min(MAX_SECONDS))),
             Raw::S(s) => humantime::parse_duration(&s)
-                .map(|d| Seconds(d.as_secs()))
+                .map(|d| Seconds(d.as_secs().min(MAX_SECONDS)))
                 .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration: {e}"))),
         }
     }
@@ -804,6 +810,13 @@ impl Config {
             errors.push((0, "at most one issuer may omit \"issuer\"".into()));
         }
         if let Some(intro) = &self.introspection {
+            if intro.client_id.trim().is_empty() {
+                let line = text
+                    .find("[introspection]")
+                    .map(|o| line_of(text, o))
+                    .unwrap_or(0);
+                errors.push((line, "introspection client_id must not be empty".into()));
+            }
             if intro.client_secret_env.is_none() == intro.client_secret_file.is_none() {
                 let line = text
                     .find("[introspection]")
@@ -1078,6 +1091,24 @@ algorithms = []
         }
         let e = Config::parse("[server]\nheader_timeout = 5\n", "f").unwrap_err();
         assert_eq!(e.errors[0].0, 2, "unknown field on its line: {e}");
+    }
+
+    /// Finding 19: durations are clamped, so no arithmetic on them can overflow and panic.
+    #[test]
+    fn durations_are_clamped_to_a_hundred_years() {
+        let c = Config::parse(
+            "[admin]\napi_key_env = \"K\"\n[revocation]\nmax_staleness = 18446744073709551615\n\
+             max_token_lifetime = \"1000000000years\"\n",
+            "f",
+        )
+        .unwrap();
+        let r = c.revocation.unwrap();
+        assert_eq!(r.max_staleness, Some(Seconds(MAX_SECONDS)));
+        assert_eq!(r.max_token_lifetime, Some(Seconds(MAX_SECONDS)));
+        // Added to a Unix time, in seconds and in milliseconds, it stays far from overflowing.
+        assert!((jwtd_core::unix_now() + MAX_SECONDS)
+            .checked_mul(1000)
+            .is_some());
     }
 
     #[test]

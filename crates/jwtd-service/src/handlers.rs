@@ -33,6 +33,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/admin/reload", post(admin_reload))
+        .route("/admin/status", get(admin_status))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/v1/tokens", post(mint).layer(limit))
@@ -295,8 +296,37 @@ fn observe(
             }
         }
         Err(e) => {
-            tracing::info!(request_id = rid.as_str(), endpoint, issuer, token = %fp(), reason, message = e.message(), "rejected")
+            // Rejections are counted in metrics; logged at INFO at most once a second (with how
+            // many were not), the rest at DEBUG, so a flood of junk cannot flood the logs.
+            match rejection_sample() {
+                Some(unlogged) => {
+                    tracing::info!(request_id = rid.as_str(), endpoint, issuer, token = %fp(), reason, message = e.message(), unlogged, "rejected")
+                }
+                None if tracing::enabled!(tracing::Level::DEBUG) => {
+                    tracing::debug!(request_id = rid.as_str(), endpoint, issuer, token = %fp(), reason, message = e.message(), "rejected")
+                }
+                None => {}
+            }
         }
+    }
+}
+
+/// `Some(rejections not logged at INFO since the last one)` at most once a second.
+fn rejection_sample() -> Option<u64> {
+    use std::sync::atomic::AtomicU64;
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    static SKIPPED: AtomicU64 = AtomicU64::new(0);
+    let now = jwtd_core::unix_now();
+    let last = LAST.load(Ordering::Relaxed);
+    if now > last
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        Some(SKIPPED.swap(0, Ordering::Relaxed))
+    } else {
+        SKIPPED.fetch_add(1, Ordering::Relaxed);
+        None
     }
 }
 
@@ -635,6 +665,15 @@ async fn forward_auth(State(state): State<Arc<AppState>>, req: Request) -> Respo
     }
 }
 
+/// The request's `Authorization` header when it has exactly one.
+fn single_authorization(headers: &HeaderMap) -> Option<&HeaderValue> {
+    let mut all = headers.get_all(header::AUTHORIZATION).iter();
+    match (all.next(), all.next()) {
+        (Some(one), None) => Some(one),
+        _ => None,
+    }
+}
+
 /// Compares a presented credential with the expected secret in constant time. An empty
 /// expected value never matches (an empty secret must not mean "no authentication").
 fn ct_eq(given: &[u8], expected: &[u8]) -> bool {
@@ -688,8 +727,9 @@ async fn introspect(
     let (Some(cfg), Some(secret)) = (&rt.config.introspection, &rt.introspection_secret) else {
         return (StatusCode::NOT_FOUND, "introspection is not configured\n").into_response();
     };
-    let authorized = headers
-        .get(header::AUTHORIZATION)
+    // Exactly one Authorization header: with several, which one a proxy or upstream reads
+    // differs (RFC 6750 section 3.1 / RFC 7235).
+    let authorized = single_authorization(&headers)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(s, _)| s.eq_ignore_ascii_case("basic"))
@@ -876,8 +916,7 @@ async fn admin_denied(rt: &crate::Runtime, headers: &HeaderMap) -> Option<Respon
     let Some(key) = &rt.admin_key else {
         return Some((StatusCode::NOT_FOUND, "the admin API is not configured\n").into_response());
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
+    let given = single_authorization(headers)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
@@ -1068,21 +1107,109 @@ async fn mint(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byte
     }
 }
 
-async fn admin_reload(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+/// `POST /admin/reload[?refetch=keys]` (admin): re-reads the configuration file; with
+/// `refetch=keys`, also fetches every remote issuer's keys now (after a key compromise at an
+/// identity provider, so a removed key stops being trusted at once). Without a configuration
+/// file, `refetch=keys` only refetches.
+async fn admin_reload(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
     let rt = state.runtime();
     if let Some(refusal) = admin_denied(&rt, &headers).await {
         return refusal;
     }
     drop(rt);
-    let (status, body) = match state.reload().await {
-        Ok(()) => (StatusCode::OK, serde_json::json!({"reloaded": true})),
-        Err(e) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            serde_json::json!({"reloaded": false, "error": e}),
-        ),
-    };
-    let mut r = (status, body.to_string()).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, JSON);
+    let refetch = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "refetch=keys"));
+    let mut status = StatusCode::OK;
+    let mut body = Map::new();
+    if !refetch || state.has_config_file() {
+        match state.reload().await {
+            Ok(()) => {
+                body.insert("reloaded".into(), Value::Bool(true));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload requested by POST /admin/reload failed; keeping the running configuration");
+                status = StatusCode::UNPROCESSABLE_ENTITY;
+                body.insert("reloaded".into(), Value::Bool(false));
+                body.insert("error".into(), Value::from(e));
+            }
+        }
+    }
+    if refetch {
+        let mut results = Vec::new();
+        for i in &state.runtime().issuers.list {
+            if let Keys::Remote(r) = &i.keys {
+                let outcome =
+                    tokio::time::timeout(std::time::Duration::from_secs(10), r.refresh()).await;
+                let error = match outcome {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(_) => Some("timed out after 10 s".to_owned()),
+                };
+                if let Some(e) = &error {
+                    tracing::warn!(issuer = %i.name, error = %e, "key refetch failed");
+                    status = StatusCode::BAD_GATEWAY;
+                } else {
+                    tracing::info!(issuer = %i.name, "keys refetched on request");
+                }
+                results.push(
+                    serde_json::json!({"issuer": i.name, "ok": error.is_none(), "error": error}),
+                );
+            }
+        }
+        body.insert("refetched".into(), Value::Array(results));
+    }
+    json_response(status, Value::Object(body))
+}
+
+/// `GET /admin/status` (admin): every issuer with its key source (URL userinfo redacted),
+/// readiness, key count, last fetch and last fetch error: the details clients never see.
+async fn admin_status(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let rt = state.runtime();
+    if let Some(refusal) = admin_denied(&rt, &headers).await {
+        return refusal;
+    }
+    let issuers: Vec<Value> = rt
+        .issuers
+        .list
+        .iter()
+        .map(|i| {
+            let mut m = serde_json::json!({"name": i.name, "iss": i.iss, "ready": i.ready()});
+            match &i.keys {
+                Keys::Static(set) => {
+                    m["source"] = Value::from("static");
+                    m["keys"] = Value::from(set.keys().len());
+                }
+                Keys::Ring(ring) => {
+                    let (keys, generation) = ring.verify_view();
+                    m["source"] = Value::from("ring");
+                    m["keys"] = Value::from(keys.keys().len());
+                    m["generation"] = Value::from(generation);
+                    m["signing_kid"] =
+                        Value::from(ring.signer().and_then(|s| s.kid().map(str::to_owned)));
+                }
+                Keys::Remote(r) => {
+                    let st = r.stats();
+                    m["source"] = Value::from(r.source_redacted());
+                    m["keys"] = Value::from(st.keys);
+                    m["fetches"] = Value::from(st.fetches);
+                    m["failures"] = Value::from(st.failures);
+                    m["last_success_age_seconds"] =
+                        Value::from(st.last_success_age.map(|a| a.as_secs()));
+                    m["last_error"] = Value::from(r.last_error().map(|e| e.to_string()));
+                    m["generation"] = Value::from(r.snapshot().map(|s| s.generation));
+                }
+            }
+            m
+        })
+        .collect();
+    let mut r = json_response(StatusCode::OK, serde_json::json!({ "issuers": issuers }));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 

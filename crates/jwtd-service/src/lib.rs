@@ -306,6 +306,26 @@ impl Runtime {
     /// Builds the run-time state from a configuration (inside a tokio runtime). Remote key
     /// caches and the key ring of `previous` are reused where their settings did not change.
     pub async fn build(config: Config, previous: Option<&Runtime>) -> Result<Runtime, String> {
+        // Secrets first: a bad one refuses the configuration before any store, KEK or key is
+        // created or touched.
+        let introspection_secret = match &config.introspection {
+            Some(i) => secret(
+                &i.client_secret_env,
+                &i.client_secret_file,
+                "introspection client secret",
+                MIN_API_SECRET_LEN,
+            )?,
+            None => None,
+        };
+        let admin_key = match &config.admin {
+            Some(a) => secret(
+                &a.api_key_env,
+                &a.api_key_file,
+                "admin api key",
+                MIN_API_SECRET_LEN,
+            )?,
+            None => None,
+        };
         let signing = match &config.signing {
             None => None,
             Some(cfg) => {
@@ -332,24 +352,6 @@ impl Runtime {
         };
         let mut issuers = Issuers::build(&config, previous.map(|p| &p.issuers), signing.as_ref())?;
         issuers.revocations = revocations.clone();
-        let introspection_secret = match &config.introspection {
-            Some(i) => secret(
-                &i.client_secret_env,
-                &i.client_secret_file,
-                "introspection client secret",
-                MIN_API_SECRET_LEN,
-            )?,
-            None => None,
-        };
-        let admin_key = match &config.admin {
-            Some(a) => secret(
-                &a.api_key_env,
-                &a.api_key_file,
-                "admin api key",
-                MIN_API_SECRET_LEN,
-            )?,
-            None => None,
-        };
         Ok(Runtime {
             config,
             issuers,
@@ -408,6 +410,11 @@ impl AppState {
             config_path,
             reload_lock: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// True when the service was started with a configuration file (a reload re-reads it).
+    pub fn has_config_file(&self) -> bool {
+        self.config_path.is_some()
     }
 
     /// The runtime in force.

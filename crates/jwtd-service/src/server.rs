@@ -9,7 +9,8 @@
 //! | fresh, no request yet | `header_read_timeout` after it was accepted |
 //! | kept alive, nothing received | `idle_timeout` after the last answer |
 //! | kept alive, part of a request received | `header_read_timeout` after its first byte |
-//! | a request in progress | never by the watchdog: the request is answered 408 after `request_timeout` |
+//! | a request whose body is still arriving | `header_read_timeout` after its header arrived (a body sent slowly cannot hold a slot longer); evictable at the cap |
+//! | a request in progress, body received | never by the watchdog: the request is answered 408 after `request_timeout` |
 //!
 //! On shutdown, connections without a request in progress close at once; the others finish it
 //! (no further request is read) until `shutdown_timeout`, when whatever remains is dropped.
@@ -42,6 +43,9 @@ use tokio::sync::{watch, Notify};
 /// a time): one scan of the table serves many accepts.
 pub(crate) const EVICT_BATCH: usize = 32;
 
+/// Concurrent streams per HTTP/2 connection.
+pub(crate) const MAX_STREAMS: u32 = 32;
+
 /// No request yet: the header deadline runs from the accept.
 const FRESH: u8 = 0;
 /// Kept alive between requests, nothing received: the idle deadline runs.
@@ -65,6 +69,11 @@ struct Conn {
     start: Instant,
     /// Requests in progress (HTTP/2 streams; 0 or 1 for HTTP/1.1).
     in_flight: AtomicUsize,
+    /// Of those, requests whose body has not fully arrived: the connection is still the
+    /// client's to fill, so it is bounded like a header and may be evicted.
+    receiving: AtomicUsize,
+    /// When the oldest body still arriving began, milliseconds since the server started.
+    receiving_since: AtomicU64,
     /// FRESH, IDLE or READING (meaningful while `in_flight` is 0).
     state: AtomicU8,
     /// When the state began, milliseconds since the server started.
@@ -78,6 +87,69 @@ struct Conn {
 impl Conn {
     fn now_ms(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
+    }
+
+    /// True when no request is in progress beyond receiving its body: nothing is owed to the
+    /// client yet, so the connection may be evicted at the cap.
+    fn owes_nothing(&self) -> bool {
+        let in_flight = self.in_flight.load(Ordering::Acquire);
+        in_flight == 0 || self.receiving.load(Ordering::Acquire) >= in_flight
+    }
+}
+
+/// A request body still arriving: counted on its connection until it ended (or was dropped).
+struct Receiving {
+    inner: Incoming,
+    conn: Option<Arc<Conn>>,
+}
+
+impl Receiving {
+    fn new(inner: Incoming, conn: &Arc<Conn>) -> Receiving {
+        if conn.receiving.fetch_add(1, Ordering::AcqRel) == 0 {
+            conn.receiving_since.store(conn.now_ms(), Ordering::Relaxed);
+        }
+        Receiving {
+            inner,
+            conn: Some(conn.clone()),
+        }
+    }
+
+    fn done(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            conn.receiving.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for Receiving {
+    fn drop(&mut self) {
+        self.done();
+    }
+}
+
+impl hyper::body::Body for Receiving {
+    type Data = axum::body::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        match &r {
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => self.done(),
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.done(),
+            _ => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -121,9 +193,7 @@ impl Registry {
         let conns = self.conns.lock().expect("lock");
         let mut idle: Vec<(u64, &Arc<Conn>)> = conns
             .values()
-            .filter(|c| {
-                c.in_flight.load(Ordering::Acquire) == 0 && !c.evicted.load(Ordering::Relaxed)
-            })
+            .filter(|c| c.owes_nothing() && !c.evicted.load(Ordering::Relaxed))
             .map(|c| (c.since.load(Ordering::Relaxed), c))
             .collect();
         if idle.is_empty() {
@@ -230,6 +300,7 @@ impl AsyncWrite for Tracked {
 #[derive(Clone, Copy)]
 enum Closed {
     HeaderTimeout,
+    BodyTimeout,
     IdleTimeout,
     Evicted,
 }
@@ -238,6 +309,7 @@ impl Closed {
     fn as_str(self) -> &'static str {
         match self {
             Closed::HeaderTimeout => "header_timeout",
+            Closed::BodyTimeout => "body_timeout",
             Closed::IdleTimeout => "idle_timeout",
             Closed::Evicted => "evicted",
         }
@@ -256,7 +328,19 @@ async fn watchdog(conn: &Conn, registry: &Registry, limits: &ServerSettings) -> 
             return Closed::Evicted;
         }
         let now = registry.now_ms();
-        let wait = if conn.in_flight.load(Ordering::Acquire) > 0 {
+        let in_flight = conn.in_flight.load(Ordering::Acquire);
+        let wait = if in_flight > 0 && conn.receiving.load(Ordering::Acquire) >= in_flight {
+            // Only bodies still arriving: the client has had the header deadline since the
+            // header came in to send them.
+            let due = conn
+                .receiving_since
+                .load(Ordering::Relaxed)
+                .saturating_add(header.as_millis() as u64);
+            if now >= due {
+                return Closed::BodyTimeout;
+            }
+            Duration::from_millis(due - now).min(recheck)
+        } else if in_flight > 0 {
             recheck
         } else {
             let since = conn.since.load(Ordering::Relaxed);
@@ -312,6 +396,12 @@ async fn connection(
     let c = conn.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let guard = InFlight::new(c.clone());
+        let req = if hyper::body::Body::is_end_stream(req.body()) {
+            req.map(Body::new)
+        } else {
+            let conn = c.clone();
+            req.map(move |b| Body::new(Receiving::new(b, &conn)))
+        };
         let mut router = router.clone();
         async move {
             let answer = tower::Service::call(&mut router, req);
@@ -336,6 +426,7 @@ async fn connection(
                 draining = true;
                 // Nothing is owed to a connection without a request in progress (idle, or a
                 // header still arriving): it closes now. The others finish their request.
+                // (A request whose body is still arriving may finish within the drain deadline.)
                 if conn.in_flight.load(Ordering::Acquire) == 0 {
                     break Some("shutdown");
                 }
@@ -411,9 +502,12 @@ pub(crate) async fn run(
     builder
         .http1()
         .max_buf_size(limits.max_header_bytes.max(8192));
+    // Streams per HTTP/2 connection are bounded too (hyper's default is 200), so the connection
+    // cap bounds requests in progress: at most 32 per connection.
     builder
         .http2()
-        .max_header_list_size(limits.max_header_bytes.min(u32::MAX as usize) as u32);
+        .max_header_list_size(limits.max_header_bytes.min(u32::MAX as usize) as u32)
+        .max_concurrent_streams(MAX_STREAMS);
     let builder = Arc::new(builder);
     let registry = Arc::new(Registry {
         start: Instant::now(),
@@ -455,6 +549,8 @@ pub(crate) async fn run(
         let conn = Arc::new(Conn {
             start: registry.start,
             in_flight: AtomicUsize::new(0),
+            receiving: AtomicUsize::new(0),
+            receiving_since: AtomicU64::new(0),
             state: AtomicU8::new(FRESH),
             since: AtomicU64::new(registry.now_ms()),
             evicted: AtomicBool::new(false),

@@ -858,3 +858,195 @@ async fn http2_prior_knowledge_is_still_served() {
         assert_eq!(r.status(), 200);
     }
 }
+
+/// Findings 9, 18 and 19: an authenticated status view shows what clients never see (the key
+/// source, its last error) with URL userinfo redacted; `POST /admin/reload?refetch=keys` drops a
+/// key the provider removed at once; `[admin] protect_status` guards /metrics and /readyz
+/// details; a token's own `active` claim never decides introspection.
+#[tokio::test]
+async fn admin_status_refetch_protected_status_and_introspection_active() {
+    let a = SigningKey::generate(Algorithm::ES256)
+        .unwrap()
+        .with_kid(Some("a".into()));
+    let b = SigningKey::generate(Algorithm::ES256)
+        .unwrap()
+        .with_kid(Some("b".into()));
+    let jwks = Arc::new(std::sync::Mutex::new(
+        serde_json::to_string(&Jwks::from_keys(vec![
+            a.public_jwk().unwrap(),
+            b.public_jwk().unwrap(),
+        ]))
+        .unwrap(),
+    ));
+    let served = jwks.clone();
+    let idp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let idp_addr = idp.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/jwks.json",
+        axum::routing::get(move || {
+            let body = served.lock().unwrap().clone();
+            async move { ([("content-type", "application/json")], body) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(idp, app).await });
+    std::env::set_var("JWTD_STATUS_TEST_ADMIN", "status-admin-key-0123456789");
+    std::env::set_var("JWTD_STATUS_TEST_INTRO", "status-introspection-0123456789");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let text = format!(
+        "listen = \"{addr}\"\n[admin]\napi_key_env = \"JWTD_STATUS_TEST_ADMIN\"\nprotect_status = true\n\
+         [introspection]\nclient_id = \"rs\"\nclient_secret_env = \"JWTD_STATUS_TEST_INTRO\"\n\
+         [[issuer]]\nname = \"idp\"\nissuer = \"https://idp.test\"\n\
+         jwks_url = \"http://user:hunter2-secret@{idp_addr}/jwks.json\"\nalgorithms = [\"ES256\"]\nany_audience = true\n"
+    );
+    let config = Config::parse(&text, "t").unwrap();
+    let runtime = Runtime::build(config, None).await.unwrap();
+    assert!(
+        runtime
+            .issuers
+            .wait_ready(std::time::Duration::from_secs(5))
+            .await
+    );
+    let state = AppState::new(runtime, None);
+    tokio::spawn(jwtd_service::serve(state.clone(), l));
+    let base = format!("http://{addr}");
+    let c = reqwest::Client::new();
+    let admin = "status-admin-key-0123456789";
+    let now = now();
+    let claims = json!({"iss": "https://idp.test", "sub": "u", "iat": now, "exp": now + 600, "active": false});
+    let ta = jwtd_core::sign(&a, claims.as_object().unwrap(), None).unwrap();
+    let verify = |t: String| {
+        let c = c.clone();
+        let url = format!("{base}/v1/verify");
+        async move {
+            c.get(url)
+                .bearer_auth(t)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(verify(ta.clone()).await, 200);
+
+    // The status view: admin only, redacted.
+    let r = c.get(format!("{base}/admin/status")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = c
+        .get(format!("{base}/admin/status"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("hunter2"), "{text}");
+    let status: Value = serde_json::from_str(&text).unwrap();
+    let idp_status = &status["issuers"][0];
+    assert_eq!(idp_status["ready"], true, "{status}");
+    assert_eq!(idp_status["keys"], 2, "{status}");
+    assert!(
+        idp_status["source"].as_str().unwrap().contains("***@"),
+        "{status}"
+    );
+
+    // The provider drops key a (compromised): a refetch on request makes it unknown at once.
+    *jwks.lock().unwrap() =
+        serde_json::to_string(&Jwks::from_keys(vec![b.public_jwk().unwrap()])).unwrap();
+    assert_eq!(
+        verify(ta.clone()).await,
+        200,
+        "still cached until a refetch"
+    );
+    let r = c
+        .post(format!("{base}/admin/reload?refetch=keys"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["refetched"][0]["ok"], true, "{body}");
+    assert_eq!(verify(ta).await, 401);
+
+    // protect_status: /metrics needs the admin key, /readyz shows no details without it.
+    assert_eq!(
+        c.get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let m = c
+        .get(format!("{base}/metrics"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(m.status(), 200);
+    let ready: Value = c
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready, json!({"ready": true}));
+
+    // Introspection: the token's own "active": false does not decide; jwtd's answer does.
+    let tb = jwtd_core::sign(&b, claims.as_object().unwrap(), None).unwrap();
+    let r: Value = c
+        .post(format!("{base}/introspect"))
+        .basic_auth("rs", Some("status-introspection-0123456789"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={tb}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["active"], true, "{r}");
+    assert_eq!(r["sub"], "u");
+}
+
+/// Siblings of findings 1 and 13: the admin API and introspection take exactly one
+/// `Authorization` header (two, valid or not, are refused); an empty introspection client_id
+/// is a configuration error.
+#[tokio::test]
+async fn admin_and_introspection_take_exactly_one_authorization_header() {
+    let s = start().await;
+    let r = s
+        .client
+        .post(format!("{}/admin/reload", s.base))
+        .header("authorization", "Bearer admin-key-0123456789")
+        .header("authorization", "Bearer admin-key-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    use base64::Engine;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("rs-1:introspect-secret")
+    );
+    let r = s
+        .client
+        .post(format!("{}/introspect", s.base))
+        .header("authorization", &basic)
+        .header("authorization", &basic)
+        .body("token=x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let e = Config::parse(
+        "[introspection]\nclient_id = \" \"\nclient_secret_env = \"X\"\n",
+        "f",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("client_id must not be empty"), "{e}");
+}

@@ -57,6 +57,19 @@ fn embedded_default_mints_verifies_and_revokes() {
     let bearer = format!("Bearer {token}");
     let (status, _, _) = http_get(port, "/v1/verify", &[("authorization", &bearer)]);
     assert_eq!(status, 200);
+    // A token minted for a partner is not accepted by the embedded issuer (finding 7).
+    let (status, body) = http_post(
+        port,
+        "/v1/tokens",
+        admin,
+        r#"{"sub":"alice","aud":"partner-42","ttl":"10m"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let partner: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let partner = format!("Bearer {}", partner["token"].as_str().unwrap());
+    let (status, _, body) = http_get(port, "/v1/verify", &[("authorization", &partner)]);
+    assert_eq!(status, 401);
+    assert!(body.contains("\"reason\":\"wrong_audience\""), "{body}");
     let (status, body) = http_post(port, "/v1/revocations", admin, r#"{"sub":"alice"}"#);
     assert_eq!(status, 201, "{body}");
     let (status, _, body) = http_get(port, "/v1/verify", &[("authorization", &bearer)]);
@@ -71,6 +84,59 @@ fn embedded_default_mints_verifies_and_revokes() {
     signal(pid, "-TERM");
     let status = guard.0[0].wait().unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+/// Finding 1 (High), as a user meets it: `echo "$UNSET" > admin.key` (an empty key, or a newline)
+/// must not switch admin authentication off: `jwtd serve` and `jwtd config check` refuse it.
+#[test]
+fn an_empty_admin_key_file_is_refused_by_serve_and_config_check() {
+    let dir = std::env::temp_dir().join(format!("jwtd-serve-emptykey-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("jwtd-data")).unwrap();
+    let cfg = dir.join("jwtd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"127.0.0.1:{}\"\n[admin]\napi_key_file = \"{}\"\n[signing]\ndata_dir = \"{}\"\n",
+            free_port(),
+            dir.join("admin.key").display(),
+            dir.join("jwtd-data").display()
+        ),
+    )
+    .unwrap();
+    for content in ["", "\n", "short-key\n"] {
+        std::fs::write(dir.join("admin.key"), content).unwrap();
+        let check = Command::new(env!("CARGO_BIN_EXE_jwtd"))
+            .args(["config", "check"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert_eq!(check.status.code(), Some(2), "{content:?}");
+        assert!(String::from_utf8_lossy(&check.stderr).contains("admin api key"));
+        let serve = Command::new(env!("CARGO_BIN_EXE_jwtd"))
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .env_remove("JWTD_KEK")
+            .output()
+            .unwrap();
+        assert_eq!(serve.status.code(), Some(2), "{content:?}");
+        assert!(String::from_utf8_lossy(&serve.stderr).contains("admin api key"));
+        assert!(
+            !dir.join("jwtd-data/kek.key").exists(),
+            "refused before any KEK or key was created"
+        );
+    }
+    // The embedded default, too: an emptied jwtd-data/admin.key is refused, not trusted.
+    std::fs::write(dir.join("jwtd-data/admin.key"), "\n").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_jwtd"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .current_dir(&dir)
+        .env_remove("JWTD_KEK")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("empty"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -326,6 +392,66 @@ fn slow_header_clients_do_not_starve_requests() {
     let deadline = opened + Duration::from_secs(2) + Duration::from_secs(3);
     let still_open = slow.iter().filter(|c| !closed_by(c, deadline)).count();
     assert_eq!(still_open, 0, "slow clients the server never closed");
+    drop(s.guard);
+}
+
+/// Review of finding 5: clients that send a header and then trickle a body (a request "in
+/// progress" from the header on) must not hold every slot: a body still arriving is bounded by
+/// the header deadline and its connection may be evicted at the cap.
+#[test]
+fn slow_body_clients_do_not_starve_requests() {
+    use std::io::Write;
+    allow_open_files(SLOW_CLIENTS as libc::rlim_t + 256);
+    let max_connections = 50;
+    let s = start_limited(
+        "slow-bodies",
+        &format!("max_connections = {max_connections}\nheader_read_timeout = \"2s\"\nrequest_timeout = \"60s\"\n"),
+    );
+    // Five times the cap, each with a header in and a 60,000-byte body announced.
+    let mut slow = Vec::new();
+    for _ in 0..5 * max_connections {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        let _ = c.write_all(
+            b"POST /v1/verify HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 60000\r\n\r\n{",
+        );
+        slow.push(c);
+    }
+    let opened = Instant::now();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trickle = {
+        let stop = stop.clone();
+        let mut conns: Vec<_> = slow.iter().map(|c| c.try_clone().unwrap()).collect();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for c in &mut conns {
+                    let _ = c.write_all(b" ");
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let t = Instant::now();
+        let (status, _, body) = http_get(s.port, "/v1/verify", &[("authorization", &s.bearer)]);
+        slowest = slowest.max(t.elapsed());
+        assert_eq!(status, 200, "{body}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    eprintln!(
+        "{} slow-body clients, cap {max_connections}: slowest of 20 requests {slowest:?}",
+        slow.len()
+    );
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a request took {slowest:?}"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    trickle.join().unwrap();
+    // Every slow body is cut by the header deadline after its header (2 s), trickle or not.
+    let deadline = opened + Duration::from_secs(2) + Duration::from_secs(3);
+    let still_open = slow.iter().filter(|c| !closed_by(c, deadline)).count();
+    assert_eq!(still_open, 0, "slow bodies the server never closed");
     drop(s.guard);
 }
 
