@@ -72,7 +72,10 @@ pub enum Reason {
     MultipleTokens,
 }
 
-/// The RFC 6750 section 3.1 error code a [`Reason`] maps to.
+/// The `error` a [`Reason`] is reported with: an RFC 6750 section 3.1 code for the three
+/// answers that are about the request's token, and `temporarily_unavailable` (the RFC 6749
+/// section 4.1.2.1 name; RFC 6750 has no code for a server-side failure) when the server
+/// cannot decide now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BearerError {
     /// `invalid_token`: answer 401.
@@ -81,18 +84,59 @@ pub enum BearerError {
     InsufficientScope,
     /// `invalid_request`: answer 400 (the request itself is malformed, e.g. several tokens).
     InvalidRequest,
+    /// `temporarily_unavailable`: answer 503. Nothing is known to be wrong with the token, so
+    /// the `WWW-Authenticate` challenge carries no `error` (see [`Reason::challenge_error`]);
+    /// the JSON body names it.
+    TemporarilyUnavailable,
 }
 
 impl BearerError {
-    /// The RFC 6750 name.
+    /// The name: the RFC 6750 code, or `temporarily_unavailable`.
     pub fn as_str(self) -> &'static str {
         match self {
             BearerError::InvalidToken => "invalid_token",
             BearerError::InsufficientScope => "insufficient_scope",
             BearerError::InvalidRequest => "invalid_request",
+            BearerError::TemporarilyUnavailable => "temporarily_unavailable",
         }
     }
 }
+
+/// The gRPC status code a [`Reason`] is answered with (the numbers of `grpc/status.proto`,
+/// without depending on a gRPC library).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(i32)]
+pub enum GrpcCode {
+    /// `INVALID_ARGUMENT` (3): the request is malformed (several tokens).
+    InvalidArgument = 3,
+    /// `PERMISSION_DENIED` (7): the token is good but not for this call.
+    PermissionDenied = 7,
+    /// `UNAVAILABLE` (14): the server cannot decide now; retry later.
+    Unavailable = 14,
+    /// `UNAUTHENTICATED` (16): no token, or one that cannot be trusted.
+    Unauthenticated = 16,
+}
+
+impl GrpcCode {
+    /// The numeric code, as sent in `grpc-status`.
+    pub fn as_i32(self) -> i32 {
+        self as i32
+    }
+
+    /// The canonical name, e.g. `UNAUTHENTICATED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrpcCode::InvalidArgument => "INVALID_ARGUMENT",
+            GrpcCode::PermissionDenied => "PERMISSION_DENIED",
+            GrpcCode::Unavailable => "UNAVAILABLE",
+            GrpcCode::Unauthenticated => "UNAUTHENTICATED",
+        }
+    }
+}
+
+/// Seconds a client is told to wait (`Retry-After`) before retrying a request refused because
+/// the server cannot decide now ([`Reason::retry_after`]).
+pub const RETRY_AFTER_SECS: u32 = 5;
 
 impl Reason {
     /// Every reason, in declaration order.
@@ -151,16 +195,64 @@ impl Reason {
         }
     }
 
-    /// The RFC 6750 error this reason is reported as. Only a failed claim check (a scope or
-    /// a claim value the route demands) is `insufficient_scope`, and only a request carrying
-    /// several tokens is `invalid_request`; everything else means the token itself cannot be
-    /// trusted (or used).
+    /// The `error` this reason is reported with. Only a failed claim check (a scope or a
+    /// claim value the route demands) is `insufficient_scope`, only a request carrying several
+    /// tokens is `invalid_request`, and only the two answers about the server rather than the
+    /// token (`key_fetch_failed`, `revocation_unavailable`) are `temporarily_unavailable`;
+    /// everything else means the token itself cannot be trusted (or used): `invalid_token`.
+    ///
+    /// This, [`Reason::http_status`], [`Reason::grpc_code`] and [`Reason::retry_after`] are
+    /// the one mapping the service, the tower layer and the command line answer with.
     pub fn bearer_error(self) -> BearerError {
         match self {
             Reason::ClaimMismatch => BearerError::InsufficientScope,
             Reason::MultipleTokens => BearerError::InvalidRequest,
+            Reason::KeyFetchFailed | Reason::RevocationUnavailable => {
+                BearerError::TemporarilyUnavailable
+            }
             _ => BearerError::InvalidToken,
         }
+    }
+
+    /// The `error` the `WWW-Authenticate` challenge names (with an `error_description`), if
+    /// any. None for `missing_token` (RFC 6750 section 3.1: a request without authentication
+    /// gets no error code) and for `temporarily_unavailable`, which is no RFC 6750 code: a
+    /// client that read `invalid_token` there would throw away a good token, so a 503
+    /// challenges with a bare `Bearer realm=...`, like a request without a token.
+    pub fn challenge_error(self) -> Option<BearerError> {
+        match (self, self.bearer_error()) {
+            (Reason::MissingToken, _) | (_, BearerError::TemporarilyUnavailable) => None,
+            (_, e) => Some(e),
+        }
+    }
+
+    /// The HTTP status this reason is answered with: 401, 403 (`insufficient_scope`), 400
+    /// (`invalid_request`) or 503 (`temporarily_unavailable`).
+    pub fn http_status(self) -> u16 {
+        match self.bearer_error() {
+            BearerError::InvalidToken => 401,
+            BearerError::InsufficientScope => 403,
+            BearerError::InvalidRequest => 400,
+            BearerError::TemporarilyUnavailable => 503,
+        }
+    }
+
+    /// The gRPC status this reason is answered with: `UNAUTHENTICATED`, `PERMISSION_DENIED`
+    /// (`insufficient_scope`), `INVALID_ARGUMENT` (`invalid_request`) or `UNAVAILABLE`
+    /// (`temporarily_unavailable`).
+    pub fn grpc_code(self) -> GrpcCode {
+        match self.bearer_error() {
+            BearerError::InvalidToken => GrpcCode::Unauthenticated,
+            BearerError::InsufficientScope => GrpcCode::PermissionDenied,
+            BearerError::InvalidRequest => GrpcCode::InvalidArgument,
+            BearerError::TemporarilyUnavailable => GrpcCode::Unavailable,
+        }
+    }
+
+    /// The `Retry-After` (seconds) an HTTP answer carries: [`RETRY_AFTER_SECS`] for the
+    /// reasons that are temporary (503), none otherwise.
+    pub fn retry_after(self) -> Option<u32> {
+        (self.bearer_error() == BearerError::TemporarilyUnavailable).then_some(RETRY_AFTER_SECS)
     }
 }
 

@@ -42,7 +42,7 @@ mod token;
 
 pub use alg::{Algorithm, Curve, Family, UnknownAlgorithm};
 pub use cache::{TokenCache, TokenCacheConfig, TokenCacheStats, TokenLookup};
-pub use error::{BearerError, Error, KeyError, Reason};
+pub use error::{BearerError, Error, GrpcCode, KeyError, Reason, RETRY_AFTER_SECS};
 pub use jwk::{Jwk, Jwks};
 pub use key::{public_key_pem, SigningKey, VerifyingKey, MIN_RSA_BITS};
 pub use policy::{

@@ -1030,10 +1030,41 @@ fn every_reason_maps_to_rfc6750() {
         let want = match r {
             ClaimMismatch => "insufficient_scope",
             Reason::MultipleTokens => "invalid_request",
+            Reason::KeyFetchFailed | Reason::RevocationUnavailable => "temporarily_unavailable",
             _ => "invalid_token",
         };
         assert_eq!(r.bearer_error().as_str(), want, "{r}");
     }
+}
+
+/// RFC 6750 ties `invalid_token` to a bad token: when the server cannot decide (keys or the
+/// revocation list unavailable), the answer is 503 `temporarily_unavailable` with a bare
+/// challenge, `Retry-After` and gRPC `UNAVAILABLE`, never `invalid_token`.
+#[test]
+fn an_outage_is_never_invalid_token() {
+    for r in Reason::ALL {
+        let outage = matches!(r, Reason::KeyFetchFailed | Reason::RevocationUnavailable);
+        assert_eq!(r.http_status() == 503, outage, "{r}");
+        assert_eq!(r.retry_after().is_some(), outage, "{r}");
+        assert_eq!(
+            r.grpc_code() == jwtd_core::GrpcCode::Unavailable,
+            outage,
+            "{r}"
+        );
+        if outage {
+            assert_eq!(
+                r.bearer_error(),
+                jwtd_core::BearerError::TemporarilyUnavailable
+            );
+            assert_eq!(r.challenge_error(), None, "{r}: no error in the challenge");
+            assert_eq!(r.grpc_code().as_i32(), 14);
+        }
+    }
+    assert_eq!(Reason::MissingToken.challenge_error(), None);
+    assert_eq!(
+        Reason::MultipleTokens.challenge_error(),
+        Some(jwtd_core::BearerError::InvalidRequest)
+    );
 }
 
 #[test]

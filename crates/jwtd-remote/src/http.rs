@@ -76,6 +76,18 @@ impl FetchErrorKind {
             FetchErrorKind::NoUsableKey => "no_usable_key",
         }
     }
+
+    /// True when retrying the same source soon will not help: the URL is refused by the
+    /// rules, or the source answered with a document that can never be used (issuer mismatch,
+    /// no usable key, not a valid document, too large, a redirect loop or a refused redirect).
+    /// False for timeouts, network failures and error statuses, which an outage or a restart
+    /// explains. Services retry either way; one-shot callers (the command line) stop at once.
+    pub fn is_permanent(self) -> bool {
+        !matches!(
+            self,
+            FetchErrorKind::Timeout | FetchErrorKind::Network | FetchErrorKind::Status
+        )
+    }
 }
 
 /// A failed fetch.

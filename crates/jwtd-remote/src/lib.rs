@@ -12,7 +12,11 @@
 //!   for that kid; background refreshes do not start the cooldown, so a key published just after
 //!   one is accepted on its first token;
 //! - start-up never blocks: the first fetch retries with backoff in the background, and the
-//!   source reports not ready until it has keys;
+//!   source reports not ready until it has keys, and again once they are past their lifetime
+//!   plus stale-if-error: ready means "can verify now";
+//! - a request that finds the keys unusable fetches them itself (single flight, at most once
+//!   per [`CacheConfig::unavailable_retry`]), so an outage ends with the provider's, not with
+//!   the background retry timer (up to [`CacheConfig::max_backoff`]);
 //! - HTTP hygiene: timeouts, a body limit, bounded redirects, HTTPS unless loopback (see
 //!   [`HttpConfig`]); a redirect or a discovered `jwks_uri` never downgrades to plain HTTP nor
 //!   leads into a loopback, link-local or private address unless the configured URL is one
@@ -117,6 +121,11 @@ pub struct CacheConfig {
     pub initial_backoff: Duration,
     /// Longest retry delay (default 30 s).
     pub max_backoff: Duration,
+    /// While the keys are unusable (never fetched, or past their lifetime plus
+    /// `stale_if_error`), a request fetches them itself when the last fetch attempt (of any
+    /// kind) ended at least this long ago (default 1 s); requests that come while a fetch is in
+    /// flight wait for it (single flight), the others are refused at once.
+    pub unavailable_retry: Duration,
 }
 
 impl Default for CacheConfig {
@@ -130,6 +139,7 @@ impl Default for CacheConfig {
             refresh_at: 0.8,
             initial_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(30),
+            unavailable_retry: Duration::from_secs(1),
         }
     }
 }
@@ -257,7 +267,12 @@ struct Inner {
     last_error: Mutex<Option<FetchError>>,
     negative: Mutex<Negative>,
     jwks_uri: Mutex<Option<Url>>,
-    ready: tokio::sync::watch::Sender<bool>,
+    /// Fetch attempts finished (success or failure): waiters wake on each, and a request
+    /// that waited for a fetch in flight takes its answer instead of fetching again.
+    attempts: tokio::sync::watch::Sender<u64>,
+    /// When the last fetch attempt (of any kind) ended: requests that find the keys unusable
+    /// fetch at most once per `unavailable_retry` from here.
+    last_attempt: Mutex<Option<Instant>>,
     fetches: AtomicU64,
     discovery_fetches: AtomicU64,
     failures: AtomicU64,
@@ -310,7 +325,8 @@ impl RemoteKeys {
             last_error: Mutex::new(None),
             negative: Mutex::new(Negative::default()),
             jwks_uri: Mutex::new(jwks_uri),
-            ready: tokio::sync::watch::channel(false).0,
+            attempts: tokio::sync::watch::channel(0).0,
+            last_attempt: Mutex::new(None),
             fetches: AtomicU64::new(0),
             discovery_fetches: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -322,22 +338,66 @@ impl RemoteKeys {
         Ok(RemoteKeys { inner })
     }
 
-    /// True once a key set has been fetched.
+    /// True when tokens can be verified now: a key set has been fetched and is within its
+    /// lifetime plus stale-if-error (past that, every token is refused with
+    /// `key_fetch_failed`, so the source is not ready either).
     pub fn is_ready(&self) -> bool {
-        *self.inner.ready.borrow()
+        self.inner.usable().is_ok()
     }
 
     /// Waits until ready, at most `timeout`; returns readiness.
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
-        let mut rx = self.inner.ready.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|r| *r))
+        self.wait_ready_unless_permanent(timeout, false)
             .await
-            .is_ok_and(|r| r.is_ok())
+            .unwrap_or(false)
     }
 
-    /// The current key set, if any.
+    /// Waits until ready, at most `timeout`, but returns the error at once when a fetch fails
+    /// for a reason retrying will not fix ([`FetchErrorKind::is_permanent`]), for one-shot
+    /// callers such as the command line. `Ok(false)` when the time ran out.
+    pub async fn wait_ready_or_permanent_error(
+        &self,
+        timeout: Duration,
+    ) -> Result<bool, FetchError> {
+        self.wait_ready_unless_permanent(timeout, true).await
+    }
+
+    async fn wait_ready_unless_permanent(
+        &self,
+        timeout: Duration,
+        stop_on_permanent: bool,
+    ) -> Result<bool, FetchError> {
+        // Subscribed before looking, so no attempt finishing in between is missed.
+        let mut rx = self.inner.attempts.subscribe();
+        let wait = async {
+            loop {
+                if self.is_ready() {
+                    return Ok(true);
+                }
+                if stop_on_permanent {
+                    if let Some(e) = self.last_error().filter(|e| e.kind.is_permanent()) {
+                        return Err(e);
+                    }
+                }
+                if rx.changed().await.is_err() {
+                    return Ok(false);
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .unwrap_or(Ok(false))
+    }
+
+    /// The current key set, if any, usable or not (see [`RemoteKeys::usable_snapshot`]).
     pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
         self.inner.snapshot()
+    }
+
+    /// The current key set when tokens may be verified with it: held, and within its lifetime
+    /// plus stale-if-error.
+    pub fn usable_snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.inner.usable().ok()
     }
 
     /// How long past its lifetime the last good key set keeps serving.
@@ -392,14 +452,19 @@ impl RemoteKeys {
     }
 
     /// Verifies at `now`. An unknown `kid` may trigger one refresh (see the crate docs) and a
-    /// second attempt; everything else is decided on the cached keys without I/O.
+    /// second attempt, and unusable keys one fetch (single flight, at most once per
+    /// [`CacheConfig::unavailable_retry`]); everything else is decided on the cached keys
+    /// without I/O.
     pub async fn verify_at(
         &self,
         validation: &Validation,
         token: &str,
         now: u64,
     ) -> Result<Verified, Error> {
-        let snap = self.inner.usable()?;
+        let snap = match self.inner.usable() {
+            Ok(snap) => snap,
+            Err(_) => self.inner.fetch_when_unusable().await?,
+        };
         match jwtd_core::verify(&snap.keys, validation, token, now) {
             Err(e) if e.reason() == Reason::UnknownKey => {
                 let kid = jwtd_core::peek_header(token)
@@ -455,6 +520,27 @@ impl Inner {
         Ok(snap)
     }
 
+    /// For a request that found the keys unusable: fetches them unless a fetch attempt ended
+    /// less than `unavailable_retry` ago, or one finished while this request waited for the
+    /// flight (its answer is taken instead). The keys if usable after that.
+    async fn fetch_when_unusable(&self) -> Result<Arc<Snapshot>, Error> {
+        let seen = *self.attempts.borrow();
+        let _flight = self.refresh.lock().await;
+        if *self.attempts.borrow() != seen {
+            return self.usable();
+        }
+        let recent = self
+            .last_attempt
+            .lock()
+            .expect("lock")
+            .is_some_and(|t| t.elapsed() < self.cfg.unavailable_retry);
+        if recent {
+            return self.usable();
+        }
+        let _ = self.fetch_and_store().await;
+        self.usable()
+    }
+
     /// For a token with an unknown kid: returns true when a newer key set is available to try,
     /// fetching it if the cooldown allows.
     async fn refresh_for_unknown(&self, kid: &str, seen_generation: u64) -> bool {
@@ -486,7 +572,14 @@ impl Inner {
 
     /// One fetch (discovery first when needed). Call with `refresh` held.
     async fn fetch_and_store(&self) -> Result<Duration, FetchError> {
-        match self.fetch().await {
+        let result = self.store(self.fetch().await);
+        *self.last_attempt.lock().expect("lock") = Some(Instant::now());
+        self.attempts.send_modify(|n| *n += 1);
+        result
+    }
+
+    fn store(&self, fetched: Result<Snapshot, FetchError>) -> Result<Duration, FetchError> {
+        match fetched {
             Ok(snap) => {
                 let (ttl, generation) = (snap.ttl, snap.generation);
                 self.key_count
@@ -495,7 +588,6 @@ impl Inner {
                 self.generation.store(generation, Ordering::Release);
                 self.stored.fetch_add(1, Ordering::Release);
                 *self.last_error.lock().expect("lock") = None;
-                self.ready.send_replace(true);
                 Ok(ttl)
             }
             Err(e) => {

@@ -190,46 +190,39 @@ fn description(message: &str) -> String {
         .collect()
 }
 
-fn status_for(reason: Reason) -> StatusCode {
-    match reason {
-        Reason::ClaimMismatch => StatusCode::FORBIDDEN,
-        Reason::MultipleTokens => StatusCode::BAD_REQUEST,
-        Reason::KeyFetchFailed | Reason::RevocationUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::UNAUTHORIZED,
-    }
-}
-
-/// The RFC 6750 answer to a rejection: 401 (`invalid_token`), 403 (`insufficient_scope`), 400
-/// (`invalid_request`: several tokens) or 503 (`key_fetch_failed`), a JSON body
-/// `{"error", "reason", "message"}` and `WWW-Authenticate`.
+/// The answer to a rejection, from the one mapping in `jwtd_core::Reason`
+/// ([`Reason::http_status`], [`Reason::bearer_error`], [`Reason::challenge_error`],
+/// [`Reason::retry_after`]): 401 `invalid_token`, 403 `insufficient_scope`, 400
+/// `invalid_request` (several tokens) or 503 `temporarily_unavailable` (keys or revocation list
+/// unavailable, with `Retry-After`); a JSON body `{"error", "reason", "message"}` and
+/// `WWW-Authenticate`, which names the error for the three RFC 6750 codes and is a bare
+/// `Bearer realm="jwtd"` for a missing token and a 503.
 pub fn bearer_error(e: &Error) -> Response {
     let reason = e.reason();
-    let code = reason.bearer_error().as_str();
     let body = format!(
         "{{\"error\":{},\"reason\":{},\"message\":{}}}",
-        Value::from(code),
+        Value::from(reason.bearer_error().as_str()),
         Value::from(reason.as_str()),
         Value::from(e.message())
     );
-    let www = if reason == Reason::MissingToken {
-        "Bearer realm=\"jwtd\"".to_owned()
-    } else {
-        format!(
-            "Bearer realm=\"jwtd\", error=\"{code}\", error_description=\"{}\"",
+    let www = match reason.challenge_error() {
+        None => "Bearer realm=\"jwtd\"".to_owned(),
+        Some(code) => format!(
+            "Bearer realm=\"jwtd\", error=\"{}\", error_description=\"{}\"",
+            code.as_str(),
             description(e.message())
-        )
+        ),
     };
-    let mut r = (status_for(reason), body).into_response();
+    let status =
+        StatusCode::from_u16(reason.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = (status, body).into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, JSON);
     if let Ok(v) = HeaderValue::from_str(&www) {
         h.insert(header::WWW_AUTHENTICATE, v);
     }
-    if matches!(
-        reason,
-        Reason::KeyFetchFailed | Reason::RevocationUnavailable
-    ) {
-        h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    if let Some(secs) = reason.retry_after() {
+        h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     r
 }

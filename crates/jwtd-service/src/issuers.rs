@@ -143,7 +143,8 @@ impl Issuer {
         }
     }
 
-    /// True when the issuer has keys.
+    /// True when the issuer can verify now: static keys, a signing key in the ring, or remote
+    /// keys within their lifetime plus stale-if-error (`/readyz`).
     pub fn ready(&self) -> bool {
         match &self.keys {
             Keys::Static(_) => true,
@@ -193,10 +194,9 @@ fn sweep_expired(list: &[Arc<Issuer>], every: Duration) -> Option<tokio::task::J
 }
 
 /// The remote key set when cached answers may use it: held, and not past its lifetime plus
-/// stale-if-error (past that, the remote source answers, and refuses).
+/// stale-if-error (past that, the remote source answers: it may fetch, or refuses).
 fn fresh_snapshot(r: &RemoteKeys) -> Option<Arc<jwtd_remote::Snapshot>> {
-    let snap = r.snapshot()?;
-    (snap.fetched_at.elapsed() <= snap.ttl + r.stale_if_error()).then_some(snap)
+    r.usable_snapshot()
 }
 
 /// What [`Issuers::verify`] answers: the issuer and the verified token, or the name of the
@@ -399,7 +399,7 @@ impl Issuers {
         }
     }
 
-    /// Waits until every remote issuer has keys, at most `timeout`.
+    /// Waits until every remote issuer has usable keys, at most `timeout`.
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         for i in &self.list {

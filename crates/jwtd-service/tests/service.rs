@@ -1,5 +1,6 @@
 //! Every endpoint over real HTTP on 127.0.0.1: success and error shapes, token sources,
-//! forward-auth headers, introspection, readiness, metrics, reload.
+//! forward-auth headers, introspection, readiness (also through a remote issuer's outage),
+//! metrics, reload.
 
 use jwtd_core::{Algorithm, Jwks, SigningKey};
 use jwtd_service::{AppState, Config, Runtime};
@@ -1049,4 +1050,128 @@ async fn admin_and_introspection_take_exactly_one_authorization_header() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("client_id must not be empty"), "{e}");
+}
+
+/// Readiness means "can verify now": once a remote issuer's keys are past their lifetime plus
+/// `stale_if_error`, `/readyz` is 503 as every request is (503 `key_fetch_failed`, never
+/// `invalid_token`); when the provider is back, the first request fetches the keys itself
+/// (once for all concurrent requests: single flight) instead of waiting for the background
+/// retry timer.
+#[tokio::test]
+async fn readiness_means_can_verify_now_and_a_request_ends_an_outage() {
+    use jwtd_remote::{CacheConfig, HttpConfig, RemoteKeys, Source};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+    const IDP: &str = "https://idp.outage.test/";
+    let key = SigningKey::generate(Algorithm::ES256)
+        .unwrap()
+        .with_default_kid();
+    let jwks = serde_json::to_string(&Jwks::from_keys(key.public_jwk())).unwrap();
+    let (down, hits) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let app = axum::Router::new().route(
+        "/jwks",
+        axum::routing::get({
+            let (down, hits) = (down.clone(), hits.clone());
+            move || async move {
+                hits.fetch_add(1, Ordering::SeqCst);
+                if down.load(Ordering::SeqCst) {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        [("cache-control", "no-store")],
+                        String::new(),
+                    )
+                } else {
+                    (StatusCode::OK, [("cache-control", "max-age=1")], jwks)
+                }
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks_url = format!("http://{}/jwks", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await });
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\n[cache]\nenabled = false\n[[issuer]]\nname = \"idp\"\n\
+         issuer = \"{IDP}\"\njwks_url = \"{jwks_url}\"\nalgorithms = [\"ES256\"]\n\
+         audiences = [\"api\"]\nstale_if_error = \"1s\"\n"
+    );
+    let mut runtime = Runtime::build(Config::parse(&text, "test").unwrap(), None)
+        .await
+        .unwrap();
+    // Lifetimes are clamped to at least 5 minutes in configuration: the same source with
+    // second-scale lifetimes, and a background retry timer far longer than the test.
+    let issuer = Arc::get_mut(&mut runtime.issuers.list[0]).expect("cache off: no sweeper");
+    let cache = CacheConfig {
+        min_ttl: Duration::from_secs(1),
+        max_ttl: Duration::from_secs(1),
+        stale_if_error: Duration::from_secs(1),
+        initial_backoff: Duration::from_secs(120),
+        max_backoff: Duration::from_secs(120),
+        unavailable_retry: Duration::from_millis(200),
+        ..CacheConfig::default()
+    };
+    let remote = RemoteKeys::start(
+        Source::JwksUrl(jwks_url),
+        vec![Algorithm::ES256],
+        HttpConfig::default(),
+        cache,
+    )
+    .unwrap();
+    assert!(remote.wait_ready(Duration::from_secs(5)).await);
+    issuer.keys = jwtd_service::issuers::Keys::Remote(remote);
+    let state = AppState::new(runtime, None);
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(jwtd_service::serve(state.clone(), l));
+    let client = reqwest::Client::new();
+    let c = json!({"iss": IDP, "aud": "api", "sub": "u", "iat": now(), "exp": now() + 600});
+    let token = jwtd_core::sign(&key, c.as_object().unwrap(), None).unwrap();
+    let verify = || {
+        let r = client.get(format!("{base}/v1/verify")).bearer_auth(&token);
+        async move { r.send().await.unwrap() }
+    };
+    let readyz = || async { client.get(format!("{base}/readyz")).send().await.unwrap() };
+    assert_eq!(readyz().await.status(), 200);
+    assert_eq!(verify().await.status(), 200);
+
+    // Down past lifetime (1 s) plus stale_if_error (1 s): not ready, and requests are 503.
+    down.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    let r = readyz().await;
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"ready": false, "issuers_without_keys": ["idp"]})
+    );
+    let r = verify().await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"jwtd\"");
+    assert_eq!(r.headers()["retry-after"], "5");
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["reason"], "key_fetch_failed");
+    assert_eq!(b["error"], "temporarily_unavailable");
+    assert_eq!(readyz().await.status(), 503);
+
+    // Back: the next requests fetch once, together, long before the retry timer (120 s).
+    down.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = hits.load(Ordering::SeqCst);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let request = verify();
+            tokio::spawn(async move { request.await.status() })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    assert!(answers.iter().all(|s| *s == 200), "{answers:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(hits.load(Ordering::SeqCst), before + 1, "single flight");
+    assert_eq!(readyz().await.status(), 200);
 }

@@ -26,9 +26,12 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Rejections answer like the service (RFC 6750): 401 with `WWW-Authenticate` for a missing or
-//! invalid token, 403 `insufficient_scope` for a failed scope or claim check, 400
-//! `invalid_request` for a request carrying more than one token (or `Authorization` header).
+//! Rejections answer like the service (RFC 6750), from the one mapping in `jwtd_core::Reason`
+//! (docs/security.md, "Reason codes"): 401 with `WWW-Authenticate` for a missing or invalid
+//! token, 403 `insufficient_scope` for a failed scope or claim check, 400 `invalid_request` for
+//! a request carrying more than one token (or `Authorization` header), 503
+//! `temporarily_unavailable` with `Retry-After` when the keys or the revocation list are
+//! unavailable.
 //!
 //! For a tonic (gRPC) server, [`JwtdLayer::grpc`] reads the token from the `authorization`
 //! metadata the same way and answers rejections as gRPC statuses instead: `UNAUTHENTICATED`,
@@ -87,7 +90,8 @@ pub trait Rejection<RB>: Send + Sync + 'static {
     fn reject(e: &Error) -> Response<RB>;
 }
 
-/// Rejections as RFC 6750 HTTP answers (401/403/503 with `WWW-Authenticate` and a JSON body).
+/// Rejections as RFC 6750 HTTP answers (401/403/400/503 with `WWW-Authenticate` and a JSON
+/// body): exactly `jwtd_service::bearer_error`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Http;
 
@@ -97,18 +101,15 @@ impl Rejection<Body> for Http {
     }
 }
 
-/// Rejections as gRPC statuses (HTTP 200, trailers-only: `grpc-status`, `grpc-message`).
+/// Rejections as gRPC statuses (HTTP 200, trailers-only: `grpc-status` from
+/// `jwtd_core::Reason::grpc_code`, `grpc-message` `<reason>: <message>`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Grpc;
 
 impl<RB: Default> Rejection<RB> for Grpc {
     fn reject(e: &Error) -> Response<RB> {
-        let code = match e.reason() {
-            Reason::ClaimMismatch => 7,  // PERMISSION_DENIED
-            Reason::MultipleTokens => 3, // INVALID_ARGUMENT
-            Reason::KeyFetchFailed | Reason::RevocationUnavailable => 14, // UNAVAILABLE
-            _ => 16,                     // UNAUTHENTICATED
-        };
+        // The one mapping (jwtd_core::Reason::grpc_code), as the service's HTTP answers.
+        let code = e.reason().grpc_code().as_i32();
         // grpc-message is percent-encoded outside printable ASCII (and '%'), per the gRPC
         // HTTP/2 protocol.
         let mut message = String::new();

@@ -1,6 +1,8 @@
 //! The middleware over HTTP: the verified-token cache is on in it too (a repeated token is
 //! answered from it, a refused one is never cached, and hits answer exactly like the miss did),
-//! and it refuses a request carrying more than one token the way the service does.
+//! and it refuses a request carrying more than one token the way the service does; and every
+//! reason code is answered as docs/security.md says, by the service, the layer and its gRPC
+//! form alike.
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -141,5 +143,132 @@ async fn the_layer_refuses_more_than_one_token_like_the_service() {
         }
         // One token, from either source, goes through.
         assert_eq!(call(&mut router, &token("alice")).await.0, StatusCode::OK);
+    }
+}
+
+/// One row of the reason table in docs/security.md.
+#[derive(Debug)]
+struct Row {
+    code: String,
+    http: u16,
+    body_error: String,
+    /// `None` for "none": a bare `Bearer realm="jwtd"` challenge.
+    challenge: Option<String>,
+    retry_after: Option<String>,
+    grpc_name: String,
+    grpc_code: i32,
+}
+
+fn unquote(cell: &str) -> String {
+    cell.trim().trim_matches('`').to_owned()
+}
+
+/// The rows of the table under "## Reason codes".
+fn reason_table() -> Vec<Row> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/security.md");
+    let text = std::fs::read_to_string(path).unwrap();
+    let section = text.split("## Reason codes").nth(1).expect("the section");
+    let section = section.split("\n## ").next().unwrap();
+    section
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            assert_eq!(cells.len(), 9, "seven columns: {l}");
+            let (name, number) = cells[6]
+                .split_once(" (")
+                .unwrap_or_else(|| panic!("gRPC as NAME (n): {l}"));
+            Row {
+                code: unquote(cells[1]),
+                http: cells[2].parse().unwrap_or_else(|_| panic!("status: {l}")),
+                body_error: unquote(cells[3]),
+                challenge: (cells[4] != "none").then(|| unquote(cells[4])),
+                retry_after: (cells[5] != "—").then(|| cells[5].to_owned()),
+                grpc_name: name.to_owned(),
+                grpc_code: number.trim_end_matches(')').parse().unwrap(),
+            }
+        })
+        .collect()
+}
+
+/// The canonical gRPC name of a tonic code (`PermissionDenied` -> `PERMISSION_DENIED`).
+fn grpc_name(code: tonic::Code) -> String {
+    let mut out = String::new();
+    for (i, c) in format!("{code:?}").chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_reason_table_in_security_md_is_what_is_sent() {
+    use jwtd_core::{Error, Reason};
+    use jwtd_tower::{Grpc, Http, Rejection};
+    let rows = reason_table();
+    for r in Reason::ALL {
+        let found: Vec<&Row> = rows.iter().filter(|row| row.code == r.as_str()).collect();
+        assert_eq!(found.len(), 1, "{r}: exactly one row in docs/security.md");
+    }
+    assert_eq!(rows.len(), Reason::ALL.len(), "no row for an unknown code");
+    let message = "a \"quoted\" message";
+    for row in &rows {
+        let r = Reason::ALL
+            .into_iter()
+            .find(|r| r.as_str() == row.code)
+            .unwrap();
+        let e = Error::new(r, message);
+        // The service's answer, and the layer's HTTP rejection.
+        for (by, resp) in [
+            ("service", jwtd_service::bearer_error(&e)),
+            ("tower", <Http as Rejection<Body>>::reject(&e)),
+        ] {
+            let at = format!("{by}, {}", row.code);
+            assert_eq!(resp.status().as_u16(), row.http, "{at}");
+            let h = resp.headers();
+            let www = h["www-authenticate"].to_str().unwrap().to_owned();
+            match &row.challenge {
+                None => assert_eq!(www, "Bearer realm=\"jwtd\"", "{at}"),
+                Some(c) => assert_eq!(
+                    www,
+                    format!(
+                        "Bearer realm=\"jwtd\", error=\"{c}\", \
+                         error_description=\"a 'quoted' message\""
+                    ),
+                    "{at}"
+                ),
+            }
+            let retry = h.get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+            assert_eq!(retry, row.retry_after, "{at}");
+            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16)
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(
+                body,
+                json!({"error": row.body_error, "reason": row.code, "message": message}),
+                "{at}"
+            );
+        }
+        // The layer's gRPC rejection: trailers-only, HTTP 200.
+        let resp = <Grpc as Rejection<Body>>::reject(&e);
+        assert_eq!(resp.status(), StatusCode::OK);
+        let h = resp.headers();
+        assert_eq!(h["content-type"], "application/grpc");
+        let status: i32 = h["grpc-status"].to_str().unwrap().parse().unwrap();
+        assert_eq!(status, row.grpc_code, "{}", row.code);
+        assert_eq!(
+            grpc_name(tonic::Code::from_i32(status)),
+            row.grpc_name,
+            "{}",
+            row.code
+        );
+        assert_eq!(r.grpc_code().as_str(), row.grpc_name);
+        assert_eq!(
+            h["grpc-message"].to_str().unwrap(),
+            format!("{}: {message}", row.code)
+        );
     }
 }

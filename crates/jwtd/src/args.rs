@@ -10,7 +10,8 @@ use std::path::PathBuf;
     name = "jwtd",
     version,
     about,
-    after_help = "Exit codes: 0 ok, 1 token rejected (JSON error on stderr), 2 usage or configuration error.\n\n\
+    after_help = "Exit codes: 0 ok, 1 token rejected or remote keys unreachable (JSON error on stderr), \
+2 usage, configuration or key error.\n\n\
 Examples:\n  jwtd keygen --alg ES256 --out signing.pem --public-out jwks.json\n  \
 TOKEN=$(jwtd sign --key signing.pem --iss https://id.example --aud api --sub alice --ttl 10m)\n  \
 jwtd verify \"$TOKEN\" --jwks jwks.json --alg ES256 --iss https://id.example --aud api\n  \
@@ -32,8 +33,11 @@ pub enum Command {
     Decode(DecodeArgs),
     /// Verify a token's signature and claims; print the claims as JSON.
     #[command(after_help = "Exit 0 with the verified claims on stdout; exit 1 with \
-{\"error\":\"invalid_token\",\"reason\":\"<code>\",\"message\":...} on stderr when the token is rejected; \
-exit 2 for usage or key errors.\n\n\
+{\"error\":\"invalid_token\",\"reason\":\"<code>\",\"message\":...} on stderr when the token is rejected, \
+and with reason key_fetch_failed when --jwks-url/--discovery could not be reached within --fetch-timeout \
+(timeouts, network errors, error statuses are retried until then); exit 2 at once for usage or key errors, \
+including a key source that answers with something unusable (discovery issuer mismatch, no usable key, \
+a refused URL or redirect, a malformed or oversized document).\n\n\
 Examples:\n  jwtd verify \"$TOKEN\" --jwks jwks.json --alg RS256 --iss https://id.example/ --aud https://api.example\n  \
 jwtd verify \"$TOKEN\" --secret-env APP_SECRET --alg HS256 --claim client_id=my-api-key --any-aud\n  \
 jwtd verify \"$TOKEN\" --key public.pem --alg ES256 --aud example.com --max-auth-age 300\n  \
@@ -265,7 +269,9 @@ pub struct RemoteArgs {
     /// Allow plain HTTP to non-loopback hosts for --jwks-url/--discovery.
     #[arg(long)]
     pub allow_insecure_http: bool,
-    /// How long to wait for remote keys (seconds or a duration).
+    /// How long to wait for remote keys (seconds or a duration): fetches that time out, fail
+    /// to connect or get an error status are retried until then (then exit 1,
+    /// key_fetch_failed); an unusable answer exits 2 at once.
     #[arg(long, value_name = "S", default_value = "10", value_parser = parse_seconds)]
     pub fetch_timeout: u64,
 }

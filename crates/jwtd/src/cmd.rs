@@ -610,15 +610,30 @@ fn verify_remote(
     rt.block_on(async {
         let keys = RemoteKeys::start(source, algs.to_vec(), http, CacheConfig::default())
             .map_err(|e| Failure::Usage(e.to_string()))?;
-        if !keys.wait_ready(Duration::from_secs(r.fetch_timeout)).await {
-            let why = keys
-                .last_error()
-                .map(|e| e.to_string())
-                .unwrap_or_else(|| "timed out".into());
-            return Err(Failure::Rejected(jwtd_core::Error::new(
-                Reason::KeyFetchFailed,
-                format!("could not fetch the issuer's keys: {why}"),
-            )));
+        // A source that answered with something unusable (a discovery issuer mismatch, no
+        // usable key, a refused URL) is a key error: exit 2 at once. Only failures an outage
+        // explains (timeouts, network errors, error statuses) are retried for the whole
+        // --fetch-timeout, then reported as key_fetch_failed (exit 1).
+        match keys
+            .wait_ready_or_permanent_error(Duration::from_secs(r.fetch_timeout))
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                let why = keys
+                    .last_error()
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| "timed out".into());
+                return Err(Failure::Rejected(jwtd_core::Error::new(
+                    Reason::KeyFetchFailed,
+                    format!("could not fetch the issuer's keys: {why}"),
+                )));
+            }
+            Err(e) => {
+                return Err(Failure::Usage(format!(
+                    "the issuer's keys cannot be used: {e}"
+                )))
+            }
         }
         keys.verify_at(v, token, now)
             .await

@@ -1,7 +1,9 @@
 //! `jwtd`: decode, verify, sign and manage keys for JSON Web Tokens.
 //!
 //! Exit codes: 0 success; 1 the token was rejected (a JSON error with a stable reason code on
-//! stderr); 2 usage or configuration error (bad flag, unreadable or unusable key file).
+//! stderr), or remote keys could not be fetched within `--fetch-timeout` (`key_fetch_failed`);
+//! 2 usage or configuration error (bad flag, unreadable or unusable key file, a remote key
+//! source that answers with something unusable), at once.
 
 mod args;
 mod cmd;

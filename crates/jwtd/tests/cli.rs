@@ -518,3 +518,99 @@ fn keys_against_the_shared_postgres_store() {
         serde_json::from_slice(&pg(&["keys", "export-public"], true).stdout).unwrap();
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
 }
+
+/// A plain HTTP server on 127.0.0.1 answering `routes` (path, status, body); 404 otherwise.
+/// Returns its base URL.
+fn http_server(routes: Vec<(&'static str, u16, String)>) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in l.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let path = line.split(' ').nth(1).unwrap_or("").to_owned();
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+            }
+            let (status, body) = routes
+                .iter()
+                .find(|(p, _, _)| *p == path)
+                .map(|(_, s, b)| (*s, b.clone()))
+                .unwrap_or((404, "{}".into()));
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                 connection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    base
+}
+
+/// A key source that answers with something that can never work (a discovery document naming
+/// another issuer, a JWKS with no key for the allowed algorithm) is a key error: exit 2 at once,
+/// not exit 1 after retrying for the whole --fetch-timeout. A source that is down (an error
+/// status) is retried until the timeout, then exit 1 with key_fetch_failed.
+#[test]
+fn unusable_remote_key_sources_exit_2_at_once() {
+    let dir = tmp("remote");
+    let token = setup(&dir, "ES256");
+    let jwks = std::fs::read_to_string(dir.join("jwks.json")).unwrap();
+    let base = http_server(vec![
+        (
+            "/.well-known/openid-configuration",
+            200,
+            serde_json::json!({"issuer": "https://someone-else.example/", "jwks_uri": "/jwks"})
+                .to_string(),
+        ),
+        ("/jwks", 200, jwks),
+        ("/down", 503, "{}".into()),
+    ]);
+    let verify = |source: &[&str], alg: &str, timeout: &str| {
+        let mut args = vec!["verify", token.as_str(), "--alg", alg, "--any-aud"];
+        args.extend_from_slice(source);
+        args.extend_from_slice(&["--fetch-timeout", timeout]);
+        let started = std::time::Instant::now();
+        let o = run(&args, &dir);
+        (o, started.elapsed())
+    };
+    let discovery = format!("{base}/");
+    let jwks_url = format!("{base}/jwks");
+    // The server works: the token verifies from its JWKS.
+    let (o, _) = verify(&["--jwks-url", &jwks_url], "ES256", "20");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for (source, alg, why) in [
+        (
+            ["--discovery", discovery.as_str()],
+            "ES256",
+            "issuer_mismatch",
+        ),
+        (["--jwks-url", jwks_url.as_str()], "RS256", "no_usable_key"),
+    ] {
+        let (o, took) = verify(&source, alg, "20");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{source:?}: {err}");
+        assert!(err.contains(why), "{source:?}: {err}");
+        assert!(
+            took < std::time::Duration::from_secs(5),
+            "{source:?}: {took:?}"
+        );
+    }
+    let (o, took) = verify(&["--jwks-url", &format!("{base}/down")], "ES256", "1");
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stderr_json(&o)["reason"], "key_fetch_failed");
+    assert_eq!(stderr_json(&o)["error"], "temporarily_unavailable");
+    assert!(
+        took >= std::time::Duration::from_secs(1),
+        "retried until the timeout"
+    );
+}
