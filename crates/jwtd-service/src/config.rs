@@ -389,6 +389,9 @@ pub struct Admin {
     pub protect_status: bool,
 }
 
+/// The largest clock-skew allowance an issuer may set, in seconds.
+pub const MAX_LEEWAY: u64 = 600;
+
 /// The longest duration a configuration takes (100 years); longer values are clamped to it.
 pub const MAX_SECONDS: u64 = 100 * 365 * 86_400;
 
@@ -655,8 +658,11 @@ fn interpolate(text: &str, errors: &mut Vec<(usize, String)>) -> String {
                 if ctx == Ctx::Basic && b[i] == b'"' {
                     ctx = Ctx::Bare;
                 } else if ctx == Ctx::MultiBasic && at(i, "\"\"\"") {
-                    out.push_str("\"\"\"");
-                    i += 3;
+                    // Up to two quotes may end the content right before the closing `"""`
+                    // (`"""a""""` is `a"`): the whole run closes the string.
+                    let run = b[i..].iter().take_while(|c| **c == b'"').count();
+                    out.push_str(&text[i..i + run]);
+                    i += run;
                     ctx = Ctx::Bare;
                     continue;
                 }
@@ -665,8 +671,9 @@ fn interpolate(text: &str, errors: &mut Vec<(usize, String)>) -> String {
                 if ctx == Ctx::Literal && b[i] == b'\'' {
                     ctx = Ctx::Bare;
                 } else if ctx == Ctx::MultiLiteral && at(i, "'''") {
-                    out.push_str("'''");
-                    i += 3;
+                    let run = b[i..].iter().take_while(|c| **c == b'\'').count();
+                    out.push_str(&text[i..i + run]);
+                    i += run;
                     ctx = Ctx::Bare;
                     continue;
                 }
@@ -788,6 +795,11 @@ impl Config {
             }
             if i.algorithms.is_empty() {
                 err("algorithms must name at least one algorithm".into());
+            }
+            // Revocation entries are kept an hour past their tokens' lifetime: a leeway near
+            // that would let a revoked token outlive its entry.
+            if i.leeway.is_some_and(|l| l.0 > MAX_LEEWAY) {
+                err(format!("leeway is at most {MAX_LEEWAY} s (clock skew, not lifetime)"));
             }
             if i.any_audience && !i.audiences.is_empty() {
                 err("any_audience and audiences exclude each other".into());
@@ -1052,6 +1064,29 @@ algorithms = []
                 .contains("only replaced inside quoted strings"),
             "{e}"
         );
+        // Review: quotes right before a closing `"""` / `'''` belong to the string; the scanner
+        // must not take the last one as opening a new string.
+        std::env::set_var("JWTD_TEST_INJECT_SQ", "my-api', 'https://evil.example");
+        let c = Config::parse(
+            &format!(
+                "[[issuer]]\nname = \"\"\"the \"api\"\"\"\"\nsecret_env = \"S\"\nalgorithms = [\"HS256\"]\n\
+                 audiences = ['${{JWTD_TEST_INJECT_SQ}}']\n"
+            ),
+            "f",
+        );
+        assert!(
+            c.as_ref().map_or(true, |c| c.issuers[0].audiences.len() == 1),
+            "{c:?}"
+        );
+        let c = Config::parse(
+            &format!(
+                "[[issuer]]\nname = '''it's \"api\"''''\nsecret_env = \"S\"\nalgorithms = [\"HS256\"]\n\
+                 audiences = [\"${{JWTD_TEST_INJECT}}\"]\n"
+            ),
+            "f",
+        )
+        .unwrap();
+        assert_eq!(c.issuers[0].audiences, vec![std::env::var("JWTD_TEST_INJECT").unwrap()]);
         // Comments are left alone, even with unset variables.
         Config::parse(
             "# ${JWTD_TEST_NOT_SET_ANYWHERE}\nlisten = \"127.0.0.1:1\"\n",
@@ -1091,6 +1126,18 @@ algorithms = []
         }
         let e = Config::parse("[server]\nheader_timeout = 5\n", "f").unwrap_err();
         assert_eq!(e.errors[0].0, 2, "unknown field on its line: {e}");
+    }
+
+    /// Review of finding 15: a leeway near the hour revocation entries outlive their tokens by
+    /// would let a revoked token outlive its entry; it is refused.
+    #[test]
+    fn leeway_is_bounded() {
+        let text = |l: &str| {
+            format!("[[issuer]]\nname = \"a\"\nsecret_env = \"S\"\nalgorithms = [\"HS256\"]\nleeway = {l}\n")
+        };
+        assert!(Config::parse(&text("\"10m\""), "f").is_ok());
+        let e = Config::parse(&text("\"2h\""), "f").unwrap_err();
+        assert!(e.to_string().contains("leeway is at most 600 s"), "{e}");
     }
 
     /// Finding 19: durations are clamped, so no arithmetic on them can overflow and panic.

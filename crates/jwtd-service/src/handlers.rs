@@ -89,11 +89,13 @@ fn extract_ref<'a>(
         }
         // What `to_str` accepts (a header value holds no control characters but tab), checked
         // a word at a time: this header is read on every request.
-        if let Some(v) = first
-            .filter(|v| v.as_bytes().is_ascii())
-            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
-        {
-            if let Some((scheme, rest)) = v.split_once(' ') {
+        if first.is_some_and(|v| !v.as_bytes().is_ascii()) {
+            // Unreadable here, perhaps read differently upstream: never ignored.
+            return Err(several("an Authorization header that is not ASCII"));
+        }
+        if let Some(v) = first.and_then(|v| std::str::from_utf8(v.as_bytes()).ok()) {
+            // Any whitespace after the scheme (a tab too), as lenient parsers upstream take it.
+            if let Some((scheme, rest)) = v.split_once([' ', '\t']) {
                 let t = rest.trim();
                 if scheme.eq_ignore_ascii_case("bearer") && !t.is_empty() {
                     take(t)?;
@@ -103,11 +105,23 @@ fn extract_ref<'a>(
     }
     if let Some(name) = &sources.cookie {
         for h in headers.get_all(header::COOKIE) {
-            let Ok(s) = h.to_str() else { continue };
+            // A header with bytes that are not UTF-8 is still searched (other parsers skip only
+            // the bad pair), so a second token cannot hide behind one.
+            let Ok(s) = std::str::from_utf8(h.as_bytes()) else {
+                if h.as_bytes()
+                    .split(|b| *b == b';')
+                    .filter_map(|p| p.splitn(2, |b| *b == b'=').next())
+                    .any(|k| k.trim_ascii() == name.as_bytes())
+                {
+                    return Err(several("a token cookie in a header that is not UTF-8"));
+                }
+                continue;
+            };
             for pair in s.split(';') {
                 if let Some((k, v)) = pair.trim().split_once('=') {
-                    if k == name && !v.is_empty() {
-                        take(v.trim_matches('"'))?;
+                    // Names compared trimmed, as most cookie parsers do.
+                    if k.trim() == name && !v.trim().is_empty() {
+                        take(v.trim().trim_matches('"'))?;
                     }
                 }
             }
@@ -116,13 +130,45 @@ fn extract_ref<'a>(
     if let (Some(name), Some(q)) = (&sources.query, uri.query()) {
         for pair in q.split('&') {
             if let Some((k, v)) = pair.split_once('=') {
-                if k == name && !v.is_empty() {
+                // Names compared percent-decoded (`access%5Ftoken` is `access_token` to every
+                // framework upstream).
+                if name_is(k, name) && !v.is_empty() {
                     take(v)?;
                 }
             }
         }
     }
     Ok(found)
+}
+
+/// True when the query parameter name `raw` is `name` once percent-decoded (and `+` read as a
+/// space, as form decoders do).
+fn name_is(raw: &str, name: &str) -> bool {
+    if !raw.contains(['%', '+']) {
+        return raw == name;
+    }
+    let b = raw.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                match (hex(b[i + 1]), hex(b[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 3;
+                        continue;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    out == name.as_bytes()
 }
 
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
@@ -669,9 +715,24 @@ fn single_authorization(headers: &HeaderMap) -> Option<&HeaderValue> {
 
 /// Compares a presented credential with the expected secret in constant time. An empty
 /// expected value never matches (an empty secret must not mean "no authentication").
+///
+/// Both sides are first MACed under a key drawn at random once per process, and the fixed-length
+/// tags compared: neither the content nor the length of the secret shows in the timing.
 fn ct_eq(given: &[u8], expected: &[u8]) -> bool {
-    !expected.is_empty()
-        && aws_lc_rs::constant_time::verify_slices_are_equal(given, expected).is_ok()
+    use aws_lc_rs::hmac;
+    static KEY: std::sync::OnceLock<hmac::Key> = std::sync::OnceLock::new();
+    if expected.is_empty() {
+        return false;
+    }
+    let key = KEY.get_or_init(|| {
+        let mut raw = [0u8; 32];
+        // Should randomness fail, the key is still independent of every secret and the
+        // comparison exact (HMAC-SHA256 collisions aside).
+        let _ = jwtd_core::fill_random(&mut raw);
+        hmac::Key::new(hmac::HMAC_SHA256, &raw)
+    });
+    let (a, b) = (hmac::sign(key, given), hmac::sign(key, expected));
+    aws_lc_rs::constant_time::verify_slices_are_equal(a.as_ref(), b.as_ref()).is_ok()
 }
 
 /// How long a failed admin or introspection authentication waits before it is answered.
@@ -804,7 +865,12 @@ async fn introspect(
 /// True when `[admin] protect_status` is on and the request does not carry the admin key.
 async fn status_hidden(rt: &crate::Runtime, headers: &HeaderMap) -> bool {
     match &rt.config.admin {
-        Some(a) if a.protect_status => admin_denied(rt, headers).await.is_some(),
+        // A probe without credentials is not an authentication failure (not counted, not
+        // delayed): it just gets no details.
+        Some(a) if a.protect_status => {
+            !headers.contains_key(header::AUTHORIZATION)
+                || admin_denied(rt, headers).await.is_some()
+        }
         _ => false,
     }
 }
@@ -1325,7 +1391,9 @@ fn revocation_request(
                 .and_then(Value::as_str)
                 .ok_or("the token has no \"jti\": revoke its \"sub\" instead")?;
             iss = iss.or_else(|| claims.get("iss").and_then(Value::as_str).map(Into::into));
-            exp = exp.or_else(|| claims.get("exp").and_then(Value::as_f64).map(|e| e as i64));
+            // The token is not verified here: its `exp` could be doctored (a past one would
+            // purge the entry at once). Kept for the longest lifetime any accepted token has.
+            exp = exp.or(Some(now.saturating_add(lifetime)));
             Revocation::jti(jti, iss.as_deref(), None)
         }
         "jti" => Revocation::jti(&text("jti")?.unwrap_or_default(), iss.as_deref(), None),
