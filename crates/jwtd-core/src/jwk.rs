@@ -81,6 +81,31 @@ impl Jwk {
         serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| e.to_string())
     }
 
+    /// Reads the content of an HMAC secret file, which is either the raw secret or a JWK of
+    /// `kty` `oct` (what `jwtd keygen --alg HS256` writes): `Ok(Some(jwk))` for a JSON object
+    /// with a `"kty"` member, `Ok(None)` for anything else (the bytes are the secret itself).
+    /// A JWK of another `kty` is refused: it is not an HMAC secret.
+    pub fn from_secret_file(bytes: &[u8]) -> Result<Option<Jwk>, String> {
+        if !bytes.trim_ascii_start().starts_with(b"{") {
+            return Ok(None);
+        }
+        let Ok(map) = json::parse_object(bytes, KEY_JSON_DEPTH) else {
+            return Ok(None);
+        };
+        if !map.contains_key("kty") {
+            return Ok(None);
+        }
+        let jwk: Jwk = serde_json::from_value(serde_json::Value::Object(map))
+            .map_err(|e| format!("not a usable JWK: {e}"))?;
+        if jwk.kty != "oct" {
+            return Err(format!(
+                "a JWK of kty {:?} is not an HMAC secret (kty \"oct\")",
+                jwk.kty
+            ));
+        }
+        Ok(Some(jwk))
+    }
+
     /// True when the JWK carries private key material.
     pub fn is_private(&self) -> bool {
         self.d.is_some() || self.k.is_some()
@@ -156,6 +181,18 @@ impl Jwks {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn secret_files_are_raw_bytes_or_an_oct_jwk() {
+        assert_eq!(super::Jwk::from_secret_file(b"plain secret\n"), Ok(None));
+        assert_eq!(super::Jwk::from_secret_file(b"{not json"), Ok(None));
+        assert_eq!(super::Jwk::from_secret_file(b"{\"a\":1}"), Ok(None));
+        let jwk = super::Jwk::from_secret_file(b" {\"kty\":\"oct\",\"k\":\"AAAA\"}\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(jwk.k.as_deref(), Some("AAAA"));
+        assert!(super::Jwk::from_secret_file(b"{\"kty\":\"EC\"}").is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -86,19 +86,33 @@ impl ClaimCheck {
             return Ok(());
         }
         let expected = match self {
-            ClaimCheck::Equals { value, .. } => shown(value),
+            ClaimCheck::Equals { value, .. } => typed(value),
             ClaimCheck::OneOf { values, .. } => format!(
                 "one of [{}]",
-                values.iter().map(shown).collect::<Vec<_>>().join(", ")
+                values.iter().map(typed).collect::<Vec<_>>().join(", ")
             ),
             ClaimCheck::Contains { item, .. } => format!("a list containing {item:?}"),
         };
-        let found = found.map_or_else(|| "nothing (claim absent)".to_owned(), shown);
+        let found = found.map_or_else(|| "nothing (claim absent)".to_owned(), typed);
         Err(Error::new(
             Reason::ClaimMismatch,
             format!("claim {name:?}: expected {expected}, found {found}"),
         ))
     }
+}
+
+/// A value with its JSON type, as a claim mismatch shows it: `string "12345"`, `number 12345`
+/// (so a number compared with a string is obvious).
+fn typed(v: &Value) -> String {
+    let kind = match v {
+        Value::Null => return "null".into(),
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    format!("{kind} {}", shown(v))
 }
 
 /// A value as shown in an error message: JSON, cut short.

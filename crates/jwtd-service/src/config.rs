@@ -308,11 +308,11 @@ fn default_data_dir() -> String {
 }
 
 fn default_signing_alg() -> jwtd_core::Algorithm {
-    jwtd_core::Algorithm::ES256
+    jwtd_store::RingConfig::default().alg
 }
 
 fn default_rsa_bits() -> usize {
-    2048
+    jwtd_store::RingConfig::default().rsa_bits
 }
 
 fn default_listen() -> String {
@@ -467,7 +467,8 @@ pub struct IssuerConfig {
     /// HMAC secret from this environment variable.
     #[serde(default)]
     pub secret_env: Option<String>,
-    /// HMAC secret from this file.
+    /// HMAC secret from this file: the raw secret (trailing newlines dropped), or a JWK of
+    /// `kty` `oct` as `jwtd keygen --alg HS256` writes it (its `k`; its `alg` must be allowed).
     #[serde(default)]
     pub secret_file: Option<String>,
     /// Public key PEM file.

@@ -613,7 +613,29 @@ fn static_keys(ic: &IssuerConfig) -> Result<KeySet, String> {
         let [alg] = hs.as_slice() else {
             return Err("an HMAC secret needs exactly one HS* algorithm".into());
         };
-        let key = VerifyingKey::hmac(&secret, **alg, None).map_err(|e| e.to_string())?;
+        // A secret file may hold the raw secret or the JWK `jwtd keygen --alg HS*` writes.
+        let jwk = match &ic.secret_file {
+            Some(f) => {
+                jwtd_core::Jwk::from_secret_file(&secret).map_err(|e| format!("{f}: {e}"))?
+            }
+            None => None,
+        };
+        let key = match jwk {
+            Some(jwk) => {
+                let f = ic.secret_file.as_deref().unwrap_or_default();
+                let key =
+                    VerifyingKey::from_jwk(&jwk, Some(**alg)).map_err(|e| format!("{f}: {e}"))?;
+                if key.algorithm() != **alg {
+                    return Err(format!(
+                        "{f}: the JWK is for {}, but the issuer allows {alg}",
+                        key.algorithm()
+                    ));
+                }
+                // Like a raw secret, it matches any kid.
+                key.with_kid(None)
+            }
+            None => VerifyingKey::hmac(&secret, **alg, None).map_err(|e| e.to_string())?,
+        };
         return Ok(KeySet::new().with(key));
     }
     if let Some(f) = &ic.pem_file {

@@ -87,19 +87,8 @@ impl Signing {
                     .map_err(|e| e.to_string())?,
             ),
         };
-        let secs = |s: Option<config::Seconds>, d: u64| s.map(|s| s.0).unwrap_or(d);
-        let max_ttl = secs(cfg.max_ttl, 3600);
-        let ring_cfg = RingConfig {
-            alg: cfg.algorithm,
-            rsa_bits: cfg.rsa_bits,
-            publish_lead: Duration::from_secs(secs(cfg.publish_lead, 3600)),
-            max_token_ttl: Duration::from_secs(max_ttl),
-            grace: Duration::from_secs(secs(cfg.grace, 600)),
-            rotate_every: match secs(cfg.rotate_every, 90 * 86_400) {
-                0 => None,
-                s => Some(Duration::from_secs(s)),
-            },
-        };
+        let ring_cfg = ring_config(cfg);
+        let max_ttl = ring_cfg.max_token_ttl.as_secs();
         let ring = Arc::new(
             KeyRing::open(store.clone(), kek, ring_cfg)
                 .await
@@ -128,26 +117,66 @@ impl Signing {
                 tokio::time::sleep(Duration::from_secs(60)).await;
             }
         });
-        let iss = cfg
-            .issuer
-            .clone()
-            .unwrap_or_else(|| format!("http://{listen}"))
-            .trim_end_matches('/')
-            .to_owned();
         Ok(Arc::new(Signing {
             ring,
-            iss,
-            default_ttl: secs(cfg.default_ttl, 600).min(max_ttl),
+            iss: own_issuer(cfg, listen),
+            default_ttl: default_ttl(cfg),
             max_ttl,
             data_dir,
         }))
     }
 
-    /// `Cache-Control` max-age for the JWKS: half the publish lead (so caches see a pending key
-    /// well before it signs), at most a day.
+    /// `Cache-Control` max-age for the JWKS (see [`jwks_max_age`]).
     pub fn jwks_max_age(&self) -> u64 {
-        (self.ring.config().publish_lead.as_secs() / 2).clamp(0, 86_400)
+        jwks_max_age(self.ring.config())
     }
+}
+
+/// The key ring policy of a `[signing]` section: what `jwtd serve` and the `jwtd keys` and
+/// `jwtd token` commands (with `--config`) all use. Unset members take the defaults of
+/// [`RingConfig::default`] (publish lead 1 h, max ttl 1 h, grace 10 min, rotation every 90
+/// days); `rotate_every = 0` turns scheduled rotation off.
+pub fn ring_config(cfg: &SigningConfig) -> RingConfig {
+    let d = RingConfig::default();
+    let or = |s: Option<config::Seconds>, d: Duration| s.map_or(d, |s| Duration::from_secs(s.0));
+    RingConfig {
+        alg: cfg.algorithm,
+        rsa_bits: cfg.rsa_bits,
+        publish_lead: or(cfg.publish_lead, d.publish_lead),
+        max_token_ttl: or(cfg.max_ttl, d.max_token_ttl),
+        grace: or(cfg.grace, d.grace),
+        rotate_every: match cfg.rotate_every {
+            Some(config::Seconds(0)) => None,
+            Some(config::Seconds(s)) => Some(Duration::from_secs(s)),
+            None => d.rotate_every,
+        },
+    }
+}
+
+/// The `iss` of jwtd's own tokens: `[signing] issuer`, else `http://<listen>`, without a
+/// trailing `/`.
+pub fn own_issuer(cfg: &SigningConfig, listen: &str) -> String {
+    cfg.issuer
+        .clone()
+        .unwrap_or_else(|| format!("http://{listen}"))
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// Lifetime of a minted token when the request names none: `[signing] default_ttl` (default
+/// 10 min), at most the max ttl.
+pub fn default_ttl(cfg: &SigningConfig) -> u64 {
+    const DEFAULT_TTL: u64 = 600;
+    cfg.default_ttl
+        .map_or(DEFAULT_TTL, |s| s.0)
+        .min(ring_config(cfg).max_token_ttl.as_secs())
+}
+
+/// `Cache-Control` max-age of the JWKS for a ring policy: half the publish lead (so caches see
+/// a pending key well before it signs), at most a day. Never more than the publish lead: a new
+/// key is published at least one max-age before it signs.
+pub fn jwks_max_age(cfg: &RingConfig) -> u64 {
+    (cfg.publish_lead.as_secs() / 2).min(86_400)
 }
 
 /// Re-reads the shared key ring whenever another instance changes it (PostgreSQL `NOTIFY`),
@@ -499,4 +528,40 @@ async fn termination() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signing(extra: &str) -> SigningConfig {
+        toml::from_str(extra).unwrap()
+    }
+
+    #[test]
+    fn ring_config_defaults_come_from_the_ring_and_the_lead_covers_the_max_age() {
+        let d = RingConfig::default();
+        let c = ring_config(&signing(""));
+        assert_eq!(c.alg, d.alg);
+        assert_eq!(c.rsa_bits, d.rsa_bits);
+        assert_eq!(c.publish_lead, d.publish_lead);
+        assert_eq!(c.max_token_ttl, d.max_token_ttl);
+        assert_eq!(c.grace, d.grace);
+        assert_eq!(c.rotate_every, d.rotate_every);
+        assert_eq!(default_ttl(&signing("")), 600);
+        assert_eq!(default_ttl(&signing("max_ttl = \"5m\"")), 300);
+        let c = ring_config(&signing(
+            "algorithm = \"RS256\"\npublish_lead = \"1d\"\nrotate_every = 0",
+        ));
+        assert_eq!(c.alg, jwtd_core::Algorithm::RS256);
+        assert_eq!(c.rotate_every, None);
+        assert_eq!(jwks_max_age(&c), 43_200);
+        for lead in [0, 1, 3600, 86_400, 30 * 86_400] {
+            let c = RingConfig {
+                publish_lead: Duration::from_secs(lead),
+                ..RingConfig::default()
+            };
+            assert!(jwks_max_age(&c) <= lead);
+        }
+    }
 }

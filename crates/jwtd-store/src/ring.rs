@@ -51,6 +51,13 @@ pub enum RingEvent {
     Retired(String),
     /// A key was deleted (emergency).
     Removed(String),
+    /// A pending key started signing before its publish lead ended (the signing key was
+    /// retired or removed); the seconds of lead it skipped: verifiers that cached the JWKS
+    /// before it was published may refuse its tokens until they fetch the keys again.
+    ActivatedEarly(String, i64),
+    /// A new key is of another algorithm than the signing key (`from`, `to`): verifiers
+    /// pinned to the old algorithm will refuse the tokens it signs.
+    AlgorithmChanged(Algorithm, Algorithm),
 }
 
 /// What the service reads on every request, rebuilt after each change.
@@ -303,36 +310,128 @@ impl<S: KeyStore> KeyRing<S> {
         self.refresh().await
     }
 
-    /// A new pending key, due to sign after the publish lead.
-    async fn generate_pending(&self, now: i64) -> Result<RingEvent, StoreError> {
+    /// A new pending key of the configured algorithm, due to sign after the publish lead;
+    /// preceded by [`RingEvent::AlgorithmChanged`] when the signing key is of another one.
+    async fn generate_pending(
+        &self,
+        keys: &[StoredKey],
+        now: i64,
+    ) -> Result<Vec<RingEvent>, StoreError> {
+        let mut events = Vec::new();
+        let signing = keys
+            .iter()
+            .find(|k| k.state == KeyState::Active)
+            .and_then(|k| k.alg.parse::<Algorithm>().ok());
+        if let Some(from) = signing.filter(|a| *a != self.cfg.alg) {
+            events.push(RingEvent::AlgorithmChanged(from, self.cfg.alg));
+        }
         let activate_at = now + secs(self.cfg.publish_lead);
         let kid = self
             .generate(KeyState::Pending, now, Some(activate_at))
             .await?;
-        Ok(RingEvent::Created(kid, KeyState::Pending))
+        events.push(RingEvent::Created(kid, KeyState::Pending));
+        Ok(events)
     }
 
-    /// Starts a rotation now: a new pending key, active after the publish lead.
+    /// Starts a rotation now: a new pending key of the configured algorithm, active after the
+    /// publish lead.
     pub async fn rotate(&self, now: i64) -> Result<Vec<RingEvent>, StoreError> {
         let _g = self.changes.lock().await;
         let lock = self.store.lock_changes().await?;
-        let event = self.generate_pending(now).await?;
+        let events = match self.store.list().await {
+            Ok(keys) => self.generate_pending(&keys, now).await,
+            Err(e) => Err(e),
+        };
         lock.release().await;
+        let events = events?;
         self.refresh().await?;
-        Ok(vec![event])
+        Ok(events)
     }
 
     /// Stops a key from signing; it stays published until its tokens expired plus the grace.
-    pub async fn retire(&self, kid: &str, now: i64) -> Result<Vec<RingEvent>, StoreError> {
+    ///
+    /// The ring is never left without a signing key: retiring the active key needs a pending
+    /// successor, which then signs at once. When the successor's publish lead has not ended,
+    /// this is refused unless `promote_early` (verifiers that cached the JWKS before the
+    /// successor was published may refuse its tokens until they refetch); without a
+    /// successor it is refused (rotate first). A retired or retiring key is refused too.
+    pub async fn retire(
+        &self,
+        kid: &str,
+        now: i64,
+        promote_early: bool,
+    ) -> Result<Vec<RingEvent>, StoreError> {
         let _g = self.changes.lock().await;
         let lock = self.store.lock_changes().await?;
+        let events = self.retire_locked(kid, now, promote_early).await;
+        lock.release().await;
+        let events = events?;
+        self.refresh().await?;
+        Ok(events)
+    }
+
+    async fn retire_locked(
+        &self,
+        kid: &str,
+        now: i64,
+        promote_early: bool,
+    ) -> Result<Vec<RingEvent>, StoreError> {
+        let keys = self.store.list().await?;
+        let key = keys
+            .iter()
+            .find(|k| k.kid == kid)
+            .ok_or_else(|| StoreError(format!("no key {kid:?}")))?;
+        let mut events = Vec::new();
+        match key.state {
+            KeyState::Retiring | KeyState::Retired => {
+                return Err(StoreError(format!(
+                    "key {kid:?} is already {} (published until {})",
+                    key.state.as_str(),
+                    key.retire_after.map_or("-".into(), |t| t.to_string())
+                )))
+            }
+            KeyState::Pending => {}
+            KeyState::Active => {
+                let next = keys
+                    .iter()
+                    .filter(|k| k.state == KeyState::Pending)
+                    .max_by_key(|k| k.created_at);
+                let Some(next) = next else {
+                    return Err(StoreError(format!(
+                        "key {kid:?} is the signing key and no successor is published: retiring it \
+                         would leave the issuer unable to sign. Run `jwtd keys rotate` first; the \
+                         new key takes over after its publish lead and retires this one by itself"
+                    )));
+                };
+                let due = next.activate_at.unwrap_or(now);
+                if due > now && !promote_early {
+                    return Err(StoreError(format!(
+                        "key {kid:?} is the signing key; its successor {:?} takes over at {due} \
+                         (in {}s, after its publish lead) and retires it then. To make the \
+                         successor sign now, pass --promote: it has been published for {}s only, so \
+                         verifiers that cached the JWKS before may refuse its tokens until they \
+                         fetch the keys again",
+                        next.kid,
+                        due - now,
+                        now - next.created_at
+                    )));
+                }
+                self.store
+                    .update(&next.kid, KeyState::Active, Some(now), None)
+                    .await?;
+                events.push(if due > now {
+                    RingEvent::ActivatedEarly(next.kid.clone(), due - now)
+                } else {
+                    RingEvent::Activated(next.kid.clone())
+                });
+            }
+        }
         let until = now + secs(self.cfg.max_token_ttl) + secs(self.cfg.grace);
         self.store
             .update(kid, KeyState::Retiring, None, Some(until))
             .await?;
-        lock.release().await;
-        self.refresh().await?;
-        Ok(vec![RingEvent::Retiring(kid.into(), until)])
+        events.push(RingEvent::Retiring(kid.into(), until));
+        Ok(events)
     }
 
     /// Emergency removal of a compromised key: deleted and unpublished at once (tokens it
@@ -365,7 +464,12 @@ impl<S: KeyStore> KeyRing<S> {
                     self.store
                         .update(&p.kid, KeyState::Active, Some(now), None)
                         .await?;
-                    events.push(RingEvent::Activated(p.kid));
+                    let left = p.activate_at.map_or(0, |t| t - now);
+                    events.push(if left > 0 {
+                        RingEvent::ActivatedEarly(p.kid, left)
+                    } else {
+                        RingEvent::Activated(p.kid)
+                    });
                 }
                 None => {
                     let new = self.generate(KeyState::Active, now, Some(now)).await?;
@@ -379,7 +483,8 @@ impl<S: KeyStore> KeyRing<S> {
     }
 
     /// Advances the schedule to `now`: pending keys whose time came start signing (the previous
-    /// signer starts retiring), retiring keys past their time are retired, and a scheduled
+    /// signer starts retiring; with no signer at all, the newest pending key signs at once),
+    /// retiring keys past their time are retired, and a scheduled
     /// rotation starts when the signing key is old enough. Re-reads the store, so changes made
     /// by `jwtd keys` commands are picked up.
     pub async fn tick(&self, now: i64) -> Result<Vec<RingEvent>, StoreError> {
@@ -393,6 +498,22 @@ impl<S: KeyStore> KeyRing<S> {
             .iter()
             .filter(|k| k.state == KeyState::Pending && k.activate_at.is_some_and(|t| t <= now))
             .max_by_key(|k| k.activate_at);
+        // A ring without a signing key (left so by an older jwtd, or by hand) never waits for
+        // a lead to end: its newest pending key signs at once.
+        let orphaned = if due.is_none() && !keys.iter().any(|k| k.state == KeyState::Active) {
+            keys.iter()
+                .filter(|k| k.state == KeyState::Pending)
+                .max_by_key(|k| k.created_at)
+        } else {
+            None
+        };
+        if let Some(next) = orphaned {
+            self.store
+                .update(&next.kid, KeyState::Active, Some(now), None)
+                .await?;
+            let left = next.activate_at.map_or(0, |t| t - now);
+            events.push(RingEvent::ActivatedEarly(next.kid.clone(), left));
+        }
         if let Some(next) = due {
             let until = now + secs(self.cfg.max_token_ttl) + secs(self.cfg.grace);
             for old in keys.iter().filter(|k| k.state == KeyState::Active) {
@@ -422,7 +543,7 @@ impl<S: KeyStore> KeyRing<S> {
                 .max();
             let pending = keys.iter().any(|k| k.state == KeyState::Pending);
             if !pending && due.is_none() && active_since.is_some_and(|t| now - t >= secs(every)) {
-                events.push(self.generate_pending(now).await?);
+                events.extend(self.generate_pending(&keys, now).await?);
             }
         }
         lock.release().await;

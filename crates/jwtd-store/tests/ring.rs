@@ -293,3 +293,77 @@ async fn the_generation_moves_exactly_when_the_verify_set_changes_hs256_included
     assert_eq!(ring.verify_view().1, g2);
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[tokio::test]
+async fn retiring_the_signing_key_needs_a_successor_and_keeps_a_signer() {
+    let d = dir("retire-active");
+    let ring = open(&d).await;
+    ring.ensure_active(1000).await.unwrap();
+    let active = ring.signer().unwrap().kid().unwrap().to_owned();
+    // No successor: refused, and the key still signs.
+    let e = ring.retire(&active, 1001, false).await.unwrap_err();
+    assert!(e.to_string().contains("jwtd keys rotate"), "{e}");
+    assert_eq!(ring.signer().unwrap().kid(), Some(active.as_str()));
+    let ev = ring.rotate(1002).await.unwrap();
+    let [RingEvent::Created(next, KeyState::Pending)] = ev.as_slice() else {
+        panic!("{ev:?}")
+    };
+    // Its lead (100 s) runs: refused without promote_early.
+    let e = ring.retire(&active, 1010, false).await.unwrap_err();
+    assert!(e.to_string().contains("--promote"), "{e}");
+    let ev = ring.retire(&active, 1010, true).await.unwrap();
+    assert_eq!(
+        ev,
+        vec![
+            RingEvent::ActivatedEarly(next.clone(), 92),
+            RingEvent::Retiring(active.clone(), 1010 + 600 + 60)
+        ]
+    );
+    assert_eq!(ring.signer().unwrap().kid(), Some(next.as_str()));
+    sign_and_verify(&ring).unwrap();
+    // A retiring key cannot be retired again (its publication would move).
+    assert!(ring.retire(&active, 1020, false).await.is_err());
+    // After its lead, a successor takes over without promote_early.
+    ring.rotate(1030).await.unwrap();
+    let ev = ring.retire(next, 1200, false).await.unwrap();
+    assert!(matches!(ev[0], RingEvent::Activated(_)), "{ev:?}");
+    assert!(ring.signer().is_some());
+}
+
+#[tokio::test]
+async fn a_ring_left_without_a_signer_signs_again_at_the_next_tick() {
+    let d = dir("orphaned");
+    let ring = open(&d).await;
+    // A pending key and no active one (what `keys rotate` on an empty ring, or an older
+    // `keys retire`, left behind).
+    ring.rotate(1000).await.unwrap();
+    assert!(ring.signer().is_none());
+    let ev = ring.tick(1001).await.unwrap();
+    assert!(
+        matches!(ev.as_slice(), [RingEvent::ActivatedEarly(_, 99)]),
+        "{ev:?}"
+    );
+    assert!(ring.signer().is_some());
+    sign_and_verify(&ring).unwrap();
+}
+
+#[tokio::test]
+async fn a_new_key_of_another_algorithm_is_reported() {
+    let d = dir("alg-change");
+    let ring = open(&d).await;
+    ring.ensure_active(1000).await.unwrap();
+    drop(ring);
+    let (kek, _) = Kek::load_or_create(&d.join("kek")).unwrap();
+    let store = SqliteStore::open(&d.join("keys.db")).await.unwrap();
+    let cfg = RingConfig {
+        alg: Algorithm::EdDSA,
+        ..cfg()
+    };
+    let ring = KeyRing::open(store, kek, cfg).await.unwrap();
+    let ev = ring.rotate(1001).await.unwrap();
+    assert_eq!(
+        ev[0],
+        RingEvent::AlgorithmChanged(Algorithm::ES256, Algorithm::EdDSA)
+    );
+    assert!(matches!(ev[1], RingEvent::Created(_, KeyState::Pending)));
+}

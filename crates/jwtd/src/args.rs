@@ -39,7 +39,8 @@ and with reason key_fetch_failed when --jwks-url/--discovery could not be reache
 including a key source that answers with something unusable (discovery issuer mismatch, no usable key, \
 a refused URL or redirect, a malformed or oversized document).\n\n\
 Examples:\n  jwtd verify \"$TOKEN\" --jwks jwks.json --alg RS256 --iss https://id.example/ --aud https://api.example\n  \
-jwtd verify \"$TOKEN\" --secret-env APP_SECRET --alg HS256 --claim client_id=my-api-key --any-aud\n  \
+jwtd verify \"$TOKEN\" --secret-env APP_SECRET --alg HS256 --claim client_id=12345 --any-aud\n  \
+jwtd verify \"$TOKEN\" --secret-file secret.jwk --alg HS256 --claim-json admin=true --any-aud\n  \
 jwtd verify \"$TOKEN\" --key public.pem --alg ES256 --aud example.com --max-auth-age 300\n  \
 jwtd verify \"$TOKEN\" --discovery https://tenant.example/ --alg RS256 --iss https://tenant.example/ --aud https://api.example\n  \
 jwtd verify \"$TOKEN\" --jwks wallet.json --alg RS256 --aud partner-42 --claim-contains scope=payments")]
@@ -47,7 +48,8 @@ jwtd verify \"$TOKEN\" --jwks wallet.json --alg RS256 --aud partner-42 --claim-c
     /// Sign a new token with a private key or secret; print it.
     #[command(
         after_help = "Examples:\n  jwtd sign --key signing.pem --iss https://id.example --sub alice --aud api --ttl 10m\n  \
-jwtd sign --secret-env APP_SECRET --alg HS256 --claim client_id=my-api-key --claim admin=true\n  \
+jwtd sign --secret-env APP_SECRET --alg HS256 --claim client_id=12345 --claim-json admin=true\n  \
+jwtd sign --secret-file secret.jwk --sub alice\n  \
 jwtd sign --key rsa.pem --alg RS256 --claims-json claims.json --ttl 1h"
     )]
     Sign(SignArgs),
@@ -127,12 +129,19 @@ pub enum ConfigCommand {
     },
 }
 
-/// Where the issuer's store is.
+/// Where the issuer's store is, and its policy.
 #[derive(Args, Debug, Clone)]
 pub struct StoreArgs {
-    /// Data directory of the key store (the KEK comes from JWTD_KEK or <dir>/kek.key).
-    #[arg(long, value_name = "DIR", default_value = "./jwtd-data")]
-    pub data_dir: PathBuf,
+    /// The configuration `jwtd serve` runs with: the store, data directory, algorithm and
+    /// rotation policy (publish lead, max ttl, grace, default ttl) come from its `[signing]`
+    /// section, with the service's defaults. Without it: the store in --data-dir, the signing
+    /// key's algorithm (ES256 for an empty ring), publish lead 1h, max ttl 1h, grace 10m.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["data_dir", "store"])]
+    pub config: Option<PathBuf>,
+    /// Data directory of the key store (the KEK comes from JWTD_KEK or <dir>/kek.key)
+    /// [default: ./jwtd-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
     /// The shared PostgreSQL key store (`postgres://...`) instead of the SQLite file in the
     /// data directory; the KEK must be the instances' (JWTD_KEK, or <dir>/kek.key if present).
     /// Running instances pick changes up at once (NOTIFY).
@@ -151,38 +160,64 @@ pub enum KeysCommand {
         after_help = "Examples:\n  jwtd keys list\n  jwtd keys list --data-dir /var/lib/jwtd"
     )]
     List(StoreArgs),
-    /// Start a rotation: a new key, published now, signing after the publish lead.
+    /// Start a rotation: a new key of the issuer's algorithm, published now, signing after the
+    /// publish lead (when it also retires the current signing key).
     #[command(
-        after_help = "Examples:\n  jwtd keys rotate\n  jwtd keys rotate --alg RS256 --publish-lead 2h"
+        after_help = "The algorithm is the issuer's: `[signing] algorithm` with --config, \
+else the signing key's (ES256 for an empty ring); --alg only confirms it. To change the algorithm, \
+change `[signing] algorithm` and rotate with --config (jwtd warns: verifiers pinned to the old \
+algorithm refuse the new key's tokens). The publish lead is `[signing] publish_lead` (default 1h); \
+a shorter --publish-lead than the JWKS Cache-Control max-age (half the configured lead, at most a \
+day) is refused, so verifiers' caches learn the key before it signs.\n\n\
+Examples:\n  jwtd keys rotate --config /etc/jwtd/jwtd.toml\n  jwtd keys rotate\n  \
+jwtd keys rotate --config jwtd.toml --alg RS256 --publish-lead 2d"
     )]
     Rotate {
         #[command(flatten)]
         store: StoreArgs,
-        /// Algorithm of the new key.
-        #[arg(long, default_value = "ES256")]
-        alg: Algorithm,
-        /// How long the new key is published before it signs.
-        #[arg(long, default_value = "1h", value_parser = parse_seconds)]
-        publish_lead: u64,
+        /// Expected algorithm of the new key: refused when it is not the issuer's.
+        #[arg(long)]
+        alg: Option<Algorithm>,
+        /// How long the new key is published before it signs (default: the configured publish
+        /// lead; at least the JWKS max-age).
+        #[arg(long, value_parser = parse_seconds)]
+        publish_lead: Option<u64>,
     },
     /// Stop a key from signing; it stays published until its tokens expired (max ttl + grace).
-    #[command(after_help = "Examples:\n  jwtd keys retire KID")]
+    #[command(
+        after_help = "The ring always keeps a signing key. Retiring the signing key needs \
+a successor: without one (run `jwtd keys rotate` first) it is refused; while the successor's \
+publish lead runs it is refused too, unless --promote makes the successor sign now (verifiers \
+that cached the JWKS before it was published may refuse its tokens until they refetch). Max ttl \
+and grace are `[signing] max_ttl` and `grace` with --config.\n\n\
+Examples:\n  jwtd keys retire --config jwtd.toml KID\n  jwtd keys retire --config jwtd.toml --promote KID"
+    )]
     Retire {
         #[command(flatten)]
         store: StoreArgs,
         /// The key id (kids are base64url and may start with `-`).
         #[arg(allow_hyphen_values = true)]
         kid: String,
-        /// Longest token lifetime the issuer mints.
-        #[arg(long, default_value = "1h", value_parser = parse_seconds)]
-        max_ttl: u64,
-        /// Extra publication time.
-        #[arg(long, default_value = "10m", value_parser = parse_seconds)]
-        grace: u64,
+        /// When KID is the signing key: its pending successor signs now, before its publish
+        /// lead ended.
+        #[arg(long)]
+        promote: bool,
+        /// Longest token lifetime the issuer mints [default: 1h] (with --config: `[signing]
+        /// max_ttl`).
+        #[arg(long, value_parser = parse_seconds, conflicts_with = "config")]
+        max_ttl: Option<u64>,
+        /// Extra publication time [default: 10m] (with --config: `[signing] grace`).
+        #[arg(long, value_parser = parse_seconds, conflicts_with = "config")]
+        grace: Option<u64>,
     },
-    /// Emergency removal of a compromised key: unpublished at once; a new key signs if it was
-    /// the signing key.
-    #[command(after_help = "Examples:\n  jwtd keys remove KID")]
+    /// Emergency removal of a compromised key: unpublished at once; when it was the signing
+    /// key, the newest pending key signs at once, else a new key of the issuer's algorithm.
+    #[command(
+        after_help = "The ring is never left without a signing key, and there is no \
+option to: a successor that was not published long enough (or a new key, never published) may \
+be refused by verifiers until they refetch the JWKS, which they do on an unknown kid.\n\n\
+Examples:\n  jwtd keys remove --config jwtd.toml KID"
+    )]
     Remove {
         #[command(flatten)]
         store: StoreArgs,
@@ -200,31 +235,38 @@ pub enum KeysCommand {
 pub enum TokenCommand {
     /// Mint a token with the ring's signing key.
     #[command(
-        after_help = "Examples:\n  jwtd token mint --iss https://auth.example.com --sub alice --aud partner-42 --ttl 10m"
+        after_help = "With --config, `iss` defaults to the configured issuer, the ttl to \
+`[signing] default_ttl` and the cap is `[signing] max_ttl`, as for POST /v1/tokens.\n\n\
+Examples:\n  jwtd token mint --config jwtd.toml --sub alice --aud partner-42 --ttl 10m\n  \
+jwtd token mint --iss https://auth.example.com --sub alice --claim client_id=12345 --claim-json admin=true"
     )]
     Mint {
         #[command(flatten)]
         store: StoreArgs,
-        /// `iss` claim (the issuer URL jwtd serves under).
-        #[arg(long)]
-        iss: String,
+        /// `iss` claim (the issuer URL jwtd serves under; with --config: the configured one).
+        #[arg(long, required_unless_present = "config")]
+        iss: Option<String>,
         /// `sub` claim.
         #[arg(long)]
         sub: String,
         /// `aud` claim (repeat for an array).
         #[arg(long = "aud")]
         aud: Vec<String>,
-        /// Lifetime (at most --max-ttl).
-        #[arg(long, default_value = "10m", value_parser = parse_seconds)]
-        ttl: u64,
-        /// The longest lifetime allowed, as `[signing] max_ttl` caps `POST /v1/tokens` (keys
-        /// stay published max ttl + grace after they stop signing; a longer token would outlive
-        /// its key's publication and any revocation of it).
-        #[arg(long, default_value = "1h", value_parser = parse_seconds)]
-        max_ttl: u64,
-        /// Extra claim NAME=VALUE (JSON if it parses as JSON, else a string).
+        /// Lifetime, at most the max ttl [default: 10m; with --config `[signing] default_ttl`].
+        #[arg(long, value_parser = parse_seconds)]
+        ttl: Option<u64>,
+        /// The longest lifetime allowed without --config [default: 1h] (with it, `[signing]
+        /// max_ttl` is the cap, as for `POST /v1/tokens`): keys stay published max ttl + grace
+        /// after they stop signing; a longer token would outlive its key's publication and any
+        /// revocation of it.
+        #[arg(long, value_parser = parse_seconds, conflicts_with = "config")]
+        max_ttl: Option<u64>,
+        /// Extra string claim NAME=VALUE (`client_id=12345` is the string "12345").
         #[arg(long = "claim", value_name = "NAME=VALUE")]
         claims: Vec<String>,
+        /// Extra claim NAME=JSON (`admin=true`, `tier=3`, `roles=["a","b"]`).
+        #[arg(long = "claim-json", value_name = "NAME=JSON")]
+        claims_json: Vec<String>,
     },
 }
 
@@ -245,7 +287,8 @@ pub struct KeySource {
     /// A PEM public key (SPKI or PKCS#1; a private key PEM also works).
     #[arg(long, value_name = "PEM")]
     pub key: Option<PathBuf>,
-    /// A file holding an HMAC secret (raw bytes; one trailing newline is ignored).
+    /// A file holding an HMAC secret: raw bytes (one trailing newline is ignored), or a JWK
+    /// of kty `oct` as `jwtd keygen --alg HS256` writes it.
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
     /// An environment variable holding an HMAC secret.
@@ -323,15 +366,23 @@ pub struct VerifyArgs {
     /// A claim that must be present (repeatable; dotted paths and namespaced names work).
     #[arg(long = "require", value_name = "CLAIM")]
     pub required: Vec<String>,
-    /// A claim that must equal VALUE (JSON if it parses as JSON, else a string). Repeatable.
+    /// A claim that must be the string VALUE (`client_id=12345` expects the string "12345",
+    /// not the number). Repeatable.
     #[arg(long = "claim", value_name = "NAME=VALUE")]
     pub claims: Vec<String>,
+    /// A claim that must equal the JSON value (`admin=true`, `tier=3`, `aud_count=null`).
+    /// Repeatable.
+    #[arg(long = "claim-json", value_name = "NAME=JSON")]
+    pub claims_json: Vec<String>,
     /// A claim (array, or space-separated string such as `scope`) that must contain ITEM.
     #[arg(long = "claim-contains", value_name = "NAME=ITEM")]
     pub contains: Vec<String>,
-    /// A claim that must equal one of comma-separated values.
+    /// A claim that must be one of the comma-separated strings.
     #[arg(long = "claim-one-of", value_name = "NAME=V1,V2")]
     pub one_of: Vec<String>,
+    /// A claim that must equal one of the values of a JSON array (`tier=[1,2]`).
+    #[arg(long = "claim-one-of-json", value_name = "NAME=[JSON,...]")]
+    pub one_of_json: Vec<String>,
     /// Accept tokens without `exp` (they are refused by default).
     #[arg(long)]
     pub allow_no_exp: bool,
@@ -346,7 +397,8 @@ pub struct SignArgs {
     /// Private key: a PEM (PKCS#8, PKCS#1, SEC1) or a private JWK JSON file.
     #[arg(long, value_name = "FILE", required_unless_present_any = ["secret_file", "secret_env"])]
     pub key: Option<PathBuf>,
-    /// A file holding an HMAC secret (one trailing newline is ignored).
+    /// A file holding an HMAC secret: raw bytes (one trailing newline is ignored), or a JWK
+    /// of kty `oct` as `jwtd keygen --alg HS256` writes it (its `alg` and `kid` are used).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["key", "secret_env"])]
     pub secret_file: Option<PathBuf>,
     /// An environment variable holding an HMAC secret.
@@ -355,7 +407,8 @@ pub struct SignArgs {
     /// Algorithm (needed for RSA keys and secrets; EC and Ed25519 keys imply theirs).
     #[arg(long, value_name = "ALG")]
     pub alg: Option<Algorithm>,
-    /// Key id for the header (default: the key's own kid, else its RFC 7638 thumbprint).
+    /// Key id for the header (default: the key's own kid: a JWK's `kid`, or the `kid:` line
+    /// `jwtd keygen` writes above a PEM; else its RFC 7638 thumbprint).
     #[arg(long, value_name = "KID")]
     pub kid: Option<String>,
     /// `iss` claim.
@@ -370,9 +423,12 @@ pub struct SignArgs {
     /// Lifetime: `exp` = now + TTL (seconds or a duration such as `10m`, `24h`).
     #[arg(long, value_name = "TTL", default_value = "1h", value_parser = parse_seconds)]
     pub ttl: u64,
-    /// Extra claim NAME=VALUE (VALUE is JSON if it parses as JSON, else a string). Repeatable.
+    /// Extra string claim NAME=VALUE (`client_id=12345` is the string "12345"). Repeatable.
     #[arg(long = "claim", value_name = "NAME=VALUE")]
     pub claims: Vec<String>,
+    /// Extra claim NAME=JSON (`admin=true`, `tier=3`, `roles=["a","b"]`). Repeatable.
+    #[arg(long = "claim-json", value_name = "NAME=JSON")]
+    pub claim_json: Vec<String>,
     /// A JSON object file of claims to start from.
     #[arg(long, value_name = "FILE")]
     pub claims_json: Option<PathBuf>,
@@ -393,7 +449,9 @@ pub struct KeygenArgs {
     /// RSA modulus size (2048, 3072 or 4096).
     #[arg(long, default_value_t = 2048)]
     pub bits: usize,
-    /// Key id (default: the RFC 7638 thumbprint of the public key).
+    /// Key id (default: the RFC 7638 thumbprint of the public key). Written into the JWKS, the
+    /// HMAC JWK, and as a `kid: KID` line above the PEM, where `jwtd sign --key` and `jwtd
+    /// jwks` read it (PEM readers ignore text before `-----BEGIN`).
     #[arg(long, value_name = "KID")]
     pub kid: Option<String>,
     /// Private key output (PKCS#8 PEM; a JWK for HMAC secrets), created with mode 0600.

@@ -50,14 +50,16 @@ pub fn run(cli: Cli) -> Result<()> {
             ttl,
             max_ttl,
             claims,
-        }) => {
-            if ttl == 0 || ttl > max_ttl {
-                return Err(Failure::Usage(format!(
-                    "--ttl {ttl}s is outside 1..={max_ttl}s (--max-ttl, like [signing] max_ttl for POST /v1/tokens)"
-                )));
-            }
-            token_mint(&store, &iss, &sub, &aud, ttl, &claims)
-        }
+            claims_json,
+        }) => token_mint(
+            &store,
+            iss.as_deref(),
+            &sub,
+            &aud,
+            (ttl, max_ttl),
+            &claims,
+            &claims_json,
+        ),
     }
 }
 
@@ -69,59 +71,172 @@ fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         .block_on(f)
 }
 
-async fn open_ring(
-    s: &StoreArgs,
-    cfg: jwtd_store::RingConfig,
-) -> Result<jwtd_store::KeyRing<jwtd_store::AnyStore>> {
-    let usage = |e: jwtd_store::StoreError| Failure::Usage(e.to_string());
-    let kek_file = s.data_dir.join("kek.key");
-    let store = match &s.store {
-        Some(url) => {
-            // Never generate a KEK for a shared store: it must be the instances' own.
-            if std::env::var_os(jwtd_store::KEK_ENV).is_none() && !kek_file.exists() {
-                return Err(Failure::Usage(format!(
-                    "set {} to the instances' key encryption key (or put it in {})",
-                    jwtd_store::KEK_ENV,
-                    kek_file.display()
-                )));
-            }
-            jwtd_store::AnyStore::Postgres(
-                jwtd_store::PgStore::open(url, s.store_schema.as_deref())
-                    .await
-                    .map_err(usage)?,
-            )
-        }
-        None => {
-            let db = s.data_dir.join("keys.db");
-            if !db.exists() {
-                return Err(Failure::Usage(format!(
-                    "{} does not exist: start `jwtd serve` once, or point --data-dir at the store",
-                    db.display()
-                )));
-            }
-            jwtd_store::AnyStore::Sqlite(jwtd_store::SqliteStore::open(&db).await.map_err(usage)?)
-        }
-    };
-    let (kek, _) = jwtd_store::Kek::load_or_create(&kek_file).map_err(usage)?;
-    jwtd_store::KeyRing::open(store, kek, cfg)
-        .await
-        .map_err(usage)
+/// The issuer the `keys` and `token` commands act on: the `[signing]` section of the
+/// configuration `jwtd serve` runs with (`--config`), or the built-in defaults.
+struct Issuer {
+    data_dir: std::path::PathBuf,
+    store: Option<String>,
+    store_schema: Option<String>,
+    /// The ring policy (`jwtd_service::ring_config`, or the defaults).
+    ring: jwtd_store::RingConfig,
+    /// From the configuration: its file, `iss` and default ttl.
+    config: Option<(std::path::PathBuf, String, u64)>,
 }
 
-fn print_events(events: Vec<jwtd_store::RingEvent>) {
+impl Issuer {
+    fn from_args(s: &StoreArgs) -> Result<Issuer> {
+        let Some(path) = &s.config else {
+            return Ok(Issuer {
+                data_dir: s.data_dir.clone().unwrap_or_else(|| "./jwtd-data".into()),
+                store: s.store.clone(),
+                store_schema: s.store_schema.clone(),
+                ring: jwtd_store::RingConfig::default(),
+                config: None,
+            });
+        };
+        let c = jwtd_service::Config::load(path).map_err(|e| Failure::Usage(e.to_string()))?;
+        let sc = c.signing.as_ref().ok_or_else(|| {
+            Failure::Usage(format!(
+                "{}: no [signing] section: jwtd is not an issuer in this configuration",
+                path.display()
+            ))
+        })?;
+        Ok(Issuer {
+            data_dir: sc.data_dir.clone().into(),
+            store: sc.store.clone(),
+            store_schema: sc.store_schema.clone(),
+            ring: jwtd_service::ring_config(sc),
+            config: Some((
+                path.clone(),
+                jwtd_service::own_issuer(sc, &c.listen),
+                jwtd_service::default_ttl(sc),
+            )),
+        })
+    }
+
+    /// Where a setting comes from, for messages.
+    fn origin(&self, member: &str) -> String {
+        match &self.config {
+            Some((p, ..)) => format!("[signing] {member} in {}", p.display()),
+            None => format!("the default {member}; pass --config to use the service's"),
+        }
+    }
+
+    /// Opens the ring. Without a configuration, new keys take the algorithm of the signing key
+    /// (or the newest published key): the one the issuer signs with.
+    async fn open_ring(&self) -> Result<jwtd_store::KeyRing<jwtd_store::AnyStore>> {
+        use jwtd_store::KeyStore;
+        let usage = |e: jwtd_store::StoreError| Failure::Usage(e.to_string());
+        let kek_file = self.data_dir.join("kek.key");
+        let store = match &self.store {
+            Some(url) => {
+                // Never generate a KEK for a shared store: it must be the instances' own.
+                if std::env::var_os(jwtd_store::KEK_ENV).is_none() && !kek_file.exists() {
+                    return Err(Failure::Usage(format!(
+                        "set {} to the instances' key encryption key (or put it in {})",
+                        jwtd_store::KEK_ENV,
+                        kek_file.display()
+                    )));
+                }
+                jwtd_store::AnyStore::Postgres(
+                    jwtd_store::PgStore::open(url, self.store_schema.as_deref())
+                        .await
+                        .map_err(usage)?,
+                )
+            }
+            None => {
+                let db = self.data_dir.join("keys.db");
+                if !db.exists() {
+                    return Err(Failure::Usage(format!(
+                        "{} does not exist: start `jwtd serve` once, or point --data-dir (or --config) at the store",
+                        db.display()
+                    )));
+                }
+                jwtd_store::AnyStore::Sqlite(
+                    jwtd_store::SqliteStore::open(&db).await.map_err(usage)?,
+                )
+            }
+        };
+        let mut cfg = self.ring.clone();
+        if self.config.is_none() {
+            let keys = store.list().await.map_err(usage)?;
+            let current = keys
+                .iter()
+                .find(|k| k.state == jwtd_store::KeyState::Active)
+                .or_else(|| {
+                    keys.iter()
+                        .filter(|k| k.state.published())
+                        .max_by_key(|k| k.created_at)
+                });
+            if let Some(alg) = current.and_then(|k| k.alg.parse().ok()) {
+                cfg.alg = alg;
+            }
+        }
+        let (kek, _) = jwtd_store::Kek::load_or_create(&kek_file).map_err(usage)?;
+        jwtd_store::KeyRing::open(store, kek, cfg)
+            .await
+            .map_err(usage)
+    }
+}
+
+fn print_events(
+    events: Vec<jwtd_store::RingEvent>,
+    ring: &jwtd_store::KeyRing<jwtd_store::AnyStore>,
+) {
+    use jwtd_store::{KeyState, RingEvent};
+    let keys = ring.keys();
+    let alg_of = |kid: &str| {
+        keys.iter()
+            .find(|k| k.kid == kid)
+            .map(|k| k.alg.clone())
+            .unwrap_or_default()
+    };
     for e in events {
-        eprintln!("jwtd: {e:?}");
+        match &e {
+            RingEvent::Created(kid, KeyState::Pending) => {
+                let at = keys
+                    .iter()
+                    .find(|k| k.kid == *kid)
+                    .and_then(|k| k.activate_at)
+                    .map_or("-".into(), |t| t.to_string());
+                eprintln!(
+                    "jwtd: created {} key {kid}: published now, signs from {at} (after the publish lead)",
+                    alg_of(kid)
+                );
+            }
+            RingEvent::Created(kid, _) => {
+                eprintln!(
+                    "jwtd: created {} key {kid}: signs now (never published before: verifiers \
+                     learn it when they refetch the JWKS, which they do on an unknown kid)",
+                    alg_of(kid)
+                );
+            }
+            RingEvent::Activated(kid) => eprintln!("jwtd: key {kid} signs now"),
+            RingEvent::ActivatedEarly(kid, left) => eprintln!(
+                "jwtd: WARNING: key {kid} signs now, {left}s before its publish lead ended: \
+                 verifiers that cached the JWKS before it was published may refuse its tokens \
+                 until they fetch the keys again"
+            ),
+            RingEvent::Retiring(kid, until) => eprintln!(
+                "jwtd: key {kid} no longer signs; published until {until} (max ttl + grace)"
+            ),
+            RingEvent::Retired(kid) => eprintln!("jwtd: key {kid} is retired (unpublished)"),
+            RingEvent::Removed(kid) => eprintln!("jwtd: key {kid} removed and unpublished"),
+            RingEvent::AlgorithmChanged(from, to) => eprintln!(
+                "jwtd: WARNING: the algorithm changes from {from} to {to}: verifiers pinned to \
+                 {from} will refuse the tokens the new key signs"
+            ),
+        }
     }
 }
 
 fn keys(k: KeysCommand) -> Result<()> {
-    use jwtd_store::RingConfig;
     let now = jwtd_core::unix_now() as i64;
     let usage = |e: jwtd_store::StoreError| Failure::Usage(e.to_string());
     block_on(async {
         match k {
             KeysCommand::List(s) => {
-                let ring = open_ring(&s, RingConfig::default()).await?;
+                let ring = Issuer::from_args(&s)?.open_ring().await?;
                 println!(
                     "{:<45} {:<6} {:<9} {:>11} {:>11} {:>12}",
                     "kid", "alg", "state", "created", "activate_at", "retire_after"
@@ -144,34 +259,62 @@ fn keys(k: KeysCommand) -> Result<()> {
                 alg,
                 publish_lead,
             } => {
-                let cfg = RingConfig {
-                    alg,
-                    publish_lead: Duration::from_secs(publish_lead),
-                    ..RingConfig::default()
-                };
-                let ring = open_ring(&store, cfg).await?;
-                print_events(ring.rotate(now).await.map_err(usage)?);
+                let mut issuer = Issuer::from_args(&store)?;
+                let max_age = jwtd_service::jwks_max_age(&issuer.ring);
+                if let Some(lead) = publish_lead {
+                    if lead < max_age {
+                        return Err(Failure::Usage(format!(
+                            "--publish-lead {lead}s is shorter than the JWKS Cache-Control max-age \
+                             ({max_age}s, half of {}): verifiers' caches would not know the key \
+                             when it starts signing",
+                            issuer.origin("publish_lead")
+                        )));
+                    }
+                    issuer.ring.publish_lead = Duration::from_secs(lead);
+                }
+                let ring = issuer.open_ring().await?;
+                let signs = ring.config().alg;
+                if let Some(alg) = alg.filter(|a| *a != signs) {
+                    let whence = if issuer.config.is_some() {
+                        issuer.origin("algorithm")
+                    } else {
+                        "its signing key; to change the algorithm, set [signing] algorithm and \
+                         rotate with --config"
+                            .into()
+                    };
+                    return Err(Failure::Usage(format!(
+                        "--alg {alg}: the issuer signs with {signs} ({whence}); a {alg} key would \
+                         sign tokens that verifiers pinned to {signs} refuse"
+                    )));
+                }
+                let events = ring.rotate(now).await.map_err(usage)?;
+                print_events(events, &ring);
             }
             KeysCommand::Retire {
                 store,
                 kid,
+                promote,
                 max_ttl,
                 grace,
             } => {
-                let cfg = RingConfig {
-                    max_token_ttl: Duration::from_secs(max_ttl),
-                    grace: Duration::from_secs(grace),
-                    ..RingConfig::default()
-                };
-                let ring = open_ring(&store, cfg).await?;
-                print_events(ring.retire(&kid, now).await.map_err(usage)?);
+                let mut issuer = Issuer::from_args(&store)?;
+                if let Some(t) = max_ttl {
+                    issuer.ring.max_token_ttl = Duration::from_secs(t);
+                }
+                if let Some(g) = grace {
+                    issuer.ring.grace = Duration::from_secs(g);
+                }
+                let ring = issuer.open_ring().await?;
+                let events = ring.retire(&kid, now, promote).await.map_err(usage)?;
+                print_events(events, &ring);
             }
             KeysCommand::Remove { store, kid } => {
-                let ring = open_ring(&store, RingConfig::default()).await?;
-                print_events(ring.remove(&kid, now).await.map_err(usage)?);
+                let ring = Issuer::from_args(&store)?.open_ring().await?;
+                let events = ring.remove(&kid, now).await.map_err(usage)?;
+                print_events(events, &ring);
             }
             KeysCommand::ExportPublic(s) => {
-                let ring = open_ring(&s, RingConfig::default()).await?;
+                let ring = Issuer::from_args(&s)?.open_ring().await?;
                 let v: Value = serde_json::from_str(&ring.jwks_json()).expect("JWKS is JSON");
                 print_json(&v);
             }
@@ -182,30 +325,53 @@ fn keys(k: KeysCommand) -> Result<()> {
 
 fn token_mint(
     s: &StoreArgs,
-    iss: &str,
+    iss: Option<&str>,
     sub: &str,
     aud: &[String],
-    ttl: u64,
-    extra: &[String],
+    (ttl, max_ttl): (Option<u64>, Option<u64>),
+    strings: &[String],
+    json: &[String],
 ) -> Result<()> {
+    let issuer = Issuer::from_args(s)?;
+    let max_ttl = max_ttl.unwrap_or(issuer.ring.max_token_ttl.as_secs());
+    let default_ttl = issuer.config.as_ref().map_or(600, |c| c.2);
+    let ttl = ttl.unwrap_or(default_ttl.min(max_ttl));
+    if ttl == 0 || ttl > max_ttl {
+        let cap = match &issuer.config {
+            Some(_) => issuer.origin("max_ttl"),
+            None => "--max-ttl, like [signing] max_ttl for POST /v1/tokens".into(),
+        };
+        return Err(Failure::Usage(format!(
+            "--ttl {ttl}s is outside 1..={max_ttl}s ({cap})"
+        )));
+    }
+    let iss = match (iss, &issuer.config) {
+        (Some(i), _) => i.to_owned(),
+        (None, Some(c)) => c.1.clone(),
+        (None, None) => return Err(Failure::Usage("--iss is required without --config".into())),
+    };
+    let mut claims = Map::new();
+    for c in strings {
+        let (name, value) = claim_string(c)?;
+        claims.insert(name, value);
+    }
+    for c in json {
+        let (name, value) = claim_json(c)?;
+        claims.insert(name, value);
+    }
+    for reserved in ["iss", "sub", "aud", "exp", "iat", "nbf", "jti"] {
+        if claims.contains_key(reserved) {
+            return Err(Failure::Usage(format!(
+                "claim {reserved:?} is set by jwtd; use its flag"
+            )));
+        }
+    }
     block_on(async {
-        let ring = open_ring(s, jwtd_store::RingConfig::default()).await?;
+        let ring = issuer.open_ring().await?;
         let signer = ring
             .signer()
             .ok_or_else(|| Failure::Usage("the ring has no signing key".into()))?;
         let now = jwtd_core::unix_now();
-        let mut claims = Map::new();
-        for c in extra {
-            let (name, value) = claim_pair(c)?;
-            claims.insert(name, value);
-        }
-        for reserved in ["iss", "sub", "aud", "exp", "iat", "nbf", "jti"] {
-            if claims.contains_key(reserved) {
-                return Err(Failure::Usage(format!(
-                    "claim {reserved:?} is set by jwtd; use its flag"
-                )));
-            }
-        }
         claims.insert("iss".into(), Value::from(iss));
         claims.insert("sub".into(), Value::from(sub));
         match aud {
@@ -496,19 +662,78 @@ fn key_set(src: &KeySource, allowed: &[Algorithm], kid: Option<String>) -> Resul
     }
     let secret = io::read_secret(src.secret_file.as_deref(), src.secret_env.as_deref())?;
     let alg = one_of_family(allowed, Family::Hmac, "an HMAC secret")?;
+    if let Some((path, jwk)) = secret_jwk(src.secret_file.as_deref(), &secret)? {
+        // Like a raw secret, it matches any kid unless --kid names one.
+        let key = VerifyingKey::from_jwk(&jwk, Some(alg))
+            .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+        if key.algorithm() != alg {
+            return Err(Failure::Usage(format!(
+                "{}: the JWK is for {}, not {alg}",
+                path.display(),
+                key.algorithm()
+            )));
+        }
+        return Ok(KeySet::new().with(key.with_kid(kid)));
+    }
     let key = VerifyingKey::hmac(&secret, alg, kid).map_err(|e| Failure::Usage(e.to_string()))?;
     Ok(KeySet::new().with(key))
 }
 
-/// Parses `NAME=VALUE` with VALUE as JSON when it parses, else as a string.
-fn claim_pair(s: &str) -> Result<(String, Value)> {
+/// The JWK an HMAC secret file holds, when it is one (see [`Jwk::from_secret_file`]).
+fn secret_jwk<'a>(file: Option<&'a Path>, secret: &[u8]) -> Result<Option<(&'a Path, Jwk)>> {
+    let Some(path) = file else { return Ok(None) };
+    match Jwk::from_secret_file(secret) {
+        Ok(jwk) => Ok(jwk.map(|j| (path, j))),
+        Err(e) => Err(Failure::Usage(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// The `kid: KID` line `jwtd keygen` writes above a PEM (text before `-----BEGIN` is ignored
+/// by PEM readers).
+fn pem_kid(pem: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(pem).ok()?;
+    let head = &text[..text.find("-----BEGIN ")?];
+    head.lines()
+        .find_map(|l| l.trim_end_matches('\r').strip_prefix("kid: "))
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+}
+
+/// A kid `jwtd keygen` can write on one `kid:` line and read back unchanged.
+fn check_kid(kid: &str) -> Result<()> {
+    if kid.is_empty() || kid.trim() != kid || kid.chars().any(char::is_control) {
+        return Err(Failure::Usage(format!(
+            "--kid {kid:?}: a key id must be non-empty, without control characters or surrounding spaces"
+        )));
+    }
+    Ok(())
+}
+
+/// Splits `NAME=VALUE` (the name is everything up to the first `=`).
+fn name_value<'a>(s: &'a str, shape: &str) -> Result<(&'a str, &'a str)> {
     let (name, value) = s
         .split_once('=')
-        .ok_or_else(|| Failure::Usage(format!("{s:?} is not NAME=VALUE")))?;
+        .ok_or_else(|| Failure::Usage(format!("{s:?} is not {shape}")))?;
     if name.is_empty() {
         return Err(Failure::Usage(format!("{s:?} has an empty claim name")));
     }
-    let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
+    Ok((name, value))
+}
+
+/// `--claim NAME=VALUE`: VALUE is always a string (`client_id=12345` is "12345").
+fn claim_string(s: &str) -> Result<(String, Value)> {
+    let (name, value) = name_value(s, "NAME=VALUE")?;
+    Ok((name.to_owned(), Value::String(value.to_owned())))
+}
+
+/// `--claim-json NAME=JSON`: VALUE must be JSON (`true`, `3`, `"text"`, `["a"]`).
+fn claim_json(s: &str) -> Result<(String, Value)> {
+    let (name, value) = name_value(s, "NAME=JSON")?;
+    let value = serde_json::from_str(value).map_err(|e| {
+        Failure::Usage(format!(
+            "--claim-json {s:?}: {value:?} is not JSON ({e}); a string is --claim {name}=... or              --claim-json '{name}=\"...\"'"
+        ))
+    })?;
     Ok((name.to_owned(), value))
 }
 
@@ -542,7 +767,11 @@ fn verify(a: VerifyArgs) -> Result<()> {
         v = v.require(r);
     }
     for c in &a.claims {
-        let (claim, value) = claim_pair(c)?;
+        let (claim, value) = claim_string(c)?;
+        v = v.check(ClaimCheck::Equals { claim, value });
+    }
+    for c in &a.claims_json {
+        let (claim, value) = claim_json(c)?;
         v = v.check(ClaimCheck::Equals { claim, value });
     }
     for c in &a.contains {
@@ -560,12 +789,21 @@ fn verify(a: VerifyArgs) -> Result<()> {
             .ok_or_else(|| Failure::Usage(format!("{c:?} is not NAME=V1,V2")))?;
         let values = values
             .split(',')
-            .map(|s| serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_owned())))
+            .map(|s| Value::String(s.to_owned()))
             .collect();
         v = v.check(ClaimCheck::OneOf {
             claim: claim.into(),
             values,
         });
+    }
+    for c in &a.one_of_json {
+        let (claim, values) = claim_json(c)?;
+        let Value::Array(values) = values else {
+            return Err(Failure::Usage(format!(
+                "--claim-one-of-json {c:?}: the value must be a JSON array"
+            )));
+        };
+        v = v.check(ClaimCheck::OneOf { claim, values });
     }
     let now = a.now.unwrap_or_else(jwtd_core::unix_now);
     let remote = match (&a.keys.jwks_url, &a.keys.discovery) {
@@ -649,7 +887,7 @@ fn signing_key(a: &SignArgs) -> Result<SigningKey> {
             let jwk = Jwk::from_json(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
             SigningKey::from_jwk(&jwk, a.alg).map_err(bad)?
         } else {
-            SigningKey::from_pem(&bytes, a.alg, None).map_err(bad)?
+            SigningKey::from_pem(&bytes, a.alg, pem_kid(&bytes)).map_err(bad)?
         };
         if let Some(alg) = a.alg {
             if alg != key.algorithm() {
@@ -666,6 +904,21 @@ fn signing_key(a: &SignArgs) -> Result<SigningKey> {
         });
     }
     let secret = io::read_secret(a.secret_file.as_deref(), a.secret_env.as_deref())?;
+    if let Some((path, jwk)) = secret_jwk(a.secret_file.as_deref(), &secret)? {
+        let key = SigningKey::from_jwk(&jwk, a.alg)
+            .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+        if let Some(alg) = a.alg.filter(|alg| *alg != key.algorithm()) {
+            return Err(Failure::Usage(format!(
+                "{}: the JWK is for {}, not {alg}",
+                path.display(),
+                key.algorithm()
+            )));
+        }
+        return Ok(match &a.kid {
+            Some(k) => key.with_kid(Some(k.clone())),
+            None => key,
+        });
+    }
     let alg = a
         .alg
         .ok_or_else(|| Failure::Usage("an HMAC secret needs --alg HS256, HS384 or HS512".into()))?;
@@ -683,7 +936,11 @@ fn sign(a: SignArgs) -> Result<()> {
         None => Map::new(),
     };
     for c in &a.claims {
-        let (name, value) = claim_pair(c)?;
+        let (name, value) = claim_string(c)?;
+        claims.insert(name, value);
+    }
+    for c in &a.claim_json {
+        let (name, value) = claim_json(c)?;
         claims.insert(name, value);
     }
     let now = a.now.unwrap_or_else(jwtd_core::unix_now);
@@ -727,6 +984,9 @@ fn keygen(a: KeygenArgs) -> Result<()> {
     } else {
         SigningKey::generate(a.alg).map_err(fail)?
     };
+    if let Some(k) = &a.kid {
+        check_kid(k)?;
+    }
     let key = match a.kid {
         Some(k) => key.with_kid(Some(k)),
         None => key.with_default_kid(),
@@ -743,8 +1003,13 @@ fn keygen(a: KeygenArgs) -> Result<()> {
         );
         io::write_new(&a.out, text.as_bytes(), 0o600, a.force)?;
     } else {
+        // The kid travels with the key: `sign --key` and `jwks` read this line back.
         let pem = key.to_pkcs8_pem().map_err(fail)?;
-        io::write_new(&a.out, pem.as_bytes(), 0o600, a.force)?;
+        let text = zeroize::Zeroizing::new(match key.kid() {
+            Some(kid) => format!("kid: {kid}\n{}", pem.as_str()),
+            None => pem.to_string(),
+        });
+        io::write_new(&a.out, text.as_bytes(), 0o600, a.force)?;
     }
     if let Some(path) = &a.public_out {
         let jwks = Jwks::from_keys(key.public_jwk());
@@ -770,7 +1035,7 @@ fn jwks(a: JwksArgs) -> Result<()> {
                 None => Err(e),
             })
             .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
-        let kid = key.thumbprint();
+        let kid = pem_kid(&bytes).or_else(|| key.thumbprint());
         let jwk = key
             .with_kid(kid)
             .to_public_jwk()

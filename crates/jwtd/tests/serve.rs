@@ -648,3 +648,434 @@ fn shutdown_finishes_within_the_drain_deadline_with_stuck_clients() {
     ));
     assert!(std::net::TcpStream::connect(("127.0.0.1", s.port)).is_err());
 }
+
+fn jwtd_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_jwtd"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("JWTD_KEK")
+        .stdin(Stdio::null())
+        .output()
+        .expect("jwtd runs")
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn ok(dir: &std::path::Path, args: &[&str]) -> String {
+    let o = jwtd_in(dir, args);
+    assert!(o.status.success(), "jwtd {args:?}: {}", text(&o));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Exit 2 with `needle` on stderr.
+fn refused(dir: &std::path::Path, args: &[&str], needle: &str) {
+    let o = jwtd_in(dir, args);
+    assert_eq!(o.status.code(), Some(2), "jwtd {args:?}: {}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(needle),
+        "jwtd {args:?} should say {needle:?}: {}",
+        text(&o)
+    );
+}
+
+/// `jwtd serve --config FILE` in `dir`, listening on `port`.
+fn serve_in(dir: &std::path::Path, file: &str, port: u16) -> Guard {
+    let child = Command::new(env!("CARGO_BIN_EXE_jwtd"))
+        .args(["serve", "--config", file])
+        .current_dir(dir)
+        .env_remove("JWTD_KEK")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let guard = Guard(vec![child]);
+    wait_for(port);
+    guard
+}
+
+fn stop(mut g: Guard) {
+    signal(g.0[0].id(), "-TERM");
+    assert!(g.0[0].wait().unwrap().success());
+    g.0.clear();
+}
+
+fn test_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("jwtd-serve-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A `jwtd keys list` row: (kid, alg, state, created, activate_at, retire_after).
+type KeyRow = (String, String, String, i64, Option<i64>, Option<i64>);
+
+fn key_rows(out: &str) -> Vec<KeyRow> {
+    out.lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let t = |s: &str| s.parse::<i64>().ok();
+            (
+                f[0].to_owned(),
+                f[1].to_owned(),
+                f[2].to_owned(),
+                t(f[3]).unwrap(),
+                t(f[4]),
+                t(f[5]),
+            )
+        })
+        .collect()
+}
+
+fn token_header(token: &str) -> serde_json::Value {
+    let h = token.split('.').next().unwrap();
+    serde_json::from_slice(&jwtd_core::b64::decode(h.as_bytes()).unwrap()).unwrap()
+}
+
+fn token_claims(token: &str) -> serde_json::Value {
+    let c = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&jwtd_core::b64::decode(c.as_bytes()).unwrap()).unwrap()
+}
+
+const ADMIN_KEY: &str = "admin-key-0123456789abcdef";
+
+/// An issuer configuration for the `keys` and `token` commands to read.
+fn issuer_config(dir: &std::path::Path, port: u16, signing: &str) -> &'static str {
+    std::fs::write(dir.join("admin.key"), format!("{ADMIN_KEY}\n")).unwrap();
+    std::fs::write(
+        dir.join("jwtd.toml"),
+        format!(
+            "listen = \"127.0.0.1:{port}\"\n[signing]\nissuer = \"https://auth.test\"\n\
+             data_dir = \"data\"\n{signing}\n[admin]\napi_key_file = \"admin.key\"\n"
+        ),
+    )
+    .unwrap();
+    "jwtd.toml"
+}
+
+#[test]
+fn keys_and_token_commands_read_the_service_configuration() {
+    let dir = test_dir("keys-config");
+    let port = free_port();
+    let cfg = issuer_config(
+        &dir,
+        port,
+        "algorithm = \"RS256\"\npublish_lead = \"1d\"\nmax_ttl = \"2h\"\ndefault_ttl = \"15m\"\ngrace = \"5m\"",
+    );
+    let serving = serve_in(&dir, cfg, port);
+    let (status, headers, _) = http_get(port, "/.well-known/jwks.json", &[]);
+    assert_eq!(status, 200);
+    let cache = headers
+        .iter()
+        .find(|(k, _)| k == "cache-control")
+        .map(|(_, v)| v.clone());
+    assert_eq!(cache.as_deref(), Some("public, max-age=43200"));
+
+    // rotate: the configured algorithm and a lead of a day (published for at least the
+    // JWKS max-age before it signs).
+    ok(&dir, &["keys", "rotate", "--config", cfg]);
+    let rows = key_rows(&ok(&dir, &["keys", "list", "--config", cfg]));
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r.1 == "RS256"), "{rows:?}");
+    let pending = rows.iter().find(|r| r.2 == "pending").unwrap().clone();
+    assert_eq!(pending.4.unwrap() - pending.3, 86_400, "{pending:?}");
+    // A lead below the JWKS max-age, or another algorithm, is refused.
+    refused(
+        &dir,
+        &["keys", "rotate", "--config", cfg, "--publish-lead", "1h"],
+        "43200",
+    );
+    refused(
+        &dir,
+        &["keys", "rotate", "--config", cfg, "--alg", "ES256"],
+        "signs with RS256",
+    );
+    // Without --config, rotate keeps the signing key's algorithm.
+    refused(
+        &dir,
+        &["keys", "rotate", "--data-dir", "data", "--alg", "ES256"],
+        "signs with RS256",
+    );
+    // retire: published for the configured max ttl + grace.
+    let now = jwtd_core::unix_now() as i64;
+    ok(&dir, &["keys", "retire", "--config", cfg, &pending.0]);
+    let rows = key_rows(&ok(&dir, &["keys", "list", "--config", cfg]));
+    let retiring = rows.iter().find(|r| r.0 == pending.0).unwrap();
+    assert_eq!(retiring.2, "retiring");
+    let until = retiring.5.unwrap() - now;
+    assert!((7500..7510).contains(&until), "{retiring:?}");
+    // --max-ttl belongs to the configuration.
+    refused(
+        &dir,
+        &[
+            "keys",
+            "retire",
+            "--config",
+            cfg,
+            "--max-ttl",
+            "1m",
+            &pending.0,
+        ],
+        "--config",
+    );
+    ok(&dir, &["keys", "rotate", "--data-dir", "data"]);
+    let rows = key_rows(&ok(&dir, &["keys", "list", "--data-dir", "data"]));
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|r| r.1 == "RS256"), "{rows:?}");
+
+    // token mint: the cap is [signing] max_ttl, the default ttl and iss are the configured ones.
+    refused(
+        &dir,
+        &[
+            "token", "mint", "--config", cfg, "--sub", "bob", "--ttl", "3h",
+        ],
+        "[signing] max_ttl",
+    );
+    let token = ok(&dir, &["token", "mint", "--config", cfg, "--sub", "bob"]);
+    let token = token.trim();
+    assert_eq!(token_header(token)["alg"], "RS256");
+    let claims = token_claims(token);
+    assert_eq!(claims["iss"], "https://auth.test");
+    assert_eq!(
+        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+        900
+    );
+    let bearer = format!("Bearer {token}");
+    let (status, _, body) = http_get(port, "/v1/verify", &[("authorization", &bearer)]);
+    assert_eq!(status, 200, "{body}");
+    stop(serving);
+}
+
+#[test]
+fn retiring_the_signing_key_never_leaves_the_issuer_unable_to_sign() {
+    let dir = test_dir("retire-active");
+    let port = free_port();
+    let cfg = issuer_config(&dir, port, "publish_lead = \"1h\"");
+    let serving = serve_in(&dir, cfg, port);
+    let rows = key_rows(&ok(&dir, &["keys", "list", "--config", cfg]));
+    let [(active, ..)] = rows.as_slice() else {
+        panic!("{rows:?}")
+    };
+    let active = active.clone();
+    // No successor: refused, with what to do.
+    refused(
+        &dir,
+        &["keys", "retire", "--config", cfg, &active],
+        "jwtd keys rotate",
+    );
+    ok(&dir, &["keys", "rotate", "--config", cfg]);
+    // The successor's lead is running: refused unless --promote.
+    refused(
+        &dir,
+        &["keys", "retire", "--config", cfg, &active],
+        "--promote",
+    );
+    let o = jwtd_in(
+        &dir,
+        &["keys", "retire", "--config", cfg, "--promote", &active],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        said.contains("WARNING") && said.contains("fetch the keys again"),
+        "{said}"
+    );
+    let rows = key_rows(&ok(&dir, &["keys", "list", "--config", cfg]));
+    let successor = rows.iter().find(|r| r.2 == "active").unwrap().0.clone();
+    assert_ne!(successor, active);
+    assert_eq!(rows.iter().find(|r| r.0 == active).unwrap().2, "retiring");
+    let minted = ok(&dir, &["token", "mint", "--config", cfg, "--sub", "bob"]);
+    assert_eq!(token_header(minted.trim())["kid"], successor.as_str());
+    // The service, restarted on this ring, is ready and signs with the successor.
+    stop(serving);
+    let serving = serve_in(&dir, cfg, port);
+    let (status, _, body) = http_get(port, "/readyz", &[]);
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http_post(port, "/v1/tokens", ADMIN_KEY, r#"{"sub":"alice"}"#);
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        token_header(v["token"].as_str().unwrap())["kid"],
+        successor.as_str()
+    );
+    // Emergency removal of the signing key: a new key of the issuer's algorithm signs.
+    ok(&dir, &["keys", "remove", "--config", cfg, &successor]);
+    let rows = key_rows(&ok(&dir, &["keys", "list", "--config", cfg]));
+    let signer = rows
+        .iter()
+        .find(|r| r.2 == "active")
+        .expect("a signing key");
+    assert_eq!(signer.1, "ES256");
+    stop(serving);
+}
+
+#[test]
+fn every_keygen_output_works_with_sign_verify_and_serve() {
+    let dir = test_dir("keygen-round-trip");
+    let port = free_port();
+    let mut config = format!("listen = \"127.0.0.1:{port}\"\n");
+    let mut tokens = Vec::new();
+    let algs = [
+        "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
+        "ES384", "ES512", "ES256K", "EdDSA",
+    ];
+    for alg in algs {
+        let hmac = alg.starts_with("HS");
+        let kid = format!("kid-{alg}");
+        let out = if hmac {
+            format!("{alg}.jwk")
+        } else {
+            format!("{alg}.pem")
+        };
+        let public = format!("{alg}.jwks.json");
+        let mut keygen = vec!["keygen", "--alg", alg, "--kid", &kid, "--out", &out];
+        if !hmac {
+            keygen.extend(["--public-out", &public]);
+        }
+        ok(&dir, &keygen);
+        // sign takes the private output as it is (RSA PEMs need their algorithm named); the
+        // token carries the kid given to keygen.
+        let iss = format!("https://{}.test", alg.to_ascii_lowercase());
+        let sign = |key_flag: &str, iss: &str| {
+            let mut a = vec!["sign", key_flag, &out, "--iss", iss, "--sub", "alice"];
+            if alg.starts_with('R') || alg.starts_with('P') {
+                a.extend(["--alg", alg]);
+            }
+            ok(&dir, &a).trim().to_owned()
+        };
+        let token = sign("--key", &iss);
+        assert_eq!(token_header(&token)["kid"], kid.as_str(), "{alg}");
+        assert_eq!(token_header(&token)["alg"], alg);
+        // verify takes every output as it is.
+        let mut sources = vec![vec!["--key", out.as_str()]];
+        if hmac {
+            sources.push(vec!["--secret-file", &out]);
+        } else {
+            sources.push(vec!["--jwks", &public]);
+        }
+        for src in &sources {
+            let mut a = vec!["verify", &token, "--alg", alg, "--iss", &iss];
+            a.extend(src.iter().copied());
+            let claims: serde_json::Value = serde_json::from_str(&ok(&dir, &a)).unwrap();
+            assert_eq!(claims["sub"], "alice", "{alg} {src:?}");
+        }
+        // So does the configuration: the public JWKS, the private PEM, the HMAC JWK.
+        let name = alg.to_ascii_lowercase();
+        if hmac {
+            let t = sign("--secret-file", &iss);
+            assert_eq!(token_header(&t)["kid"], kid.as_str(), "{alg}");
+            config.push_str(&format!(
+                "[[issuer]]\nname = \"{name}\"\nissuer = \"{iss}\"\nsecret_file = \"{out}\"\nalgorithms = [\"{alg}\"]\n"
+            ));
+            tokens.push((alg, token));
+            tokens.push((alg, t));
+        } else {
+            let pem_iss = format!("https://pem-{name}.test");
+            config.push_str(&format!(
+                "[[issuer]]\nname = \"{name}\"\nissuer = \"{iss}\"\njwks_file = \"{public}\"\nalgorithms = [\"{alg}\"]\n\
+                 [[issuer]]\nname = \"pem-{name}\"\nissuer = \"{pem_iss}\"\npem_file = \"{out}\"\nalgorithms = [\"{alg}\"]\n"
+            ));
+            tokens.push((alg, token));
+            tokens.push((alg, sign("--key", &pem_iss)));
+        }
+    }
+    std::fs::write(dir.join("jwtd.toml"), &config).unwrap();
+    ok(&dir, &["config", "check", "jwtd.toml"]);
+    let serving = serve_in(&dir, "jwtd.toml", port);
+    for (alg, token) in &tokens {
+        let bearer = format!("Bearer {token}");
+        let (status, _, body) = http_get(port, "/v1/verify", &[("authorization", &bearer)]);
+        assert_eq!(status, 200, "{alg}: {body}");
+    }
+    stop(serving);
+}
+
+#[test]
+fn claim_values_are_typed_explicitly() {
+    let dir = test_dir("claim-types");
+    let secret = "0123456789abcdef0123456789abcdef";
+    std::fs::write(dir.join("secret"), format!("{secret}\n")).unwrap();
+    let sign = |flags: &[&str]| {
+        let mut a = vec!["sign", "--secret-file", "secret", "--alg", "HS256"];
+        a.extend(flags);
+        ok(&dir, &a).trim().to_owned()
+    };
+    // --claim is a string, whatever it looks like; --claim-json is JSON.
+    let as_string = sign(&["--claim", "client_id=12345", "--claim", "admin=true"]);
+    assert_eq!(token_claims(&as_string)["client_id"], "12345");
+    assert_eq!(token_claims(&as_string)["admin"], "true");
+    let as_number = sign(&[
+        "--claim-json",
+        "client_id=12345",
+        "--claim-json",
+        "admin=true",
+    ]);
+    assert_eq!(token_claims(&as_number)["client_id"], 12345);
+    assert_eq!(token_claims(&as_number)["admin"], true);
+    let verify = |token: &str, check: &[&str]| {
+        let mut a = vec!["verify", token, "--secret-file", "secret", "--alg", "HS256"];
+        a.extend(check);
+        jwtd_in(&dir, &a)
+    };
+    // The README's xApp row with an all-digit API key.
+    let o = verify(&as_string, &["--claim", "client_id=12345"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = verify(&as_number, &["--claim-json", "client_id=12345"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = verify(&as_number, &["--claim", "client_id=12345"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(r#"expected string \"12345\", found number 12345"#),
+        "{err}"
+    );
+    let o = verify(&as_string, &["--claim-one-of", "client_id=12345,678"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = verify(
+        &as_number,
+        &["--claim-one-of-json", "client_id=[12345,678]"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    refused(
+        &dir,
+        &[
+            "sign",
+            "--secret-file",
+            "secret",
+            "--alg",
+            "HS256",
+            "--claim-json",
+            "x=not json",
+        ],
+        "not JSON",
+    );
+    // The configuration compares TOML values: "12345" is a string, and a mismatch says so.
+    let port = free_port();
+    std::fs::write(
+        dir.join("jwtd.toml"),
+        format!(
+            "listen = \"127.0.0.1:{port}\"\n[[issuer]]\nname = \"xapp\"\nsecret_file = \"secret\"\n\
+             algorithms = [\"HS256\"]\n[issuer.claims]\nclient_id = \"12345\"\n"
+        ),
+    )
+    .unwrap();
+    let serving = serve_in(&dir, "jwtd.toml", port);
+    let bearer = format!("Bearer {as_string}");
+    let (status, _, body) = http_get(port, "/v1/verify", &[("authorization", &bearer)]);
+    assert_eq!(status, 200, "{body}");
+    let bearer = format!("Bearer {as_number}");
+    let (status, _, body) = http_get(port, "/v1/verify", &[("authorization", &bearer)]);
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains(r#"expected string \"12345\", found number 12345"#),
+        "{body}"
+    );
+    stop(serving);
+}
