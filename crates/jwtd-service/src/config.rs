@@ -800,7 +800,9 @@ impl Config {
             // Revocation entries are kept an hour past their tokens' lifetime: a leeway near
             // that would let a revoked token outlive its entry.
             if i.leeway.is_some_and(|l| l.0 > MAX_LEEWAY) {
-                err(format!("leeway is at most {MAX_LEEWAY} s (clock skew, not lifetime)"));
+                err(format!(
+                    "leeway is at most {MAX_LEEWAY} s (clock skew, not lifetime)"
+                ));
             }
             if i.any_audience && !i.audiences.is_empty() {
                 err("any_audience and audiences exclude each other".into());
@@ -1069,25 +1071,25 @@ algorithms = []
         // must not take the last one as opening a new string.
         std::env::set_var("JWTD_TEST_INJECT_SQ", "my-api', 'https://evil.example");
         let c = Config::parse(
-            &format!(
-                "[[issuer]]\nname = \"\"\"the \"api\"\"\"\"\nsecret_env = \"S\"\nalgorithms = [\"HS256\"]\n\
-                 audiences = ['${{JWTD_TEST_INJECT_SQ}}']\n"
-            ),
+            "[[issuer]]\nname = \"\"\"the \"api\"\"\"\"\nsecret_env = \"S\"\nalgorithms = [\"HS256\"]\n\
+             audiences = ['${JWTD_TEST_INJECT_SQ}']\n",
             "f",
         );
         assert!(
-            c.as_ref().map_or(true, |c| c.issuers[0].audiences.len() == 1),
+            c.as_ref()
+                .map_or(true, |c| c.issuers[0].audiences.len() == 1),
             "{c:?}"
         );
         let c = Config::parse(
-            &format!(
-                "[[issuer]]\nname = '''it's \"api\"''''\nsecret_env = \"S\"\nalgorithms = [\"HS256\"]\n\
-                 audiences = [\"${{JWTD_TEST_INJECT}}\"]\n"
-            ),
+            "[[issuer]]\nname = '''it's \"api\"''''\nsecret_env = \"S\"\nalgorithms = [\"HS256\"]\n\
+             audiences = [\"${JWTD_TEST_INJECT}\"]\n",
             "f",
         )
         .unwrap();
-        assert_eq!(c.issuers[0].audiences, vec![std::env::var("JWTD_TEST_INJECT").unwrap()]);
+        assert_eq!(
+            c.issuers[0].audiences,
+            vec![std::env::var("JWTD_TEST_INJECT").unwrap()]
+        );
         // Comments are left alone, even with unset variables.
         Config::parse(
             "# ${JWTD_TEST_NOT_SET_ANYWHERE}\nlisten = \"127.0.0.1:1\"\n",
