@@ -206,6 +206,8 @@ pub struct VerifyingKey {
     kid: Option<String>,
     alg: Algorithm,
     inner: Verifier,
+    /// [`VerifyingKey::material_id`], computed on first use.
+    material: std::sync::OnceLock<String>,
 }
 
 impl fmt::Debug for VerifyingKey {
@@ -238,6 +240,7 @@ impl VerifyingKey {
             kid,
             alg,
             inner: Verifier::Hmac(Box::new(hmac::Key::new(h, secret))),
+            material: std::sync::OnceLock::new(),
         })
     }
 
@@ -263,6 +266,7 @@ impl VerifyingKey {
             kid,
             alg,
             inner: Verifier::Public(parsed, public),
+            material: std::sync::OnceLock::new(),
         })
     }
 
@@ -336,6 +340,20 @@ impl VerifyingKey {
                 Some(jwk)
             }
         }
+    }
+
+    /// A name for the key material alone, whatever `kid` it is configured under: the RFC 7638
+    /// thumbprint of a public key; for an HMAC secret, `hmac:` and a MAC of a fixed label under
+    /// the secret (base64url, 128 bits), which tells nothing about it. Revocation by key matches
+    /// it too, so one key published under two kids is revoked under both. Computed once.
+    pub fn material_id(&self) -> &str {
+        self.material.get_or_init(|| match &self.inner {
+            Verifier::Public(..) => self.thumbprint().unwrap_or_default(),
+            Verifier::Hmac(key) => {
+                let tag = hmac::sign(key, b"jwtd/key-material-id/v1");
+                format!("hmac:{}", b64::encode(&tag.as_ref()[..16]))
+            }
+        })
     }
 
     /// What identifies this key for caches of verified tokens: its algorithm, its `kid` and its

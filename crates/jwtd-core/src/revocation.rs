@@ -260,12 +260,15 @@ impl RevocationList {
         // The key that verified, never the header's `kid`: a token without `kid` (or with an
         // unknown one, tried against keys without a kid) is still signed by a revoked key.
         // Keys configured without a kid are named by their RFC 7638 thumbprint.
+        // The key material is matched too (its thumbprint, or an HMAC secret's material id):
+        // a key configured without a kid is named by it, and a revocation of one kid also
+        // names the material (see `material_id`), covering the same key under another kid.
         let key = verified.key();
         let revoked_key = !self.kid.is_empty()
-            && match key.kid() {
-                Some(kid) => hit(&self.kid, Some(kid), &|_| true),
-                None => hit(&self.kid, key.thumbprint().as_deref(), &|_| true),
-            };
+            && (key
+                .kid()
+                .is_some_and(|kid| hit(&self.kid, Some(kid), &|_| true))
+                || hit(&self.kid, Some(key.material_id()), &|_| true));
         if revoked_key {
             return Err(Error::new(
                 Reason::Revoked,

@@ -1300,8 +1300,39 @@ async fn revoke(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
         "issued_before": revocation.issued_before,
         "expires_at": revocation.expires_at,
     });
+    // A key revocation also names the key material of every key now known under that kid, so
+    // the same key configured or published under another kid (or none) is revoked too.
+    let mut materials = Vec::new();
+    if revocation.kind == jwtd_core::RevocationKind::Key {
+        for i in &rt.issuers.list {
+            let set = match &i.keys {
+                Keys::Static(set) => set.clone(),
+                Keys::Ring(ring) => ring.verify_view().0,
+                Keys::Remote(r) => match r.snapshot() {
+                    Some(snap) => Arc::new(snap.keys.clone()),
+                    None => continue,
+                },
+            };
+            for k in set.keys() {
+                if k.kid() == Some(revocation.value.as_str()) {
+                    let m = k.material_id().to_owned();
+                    if m != revocation.value && !materials.contains(&m) {
+                        materials.push(m);
+                    }
+                }
+            }
+        }
+    }
+    for m in &materials {
+        let mut also = revocation.clone();
+        also.value = m.clone();
+        revocations.revoke(also, note.clone()).await;
+    }
     let outcome = revocations.revoke(revocation, note).await;
     let mut body = describe;
+    if !materials.is_empty() {
+        body["key_material"] = serde_json::json!(materials);
+    }
     let status = match outcome {
         crate::revocation::Recorded::Stored(id) => {
             body["status"] = "stored".into();
