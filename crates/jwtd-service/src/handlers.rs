@@ -445,9 +445,12 @@ async fn verify_token(
                 Some(&token),
             );
             let body = if with_header {
+                // `issuer`: the configured issuer's name; `iss`: the token's own `iss` claim
+                // (null when the token has none, or one that is not a string).
                 format!(
-                    "{{\"issuer\":{},\"header\":{},\"claims\":{}}}",
+                    "{{\"issuer\":{},\"iss\":{},\"header\":{},\"claims\":{}}}",
                     Value::from(issuer.name.as_str()),
+                    Value::from(v.iss()),
                     v.header.json(),
                     v.claims_json()
                 )

@@ -173,7 +173,9 @@ async fn verify_endpoint_success_and_every_error_shape() {
         "{rid}"
     );
     let body: Value = r.json().await.unwrap();
+    // The configured issuer's name, and the token's own `iss`.
     assert_eq!(body["issuer"], "main");
+    assert_eq!(body["iss"], ISS);
     // A client's id is sent back (on successes and rejections, /auth too); one that is not
     // 1-64 visible characters is replaced.
     for path in ["/v1/verify", "/auth"] {
@@ -250,12 +252,12 @@ async fn verify_endpoint_success_and_every_error_shape() {
     )
     .await;
     assert_eq!(b["error"], "insufficient_scope");
-    assert_eq!(
-        get(&s, "/v1/verify", Some(&hs_token(&s, "app-key-1")))
-            .await
-            .status(),
-        200
-    );
+    let r = get(&s, "/v1/verify", Some(&hs_token(&s, "app-key-1"))).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    // A token without `iss`, verified by the issuer that omits it: `iss` is null.
+    assert_eq!(body["issuer"], "mobile");
+    assert_eq!(body["iss"], Value::Null);
 
     // Scheme is case-insensitive; POST takes a JSON body too; cookie and query sources.
     let r = s
