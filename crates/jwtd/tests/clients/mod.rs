@@ -1,7 +1,7 @@
 //! Finding 14: the client samples in `examples/clients` (Express, Flask, FastAPI, curl), each
 //! run against a real `jwtd serve` (the embedded default): a valid token is answered 200 with
-//! its subject, no token and a bad token 401 with jwtd's reason, and jwtd down 503 (fail
-//! closed). docs/integrations.md shows the samples verbatim: a test holds it to the files.
+//! its subject, no token and a bad token 401 with jwtd's reason, and jwtd down or stuck 503
+//! (fail closed). docs/integrations.md shows the samples verbatim: a test holds it to the files.
 //!
 //! Node, npm's Express, and the venv's Flask, FastAPI and uvicorn come from
 //! `scripts/ensure-deps` (under `target/`); a missing one fails the test with that advice.
@@ -135,7 +135,8 @@ fn reason(body: &serde_json::Value) -> &str {
     body["reason"].as_str().unwrap_or_default()
 }
 
-/// The four cases against an app serving `GET /whoami` behind jwtd; stops jwtd for the last.
+/// The cases against an app serving `GET /whoami` behind jwtd: a valid token, none, bad ones,
+/// then jwtd stopped, then a port that accepts and never answers in its place.
 fn check_app(what: &str, app: u16, mut jwtd: Jwtd) {
     let bearer = format!("Bearer {}", jwtd.token);
     let (status, _, body) = http_get(app, "/whoami", &[("authorization", &bearer)]);
@@ -198,6 +199,17 @@ fn check_app(what: &str, app: u16, mut jwtd: Jwtd) {
         "{what}: {:?}",
         started.elapsed()
     );
+    // jwtd stuck (connections accepted, never answered): 503 once the 2 s timeout passes.
+    let _stuck = std::net::TcpListener::bind(("127.0.0.1", jwtd.port)).unwrap();
+    let started = Instant::now();
+    let (status, _, body) = http_get(app, "/whoami", &[("authorization", &bearer)]);
+    let took = started.elapsed();
+    assert_eq!(status, 503, "{what}, jwtd stuck: {body}");
+    assert_eq!(reason(&json(&body)), "jwtd_unavailable", "{what}: {body}");
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(4),
+        "{what}: answered after {took:?}"
+    );
 }
 
 #[test]
@@ -243,7 +255,7 @@ fn fastapi_sample_against_jwtd() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `curl.sh`: exit 0 and the answer, 1 and jwtd's reason, 3 when jwtd is down.
+/// `curl.sh`: exit 0 and the answer, 1 and jwtd's reason, 3 when jwtd is down or stuck.
 #[test]
 fn curl_sample_against_jwtd() {
     require(Path::new("curl"), "curl");
@@ -279,6 +291,15 @@ fn curl_sample_against_jwtd() {
     child.wait().unwrap();
     let (code, out, err) = run(&jwtd.token);
     assert_eq!(code, Some(3), "jwtd down: {out}{err}");
+    let _stuck = std::net::TcpListener::bind(("127.0.0.1", jwtd.port)).unwrap();
+    let started = Instant::now();
+    let (code, out, err) = run(&jwtd.token);
+    assert_eq!(code, Some(3), "jwtd stuck: {out}{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
