@@ -44,6 +44,10 @@ pub struct Config {
     /// Connection and request limits of the HTTP server (read at start).
     #[serde(default)]
     pub server: ServerSettings,
+    /// Cross-origin (CORS) access to `GET /v1/tokens/{token}` and `GET|POST /v1/verify` from
+    /// browsers on other sites; off without it.
+    #[serde(default)]
+    pub cors: Option<CorsSettings>,
     /// The issuers whose tokens are accepted.
     #[serde(default, rename = "issuer")]
     pub issuers: Vec<IssuerConfig>,
@@ -328,6 +332,77 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// Cross-origin resource sharing (`[cors]`) for the two endpoints a site with no backend calls
+/// from the browser: `GET /v1/tokens/{token}` and `GET|POST /v1/verify`. No other endpoint
+/// ever answers cross-origin requests. Read on every request (a reload applies it).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSettings {
+    /// The origins allowed, exactly as browsers send them in `Origin`: `scheme://host[:port]`
+    /// in lower case, `http` or `https`, no path, no trailing slash, no wildcard.
+    pub allowed_origins: Vec<String>,
+    /// How long a browser may cache a preflight answer (`Access-Control-Max-Age`; default
+    /// 10 minutes, at most 24 hours).
+    #[serde(default = "default_cors_max_age")]
+    pub max_age: Seconds,
+    /// Send `Access-Control-Allow-Credentials: true`, so pages may send cookies (a `[tokens]
+    /// cookie`) with `credentials: "include"` (default false; a bearer token in
+    /// `Authorization` needs no credentials mode).
+    #[serde(default)]
+    pub allow_credentials: bool,
+}
+
+fn default_cors_max_age() -> Seconds {
+    Seconds(600)
+}
+
+/// The longest `[cors] max_age`, in seconds (browsers cap it lower anyway).
+pub const MAX_CORS_MAX_AGE: u64 = 86_400;
+
+impl CorsSettings {
+    /// True when `origin` (a request's `Origin` header, byte for byte) is allowed.
+    pub fn allows(&self, origin: &[u8]) -> bool {
+        self.allowed_origins.iter().any(|o| o.as_bytes() == origin)
+    }
+
+    /// Why an `allowed_origins` entry can never match a browser's `Origin`, if it cannot.
+    fn origin_problem(origin: &str) -> Option<&'static str> {
+        let Some((scheme, rest)) = origin.split_once("://") else {
+            return Some("not scheme://host[:port]");
+        };
+        if scheme != "http" && scheme != "https" {
+            return Some("the scheme must be http or https (in lower case)");
+        }
+        if origin.contains('*') {
+            return Some("wildcards are not allowed: name each origin");
+        }
+        // An IPv6 literal is bracketed: its colons are not the port's.
+        let split_at = match rest.strip_prefix('[') {
+            Some(r) => r.find(']').map(|i| i + 2).unwrap_or(rest.len()),
+            None => rest.find(':').unwrap_or(rest.len()),
+        };
+        let (host, port) = rest.split_at(split_at);
+        let port = match port.strip_prefix(':') {
+            Some(p) => Some(p),
+            None if port.is_empty() => None,
+            None => return Some("not scheme://host[:port]"),
+        };
+        let host_ok = !host.is_empty()
+            && host
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"-.[]:".contains(&c));
+        if !host_ok {
+            return Some("the host must be lower case, without path, query or trailing slash");
+        }
+        if let Some(p) = port {
+            if p.is_empty() || !p.bytes().all(|c| c.is_ascii_digit()) || p.parse::<u16>().is_err() {
+                return Some("the port must be a number up to 65535");
+            }
+        }
+        None
+    }
 }
 
 /// Token sources, tried in this order: `Authorization: Bearer`, the cookie, the query parameter.
@@ -912,6 +987,26 @@ impl Config {
                 errors.push((line, format!("server: {p}")));
             }
         }
+        if let Some(cors) = &self.cors {
+            let line = text.find("[cors]").map(|o| line_of(text, o)).unwrap_or(0);
+            if cors.allowed_origins.is_empty() {
+                errors.push((
+                    line,
+                    "cors: allowed_origins must name at least one origin".into(),
+                ));
+            }
+            for o in &cors.allowed_origins {
+                if let Some(why) = CorsSettings::origin_problem(o) {
+                    errors.push((line, format!("cors: origin {o:?}: {why}")));
+                }
+            }
+            if cors.max_age.0 > MAX_CORS_MAX_AGE {
+                errors.push((
+                    line,
+                    format!("cors: max_age is at most {MAX_CORS_MAX_AGE} s (24 h)"),
+                ));
+            }
+        }
         if let Some(admin) = &self.admin {
             if admin.api_key_env.is_none() == admin.api_key_file.is_none() {
                 let line = text.find("[admin]").map(|o| line_of(text, o)).unwrap_or(0);
@@ -927,6 +1022,50 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cors_origins_are_exact_browser_origins() {
+        for good in [
+            "https://site.example",
+            "http://localhost:3000",
+            "https://[::1]:8443",
+            "http://127.0.0.1",
+        ] {
+            assert_eq!(CorsSettings::origin_problem(good), None, "{good}");
+        }
+        for bad in [
+            "*",
+            "https://*.site.example",
+            "https://site.example/",
+            "https://Site.example",
+            "HTTPS://site.example",
+            "site.example",
+            "ftp://site.example",
+            "https://site.example:99999",
+            "https://site.example:",
+            "https://[::1]x",
+            "null",
+        ] {
+            assert!(CorsSettings::origin_problem(bad).is_some(), "{bad}");
+        }
+        let text = "[cors]\nallowed_origins = [\"https://a.example/\"]\nmax_age = \"2d\"\n";
+        let shown = Config::parse(text, "jwtd.toml").unwrap_err().to_string();
+        assert!(
+            shown.contains("jwtd.toml:1: cors: origin \"https://a.example/\""),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("jwtd.toml:1: cors: max_age is at most"),
+            "{shown}"
+        );
+        let empty = Config::parse("[cors]\nallowed_origins = []\n", "f").unwrap_err();
+        assert!(empty.to_string().contains("at least one origin"), "{empty}");
+        let ok = Config::parse("[cors]\nallowed_origins = [\"https://a.example\"]\n", "f").unwrap();
+        let cors = ok.cors.unwrap();
+        assert_eq!(cors.max_age, Seconds(600));
+        assert!(cors.allows(b"https://a.example") && !cors.allows(b"https://a.example.evil"));
+        assert_eq!(Config::parse("", "f").unwrap().cors, None, "off by default");
+    }
 
     #[test]
     fn every_error_has_its_line() {

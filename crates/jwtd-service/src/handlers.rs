@@ -7,6 +7,7 @@ use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
@@ -18,13 +19,23 @@ use std::time::Instant;
 
 /// The service's routes. The endpoints that read a body (`POST /v1/verify`, `/introspect`,
 /// `/v1/tokens`, `/v1/revocations`) take at most `[server] max_request_body` bytes (413 past
-/// it); the others never read theirs.
+/// it); the others never read theirs. `/v1/verify` and `/v1/tokens/{token}` answer
+/// cross-origin requests from the `[cors]` origins (see `CorsSettings`).
 pub fn router(state: Arc<AppState>) -> Router {
     metrics_handle();
     let limit = DefaultBodyLimit::max(state.runtime().config.server.max_request_body);
     Router::new()
-        .route("/v1/verify", get(verify).post(verify_post).layer(limit))
-        .route("/v1/tokens/{token}", get(token_path))
+        .route(
+            "/v1/verify",
+            get(verify)
+                .post(verify_post)
+                .layer(limit)
+                .layer(from_fn_with_state(state.clone(), cors_get_post)),
+        )
+        .route(
+            "/v1/tokens/{token}",
+            get(token_path).layer(from_fn_with_state(state.clone(), cors_get)),
+        )
         .route("/auth", any(forward_auth))
         // Envoy's ext_authz appends the original path to its path_prefix.
         .route("/auth/{*original}", any(forward_auth))
@@ -45,6 +56,98 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+async fn cors_get_post(state: State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    cors(state, req, next, "GET, POST").await
+}
+
+async fn cors_get(state: State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    cors(state, req, next, "GET").await
+}
+
+/// The headers a page may send on a cross-origin request (all that jwtd reads from one).
+const CORS_ALLOW_HEADERS: HeaderValue = HeaderValue::from_static("authorization, content-type");
+
+/// The answer's headers a page may read: the challenge, the request id, the retry delay.
+const CORS_EXPOSE_HEADERS: HeaderValue =
+    HeaderValue::from_static("www-authenticate, x-request-id, retry-after");
+
+/// CORS for one route (`methods`: its methods but `OPTIONS`), per `[cors]`, read at each
+/// request. Without `[cors]` the route answers as if this layer were not there (a preflight
+/// gets 405). With it, every answer carries `Vary: Origin`, and when the request's one
+/// `Origin` is allowed:
+/// - a preflight (`OPTIONS` with `Access-Control-Request-Method` naming one of `methods`) is
+///   answered 204 with `Access-Control-Allow-Origin` (that origin), `-Allow-Methods`,
+///   `-Allow-Headers` (`authorization, content-type`), `-Max-Age` and, with
+///   `allow_credentials`, `-Allow-Credentials: true`;
+/// - any other answer gets `Access-Control-Allow-Origin`, `-Expose-Headers`
+///   (`www-authenticate, x-request-id, retry-after`) and `-Allow-Credentials` likewise.
+///
+/// A request from an origin not allowed, or a preflight for another method, gets no
+/// `Access-Control-*` header at all (a preflight then gets the route's 405).
+async fn cors(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+    methods: &'static str,
+) -> Response {
+    let rt = state.runtime();
+    let Some(cors) = &rt.config.cors else {
+        drop(rt);
+        return next.run(req).await;
+    };
+    let mut origins = req.headers().get_all(header::ORIGIN).iter();
+    let origin = match (origins.next(), origins.next()) {
+        (Some(o), None) if cors.allows(o.as_bytes()) => Some(o.clone()),
+        _ => None,
+    };
+    let preflight = req.method() == axum::http::Method::OPTIONS
+        && req
+            .headers()
+            .get(header::ACCESS_CONTROL_REQUEST_METHOD)
+            .and_then(|m| m.to_str().ok())
+            .is_some_and(|m| methods.split(", ").any(|x| x == m));
+    // An OPTIONS request that is not a preflight this route accepts gets no CORS headers.
+    let origin = origin.filter(|_| preflight || req.method() != axum::http::Method::OPTIONS);
+    let credentials = cors.allow_credentials;
+    let mut r = match &origin {
+        Some(_) if preflight => {
+            let mut r = StatusCode::NO_CONTENT.into_response();
+            let h = r.headers_mut();
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static(methods),
+            );
+            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, CORS_ALLOW_HEADERS);
+            h.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from(cors.max_age.0),
+            );
+            r
+        }
+        _ => {
+            drop(rt);
+            let mut r = next.run(req).await;
+            if origin.is_some() {
+                r.headers_mut()
+                    .insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, CORS_EXPOSE_HEADERS);
+            }
+            r
+        }
+    };
+    let h = r.headers_mut();
+    h.append(header::VARY, HeaderValue::from_static("origin"));
+    if let Some(o) = origin {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
+        if credentials {
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
+        }
+    }
+    r
+}
 
 /// The token from the configured sources: `Authorization: Bearer` (scheme case-insensitive,
 /// RFC 6750 2.1), the cookie, the query parameter. `Ok(None)` when there is none; an error
@@ -420,7 +523,8 @@ fn missing() -> Error {
     Error::new(Reason::MissingToken, "no token in the request (Authorization: Bearer, or the configured cookie or query parameter)")
 }
 
-/// Shared body of `/v1/verify` and `/v1/tokens/{token}`.
+/// Shared body of `/v1/verify` (`with_header`: 200 `{"issuer", "iss", "header", "claims"}`)
+/// and `/v1/tokens/{token}` (200 with the claims alone).
 async fn verify_token(
     state: &AppState,
     endpoint: &'static str,
@@ -445,9 +549,12 @@ async fn verify_token(
                 Some(&token),
             );
             let body = if with_header {
+                // `issuer`: the configured issuer's name; `iss`: the token's own `iss` claim
+                // (null when the token has none, or one that is not a string).
                 format!(
-                    "{{\"issuer\":{},\"header\":{},\"claims\":{}}}",
+                    "{{\"issuer\":{},\"iss\":{},\"header\":{},\"claims\":{}}}",
                     Value::from(issuer.name.as_str()),
+                    Value::from(v.iss()),
                     v.header.json(),
                     v.claims_json()
                 )

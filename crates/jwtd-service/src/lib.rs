@@ -5,8 +5,8 @@
 //!
 //! | endpoint | what |
 //! |---|---|
-//! | `GET\|POST /v1/verify` | 200 `{"issuer", "header", "claims"}`, or 401/403 with an RFC 6750 `WWW-Authenticate` |
-//! | `GET /v1/tokens/{token}` | 200 with the verified claims, same errors |
+//! | `GET\|POST /v1/verify` | 200 `{"issuer", "iss", "header", "claims"}` (the configured issuer's name, the token's `iss`), or 401/403 with an RFC 6750 `WWW-Authenticate`; POST also takes a JSON body `{"token": "..."}` |
+//! | `GET /v1/tokens/{token}` | 200 with the verified claims, same errors; both answer browsers on the `[cors]` origins |
 //! | `GET /auth` (any method) | forward-auth for nginx `auth_request`, Traefik `forwardAuth`, Caddy `forward_auth`, Envoy `ext_authz`: 200 with identity headers |
 //! | `POST /introspect` | RFC 7662 introspection, HTTP Basic client authentication |
 //! | `/healthz`, `/readyz`, `/metrics` | liveness, readiness (every issuer has keys), Prometheus |

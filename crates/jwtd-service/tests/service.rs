@@ -173,7 +173,9 @@ async fn verify_endpoint_success_and_every_error_shape() {
         "{rid}"
     );
     let body: Value = r.json().await.unwrap();
+    // The configured issuer's name, and the token's own `iss`.
     assert_eq!(body["issuer"], "main");
+    assert_eq!(body["iss"], ISS);
     // A client's id is sent back (on successes and rejections, /auth too); one that is not
     // 1-64 visible characters is replaced.
     for path in ["/v1/verify", "/auth"] {
@@ -250,12 +252,12 @@ async fn verify_endpoint_success_and_every_error_shape() {
     )
     .await;
     assert_eq!(b["error"], "insufficient_scope");
-    assert_eq!(
-        get(&s, "/v1/verify", Some(&hs_token(&s, "app-key-1")))
-            .await
-            .status(),
-        200
-    );
+    let r = get(&s, "/v1/verify", Some(&hs_token(&s, "app-key-1"))).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    // A token without `iss`, verified by the issuer that omits it: `iss` is null.
+    assert_eq!(body["issuer"], "mobile");
+    assert_eq!(body["iss"], Value::Null);
 
     // Scheme is case-insensitive; POST takes a JSON body too; cookie and query sources.
     let r = s
@@ -726,6 +728,155 @@ async fn reload_swaps_valid_config_and_keeps_old_on_error() {
     let b: Value = r.json().await.unwrap();
     assert!(b["error"].as_str().unwrap().contains("jwtd.toml:4"), "{b}");
     assert_eq!(get(&s, "/v1/verify", Some(&billing)).await.status(), 200);
+}
+
+/// Finding 15: `[cors]` lets browsers on the allowed origins call `GET /v1/tokens/{token}` and
+/// `/v1/verify`; off by default, exact origins only, nothing for the other endpoints.
+#[tokio::test]
+async fn cors_preflight_and_answers_for_allowed_origins_only() {
+    let s = start().await;
+    let t = es_token(&s, json!({}));
+    let site = "https://site.example";
+    let preflight = |path: String, origin: &'static str, method: &'static str| {
+        s.client
+            .request(reqwest::Method::OPTIONS, format!("{}{path}", s.base))
+            .header("origin", origin)
+            .header("access-control-request-method", method)
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    let with_origin = |path: String, origin: &'static str| {
+        s.client
+            .get(format!("{}{path}", s.base))
+            .header("origin", origin)
+            .send()
+    };
+    let cors_headers = |r: &reqwest::Response| -> Vec<String> {
+        r.headers()
+            .keys()
+            .map(|k| k.as_str().to_owned())
+            .filter(|k| k.starts_with("access-control-"))
+            .collect()
+    };
+    let tokens = format!("/v1/tokens/{t}");
+    // Off by default: as before, a preflight is 405 and nothing carries CORS headers.
+    let r = preflight(tokens.clone(), site, "GET").await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert!(cors_headers(&r).is_empty(), "{:?}", r.headers());
+    let r = with_origin(tokens.clone(), site).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(cors_headers(&r).is_empty(), "{:?}", r.headers());
+    assert!(r.headers().get("vary").is_none());
+
+    let mut text = config_text(&s.dir, None);
+    text.push_str(
+        "\n[cors]\nallowed_origins = [\"https://site.example\", \"http://localhost:3000\"]\nmax_age = \"1h\"\n",
+    );
+    std::fs::write(s.dir.join("jwtd.toml"), &text).unwrap();
+    s.state.reload().await.unwrap();
+
+    // An allowed origin's preflight: 204 with everything a browser checks.
+    let r = preflight(tokens.clone(), site, "GET").await.unwrap();
+    assert_eq!(r.status(), 204);
+    let h = r.headers();
+    assert_eq!(h["access-control-allow-origin"], site);
+    assert_eq!(h["access-control-allow-methods"], "GET");
+    assert_eq!(
+        h["access-control-allow-headers"],
+        "authorization, content-type"
+    );
+    assert_eq!(h["access-control-max-age"], "3600");
+    assert_eq!(h["vary"], "origin");
+    assert!(h.get("access-control-allow-credentials").is_none());
+    let r = preflight("/v1/verify".into(), "http://localhost:3000", "POST")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "http://localhost:3000"
+    );
+    assert_eq!(r.headers()["access-control-allow-methods"], "GET, POST");
+    // A method the endpoint does not have is not pre-approved.
+    let r = preflight(tokens.clone(), site, "DELETE").await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert!(cors_headers(&r).is_empty(), "{:?}", r.headers());
+    // Other origins (a look-alike, another scheme, a subdomain, "null") get no CORS headers.
+    for other in [
+        "https://site.example.evil",
+        "http://site.example",
+        "https://www.site.example",
+        "null",
+    ] {
+        let r = preflight(tokens.clone(), other, "GET").await.unwrap();
+        assert_eq!(r.status(), 405, "{other}");
+        assert!(cors_headers(&r).is_empty(), "{other}: {:?}", r.headers());
+        assert_eq!(r.headers()["vary"], "origin");
+        let r = with_origin(tokens.clone(), other).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(cors_headers(&r).is_empty(), "{other}: {:?}", r.headers());
+    }
+
+    // The actual request: the claims, readable by the page.
+    let r = with_origin(tokens.clone(), site).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["access-control-allow-origin"], site);
+    assert_eq!(r.headers()["vary"], "origin");
+    assert_eq!(
+        r.headers()["access-control-expose-headers"],
+        "www-authenticate, x-request-id, retry-after"
+    );
+    let claims: Value = r.json().await.unwrap();
+    assert_eq!(claims["sub"], "alice");
+    // A rejection too, so the page can read why.
+    let r = with_origin("/v1/tokens/not.a.token".into(), site)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["access-control-allow-origin"], site);
+    let r = s
+        .client
+        .post(format!("{}/v1/verify", s.base))
+        .header("origin", site)
+        .json(&json!({"token": t}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["access-control-allow-origin"], site);
+    // Two Origin headers are no origin.
+    let r = s
+        .client
+        .get(format!("{}{tokens}", s.base))
+        .header("origin", site)
+        .header("origin", "http://localhost:3000")
+        .send()
+        .await
+        .unwrap();
+    assert!(cors_headers(&r).is_empty(), "{:?}", r.headers());
+    // No other endpoint answers cross-origin requests.
+    for path in [
+        "/auth",
+        "/v1/revocations",
+        "/.well-known/jwks.json",
+        "/healthz",
+    ] {
+        let r = with_origin(path.into(), site).await.unwrap();
+        assert!(cors_headers(&r).is_empty(), "{path}: {:?}", r.headers());
+    }
+    let r = preflight("/v1/tokens".into(), site, "POST").await.unwrap();
+    assert!(cors_headers(&r).is_empty(), "{:?}", r.headers());
+
+    // With credentials (cookie tokens from the browser).
+    text.push_str("allow_credentials = true\n");
+    std::fs::write(s.dir.join("jwtd.toml"), &text).unwrap();
+    s.state.reload().await.unwrap();
+    let r = preflight(tokens.clone(), site, "GET").await.unwrap();
+    assert_eq!(r.headers()["access-control-allow-credentials"], "true");
+    let r = with_origin(tokens.clone(), site).await.unwrap();
+    assert_eq!(r.headers()["access-control-allow-credentials"], "true");
+    let r = with_origin(tokens, "https://other.example").await.unwrap();
+    assert!(cors_headers(&r).is_empty(), "{:?}", r.headers());
 }
 
 /// Finding 1 (High): an empty or newline-only admin key file, an empty introspection secret or a

@@ -2,8 +2,10 @@
 //! revoke), configuration errors at start, SIGHUP reload (a broken file keeps the running
 //! configuration), SIGTERM drains and exits; the `[server]` limits: slow and idle clients by
 //! the thousand neither starve requests nor outlive their deadlines, body limits and timeouts,
-//! and a shutdown bounded by its drain deadline with stuck clients.
+//! and a shutdown bounded by its drain deadline with stuck clients; the client samples in
+//! `examples/clients` against a real `jwtd serve` (`clients`).
 
+mod clients;
 mod common;
 
 use common::{free_port, http_get, http_post, wait_for, Guard};
