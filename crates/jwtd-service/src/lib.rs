@@ -392,6 +392,75 @@ impl Runtime {
     }
 }
 
+/// Logs what is about to run: one line per issuer (name, `iss`, key source with any URL
+/// credentials redacted, whether it can verify now), jwtd's own issuer when signing, then the
+/// address and the endpoints. `jwtd serve` calls it once the port is bound and the state built.
+pub fn log_startup(runtime: &Runtime, listen: &str) {
+    for i in &runtime.issuers.list {
+        let ic = &i.config;
+        let source = match &i.keys {
+            issuers::Keys::Remote(r) => r.source_redacted(),
+            issuers::Keys::Ring(_) => "jwtd's own key ring ([signing])".to_owned(),
+            issuers::Keys::Static(_) => {
+                let file =
+                    |kind: &str, f: &Option<String>| f.as_ref().map(|f| format!("{kind} {f}"));
+                file("jwks_file", &ic.jwks_file)
+                    .or_else(|| file("pem_file", &ic.pem_file))
+                    .or_else(|| file("secret_file", &ic.secret_file))
+                    .or_else(|| ic.secret_env.as_ref().map(|v| format!("secret_env {v}")))
+                    .unwrap_or_else(|| "static keys".to_owned())
+            }
+        };
+        let ready = i.ready();
+        tracing::info!(
+            issuer = %i.name,
+            iss = %i.iss.as_deref().unwrap_or("(tokens without iss)"),
+            source = %source,
+            ready,
+            "{}",
+            if ready {
+                "issuer ready"
+            } else {
+                "issuer not ready yet: its keys are being fetched (see GET /admin/status)"
+            }
+        );
+    }
+    if let Some(s) = &runtime.signing {
+        tracing::info!(
+            iss = %s.iss,
+            signing_kid = s.ring.signer().and_then(|k| k.kid().map(str::to_owned)).unwrap_or_default(),
+            jwks = %format!("http://{listen}/.well-known/jwks.json"),
+            "signing: jwtd issues tokens"
+        );
+    }
+    let c = &runtime.config;
+    let mut endpoints = vec!["/v1/verify", "/v1/tokens/{token}", "/auth"];
+    if c.introspection.is_some() {
+        endpoints.push("/introspect");
+    }
+    endpoints.extend(["/healthz", "/readyz", "/metrics"]);
+    if runtime.signing.is_some() {
+        endpoints.extend([
+            "/.well-known/jwks.json",
+            "/.well-known/openid-configuration",
+        ]);
+    }
+    if c.admin.is_some() {
+        endpoints.extend(["/admin/reload", "/admin/status"]);
+        if runtime.signing.is_some() {
+            endpoints.push("POST /v1/tokens");
+        }
+        if runtime.revocations.is_some() {
+            endpoints.push("/v1/revocations");
+        }
+    }
+    tracing::info!(
+        listen = %format!("http://{listen}"),
+        endpoints = %endpoints.join(" "),
+        "listening"
+    );
+}
+
 /// Opens the revocation store (sharing the key ring's store when it is the same database) and
 /// loads the list.
 async fn open_revocations(
@@ -459,6 +528,9 @@ impl AppState {
 
     /// Re-reads the configuration file and swaps it in once its remote keys are ready (at most
     /// 10 s); requests in flight finish on the old one. An invalid file changes nothing.
+    /// `${VAR}` values, secrets and key files are read again; remote key sources restart only
+    /// when their settings changed. `listen` and `[server]` are read at start only: a change
+    /// is logged as a warning and waits for the next start.
     pub async fn reload(&self) -> Result<(), String> {
         let _one_at_a_time = self.reload_lock.lock().await;
         let Some(path) = &self.config_path else {
@@ -466,6 +538,13 @@ impl AppState {
         };
         let config = Config::load(path).map_err(|e| e.to_string())?;
         let old = self.runtime();
+        if config.listen != old.config.listen {
+            tracing::warn!(
+                running = %old.config.listen,
+                configured = %config.listen,
+                "listen changes take effect at the next start; still listening on the running address"
+            );
+        }
         if config.server != old.config.server {
             tracing::warn!(
                 "[server] changes take effect at the next start; the running limits stay"

@@ -155,11 +155,23 @@ pub struct StoreArgs {
 /// `jwtd keys ...`.
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
-    /// List keys with their state and schedule.
+    /// List keys with their state and schedule (dates in UTC, RFC 3339).
     #[command(
-        after_help = "Examples:\n  jwtd keys list\n  jwtd keys list --data-dir /var/lib/jwtd"
+        after_help = "Columns: kid, algorithm, state (pending: published, not signing yet; \
+active: signs; retiring: published until its tokens expired; retired), created, when it signs \
+(activate_at) and when it is unpublished (retire_after); `-` when not scheduled. --json prints \
+an array of objects with the same members, each date as RFC 3339 and as Unix seconds \
+(`created_at_unix`, ...).\n\n\
+Examples:\n  jwtd keys list\n  jwtd keys list --data-dir /var/lib/jwtd\n  \
+jwtd keys list --config jwtd.toml --json"
     )]
-    List(StoreArgs),
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Start a rotation: a new key of the issuer's algorithm, published now, signing after the
     /// publish lead (when it also retires the current signing key).
     #[command(
