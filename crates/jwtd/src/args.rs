@@ -65,8 +65,13 @@ jwtd keygen --alg HS256 --out secret.jwk"
         after_help = "Endpoints: GET|POST /v1/verify, GET /v1/tokens/{token}, /auth (forward-auth), \
 POST /introspect, /healthz, /readyz, /metrics, POST /admin/reload; with [signing]: /.well-known/jwks.json, \
 /.well-known/openid-configuration, POST /v1/tokens; with [revocation]: POST|GET /v1/revocations. \
-Without --config: the embedded issuer (signing and revocation) in ./jwtd-data. SIGHUP reloads the configuration; SIGTERM or Ctrl-C drains requests in progress for at most \
-[server] shutdown_timeout (10 s) and exits. Connections and requests are bounded by [server] \
+Without --config: the embedded issuer (signing and revocation) in ./jwtd-data. The address is \
+bound before anything is created: a taken port exits 2 and leaves no trace. Logs (and the \
+start-up banner) go to stderr: RUST_LOG filters them (default info), log_format = \"json\" writes \
+one JSON object per line, text is coloured only on a terminal. At start jwtd logs each issuer, \
+its key source and readiness, then the address. SIGHUP reloads the configuration (the file, \
+${VAR} values, secret and key files; listen and [server] need a restart); SIGTERM or Ctrl-C \
+drains requests in progress for at most [server] shutdown_timeout (10 s) and exits. Connections and requests are bounded by [server] \
 (header, idle and request timeouts, max_connections, body limits); keep LimitNOFILE above \
 max_connections + 256.\n\n\
 Examples:\n  jwtd serve --config jwtd.toml\n  \
