@@ -99,7 +99,7 @@ impl Signing {
         }
         let now = jwtd_core::unix_now() as i64;
         for e in ring.ensure_active(now).await.map_err(|e| e.to_string())? {
-            tracing::info!(event = ?e, "key ring");
+            log_ring_event(&e);
         }
         let weak = Arc::downgrade(&ring);
         tokio::spawn(async move {
@@ -108,7 +108,7 @@ impl Signing {
                 match ring.tick(jwtd_core::unix_now() as i64).await {
                     Ok(events) => {
                         for e in events {
-                            tracing::info!(event = ?e, "key ring");
+                            log_ring_event(&e);
                         }
                     }
                     Err(e) => tracing::error!(error = %e, "key ring schedule failed"),
@@ -129,6 +129,49 @@ impl Signing {
     /// `Cache-Control` max-age for the JWKS (see [`jwks_max_age`]).
     pub fn jwks_max_age(&self) -> u64 {
         jwks_max_age(self.ring.config())
+    }
+}
+
+/// Logs what the key ring did as a sentence, with the kid (and dates in RFC 3339) as fields.
+fn log_ring_event(e: &jwtd_store::RingEvent) {
+    use jwtd_store::{KeyState, RingEvent};
+    let date = |secs: i64| {
+        let when = std::time::UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
+        humantime::format_rfc3339_seconds(when).to_string()
+    };
+    match e {
+        RingEvent::Created(kid, KeyState::Pending) => tracing::info!(
+            kid = %kid,
+            "key ring: created a key; published now, it signs once the publish lead ends"
+        ),
+        RingEvent::Created(kid, _) => tracing::info!(
+            kid = %kid,
+            "key ring: created a key that signs now (verifiers learn it when they refetch the JWKS)"
+        ),
+        RingEvent::Activated(kid) => tracing::info!(kid = %kid, "key ring: the key signs now"),
+        RingEvent::ActivatedEarly(kid, left) => tracing::warn!(
+            kid = %kid,
+            lead_skipped_seconds = left,
+            "key ring: the key signs before its publish lead ended; verifiers that cached the \
+             JWKS before it was published may refuse its tokens until they refetch"
+        ),
+        RingEvent::Retiring(kid, until) => tracing::info!(
+            kid = %kid,
+            published_until = %date(*until),
+            "key ring: the key no longer signs; it stays published until its tokens expired"
+        ),
+        RingEvent::Retired(kid) => {
+            tracing::info!(kid = %kid, "key ring: the key is retired (unpublished)")
+        }
+        RingEvent::Removed(kid) => {
+            tracing::warn!(kid = %kid, "key ring: the key was removed and unpublished")
+        }
+        RingEvent::AlgorithmChanged(from, to) => tracing::warn!(
+            from = %from,
+            to = %to,
+            "key ring: the algorithm changes; verifiers pinned to the old one will refuse the \
+             tokens the new key signs"
+        ),
     }
 }
 

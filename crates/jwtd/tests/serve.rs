@@ -36,13 +36,21 @@ fn embedded_default_mints_verifies_and_revokes() {
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .current_dir(&dir)
         .env_remove("JWTD_KEK")
+        .env_remove("RUST_LOG")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
         .spawn()
         .unwrap();
     let pid = child.id();
     let mut guard = Guard(vec![child]);
     wait_for(port);
+    // Once it serves: the banner, and the first key as a sentence (not `Created("…", Active)`).
+    let log = std::fs::read_to_string(dir.join("stderr")).unwrap();
+    assert!(log.contains("mint a token"), "{log}");
+    assert!(
+        log.contains("key ring: created a key that signs now") && !log.contains("Created("),
+        "{log}"
+    );
     let admin = std::fs::read_to_string(dir.join("jwtd-data/admin.key")).unwrap();
     let admin = admin.trim();
     let (status, body) = http_post(
