@@ -805,6 +805,26 @@ fn keys_and_token_commands_read_the_service_configuration() {
     assert!(rows.iter().all(|r| r.1 == "RS256"), "{rows:?}");
     let pending = rows.iter().find(|r| r.2 == "pending").unwrap().clone();
     assert_eq!(pending.4.unwrap() - pending.3, 86_400, "{pending:?}");
+    // The table prints UTC dates, not Unix seconds (finding 16).
+    let date = |secs: i64| {
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(secs as u64);
+        humantime::format_rfc3339_seconds(t).to_string()
+    };
+    let table = ok(&dir, &["keys", "list", "--config", cfg]);
+    let line = table.lines().find(|l| l.starts_with(&pending.0)).unwrap();
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        cols,
+        [
+            pending.0.as_str(),
+            "RS256",
+            "pending",
+            &date(pending.3),
+            &date(pending.4.unwrap()),
+            "-"
+        ],
+        "{table}"
+    );
     // A lead below the JWKS max-age, or another algorithm, is refused.
     refused(
         &dir,
