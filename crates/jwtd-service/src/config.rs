@@ -803,14 +803,28 @@ fn interpolate(text: &str, errors: &mut Vec<(usize, String)>) -> String {
 }
 
 impl Config {
-    /// Reads and checks a configuration file.
+    /// Reads and checks a configuration file. A file with nothing to verify (no `[[issuer]]`
+    /// and no `[signing]`) is refused: a service that refuses every token is a mistake.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: file.clone(),
             errors: vec![(0, format!("cannot read: {e}"))],
         })?;
-        Config::parse(&text, &file)
+        let config = Config::parse(&text, &file)?;
+        if config.issuers.is_empty() && config.signing.is_none() {
+            return Err(ConfigError {
+                file,
+                errors: vec![(
+                    0,
+                    "nothing to verify: add an [[issuer]] table (tokens of an identity provider) \
+                     or a [signing] table (jwtd as its own issuer), see docs/configuration.md; \
+                     `jwtd serve` without --config runs the embedded issuer"
+                        .into(),
+                )],
+            });
+        }
+        Ok(config)
     }
 
     /// Parses and checks configuration text; `file` names it in messages.

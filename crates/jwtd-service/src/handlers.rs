@@ -440,10 +440,10 @@ fn observe(
             // many were not), the rest at DEBUG, so a flood of junk cannot flood the logs.
             match rejection_sample() {
                 Some(unlogged) => {
-                    tracing::info!(request_id = rid.as_str(), endpoint, issuer, token = %fp(), reason, message = e.message(), unlogged, "rejected")
+                    tracing::info!(request_id = rid.as_str(), endpoint, issuer, token = %fp(), reason, detail = e.message(), unlogged, "rejected")
                 }
                 None if tracing::enabled!(tracing::Level::DEBUG) => {
-                    tracing::debug!(request_id = rid.as_str(), endpoint, issuer, token = %fp(), reason, message = e.message(), "rejected")
+                    tracing::debug!(request_id = rid.as_str(), endpoint, issuer, token = %fp(), reason, detail = e.message(), "rejected")
                 }
                 None => {}
             }

@@ -99,7 +99,7 @@ impl Signing {
         }
         let now = jwtd_core::unix_now() as i64;
         for e in ring.ensure_active(now).await.map_err(|e| e.to_string())? {
-            tracing::info!(event = ?e, "key ring");
+            log_ring_event(&e);
         }
         let weak = Arc::downgrade(&ring);
         tokio::spawn(async move {
@@ -108,7 +108,7 @@ impl Signing {
                 match ring.tick(jwtd_core::unix_now() as i64).await {
                     Ok(events) => {
                         for e in events {
-                            tracing::info!(event = ?e, "key ring");
+                            log_ring_event(&e);
                         }
                     }
                     Err(e) => tracing::error!(error = %e, "key ring schedule failed"),
@@ -129,6 +129,49 @@ impl Signing {
     /// `Cache-Control` max-age for the JWKS (see [`jwks_max_age`]).
     pub fn jwks_max_age(&self) -> u64 {
         jwks_max_age(self.ring.config())
+    }
+}
+
+/// Logs what the key ring did as a sentence, with the kid (and dates in RFC 3339) as fields.
+fn log_ring_event(e: &jwtd_store::RingEvent) {
+    use jwtd_store::{KeyState, RingEvent};
+    let date = |secs: i64| {
+        let when = std::time::UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
+        humantime::format_rfc3339_seconds(when).to_string()
+    };
+    match e {
+        RingEvent::Created(kid, KeyState::Pending) => tracing::info!(
+            kid = %kid,
+            "key ring: created a key; published now, it signs once the publish lead ends"
+        ),
+        RingEvent::Created(kid, _) => tracing::info!(
+            kid = %kid,
+            "key ring: created a key that signs now (verifiers learn it when they refetch the JWKS)"
+        ),
+        RingEvent::Activated(kid) => tracing::info!(kid = %kid, "key ring: the key signs now"),
+        RingEvent::ActivatedEarly(kid, left) => tracing::warn!(
+            kid = %kid,
+            lead_skipped_seconds = left,
+            "key ring: the key signs before its publish lead ended; verifiers that cached the \
+             JWKS before it was published may refuse its tokens until they refetch"
+        ),
+        RingEvent::Retiring(kid, until) => tracing::info!(
+            kid = %kid,
+            published_until = %date(*until),
+            "key ring: the key no longer signs; it stays published until its tokens expired"
+        ),
+        RingEvent::Retired(kid) => {
+            tracing::info!(kid = %kid, "key ring: the key is retired (unpublished)")
+        }
+        RingEvent::Removed(kid) => {
+            tracing::warn!(kid = %kid, "key ring: the key was removed and unpublished")
+        }
+        RingEvent::AlgorithmChanged(from, to) => tracing::warn!(
+            from = %from,
+            to = %to,
+            "key ring: the algorithm changes; verifiers pinned to the old one will refuse the \
+             tokens the new key signs"
+        ),
     }
 }
 
@@ -392,6 +435,75 @@ impl Runtime {
     }
 }
 
+/// Logs what is about to run: one line per issuer (name, `iss`, key source with any URL
+/// credentials redacted, whether it can verify now), jwtd's own issuer when signing, then the
+/// address and the endpoints. `jwtd serve` calls it once the port is bound and the state built.
+pub fn log_startup(runtime: &Runtime, listen: &str) {
+    for i in &runtime.issuers.list {
+        let ic = &i.config;
+        let source = match &i.keys {
+            issuers::Keys::Remote(r) => r.source_redacted(),
+            issuers::Keys::Ring(_) => "jwtd's own key ring ([signing])".to_owned(),
+            issuers::Keys::Static(_) => {
+                let file =
+                    |kind: &str, f: &Option<String>| f.as_ref().map(|f| format!("{kind} {f}"));
+                file("jwks_file", &ic.jwks_file)
+                    .or_else(|| file("pem_file", &ic.pem_file))
+                    .or_else(|| file("secret_file", &ic.secret_file))
+                    .or_else(|| ic.secret_env.as_ref().map(|v| format!("secret_env {v}")))
+                    .unwrap_or_else(|| "static keys".to_owned())
+            }
+        };
+        let ready = i.ready();
+        tracing::info!(
+            issuer = %i.name,
+            iss = %i.iss.as_deref().unwrap_or("(tokens without iss)"),
+            source = %source,
+            ready,
+            "{}",
+            if ready {
+                "issuer ready"
+            } else {
+                "issuer not ready yet: its keys are being fetched (see GET /admin/status)"
+            }
+        );
+    }
+    if let Some(s) = &runtime.signing {
+        tracing::info!(
+            iss = %s.iss,
+            signing_kid = s.ring.signer().and_then(|k| k.kid().map(str::to_owned)).unwrap_or_default(),
+            jwks = %format!("http://{listen}/.well-known/jwks.json"),
+            "signing: jwtd issues tokens"
+        );
+    }
+    let c = &runtime.config;
+    let mut endpoints = vec!["/v1/verify", "/v1/tokens/{token}", "/auth"];
+    if c.introspection.is_some() {
+        endpoints.push("/introspect");
+    }
+    endpoints.extend(["/healthz", "/readyz", "/metrics"]);
+    if runtime.signing.is_some() {
+        endpoints.extend([
+            "/.well-known/jwks.json",
+            "/.well-known/openid-configuration",
+        ]);
+    }
+    if c.admin.is_some() {
+        endpoints.extend(["/admin/reload", "/admin/status"]);
+        if runtime.signing.is_some() {
+            endpoints.push("POST /v1/tokens");
+        }
+        if runtime.revocations.is_some() {
+            endpoints.push("/v1/revocations");
+        }
+    }
+    tracing::info!(
+        listen = %format!("http://{listen}"),
+        endpoints = %endpoints.join(" "),
+        "listening"
+    );
+}
+
 /// Opens the revocation store (sharing the key ring's store when it is the same database) and
 /// loads the list.
 async fn open_revocations(
@@ -459,6 +571,9 @@ impl AppState {
 
     /// Re-reads the configuration file and swaps it in once its remote keys are ready (at most
     /// 10 s); requests in flight finish on the old one. An invalid file changes nothing.
+    /// `${VAR}` values, secrets and key files are read again; remote key sources restart only
+    /// when their settings changed. `listen` and `[server]` are read at start only: a change
+    /// is logged as a warning and waits for the next start.
     pub async fn reload(&self) -> Result<(), String> {
         let _one_at_a_time = self.reload_lock.lock().await;
         let Some(path) = &self.config_path else {
@@ -466,6 +581,13 @@ impl AppState {
         };
         let config = Config::load(path).map_err(|e| e.to_string())?;
         let old = self.runtime();
+        if config.listen != old.config.listen {
+            tracing::warn!(
+                running = %old.config.listen,
+                configured = %config.listen,
+                "listen changes take effect at the next start; still listening on the running address"
+            );
+        }
         if config.server != old.config.server {
             tracing::warn!(
                 "[server] changes take effect at the next start; the running limits stay"

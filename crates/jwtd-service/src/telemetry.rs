@@ -4,16 +4,23 @@ use crate::config::LogFormat;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 
-/// Installs the global tracing subscriber (`RUST_LOG` filters; default `info`).
+/// Installs the global tracing subscriber: `RUST_LOG` filters (default `info`); every line goes
+/// to stderr (with `jwtd serve`'s banner; stdout stays clean); text lines are coloured only
+/// when stderr is a terminal, never in files or pipes; JSON lines are one object each, with
+/// the event's text under `fields.message` (no other field is named `message`).
 pub fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
     };
 }
 

@@ -65,8 +65,13 @@ jwtd keygen --alg HS256 --out secret.jwk"
         after_help = "Endpoints: GET|POST /v1/verify, GET /v1/tokens/{token}, /auth (forward-auth), \
 POST /introspect, /healthz, /readyz, /metrics, POST /admin/reload; with [signing]: /.well-known/jwks.json, \
 /.well-known/openid-configuration, POST /v1/tokens; with [revocation]: POST|GET /v1/revocations. \
-Without --config: the embedded issuer (signing and revocation) in ./jwtd-data. SIGHUP reloads the configuration; SIGTERM or Ctrl-C drains requests in progress for at most \
-[server] shutdown_timeout (10 s) and exits. Connections and requests are bounded by [server] \
+Without --config: the embedded issuer (signing and revocation) in ./jwtd-data. The address is \
+bound before anything is created: a taken port exits 2 and leaves no trace. Logs (and the \
+start-up banner) go to stderr: RUST_LOG filters them (default info), log_format = \"json\" writes \
+one JSON object per line, text is coloured only on a terminal. At start jwtd logs each issuer, \
+its key source and readiness, then the address. SIGHUP reloads the configuration (the file, \
+${VAR} values, secret and key files; listen and [server] need a restart); SIGTERM or Ctrl-C \
+drains requests in progress for at most [server] shutdown_timeout (10 s) and exits. Connections and requests are bounded by [server] \
 (header, idle and request timeouts, max_connections, body limits); keep LimitNOFILE above \
 max_connections + 256.\n\n\
 Examples:\n  jwtd serve --config jwtd.toml\n  \
@@ -155,11 +160,23 @@ pub struct StoreArgs {
 /// `jwtd keys ...`.
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
-    /// List keys with their state and schedule.
+    /// List keys with their state and schedule (dates in UTC, RFC 3339).
     #[command(
-        after_help = "Examples:\n  jwtd keys list\n  jwtd keys list --data-dir /var/lib/jwtd"
+        after_help = "Columns: kid, algorithm, state (pending: published, not signing yet; \
+active: signs; retiring: published until its tokens expired; retired), created, when it signs \
+(activate_at) and when it is unpublished (retire_after); `-` when not scheduled. --json prints \
+an array of objects with the same members, each date as RFC 3339 and as Unix seconds \
+(`created_at_unix`, ...).\n\n\
+Examples:\n  jwtd keys list\n  jwtd keys list --data-dir /var/lib/jwtd\n  \
+jwtd keys list --config jwtd.toml --json"
     )]
-    List(StoreArgs),
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Start a rotation: a new key of the issuer's algorithm, published now, signing after the
     /// publish lead (when it also retires the current signing key).
     #[command(

@@ -179,6 +179,12 @@ impl Issuer {
     }
 }
 
+/// Unix seconds as an RFC 3339 UTC date (`2026-12-01T22:19:24Z`).
+fn utc_date(secs: i64) -> String {
+    let when = std::time::UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
+    humantime::format_rfc3339_seconds(when).to_string()
+}
+
 fn print_events(
     events: Vec<jwtd_store::RingEvent>,
     ring: &jwtd_store::KeyRing<jwtd_store::AnyStore>,
@@ -198,7 +204,7 @@ fn print_events(
                     .iter()
                     .find(|k| k.kid == *kid)
                     .and_then(|k| k.activate_at)
-                    .map_or("-".into(), |t| t.to_string());
+                    .map_or("-".into(), utc_date);
                 eprintln!(
                     "jwtd: created {} key {kid}: published now, signs from {at} (after the publish lead)",
                     alg_of(kid)
@@ -218,7 +224,8 @@ fn print_events(
                  until they fetch the keys again"
             ),
             RingEvent::Retiring(kid, until) => eprintln!(
-                "jwtd: key {kid} no longer signs; published until {until} (max ttl + grace)"
+                "jwtd: key {kid} no longer signs; published until {} (max ttl + grace)",
+                utc_date(*until)
             ),
             RingEvent::Retired(kid) => eprintln!("jwtd: key {kid} is retired (unpublished)"),
             RingEvent::Removed(kid) => eprintln!("jwtd: key {kid} removed and unpublished"),
@@ -235,23 +242,46 @@ fn keys(k: KeysCommand) -> Result<()> {
     let usage = |e: jwtd_store::StoreError| Failure::Usage(e.to_string());
     block_on(async {
         match k {
-            KeysCommand::List(s) => {
-                let ring = Issuer::from_args(&s)?.open_ring().await?;
-                println!(
-                    "{:<45} {:<6} {:<9} {:>11} {:>11} {:>12}",
-                    "kid", "alg", "state", "created", "activate_at", "retire_after"
-                );
-                for key in ring.keys() {
-                    let t = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+            KeysCommand::List { store, json } => {
+                let ring = Issuer::from_args(&store)?.open_ring().await?;
+                let keys = ring.keys();
+                if json {
+                    let rows: Vec<Value> = keys
+                        .iter()
+                        .map(|k| {
+                            let mut m = Map::new();
+                            m.insert("kid".into(), Value::from(k.kid.as_str()));
+                            m.insert("alg".into(), Value::from(k.alg.as_str()));
+                            m.insert("state".into(), Value::from(k.state.as_str()));
+                            for (name, t) in [
+                                ("created_at", Some(k.created_at)),
+                                ("activate_at", k.activate_at),
+                                ("retire_after", k.retire_after),
+                            ] {
+                                m.insert(name.into(), Value::from(t.map(utc_date)));
+                                m.insert(format!("{name}_unix"), Value::from(t));
+                            }
+                            Value::Object(m)
+                        })
+                        .collect();
+                    print_json(&Value::Array(rows));
+                } else {
                     println!(
-                        "{:<45} {:<6} {:<9} {:>11} {:>11} {:>12}",
-                        key.kid,
-                        key.alg,
-                        key.state.as_str(),
-                        key.created_at,
-                        t(key.activate_at),
-                        t(key.retire_after)
+                        "{:<45} {:<6} {:<9} {:<20} {:<20} {:<20}",
+                        "kid", "alg", "state", "created", "activate_at", "retire_after"
                     );
+                    let t = |v: Option<i64>| v.map_or_else(|| "-".into(), utc_date);
+                    for key in keys {
+                        println!(
+                            "{:<45} {:<6} {:<9} {:<20} {:<20} {:<20}",
+                            key.kid,
+                            key.alg,
+                            key.state.as_str(),
+                            utc_date(key.created_at),
+                            t(key.activate_at),
+                            t(key.retire_after)
+                        );
+                    }
                 }
             }
             KeysCommand::Rotate {
@@ -414,8 +444,11 @@ fn config_check(file: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The configuration `jwtd serve` runs with: the file, or one issuer from flags.
-fn serve_config(a: &ServeArgs) -> Result<jwtd_service::Config> {
+/// The configuration `jwtd serve` runs with: the file, or one issuer from flags, or the
+/// embedded default (true). Nothing is created on disk here: a start that fails (a taken port,
+/// an invalid file) leaves no trace.
+fn serve_config(a: &ServeArgs) -> Result<(jwtd_service::Config, bool)> {
+    let mut embedded = false;
     let mut config = match (&a.config, &a.issuer) {
         (Some(path), _) => {
             jwtd_service::Config::load(path).map_err(|e| Failure::Usage(e.to_string()))?
@@ -435,7 +468,10 @@ fn serve_config(a: &ServeArgs) -> Result<jwtd_service::Config> {
             jwtd_service::Config::parse(&text, "--issuer")
                 .map_err(|e| Failure::Usage(e.to_string()))?
         }
-        (None, None) => embedded_default(a.listen.as_deref().unwrap_or("127.0.0.1:8080"))?,
+        (None, None) => {
+            embedded = true;
+            embedded_default(a.listen.as_deref().unwrap_or("127.0.0.1:8080"))?
+        }
     };
     if let Some(l) = &a.listen {
         if l.parse::<std::net::SocketAddr>().is_err() {
@@ -445,13 +481,26 @@ fn serve_config(a: &ServeArgs) -> Result<jwtd_service::Config> {
         }
         config.listen = l.clone();
     }
-    Ok(config)
+    Ok((config, embedded))
 }
 
-/// The embedded default: jwtd as its own issuer, data in `./jwtd-data` (created with mode 0700),
-/// an admin API key generated there (0600) to authorise minting.
+/// The data directory of the embedded default.
+const EMBEDDED_DATA: &str = "./jwtd-data";
+
+/// The embedded default: jwtd as its own issuer, data in `./jwtd-data`, an admin API key there
+/// to authorise minting (both created by [`embedded_prepare`], once the port is bound).
 fn embedded_default(listen: &str) -> Result<jwtd_service::Config> {
-    let data = Path::new("./jwtd-data");
+    let text = format!(
+        "listen = {listen}\n[signing]\ndata_dir = \"{EMBEDDED_DATA}\"\naudiences = [\"my-api\"]\n[revocation]\n[admin]\napi_key_file = \"{EMBEDDED_DATA}/admin.key\"\n",
+        listen = Value::from(listen)
+    );
+    jwtd_service::Config::parse(&text, "(embedded default)")
+        .map_err(|e| Failure::Usage(e.to_string()))
+}
+
+/// Creates `./jwtd-data` (mode 0700) and its admin API key (0600) when missing.
+fn embedded_prepare() -> Result<()> {
+    let data = Path::new(EMBEDDED_DATA);
     jwtd_service::create_private_dir(data).map_err(Failure::Usage)?;
     let admin = data.join("admin.key");
     if !admin.exists() {
@@ -464,12 +513,11 @@ fn embedded_default(listen: &str) -> Result<jwtd_service::Config> {
             false,
         )?;
     }
-    let text = format!(
-        "listen = {listen}\n[signing]\ndata_dir = \"./jwtd-data\"\naudiences = [\"my-api\"]\n[revocation]\n[admin]\napi_key_file = \"./jwtd-data/admin.key\"\n",
-        listen = Value::from(listen)
-    );
-    let config = jwtd_service::Config::parse(&text, "(embedded default)")
-        .map_err(|e| Failure::Usage(e.to_string()))?;
+    Ok(())
+}
+
+/// What the embedded default serves and how to try it, on stderr, once it is about to serve.
+fn embedded_banner(listen: &str) {
     eprintln!(
         "jwtd: no configuration given: running the embedded issuer (keys and secrets in ./jwtd-data)\n\
          \x20 JWKS:       http://{listen}/.well-known/jwks.json\n\
@@ -482,11 +530,31 @@ fn embedded_default(listen: &str) -> Result<jwtd_service::Config> {
          \x20 revoke everything alice holds now:\n\
          \x20   curl -H \"Authorization: Bearer $(cat jwtd-data/admin.key)\" -d '{{\"sub\":\"alice\"}}' http://{listen}/v1/revocations"
     );
-    Ok(config)
 }
 
+/// Why the listen address cannot be bound, in words a user can act on.
+fn bind_error(listen: &str, e: &std::io::Error) -> Failure {
+    let why = match e.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "the port is taken: another process (perhaps another jwtd) listens on {listen}; \
+             stop it or choose another address with --listen or `listen`"
+        ),
+        std::io::ErrorKind::AddrNotAvailable => {
+            "the address is not one of this host's (check the IP in --listen or `listen`)".into()
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "permission denied (ports below 1024 need privileges)".into()
+        }
+        _ => e.to_string(),
+    };
+    Failure::Usage(format!("cannot listen on {listen}: {why}"))
+}
+
+/// `jwtd serve`: the configuration is read and the address bound before anything is created
+/// or changed (data directory, KEK, keys, a due key activation); the banner and the start-up
+/// summary are printed only once the server is about to run.
 fn serve(a: ServeArgs) -> Result<()> {
-    let config = serve_config(&a)?;
+    let (config, embedded) = serve_config(&a)?;
     jwtd_service::init_logging(config.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -494,19 +562,23 @@ fn serve(a: ServeArgs) -> Result<()> {
         .map_err(|e| Failure::Usage(format!("cannot start the async runtime: {e}")))?;
     let served = rt.block_on(async {
         let listen = config.listen.clone();
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .map_err(|e| bind_error(&listen, &e))?;
+        let bound = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or(listen);
+        if embedded {
+            embedded_prepare()?;
+        }
         let runtime = jwtd_service::Runtime::build(config, None)
             .await
             .map_err(Failure::Usage)?;
-        let listener = tokio::net::TcpListener::bind(&listen)
-            .await
-            .map_err(|e| Failure::Usage(format!("cannot listen on {listen}: {e}")))?;
-        eprintln!(
-            "jwtd: listening on http://{}",
-            listener
-                .local_addr()
-                .map(|a| a.to_string())
-                .unwrap_or(listen)
-        );
+        if embedded {
+            embedded_banner(&bound);
+        }
+        jwtd_service::log_startup(&runtime, &bound);
         let state = jwtd_service::AppState::new(runtime, a.config.clone());
         jwtd_service::serve(state, listener)
             .await

@@ -38,13 +38,21 @@ fn embedded_default_mints_verifies_and_revokes() {
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .current_dir(&dir)
         .env_remove("JWTD_KEK")
+        .env_remove("RUST_LOG")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
         .spawn()
         .unwrap();
     let pid = child.id();
     let mut guard = Guard(vec![child]);
     wait_for(port);
+    // Once it serves: the banner, and the first key as a sentence (not `Created("…", Active)`).
+    let log = std::fs::read_to_string(dir.join("stderr")).unwrap();
+    assert!(log.contains("mint a token"), "{log}");
+    assert!(
+        log.contains("key ring: created a key that signs now") && !log.contains("Created("),
+        "{log}"
+    );
     let admin = std::fs::read_to_string(dir.join("jwtd-data/admin.key")).unwrap();
     let admin = admin.trim();
     let (status, body) = http_post(
@@ -718,19 +726,30 @@ fn test_dir(name: &str) -> std::path::PathBuf {
 /// A `jwtd keys list` row: (kid, alg, state, created, activate_at, retire_after).
 type KeyRow = (String, String, String, i64, Option<i64>, Option<i64>);
 
+/// The rows of `jwtd keys list --json`; each date is also checked against its RFC 3339 form.
 fn key_rows(out: &str) -> Vec<KeyRow> {
-    out.lines()
-        .skip(1)
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let t = |s: &str| s.parse::<i64>().ok();
+    let rows: Vec<serde_json::Value> = serde_json::from_str(out).expect("keys list --json");
+    rows.iter()
+        .map(|r| {
+            let t = |name: &str| {
+                let unix = r[format!("{name}_unix")].as_i64();
+                let date = r[name].as_str().map(|d| {
+                    humantime::parse_rfc3339(d)
+                        .unwrap()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_secs() as i64
+                });
+                assert_eq!(unix, date, "{name} in {r}");
+                unix
+            };
             (
-                f[0].to_owned(),
-                f[1].to_owned(),
-                f[2].to_owned(),
-                t(f[3]).unwrap(),
-                t(f[4]),
-                t(f[5]),
+                r["kid"].as_str().unwrap().to_owned(),
+                r["alg"].as_str().unwrap().to_owned(),
+                r["state"].as_str().unwrap().to_owned(),
+                t("created_at").unwrap(),
+                t("activate_at"),
+                t("retire_after"),
             )
         })
         .collect()
@@ -783,11 +802,31 @@ fn keys_and_token_commands_read_the_service_configuration() {
     // rotate: the configured algorithm and a lead of a day (published for at least the
     // JWKS max-age before it signs).
     ok(&dir, &["keys", "rotate", "--config", cfg]);
-    let rows = key_rows(&ok(&dir, &["keys", "list", "--config", cfg]));
+    let rows = key_rows(&ok(&dir, &["keys", "list", "--json", "--config", cfg]));
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(rows.iter().all(|r| r.1 == "RS256"), "{rows:?}");
     let pending = rows.iter().find(|r| r.2 == "pending").unwrap().clone();
     assert_eq!(pending.4.unwrap() - pending.3, 86_400, "{pending:?}");
+    // The table prints UTC dates, not Unix seconds (finding 16).
+    let date = |secs: i64| {
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(secs as u64);
+        humantime::format_rfc3339_seconds(t).to_string()
+    };
+    let table = ok(&dir, &["keys", "list", "--config", cfg]);
+    let line = table.lines().find(|l| l.starts_with(&pending.0)).unwrap();
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        cols,
+        [
+            pending.0.as_str(),
+            "RS256",
+            "pending",
+            &date(pending.3),
+            &date(pending.4.unwrap()),
+            "-"
+        ],
+        "{table}"
+    );
     // A lead below the JWKS max-age, or another algorithm, is refused.
     refused(
         &dir,
@@ -808,7 +847,7 @@ fn keys_and_token_commands_read_the_service_configuration() {
     // retire: published for the configured max ttl + grace.
     let now = jwtd_core::unix_now() as i64;
     ok(&dir, &["keys", "retire", "--config", cfg, &pending.0]);
-    let rows = key_rows(&ok(&dir, &["keys", "list", "--config", cfg]));
+    let rows = key_rows(&ok(&dir, &["keys", "list", "--json", "--config", cfg]));
     let retiring = rows.iter().find(|r| r.0 == pending.0).unwrap();
     assert_eq!(retiring.2, "retiring");
     let until = retiring.5.unwrap() - now;
@@ -828,7 +867,7 @@ fn keys_and_token_commands_read_the_service_configuration() {
         "--config",
     );
     ok(&dir, &["keys", "rotate", "--data-dir", "data"]);
-    let rows = key_rows(&ok(&dir, &["keys", "list", "--data-dir", "data"]));
+    let rows = key_rows(&ok(&dir, &["keys", "list", "--json", "--data-dir", "data"]));
     assert_eq!(rows.len(), 3);
     assert!(rows.iter().all(|r| r.1 == "RS256"), "{rows:?}");
 
@@ -861,7 +900,7 @@ fn retiring_the_signing_key_never_leaves_the_issuer_unable_to_sign() {
     let port = free_port();
     let cfg = issuer_config(&dir, port, "publish_lead = \"1h\"");
     let serving = serve_in(&dir, cfg, port);
-    let rows = key_rows(&ok(&dir, &["keys", "list", "--config", cfg]));
+    let rows = key_rows(&ok(&dir, &["keys", "list", "--json", "--config", cfg]));
     let [(active, ..)] = rows.as_slice() else {
         panic!("{rows:?}")
     };
@@ -889,7 +928,7 @@ fn retiring_the_signing_key_never_leaves_the_issuer_unable_to_sign() {
         said.contains("WARNING") && said.contains("fetch the keys again"),
         "{said}"
     );
-    let rows = key_rows(&ok(&dir, &["keys", "list", "--config", cfg]));
+    let rows = key_rows(&ok(&dir, &["keys", "list", "--json", "--config", cfg]));
     let successor = rows.iter().find(|r| r.2 == "active").unwrap().0.clone();
     assert_ne!(successor, active);
     assert_eq!(rows.iter().find(|r| r.0 == active).unwrap().2, "retiring");
@@ -909,7 +948,7 @@ fn retiring_the_signing_key_never_leaves_the_issuer_unable_to_sign() {
     );
     // Emergency removal of the signing key: a new key of the issuer's algorithm signs.
     ok(&dir, &["keys", "remove", "--config", cfg, &successor]);
-    let rows = key_rows(&ok(&dir, &["keys", "list", "--config", cfg]));
+    let rows = key_rows(&ok(&dir, &["keys", "list", "--json", "--config", cfg]));
     let signer = rows
         .iter()
         .find(|r| r.2 == "active")
@@ -1080,4 +1119,188 @@ fn claim_values_are_typed_explicitly() {
         "{body}"
     );
     stop(serving);
+}
+
+/// Finding 7: a start that cannot bind its port (another jwtd holds it) exits 2 saying so,
+/// prints no banner and creates nothing: no data directory, KEK, signing key or admin key.
+#[test]
+fn a_taken_port_exits_2_before_anything_is_created_or_announced() {
+    let dir = test_dir("taken-port");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let o = jwtd_in(&dir, &["serve", "--listen", &addr]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("cannot listen on {addr}: the port is taken")),
+        "{}",
+        text(&o)
+    );
+    assert!(!err.contains("mint a token"), "no banner: {}", text(&o));
+    assert!(!dir.join("jwtd-data").exists(), "nothing created");
+    // The same with a configuration of its own issuer: no data directory, KEK or key.
+    let port = taken.local_addr().unwrap().port();
+    let cfg = issuer_config(&dir, port, "");
+    let o = jwtd_in(&dir, &["serve", "--config", cfg]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("the port is taken"));
+    assert!(!dir.join("data").exists(), "nothing created");
+    assert!(o.stdout.is_empty(), "{}", text(&o));
+    drop(taken);
+}
+
+/// `jwtd serve --config FILE` in `dir` with RUST_LOG=debug, stderr captured in `log`.
+fn serve_logging(dir: &std::path::Path, file: &str, port: u16, log: &std::path::Path) -> Guard {
+    let child = Command::new(env!("CARGO_BIN_EXE_jwtd"))
+        .args(["serve", "--config", file])
+        .current_dir(dir)
+        .env_remove("JWTD_KEK")
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.join("stdout")).unwrap())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let guard = Guard(vec![child]);
+    wait_for(port);
+    guard
+}
+
+/// Waits until `log` holds `needle`.
+fn wait_log(log: &std::path::Path, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = std::fs::read_to_string(log).unwrap();
+        if s.contains(needle) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "never logged {needle:?}:\n{s}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn static_issuer(dir: &std::path::Path, port: u16, extra: &str) -> &'static str {
+    let key = SigningKey::generate(Algorithm::ES256)
+        .unwrap()
+        .with_default_kid();
+    std::fs::write(
+        dir.join("jwks.json"),
+        serde_json::to_string(&Jwks::from_keys(key.public_jwk())).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("jwtd.toml"),
+        format!(
+            "{extra}\n{}",
+            config(port, &dir.join("jwks.json"), "[\"api\"]")
+        ),
+    )
+    .unwrap();
+    "jwtd.toml"
+}
+
+/// Finding 8: `log_format = "json"` writes one JSON object per line on stderr (stdout stays
+/// empty), each with unique keys, a rejection's detail included: what `jq` reads whole.
+#[test]
+fn json_logs_are_one_object_per_line_with_unique_keys_on_stderr() {
+    let dir = test_dir("json-logs");
+    let port = free_port();
+    let cfg = static_issuer(&dir, port, "log_format = \"json\"");
+    let log = dir.join("stderr");
+    let g = serve_logging(&dir, cfg, port, &log);
+    for _ in 0..2 {
+        let (status, _, _) = http_get(port, "/v1/verify", &[("authorization", "Bearer a.b.c")]);
+        assert_eq!(status, 401);
+    }
+    wait_log(&log, "rejected");
+    stop(g);
+    let out = std::fs::read_to_string(&log).unwrap();
+    let mut rejected = 0;
+    for line in out.lines() {
+        // jwtd_core's parser refuses duplicate keys at any depth.
+        let strict = jwtd_core::parse_json_object(line.as_bytes(), 16)
+            .unwrap_or_else(|e| panic!("not one JSON object with unique keys ({e}): {line}"));
+        let fields = strict["fields"].as_object().expect("fields");
+        assert!(fields["message"].is_string(), "{line}");
+        if fields["message"] == "rejected" {
+            rejected += 1;
+            assert!(fields["detail"].is_string(), "{line}");
+            assert!(fields["reason"].is_string(), "{line}");
+        }
+    }
+    assert!(rejected >= 1, "{out}");
+    assert!(
+        out.contains("issuer ready") && out.contains("listening"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read_to_string(dir.join("stdout")).unwrap(), "");
+}
+
+/// Findings 8, 11 and 16: text logs in a file carry no ANSI colours; start-up says what runs
+/// (each issuer, its key source and readiness, the address); a reload that changes `listen`
+/// warns that it needs a restart and keeps serving on the running address.
+#[test]
+fn text_logs_are_plain_say_what_runs_and_warn_when_a_reload_changes_listen() {
+    let dir = test_dir("text-logs");
+    let port = free_port();
+    let cfg = static_issuer(&dir, port, "");
+    let log = dir.join("stderr");
+    let g = serve_logging(&dir, cfg, port, &log);
+    let (status, _, _) = http_get(port, "/v1/verify", &[("authorization", "Bearer a.b.c")]);
+    assert_eq!(status, 401);
+    let start = wait_log(&log, "rejected");
+    let jwks = dir.join("jwks.json").display().to_string();
+    let issuer_line = start
+        .lines()
+        .find(|l| l.contains("issuer ready"))
+        .unwrap_or_else(|| panic!("no issuer line: {start}"));
+    for part in [
+        "issuer=idp",
+        "iss=https://idp.example/",
+        &format!("source=jwks_file {jwks}"),
+        "ready=true",
+    ] {
+        assert!(issuer_line.contains(part), "{part}: {issuer_line}");
+    }
+    assert!(
+        start.contains(&format!("listen=http://127.0.0.1:{port}")),
+        "{start}"
+    );
+    // A reload with another address: a warning, and the running address keeps serving.
+    let other = free_port();
+    let text = std::fs::read_to_string(dir.join(cfg)).unwrap();
+    std::fs::write(
+        dir.join(cfg),
+        text.replace(&format!(":{port}\""), &format!(":{other}\"")),
+    )
+    .unwrap();
+    signal(g.0[0].id(), "-HUP");
+    let out = wait_log(&log, "configuration reloaded");
+    assert!(
+        out.contains("listen changes take effect at the next start"),
+        "{out}"
+    );
+    let (status, _, _) = http_get(port, "/healthz", &[]);
+    assert_eq!(status, 200);
+    stop(g);
+    let out = std::fs::read_to_string(&log).unwrap();
+    assert!(!out.contains("\x1b["), "no colours in a file: {out:?}");
+}
+
+/// Finding 16: a configuration with nothing to verify (no [[issuer]], no [signing]) is refused
+/// by `config check` and `serve`, saying what to add.
+#[test]
+fn a_configuration_with_nothing_to_verify_is_refused() {
+    let dir = test_dir("empty-config");
+    std::fs::write(
+        dir.join("jwtd.toml"),
+        format!("listen = \"127.0.0.1:{}\"\n", free_port()),
+    )
+    .unwrap();
+    refused(&dir, &["config", "check", "jwtd.toml"], "nothing to verify");
+    refused(
+        &dir,
+        &["serve", "--config", "jwtd.toml"],
+        "add an [[issuer]]",
+    );
 }

@@ -74,10 +74,21 @@ pub fn http_post(port: u16, path: &str, bearer: &str, body: &str) -> (u16, Strin
     (status, body.to_owned())
 }
 
+/// Waits until an HTTP server answers on `port` (any status to `GET /healthz`). An open port is
+/// not enough: `jwtd serve` binds before it builds its state (data directory, keys), and
+/// answers the connections queued meanwhile once it serves.
 pub fn wait_for(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "port {port} never opened");
+    let answers = || -> std::io::Result<bool> {
+        let mut s = TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        s.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")?;
+        let mut head = [0u8; 5];
+        s.read_exact(&mut head)?;
+        Ok(&head == b"HTTP/")
+    };
+    while !matches!(answers(), Ok(true)) {
+        assert!(Instant::now() < deadline, "nothing answers on port {port}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
