@@ -269,11 +269,32 @@ impl<'a> Members<'a> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut list: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::with_capacity(16);
-                let mut names = Names::new();
+                // Duplicates: the list itself is scanned while it is short (no second
+                // allocation on the verify path), a randomly seeded set past SCAN_LIMIT.
+                let mut many: Option<
+                    std::collections::HashSet<Cow<'de, str>, foldhash::quality::RandomState>,
+                > = None;
                 while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
                     if !self.checked {
                         self.budget.take()?;
-                        if !names.insert(key.clone()) {
+                        let duplicate = match &mut many {
+                            Some(set) => !set.insert(key.clone()),
+                            None if list.iter().any(|(k, _)| *k == key) => true,
+                            None => {
+                                if list.len() >= SCAN_LIMIT {
+                                    let mut set =
+                                        std::collections::HashSet::with_capacity_and_hasher(
+                                            4 * SCAN_LIMIT,
+                                            foldhash::quality::RandomState::default(),
+                                        );
+                                    set.extend(list.iter().map(|(k, _)| k.clone()));
+                                    set.insert(key.clone());
+                                    many = Some(set);
+                                }
+                                false
+                            }
+                        };
+                        if duplicate {
                             return Err(de::Error::custom(format_args!(
                                 "duplicate member name {key:?}"
                             )));
@@ -288,7 +309,10 @@ impl<'a> Members<'a> {
         // With a budget, every rule is checked first, in one walk that stops at the first
         // member or element over it: reading the raw members first would read all of an
         // oversized value before the walk could refuse it.
-        let checked = max_members != usize::MAX;
+        // A text of at most 2 x max_members bytes cannot hold that many (each member or element
+        // takes two bytes at least, with its separator, plus the braces): the walk is skipped
+        // for it (typical token headers), and the budget still holds on the path below.
+        let checked = max_members != usize::MAX && text.len() > 2 * max_members;
         if checked {
             check(text, 1, max_depth, &budget)?;
         }
