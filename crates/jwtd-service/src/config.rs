@@ -1101,4 +1101,34 @@ algorithms = []
             )
         );
     }
+
+    /// The config fuzz target's seeds (`fuzz/seeds/config/`), replayed through `Config::parse`
+    /// on every test run, whole and truncated: nothing panics, every refusal names a problem,
+    /// and the documented sample and the recipes parse.
+    #[test]
+    fn config_fuzz_seeds() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/config");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let parsed = Config::parse(&text, &name);
+            if name.starts_with("recipe-") || name == "configuration-md.toml" {
+                parsed.unwrap();
+            } else if name == "errors.toml" {
+                assert!(parsed.unwrap_err().errors.len() > 5);
+            }
+            for cut in (0..text.len())
+                .filter(|&c| text.is_char_boundary(c))
+                .step_by(3)
+            {
+                if let Err(e) = Config::parse(&text[..cut], &name) {
+                    assert!(!e.errors.is_empty());
+                }
+            }
+            n += 1;
+        }
+        assert!(n >= 5);
+    }
 }
