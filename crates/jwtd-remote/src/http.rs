@@ -400,8 +400,9 @@ fn classify(url: &Url, e: reqwest::Error) -> FetchError {
     FetchError::new(kind, message)
 }
 
-/// `max-age` from one `Cache-Control` value; `no-store`/`no-cache` count as 0.
-pub(crate) fn parse_max_age(value: &str) -> Option<Duration> {
+/// `max-age` from one `Cache-Control` value; `no-store`/`no-cache` count as 0. Public (hidden)
+/// for the discovery fuzz target: the header comes from the identity provider.
+pub fn parse_max_age(value: &str) -> Option<Duration> {
     let mut out = None;
     for directive in value.split(',') {
         let d = directive.trim();

@@ -56,6 +56,9 @@ pub use http::{
     check_reached, check_url, redact, redact_str, FetchError, FetchErrorKind, HttpConfig,
 };
 
+#[doc(hidden)]
+pub use http::parse_max_age;
+
 use http::Fetcher;
 use jwtd_core::{Algorithm, Error, Jwks, KeySet, Reason, SkippedKey, Validation, Verified};
 use std::collections::HashMap;
@@ -486,6 +489,42 @@ impl RemoteKeys {
     }
 }
 
+/// Reads an OIDC discovery document fetched from `url` for the configured `issuer`: strict
+/// JSON (duplicate members refused, depth bounded), an `issuer` equal to `issuer` exactly
+/// (OpenID Connect Discovery 1.0, section 4.3), and a `jwks_uri` that parses as a URL. The
+/// result is not yet checked against the fetch rules: the caller applies [`check_reached`]
+/// (a discovered `jwks_uri` is a URL reached from the configured one).
+///
+/// Public for the fuzz target (`fuzz/fuzz_targets/discovery.rs`), which feeds it the bytes an
+/// identity provider could answer; [`RemoteKeys`] is its only other caller.
+#[doc(hidden)]
+pub fn parse_discovery(body: &[u8], issuer: &str, url: &Url) -> Result<Url, FetchError> {
+    let malformed =
+        |why: String| FetchError::new(FetchErrorKind::Malformed, format!("{}: {why}", redact(url)));
+    let doc = jwtd_core::parse_json_object(body, 16)
+        .map_err(|e| malformed(format!("not a discovery document: {e}")))?;
+    let found = doc
+        .get("issuer")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    if found != issuer {
+        return Err(FetchError::new(
+            FetchErrorKind::IssuerMismatch,
+            format!(
+                "{}: discovery issuer is {:?}, expected {:?}",
+                redact(url),
+                redact_str(found),
+                redact_str(issuer)
+            ),
+        ));
+    }
+    let jwks_uri = doc
+        .get("jwks_uri")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| malformed("no \"jwks_uri\"".into()))?;
+    parse_url(jwks_uri)
+}
+
 fn parse_url(s: &str) -> Result<Url, FetchError> {
     Url::parse(s).map_err(|e| {
         FetchError::new(
@@ -680,34 +719,7 @@ impl Inner {
         let url = discovery_url(issuer)?;
         self.discovery_fetches.fetch_add(1, Ordering::Relaxed);
         let fetched = self.fetcher.get(&url).await?;
-        let malformed = |why: String| {
-            FetchError::new(
-                FetchErrorKind::Malformed,
-                format!("{}: {why}", redact(&url)),
-            )
-        };
-        let doc = jwtd_core::parse_json_object(&fetched.body, 16)
-            .map_err(|e| malformed(format!("not a discovery document: {e}")))?;
-        let found = doc
-            .get("issuer")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default();
-        if found != issuer {
-            return Err(FetchError::new(
-                FetchErrorKind::IssuerMismatch,
-                format!(
-                    "{}: discovery issuer is {:?}, expected {:?}",
-                    redact(&url),
-                    redact_str(found),
-                    redact_str(issuer)
-                ),
-            ));
-        }
-        let jwks_uri = doc
-            .get("jwks_uri")
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| malformed("no \"jwks_uri\"".into()))?;
-        let jwks_uri = parse_url(jwks_uri)?;
+        let jwks_uri = parse_discovery(&fetched.body, issuer, &url)?;
         self.fetcher.check(&jwks_uri)?;
         *self.jwks_uri.lock().expect("lock") = Some(jwks_uri.clone());
         Ok(jwks_uri)

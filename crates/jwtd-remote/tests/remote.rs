@@ -530,3 +530,57 @@ impl CloneForTest for SigningKey {
         SigningKey::from_jwk(&self.to_private_jwk().unwrap(), None).unwrap()
     }
 }
+
+/// The discovery fuzz target's seeds (`fuzz/seeds/discovery/`), replayed through the same calls
+/// on every test run: nothing panics, and the seeds reach the outcomes they were written for.
+#[test]
+fn discovery_fuzz_seeds() {
+    use jwtd_remote::{check_reached, parse_discovery, parse_max_age};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/discovery");
+    let issuer = "https://issuer.example";
+    let url = url::Url::parse(&format!("{issuer}/.well-known/openid-configuration")).unwrap();
+    let outcome = |name: &str| {
+        let body = std::fs::read(dir.join(name)).unwrap();
+        parse_discovery(&body, issuer, &url)
+            .and_then(|u| check_reached(&url, &u, false).map(|()| u))
+            .map_err(|e| e.kind)
+    };
+    assert_eq!(
+        outcome("google.json").unwrap().as_str(),
+        "https://www.issuer.example/oauth2/v3/certs"
+    );
+    for (seed, kind) in [
+        ("downgrade.json", FetchErrorKind::InsecureUrl),
+        ("internal-userinfo.json", FetchErrorKind::InsecureUrl),
+        ("file-scheme.json", FetchErrorKind::InsecureUrl),
+        ("duplicate.json", FetchErrorKind::Malformed),
+        ("jwks-uri-number.json", FetchErrorKind::Malformed),
+        ("issuer-mismatch.json", FetchErrorKind::IssuerMismatch),
+        ("keycloak-loopback.json", FetchErrorKind::IssuerMismatch),
+    ] {
+        assert_eq!(outcome(seed), Err(kind), "{seed}");
+    }
+    // A userinfo password never reaches a message.
+    let body = std::fs::read(dir.join("internal-userinfo.json")).unwrap();
+    let u = parse_discovery(&body, issuer, &url).unwrap();
+    let e = check_reached(&url, &u, false).unwrap_err();
+    assert!(!e.message.contains("secret"), "{}", e.message);
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let body = std::fs::read(entry.unwrap().path()).unwrap();
+        for cut in 0..body.len() {
+            let _ = parse_discovery(&body[..cut], issuer, &url);
+        }
+        if let Ok(text) = std::str::from_utf8(&body) {
+            let _ = parse_max_age(text);
+        }
+    }
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    assert_eq!(
+        parse_max_age(&read("cache-control.txt")),
+        Some(Duration::from_secs(3600))
+    );
+    assert_eq!(
+        parse_max_age(&read("cache-control-no-store.txt")),
+        Some(Duration::ZERO)
+    );
+}

@@ -222,9 +222,13 @@ fn extract_ref<'a>(
             };
             for pair in s.split(';') {
                 if let Some((k, v)) = pair.trim().split_once('=') {
-                    // Names compared trimmed, as most cookie parsers do.
-                    if k.trim() == name && !v.trim().is_empty() {
-                        take(v.trim().trim_matches('"'))?;
+                    // Names compared trimmed, as most cookie parsers do. Empty once unquoted is
+                    // no token: `name=""` or a lone `"` used to yield an empty token, verified
+                    // as malformed, and counted against a real token sent another way (found by
+                    // the request fuzz target).
+                    let v = v.trim().trim_matches('"');
+                    if k.trim() == name && !v.is_empty() {
+                        take(v)?;
                     }
                 }
             }
@@ -1591,6 +1595,101 @@ async fn revocation_status(State(state): State<Arc<AppState>>, headers: HeaderMa
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// A fuzz/seeds/request input as the request fuzz target reads it: byte 0 picks the
+    /// sources (bit 0 bearer, bit 1 cookie `at`, bit 2 query `at`), then the request target and
+    /// `name: value` header lines.
+    fn fuzz_request(data: &[u8]) -> (TokenSources, Uri, HeaderMap) {
+        let flags = data.first().copied().unwrap_or(0);
+        let sources = TokenSources {
+            bearer: flags & 1 != 0,
+            cookie: (flags & 2 != 0).then(|| "at".to_owned()),
+            query: (flags & 4 != 0).then(|| "at".to_owned()),
+        };
+        let mut lines = data.get(1..).unwrap_or_default().split(|&b| b == b'\n');
+        let uri = lines
+            .next()
+            .and_then(|l| Uri::try_from(l.strip_suffix(b"\r").unwrap_or(l)).ok())
+            .unwrap_or_else(|| Uri::from_static("/"));
+        let mut headers = HeaderMap::new();
+        for line in lines {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let Some(colon) = line.iter().position(|&b| b == b':') else {
+                continue;
+            };
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(&line[..colon]),
+                HeaderValue::from_bytes(line[colon + 1..].trim_ascii()),
+            ) {
+                headers.append(n, v);
+            }
+        }
+        (sources, uri, headers)
+    }
+
+    /// The request fuzz target's seeds, replayed on every test run: each extracts what it was
+    /// written for, and every refusal has its RFC 6750 challenge.
+    #[test]
+    fn request_fuzz_seeds() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/request");
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let (sources, uri, headers) = fuzz_request(&std::fs::read(&path).unwrap());
+            let got = extract(&headers, &uri, &sources);
+            match name.as_str() {
+                "none" | "regress-empty-quoted-cookie" => {
+                    assert!(matches!(got, Ok(None)), "{name}")
+                }
+                n if n.starts_with("two-") => {
+                    let e = got.unwrap_err();
+                    assert_eq!(e.reason(), Reason::MultipleTokens, "{name}");
+                    assert!(bearer_error(&e)
+                        .headers()
+                        .contains_key(header::WWW_AUTHENTICATE));
+                }
+                _ => assert!(
+                    got.unwrap().is_some_and(|t| t.split('.').count() == 3),
+                    "{name}"
+                ),
+            }
+        }
+    }
+
+    /// Regression (request fuzz target, fuzz/seeds/request/regress-empty-quoted-cookie): a
+    /// cookie whose value is only quotes carries no token; it neither yields an empty token
+    /// nor makes a bearer token "more than one token".
+    #[test]
+    fn regress_quoted_empty_cookie_is_no_token() {
+        let sources = TokenSources {
+            bearer: true,
+            cookie: Some("at".into()),
+            query: None,
+        };
+        let uri = Uri::from_static("/");
+        for value in ["at=\"", "at=\"\"", "at=\"\"\"", "x=1; at=\"\"; y=2"] {
+            let mut h = HeaderMap::new();
+            h.insert(header::COOKIE, HeaderValue::from_str(value).unwrap());
+            assert!(matches!(extract(&h, &uri, &sources), Ok(None)), "{value}");
+            h.insert(
+                header::AUTHORIZATION,
+                HeaderValue::from_static("Bearer a.b.c"),
+            );
+            assert_eq!(
+                extract(&h, &uri, &sources).unwrap().as_deref(),
+                Some("a.b.c"),
+                "{value}"
+            );
+        }
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_static("at=\"a.b.c\""));
+        assert_eq!(
+            extract(&h, &uri, &sources).unwrap().as_deref(),
+            Some("a.b.c")
+        );
+    }
+
     #[test]
     fn generated_request_ids_are_the_counter_in_hex() {
         for n in [0, 1, 9, 10, 15, 16, 0xabc, 1 << 32, u64::MAX - 1, u64::MAX] {
