@@ -464,6 +464,17 @@ pub struct Admin {
     pub protect_status: bool,
 }
 
+/// True for `IP:port`, `[IPv6]:port` and `localhost:port`: what `listen` and `--listen` take
+/// (no other name, so checking it never needs DNS).
+pub fn listen_address_ok(listen: &str) -> bool {
+    if listen.parse::<std::net::SocketAddr>().is_ok() {
+        return true;
+    }
+    listen
+        .strip_prefix("localhost:")
+        .is_some_and(|port| port.parse::<u16>().is_ok())
+}
+
 /// The largest clock-skew allowance an issuer may set, in seconds.
 pub const MAX_LEEWAY: u64 = 600;
 
@@ -854,11 +865,14 @@ impl Config {
     }
 
     fn check(&self, text: &str, errors: &mut Vec<(usize, String)>) {
-        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+        if !listen_address_ok(&self.listen) {
             let line = text.find("listen").map(|o| line_of(text, o)).unwrap_or(0);
             errors.push((
                 line,
-                format!("listen {:?} is not an address:port", self.listen),
+                format!(
+                    "listen {:?} is not an address:port (an IP address or localhost)",
+                    self.listen
+                ),
             ));
         }
         let mut names = std::collections::BTreeSet::new();
@@ -1294,6 +1308,26 @@ algorithms = []
         assert!(Config::parse(&text("\"10m\""), "f").is_ok());
         let e = Config::parse(&text("\"2h\""), "f").unwrap_err();
         assert!(e.to_string().contains("leeway is at most 600 s"), "{e}");
+    }
+
+    /// Issue 15: `listen = "localhost:8080"` works; other names (which would need DNS) do not.
+    #[test]
+    fn listen_takes_ip_addresses_and_localhost() {
+        for ok in [
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            "localhost:8080",
+            "0.0.0.0:1",
+        ] {
+            assert!(
+                Config::parse(&format!("listen = \"{ok}\"\n"), "f").is_ok(),
+                "{ok}"
+            );
+        }
+        for bad in ["example.com:80", "localhost", "localhost:http", ":8080"] {
+            let e = Config::parse(&format!("listen = \"{bad}\"\n"), "f").unwrap_err();
+            assert!(e.to_string().contains("not an address:port"), "{bad}: {e}");
+        }
     }
 
     /// Finding 19: durations are clamped, so no arithmetic on them can overflow and panic.

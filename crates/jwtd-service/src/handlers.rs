@@ -1027,12 +1027,12 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         let name = i.name.clone();
         if let Some(c) = &i.cache {
             let s = c.stats();
-            metrics::gauge!("jwtd_token_cache_hits_total", "issuer" => name.clone())
-                .set(s.hits as f64);
-            metrics::gauge!("jwtd_token_cache_misses_total", "issuer" => name.clone())
-                .set(s.misses as f64);
-            metrics::gauge!("jwtd_token_cache_evictions_total", "issuer" => name.clone())
-                .set(s.evictions as f64);
+            metrics::counter!("jwtd_token_cache_hits_total", "issuer" => name.clone())
+                .absolute(s.hits);
+            metrics::counter!("jwtd_token_cache_misses_total", "issuer" => name.clone())
+                .absolute(s.misses);
+            metrics::counter!("jwtd_token_cache_evictions_total", "issuer" => name.clone())
+                .absolute(s.evictions);
             metrics::gauge!("jwtd_token_cache_entries", "issuer" => name.clone())
                 .set(s.entries as f64);
             metrics::gauge!("jwtd_token_cache_bytes", "issuer" => name.clone()).set(s.bytes as f64);
@@ -1048,10 +1048,10 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
             Keys::Remote(r) => {
                 let s = r.stats();
                 metrics::gauge!("jwtd_keys", "issuer" => name.clone()).set(s.keys as f64);
-                metrics::gauge!("jwtd_key_fetches_total", "issuer" => name.clone())
-                    .set(s.fetches as f64);
-                metrics::gauge!("jwtd_key_fetch_failures_total", "issuer" => name.clone())
-                    .set(s.failures as f64);
+                metrics::counter!("jwtd_key_fetches_total", "issuer" => name.clone())
+                    .absolute(s.fetches);
+                metrics::counter!("jwtd_key_fetch_failures_total", "issuer" => name.clone())
+                    .absolute(s.failures);
                 if let Some(age) = s.last_success_age {
                     metrics::gauge!("jwtd_key_age_seconds", "issuer" => name)
                         .set(age.as_secs_f64());

@@ -687,6 +687,17 @@ async fn health_readiness_and_metrics() {
         text.contains("jwtd_token_cache_hits_total{issuer=\"main\"}"),
         "{text}"
     );
+    // Counters are typed as counters (issue 15).
+    for counter in [
+        "jwtd_token_cache_hits_total",
+        "jwtd_token_cache_misses_total",
+        "jwtd_token_cache_evictions_total",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {counter} counter")),
+            "{counter}: {text}"
+        );
+    }
 }
 
 #[tokio::test]

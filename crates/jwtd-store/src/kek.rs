@@ -20,6 +20,21 @@ impl std::fmt::Debug for Kek {
     }
 }
 
+/// A KEK as text: base64url without padding (what jwtd writes), or standard base64 with or
+/// without padding (what `openssl rand -base64 32` prints).
+fn decode_kek(text: &str) -> Option<Vec<u8>> {
+    let url: String = text
+        .trim_end_matches('=')
+        .chars()
+        .map(|c| match c {
+            '+' => '-',
+            '/' => '_',
+            c => c,
+        })
+        .collect();
+    jwtd_core::b64::decode(url.as_bytes())
+}
+
 fn aad(kid: &str, alg: &str) -> String {
     format!("jwtd/key/v1|{kid}|{alg}")
 }
@@ -39,10 +54,11 @@ impl Kek {
     /// it was generated.
     pub fn load_or_create(file: &Path) -> Result<(Kek, bool), StoreError> {
         if let Ok(v) = std::env::var(KEK_ENV) {
-            let raw = Zeroizing::new(
-                jwtd_core::b64::decode(v.trim().as_bytes())
-                    .ok_or_else(|| StoreError(format!("{KEK_ENV} is not base64url")))?,
-            );
+            let raw = Zeroizing::new(decode_kek(v.trim()).ok_or_else(|| {
+                StoreError(format!(
+                    "{KEK_ENV} is not base64 (make one with `openssl rand -base64 32`)"
+                ))
+            })?);
             return Ok((Kek::from_bytes(&raw)?, false));
         }
         match std::fs::read_to_string(file) {
@@ -57,9 +73,9 @@ impl Kek {
                     )));
                 }
                 let raw =
-                    Zeroizing::new(jwtd_core::b64::decode(text.trim().as_bytes()).ok_or_else(
-                        || StoreError(format!("{} is not base64url", file.display())),
-                    )?);
+                    Zeroizing::new(decode_kek(text.trim()).ok_or_else(|| {
+                        StoreError(format!("{} is not base64url", file.display()))
+                    })?);
                 Ok((Kek::from_bytes(&raw)?, false))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -129,5 +145,30 @@ impl Kek {
             )
             .map_err(|_| bad())?;
         Ok(Zeroizing::new(plain.to_vec()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Issue 15: `JWTD_KEK` (and the KEK file) take the output of `openssl rand -base64 32`
+    /// (standard alphabet, padded) as well as jwtd's own base64url.
+    #[test]
+    fn a_kek_may_be_standard_or_url_safe_base64() {
+        let raw: Vec<u8> = (0u8..32)
+            .map(|i| i.wrapping_mul(37).wrapping_add(250))
+            .collect();
+        let std_b64 = "+v8kSW6TuN0CJ0xxlrvgBSpPdJm+4wgtUnecwea/MDU=";
+        let url_b64 = jwtd_core::b64::encode(&raw);
+        assert_eq!(super::decode_kek(&url_b64).as_deref(), Some(&raw[..]));
+        let decoded = super::decode_kek(std_b64).expect("standard base64");
+        assert_eq!(decoded.len(), 32);
+        assert_eq!(
+            jwtd_core::b64::encode(&decoded),
+            std_b64
+                .trim_end_matches('=')
+                .replace('+', "-")
+                .replace('/', "_")
+        );
+        assert!(super::decode_kek("not base64!").is_none());
     }
 }

@@ -474,9 +474,9 @@ fn serve_config(a: &ServeArgs) -> Result<(jwtd_service::Config, bool)> {
         }
     };
     if let Some(l) = &a.listen {
-        if l.parse::<std::net::SocketAddr>().is_err() {
+        if !jwtd_service::config::listen_address_ok(l) {
             return Err(Failure::Usage(format!(
-                "--listen {l:?} is not an address:port"
+                "--listen {l:?} is not an address:port (an IP address or localhost)"
             )));
         }
         config.listen = l.clone();
