@@ -303,6 +303,8 @@ enum Closed {
     BodyTimeout,
     IdleTimeout,
     Evicted,
+    /// Evicted while a request it had started was in progress: finish it, then close.
+    EvictedBusy,
 }
 
 impl Closed {
@@ -311,7 +313,7 @@ impl Closed {
             Closed::HeaderTimeout => "header_timeout",
             Closed::BodyTimeout => "body_timeout",
             Closed::IdleTimeout => "idle_timeout",
-            Closed::Evicted => "evicted",
+            Closed::Evicted | Closed::EvictedBusy => "evicted",
         }
     }
 }
@@ -325,7 +327,13 @@ async fn watchdog(conn: &Conn, registry: &Registry, limits: &ServerSettings) -> 
     loop {
         let wake = conn.wake.notified();
         if conn.evicted.load(Ordering::Acquire) {
-            return Closed::Evicted;
+            // A request may have started between the eviction scan and now: it is finished
+            // (no further request is read), never cut.
+            return if conn.owes_nothing() {
+                Closed::Evicted
+            } else {
+                Closed::EvictedBusy
+            };
         }
         let now = registry.now_ms();
         let in_flight = conn.in_flight.load(Ordering::Acquire);
@@ -421,6 +429,8 @@ async fn connection(
     let closed = {
         let mut served = pin!(builder.serve_connection(io, service));
         let mut draining = false;
+        // Evicted with a request in progress: hyper finishes it and closes.
+        let mut finishing = false;
         loop {
             if !draining && *phase.borrow_and_update() != Phase::Running {
                 draining = true;
@@ -442,7 +452,15 @@ async fn connection(
                     }
                     break None;
                 }
-                reason = watchdog(&conn, &registry, &limits) => break Some(reason.as_str()),
+                reason = watchdog(&conn, &registry, &limits), if !finishing => match reason {
+                    Closed::EvictedBusy => {
+                        // Answer the request in progress, read no other; request_timeout and
+                        // the drain deadline still bound it.
+                        finishing = true;
+                        served.as_mut().graceful_shutdown();
+                    }
+                    other => break Some(other.as_str()),
+                },
                 changed = phase.changed() => {
                     if changed.is_err() {
                         break Some("shutdown");
