@@ -290,7 +290,8 @@ jwtd token mint --iss https://auth.example.com --sub alice --claim client_id=123
 /// `jwtd decode`.
 #[derive(Args, Debug)]
 pub struct DecodeArgs {
-    /// The token, or `-` (the default) to read it from stdin.
+    /// The token, or `-` (the default) to read it from stdin. A pasted `Bearer ` prefix is
+    /// removed (with a note on stderr).
     pub token: Option<String>,
 }
 
@@ -339,7 +340,8 @@ pub struct RemoteArgs {
 /// `jwtd verify`.
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
-    /// The token, or `-` (the default) to read it from stdin.
+    /// The token, or `-` (the default) to read it from stdin. A pasted `Bearer ` prefix is
+    /// removed (with a note on stderr).
     pub token: Option<String>,
     #[command(flatten)]
     pub keys: KeySource,

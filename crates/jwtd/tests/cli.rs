@@ -614,3 +614,37 @@ fn unusable_remote_key_sources_exit_2_at_once() {
         "retried until the timeout"
     );
 }
+
+#[test]
+fn pasted_bearer_prefix_is_removed_with_a_note() {
+    let dir = tmp("bearer");
+    let token = setup(&dir, "ES256");
+    for pasted in [format!("Bearer {token}"), format!("bearer  {token}")] {
+        let o = run(
+            &[
+                "verify",
+                &pasted,
+                "--jwks",
+                "jwks.json",
+                "--alg",
+                "ES256",
+                "--iss",
+                "https://id.example",
+                "--aud",
+                "api",
+            ],
+            &dir,
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{err}");
+        assert!(err.contains("removed a leading \"Bearer \""), "{err}");
+        let o = run(&["decode", &pasted], &dir);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{err}");
+        assert!(err.contains("removed a leading \"Bearer \""), "{err}");
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(v["claims"]["sub"], "alice");
+    }
+    let o = run(&["decode", "Bearer "], &dir);
+    assert_eq!(o.status.code(), Some(2));
+}
