@@ -28,7 +28,10 @@ pub struct Cli {
 pub enum Command {
     /// Show a token's header and claims WITHOUT verifying anything.
     #[command(
-        after_help = "Examples:\n  jwtd decode eyJhbGciOi...\n  echo \"$TOKEN\" | jwtd decode -"
+        after_help = "Prints {\"header\", \"claims\", \"dates_utc\", \"expired\"} as JSON on stdout; \
+on stderr, that nothing was verified and when the token expires (\"expires in 9 minutes\", \
+\"expired 3 minutes ago\").\n\n\
+Examples:\n  jwtd decode eyJhbGciOi...\n  echo \"$TOKEN\" | jwtd decode -"
     )]
     Decode(DecodeArgs),
     /// Verify a token's signature and claims; print the claims as JSON.

@@ -185,6 +185,27 @@ fn utc_date(secs: i64) -> String {
     humantime::format_rfc3339_seconds(when).to_string()
 }
 
+/// "expired 3 minutes ago (DATE)" or "expires in 9 minutes (DATE)": `exp` against `now`.
+fn expiry_note(exp: i64, now: i64) -> String {
+    if now >= exp {
+        format!("expired {} ago ({})", human_span(now - exp), utc_date(exp))
+    } else {
+        format!("expires in {} ({})", human_span(exp - now), utc_date(exp))
+    }
+}
+
+/// A span of seconds in the largest whole unit: "45 seconds", "1 minute", "3 hours", "2 days".
+fn human_span(secs: i64) -> String {
+    let secs = secs.unsigned_abs();
+    let (n, unit) = match secs {
+        0..=119 => (secs, "second"),
+        120..=7199 => (secs / 60, "minute"),
+        7200..=172_799 => (secs / 3600, "hour"),
+        _ => (secs / 86_400, "day"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
 fn print_events(
     events: Vec<jwtd_store::RingEvent>,
     ring: &jwtd_store::KeyRing<jwtd_store::AnyStore>,
@@ -617,6 +638,28 @@ fn decode(a: DecodeArgs) -> Result<()> {
                 }
             }
             out.insert("dates_utc".into(), Value::Object(dates));
+            let now = jwtd_core::unix_now() as i64;
+            match jwtd_core::numeric_date(claims, "exp") {
+                Ok(Some(exp)) => {
+                    // Whole seconds: a fractional exp has passed once now reaches its ceiling.
+                    let exp = exp.ceil() as i64;
+                    let expired = now >= exp;
+                    out.insert("expired".into(), Value::Bool(expired));
+                    eprintln!("jwtd: {}", expiry_note(exp, now));
+                }
+                Ok(None) => eprintln!("jwtd: no exp claim: the token never expires"),
+                Err(_) => {}
+            }
+            if let Ok(Some(nbf)) = jwtd_core::numeric_date(claims, "nbf") {
+                let nbf = nbf.ceil() as i64;
+                if nbf > now {
+                    eprintln!(
+                        "jwtd: not valid before {} (in {})",
+                        utc_date(nbf),
+                        human_span(nbf - now)
+                    );
+                }
+            }
         }
         Err(e) => {
             out.insert(

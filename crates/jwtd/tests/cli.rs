@@ -648,3 +648,33 @@ fn pasted_bearer_prefix_is_removed_with_a_note() {
     let o = run(&["decode", "Bearer "], &dir);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn decode_says_whether_the_token_is_expired() {
+    let dir = tmp("decode-exp");
+    let token = setup(&dir, "EdDSA");
+    let o = run(&["decode", &token], &dir);
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("expires in 10 minutes ("), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["expired"], false);
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let then = (now - 780).to_string();
+    let o = run(
+        &["sign", "--key", "k.pem", "--ttl", "10m", "--now", &then],
+        &dir,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let old = stdout(&o).trim().to_owned();
+    let o = run(&["decode", &old], &dir);
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("expired 3 minutes ago ("), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["expired"], true);
+}
