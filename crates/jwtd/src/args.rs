@@ -38,7 +38,8 @@ Examples:\n  jwtd decode eyJhbGciOi...\n  echo \"$TOKEN\" | jwtd decode -"
     #[command(after_help = "Exit 0 with the verified claims on stdout; exit 1 with \
 {\"error\":\"invalid_token\",\"reason\":\"<code>\",\"message\":...} on stderr when the token is rejected, \
 and with reason key_fetch_failed when --jwks-url/--discovery could not be reached within --fetch-timeout \
-(timeouts, network errors, error statuses are retried until then); exit 2 at once for usage or key errors, \
+(timeouts, network errors, error statuses are retried until then); an unknown_key message names \
+the kids of a local --jwks/--key (at most 10); exit 2 at once for usage or key errors, \
 including a key source that answers with something unusable (discovery issuer mismatch, no usable key, \
 a refused URL or redirect, a malformed or oversized document).\n\n\
 Examples:\n  jwtd verify \"$TOKEN\" --jwks jwks.json --alg RS256 --iss https://id.example/ --aud https://api.example\n  \

@@ -930,12 +930,61 @@ fn verify(a: VerifyArgs) -> Result<()> {
         Some(source) => verify_remote(source, &a.remote, &a.algs, &v, &token, now)?,
         None => {
             let keys = key_set(&a.keys, &a.algs, a.kid.clone())?;
+            let known = known_kids(&keys);
             let verifier = Verifier::new(keys, v).map_err(|e| Failure::Usage(e.to_string()))?;
-            verifier.verify(&token, now).map_err(Failure::Rejected)?
+            verifier.verify(&token, now).map_err(|e| {
+                if e.reason() == Reason::UnknownKey {
+                    let message = format!("{}; {known}", e.message());
+                    Failure::Rejected(jwtd_core::Error::new(Reason::UnknownKey, message))
+                } else {
+                    Failure::Rejected(e)
+                }
+            })?
         }
     };
     print_json(&Value::Object(verified.claims()));
     Ok(())
+}
+
+/// Most kids [`known_kids`] names; each is cut to [`KID_SHOWN`] characters.
+const KIDS_SHOWN: usize = 10;
+const KID_SHOWN: usize = 40;
+
+/// The kids (with algorithms) of the keys in `keys`, for an `unknown_key` message:
+/// `known kids: "a" (ES256), "b" (RS256)`, at most [`KIDS_SHOWN`] of them.
+fn known_kids(keys: &KeySet) -> String {
+    let mut named = Vec::new();
+    let mut anonymous = 0usize;
+    for k in keys.keys() {
+        match k.kid() {
+            Some(kid) => {
+                let mut shown: String = kid.chars().take(KID_SHOWN).collect();
+                if shown.len() < kid.len() {
+                    shown.push_str("...");
+                }
+                named.push(format!("{shown:?} ({})", k.algorithm()));
+            }
+            None => anonymous += 1,
+        }
+    }
+    let mut out = if named.is_empty() {
+        "the keys have no kid".to_owned()
+    } else {
+        let more = named.len().saturating_sub(KIDS_SHOWN);
+        named.truncate(KIDS_SHOWN);
+        let mut s = format!("known kids: {}", named.join(", "));
+        if more > 0 {
+            s.push_str(&format!(" and {more} more"));
+        }
+        s
+    };
+    if anonymous > 0 && !named.is_empty() {
+        out.push_str(&format!(
+            "; {anonymous} key{} without a kid",
+            if anonymous == 1 { "" } else { "s" }
+        ));
+    }
+    out
 }
 
 /// Fetches the keys once (discovery and JWKS, with jwtd-remote's HTTP rules) and verifies.

@@ -678,3 +678,38 @@ fn decode_says_whether_the_token_is_expired() {
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["expired"], true);
 }
+
+#[test]
+fn unknown_key_names_the_kids_there_are() {
+    let dir = tmp("unknown-kid");
+    let token = setup(&dir, "ES256");
+    let o = run(
+        &[
+            "keygen",
+            "--alg",
+            "ES256",
+            "--kid",
+            "other-key",
+            "--out",
+            "k2.pem",
+            "--public-out",
+            "jwks2.json",
+        ],
+        &dir,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(
+        &[
+            "verify", &token, "--jwks", "jwks2.json", "--alg", "ES256", "--aud", "api",
+        ],
+        &dir,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr_json(&o);
+    assert_eq!(e["reason"], "unknown_key");
+    let message = e["message"].as_str().unwrap();
+    assert!(
+        message.ends_with("; known kids: \"other-key\" (ES256)"),
+        "{message}"
+    );
+}
