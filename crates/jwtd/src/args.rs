@@ -303,10 +303,12 @@ pub struct DecodeArgs {
 #[derive(Args, Debug)]
 #[group(required = true, multiple = false)]
 pub struct KeySource {
-    /// A JWKS file (`{"keys": [...]}`).
+    /// A JWKS file (`{"keys": [...]}`). A PEM or a single JWK given here is refused with a
+    /// hint to use --key.
     #[arg(long, value_name = "FILE")]
     pub jwks: Option<PathBuf>,
-    /// A PEM public key (SPKI or PKCS#1; a private key PEM also works).
+    /// A PEM public key (SPKI or PKCS#1; a private key PEM also works), or one JWK. A JWKS
+    /// given here is refused with a hint to use --jwks.
     #[arg(long, value_name = "PEM")]
     pub key: Option<PathBuf>,
     /// A file holding an HMAC secret: raw bytes (one trailing newline is ignored), or a JWK

@@ -703,7 +703,14 @@ fn verifying_key_from_file(
     let bytes = io::read_file(path)?;
     let bad = |e: jwtd_core::KeyError| Failure::Usage(format!("{}: {e}", path.display()));
     if bytes.trim_ascii_start().starts_with(b"{") {
-        let jwk = Jwk::from_json(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        let jwk = Jwk::from_json(&bytes).map_err(|e| match key_file_kind(&bytes) {
+            KeyFileKind::Jwks => format!(
+                "{}: this looks like a JWKS ({{\"keys\": [...]}}): use --jwks {}",
+                path.display(),
+                path.display()
+            ),
+            _ => format!("{}: {e}", path.display()),
+        })?;
         let family = match jwk.kty.as_str() {
             "RSA" => Some(Family::Rsa),
             "oct" => Some(Family::Hmac),
@@ -742,10 +749,41 @@ fn verifying_key_from_file(
     }
 }
 
+/// What a key file that failed to parse as the flag's kind looks like, for a hint.
+enum KeyFileKind {
+    Pem,
+    Jwks,
+    Jwk,
+    Other,
+}
+
+fn key_file_kind(bytes: &[u8]) -> KeyFileKind {
+    if bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+        return KeyFileKind::Pem;
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(m)) if m.contains_key("keys") => KeyFileKind::Jwks,
+        Ok(Value::Object(m)) if m.contains_key("kty") => KeyFileKind::Jwk,
+        _ => KeyFileKind::Other,
+    }
+}
+
 fn key_set(src: &KeySource, allowed: &[Algorithm], kid: Option<String>) -> Result<KeySet> {
     if let Some(path) = &src.jwks {
         let bytes = io::read_file(path)?;
-        let jwks = Jwks::from_json(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        let jwks = Jwks::from_json(&bytes).map_err(|e| match key_file_kind(&bytes) {
+            KeyFileKind::Pem => format!(
+                "{}: this looks like a PEM file, not a JWKS: use --key {}",
+                path.display(),
+                path.display()
+            ),
+            KeyFileKind::Jwk => format!(
+                "{}: this looks like one JWK, not a JWKS ({{\"keys\": [...]}}): use --key {}",
+                path.display(),
+                path.display()
+            ),
+            _ => format!("{}: {e}", path.display()),
+        })?;
         let (set, skipped) = KeySet::from_jwks(&jwks, allowed);
         for s in &skipped {
             eprintln!(

@@ -700,7 +700,14 @@ fn unknown_key_names_the_kids_there_are() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = run(
         &[
-            "verify", &token, "--jwks", "jwks2.json", "--alg", "ES256", "--aud", "api",
+            "verify",
+            &token,
+            "--jwks",
+            "jwks2.json",
+            "--alg",
+            "ES256",
+            "--aud",
+            "api",
         ],
         &dir,
     );
@@ -711,5 +718,42 @@ fn unknown_key_names_the_kids_there_are() {
     assert!(
         message.ends_with("; known kids: \"other-key\" (ES256)"),
         "{message}"
+    );
+}
+
+#[test]
+fn swapped_jwks_and_key_get_a_hint() {
+    let dir = tmp("swapped");
+    let token = setup(&dir, "ES256");
+    let base = ["verify", token.as_str(), "--alg", "ES256", "--aud", "api"];
+    let o = run(&[&base[..], &["--jwks", "k.pem"]].concat(), &dir);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("this looks like a PEM file, not a JWKS: use --key k.pem"),
+        "{err}"
+    );
+    let o = run(&[&base[..], &["--key", "jwks.json"]].concat(), &dir);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("this looks like a JWKS ({\"keys\": [...]}): use --jwks jwks.json"),
+        "{err}"
+    );
+    // One JWK given as a JWKS.
+    let jwks: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("jwks.json")).unwrap()).unwrap();
+    std::fs::write(dir.join("one.jwk"), jwks["keys"][0].to_string()).unwrap();
+    let o = run(&[&base[..], &["--jwks", "one.jwk"]].concat(), &dir);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("this looks like one JWK, not a JWKS"), "{err}");
+    // ... which works with --key.
+    let o = run(&[&base[..], &["--key", "one.jwk"]].concat(), &dir);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
     );
 }
