@@ -47,7 +47,8 @@ jwtd verify \"$TOKEN\" --secret-env APP_SECRET --alg HS256 --claim client_id=123
 jwtd verify \"$TOKEN\" --secret-file secret.jwk --alg HS256 --claim-json admin=true --any-aud\n  \
 jwtd verify \"$TOKEN\" --key public.pem --alg ES256 --aud example.com --max-auth-age 300\n  \
 jwtd verify \"$TOKEN\" --discovery https://tenant.example/ --alg RS256 --iss https://tenant.example/ --aud https://api.example\n  \
-jwtd verify \"$TOKEN\" --jwks wallet.json --alg RS256 --aud partner-42 --claim-contains scope=payments")]
+jwtd verify \"$TOKEN\" --jwks wallet.json --alg RS256 --aud partner-42 --claim-contains scope=payments\n  \
+jwtd verify \"$TOKEN\" --config jwtd.toml")]
     Verify(Box<VerifyArgs>),
     /// Sign a new token with a private key or secret; print it.
     #[command(
@@ -325,6 +326,20 @@ pub struct KeySource {
     /// exactly this issuer).
     #[arg(long, value_name = "ISSUER_URL")]
     pub discovery: Option<String>,
+    /// Verify against the `[[issuer]]` tables of a `jwtd serve` configuration file, as the
+    /// service does: the token's `iss` picks the issuer, whose keys, algorithms, audiences and
+    /// claim checks apply (jwtd's own `[signing]` issuer and revocation are not used). The
+    /// policy flags (--alg, --iss, --aud, --claim, ...) do not go with it.
+    #[arg(
+        long,
+        value_name = "TOML",
+        conflicts_with_all = [
+            "algs", "kid", "issuers", "audiences", "aud_all", "any_aud", "leeway", "max_age",
+            "max_auth_age", "typ", "required", "claims", "claims_json", "contains", "one_of",
+            "one_of_json", "allow_no_exp", "ca_file", "allow_insecure_http"
+        ]
+    )]
+    pub config: Option<PathBuf>,
 }
 
 /// Options for fetching remote keys.
@@ -357,7 +372,7 @@ pub struct VerifyArgs {
     #[arg(
         long = "alg",
         value_name = "ALG",
-        required = true,
+        required_unless_present = "config",
         value_delimiter = ','
     )]
     pub algs: Vec<Algorithm>,

@@ -892,6 +892,10 @@ fn claim_json(s: &str) -> Result<(String, Value)> {
 
 fn verify(a: VerifyArgs) -> Result<()> {
     let token = io::read_token(a.token.as_deref())?;
+    if let Some(path) = &a.keys.config {
+        let now = a.now.unwrap_or_else(jwtd_core::unix_now);
+        return verify_config(path, &token, now, a.remote.fetch_timeout);
+    }
     let mut v = Validation::new(&a.algs)
         .leeway(a.leeway)
         .require_exp(!a.allow_no_exp);
@@ -982,6 +986,71 @@ fn verify(a: VerifyArgs) -> Result<()> {
     };
     print_json(&Value::Object(verified.claims()));
     Ok(())
+}
+
+/// `verify --config`: the configuration's issuers, built as `jwtd serve` builds them; the
+/// token's `iss` picks one (remote keys are awaited for at most `fetch_timeout` seconds).
+fn verify_config(path: &Path, token: &str, now: u64, fetch_timeout: u64) -> Result<()> {
+    let config = jwtd_service::Config::load(path).map_err(|e| Failure::Usage(e.to_string()))?;
+    if config.issuers.is_empty() {
+        return Err(Failure::Usage(format!(
+            "{}: no [[issuer]] to verify against (jwtd's own [signing] issuer is not used by verify --config)",
+            path.display()
+        )));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Usage(format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(async {
+        let issuers = jwtd_service::issuers::Issuers::build(&config, None, None)
+            .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+        // The issuer the token routes to: its remote keys are awaited (the others are not
+        // needed). A token that routes nowhere is refused by `Issuers::verify` below.
+        let routed = match issuers.list.as_slice() {
+            [only] if only.iss.is_some() => Some(only.clone()),
+            _ => jwtd_core::peek_issuer(token)
+                .ok()
+                .and_then(|iss| issuers.route(iss.as_deref()).ok().cloned()),
+        };
+        if let Some(issuer) = &routed {
+            if let jwtd_service::issuers::Keys::Remote(r) = &issuer.keys {
+                match r
+                    .wait_ready_or_permanent_error(Duration::from_secs(fetch_timeout))
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let why = r
+                            .last_error()
+                            .map(|e| e.to_string())
+                            .unwrap_or_else(|| "timed out".into());
+                        return Err(Failure::Rejected(jwtd_core::Error::new(
+                            Reason::KeyFetchFailed,
+                            format!(
+                                "could not fetch the keys of issuer {:?}: {why}",
+                                issuer.name
+                            ),
+                        )));
+                    }
+                    Err(e) => {
+                        return Err(Failure::Usage(format!(
+                            "the keys of issuer {:?} cannot be used: {e}",
+                            issuer.name
+                        )))
+                    }
+                }
+            }
+        }
+        match issuers.verify(token, now).await {
+            Ok((issuer, verified)) => {
+                eprintln!("jwtd: verified by issuer {:?}", issuer.name);
+                print_json(&Value::Object(verified.claims()));
+                Ok(())
+            }
+            Err((_, e)) => Err(Failure::Rejected(e)),
+        }
+    })
 }
 
 /// Most kids [`known_kids`] names; each is cut to [`KID_SHOWN`] characters.

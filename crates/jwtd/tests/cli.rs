@@ -757,3 +757,39 @@ fn swapped_jwks_and_key_get_a_hint() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn verify_with_a_service_configuration() {
+    let dir = tmp("verify-config");
+    let token = setup(&dir, "ES256");
+    std::fs::write(
+        dir.join("jwtd.toml"),
+        "[[issuer]]\nname = \"local\"\nissuer = \"https://id.example\"\n\
+         jwks_file = \"jwks.json\"\nalgorithms = [\"ES256\"]\naudiences = [\"api\"]\n\
+         [[issuer]]\nname = \"other\"\nissuer = \"https://other.example\"\n\
+         jwks_file = \"jwks.json\"\nalgorithms = [\"ES256\"]\naudiences = [\"billing\"]\n",
+    )
+    .unwrap();
+    let o = run(&["verify", "--config", "jwtd.toml", &token], &dir);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("verified by issuer \"local\""), "{err}");
+    let claims: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(claims["sub"], "alice");
+    // The configured policy applies: here, its audience.
+    std::fs::write(
+        dir.join("billing.toml"),
+        "[[issuer]]\nname = \"local\"\nissuer = \"https://id.example\"\n\
+         jwks_file = \"jwks.json\"\nalgorithms = [\"ES256\"]\naudiences = [\"billing\"]\n",
+    )
+    .unwrap();
+    let o = run(&["verify", "--config", "billing.toml", &token], &dir);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stderr_json(&o)["reason"], "wrong_audience");
+    // Policy flags do not go with --config.
+    let o = run(
+        &["verify", "--config", "jwtd.toml", "--aud", "api", &token],
+        &dir,
+    );
+    assert_eq!(o.status.code(), Some(2));
+}
