@@ -48,7 +48,8 @@ jwtd verify \"$TOKEN\" --secret-file secret.jwk --alg HS256 --claim-json admin=t
 jwtd verify \"$TOKEN\" --key public.pem --alg ES256 --aud example.com --max-auth-age 300\n  \
 jwtd verify \"$TOKEN\" --discovery https://tenant.example/ --alg RS256 --iss https://tenant.example/ --aud https://api.example\n  \
 jwtd verify \"$TOKEN\" --jwks wallet.json --alg RS256 --aud partner-42 --claim-contains scope=payments\n  \
-jwtd verify \"$TOKEN\" --config jwtd.toml")]
+jwtd verify \"$TOKEN\" --config jwtd.toml\n  \
+jwtd verify \"$TOKEN\" --jwks jwks.json --alg ES256 --aud api --explain")]
     Verify(Box<VerifyArgs>),
     /// Sign a new token with a private key or secret; print it.
     #[command(
@@ -429,6 +430,11 @@ pub struct VerifyArgs {
     /// Verify as if the time were UNIX (seconds since the epoch).
     #[arg(long, value_name = "UNIX")]
     pub now: Option<u64>,
+    /// Also print every check in words on stderr: the issuer picked (with --config) and why,
+    /// the algorithm and the key (kid) used, the times as dates ("expired 3 minutes ago"), the
+    /// issuer and audience found against those expected, and each claim check.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 /// `jwtd sign`.

@@ -187,10 +187,15 @@ fn utc_date(secs: i64) -> String {
 
 /// "expired 3 minutes ago (DATE)" or "expires in 9 minutes (DATE)": `exp` against `now`.
 fn expiry_note(exp: i64, now: i64) -> String {
+    format!("{} ({})", expiry_rel(exp, now), utc_date(exp))
+}
+
+/// "expired 3 minutes ago" or "expires in 9 minutes".
+fn expiry_rel(exp: i64, now: i64) -> String {
     if now >= exp {
-        format!("expired {} ago ({})", human_span(now - exp), utc_date(exp))
+        format!("expired {} ago", human_span(now - exp))
     } else {
-        format!("expires in {} ({})", human_span(exp - now), utc_date(exp))
+        format!("expires in {}", human_span(exp - now))
     }
 }
 
@@ -894,7 +899,7 @@ fn verify(a: VerifyArgs) -> Result<()> {
     let token = io::read_token(a.token.as_deref())?;
     if let Some(path) = &a.keys.config {
         let now = a.now.unwrap_or_else(jwtd_core::unix_now);
-        return verify_config(path, &token, now, a.remote.fetch_timeout);
+        return verify_config(path, &token, now, a.remote.fetch_timeout, a.explain);
     }
     let mut v = Validation::new(&a.algs)
         .leeway(a.leeway)
@@ -969,11 +974,12 @@ fn verify(a: VerifyArgs) -> Result<()> {
         _ => None,
     };
     let verified = match remote {
-        Some(source) => verify_remote(source, &a.remote, &a.algs, &v, &token, now)?,
+        Some(source) => verify_remote(source, &a.remote, &a.algs, &v, &token, now),
         None => {
             let keys = key_set(&a.keys, &a.algs, a.kid.clone())?;
             let known = known_kids(&keys);
-            let verifier = Verifier::new(keys, v).map_err(|e| Failure::Usage(e.to_string()))?;
+            let verifier =
+                Verifier::new(keys, v.clone()).map_err(|e| Failure::Usage(e.to_string()))?;
             verifier.verify(&token, now).map_err(|e| {
                 if e.reason() == Reason::UnknownKey {
                     let message = format!("{}; {known}", e.message());
@@ -981,16 +987,32 @@ fn verify(a: VerifyArgs) -> Result<()> {
                 } else {
                     Failure::Rejected(e)
                 }
-            })?
+            })
         }
     };
+    if a.explain {
+        match &verified {
+            Ok(ok) => print_explanation(&explanation(&token, Some(&v), now, Ok(ok))),
+            Err(Failure::Rejected(e)) => {
+                print_explanation(&explanation(&token, Some(&v), now, Err(e)))
+            }
+            Err(Failure::Usage(_)) => {}
+        }
+    }
+    let verified = verified?;
     print_json(&Value::Object(verified.claims()));
     Ok(())
 }
 
 /// `verify --config`: the configuration's issuers, built as `jwtd serve` builds them; the
 /// token's `iss` picks one (remote keys are awaited for at most `fetch_timeout` seconds).
-fn verify_config(path: &Path, token: &str, now: u64, fetch_timeout: u64) -> Result<()> {
+fn verify_config(
+    path: &Path,
+    token: &str,
+    now: u64,
+    fetch_timeout: u64,
+    explain: bool,
+) -> Result<()> {
     let config = jwtd_service::Config::load(path).map_err(|e| Failure::Usage(e.to_string()))?;
     if config.issuers.is_empty() {
         return Err(Failure::Usage(format!(
@@ -1042,7 +1064,30 @@ fn verify_config(path: &Path, token: &str, now: u64, fetch_timeout: u64) -> Resu
                 }
             }
         }
-        match issuers.verify(token, now).await {
+        let outcome = issuers.verify(token, now).await;
+        if explain {
+            let picked = match (&routed, issuers.list.as_slice()) {
+                (Some(i), [_]) => format!("{:?} (the only configured issuer)", i.name),
+                (Some(i), _) => format!(
+                    "{:?} (the token's iss {} selects it)",
+                    i.name,
+                    i.iss
+                        .as_deref()
+                        .map(|s| format!("{s:?}"))
+                        .unwrap_or_else(|| "(absent)".into())
+                ),
+                (None, _) => "none: the token's iss selects no configured issuer".into(),
+            };
+            let mut lines = vec![format!("issuer: {picked}")];
+            let v = routed.as_ref().map(|i| &i.validation);
+            let result = match &outcome {
+                Ok((_, verified)) => Ok(&**verified),
+                Err((_, e)) => Err(e),
+            };
+            lines.extend(explanation(token, v, now, result));
+            print_explanation(&lines);
+        }
+        match outcome {
             Ok((issuer, verified)) => {
                 eprintln!("jwtd: verified by issuer {:?}", issuer.name);
                 print_json(&Value::Object(verified.claims()));
@@ -1051,6 +1096,256 @@ fn verify_config(path: &Path, token: &str, now: u64, fetch_timeout: u64) -> Resu
             Err((_, e)) => Err(Failure::Rejected(e)),
         }
     })
+}
+
+/// Prints `verify --explain`'s lines on stderr.
+fn print_explanation(lines: &[String]) {
+    eprintln!("jwtd: explain:");
+    for l in lines {
+        eprintln!("  {l}");
+    }
+}
+
+/// Quotes a JSON value for an explanation line (long values cut).
+fn shown(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 80 {
+        format!("{}...", s.chars().take(80).collect::<String>())
+    } else {
+        s
+    }
+}
+
+/// "ok" or the reason and message of `r`.
+fn verdict(r: std::result::Result<(), jwtd_core::Error>) -> String {
+    match r {
+        Ok(()) => "ok".into(),
+        Err(e) => format!("FAILS ({}: {})", e.reason().as_str(), e.message()),
+    }
+}
+
+/// Every check of `v` on the token in words, each judged on its own by the core's rules
+/// (a one-rule policy per check), then the result. Without `v` (no issuer picked), only what
+/// the token says.
+fn explanation(
+    token: &str,
+    v: Option<&Validation>,
+    now: u64,
+    result: std::result::Result<&jwtd_core::Verified, &jwtd_core::Error>,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    let t = match jwtd_core::decode_unverified(token) {
+        Ok(t) => t,
+        Err(e) => {
+            lines.push(format!(
+                "token: cannot be read ({}: {})",
+                e.reason().as_str(),
+                e.message()
+            ));
+            return lines;
+        }
+    };
+    let h = &t.header;
+    let allowed = v
+        .map(|v| {
+            v.algorithms()
+                .iter()
+                .map(|a| a.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    let alg_ok = v.map(|v| v.algorithms().contains(&h.alg));
+    lines.push(format!(
+        "algorithm: {} ({})",
+        h.alg,
+        match alg_ok {
+            Some(true) => format!("allowed: {allowed}"),
+            Some(false) => format!("NOT allowed: only {allowed}"),
+            None => "no policy".into(),
+        }
+    ));
+    lines.push(match &result {
+        Ok(verified) => {
+            let k = verified.key();
+            format!(
+                "signature: verified with the key {} ({})",
+                k.kid()
+                    .map(|k| format!("kid {k:?}"))
+                    .unwrap_or_else(|| "without kid".into()),
+                k.algorithm()
+            )
+        }
+        Err(_) => format!(
+            "signature: see the result (the token names {})",
+            h.kid
+                .as_deref()
+                .map(|k| format!("kid {k:?}"))
+                .unwrap_or_else(|| "no kid".into())
+        ),
+    });
+    let Ok(claims) = &t.claims else {
+        lines.push("claims: the payload is not a JSON object".into());
+        return lines;
+    };
+    let now_i = now as i64;
+    for name in ["iat", "nbf", "exp", "auth_time"] {
+        let line = match jwtd_core::numeric_date(claims, name) {
+            Ok(Some(secs)) => {
+                let secs = secs.ceil() as i64;
+                let rel = match name {
+                    "exp" => expiry_rel(secs, now_i),
+                    "nbf" if secs > now_i => {
+                        format!("not valid for another {}", human_span(secs - now_i))
+                    }
+                    _ if secs > now_i => format!("{} in the future", human_span(secs - now_i)),
+                    _ => format!("{} ago", human_span(now_i - secs)),
+                };
+                format!("{name}: {} ({rel})", utc_date(secs))
+            }
+            Ok(None) => format!("{name}: absent"),
+            Err(e) => format!("{name}: {}", e.message()),
+        };
+        lines.push(line);
+    }
+    let Some(v) = v else {
+        return lines;
+    };
+    // The checks other than times are judged on the claims without their times, so that each
+    // line says what that one check finds (the times have their own line).
+    let mut untimed = claims.clone();
+    for name in ["iat", "nbf", "exp", "auth_time"] {
+        untimed.remove(name);
+    }
+    let claims_all = claims;
+    let claims = &untimed;
+    let algs = v.algorithms();
+    let base = || {
+        Validation::new(algs)
+            .require_exp(false)
+            .any_audience()
+            .leeway(v.leeway_secs())
+    };
+    let mut times = Validation::new(algs)
+        .any_audience()
+        .require_exp(v.requires_exp())
+        .leeway(v.leeway_secs());
+    if let Some(s) = v.max_age_secs() {
+        times = times.max_age(s);
+    }
+    if let Some(s) = v.max_auth_age_secs() {
+        times = times.max_auth_age(s);
+    }
+    let mut limits = vec![format!("leeway {} s", v.leeway_secs())];
+    if v.requires_exp() {
+        limits.push("exp required".into());
+    }
+    if let Some(s) = v.max_age_secs() {
+        limits.push(format!("max age {}", human_span(s as i64)));
+    }
+    if let Some(s) = v.max_auth_age_secs() {
+        limits.push(format!("max auth age {}", human_span(s as i64)));
+    }
+    lines.push(format!(
+        "times ({}): {}",
+        limits.join(", "),
+        verdict(times.validate_claims(claims_all, now))
+    ));
+    let found = |name: &str| {
+        claims
+            .get(name)
+            .map(shown)
+            .unwrap_or_else(|| "absent".into())
+    };
+    if v.issuers().is_empty() {
+        lines.push(format!(
+            "iss: {} (not checked: no issuer configured)",
+            found("iss")
+        ));
+    } else {
+        let mut only = base();
+        for i in v.issuers() {
+            only = only.issuer(i.clone());
+        }
+        lines.push(format!(
+            "iss: {}, expected {}: {}",
+            found("iss"),
+            v.issuers()
+                .iter()
+                .map(|i| format!("{i:?}"))
+                .collect::<Vec<_>>()
+                .join(" or "),
+            verdict(only.validate_claims(claims, now))
+        ));
+    }
+    let mut aud = Validation::new(algs)
+        .require_exp(false)
+        .leeway(v.leeway_secs())
+        .audience_mode(v.audience_mode_in_force());
+    for a in v.audiences() {
+        aud = aud.audience(a.clone());
+    }
+    let expected = if v.accepts_any_audience() {
+        aud = aud.any_audience();
+        "any audience".to_owned()
+    } else if v.audiences().is_empty() {
+        "none configured (a token with aud is refused)".to_owned()
+    } else {
+        let joiner = match v.audience_mode_in_force() {
+            AudienceMode::All => " and ",
+            AudienceMode::Any => " or ",
+        };
+        v.audiences()
+            .iter()
+            .map(|a| format!("{a:?}"))
+            .collect::<Vec<_>>()
+            .join(joiner)
+    };
+    lines.push(format!(
+        "aud: {}, expected {expected}: {}",
+        found("aud"),
+        verdict(aud.validate_claims(claims, now))
+    ));
+    if let Some(typ) = v.required_typ() {
+        lines.push(format!(
+            "typ: {}, expected {typ:?}",
+            h.typ
+                .as_deref()
+                .map(|t| format!("{t:?}"))
+                .unwrap_or_else(|| "absent".into())
+        ));
+    }
+    for r in v.required_claims() {
+        lines.push(format!(
+            "required claim {r:?}: {}",
+            verdict(base().require(r.clone()).validate_claims(claims, now))
+        ));
+    }
+    for c in v.claim_checks() {
+        let what = match c {
+            ClaimCheck::Equals { claim, value } => format!("{claim:?} equals {}", shown(value)),
+            ClaimCheck::OneOf { claim, values } => {
+                format!(
+                    "{claim:?} is one of {}",
+                    shown(&Value::from(values.clone()))
+                )
+            }
+            ClaimCheck::Contains { claim, item } => format!("{claim:?} contains {item:?}"),
+        };
+        lines.push(format!(
+            "claim {what}: {}",
+            verdict(base().check(c.clone()).validate_claims(claims, now))
+        ));
+    }
+    lines.push(match result {
+        Ok(_) => "result: verified".into(),
+        Err(e) => format!(
+            "result: rejected ({}: {})",
+            e.reason().as_str(),
+            e.message()
+        ),
+    });
+    lines
 }
 
 /// Most kids [`known_kids`] names; each is cut to [`KID_SHOWN`] characters.
