@@ -351,6 +351,51 @@ impl Validation {
         &self.audiences
     }
 
+    /// How the audiences are matched.
+    pub fn audience_mode_in_force(&self) -> AudienceMode {
+        self.audience_mode
+    }
+
+    /// True when any audience is accepted.
+    pub fn accepts_any_audience(&self) -> bool {
+        self.any_audience
+    }
+
+    /// True when `exp` is required.
+    pub fn requires_exp(&self) -> bool {
+        self.require_exp
+    }
+
+    /// The clock-skew allowance, in seconds.
+    pub fn leeway_secs(&self) -> u64 {
+        self.leeway
+    }
+
+    /// The maximum token age from `iat`, in seconds.
+    pub fn max_age_secs(&self) -> Option<u64> {
+        self.max_age
+    }
+
+    /// The maximum authentication age from `auth_time`, in seconds.
+    pub fn max_auth_age_secs(&self) -> Option<u64> {
+        self.max_auth_age
+    }
+
+    /// The required header `typ`.
+    pub fn required_typ(&self) -> Option<&str> {
+        self.typ.as_deref()
+    }
+
+    /// The claims that must be present.
+    pub fn required_claims(&self) -> &[String] {
+        &self.required
+    }
+
+    /// The claim value checks.
+    pub fn claim_checks(&self) -> &[ClaimCheck] {
+        &self.checks
+    }
+
     /// Applies every claim rule to a verified claims set, at time `now` (seconds since the
     /// Unix epoch).
     pub fn validate_claims(&self, claims: &Map<String, Value>, now: u64) -> Result<(), Error> {

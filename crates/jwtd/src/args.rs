@@ -28,14 +28,18 @@ pub struct Cli {
 pub enum Command {
     /// Show a token's header and claims WITHOUT verifying anything.
     #[command(
-        after_help = "Examples:\n  jwtd decode eyJhbGciOi...\n  echo \"$TOKEN\" | jwtd decode -"
+        after_help = "Prints {\"header\", \"claims\", \"dates_utc\", \"expired\"} as JSON on stdout; \
+on stderr, that nothing was verified and when the token expires (\"expires in 9 minutes\", \
+\"expired 3 minutes ago\").\n\n\
+Examples:\n  jwtd decode eyJhbGciOi...\n  echo \"$TOKEN\" | jwtd decode -"
     )]
     Decode(DecodeArgs),
     /// Verify a token's signature and claims; print the claims as JSON.
     #[command(after_help = "Exit 0 with the verified claims on stdout; exit 1 with \
 {\"error\":\"invalid_token\",\"reason\":\"<code>\",\"message\":...} on stderr when the token is rejected, \
 and with reason key_fetch_failed when --jwks-url/--discovery could not be reached within --fetch-timeout \
-(timeouts, network errors, error statuses are retried until then); exit 2 at once for usage or key errors, \
+(timeouts, network errors, error statuses are retried until then); an unknown_key message names \
+the kids of a local --jwks/--key (at most 10); exit 2 at once for usage or key errors, \
 including a key source that answers with something unusable (discovery issuer mismatch, no usable key, \
 a refused URL or redirect, a malformed or oversized document).\n\n\
 Examples:\n  jwtd verify \"$TOKEN\" --jwks jwks.json --alg RS256 --iss https://id.example/ --aud https://api.example\n  \
@@ -43,7 +47,9 @@ jwtd verify \"$TOKEN\" --secret-env APP_SECRET --alg HS256 --claim client_id=123
 jwtd verify \"$TOKEN\" --secret-file secret.jwk --alg HS256 --claim-json admin=true --any-aud\n  \
 jwtd verify \"$TOKEN\" --key public.pem --alg ES256 --aud example.com --max-auth-age 300\n  \
 jwtd verify \"$TOKEN\" --discovery https://tenant.example/ --alg RS256 --iss https://tenant.example/ --aud https://api.example\n  \
-jwtd verify \"$TOKEN\" --jwks wallet.json --alg RS256 --aud partner-42 --claim-contains scope=payments")]
+jwtd verify \"$TOKEN\" --jwks wallet.json --alg RS256 --aud partner-42 --claim-contains scope=payments\n  \
+jwtd verify \"$TOKEN\" --config jwtd.toml\n  \
+jwtd verify \"$TOKEN\" --jwks jwks.json --alg ES256 --aud api --explain")]
     Verify(Box<VerifyArgs>),
     /// Sign a new token with a private key or secret; print it.
     #[command(
@@ -290,7 +296,8 @@ jwtd token mint --iss https://auth.example.com --sub alice --claim client_id=123
 /// `jwtd decode`.
 #[derive(Args, Debug)]
 pub struct DecodeArgs {
-    /// The token, or `-` (the default) to read it from stdin.
+    /// The token, or `-` (the default) to read it from stdin. A pasted `Bearer ` prefix is
+    /// removed (with a note on stderr).
     pub token: Option<String>,
 }
 
@@ -298,10 +305,12 @@ pub struct DecodeArgs {
 #[derive(Args, Debug)]
 #[group(required = true, multiple = false)]
 pub struct KeySource {
-    /// A JWKS file (`{"keys": [...]}`).
+    /// A JWKS file (`{"keys": [...]}`). A PEM or a single JWK given here is refused with a
+    /// hint to use --key.
     #[arg(long, value_name = "FILE")]
     pub jwks: Option<PathBuf>,
-    /// A PEM public key (SPKI or PKCS#1; a private key PEM also works).
+    /// A PEM public key (SPKI or PKCS#1; a private key PEM also works), or one JWK. A JWKS
+    /// given here is refused with a hint to use --jwks.
     #[arg(long, value_name = "PEM")]
     pub key: Option<PathBuf>,
     /// A file holding an HMAC secret: raw bytes (one trailing newline is ignored), or a JWK
@@ -318,6 +327,20 @@ pub struct KeySource {
     /// exactly this issuer).
     #[arg(long, value_name = "ISSUER_URL")]
     pub discovery: Option<String>,
+    /// Verify against the `[[issuer]]` tables of a `jwtd serve` configuration file, as the
+    /// service does: the token's `iss` picks the issuer, whose keys, algorithms, audiences and
+    /// claim checks apply (jwtd's own `[signing]` issuer and revocation are not used). The
+    /// policy flags (--alg, --iss, --aud, --claim, ...) do not go with it.
+    #[arg(
+        long,
+        value_name = "TOML",
+        conflicts_with_all = [
+            "algs", "kid", "issuers", "audiences", "aud_all", "any_aud", "leeway", "max_age",
+            "max_auth_age", "typ", "required", "claims", "claims_json", "contains", "one_of",
+            "one_of_json", "allow_no_exp", "ca_file", "allow_insecure_http"
+        ]
+    )]
+    pub config: Option<PathBuf>,
 }
 
 /// Options for fetching remote keys.
@@ -339,7 +362,8 @@ pub struct RemoteArgs {
 /// `jwtd verify`.
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
-    /// The token, or `-` (the default) to read it from stdin.
+    /// The token, or `-` (the default) to read it from stdin. A pasted `Bearer ` prefix is
+    /// removed (with a note on stderr).
     pub token: Option<String>,
     #[command(flatten)]
     pub keys: KeySource,
@@ -349,7 +373,7 @@ pub struct VerifyArgs {
     #[arg(
         long = "alg",
         value_name = "ALG",
-        required = true,
+        required_unless_present = "config",
         value_delimiter = ','
     )]
     pub algs: Vec<Algorithm>,
@@ -406,6 +430,11 @@ pub struct VerifyArgs {
     /// Verify as if the time were UNIX (seconds since the epoch).
     #[arg(long, value_name = "UNIX")]
     pub now: Option<u64>,
+    /// Also print every check in words on stderr: the issuer picked (with --config) and why,
+    /// the algorithm and the key (kid) used, the times as dates ("expired 3 minutes ago"), the
+    /// issuer and audience found against those expected, and each claim check.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 /// `jwtd sign`.

@@ -185,6 +185,32 @@ fn utc_date(secs: i64) -> String {
     humantime::format_rfc3339_seconds(when).to_string()
 }
 
+/// "expired 3 minutes ago (DATE)" or "expires in 9 minutes (DATE)": `exp` against `now`.
+fn expiry_note(exp: i64, now: i64) -> String {
+    format!("{} ({})", expiry_rel(exp, now), utc_date(exp))
+}
+
+/// "expired 3 minutes ago" or "expires in 9 minutes".
+fn expiry_rel(exp: i64, now: i64) -> String {
+    if now >= exp {
+        format!("expired {} ago", human_span(now - exp))
+    } else {
+        format!("expires in {}", human_span(exp - now))
+    }
+}
+
+/// A span of seconds in the largest whole unit: "45 seconds", "1 minute", "3 hours", "2 days".
+fn human_span(secs: i64) -> String {
+    let secs = secs.unsigned_abs();
+    let (n, unit) = match secs {
+        0..=119 => (secs, "second"),
+        120..=7199 => (secs / 60, "minute"),
+        7200..=172_799 => (secs / 3600, "hour"),
+        _ => (secs / 86_400, "day"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
 fn print_events(
     events: Vec<jwtd_store::RingEvent>,
     ring: &jwtd_store::KeyRing<jwtd_store::AnyStore>,
@@ -617,6 +643,28 @@ fn decode(a: DecodeArgs) -> Result<()> {
                 }
             }
             out.insert("dates_utc".into(), Value::Object(dates));
+            let now = jwtd_core::unix_now() as i64;
+            match jwtd_core::numeric_date(claims, "exp") {
+                Ok(Some(exp)) => {
+                    // Whole seconds: a fractional exp has passed once now reaches its ceiling.
+                    let exp = exp.ceil() as i64;
+                    let expired = now >= exp;
+                    out.insert("expired".into(), Value::Bool(expired));
+                    eprintln!("jwtd: {}", expiry_note(exp, now));
+                }
+                Ok(None) => eprintln!("jwtd: no exp claim: the token never expires"),
+                Err(_) => {}
+            }
+            if let Ok(Some(nbf)) = jwtd_core::numeric_date(claims, "nbf") {
+                let nbf = nbf.ceil() as i64;
+                if nbf > now {
+                    eprintln!(
+                        "jwtd: not valid before {} (in {})",
+                        utc_date(nbf),
+                        human_span(nbf - now)
+                    );
+                }
+            }
         }
         Err(e) => {
             out.insert(
@@ -660,7 +708,14 @@ fn verifying_key_from_file(
     let bytes = io::read_file(path)?;
     let bad = |e: jwtd_core::KeyError| Failure::Usage(format!("{}: {e}", path.display()));
     if bytes.trim_ascii_start().starts_with(b"{") {
-        let jwk = Jwk::from_json(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        let jwk = Jwk::from_json(&bytes).map_err(|e| match key_file_kind(&bytes) {
+            KeyFileKind::Jwks => format!(
+                "{}: this looks like a JWKS ({{\"keys\": [...]}}): use --jwks {}",
+                path.display(),
+                path.display()
+            ),
+            _ => format!("{}: {e}", path.display()),
+        })?;
         let family = match jwk.kty.as_str() {
             "RSA" => Some(Family::Rsa),
             "oct" => Some(Family::Hmac),
@@ -699,10 +754,41 @@ fn verifying_key_from_file(
     }
 }
 
+/// What a key file that failed to parse as the flag's kind looks like, for a hint.
+enum KeyFileKind {
+    Pem,
+    Jwks,
+    Jwk,
+    Other,
+}
+
+fn key_file_kind(bytes: &[u8]) -> KeyFileKind {
+    if bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+        return KeyFileKind::Pem;
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(m)) if m.contains_key("keys") => KeyFileKind::Jwks,
+        Ok(Value::Object(m)) if m.contains_key("kty") => KeyFileKind::Jwk,
+        _ => KeyFileKind::Other,
+    }
+}
+
 fn key_set(src: &KeySource, allowed: &[Algorithm], kid: Option<String>) -> Result<KeySet> {
     if let Some(path) = &src.jwks {
         let bytes = io::read_file(path)?;
-        let jwks = Jwks::from_json(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        let jwks = Jwks::from_json(&bytes).map_err(|e| match key_file_kind(&bytes) {
+            KeyFileKind::Pem => format!(
+                "{}: this looks like a PEM file, not a JWKS: use --key {}",
+                path.display(),
+                path.display()
+            ),
+            KeyFileKind::Jwk => format!(
+                "{}: this looks like one JWK, not a JWKS ({{\"keys\": [...]}}): use --key {}",
+                path.display(),
+                path.display()
+            ),
+            _ => format!("{}: {e}", path.display()),
+        })?;
         let (set, skipped) = KeySet::from_jwks(&jwks, allowed);
         for s in &skipped {
             eprintln!(
@@ -811,6 +897,10 @@ fn claim_json(s: &str) -> Result<(String, Value)> {
 
 fn verify(a: VerifyArgs) -> Result<()> {
     let token = io::read_token(a.token.as_deref())?;
+    if let Some(path) = &a.keys.config {
+        let now = a.now.unwrap_or_else(jwtd_core::unix_now);
+        return verify_config(path, &token, now, a.remote.fetch_timeout, a.explain);
+    }
     let mut v = Validation::new(&a.algs)
         .leeway(a.leeway)
         .require_exp(!a.allow_no_exp);
@@ -884,15 +974,419 @@ fn verify(a: VerifyArgs) -> Result<()> {
         _ => None,
     };
     let verified = match remote {
-        Some(source) => verify_remote(source, &a.remote, &a.algs, &v, &token, now)?,
+        Some(source) => verify_remote(source, &a.remote, &a.algs, &v, &token, now),
         None => {
             let keys = key_set(&a.keys, &a.algs, a.kid.clone())?;
-            let verifier = Verifier::new(keys, v).map_err(|e| Failure::Usage(e.to_string()))?;
-            verifier.verify(&token, now).map_err(Failure::Rejected)?
+            let known = known_kids(&keys);
+            let verifier =
+                Verifier::new(keys, v.clone()).map_err(|e| Failure::Usage(e.to_string()))?;
+            verifier.verify(&token, now).map_err(|e| {
+                if e.reason() == Reason::UnknownKey {
+                    let message = format!("{}; {known}", e.message());
+                    Failure::Rejected(jwtd_core::Error::new(Reason::UnknownKey, message))
+                } else {
+                    Failure::Rejected(e)
+                }
+            })
         }
     };
+    if a.explain {
+        match &verified {
+            Ok(ok) => print_explanation(&explanation(&token, Some(&v), now, Ok(ok))),
+            Err(Failure::Rejected(e)) => {
+                print_explanation(&explanation(&token, Some(&v), now, Err(e)))
+            }
+            Err(Failure::Usage(_)) => {}
+        }
+    }
+    let verified = verified?;
     print_json(&Value::Object(verified.claims()));
     Ok(())
+}
+
+/// `verify --config`: the configuration's issuers, built as `jwtd serve` builds them; the
+/// token's `iss` picks one (remote keys are awaited for at most `fetch_timeout` seconds).
+fn verify_config(
+    path: &Path,
+    token: &str,
+    now: u64,
+    fetch_timeout: u64,
+    explain: bool,
+) -> Result<()> {
+    let config = jwtd_service::Config::load(path).map_err(|e| Failure::Usage(e.to_string()))?;
+    if config.issuers.is_empty() {
+        return Err(Failure::Usage(format!(
+            "{}: no [[issuer]] to verify against (jwtd's own [signing] issuer is not used by verify --config)",
+            path.display()
+        )));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Usage(format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(async {
+        let issuers = jwtd_service::issuers::Issuers::build(&config, None, None)
+            .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+        // The issuer the token routes to: its remote keys are awaited (the others are not
+        // needed). A token that routes nowhere is refused by `Issuers::verify` below.
+        let routed = match issuers.list.as_slice() {
+            [only] if only.iss.is_some() => Some(only.clone()),
+            _ => jwtd_core::peek_issuer(token)
+                .ok()
+                .and_then(|iss| issuers.route(iss.as_deref()).ok().cloned()),
+        };
+        if let Some(issuer) = &routed {
+            if let jwtd_service::issuers::Keys::Remote(r) = &issuer.keys {
+                match r
+                    .wait_ready_or_permanent_error(Duration::from_secs(fetch_timeout))
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let why = r
+                            .last_error()
+                            .map(|e| e.to_string())
+                            .unwrap_or_else(|| "timed out".into());
+                        return Err(Failure::Rejected(jwtd_core::Error::new(
+                            Reason::KeyFetchFailed,
+                            format!(
+                                "could not fetch the keys of issuer {:?}: {why}",
+                                issuer.name
+                            ),
+                        )));
+                    }
+                    Err(e) => {
+                        return Err(Failure::Usage(format!(
+                            "the keys of issuer {:?} cannot be used: {e}",
+                            issuer.name
+                        )))
+                    }
+                }
+            }
+        }
+        let outcome = issuers.verify(token, now).await;
+        if explain {
+            let picked = match (&routed, issuers.list.as_slice()) {
+                (Some(i), [_]) => format!("{:?} (the only configured issuer)", i.name),
+                (Some(i), _) => format!(
+                    "{:?} (the token's iss {} selects it)",
+                    i.name,
+                    i.iss
+                        .as_deref()
+                        .map(|s| format!("{s:?}"))
+                        .unwrap_or_else(|| "(absent)".into())
+                ),
+                (None, _) => "none: the token's iss selects no configured issuer".into(),
+            };
+            let mut lines = vec![format!("issuer: {picked}")];
+            let v = routed.as_ref().map(|i| &i.validation);
+            let result = match &outcome {
+                Ok((_, verified)) => Ok(&**verified),
+                Err((_, e)) => Err(e),
+            };
+            lines.extend(explanation(token, v, now, result));
+            print_explanation(&lines);
+        }
+        match outcome {
+            Ok((issuer, verified)) => {
+                eprintln!("jwtd: verified by issuer {:?}", issuer.name);
+                print_json(&Value::Object(verified.claims()));
+                Ok(())
+            }
+            Err((_, e)) => Err(Failure::Rejected(e)),
+        }
+    })
+}
+
+/// Prints `verify --explain`'s lines on stderr.
+fn print_explanation(lines: &[String]) {
+    eprintln!("jwtd: explain:");
+    for l in lines {
+        eprintln!("  {l}");
+    }
+}
+
+/// Quotes a JSON value for an explanation line (long values cut).
+fn shown(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 80 {
+        format!("{}...", s.chars().take(80).collect::<String>())
+    } else {
+        s
+    }
+}
+
+/// "ok" or the reason and message of `r`.
+fn verdict(r: std::result::Result<(), jwtd_core::Error>) -> String {
+    match r {
+        Ok(()) => "ok".into(),
+        Err(e) => format!("FAILS ({}: {})", e.reason().as_str(), e.message()),
+    }
+}
+
+/// Every check of `v` on the token in words, each judged on its own by the core's rules
+/// (a one-rule policy per check), then the result. Without `v` (no issuer picked), only what
+/// the token says.
+fn explanation(
+    token: &str,
+    v: Option<&Validation>,
+    now: u64,
+    result: std::result::Result<&jwtd_core::Verified, &jwtd_core::Error>,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    let t = match jwtd_core::decode_unverified(token) {
+        Ok(t) => t,
+        Err(e) => {
+            lines.push(format!(
+                "token: cannot be read ({}: {})",
+                e.reason().as_str(),
+                e.message()
+            ));
+            return lines;
+        }
+    };
+    let h = &t.header;
+    let allowed = v
+        .map(|v| {
+            v.algorithms()
+                .iter()
+                .map(|a| a.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    let alg_ok = v.map(|v| v.algorithms().contains(&h.alg));
+    lines.push(format!(
+        "algorithm: {} ({})",
+        h.alg,
+        match alg_ok {
+            Some(true) => format!("allowed: {allowed}"),
+            Some(false) => format!("NOT allowed: only {allowed}"),
+            None => "no policy".into(),
+        }
+    ));
+    lines.push(match &result {
+        Ok(verified) => {
+            let k = verified.key();
+            format!(
+                "signature: verified with the key {} ({})",
+                k.kid()
+                    .map(|k| format!("kid {k:?}"))
+                    .unwrap_or_else(|| "without kid".into()),
+                k.algorithm()
+            )
+        }
+        Err(_) => format!(
+            "signature: see the result (the token names {})",
+            h.kid
+                .as_deref()
+                .map(|k| format!("kid {k:?}"))
+                .unwrap_or_else(|| "no kid".into())
+        ),
+    });
+    let Ok(claims) = &t.claims else {
+        lines.push("claims: the payload is not a JSON object".into());
+        return lines;
+    };
+    let now_i = now as i64;
+    for name in ["iat", "nbf", "exp", "auth_time"] {
+        let line = match jwtd_core::numeric_date(claims, name) {
+            Ok(Some(secs)) => {
+                let secs = secs.ceil() as i64;
+                let rel = match name {
+                    "exp" => expiry_rel(secs, now_i),
+                    "nbf" if secs > now_i => {
+                        format!("not valid for another {}", human_span(secs - now_i))
+                    }
+                    _ if secs > now_i => format!("{} in the future", human_span(secs - now_i)),
+                    _ => format!("{} ago", human_span(now_i - secs)),
+                };
+                format!("{name}: {} ({rel})", utc_date(secs))
+            }
+            Ok(None) => format!("{name}: absent"),
+            Err(e) => format!("{name}: {}", e.message()),
+        };
+        lines.push(line);
+    }
+    let Some(v) = v else {
+        return lines;
+    };
+    // The checks other than times are judged on the claims without their times, so that each
+    // line says what that one check finds (the times have their own line).
+    let mut untimed = claims.clone();
+    for name in ["iat", "nbf", "exp", "auth_time"] {
+        untimed.remove(name);
+    }
+    let claims_all = claims;
+    let claims = &untimed;
+    let algs = v.algorithms();
+    let base = || {
+        Validation::new(algs)
+            .require_exp(false)
+            .any_audience()
+            .leeway(v.leeway_secs())
+    };
+    let mut times = Validation::new(algs)
+        .any_audience()
+        .require_exp(v.requires_exp())
+        .leeway(v.leeway_secs());
+    if let Some(s) = v.max_age_secs() {
+        times = times.max_age(s);
+    }
+    if let Some(s) = v.max_auth_age_secs() {
+        times = times.max_auth_age(s);
+    }
+    let mut limits = vec![format!("leeway {} s", v.leeway_secs())];
+    if v.requires_exp() {
+        limits.push("exp required".into());
+    }
+    if let Some(s) = v.max_age_secs() {
+        limits.push(format!("max age {}", human_span(s as i64)));
+    }
+    if let Some(s) = v.max_auth_age_secs() {
+        limits.push(format!("max auth age {}", human_span(s as i64)));
+    }
+    lines.push(format!(
+        "times ({}): {}",
+        limits.join(", "),
+        verdict(times.validate_claims(claims_all, now))
+    ));
+    let found = |name: &str| {
+        claims
+            .get(name)
+            .map(shown)
+            .unwrap_or_else(|| "absent".into())
+    };
+    if v.issuers().is_empty() {
+        lines.push(format!(
+            "iss: {} (not checked: no issuer configured)",
+            found("iss")
+        ));
+    } else {
+        let mut only = base();
+        for i in v.issuers() {
+            only = only.issuer(i.clone());
+        }
+        lines.push(format!(
+            "iss: {}, expected {}: {}",
+            found("iss"),
+            v.issuers()
+                .iter()
+                .map(|i| format!("{i:?}"))
+                .collect::<Vec<_>>()
+                .join(" or "),
+            verdict(only.validate_claims(claims, now))
+        ));
+    }
+    let mut aud = Validation::new(algs)
+        .require_exp(false)
+        .leeway(v.leeway_secs())
+        .audience_mode(v.audience_mode_in_force());
+    for a in v.audiences() {
+        aud = aud.audience(a.clone());
+    }
+    let expected = if v.accepts_any_audience() {
+        aud = aud.any_audience();
+        "any audience".to_owned()
+    } else if v.audiences().is_empty() {
+        "none configured (a token with aud is refused)".to_owned()
+    } else {
+        let joiner = match v.audience_mode_in_force() {
+            AudienceMode::All => " and ",
+            AudienceMode::Any => " or ",
+        };
+        v.audiences()
+            .iter()
+            .map(|a| format!("{a:?}"))
+            .collect::<Vec<_>>()
+            .join(joiner)
+    };
+    lines.push(format!(
+        "aud: {}, expected {expected}: {}",
+        found("aud"),
+        verdict(aud.validate_claims(claims, now))
+    ));
+    if let Some(typ) = v.required_typ() {
+        lines.push(format!(
+            "typ: {}, expected {typ:?}",
+            h.typ
+                .as_deref()
+                .map(|t| format!("{t:?}"))
+                .unwrap_or_else(|| "absent".into())
+        ));
+    }
+    for r in v.required_claims() {
+        lines.push(format!(
+            "required claim {r:?}: {}",
+            verdict(base().require(r.clone()).validate_claims(claims, now))
+        ));
+    }
+    for c in v.claim_checks() {
+        let what = match c {
+            ClaimCheck::Equals { claim, value } => format!("{claim:?} equals {}", shown(value)),
+            ClaimCheck::OneOf { claim, values } => {
+                format!(
+                    "{claim:?} is one of {}",
+                    shown(&Value::from(values.clone()))
+                )
+            }
+            ClaimCheck::Contains { claim, item } => format!("{claim:?} contains {item:?}"),
+        };
+        lines.push(format!(
+            "claim {what}: {}",
+            verdict(base().check(c.clone()).validate_claims(claims, now))
+        ));
+    }
+    lines.push(match result {
+        Ok(_) => "result: verified".into(),
+        Err(e) => format!(
+            "result: rejected ({}: {})",
+            e.reason().as_str(),
+            e.message()
+        ),
+    });
+    lines
+}
+
+/// Most kids [`known_kids`] names; each is cut to [`KID_SHOWN`] characters.
+const KIDS_SHOWN: usize = 10;
+const KID_SHOWN: usize = 40;
+
+/// The kids (with algorithms) of the keys in `keys`, for an `unknown_key` message:
+/// `known kids: "a" (ES256), "b" (RS256)`, at most [`KIDS_SHOWN`] of them.
+fn known_kids(keys: &KeySet) -> String {
+    let mut named = Vec::new();
+    let mut anonymous = 0usize;
+    for k in keys.keys() {
+        match k.kid() {
+            Some(kid) => {
+                let mut shown: String = kid.chars().take(KID_SHOWN).collect();
+                if shown.len() < kid.len() {
+                    shown.push_str("...");
+                }
+                named.push(format!("{shown:?} ({})", k.algorithm()));
+            }
+            None => anonymous += 1,
+        }
+    }
+    let mut out = if named.is_empty() {
+        "the keys have no kid".to_owned()
+    } else {
+        let more = named.len().saturating_sub(KIDS_SHOWN);
+        named.truncate(KIDS_SHOWN);
+        let mut s = format!("known kids: {}", named.join(", "));
+        if more > 0 {
+            s.push_str(&format!(" and {more} more"));
+        }
+        s
+    };
+    if anonymous > 0 && !named.is_empty() {
+        out.push_str(&format!(
+            "; {anonymous} key{} without a kid",
+            if anonymous == 1 { "" } else { "s" }
+        ));
+    }
+    out
 }
 
 /// Fetches the keys once (discovery and JWKS, with jwtd-remote's HTTP rules) and verifies.

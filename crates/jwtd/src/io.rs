@@ -7,7 +7,9 @@ use zeroize::Zeroizing;
 /// Largest key, JWKS or claims file read (key material is small; this bounds mistakes).
 const MAX_FILE: u64 = 1024 * 1024;
 
-/// The token from the argument, or stdin when absent or `-`. Surrounding whitespace is removed.
+/// The token from the argument, or stdin when absent or `-`. Surrounding whitespace is removed,
+/// and so is a leading `Bearer ` (any case) pasted from an `Authorization` header, with a note
+/// on stderr.
 pub fn read_token(arg: Option<&str>) -> Result<String, String> {
     let raw = match arg {
         Some(t) if t != "-" => t.to_owned(),
@@ -24,7 +26,28 @@ pub fn read_token(arg: Option<&str>) -> Result<String, String> {
     if t.is_empty() {
         return Err("no token given (pass it as an argument or on stdin)".into());
     }
+    if let Some(rest) = strip_bearer(t) {
+        eprintln!(
+            "jwtd: note: removed a leading \"Bearer \" (an Authorization header value); using the token after it"
+        );
+        if rest.is_empty() {
+            return Err("no token given after \"Bearer \"".into());
+        }
+        return Ok(rest.to_owned());
+    }
     Ok(t.to_owned())
+}
+
+/// What follows a leading `Bearer` (any case) and whitespace, if `t` starts with one.
+fn strip_bearer(t: &str) -> Option<&str> {
+    if !t.get(..6)?.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let rest = &t[6..];
+    if !rest.is_empty() && !rest.starts_with(char::is_whitespace) {
+        return None;
+    }
+    Some(rest.trim_start())
 }
 
 /// Reads a whole file of at most 1 MiB.

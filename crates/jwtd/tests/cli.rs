@@ -614,3 +614,273 @@ fn unusable_remote_key_sources_exit_2_at_once() {
         "retried until the timeout"
     );
 }
+
+#[test]
+fn pasted_bearer_prefix_is_removed_with_a_note() {
+    let dir = tmp("bearer");
+    let token = setup(&dir, "ES256");
+    for pasted in [format!("Bearer {token}"), format!("bearer  {token}")] {
+        let o = run(
+            &[
+                "verify",
+                &pasted,
+                "--jwks",
+                "jwks.json",
+                "--alg",
+                "ES256",
+                "--iss",
+                "https://id.example",
+                "--aud",
+                "api",
+            ],
+            &dir,
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{err}");
+        assert!(err.contains("removed a leading \"Bearer \""), "{err}");
+        let o = run(&["decode", &pasted], &dir);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{err}");
+        assert!(err.contains("removed a leading \"Bearer \""), "{err}");
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(v["claims"]["sub"], "alice");
+    }
+    let o = run(&["decode", "Bearer "], &dir);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn decode_says_whether_the_token_is_expired() {
+    let dir = tmp("decode-exp");
+    let token = setup(&dir, "EdDSA");
+    let o = run(&["decode", &token], &dir);
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    // 600 s, or 599 s when a second turned between sign and decode.
+    assert!(
+        err.contains("expires in 10 minutes (") || err.contains("expires in 9 minutes ("),
+        "{err}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["expired"], false);
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let then = (now - 780).to_string();
+    let o = run(
+        &["sign", "--key", "k.pem", "--ttl", "10m", "--now", &then],
+        &dir,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let old = stdout(&o).trim().to_owned();
+    let o = run(&["decode", &old], &dir);
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("expired 3 minutes ago ("), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["expired"], true);
+}
+
+#[test]
+fn unknown_key_names_the_kids_there_are() {
+    let dir = tmp("unknown-kid");
+    let token = setup(&dir, "ES256");
+    let o = run(
+        &[
+            "keygen",
+            "--alg",
+            "ES256",
+            "--kid",
+            "other-key",
+            "--out",
+            "k2.pem",
+            "--public-out",
+            "jwks2.json",
+        ],
+        &dir,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(
+        &[
+            "verify",
+            &token,
+            "--jwks",
+            "jwks2.json",
+            "--alg",
+            "ES256",
+            "--aud",
+            "api",
+        ],
+        &dir,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr_json(&o);
+    assert_eq!(e["reason"], "unknown_key");
+    let message = e["message"].as_str().unwrap();
+    assert!(
+        message.ends_with("; known kids: \"other-key\" (ES256)"),
+        "{message}"
+    );
+}
+
+#[test]
+fn swapped_jwks_and_key_get_a_hint() {
+    let dir = tmp("swapped");
+    let token = setup(&dir, "ES256");
+    let base = ["verify", token.as_str(), "--alg", "ES256", "--aud", "api"];
+    let o = run(&[&base[..], &["--jwks", "k.pem"]].concat(), &dir);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("this looks like a PEM file, not a JWKS: use --key k.pem"),
+        "{err}"
+    );
+    let o = run(&[&base[..], &["--key", "jwks.json"]].concat(), &dir);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("this looks like a JWKS ({\"keys\": [...]}): use --jwks jwks.json"),
+        "{err}"
+    );
+    // One JWK given as a JWKS.
+    let jwks: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("jwks.json")).unwrap()).unwrap();
+    std::fs::write(dir.join("one.jwk"), jwks["keys"][0].to_string()).unwrap();
+    let o = run(&[&base[..], &["--jwks", "one.jwk"]].concat(), &dir);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("this looks like one JWK, not a JWKS"), "{err}");
+    // ... which works with --key.
+    let o = run(&[&base[..], &["--key", "one.jwk"]].concat(), &dir);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn verify_with_a_service_configuration() {
+    let dir = tmp("verify-config");
+    let token = setup(&dir, "ES256");
+    std::fs::write(
+        dir.join("jwtd.toml"),
+        "[[issuer]]\nname = \"local\"\nissuer = \"https://id.example\"\n\
+         jwks_file = \"jwks.json\"\nalgorithms = [\"ES256\"]\naudiences = [\"api\"]\n\
+         [[issuer]]\nname = \"other\"\nissuer = \"https://other.example\"\n\
+         jwks_file = \"jwks.json\"\nalgorithms = [\"ES256\"]\naudiences = [\"billing\"]\n",
+    )
+    .unwrap();
+    let o = run(&["verify", "--config", "jwtd.toml", &token], &dir);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("verified by issuer \"local\""), "{err}");
+    let claims: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(claims["sub"], "alice");
+    // The configured policy applies: here, its audience.
+    std::fs::write(
+        dir.join("billing.toml"),
+        "[[issuer]]\nname = \"local\"\nissuer = \"https://id.example\"\n\
+         jwks_file = \"jwks.json\"\nalgorithms = [\"ES256\"]\naudiences = [\"billing\"]\n",
+    )
+    .unwrap();
+    let o = run(&["verify", "--config", "billing.toml", &token], &dir);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stderr_json(&o)["reason"], "wrong_audience");
+    // Policy flags do not go with --config.
+    let o = run(
+        &["verify", "--config", "jwtd.toml", "--aud", "api", &token],
+        &dir,
+    );
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn verify_explain_prints_every_check_in_words() {
+    let dir = tmp("explain");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token = setup(&dir, "ES256");
+    let then = (now - 780).to_string();
+    let o = run(
+        &[
+            "sign",
+            "--key",
+            "k.pem",
+            "--iss",
+            "https://id.example",
+            "--aud",
+            "api",
+            "--ttl",
+            "10m",
+            "--now",
+            &then,
+            "--claim",
+            "scope=openid",
+        ],
+        &dir,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let old = stdout(&o).trim().to_owned();
+    let o = run(
+        &[
+            "verify",
+            &old,
+            "--jwks",
+            "jwks.json",
+            "--alg",
+            "ES256",
+            "--iss",
+            "https://id.example",
+            "--aud",
+            "billing",
+            "--claim-contains",
+            "scope=email",
+            "--explain",
+        ],
+        &dir,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    for want in [
+        "algorithm: ES256 (allowed: ES256)",
+        "(expired 3 minutes ago)",
+        "times (leeway 30 s, exp required): FAILS (expired:",
+        "iss: \"https://id.example\", expected \"https://id.example\": ok",
+        "aud: \"api\", expected \"billing\": FAILS (wrong_audience:",
+        "claim \"scope\" contains \"email\": FAILS (claim_mismatch:",
+        "result: rejected (expired:",
+    ] {
+        assert!(err.contains(want), "{want:?} in {err}");
+    }
+    // With --config: the issuer picked and the key used.
+    std::fs::write(
+        dir.join("jwtd.toml"),
+        "[[issuer]]\nname = \"local\"\nissuer = \"https://id.example\"\n\
+         jwks_file = \"jwks.json\"\nalgorithms = [\"ES256\"]\naudiences = [\"api\"]\n\
+         [[issuer]]\nname = \"other\"\nissuer = \"https://other.example\"\n\
+         jwks_file = \"jwks.json\"\nalgorithms = [\"ES256\"]\nany_audience = true\n",
+    )
+    .unwrap();
+    let o = run(
+        &["verify", "--config", "jwtd.toml", "--explain", &token],
+        &dir,
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    for want in [
+        "issuer: \"local\" (the token's iss \"https://id.example\" selects it)",
+        "signature: verified with the key kid \"",
+        "(expires in ",
+        "aud: \"api\", expected \"api\": ok",
+        "result: verified",
+    ] {
+        assert!(err.contains(want), "{want:?} in {err}");
+    }
+    serde_json::from_str::<serde_json::Value>(&stdout(&o)).expect("claims JSON on stdout");
+}
