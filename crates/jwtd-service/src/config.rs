@@ -486,22 +486,31 @@ pub const MAX_SECONDS: u64 = 100 * 365 * 86_400;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Seconds(pub u64);
 
+/// A configured duration: whole seconds (`30`) or a duration string (`"30s"`, `"500ms"`),
+/// clamped to `max` so no later arithmetic on it can overflow.
+fn duration_value<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    max: Duration,
+) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        N(u64),
+        S(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::N(n) => Ok(Duration::from_secs(n.min(max.as_secs()))),
+        Raw::S(s) => humantime::parse_duration(&s)
+            .map(|d| d.min(max))
+            .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration: {e}"))),
+    }
+}
+
 impl<'de> Deserialize<'de> for Seconds {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u64),
-            S(String),
-        }
         // Clamped to 100 years: no later arithmetic on a configured duration (added to a Unix
         // time, turned into a Duration, multiplied) can overflow and panic.
-        match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(Seconds(n.min(MAX_SECONDS))),
-            Raw::S(s) => humantime::parse_duration(&s)
-                .map(|d| Seconds(d.as_secs().min(MAX_SECONDS)))
-                .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration: {e}"))),
-        }
+        duration_value(d, Duration::from_secs(MAX_SECONDS)).map(|d| Seconds(d.as_secs()))
     }
 }
 
@@ -512,20 +521,9 @@ pub struct Timeout(pub Duration);
 
 impl<'de> Deserialize<'de> for Timeout {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u64),
-            S(String),
-        }
-        match Raw::deserialize(d)? {
-            // Clamped: the range check refuses it with a readable message, and no later
-            // arithmetic on it can overflow.
-            Raw::N(n) => Ok(Timeout(Duration::from_secs(n.min(u32::MAX as u64)))),
-            Raw::S(s) => humantime::parse_duration(&s)
-                .map(|d| Timeout(d.min(Duration::from_secs(u32::MAX as u64))))
-                .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration: {e}"))),
-        }
+        // Clamped: the range check refuses it with a readable message, and no later arithmetic
+        // on it can overflow.
+        duration_value(d, Duration::from_secs(u32::MAX as u64)).map(Timeout)
     }
 }
 

@@ -442,7 +442,7 @@ fn observe(
         Err(e) => {
             // Rejections are counted in metrics; logged at INFO at most once a second (with how
             // many were not), the rest at DEBUG, so a flood of junk cannot flood the logs.
-            match rejection_sample() {
+            match REJECTIONS_LOGGED.pass() {
                 Some(unlogged) => {
                     tracing::info!(request_id = rid.as_str(), endpoint, issuer, token = %fp(), reason, detail = e.message(), unlogged, "rejected")
                 }
@@ -455,24 +455,43 @@ fn observe(
     }
 }
 
-/// `Some(rejections not logged at INFO since the last one)` at most once a second.
-fn rejection_sample() -> Option<u64> {
-    use std::sync::atomic::AtomicU64;
-    static LAST: AtomicU64 = AtomicU64::new(0);
-    static SKIPPED: AtomicU64 = AtomicU64::new(0);
-    let now = jwtd_core::unix_now();
-    let last = LAST.load(Ordering::Relaxed);
-    if now > last
-        && LAST
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    {
-        Some(SKIPPED.swap(0, Ordering::Relaxed))
-    } else {
-        SKIPPED.fetch_add(1, Ordering::Relaxed);
-        None
+/// Lets one log line through per `every` seconds and counts the ones held back: what keeps a
+/// flood of bad requests from flooding the logs.
+struct LogGate {
+    last: AtomicU64,
+    held: AtomicU64,
+    every: u64,
+}
+
+impl LogGate {
+    const fn new(every: u64) -> LogGate {
+        LogGate {
+            last: AtomicU64::new(0),
+            held: AtomicU64::new(0),
+            every,
+        }
+    }
+
+    /// `Some(lines held back since the last one let through)`, or `None` (counted as held).
+    fn pass(&self) -> Option<u64> {
+        let now = jwtd_core::unix_now();
+        let last = self.last.load(Ordering::Relaxed);
+        if now >= last.saturating_add(self.every)
+            && self
+                .last
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            Some(self.held.swap(0, Ordering::Relaxed))
+        } else {
+            self.held.fetch_add(1, Ordering::Relaxed);
+            None
+        }
     }
 }
+
+/// Rejections logged at INFO: at most one a second.
+static REJECTIONS_LOGGED: LogGate = LogGate::new(1);
 
 type CounterKey = (&'static str, &'static str, &'static str);
 
@@ -854,27 +873,18 @@ const AUTH_FAILURE_LOG_EVERY: u64 = 10;
 /// Counts (`jwtd_auth_failures_total{endpoint}`), logs (rate-limited) and delays a failed
 /// admin or introspection authentication.
 async fn auth_failed(endpoint: &'static str, rid: &Rid) {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static LAST: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
-    static SUPPRESSED: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+    static GATES: [LogGate; 2] = [
+        LogGate::new(AUTH_FAILURE_LOG_EVERY),
+        LogGate::new(AUTH_FAILURE_LOG_EVERY),
+    ];
     metrics::counter!("jwtd_auth_failures_total", "endpoint" => endpoint).increment(1);
-    let i = usize::from(endpoint != "admin");
-    let now = jwtd_core::unix_now();
-    let last = LAST[i].load(Ordering::Relaxed);
-    if now >= last + AUTH_FAILURE_LOG_EVERY
-        && LAST[i]
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    {
-        let suppressed = SUPPRESSED[i].swap(0, Ordering::Relaxed);
+    if let Some(suppressed) = GATES[usize::from(endpoint != "admin")].pass() {
         tracing::warn!(
             endpoint,
             request_id = rid.as_str(),
             suppressed,
             "authentication failed (further failures within {AUTH_FAILURE_LOG_EVERY} s are counted, not logged)"
         );
-    } else {
-        SUPPRESSED[i].fetch_add(1, Ordering::Relaxed);
     }
     tokio::time::sleep(AUTH_FAILURE_DELAY).await;
 }
