@@ -10,8 +10,8 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use jwtd_core::{Algorithm, KeySet, Reason, SigningKey, Validation};
-use jwtd_service::config::TokenSources;
-use jwtd_service::{bearer_error, extract_token};
+use jwtd_gate::config::TokenSources;
+use jwtd_gate::extract::extract as extract_token;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
@@ -70,14 +70,17 @@ fn request(data: &[u8]) -> (TokenSources, Uri, HeaderMap) {
 }
 
 fn answer(e: &jwtd_core::Error) {
-    let r = bearer_error(e);
+    let r = jwtd_gate::refusal::http(e);
     // Every refusal carries its RFC 6750 challenge.
-    assert!(r.headers().contains_key(http::header::WWW_AUTHENTICATE));
+    assert!(r
+        .headers
+        .iter()
+        .any(|(n, _)| n == http::header::WWW_AUTHENTICATE));
 }
 
 fuzz_target!(|data: &[u8]| {
     let (sources, uri, headers) = request(data);
-    match extract_token(&headers, &uri, &sources) {
+    match extract_token(&headers, uri.query(), &sources) {
         Ok(Some(token)) => {
             // An empty token is "no token", never a token to verify.
             assert!(!token.is_empty(), "empty token extracted");

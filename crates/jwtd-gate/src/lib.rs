@@ -12,4 +12,8 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod config;
+pub mod extract;
+pub mod issuers;
+pub mod refusal;
 pub mod rules;

@@ -1,6 +1,5 @@
 //! HTTP endpoints.
 
-use crate::config::TokenSources;
 use crate::issuers::{IdentityHeaders, Issuer, Keys, ISSUER, PAYLOAD, SUBJECT};
 use crate::telemetry::{fingerprint, metrics_handle};
 use crate::AppState;
@@ -12,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
 use jwtd_core::{Error, Reason, Verified};
+use jwtd_gate::extract::{extract, extract_ref};
 use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -149,133 +149,6 @@ async fn cors(
     r
 }
 
-/// The token from the configured sources: `Authorization: Bearer` (scheme case-insensitive,
-/// RFC 6750 2.1), the cookie, the query parameter. `Ok(None)` when there is none; an error
-/// (reason `multiple_tokens`, answered 400 `invalid_request`, RFC 6750 3.1) when the request
-/// carries more than one `Authorization` header, or more than one token in all (two sources,
-/// or the cookie or the parameter twice): an upstream that reads the token again must not be
-/// able to pick another one than jwtd verified.
-pub fn extract(
-    headers: &HeaderMap,
-    uri: &Uri,
-    sources: &TokenSources,
-) -> Result<Option<String>, Error> {
-    extract_ref(headers, uri, sources).map(|t| t.map(str::to_owned))
-}
-
-fn several(what: &'static str) -> Error {
-    Error::new(
-        Reason::MultipleTokens,
-        format!("the request carries {what}: send exactly one token, one way"),
-    )
-}
-
-/// [`extract`] without a copy: the token borrowed from the request.
-fn extract_ref<'a>(
-    headers: &'a HeaderMap,
-    uri: &'a Uri,
-    sources: &TokenSources,
-) -> Result<Option<&'a str>, Error> {
-    let mut found = None;
-    let mut take = |t: &'a str| match found {
-        None => {
-            found = Some(t);
-            Ok(())
-        }
-        Some(_) => Err(several("more than one token")),
-    };
-    if sources.bearer {
-        let mut all = headers.get_all(header::AUTHORIZATION).iter();
-        let first = all.next();
-        if all.next().is_some() {
-            return Err(several("more than one Authorization header"));
-        }
-        // What `to_str` accepts (a header value holds no control characters but tab), checked
-        // a word at a time: this header is read on every request.
-        if first.is_some_and(|v| !v.as_bytes().is_ascii()) {
-            // Unreadable here, perhaps read differently upstream: never ignored.
-            return Err(several("an Authorization header that is not ASCII"));
-        }
-        if let Some(v) = first.and_then(|v| std::str::from_utf8(v.as_bytes()).ok()) {
-            // Any whitespace after the scheme (a tab too), as lenient parsers upstream take it.
-            if let Some((scheme, rest)) = v.split_once([' ', '\t']) {
-                let t = rest.trim();
-                if scheme.eq_ignore_ascii_case("bearer") && !t.is_empty() {
-                    take(t)?;
-                }
-            }
-        }
-    }
-    if let Some(name) = &sources.cookie {
-        for h in headers.get_all(header::COOKIE) {
-            // A header with bytes that are not UTF-8 is still searched (other parsers skip only
-            // the bad pair), so a second token cannot hide behind one.
-            let Ok(s) = std::str::from_utf8(h.as_bytes()) else {
-                if h.as_bytes()
-                    .split(|b| *b == b';')
-                    .filter_map(|p| p.splitn(2, |b| *b == b'=').next())
-                    .any(|k| k.trim_ascii() == name.as_bytes())
-                {
-                    return Err(several("a token cookie in a header that is not UTF-8"));
-                }
-                continue;
-            };
-            for pair in s.split(';') {
-                if let Some((k, v)) = pair.trim().split_once('=') {
-                    // Names compared trimmed, as most cookie parsers do. Empty once unquoted is
-                    // no token: `name=""` or a lone `"` used to yield an empty token, verified
-                    // as malformed, and counted against a real token sent another way (found by
-                    // the request fuzz target).
-                    let v = v.trim().trim_matches('"');
-                    if k.trim() == name && !v.is_empty() {
-                        take(v)?;
-                    }
-                }
-            }
-        }
-    }
-    if let (Some(name), Some(q)) = (&sources.query, uri.query()) {
-        for pair in q.split('&') {
-            if let Some((k, v)) = pair.split_once('=') {
-                // Names compared percent-decoded (`access%5Ftoken` is `access_token` to every
-                // framework upstream).
-                if name_is(k, name) && !v.is_empty() {
-                    take(v)?;
-                }
-            }
-        }
-    }
-    Ok(found)
-}
-
-/// True when the query parameter name `raw` is `name` once percent-decoded (and `+` read as a
-/// space, as form decoders do).
-fn name_is(raw: &str, name: &str) -> bool {
-    if !raw.contains(['%', '+']) {
-        return raw == name;
-    }
-    let b = raw.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match b[i] {
-            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push((h * 16 + l) as u8);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    out == name.as_bytes()
-}
-
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -328,19 +201,6 @@ async fn check(
 }
 
 /// RFC 6750 `error_description` allows `%x20-21 / %x23-5B / %x5D-7E` only.
-fn description(message: &str) -> String {
-    message
-        .chars()
-        .map(|c| match c {
-            '"' => '\'',
-            '\\' => '/',
-            c if (' '..='~').contains(&c) => c,
-            _ => '?',
-        })
-        .take(200)
-        .collect()
-}
-
 /// The answer to a rejection, from the one mapping in `jwtd_core::Reason`
 /// ([`Reason::http_status`], [`Reason::bearer_error`], [`Reason::challenge_error`],
 /// [`Reason::retry_after`]): 401 `invalid_token`, 403 `insufficient_scope`, 400
@@ -349,32 +209,9 @@ fn description(message: &str) -> String {
 /// `WWW-Authenticate`, which names the error for the three RFC 6750 codes and is a bare
 /// `Bearer realm="jwtd"` for a missing token and a 503.
 pub fn bearer_error(e: &Error) -> Response {
-    let reason = e.reason();
-    let body = format!(
-        "{{\"error\":{},\"reason\":{},\"message\":{}}}",
-        Value::from(reason.bearer_error().as_str()),
-        Value::from(reason.as_str()),
-        Value::from(e.message())
-    );
-    let www = match reason.challenge_error() {
-        None => "Bearer realm=\"jwtd\"".to_owned(),
-        Some(code) => format!(
-            "Bearer realm=\"jwtd\", error=\"{}\", error_description=\"{}\"",
-            code.as_str(),
-            description(e.message())
-        ),
-    };
-    let status =
-        StatusCode::from_u16(reason.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut r = (status, body).into_response();
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, JSON);
-    if let Ok(v) = HeaderValue::from_str(&www) {
-        h.insert(header::WWW_AUTHENTICATE, v);
-    }
-    if let Some(secs) = reason.retry_after() {
-        h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
+    let answer = jwtd_gate::refusal::http(e);
+    let mut r = (answer.status, answer.body).into_response();
+    r.headers_mut().extend(answer.headers);
     r
 }
 
@@ -605,7 +442,11 @@ async fn verify_token(
 
 async fn verify(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let rid = request_id(req.headers(), &state);
-    match extract(req.headers(), req.uri(), &state.runtime().config.tokens) {
+    match extract(
+        req.headers(),
+        req.uri().query(),
+        &state.runtime().config.tokens,
+    ) {
         Ok(token) => verify_token(&state, "verify", token, &rid, true).await,
         Err(e) => refuse_request(&e, &rid),
     }
@@ -624,7 +465,7 @@ async fn verify_post(
     body: Bytes,
 ) -> Response {
     let rid = request_id(&headers, &state);
-    let token = match extract(&headers, &uri, &state.runtime().config.tokens) {
+    let token = match extract(&headers, uri.query(), &state.runtime().config.tokens) {
         Ok(t) => t,
         Err(e) => return refuse_request(&e, &rid),
     };
@@ -633,7 +474,15 @@ async fn verify_post(
         .ok()
         .and_then(|m| m.get("token").and_then(Value::as_str).map(str::to_owned));
     let token = match (token, in_body) {
-        (Some(_), Some(_)) => return refuse_request(&several("more than one token"), &rid),
+        (Some(_), Some(_)) => {
+            return refuse_request(
+                &Error::new(
+                    Reason::MultipleTokens,
+                    "the request carries more than one token: send exactly one token, one way",
+                ),
+                &rid,
+            )
+        }
         (t, b) => t.or(b),
     };
     verify_token(&state, "verify", token, &rid, true).await
@@ -782,7 +631,7 @@ async fn forward_auth(State(state): State<Arc<AppState>>, req: Request) -> Respo
     let rid = request_id(headers, &state);
     let started = Instant::now();
     let rt = state.runtime_guard();
-    let token = match extract_ref(headers, uri, &rt.config.tokens) {
+    let token = match extract_ref(headers, uri.query(), &rt.config.tokens) {
         Ok(Some(token)) => token,
         other => {
             let e = other.err().unwrap_or_else(missing);
@@ -1053,7 +902,7 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
             }
             Keys::Ring(ring) => {
                 metrics::gauge!("jwtd_keys", "issuer" => name)
-                    .set(ring.verify_keys().keys().len() as f64);
+                    .set(ring.verify_view().0.keys().len() as f64);
             }
             Keys::Remote(r) => {
                 let s = r.stats();
@@ -1367,8 +1216,7 @@ async fn admin_status(State(state): State<Arc<AppState>>, headers: HeaderMap) ->
                     m["source"] = Value::from("ring");
                     m["keys"] = Value::from(keys.keys().len());
                     m["generation"] = Value::from(generation);
-                    m["signing_kid"] =
-                        Value::from(ring.signer().and_then(|s| s.kid().map(str::to_owned)));
+                    m["signing_kid"] = Value::from(ring.signing_kid());
                 }
                 Keys::Remote(r) => {
                     let st = r.stats();
@@ -1605,101 +1453,6 @@ async fn revocation_status(State(state): State<Arc<AppState>>, headers: HeaderMa
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    /// A fuzz/seeds/request input as the request fuzz target reads it: byte 0 picks the
-    /// sources (bit 0 bearer, bit 1 cookie `at`, bit 2 query `at`), then the request target and
-    /// `name: value` header lines.
-    fn fuzz_request(data: &[u8]) -> (TokenSources, Uri, HeaderMap) {
-        let flags = data.first().copied().unwrap_or(0);
-        let sources = TokenSources {
-            bearer: flags & 1 != 0,
-            cookie: (flags & 2 != 0).then(|| "at".to_owned()),
-            query: (flags & 4 != 0).then(|| "at".to_owned()),
-        };
-        let mut lines = data.get(1..).unwrap_or_default().split(|&b| b == b'\n');
-        let uri = lines
-            .next()
-            .and_then(|l| Uri::try_from(l.strip_suffix(b"\r").unwrap_or(l)).ok())
-            .unwrap_or_else(|| Uri::from_static("/"));
-        let mut headers = HeaderMap::new();
-        for line in lines {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let Some(colon) = line.iter().position(|&b| b == b':') else {
-                continue;
-            };
-            if let (Ok(n), Ok(v)) = (
-                HeaderName::from_bytes(&line[..colon]),
-                HeaderValue::from_bytes(line[colon + 1..].trim_ascii()),
-            ) {
-                headers.append(n, v);
-            }
-        }
-        (sources, uri, headers)
-    }
-
-    /// The request fuzz target's seeds, replayed on every test run: each extracts what it was
-    /// written for, and every refusal has its RFC 6750 challenge.
-    #[test]
-    fn request_fuzz_seeds() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/request");
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            let (sources, uri, headers) = fuzz_request(&std::fs::read(&path).unwrap());
-            let got = extract(&headers, &uri, &sources);
-            match name.as_str() {
-                "none" | "regress-empty-quoted-cookie" => {
-                    assert!(matches!(got, Ok(None)), "{name}")
-                }
-                n if n.starts_with("two-") => {
-                    let e = got.unwrap_err();
-                    assert_eq!(e.reason(), Reason::MultipleTokens, "{name}");
-                    assert!(bearer_error(&e)
-                        .headers()
-                        .contains_key(header::WWW_AUTHENTICATE));
-                }
-                _ => assert!(
-                    got.unwrap().is_some_and(|t| t.split('.').count() == 3),
-                    "{name}"
-                ),
-            }
-        }
-    }
-
-    /// Regression (request fuzz target, fuzz/seeds/request/regress-empty-quoted-cookie): a
-    /// cookie whose value is only quotes carries no token; it neither yields an empty token
-    /// nor makes a bearer token "more than one token".
-    #[test]
-    fn regress_quoted_empty_cookie_is_no_token() {
-        let sources = TokenSources {
-            bearer: true,
-            cookie: Some("at".into()),
-            query: None,
-        };
-        let uri = Uri::from_static("/");
-        for value in ["at=\"", "at=\"\"", "at=\"\"\"", "x=1; at=\"\"; y=2"] {
-            let mut h = HeaderMap::new();
-            h.insert(header::COOKIE, HeaderValue::from_str(value).unwrap());
-            assert!(matches!(extract(&h, &uri, &sources), Ok(None)), "{value}");
-            h.insert(
-                header::AUTHORIZATION,
-                HeaderValue::from_static("Bearer a.b.c"),
-            );
-            assert_eq!(
-                extract(&h, &uri, &sources).unwrap().as_deref(),
-                Some("a.b.c"),
-                "{value}"
-            );
-        }
-        let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, HeaderValue::from_static("at=\"a.b.c\""));
-        assert_eq!(
-            extract(&h, &uri, &sources).unwrap().as_deref(),
-            Some("a.b.c")
-        );
-    }
-
     #[test]
     fn generated_request_ids_are_the_counter_in_hex() {
         for n in [0, 1, 9, 10, 15, 16, 0xabc, 1 << 32, u64::MAX - 1, u64::MAX] {

@@ -22,14 +22,16 @@
 
 pub mod config;
 mod handlers;
-pub mod issuers;
+use jwtd_gate::config::secret;
+pub use jwtd_gate::issuers;
 pub mod revocation;
 mod server;
 mod telemetry;
 
 pub use config::{Config, ConfigError, SigningConfig};
-pub use handlers::{bearer_error, extract as extract_token, router};
+pub use handlers::{bearer_error, router};
 pub use issuers::Issuers;
+pub use jwtd_gate::extract::extract as extract_token;
 pub use revocation::Revocations;
 pub use telemetry::{init_logging, metrics_handle};
 
@@ -301,46 +303,6 @@ pub struct AppState {
 /// Shortest admin API key or introspection client secret accepted, in bytes.
 pub const MIN_API_SECRET_LEN: usize = 16;
 
-/// A secret from an environment variable or a file (trailing newlines dropped), refused when
-/// empty, when it is only whitespace, or when shorter than `min` bytes. `what` names it in
-/// messages; the secret itself never appears in one.
-pub(crate) fn secret(
-    env: &Option<String>,
-    file: &Option<String>,
-    what: &str,
-    min: usize,
-) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
-    let (v, source) = if let Some(var) = env {
-        let v = std::env::var_os(var)
-            .ok_or_else(|| format!("{what}: environment variable {var} is not set"))?;
-        (
-            Zeroizing::new(v.into_encoded_bytes()),
-            format!("environment variable {var}"),
-        )
-    } else if let Some(f) = file {
-        let mut v =
-            Zeroizing::new(std::fs::read(f).map_err(|e| format!("{what}: cannot read {f}: {e}"))?);
-        while v.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-            v.pop();
-        }
-        (v, format!("file {f}"))
-    } else {
-        return Ok(None);
-    };
-    if v.iter().all(u8::is_ascii_whitespace) {
-        return Err(format!(
-            "{what}: {source} is empty; an empty secret would let anyone in"
-        ));
-    }
-    if v.len() < min {
-        return Err(format!(
-            "{what}: {source} holds {} bytes; at least {min} are required (e.g. `openssl rand -base64 32`)",
-            v.len()
-        ));
-    }
-    Ok(Some(v))
-}
-
 /// Reads every secret and key file a configuration names (admin key, introspection secret,
 /// HMAC secrets, PEM and JWKS files) and checks it as `jwtd serve` would at start, without
 /// touching the network or any store; one message per problem. `jwtd config check` runs this.
@@ -422,8 +384,16 @@ impl Runtime {
                 })
             }
         };
-        let mut issuers = Issuers::build(&config, previous.map(|p| &p.issuers), signing.as_ref())?;
-        issuers.revocations = revocations.clone();
+        let own = signing.as_ref().map(|s| self_issuer(s, &config));
+        let mut issuers = Issuers::build(
+            &config.issuers,
+            &config.cache,
+            previous.map(|p| &p.issuers),
+            own,
+        )?;
+        issuers.revocations = revocations
+            .clone()
+            .map(|r| r as Arc<dyn jwtd_gate::issuers::RevocationCheck>);
         Ok(Runtime {
             config,
             issuers,
@@ -433,6 +403,49 @@ impl Runtime {
             revocations,
         })
     }
+}
+
+/// jwtd's own key ring as the engine sees it: keys and generation from one view, ready while a
+/// key signs.
+#[derive(Debug)]
+struct RingKeys(Arc<KeyRing<AnyStore>>);
+
+impl jwtd_gate::issuers::KeyView for RingKeys {
+    fn verify_view(&self) -> (Arc<jwtd_core::KeySet>, u64) {
+        self.0.verify_view()
+    }
+    fn generation(&self) -> u64 {
+        self.0.generation()
+    }
+    fn ready(&self) -> bool {
+        self.0.signer().is_some()
+    }
+    fn signing_kid(&self) -> Option<String> {
+        self.0.signer().and_then(|s| s.kid().map(str::to_owned))
+    }
+}
+
+/// jwtd verifying the tokens it minted: its own keys, its `iss`, the offered algorithms, the
+/// `[signing]` audiences.
+fn self_issuer(s: &Signing, config: &Config) -> issuers::Issuer {
+    use jwtd_core::Algorithm::*;
+    let mut v =
+        jwtd_core::Validation::new(&[RS256, PS256, ES256, EdDSA, HS256]).issuer(s.iss.clone());
+    if let Some(cfg) = &config.signing {
+        // Strict by default: only the configured audiences (none: only tokens without `aud`).
+        if cfg.any_audience {
+            tracing::warn!(
+                iss = %s.iss,
+                "[signing] any_audience = true: jwtd accepts its own tokens whatever their audience, \
+                 including tokens minted for partners"
+            );
+            v = v.any_audience();
+        }
+        for a in &cfg.audiences {
+            v = v.audience(a.clone());
+        }
+    }
+    issuers::Issuer::over("self", &s.iss, v, Arc::new(RingKeys(s.ring.clone())))
 }
 
 /// Logs what is about to run: one line per issuer (name, `iss`, key source with any URL

@@ -150,6 +150,10 @@ impl Revocations {
     /// Refuses a verified token that is revoked, or any token when the list is too old and the
     /// policy is to fail closed. `now` is the verification time (Unix seconds).
     pub fn check(&self, verified: &Verified, now: u64) -> Result<(), Error> {
+        self.check_now(verified, now)
+    }
+
+    fn check_now(&self, verified: &Verified, now: u64) -> Result<(), Error> {
         // The side list first, then the snapshot: a merge publishes the new snapshot before it
         // empties the side list (release/acquire on its length), so an entry being merged is
         // seen in one or the other.
@@ -409,6 +413,12 @@ async fn run(weak: std::sync::Weak<Revocations>) {
             _ = r2.wake.notified() => {}
         }
         drop(r2);
+    }
+}
+
+impl jwtd_gate::issuers::RevocationCheck for Revocations {
+    fn check(&self, verified: &Verified, now: u64) -> Result<(), Error> {
+        self.check_now(verified, now)
     }
 }
 

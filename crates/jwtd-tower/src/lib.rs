@@ -59,8 +59,8 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{Request, Response};
 use jwtd_core::{ClaimCheck, Error, Reason, Verified};
-use jwtd_service::config::TokenSources;
-use jwtd_service::{Config, Issuers};
+use jwtd_gate::config::{GateConfig, TokenSources};
+use jwtd_gate::issuers::{Issuers, RevocationCheck};
 use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::pin::Pin;
@@ -91,14 +91,22 @@ pub trait Rejection<RB>: Send + Sync + 'static {
 }
 
 /// Rejections as RFC 6750 HTTP answers (401/403/400/503 with `WWW-Authenticate` and a JSON
-/// body): exactly `jwtd_service::bearer_error`.
+/// body): the engine's one table, `jwtd_gate::refusal::http`, as `jwtd serve` answers.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Http;
 
 impl Rejection<Body> for Http {
     fn reject(e: &Error) -> Response<Body> {
-        jwtd_service::bearer_error(e)
+        http_refusal(e)
     }
+}
+
+fn http_refusal(e: &Error) -> Response<Body> {
+    let answer = jwtd_gate::refusal::http(e);
+    let mut r = Response::new(Body::from(answer.body));
+    *r.status_mut() = answer.status;
+    r.headers_mut().extend(answer.headers);
+    r
 }
 
 /// Rejections as gRPC statuses (HTTP 200, trailers-only: `grpc-status` from
@@ -108,18 +116,8 @@ pub struct Grpc;
 
 impl<RB: Default> Rejection<RB> for Grpc {
     fn reject(e: &Error) -> Response<RB> {
-        // The one mapping (jwtd_core::Reason::grpc_code), as the service's HTTP answers.
-        let code = e.reason().grpc_code().as_i32();
-        // grpc-message is percent-encoded outside printable ASCII (and '%'), per the gRPC
-        // HTTP/2 protocol.
-        let mut message = String::new();
-        for b in format!("{}: {}", e.reason(), e.message()).bytes().take(300) {
-            if (0x20..=0x7e).contains(&b) && b != b'%' {
-                message.push(b as char);
-            } else {
-                message.push_str(&format!("%{b:02X}"));
-            }
-        }
+        // The engine's one table, as the service's HTTP answers.
+        let (code, message) = jwtd_gate::refusal::grpc(e);
         let mut r = Response::new(RB::default());
         let h = r.headers_mut();
         h.insert(
@@ -152,31 +150,18 @@ impl<R> Clone for JwtdLayer<R> {
 }
 
 impl JwtdLayer {
-    /// A layer for the issuers of a `jwtd serve` configuration file (its `[[issuer]]` and
-    /// `[tokens]` tables). Must run inside a tokio runtime: remote key sources start fetching.
+    /// A layer for the issuers of a `jwtd serve` configuration file (its `[[issuer]]`,
+    /// `[tokens]` and `[cache]` tables, checked as `jwtd serve` checks them; see
+    /// [`GateConfig::parse`] for what is refused). Must run inside a tokio runtime: remote key
+    /// sources start fetching.
     pub async fn from_config_file(path: &std::path::Path) -> Result<JwtdLayer, String> {
-        let config = Config::load(path).map_err(|e| e.to_string())?;
-        JwtdLayer::connect(&config).await
+        let config = GateConfig::load(path).map_err(|e| e.to_string())?;
+        JwtdLayer::from_config(&config)
     }
 
-    /// A layer for an already parsed configuration, with its `[revocation]` store when it has
-    /// one (the list is loaded before this returns and kept in step afterwards).
-    pub async fn connect(config: &Config) -> Result<JwtdLayer, String> {
-        let mut issuers = Issuers::build(config, None, None)?;
-        issuers.revocations = jwtd_service::Revocations::from_config(config).await?;
-        Ok(JwtdLayer::from_issuers(issuers, config.tokens.clone()))
-    }
-
-    /// A layer for an already parsed configuration without a `[revocation]` section (one with
-    /// it needs the store: use [`JwtdLayer::connect`]).
-    pub fn from_config(config: &Config) -> Result<JwtdLayer, String> {
-        if config.revocation.is_some() {
-            return Err(
-                "the configuration has a [revocation] store: build the layer with JwtdLayer::connect"
-                    .into(),
-            );
-        }
-        let issuers = Issuers::build(config, None, None)?;
+    /// A layer for an already parsed configuration. Must run inside a tokio runtime.
+    pub fn from_config(config: &GateConfig) -> Result<JwtdLayer, String> {
+        let issuers = Issuers::build(&config.issuers, &config.cache, None, None)?;
         Ok(JwtdLayer::from_issuers(issuers, config.tokens.clone()))
     }
 
@@ -202,6 +187,25 @@ impl JwtdLayer {
 }
 
 impl<R> JwtdLayer<R> {
+    /// Checks `revocations` after every verification (and every cache hit): a revoked token
+    /// is refused 401 `revoked`, an unavailable list 503 `revocation_unavailable`. `jwtd
+    /// serve`'s store-backed list (`jwtd_service::Revocations`) is one; so may be yours.
+    pub fn with_revocations(self, revocations: Arc<dyn RevocationCheck>) -> JwtdLayer<R> {
+        let s = &self.shared;
+        JwtdLayer {
+            shared: Arc::new(Shared {
+                issuers: Issuers {
+                    list: s.issuers.list.clone(),
+                    identity: s.issuers.identity.clone(),
+                    revocations: Some(revocations),
+                },
+                sources: s.sources.clone(),
+                optional: s.optional,
+            }),
+            style: std::marker::PhantomData,
+        }
+    }
+
     /// Lets requests without a token through (handlers see no [`Identity`]; use
     /// [`OptionalClaims`]). A token that is present must still verify.
     pub fn optional(self) -> JwtdLayer<R> {
@@ -281,8 +285,11 @@ where
         Box::pin(async move {
             // The service's rule: several tokens (or Authorization headers) are refused, with
             // or without `optional`.
-            let token = match jwtd_service::extract_token(req.headers(), req.uri(), &shared.sources)
-            {
+            let token = match jwtd_gate::extract::extract_ref(
+                req.headers(),
+                req.uri().query(),
+                &shared.sources,
+            ) {
                 Ok(token) => token,
                 Err(e) => return Ok(R::reject(&e)),
             };
@@ -295,7 +302,7 @@ where
                     "no bearer token in the request",
                 )));
             };
-            match shared.issuers.verify(&token, jwtd_core::unix_now()).await {
+            match shared.issuers.verify(token, jwtd_core::unix_now()).await {
                 Ok((issuer, verified)) => {
                     req.extensions_mut().insert(Identity {
                         issuer: issuer.name.clone(),
@@ -332,10 +339,8 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Claims<
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         match parts.extensions.get::<Identity>() {
-            Some(id) => claims_of(id)
-                .map(Claims)
-                .map_err(|e| jwtd_service::bearer_error(&e)),
-            None => Err(jwtd_service::bearer_error(&Error::new(
+            Some(id) => claims_of(id).map(Claims).map_err(|e| http_refusal(&e)),
+            None => Err(http_refusal(&Error::new(
                 Reason::MissingToken,
                 "no verified bearer token (is JwtdLayer applied to this route?)",
             ))),
@@ -350,7 +355,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Optiona
         match parts.extensions.get::<Identity>() {
             Some(id) => claims_of(id)
                 .map(|c| OptionalClaims(Some(c)))
-                .map_err(|e| jwtd_service::bearer_error(&e)),
+                .map_err(|e| http_refusal(&e)),
             None => Ok(OptionalClaims(None)),
         }
     }

@@ -46,13 +46,14 @@ async fn call(router: &mut axum::Router, token: &str) -> (StatusCode, String) {
 #[tokio::test]
 async fn the_layer_answers_repeated_tokens_from_the_cache() {
     std::env::set_var("JWTD_TOWER_CACHE_TEST_HS", SECRET);
-    let config = jwtd_service::Config::parse(
+    let config = jwtd_gate::config::GateConfig::parse(
         "[[issuer]]\nname = \"hs\"\nissuer = \"https://hs.test\"\n\
          secret_env = \"JWTD_TOWER_CACHE_TEST_HS\"\nalgorithms = [\"HS256\"]\nany_audience = true\n",
         "test",
     )
     .unwrap();
-    let issuers = jwtd_service::Issuers::build(&config, None, None).unwrap();
+    let issuers =
+        jwtd_gate::issuers::Issuers::build(&config.issuers, &config.cache, None, None).unwrap();
     let issuer = issuers.list[0].clone();
     let stats = || {
         let s = issuer.cache.as_ref().expect("on by default").stats();
@@ -94,7 +95,7 @@ async fn the_layer_answers_repeated_tokens_from_the_cache() {
 #[tokio::test]
 async fn the_layer_refuses_more_than_one_token_like_the_service() {
     std::env::set_var("JWTD_TOWER_MULTI_TEST_HS", SECRET);
-    let config = jwtd_service::Config::parse(
+    let config = jwtd_gate::config::GateConfig::parse(
         "[tokens]\ncookie = \"session\"\n[[issuer]]\nname = \"hs\"\nissuer = \"https://hs.test\"\n\
          secret_env = \"JWTD_TOWER_MULTI_TEST_HS\"\nalgorithms = [\"HS256\"]\nany_audience = true\n",
         "test",

@@ -89,7 +89,7 @@ fn token(sub: &str, scope: &str, exp_in: i64) -> String {
 
 async fn serve(require_scope: Option<&str>) -> String {
     std::env::set_var("JWTD_GRPC_SECRET", SECRET);
-    let config = jwtd_service::Config::parse(
+    let config = jwtd_gate::config::GateConfig::parse(
         "[[issuer]]\nname = \"app\"\nissuer = \"https://app.test\"\nsecret_env = \"JWTD_GRPC_SECRET\"\n\
          algorithms = [\"HS256\"]\naudiences = [\"grpc\"]\n",
         "test",

@@ -1025,8 +1025,9 @@ fn verify_config(
         .build()
         .map_err(|e| Failure::Usage(format!("cannot start the async runtime: {e}")))?;
     rt.block_on(async {
-        let issuers = jwtd_service::issuers::Issuers::build(&config, None, None)
-            .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+        let issuers =
+            jwtd_service::issuers::Issuers::build(&config.issuers, &config.cache, None, None)
+                .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
         // The issuer the token routes to: its remote keys are awaited (the others are not
         // needed). A token that routes nowhere is refused by `Issuers::verify` below.
         let routed = match issuers.list.as_slice() {

@@ -23,7 +23,7 @@ async fn start() -> (String, SigningKey) {
         "[[issuer]]\nname = \"idp\"\nissuer = \"https://idp.example/\"\njwks_file = \"{}\"\nalgorithms = [\"ES256\"]\naudiences = [\"orders\"]\n",
         dir.join("jwks.json").display()
     );
-    let config = jwtd_service::Config::parse(&text, "test").unwrap();
+    let config = jwtd_gate::config::GateConfig::parse(&text, "test").unwrap();
     let layer = jwtd_tower::JwtdLayer::from_config(&config).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -1,7 +1,7 @@
 //! Configured issuers at run time: a validation policy, a key source, identity headers.
 
-use crate::config::{AudienceMode, Config, IssuerConfig};
-use axum::http::HeaderName;
+use crate::config::{AudienceMode, CacheSettings, IssuerConfig};
+use http::HeaderName;
 use jwtd_core::{
     ClaimCheck, Error, Jwks, KeySet, Reason, TokenCache, TokenCacheConfig, TokenLookup, Validation,
     Verified, VerifyingKey,
@@ -19,8 +19,33 @@ pub enum Keys {
     Static(Arc<KeySet>),
     /// Keys fetched and cached (JWKS URL, discovery).
     Remote(RemoteKeys),
-    /// jwtd's own published keys.
-    Ring(Arc<jwtd_store::KeyRing<jwtd_store::AnyStore>>),
+    /// Keys kept by the embedding application, e.g. jwtd's own published key ring (the
+    /// service's `[signing]`).
+    Ring(Arc<dyn KeyView>),
+}
+
+/// A key set that changes over time, owned by someone else (jwtd's signing key ring): the
+/// engine reads the keys and their generation together, and whether it can verify now.
+pub trait KeyView: std::fmt::Debug + Send + Sync {
+    /// The verify keys and the generation they belong to, from one view (never keys of one
+    /// generation under another's number).
+    fn verify_view(&self) -> (Arc<KeySet>, u64);
+    /// The generation: changes exactly when the verify set changes.
+    fn generation(&self) -> u64;
+    /// True when the set can serve now (for the key ring: it holds a signing key).
+    fn ready(&self) -> bool;
+    /// The kid of the key that signs now, for status pages (`None`: none, or no kid).
+    fn signing_kid(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Revocation, checked after every verification (and every cache hit): the service's
+/// store-backed list implements it; an embedding application may bring its own.
+pub trait RevocationCheck: std::fmt::Debug + Send + Sync {
+    /// `Ok` when `verified` is not revoked at `now`; `revoked` or `revocation_unavailable`
+    /// otherwise.
+    fn check(&self, verified: &Verified, now: u64) -> Result<(), Error>;
 }
 
 /// One issuer, ready to verify.
@@ -45,7 +70,7 @@ pub struct Issuer {
     /// Random id of this issuer instance, part of every cache key.
     pub id: u64,
     /// Success counters per endpoint, created on first use (no lookup on the request path).
-    pub(crate) ok_counters: [std::sync::OnceLock<metrics::Counter>; ENDPOINTS.len()],
+    pub ok_counters: [std::sync::OnceLock<metrics::Counter>; ENDPOINTS.len()],
 }
 
 /// Up to this many issuers, a repeated token is looked up in every issuer's cache before it is
@@ -54,11 +79,11 @@ pub struct Issuer {
 const PROBE_ALL_UP_TO: usize = 8;
 
 /// The endpoints metrics are labelled with.
-pub(crate) const ENDPOINTS: [&str; 4] = ["auth", "verify", "tokens", "introspect"];
+pub const ENDPOINTS: [&str; 4] = ["auth", "verify", "tokens", "introspect"];
 
 impl Issuer {
     /// `jwtd_requests_total{endpoint, issuer, outcome="ok"}`, kept on the issuer.
-    pub(crate) fn ok_counter(&self, endpoint: &'static str) -> Option<&metrics::Counter> {
+    pub fn ok_counter(&self, endpoint: &'static str) -> Option<&metrics::Counter> {
         let i = ENDPOINTS.iter().position(|e| *e == endpoint)?;
         Some(self.ok_counters[i].get_or_init(|| {
             metrics::counter!("jwtd_requests_total", "endpoint" => endpoint, "issuer" => self.name.clone(), "outcome" => "ok", "reason" => "")
@@ -82,7 +107,7 @@ impl Issuer {
         match &self.keys {
             Keys::Static(set) => jwtd_core::verify(set, v, token, now),
             Keys::Remote(r) => r.verify_at(v, token, now).await,
-            Keys::Ring(ring) => jwtd_core::verify(&ring.verify_keys(), v, token, now),
+            Keys::Ring(ring) => jwtd_core::verify(&ring.verify_view().0, v, token, now),
         }
         .map(Arc::new)
     }
@@ -148,7 +173,7 @@ impl Issuer {
     pub fn ready(&self) -> bool {
         match &self.keys {
             Keys::Static(_) => true,
-            Keys::Ring(ring) => ring.signer().is_some(),
+            Keys::Ring(ring) => ring.ready(),
             Keys::Remote(r) => r.is_ready(),
         }
     }
@@ -258,25 +283,27 @@ pub struct Issuers {
     /// [`IdentityHeaders::of`]; kept in step with `list` by [`Issuers::build`]).
     pub identity: IdentityHeaders,
     /// Revocations checked after every verification (and every cache hit).
-    pub revocations: Option<Arc<crate::Revocations>>,
+    pub revocations: Option<Arc<dyn RevocationCheck>>,
 }
 
 impl Issuers {
-    /// Builds every issuer. `previous` lends remote caches whose source did not change, so a
-    /// reload keeps warm keys. Must run inside a tokio runtime (remote sources start fetching,
-    /// and a task sweeps the verified-token caches of expired entries).
+    /// Builds every issuer of `configs`, after `own` (jwtd's own issuer, when it signs: routed
+    /// to first), each with a verified-token cache per `cache`. `previous` lends remote caches
+    /// whose source did not change, so a reload keeps warm keys. Must run inside a tokio
+    /// runtime (remote sources start fetching, and a task sweeps the verified-token caches of
+    /// expired entries).
     pub fn build(
-        config: &Config,
+        configs: &[IssuerConfig],
+        cache: &CacheSettings,
         previous: Option<&Issuers>,
-        signing: Option<&Arc<crate::Signing>>,
+        own: Option<Issuer>,
     ) -> Result<Issuers, String> {
         let mut list = Vec::new();
-        if let Some(s) = signing {
-            let mut own = self_issuer(s, config);
-            own.cache = new_cache(config)?;
+        if let Some(mut own) = own {
+            own.cache = new_cache(cache)?;
             list.push(Arc::new(own));
         }
-        for ic in &config.issuers {
+        for ic in configs {
             let reuse = previous.and_then(|p| {
                 p.list.iter().find_map(|old| match &old.keys {
                     Keys::Remote(r) if same_source(&old.config, ic) => Some(r.clone()),
@@ -285,7 +312,7 @@ impl Issuers {
             });
             let mut issuer = build_issuer(ic, reuse)
                 .map_err(|e| format!("issuer {:?}: {e}", ic.name.get_ref()))?;
-            issuer.cache = new_cache(config)?;
+            issuer.cache = new_cache(cache)?;
             list.push(Arc::new(issuer));
         }
         sweep_expired(&list, SWEEP_EVERY);
@@ -414,8 +441,7 @@ impl Issuers {
     }
 }
 
-fn new_cache(config: &Config) -> Result<Option<TokenCache>, String> {
-    let c = &config.cache;
+fn new_cache(c: &CacheSettings) -> Result<Option<TokenCache>, String> {
     if !c.enabled {
         return Ok(None);
     }
@@ -433,39 +459,28 @@ fn random_id() -> u64 {
     u64::from_le_bytes(b)
 }
 
-/// jwtd verifying the tokens it minted: its own keys, its `iss`, the offered algorithms.
-fn self_issuer(s: &crate::Signing, config: &Config) -> Issuer {
-    use jwtd_core::Algorithm::*;
-    let cfg = config.signing.as_ref().expect("signing configured");
-    let mut v = Validation::new(&[RS256, PS256, ES256, EdDSA, HS256]).issuer(s.iss.clone());
-    // Strict by default: only the configured audiences (none: only tokens without `aud`).
-    if cfg.any_audience {
-        tracing::warn!(
-            iss = %s.iss,
-            "[signing] any_audience = true: jwtd accepts its own tokens whatever their audience, \
-             including tokens minted for partners"
-        );
-        v = v.any_audience();
-    }
-    for a in &cfg.audiences {
-        v = v.audience(a.clone());
-    }
-    let ic: IssuerConfig = toml::from_str(&format!(
-        "name = \"self\"\nissuer = {}\nalgorithms = [\"ES256\"]\n",
-        toml::Value::from(s.iss.clone())
-    ))
-    .expect("static issuer config");
-    Issuer {
-        name: "self".into(),
-        iss: Some(s.iss.clone()),
-        validation: v,
-        keys: Keys::Ring(s.ring.clone()),
-        headers: Vec::new(),
-        forward_payload: false,
-        config: ic,
-        cache: None,
-        id: random_id(),
-        ok_counters: Default::default(),
+impl Issuer {
+    /// An issuer over keys kept elsewhere (`keys`, e.g. jwtd's own key ring) with the policy
+    /// `validation`, selected by `iss`; no identity headers of its own.
+    pub fn over(name: &str, iss: &str, validation: Validation, keys: Arc<dyn KeyView>) -> Issuer {
+        let ic: IssuerConfig = toml::from_str(&format!(
+            "name = {}\nissuer = {}\nalgorithms = [\"ES256\"]\n",
+            toml::Value::from(name),
+            toml::Value::from(iss)
+        ))
+        .expect("static issuer config");
+        Issuer {
+            name: name.into(),
+            iss: Some(iss.into()),
+            validation,
+            keys: Keys::Ring(keys),
+            headers: Vec::new(),
+            forward_payload: false,
+            config: ic,
+            cache: None,
+            id: random_id(),
+            ok_counters: Default::default(),
+        }
     }
 }
 
@@ -592,7 +607,7 @@ fn build_issuer(ic: &IssuerConfig, reuse: Option<RemoteKeys>) -> Result<Issuer, 
 
 /// Reads and checks an issuer's configured key material (secret, PEM, JWKS file, CA file) the
 /// way start-up does; remote sources are not fetched.
-pub(crate) fn check_static_keys(ic: &IssuerConfig) -> Result<(), String> {
+pub fn check_static_keys(ic: &IssuerConfig) -> Result<(), String> {
     if let Some(f) = &ic.ca_file {
         read(f)?;
     }
@@ -604,7 +619,7 @@ pub(crate) fn check_static_keys(ic: &IssuerConfig) -> Result<(), String> {
 
 fn static_keys(ic: &IssuerConfig) -> Result<KeySet, String> {
     let algs = &ic.algorithms;
-    let secret = crate::secret(&ic.secret_env, &ic.secret_file, "HMAC secret", 1)?;
+    let secret = crate::config::secret(&ic.secret_env, &ic.secret_file, "HMAC secret", 1)?;
     if let Some(secret) = secret {
         let hs: Vec<_> = algs
             .iter()
@@ -682,14 +697,13 @@ mod tests {
     #[tokio::test]
     async fn the_sweeper_drops_expired_entries_nobody_presents_and_ends_with_its_issuers() {
         std::env::set_var("JWTD_SWEEPER_TEST_HS", SECRET);
-        let config = Config::parse(
-            "[[issuer]]\nname = \"hs\"\nissuer = \"https://hs.test\"\n\
+        let ic: IssuerConfig = toml::from_str(
+            "name = \"hs\"\nissuer = \"https://hs.test\"\n\
              secret_env = \"JWTD_SWEEPER_TEST_HS\"\nalgorithms = [\"HS256\"]\n\
              any_audience = true\nleeway = 0\n",
-            "test",
         )
         .unwrap();
-        let issuers = Issuers::build(&config, None, None).unwrap();
+        let issuers = Issuers::build(&[ic], &CacheSettings::default(), None, None).unwrap();
         let issuer = issuers.list[0].clone();
         let now = jwtd_core::unix_now();
         let (short, long) = (token("short", now + 1), token("long", now + 600));

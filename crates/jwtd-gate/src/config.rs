@@ -1,0 +1,600 @@
+//! The engine's part of a jwtd configuration file: `[tokens]`, `[cache]` and the `[[issuer]]`
+//! tables (and, with the rule engine, `[rules]` and `[[rule]]`). `jwtd serve` reads the same
+//! types as part of its whole file; the tower layer reads only these sections.
+
+use jwtd_core::Algorithm;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// Header names `[issuer.headers]` cannot map a claim to: jwtd's own identity headers and
+/// request id, and headers that carry credentials or frame the answer.
+pub const RESERVED_HEADERS: [&str; 12] = [
+    "x-auth-subject",
+    "x-auth-issuer",
+    "x-auth-payload",
+    "x-request-id",
+    "authorization",
+    "cookie",
+    "set-cookie",
+    "www-authenticate",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+];
+
+/// Verified-token cache settings, per issuer.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSettings {
+    /// On by default.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Most entries per issuer (default 20,000).
+    #[serde(default = "default_cache_entries")]
+    pub max_entries: usize,
+    /// Most bytes per issuer (default 40 MiB): the heap the entries hold (tokens, their claims
+    /// and headers, and 592 bytes each for the table and the shared value).
+    #[serde(default = "default_cache_bytes")]
+    pub max_bytes: u64,
+}
+
+fn default_cache_entries() -> usize {
+    20_000
+}
+
+fn default_cache_bytes() -> u64 {
+    40 * 1024 * 1024
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            enabled: true,
+            max_entries: default_cache_entries(),
+            max_bytes: default_cache_bytes(),
+        }
+    }
+}
+
+/// Token sources, tried in this order: `Authorization: Bearer`, the cookie, the query parameter.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSources {
+    /// Read `Authorization: Bearer` (default true).
+    #[serde(default = "yes")]
+    pub bearer: bool,
+    /// Read this cookie.
+    #[serde(default)]
+    pub cookie: Option<String>,
+    /// Read this query parameter (off by default: URLs end up in logs).
+    #[serde(default)]
+    pub query: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for TokenSources {
+    fn default() -> Self {
+        TokenSources {
+            bearer: true,
+            cookie: None,
+            query: None,
+        }
+    }
+}
+
+/// The largest clock-skew allowance an issuer may set, in seconds.
+pub const MAX_LEEWAY: u64 = 600;
+
+/// The longest duration a configuration takes (100 years); longer values are clamped to it.
+pub const MAX_SECONDS: u64 = 100 * 365 * 86_400;
+
+/// Seconds, written as an integer or a duration string (`"30s"`, `"5m"`, `"24h"`); at most
+/// [`MAX_SECONDS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seconds(pub u64);
+
+/// A configured duration: whole seconds (`30`) or a duration string (`"30s"`, `"500ms"`),
+/// clamped to `max` so no later arithmetic on it can overflow.
+pub fn duration_value<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    max: Duration,
+) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        N(u64),
+        S(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::N(n) => Ok(Duration::from_secs(n.min(max.as_secs()))),
+        Raw::S(s) => humantime::parse_duration(&s)
+            .map(|d| d.min(max))
+            .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration: {e}"))),
+    }
+}
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Clamped to 100 years: no later arithmetic on a configured duration (added to a Unix
+        // time, turned into a Duration, multiplied) can overflow and panic.
+        duration_value(d, Duration::from_secs(MAX_SECONDS)).map(|d| Seconds(d.as_secs()))
+    }
+}
+
+/// How configured audiences match.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AudienceMode {
+    /// One configured audience suffices.
+    #[default]
+    Any,
+    /// Every configured audience is required.
+    All,
+}
+
+/// One accepted issuer.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// A short name for logs, metrics and responses.
+    pub name: toml::Spanned<String>,
+    /// The `iss` value that selects this issuer. Without it, the issuer takes tokens that carry
+    /// no `iss` (at most one issuer may omit it).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// HMAC secret from this environment variable.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// HMAC secret from this file: the raw secret (trailing newlines dropped), or a JWK of
+    /// `kty` `oct` as `jwtd keygen --alg HS256` writes it (its `k`; its `alg` must be allowed).
+    #[serde(default)]
+    pub secret_file: Option<String>,
+    /// Public key PEM file.
+    #[serde(default)]
+    pub pem_file: Option<String>,
+    /// JWKS file.
+    #[serde(default)]
+    pub jwks_file: Option<String>,
+    /// JWKS URL (cached, refreshed; see jwtd-remote).
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// OIDC discovery from this issuer URL.
+    #[serde(default)]
+    pub discovery: Option<String>,
+    /// Extra CA bundle (PEM) for remote keys.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// Allow plain HTTP to non-loopback hosts for remote keys.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+    /// Allowed algorithms (required).
+    pub algorithms: Vec<Algorithm>,
+    /// Accepted audiences.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Any-of (default) or all-of.
+    #[serde(default)]
+    pub audience_mode: AudienceMode,
+    /// Skip the audience check (tokens with `aud` are refused otherwise when no audience is set).
+    #[serde(default)]
+    pub any_audience: bool,
+    /// Clock-skew allowance (default 30 s).
+    #[serde(default)]
+    pub leeway: Option<Seconds>,
+    /// Maximum token age from `iat`.
+    #[serde(default)]
+    pub max_age: Option<Seconds>,
+    /// Maximum authentication age from `auth_time`.
+    #[serde(default)]
+    pub max_auth_age: Option<Seconds>,
+    /// Required header `typ`.
+    #[serde(default)]
+    pub typ: Option<String>,
+    /// Claims that must be present.
+    #[serde(default)]
+    pub require: Vec<String>,
+    /// Claims that must equal a value (`client_id = "key"`).
+    #[serde(default)]
+    pub claims: BTreeMap<String, toml::Value>,
+    /// Claims (arrays or space-separated strings) that must contain every listed item.
+    #[serde(default)]
+    pub contains: BTreeMap<String, Vec<String>>,
+    /// Claims that must equal one of the listed values.
+    #[serde(default)]
+    pub one_of: BTreeMap<String, Vec<toml::Value>>,
+    /// Identity headers for forward-auth: header name = claim path.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Also send the whole verified payload, base64url-encoded, as `X-Auth-Payload`.
+    #[serde(default)]
+    pub forward_payload: bool,
+    /// Remote key cache: minimum time between unknown-kid fetches.
+    #[serde(default)]
+    pub cooldown: Option<Seconds>,
+    /// Remote key cache: how long the last good set serves past its lifetime when refreshes
+    /// fail.
+    #[serde(default)]
+    pub stale_if_error: Option<Seconds>,
+}
+
+impl IssuerConfig {
+    /// The key source members that are set.
+    pub fn key_sources(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        let set = [
+            ("secret_env", self.secret_env.is_some()),
+            ("secret_file", self.secret_file.is_some()),
+            ("pem_file", self.pem_file.is_some()),
+            ("jwks_file", self.jwks_file.is_some()),
+            ("jwks_url", self.jwks_url.is_some()),
+            ("discovery", self.discovery.is_some()),
+        ];
+        for (name, on) in set {
+            if on {
+                v.push(name);
+            }
+        }
+        v
+    }
+}
+
+/// A secret from an environment variable or a file (trailing newlines dropped), refused when
+/// empty, when it is only whitespace, or when shorter than `min` bytes. `what` names it in
+/// messages; the secret itself never appears in one.
+pub fn secret(
+    env: &Option<String>,
+    file: &Option<String>,
+    what: &str,
+    min: usize,
+) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
+    let (v, source) = if let Some(var) = env {
+        let v = std::env::var_os(var)
+            .ok_or_else(|| format!("{what}: environment variable {var} is not set"))?;
+        (
+            Zeroizing::new(v.into_encoded_bytes()),
+            format!("environment variable {var}"),
+        )
+    } else if let Some(f) = file {
+        let mut v =
+            Zeroizing::new(std::fs::read(f).map_err(|e| format!("{what}: cannot read {f}: {e}"))?);
+        while v.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            v.pop();
+        }
+        (v, format!("file {f}"))
+    } else {
+        return Ok(None);
+    };
+    if v.iter().all(u8::is_ascii_whitespace) {
+        return Err(format!(
+            "{what}: {source} is empty; an empty secret would let anyone in"
+        ));
+    }
+    if v.len() < min {
+        return Err(format!(
+            "{what}: {source} holds {} bytes; at least {min} are required (e.g. `openssl rand -base64 32`)",
+            v.len()
+        ));
+    }
+    Ok(Some(v))
+}
+
+/// Configuration errors, each with the line it concerns when known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// File name shown in messages.
+    pub file: String,
+    /// `(line, message)` pairs; line 0 when unknown.
+    pub errors: Vec<(usize, String)>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (line, msg)) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            if *line > 0 {
+                write!(f, "{}:{line}: {msg}", self.file)?;
+            } else {
+                write!(f, "{}: {msg}", self.file)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The 1-based line of byte `offset` in `text`.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Where the scanner is in TOML text.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ctx {
+    Bare,
+    Comment,
+    Basic,
+    MultiBasic,
+    Literal,
+    MultiLiteral,
+}
+
+/// Replaces `${NAME}` with the environment variable `NAME`, inside quoted strings only, and
+/// escaped for the string it is in: a value can never end the string and inject TOML (an
+/// `api", "https://evil.example` value stays one string). In a basic string (`"..."`) every
+/// character is escaped as needed; in a literal string (`'...'`), where nothing can be escaped,
+/// a value holding `'` or a line break is an error; outside strings `${` is an error; in
+/// comments nothing is replaced. A missing variable is an error on its line. `$${` stands for
+/// a literal `${`.
+pub fn interpolate(text: &str, errors: &mut Vec<(usize, String)>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut ctx = Ctx::Bare;
+    let b = text.as_bytes();
+    let mut i = 0;
+    let at = |i: usize, s: &str| b[i..].starts_with(s.as_bytes());
+    while i < b.len() {
+        // Copy one UTF-8 character (or a recognised token) at a time.
+        let ch_len = text[i..].chars().next().map_or(1, char::len_utf8);
+        match ctx {
+            Ctx::Comment => {
+                if b[i] == b'\n' {
+                    ctx = Ctx::Bare;
+                }
+            }
+            Ctx::Bare => {
+                if b[i] == b'#' {
+                    ctx = Ctx::Comment;
+                } else if at(i, "\"\"\"") {
+                    out.push_str("\"\"\"");
+                    i += 3;
+                    ctx = Ctx::MultiBasic;
+                    continue;
+                } else if b[i] == b'"' {
+                    ctx = Ctx::Basic;
+                } else if at(i, "'''") {
+                    out.push_str("'''");
+                    i += 3;
+                    ctx = Ctx::MultiLiteral;
+                    continue;
+                } else if b[i] == b'\'' {
+                    ctx = Ctx::Literal;
+                } else if at(i, "${") {
+                    errors.push((
+                        line_of(text, i),
+                        "\"${...}\" is only replaced inside quoted strings".into(),
+                    ));
+                }
+            }
+            Ctx::Basic | Ctx::MultiBasic => {
+                if b[i] == b'\\' {
+                    // An escape: copy it and the escaped character as they are.
+                    let next = text[i + 1..].chars().next().map_or(0, char::len_utf8);
+                    out.push_str(&text[i..i + 1 + next]);
+                    i += 1 + next;
+                    continue;
+                }
+                if ctx == Ctx::Basic && b[i] == b'"' {
+                    ctx = Ctx::Bare;
+                } else if ctx == Ctx::MultiBasic && at(i, "\"\"\"") {
+                    // Up to two quotes may end the content right before the closing `"""`
+                    // (`"""a""""` is `a"`): the whole run closes the string.
+                    let run = b[i..].iter().take_while(|c| **c == b'"').count();
+                    out.push_str(&text[i..i + run]);
+                    i += run;
+                    ctx = Ctx::Bare;
+                    continue;
+                }
+            }
+            Ctx::Literal | Ctx::MultiLiteral => {
+                if ctx == Ctx::Literal && b[i] == b'\'' {
+                    ctx = Ctx::Bare;
+                } else if ctx == Ctx::MultiLiteral && at(i, "'''") {
+                    let run = b[i..].iter().take_while(|c| **c == b'\'').count();
+                    out.push_str(&text[i..i + run]);
+                    i += run;
+                    ctx = Ctx::Bare;
+                    continue;
+                }
+            }
+        }
+        let in_string = !matches!(ctx, Ctx::Bare | Ctx::Comment);
+        if in_string && at(i, "$${") {
+            out.push_str("${");
+            i += 3;
+            continue;
+        }
+        if in_string && at(i, "${") {
+            let Some(end) = text[i..].find('}') else {
+                errors.push((line_of(text, i), "unclosed \"${\"".into()));
+                out.push_str(&text[i..]);
+                return out;
+            };
+            let name = &text[i + 2..i + end];
+            match std::env::var(name) {
+                Ok(v) if matches!(ctx, Ctx::Basic | Ctx::MultiBasic) => {
+                    for c in v.chars() {
+                        match c {
+                            '"' => out.push_str("\\\""),
+                            '\\' => out.push_str("\\\\"),
+                            c if c.is_control() => {
+                                out.push_str(&format!("\\u{:04X}", c as u32));
+                            }
+                            c => out.push(c),
+                        }
+                    }
+                }
+                Ok(v) if v.contains(['\'', '\n', '\r']) => errors.push((
+                    line_of(text, i),
+                    format!(
+                        "environment variable {name} holds a quote or a line break, which a literal string ('...') cannot hold; use a basic string (\"...\")"
+                    ),
+                )),
+                Ok(v) => out.push_str(&v),
+                Err(_) => errors.push((
+                    line_of(text, i),
+                    format!("environment variable {name} is not set"),
+                )),
+            }
+            i += end + 1;
+            continue;
+        }
+        out.push_str(&text[i..i + ch_len]);
+        i += ch_len;
+    }
+    out
+}
+
+/// Checks every `[[issuer]]` table as `jwtd serve` does (names and `iss` unique, one key
+/// source, algorithms, leeway, audiences, identity header names), pushing `(line, message)`
+/// pairs onto `errors`; `text` is the (interpolated) file the spans point into.
+pub fn check_issuers(issuers: &[IssuerConfig], text: &str, errors: &mut Vec<(usize, String)>) {
+    let mut names = std::collections::BTreeSet::new();
+    let mut seen_iss = std::collections::BTreeSet::new();
+    let mut anonymous = 0;
+    for i in issuers {
+        let line = line_of(text, i.name.span().start);
+        let name = i.name.get_ref();
+        let mut err = |m: String| errors.push((line, format!("issuer {name:?}: {m}")));
+        if !names.insert(name.clone()) {
+            err("duplicate issuer name".into());
+        }
+        match &i.issuer {
+            Some(iss) if !seen_iss.insert(iss.clone()) => {
+                err(format!("iss {iss:?} is configured twice"))
+            }
+            None => anonymous += 1,
+            _ => {}
+        }
+        match i.key_sources().as_slice() {
+                [_] => {}
+                [] => err("no key source: set one of secret_env, secret_file, pem_file, jwks_file, jwks_url, discovery".into()),
+                many => err(format!("several key sources ({}); set exactly one", many.join(", "))),
+            }
+        if i.algorithms.is_empty() {
+            err("algorithms must name at least one algorithm".into());
+        }
+        // Revocation entries are kept an hour past their tokens' lifetime: a leeway near
+        // that would let a revoked token outlive its entry.
+        if i.leeway.is_some_and(|l| l.0 > MAX_LEEWAY) {
+            err(format!(
+                "leeway is at most {MAX_LEEWAY} s (clock skew, not lifetime)"
+            ));
+        }
+        if i.any_audience && !i.audiences.is_empty() {
+            err("any_audience and audiences exclude each other".into());
+        }
+        let mut seen = std::collections::BTreeMap::new();
+        for h in i.headers.keys() {
+            if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                err(format!("{h:?} is not a valid header name"));
+            } else if RESERVED_HEADERS.contains(&h.to_ascii_lowercase().as_str()) {
+                err(format!(
+                    "{h:?} cannot be an identity header (reserved: {})",
+                    RESERVED_HEADERS.join(", ")
+                ));
+            } else if let Some(other) = seen.insert(h.to_ascii_lowercase(), h) {
+                err(format!("{other:?} and {h:?} name the same header"));
+            }
+        }
+    }
+    if anonymous > 1 {
+        errors.push((0, "at most one issuer may omit \"issuer\"".into()));
+    }
+}
+
+/// The engine's sections of a jwtd configuration file: what an embedding application (the
+/// tower layer) reads out of the same `jwtd.toml` that `jwtd serve` runs with.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct GateConfig {
+    /// `[tokens]`: where tokens are read from.
+    #[serde(default)]
+    pub tokens: TokenSources,
+    /// `[cache]`: the verified-token cache.
+    #[serde(default)]
+    pub cache: CacheSettings,
+    /// `[[issuer]]`: the issuers whose tokens are accepted.
+    #[serde(default, rename = "issuer")]
+    pub issuers: Vec<IssuerConfig>,
+}
+
+/// The top-level keys of `jwtd serve`'s file the engine leaves to the service.
+pub const SERVICE_KEYS: [&str; 9] = [
+    "listen",
+    "log_format",
+    "trust_request_id",
+    "introspection",
+    "admin",
+    "signing",
+    "revocation",
+    "server",
+    "cors",
+];
+
+impl GateConfig {
+    /// Reads and checks the engine's sections of a configuration file (see [`GateConfig::parse`]).
+    pub fn load(path: &std::path::Path) -> Result<GateConfig, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            errors: vec![(0, format!("cannot read: {e}"))],
+        })?;
+        GateConfig::parse(&text, &file)
+    }
+
+    /// Parses configuration text (with `${VAR}` interpolation, as `jwtd serve`), checks the
+    /// engine's sections as the service does, and refuses what an embedding application
+    /// cannot honour: a `[revocation]` section (the list lives in the service's store; bring
+    /// a [`crate::issuers::RevocationCheck`] instead) and unknown top-level keys. The service's
+    /// other sections are ignored; `[signing]` (jwtd's own issuer) too: verify jwtd's tokens
+    /// with an `[[issuer]]` reading its published JWKS. `file` names the text in messages.
+    pub fn parse(text: &str, file: &str) -> Result<GateConfig, ConfigError> {
+        let fail = |errors| ConfigError {
+            file: file.to_owned(),
+            errors,
+        };
+        let mut errors = Vec::new();
+        let expanded = interpolate(text, &mut errors);
+        if !errors.is_empty() {
+            return Err(fail(errors));
+        }
+        let table: toml::Table = toml::from_str(&expanded).map_err(|e| {
+            let line = e.span().map(|s| line_of(&expanded, s.start)).unwrap_or(0);
+            fail(vec![(line, e.message().to_owned())])
+        })?;
+        for key in table.keys() {
+            let line = expanded
+                .find(key.as_str())
+                .map(|o| line_of(&expanded, o))
+                .unwrap_or(0);
+            if key == "revocation" {
+                errors.push((
+                    line,
+                    "[revocation] needs jwtd serve's store; an embedding application passes its own revocation check instead".into(),
+                ));
+            } else if !["tokens", "cache", "issuer"].contains(&key.as_str())
+                && !SERVICE_KEYS.contains(&key.as_str())
+            {
+                errors.push((line, format!("unknown key {key:?}")));
+            }
+        }
+        let config: GateConfig = toml::from_str(&expanded).map_err(|e| {
+            let line = e.span().map(|s| line_of(&expanded, s.start)).unwrap_or(0);
+            fail(vec![(line, e.message().to_owned())])
+        })?;
+        check_issuers(&config.issuers, &expanded, &mut errors);
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(fail(errors))
+        }
+    }
+}
