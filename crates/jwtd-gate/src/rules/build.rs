@@ -611,7 +611,7 @@ fn trie(rules: &[Rule]) -> Vec<Node> {
                     };
                 }
                 Segment::Rest(_) => {
-                    nodes[cur].rest.push(i);
+                    nodes[cur].rest.add(i, r);
                     cur = usize::MAX;
                     break;
                 }
@@ -619,15 +619,15 @@ fn trie(rules: &[Rule]) -> Vec<Node> {
         }
         if cur != usize::MAX {
             if r.path.trailing {
-                nodes[cur].end_slash.push(i);
+                nodes[cur].end_slash.add(i, r);
             } else {
-                nodes[cur].end.push(i);
+                nodes[cur].end.add(i, r);
             }
         }
     }
     for n in &mut nodes {
-        for list in [&mut n.end, &mut n.end_slash, &mut n.rest] {
-            list.sort_by(|&a, &b| rules[b].bound().cmp(&rules[a].bound()));
+        for c in [&mut n.end, &mut n.end_slash, &mut n.rest] {
+            c.sort(rules);
         }
     }
     nodes

@@ -514,12 +514,45 @@ pub fn is_cors_preflight(method: &str, headers: &HeaderMap) -> bool {
 struct Node {
     literals: HashMap<String, usize>,
     param: Option<usize>,
-    /// Rules whose path ends here (sorted by bound, best first).
-    end: Vec<usize>,
+    /// Rules whose path ends here.
+    end: Candidates,
     /// Rules whose path ends here with a trailing `/` (strict mode).
-    end_slash: Vec<usize>,
+    end_slash: Candidates,
     /// Rules whose path has a rest segment here.
-    rest: Vec<usize>,
+    rest: Candidates,
+}
+
+/// The rules of one path shape, each list sorted by bound (best first).
+#[derive(Clone, Debug, Default)]
+struct Candidates {
+    /// Rules by each exact host they list: an exact host outranks every other host
+    /// condition, so these are tried first and only for the request's host.
+    by_host: HashMap<String, Vec<usize>>,
+    /// Rules without hosts, or with a wildcard host.
+    other: Vec<usize>,
+}
+
+impl Candidates {
+    fn add(&mut self, i: usize, rule: &Rule) {
+        let mut other = rule.hosts.is_empty();
+        for h in &rule.hosts {
+            match h {
+                HostPattern::Exact(e) => self.by_host.entry(e.clone()).or_default().push(i),
+                HostPattern::Wildcard(_) => other = true,
+            }
+        }
+        if other {
+            self.other.push(i);
+        }
+    }
+
+    fn sort(&mut self, rules: &[Rule]) {
+        let by_bound = |a: &usize, b: &usize| rules[*b].bound().cmp(&rules[*a].bound());
+        self.other.sort_by(by_bound);
+        for list in self.by_host.values_mut() {
+            list.sort_by(by_bound);
+        }
+    }
 }
 
 /// A compiled, checked set of rules.
@@ -634,7 +667,17 @@ impl RuleSet {
         (Ok(matched), stats)
     }
 
-    /// The candidate rules of one node in order; the best whose conditions hold.
+    /// The best rule of one path shape whose conditions hold.
+    fn pick_in(&self, c: &Candidates, q: &Query<'_>, stats: &mut FindStats) -> Option<usize> {
+        if let Some(list) = q.host.and_then(|h| c.by_host.get(h)) {
+            if let Some(found) = self.pick(list, q, stats) {
+                return Some(found);
+            }
+        }
+        self.pick(&c.other, q, stats)
+    }
+
+    /// The best rule of a list (sorted by bound) whose conditions hold.
     fn pick(&self, list: &[usize], q: &Query<'_>, stats: &mut FindStats) -> Option<usize> {
         let mut best: Option<(Rank, usize)> = None;
         for &i in list {
@@ -698,11 +741,11 @@ impl RuleSet {
             } else {
                 &n.end
             };
-            if let Some(found) = self.pick(list, q, stats) {
+            if let Some(found) = self.pick_in(list, q, stats) {
                 return Some(found);
             }
         }
-        self.pick(&n.rest, q, stats)
+        self.pick_in(&n.rest, q, stats)
     }
 }
 

@@ -224,9 +224,6 @@ impl PathPattern {
         let mut ends_with_slash = false;
         let mut names: Vec<&str> = Vec::new();
         for (i, part) in parts.iter().enumerate() {
-            if let Some(Segment::Rest(_)) = segments.last() {
-                return Err("`**` or `*name` must be the last segment".into());
-            }
             if part.is_empty() {
                 if i == last {
                     ends_with_slash = i > 0;
@@ -236,6 +233,9 @@ impl PathPattern {
                     "empty segment (//): requests with one are refused, so it can never match"
                         .into(),
                 );
+            }
+            if let Some(Segment::Rest(_)) = segments.last() {
+                return Err("`**` or `*name` must be the last segment".into());
             }
             let seg = if let Some(name) = part.strip_prefix(':') {
                 if !param_name_ok(name) {
