@@ -1406,3 +1406,185 @@ proptest! {
         let _ = MethodSet::parse(Some(&[m]));
     }
 }
+
+#[test]
+fn find_named_checks_that_rules_conditions() {
+    let set = load(ISSUE);
+    let h = HeaderMap::new();
+    let t = |method, path| Target {
+        method,
+        host: "api.example.com",
+        path,
+        headers: &h,
+    };
+    let m = set
+        .find_named("orders-read", &t("GET", "/v1/orders/%37"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.params, vec![("id", "7".to_owned())]);
+    assert!(set
+        .find_named("orders-read", &t("POST", "/v1/orders/7"))
+        .unwrap()
+        .is_none());
+    assert!(set
+        .find_named("orders-read", &t("GET", "/v1/orders"))
+        .unwrap()
+        .is_none());
+    assert!(set.find_named("nope", &t("GET", "/")).unwrap().is_none());
+    assert_eq!(
+        set.find_named("admin", &t("POST", "/admin//x"))
+            .unwrap_err(),
+        PathError::EmptySegment
+    );
+    // Spans point at the id's value.
+    let r = set.get("health").unwrap();
+    assert_eq!(&ISSUE[r.span()], "\"health\"");
+    assert_eq!(line_of(ISSUE, r.span().start), 3);
+}
+
+// ---------------------------------------------------------------- the trie against a scan
+
+/// Path ranks per position, host rank, method rank, header count, file order, id.
+type OracleKey<'r> = (Vec<u8>, u32, u8, usize, std::cmp::Reverse<usize>, &'r str);
+
+/// The winner by the documented specificity, by scanning every rule.
+fn oracle<'r>(set: &'r RuleSet, method: &str, host: &str, path: &str) -> Option<&'r str> {
+    let p = normalise(
+        path,
+        set.options().encoded_slashes,
+        set.options().trailing_slash,
+    )
+    .ok()?;
+    let host = normalise_host(host);
+    let method = method.to_ascii_uppercase();
+    let mut best: Option<OracleKey<'_>> = None;
+    for r in set.rules() {
+        if !r.path().matches(&p) || !r.methods().matches(&method) {
+            continue;
+        }
+        let host_rank = if r.hosts().is_empty() {
+            0
+        } else {
+            match r
+                .hosts()
+                .iter()
+                .filter(|h| host.as_deref().is_some_and(|x| h.matches(x)))
+                .map(HostPattern::rank)
+                .max()
+            {
+                Some(x) => x,
+                None => continue,
+            }
+        };
+        let n = p.segments.len();
+        let mut key = Vec::new();
+        for i in 0..=n {
+            key.push(match r.path().segments.get(i) {
+                Some(Segment::Literal(_)) => 3,
+                Some(Segment::Param(_)) => 2,
+                Some(Segment::Rest(_)) => 1,
+                None => 2,
+            });
+        }
+        // Only a rest covers positions past its own; a pattern that ended at n is "end" (2).
+        if let Some(pos) = r
+            .path()
+            .segments
+            .iter()
+            .position(|s| matches!(s, Segment::Rest(_)))
+        {
+            for k in key.iter_mut().skip(pos) {
+                *k = 1;
+            }
+        }
+        let cand = (
+            key,
+            host_rank,
+            r.methods().rank(),
+            r.when_headers().len(),
+            std::cmp::Reverse(r.index()),
+            r.id(),
+        );
+        if best.as_ref().map_or(true, |b| cand > *b) {
+            best = Some(cand);
+        }
+    }
+    best.map(|b| b.5)
+}
+
+fn pattern_seg() -> impl Strategy<Value = &'static str> {
+    proptest::sample::select(vec!["a", "b", ":p", ":q"])
+}
+
+fn rule_strategy() -> impl Strategy<Value = String> {
+    (
+        proptest::collection::vec(pattern_seg(), 0..4),
+        proptest::sample::select(vec!["", "/**", "/"]),
+        proptest::sample::select(vec![
+            "",
+            "hosts = [\"x.com\"]",
+            "hosts = [\"*.com\"]",
+            "hosts = [\"x.com\", \"*.org\"]",
+        ]),
+        proptest::sample::select(vec![
+            "",
+            "methods = [\"GET\"]",
+            "methods = [\"!GET\"]",
+            "methods = [\"POST\", \"PUT\"]",
+        ]),
+    )
+        .prop_map(|(segs, tail, hosts, methods)| {
+            let mut path = String::new();
+            let mut used = 0;
+            for s in segs {
+                // Unique parameter names.
+                if s.starts_with(':') {
+                    used += 1;
+                    path.push_str(&format!("/:p{used}"));
+                } else {
+                    path.push('/');
+                    path.push_str(s);
+                }
+            }
+            if tail == "/" && path.is_empty() {
+                path.push('/');
+            } else {
+                path.push_str(tail);
+            }
+            if path.is_empty() {
+                path.push('/');
+            }
+            format!("path = \"{path}\"\nauth = \"corp\"\n{hosts}\n{methods}\n")
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn trie_agrees_with_scan(
+        rules in proptest::collection::vec(rule_strategy(), 1..12),
+        requests in proptest::collection::vec((
+            proptest::collection::vec(proptest::sample::select(vec!["a", "b", "c"]), 0..5),
+            any::<bool>(),
+            proptest::sample::select(vec!["x.com", "y.com", "z.org", ""]),
+            proptest::sample::select(vec!["GET", "POST", "DELETE"]),
+        ), 1..10),
+    ) {
+        let text: String = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| format!("[[rule]]\nid = \"r{i}\"\n{r}"))
+            .collect();
+        let f: File = toml::from_str(&text).unwrap();
+        let Ok(set) = RuleSet::build(f.rules, &f.rule, &ISSUERS, &[]) else {
+            return Ok(()); // ambiguous sets are load errors
+        };
+        for (segs, slash, host, method) in requests {
+            let path = format!("/{}{}", segs.join("/"), if slash && !segs.is_empty() { "/" } else { "" });
+            let got = id_of(&set, method, host, &path);
+            let want = oracle(&set, method, host, &path);
+            prop_assert_eq!(got.as_deref(), want, "{} {} {}\n{}", method, host, path, text);
+        }
+    }
+}

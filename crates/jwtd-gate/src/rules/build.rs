@@ -411,10 +411,12 @@ fn compile(
     if cx.errors.len() > before {
         return None;
     }
-    Some(Rule {
+    let mut rule = Rule {
         id: id.to_owned(),
         index,
         line: cx.line(&cfg.id.span()),
+        span: cfg.id.span(),
+        bound: (0, 0, 0, std::cmp::Reverse(index)),
         hosts,
         path: path?,
         methods,
@@ -425,7 +427,9 @@ fn compile(
         claims,
         cors_preflight_bypass,
         set_headers,
-    })
+    };
+    rule.bound = rule.compute_bound();
+    Some(rule)
 }
 
 fn predicate(c: &ClaimConfig) -> Result<ClaimPredicate, String> {
@@ -578,7 +582,7 @@ fn check_ambiguity(cx: &mut Ctx<'_>, rules: &[Rule]) {
         let rb = &rules[b];
         cx.errors.push(RuleError {
             line: rb.line,
-            span: None,
+            span: Some(rb.span.clone()),
             rule: Some(rb.id.clone()),
             message: msg,
         });

@@ -282,6 +282,8 @@ pub struct Rule {
     id: String,
     index: usize,
     line: Option<usize>,
+    span: Range<usize>,
+    bound: Rank,
     hosts: Vec<HostPattern>,
     path: PathPattern,
     methods: MethodSet,
@@ -403,7 +405,16 @@ impl Rule {
             .max()
     }
 
+    /// The byte range of its `id` value in the configuration text.
+    pub fn span(&self) -> Range<usize> {
+        self.span.clone()
+    }
+
     fn bound(&self) -> Rank {
+        self.bound
+    }
+
+    fn compute_bound(&self) -> Rank {
         (
             self.hosts.iter().map(HostPattern::rank).max().unwrap_or(0),
             self.methods.rank(),
@@ -626,6 +637,37 @@ impl RuleSet {
         let mut v: Vec<&Rule> = self.rules.iter().collect();
         v.sort_by(|a, b| cmp_order(a, b));
         v
+    }
+
+    /// The rule named `id` (e.g. by Envoy's `context_extensions`), if its path, host, method
+    /// and header conditions all hold for this request; with its parameters. Matching skips
+    /// the trie but normalises the path the same way.
+    pub fn find_named(
+        &self,
+        id: &str,
+        target: &Target<'_>,
+    ) -> Result<Option<Matched<'_>>, PathError> {
+        let Some(rule) = self.get(id) else {
+            return Ok(None);
+        };
+        let path = normalise(
+            target.path,
+            self.options.encoded_slashes,
+            self.options.trailing_slash,
+        )?;
+        let method = target.method.to_ascii_uppercase();
+        let host = normalise_host(target.host);
+        if !rule.path.matches(&path)
+            || rule.host_rank(host.as_deref()).is_none()
+            || !rule.methods.matches(&method)
+        {
+            return Ok(None);
+        }
+        let params = rule.path.params(&path);
+        if !rule.headers_hold(target.headers, &params) {
+            return Ok(None);
+        }
+        Ok(Some(Matched { rule, params }))
     }
 
     /// The most specific rule whose conditions hold for this request; `Ok(None)` when none

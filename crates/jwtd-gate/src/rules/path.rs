@@ -314,6 +314,19 @@ impl PathPattern {
         )
     }
 
+    /// Does this pattern match the (normalised) path?
+    pub fn matches(&self, path: &NormPath) -> bool {
+        for (i, s) in self.segments.iter().enumerate() {
+            match (s, path.segments.get(i)) {
+                (Segment::Rest(_), _) => return true,
+                (_, None) => return false,
+                (Segment::Literal(t), Some(seg)) if t != seg => return false,
+                _ => {}
+            }
+        }
+        path.segments.len() == self.segments.len() && path.trailing == self.trailing
+    }
+
     /// The parameters of a request this pattern matched.
     pub(crate) fn params<'r>(&'r self, path: &NormPath) -> Vec<(&'r str, String)> {
         let mut out = Vec::new();
