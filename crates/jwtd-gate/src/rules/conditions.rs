@@ -1,0 +1,239 @@
+//! Host and method conditions.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// The most hosts one rule may list.
+pub const MAX_HOSTS: usize = 64;
+/// The most method tokens one rule may list.
+pub const MAX_METHODS: usize = 32;
+/// The longest host pattern or method token, in bytes.
+pub const MAX_HOST_LEN: usize = 253;
+
+/// One host pattern, lowercased.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HostPattern {
+    /// Exactly this host.
+    Exact(String),
+    /// `*.suffix`: one or more labels, then `.suffix`. Holds the suffix without the dot.
+    Wildcard(String),
+}
+
+impl HostPattern {
+    /// Parses `api.example.com` or `*.example.com`.
+    pub fn parse(s: &str) -> Result<HostPattern, String> {
+        let lower = s.to_ascii_lowercase();
+        let (wild, name) = match lower.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, lower.as_str()),
+        };
+        if name.is_empty() || name.len() > MAX_HOST_LEN {
+            return Err(format!(
+                "host {s:?}: empty or longer than {MAX_HOST_LEN} bytes"
+            ));
+        }
+        if name.contains('*') {
+            return Err(format!(
+                "host {s:?}: a wildcard is only `*.` at the start (e.g. \"*.example.com\")"
+            ));
+        }
+        if name.starts_with('[') {
+            // An IPv6 literal: `[` hex digits and colons `]`.
+            let ok = !wild
+                && name.ends_with(']')
+                && name.len() > 2
+                && name[1..name.len() - 1]
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+            return if ok {
+                Ok(HostPattern::Exact(name.to_owned()))
+            } else {
+                Err(format!("host {s:?}: not a valid IPv6 literal"))
+            };
+        }
+        if name.contains(':') {
+            return Err(format!(
+                "host {s:?}: write the host without a port (the request's port is ignored)"
+            ));
+        }
+        let labels_ok = name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+        if !labels_ok {
+            return Err(format!(
+                "host {s:?}: labels of letters, digits, - and _ separated by single dots"
+            ));
+        }
+        Ok(if wild {
+            HostPattern::Wildcard(name.to_owned())
+        } else {
+            HostPattern::Exact(name.to_owned())
+        })
+    }
+
+    /// The rank of this pattern in the specificity order: exact beats every wildcard; a
+    /// wildcard with more labels beats one with fewer.
+    pub fn rank(&self) -> u32 {
+        match self {
+            HostPattern::Exact(_) => 1_000,
+            HostPattern::Wildcard(s) => 1 + s.split('.').count() as u32,
+        }
+    }
+
+    /// Does the (normalised) host match?
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Exact(h) => h == host,
+            HostPattern::Wildcard(suffix) => {
+                host.len() > suffix.len() + 1
+                    && host.ends_with(suffix.as_str())
+                    && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+            }
+        }
+    }
+}
+
+impl fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostPattern::Exact(h) => f.write_str(h),
+            HostPattern::Wildcard(s) => write!(f, "*.{s}"),
+        }
+    }
+}
+
+/// A request's host as matched: lowercased, without port or one trailing dot. `None` when it
+/// is not a well-formed host (then only rules without `hosts` match).
+pub fn normalise_host(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    let host = if raw.starts_with('[') {
+        let end = raw.find(']')?;
+        &raw[..=end]
+    } else {
+        raw.split(':').next().unwrap_or_default()
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty() || host.len() > MAX_HOST_LEN {
+        return None;
+    }
+    let lower = host.to_ascii_lowercase();
+    HostPattern::parse(&lower).ok().and_then(|p| match p {
+        HostPattern::Exact(h) => Some(h),
+        HostPattern::Wildcard(_) => None,
+    })
+}
+
+/// Which methods a rule takes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MethodSet {
+    /// Every method (no `methods`, or `["ALL"]`).
+    All,
+    /// Every method but these (`["!TRACE", "!CONNECT"]`).
+    AllBut(BTreeSet<String>),
+    /// Only these.
+    Only(BTreeSet<String>),
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Is this an HTTP method token (RFC 9110 `token`)?
+pub fn is_method_token(s: &str) -> bool {
+    !s.is_empty() && s.len() <= MAX_HOST_LEN && s.bytes().all(is_tchar)
+}
+
+impl MethodSet {
+    /// Parses a `methods` list.
+    pub fn parse(list: Option<&[String]>) -> Result<MethodSet, String> {
+        let Some(list) = list else {
+            return Ok(MethodSet::All);
+        };
+        if list.is_empty() {
+            return Err("methods is empty: leave it out for all methods".into());
+        }
+        if list.len() > MAX_METHODS {
+            return Err(format!("more than {MAX_METHODS} methods"));
+        }
+        let mut only = BTreeSet::new();
+        let mut but = BTreeSet::new();
+        let mut all = false;
+        for m in list {
+            let (neg, tok) = match m.strip_prefix('!') {
+                Some(t) => (true, t),
+                None => (false, m.as_str()),
+            };
+            if !is_method_token(tok) {
+                return Err(format!("method {m:?} is not an HTTP method token"));
+            }
+            let up = tok.to_ascii_uppercase();
+            if up == "ALL" {
+                if neg {
+                    return Err("\"!ALL\" matches nothing".into());
+                }
+                all = true;
+            } else if neg {
+                but.insert(up);
+            } else {
+                only.insert(up);
+            }
+        }
+        match (all, only.is_empty(), but.is_empty()) {
+            (true, true, true) => Ok(MethodSet::All),
+            (true, _, _) => {
+                Err("\"ALL\" stands alone; write \"!M\" entries to exclude methods".into())
+            }
+            (false, false, true) => Ok(MethodSet::Only(only)),
+            (false, true, false) => Ok(MethodSet::AllBut(but)),
+            _ => Err(
+                "methods mixes \"M\" and \"!M\" entries: list the methods, or the exclusions"
+                    .into(),
+            ),
+        }
+    }
+
+    /// Does the (uppercased) method match?
+    pub fn matches(&self, method: &str) -> bool {
+        match self {
+            MethodSet::All => true,
+            MethodSet::AllBut(s) => !s.contains(method),
+            MethodSet::Only(s) => s.contains(method),
+        }
+    }
+
+    /// Rank in the specificity order: explicit methods beat "all but" beats all.
+    pub fn rank(&self) -> u8 {
+        match self {
+            MethodSet::All => 0,
+            MethodSet::AllBut(_) => 1,
+            MethodSet::Only(_) => 2,
+        }
+    }
+
+    /// Could one method match both sets? (`AllBut` sets always overlap: there are infinitely
+    /// many method tokens.)
+    pub fn overlaps(&self, other: &MethodSet) -> bool {
+        match (self, other) {
+            (MethodSet::Only(a), MethodSet::Only(b)) => a.intersection(b).next().is_some(),
+            (MethodSet::Only(a), MethodSet::AllBut(b))
+            | (MethodSet::AllBut(b), MethodSet::Only(a)) => a.iter().any(|m| !b.contains(m)),
+            _ => true,
+        }
+    }
+}
+
+impl fmt::Display for MethodSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MethodSet::All => f.write_str("all methods"),
+            MethodSet::AllBut(s) => {
+                f.write_str("all but ")?;
+                f.write_str(&s.iter().cloned().collect::<Vec<_>>().join(" "))
+            }
+            MethodSet::Only(s) => f.write_str(&s.iter().cloned().collect::<Vec<_>>().join(" ")),
+        }
+    }
+}

@@ -1,0 +1,1590 @@
+//! The rule engine: matching, specificity, load errors, evaluation pieces, properties.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use jwtd_gate::rules::*;
+use proptest::prelude::*;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+#[derive(Deserialize)]
+struct File {
+    #[serde(default)]
+    rules: RuleOptions,
+    #[serde(default)]
+    rule: Vec<RuleConfig>,
+}
+
+const ISSUERS: [&str; 3] = ["corp", "partner", "partner-api"];
+
+fn reserved() -> Vec<HeaderName> {
+    ["x-auth-subject", "x-auth-issuer", "authorization", "cookie"]
+        .iter()
+        .map(|s| HeaderName::from_static(s))
+        .collect()
+}
+
+fn try_load(text: &str) -> Result<RuleSet, Vec<RuleError>> {
+    let f: File = toml::from_str(text).expect("toml");
+    RuleSet::build_with_source(text, f.rules, &f.rule, &ISSUERS, &reserved())
+}
+
+fn load(text: &str) -> RuleSet {
+    match try_load(text) {
+        Ok(s) => s,
+        Err(e) => panic!(
+            "errors: {}",
+            e.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+    }
+}
+
+fn errors(text: &str) -> Vec<String> {
+    match try_load(text) {
+        Ok(_) => panic!("expected errors for:\n{text}"),
+        Err(e) => e.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+fn assert_error(text: &str, needle: &str) {
+    let errs = errors(text);
+    assert!(
+        errs.iter().any(|e| e.contains(needle)),
+        "no error containing {needle:?} in {errs:#?}"
+    );
+}
+
+fn headers(list: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (n, v) in list {
+        h.append(
+            HeaderName::from_bytes(n.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    h
+}
+
+/// A match as tests compare it: the rule id and the params.
+type Found = Option<(String, Vec<(String, String)>)>;
+
+/// A table row: method, host, path, and the expected rule id with params.
+type Row<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    Option<(&'a str, &'a [(&'a str, &'a str)])>,
+);
+
+/// `(rule id, params)` for a request, or `None`.
+fn find_in(
+    set: &RuleSet,
+    method: &str,
+    host: &str,
+    path: &str,
+    h: &HeaderMap,
+) -> Result<Found, PathError> {
+    let t = Target {
+        method,
+        host,
+        path,
+        headers: h,
+    };
+    Ok(set.find(&t)?.map(|m| {
+        (
+            m.rule.id().to_owned(),
+            m.params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        )
+    }))
+}
+
+fn id_of(set: &RuleSet, method: &str, host: &str, path: &str) -> Option<String> {
+    find_in(set, method, host, path, &HeaderMap::new())
+        .expect("path ok")
+        .map(|(id, _)| id)
+}
+
+const ISSUE: &str = r#"
+[[rule]]
+id = "health"
+path = "/healthz"
+auth = "public"
+
+[[rule]]
+id = "orders-read"
+path = "/v1/orders/:id"
+methods = ["GET", "HEAD"]
+auth = { any = ["corp", "partner"] }
+scopes = { all = ["orders:read"] }
+[rule.set_headers]
+x-order-id = "{path.id}"
+x-user = "{claim.sub}"
+
+[[rule]]
+id = "admin"
+path = "/admin/**"
+methods = ["POST"]
+auth = "corp"
+claims = [{ path = "amr", contains = "mfa" }]
+
+[[rule]]
+id = "partner-api"
+hosts = ["partner.example.com"]
+path = "/partner/*rest"
+auth = "partner-api"
+audiences = ["https://partner.example.com/api"]
+"#;
+
+#[test]
+fn issue_examples_table() {
+    let set = load(ISSUE);
+    let none = HeaderMap::new();
+    let table: &[Row<'_>] = &[
+        ("GET", "api.example.com", "/healthz", Some(("health", &[]))),
+        (
+            "POST",
+            "api.example.com",
+            "/healthz?x=1",
+            Some(("health", &[])),
+        ),
+        ("GET", "api.example.com", "/healthz/", None),
+        (
+            "GET",
+            "api.example.com",
+            "/v1/orders/7",
+            Some(("orders-read", &[("id", "7")])),
+        ),
+        (
+            "head",
+            "api.example.com",
+            "/v1/orders/a%20b",
+            Some(("orders-read", &[("id", "a b")])),
+        ),
+        ("POST", "api.example.com", "/v1/orders/7", None),
+        ("GET", "api.example.com", "/v1/orders", None),
+        ("POST", "x", "/admin", Some(("admin", &[]))),
+        ("POST", "x", "/admin/users/7", Some(("admin", &[]))),
+        ("GET", "x", "/admin/users/7", None),
+        (
+            "GET",
+            "Partner.Example.com:8443",
+            "/partner/a/b/",
+            Some(("partner-api", &[("rest", "a/b/")])),
+        ),
+        ("GET", "other.example.com", "/partner/a", None),
+    ];
+    for (m, h, p, want) in table {
+        let got = find_in(&set, m, h, p, &none).unwrap();
+        let want = want.map(|(id, ps)| {
+            (
+                id.to_owned(),
+                ps.iter()
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .collect::<Vec<_>>(),
+            )
+        });
+        assert_eq!(got, want, "{m} {h} {p}");
+    }
+    let r = set.get("orders-read").unwrap();
+    assert_eq!(r.requirement().issuers(), vec!["corp", "partner"]);
+    assert!(r.requirement().needs_token());
+    assert_eq!(r.scopes().unwrap().scopes, vec!["orders:read".to_owned()]);
+    let p = set.get("partner-api").unwrap();
+    assert_eq!(
+        p.audiences(),
+        Some(&["https://partner.example.com/api".to_owned()][..])
+    );
+    assert!(set.get("health").unwrap().requirement().is_public());
+    assert!(set.get("nope").is_none());
+    assert_eq!(set.default_action(), DefaultAction::Deny);
+}
+
+#[test]
+fn admin_needs_mfa_claim() {
+    let set = load(ISSUE);
+    let r = set.get("admin").unwrap();
+    let h = HeaderMap::new();
+    let b = Binding {
+        params: &[],
+        headers: &h,
+    };
+    let with: Map<String, Value> = json!({"amr": ["pwd", "mfa"]}).as_object().unwrap().clone();
+    let without: Map<String, Value> = json!({"amr": ["pwd"]}).as_object().unwrap().clone();
+    assert!(r.failing_claim(&with, &b).is_none());
+    assert_eq!(
+        r.failing_claim(&without, &b).unwrap().to_string(),
+        "amr contains \"mfa\""
+    );
+    assert!(r.failing_claim(&NoClaims, &b).is_some());
+}
+
+#[test]
+fn output_headers_render() {
+    let set = load(ISSUE);
+    let h = HeaderMap::new();
+    let t = Target {
+        method: "GET",
+        host: "a",
+        path: "/v1/orders/42",
+        headers: &h,
+    };
+    let m = set.find(&t).unwrap().unwrap();
+    let claims: Map<String, Value> = json!({"sub": "alice"}).as_object().unwrap().clone();
+    let out = m.rule.render_headers(&claims, &m.binding(&h));
+    assert_eq!(
+        out,
+        vec![
+            (
+                HeaderName::from_static("x-order-id"),
+                Some(HeaderValue::from_static("42"))
+            ),
+            (
+                HeaderName::from_static("x-user"),
+                Some(HeaderValue::from_static("alice"))
+            ),
+        ]
+    );
+    // A missing claim renders as nothing; a CR LF in a parameter cannot make a header.
+    let t = Target {
+        path: "/v1/orders/a%0D%0Ab",
+        ..t
+    };
+    let m = set.find(&t).unwrap().unwrap();
+    let out = m.rule.render_headers(&NoClaims, &m.binding(&h));
+    assert_eq!(out[0].1, None);
+    assert_eq!(out[1].1, None);
+}
+
+// ---------------------------------------------------------------- specificity
+
+#[test]
+fn literal_beats_param_beats_wildcard() {
+    let set = load(
+        r#"
+[[rule]]
+id = "rest"
+path = "/v1/**"
+auth = "corp"
+[[rule]]
+id = "param"
+path = "/v1/orders/:id"
+auth = "corp"
+[[rule]]
+id = "literal"
+path = "/v1/orders/mine"
+auth = "corp"
+[[rule]]
+id = "param-rest"
+path = "/v1/:kind/**"
+auth = "corp"
+[[rule]]
+id = "exact-a"
+path = "/a"
+auth = "corp"
+[[rule]]
+id = "a-rest"
+path = "/a/*rest"
+auth = "corp"
+"#,
+    );
+    assert_eq!(
+        id_of(&set, "GET", "h", "/v1/orders/mine").unwrap(),
+        "literal"
+    );
+    assert_eq!(id_of(&set, "GET", "h", "/v1/orders/7").unwrap(), "param");
+    assert_eq!(
+        id_of(&set, "GET", "h", "/v1/orders/7/x").unwrap(),
+        "param-rest"
+    );
+    assert_eq!(id_of(&set, "GET", "h", "/v1/orders").unwrap(), "param-rest");
+    assert_eq!(id_of(&set, "GET", "h", "/v1").unwrap(), "rest");
+    assert_eq!(id_of(&set, "GET", "h", "/a").unwrap(), "exact-a");
+    assert_eq!(id_of(&set, "GET", "h", "/a/").unwrap(), "a-rest");
+    assert_eq!(id_of(&set, "GET", "h", "/a/b").unwrap(), "a-rest");
+    let order: Vec<&str> = set.rules_in_match_order().iter().map(|r| r.id()).collect();
+    assert_eq!(
+        order,
+        vec![
+            "exact-a",
+            "a-rest",
+            "literal",
+            "param",
+            "param-rest",
+            "rest"
+        ]
+    );
+    for r in set.rules_in_match_order() {
+        assert!(r.specificity().contains("path ["), "{}", r.specificity());
+    }
+}
+
+#[test]
+fn host_exact_beats_wildcard_beats_none() {
+    let set = load(
+        r#"
+[[rule]]
+id = "any-host"
+path = "/x"
+auth = "corp"
+[[rule]]
+id = "wild"
+hosts = ["*.example.com"]
+path = "/x"
+auth = "corp"
+[[rule]]
+id = "wild-eu"
+hosts = ["*.eu.example.com"]
+path = "/x"
+auth = "corp"
+[[rule]]
+id = "exact"
+hosts = ["API.example.com"]
+path = "/x"
+auth = "corp"
+"#,
+    );
+    assert_eq!(
+        id_of(&set, "GET", "api.example.com:443", "/x").unwrap(),
+        "exact"
+    );
+    assert_eq!(
+        id_of(&set, "GET", "API.EXAMPLE.COM.", "/x").unwrap(),
+        "exact"
+    );
+    assert_eq!(id_of(&set, "GET", "b.example.com", "/x").unwrap(), "wild");
+    assert_eq!(id_of(&set, "GET", "a.b.example.com", "/x").unwrap(), "wild");
+    assert_eq!(
+        id_of(&set, "GET", "a.eu.example.com", "/x").unwrap(),
+        "wild-eu"
+    );
+    assert_eq!(id_of(&set, "GET", "example.com", "/x").unwrap(), "any-host");
+    assert_eq!(id_of(&set, "GET", "", "/x").unwrap(), "any-host");
+    assert_eq!(
+        id_of(&set, "GET", "evil.com/.example.com", "/x").unwrap(),
+        "any-host"
+    );
+}
+
+#[test]
+fn backtracking_when_most_specific_fails_method_host_or_header() {
+    let set = load(
+        r#"
+[[rule]]
+id = "post-one"
+path = "/orders/:id"
+methods = ["POST"]
+auth = "corp"
+[[rule]]
+id = "tenant"
+path = "/orders/**"
+when_headers = { "x-tenant" = "acme" }
+auth = "corp"
+[[rule]]
+id = "all-orders"
+path = "/orders/**"
+auth = "partner"
+[[rule]]
+id = "not-trace"
+path = "/**"
+methods = ["!TRACE"]
+auth = "corp"
+[[rule]]
+id = "fallback"
+path = "/**"
+auth = "public"
+"#,
+    );
+    let none = HeaderMap::new();
+    let acme = headers(&[("x-tenant", "acme")]);
+    let twice = headers(&[("x-tenant", "acme"), ("x-tenant", "acme")]);
+    let f = |m: &str, p: &str, h: &HeaderMap| find_in(&set, m, "h", p, h).unwrap().unwrap().0;
+    assert_eq!(f("POST", "/orders/7", &none), "post-one");
+    assert_eq!(f("GET", "/orders/7", &none), "all-orders");
+    assert_eq!(f("GET", "/orders/7", &acme), "tenant");
+    assert_eq!(f("GET", "/orders/7", &twice), "all-orders");
+    assert_eq!(f("GET", "/other", &none), "not-trace");
+    assert_eq!(f("TRACE", "/other", &none), "fallback");
+    // The lint sees the public fallback behind "not-trace" and "post-one".
+    let lint = set.lint();
+    assert!(
+        lint.iter()
+            .any(|l| l.contains("\"not-trace\"") && l.contains("\"fallback\"")),
+        "{lint:#?}"
+    );
+    assert!(lint.iter().any(|l| l.contains("\"post-one\"")), "{lint:#?}");
+}
+
+#[test]
+fn methods_rank_explicit_over_all_but_over_all() {
+    let set = load(
+        r#"
+[[rule]]
+id = "all"
+path = "/m"
+auth = "corp"
+[[rule]]
+id = "but"
+path = "/m"
+methods = ["!DELETE"]
+auth = "corp"
+[[rule]]
+id = "get"
+path = "/m"
+methods = ["get"]
+auth = "corp"
+"#,
+    );
+    assert_eq!(id_of(&set, "GET", "h", "/m").unwrap(), "get");
+    assert_eq!(id_of(&set, "get", "h", "/m").unwrap(), "get");
+    assert_eq!(id_of(&set, "PUT", "h", "/m").unwrap(), "but");
+    assert_eq!(id_of(&set, "DELETE", "h", "/m").unwrap(), "all");
+}
+
+#[test]
+fn equal_specificity_disjoint_first_in_file() {
+    let set = load(
+        r#"
+[[rule]]
+id = "acme"
+path = "/t"
+when_headers = { "x-tenant" = "acme" }
+auth = "corp"
+[[rule]]
+id = "globex"
+path = "/t"
+when_headers = { "x-tenant" = "globex" }
+auth = "partner"
+[[rule]]
+id = "get"
+path = "/u"
+methods = ["GET"]
+auth = "corp"
+[[rule]]
+id = "post"
+path = "/u"
+methods = ["POST"]
+auth = "corp"
+"#,
+    );
+    let g = headers(&[("x-tenant", "globex")]);
+    assert_eq!(
+        find_in(&set, "GET", "h", "/t", &g).unwrap().unwrap().0,
+        "globex"
+    );
+    assert_eq!(
+        find_in(&set, "GET", "h", "/t", &HeaderMap::new()).unwrap(),
+        None
+    );
+    assert_eq!(id_of(&set, "POST", "h", "/u").unwrap(), "post");
+}
+
+#[test]
+fn header_condition_bound_to_path_param() {
+    let set = load(
+        r#"
+[[rule]]
+id = "org"
+path = "/orgs/:org/**"
+when_headers = { "x-org" = "org-{path.org}" }
+auth = "corp"
+claims = [{ path = "org", equals = "{path.org}" }, { path = "tenant", equals = "{header.x-tenant}" }]
+"#,
+    );
+    let h = headers(&[("x-org", "org-acme"), ("x-tenant", "t1")]);
+    let t = Target {
+        method: "GET",
+        host: "h",
+        path: "/orgs/acme/x",
+        headers: &h,
+    };
+    let m = set.find(&t).unwrap().unwrap();
+    assert_eq!(m.rule.id(), "org");
+    let good: Map<String, Value> = json!({"org": "acme", "tenant": "t1"})
+        .as_object()
+        .unwrap()
+        .clone();
+    let bad: Map<String, Value> = json!({"org": "globex", "tenant": "t1"})
+        .as_object()
+        .unwrap()
+        .clone();
+    assert!(m.rule.failing_claim(&good, &m.binding(&h)).is_none());
+    assert!(m.rule.failing_claim(&bad, &m.binding(&h)).is_some());
+    let t2 = Target {
+        path: "/orgs/globex/x",
+        ..t
+    };
+    assert!(set.find(&t2).unwrap().is_none());
+}
+
+// ---------------------------------------------------------------- normalisation
+
+fn one_rule(options: &str, path: &str) -> RuleSet {
+    load(&format!(
+        "[rules]\n{options}\n[[rule]]\nid = \"r\"\npath = \"{path}\"\nauth = \"corp\"\n"
+    ))
+}
+
+#[test]
+fn path_refusals() {
+    let set = one_rule("", "/**");
+    let h = HeaderMap::new();
+    let f = |p: &str| find_in(&set, "GET", "h", p, &h).map(|o| o.map(|x| x.0));
+    assert_eq!(f("/a//b"), Err(PathError::EmptySegment));
+    assert_eq!(f("//a"), Err(PathError::EmptySegment));
+    assert_eq!(f("/a/%2Fb"), Err(PathError::EncodedSlash));
+    assert_eq!(f("/a/%2fb"), Err(PathError::EncodedSlash));
+    assert_eq!(f("/a%00"), Err(PathError::Nul));
+    assert_eq!(f("/a%ff"), Err(PathError::InvalidUtf8));
+    assert_eq!(f("/a%4"), Err(PathError::BadEscape));
+    assert_eq!(f("/a%zz"), Err(PathError::BadEscape));
+    assert_eq!(f("a"), Err(PathError::NotOriginForm));
+    assert_eq!(f("*"), Err(PathError::NotOriginForm));
+    assert_eq!(f("http://x/a"), Err(PathError::NotOriginForm));
+    assert_eq!(f(""), Err(PathError::NotOriginForm));
+    assert_eq!(f("/a b"), Err(PathError::InvalidChar));
+    assert_eq!(f("/a#b"), Err(PathError::InvalidChar));
+    assert_eq!(f(&"/a".repeat(65)), Err(PathError::TooManySegments));
+    assert_eq!(
+        f(&format!("/{}", "a".repeat(MAX_PATH_LEN))),
+        Err(PathError::TooLong)
+    );
+    assert_eq!(f("/a/b?x=//%2F"), Ok(Some("r".into())));
+    // Dot segments do not count towards the limit when they go away.
+    assert_eq!(f(&"/a/..".repeat(100)), Ok(Some("r".into())));
+}
+
+#[test]
+fn no_rules_reads_no_path() {
+    let set = load("");
+    assert!(set.is_empty());
+    let h = HeaderMap::new();
+    assert_eq!(find_in(&set, "GET", "h", "//%2F%00", &h), Ok(None));
+}
+
+#[test]
+fn encoded_slashes_decode_and_keep() {
+    let h = HeaderMap::new();
+    let set = one_rule("encoded_slashes = \"decode\"", "/f/:name");
+    assert_eq!(
+        find_in(&set, "GET", "h", "/f/a%2Fb", &h)
+            .unwrap()
+            .unwrap()
+            .1,
+        vec![("name".into(), "a/b".into())]
+    );
+    let set = one_rule("encoded_slashes = \"keep\"", "/f/:name");
+    assert_eq!(
+        find_in(&set, "GET", "h", "/f/a%2fb", &h)
+            .unwrap()
+            .unwrap()
+            .1,
+        vec![("name".into(), "a%2Fb".into())]
+    );
+    // %252F is the text %2F encoded: under keep it stays distinguishable from %2F.
+    assert_eq!(
+        find_in(&set, "GET", "h", "/f/a%252Fb", &h)
+            .unwrap()
+            .unwrap()
+            .1,
+        vec![("name".into(), "a%252Fb".into())]
+    );
+    let set = one_rule("encoded_slashes = \"keep\"", "/f/a%2Fb");
+    assert!(find_in(&set, "GET", "h", "/f/a%2Fb", &h).unwrap().is_some());
+    assert!(find_in(&set, "GET", "h", "/f/a%252Fb", &h)
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn trailing_slash_policies() {
+    let strict = one_rule("", "/a");
+    let slash = one_rule("", "/a/");
+    let ignore = one_rule("trailing_slash = \"ignore\"", "/a");
+    let ignore_slash = one_rule("trailing_slash = \"ignore\"", "/a/");
+    assert!(id_of(&strict, "GET", "h", "/a").is_some());
+    assert!(id_of(&strict, "GET", "h", "/a/").is_none());
+    assert!(id_of(&slash, "GET", "h", "/a/").is_some());
+    assert!(id_of(&slash, "GET", "h", "/a").is_none());
+    for s in [&ignore, &ignore_slash] {
+        assert!(id_of(s, "GET", "h", "/a").is_some());
+        assert!(id_of(s, "GET", "h", "/a/").is_some());
+    }
+    // Under ignore, /a and /a/ are one path: two rules for them are ambiguous.
+    assert_error(
+        "[rules]\ntrailing_slash = \"ignore\"\n[[rule]]\nid = \"x\"\npath = \"/a\"\nauth = \"corp\"\n[[rule]]\nid = \"y\"\npath = \"/a/\"\nauth = \"corp\"\n",
+        "equal specificity",
+    );
+}
+
+#[test]
+fn dot_segments() {
+    let set = one_rule("", "/a/:x");
+    let h = HeaderMap::new();
+    let f = |p: &str| find_in(&set, "GET", "h", p, &h).unwrap().map(|x| x.1);
+    let c = Some(vec![("x".to_owned(), "c".to_owned())]);
+    assert_eq!(f("/a/./b/../c"), c);
+    assert_eq!(f("/a/%2e/b/%2E%2e/c"), c);
+    assert_eq!(f("/../../a/c"), c);
+    assert_eq!(f("/a/c/."), None, "/a/c/. is /a/c/ (strict)");
+    assert_eq!(f("/a/..."), Some(vec![("x".into(), "...".into())]));
+}
+
+#[test]
+fn normalise_examples() {
+    let n = |p: &str| normalise(p, EncodedSlashes::Reject, TrailingSlash::Strict).unwrap();
+    assert_eq!(
+        n("/"),
+        NormPath {
+            segments: vec![],
+            trailing: false
+        }
+    );
+    assert_eq!(
+        n("/.."),
+        NormPath {
+            segments: vec![],
+            trailing: false
+        }
+    );
+    assert_eq!(
+        n("/a/b/.."),
+        NormPath {
+            segments: vec!["a".into()],
+            trailing: true
+        }
+    );
+    assert_eq!(
+        n("/%252F"),
+        NormPath {
+            segments: vec!["%2F".into()],
+            trailing: false
+        }
+    );
+}
+
+// ---------------------------------------------------------------- load errors
+
+#[test]
+fn ambiguity_names_both_rules_and_lines() {
+    let text = r#"
+[[rule]]
+id = "first"
+path = "/v1/orders/:id"
+methods = ["GET", "POST"]
+auth = "corp"
+
+[[rule]]
+id = "second"
+path = "/v1/orders/:order"
+methods = ["POST"]
+auth = "partner"
+"#;
+    let errs = try_load(text).unwrap_err();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    let e = &errs[0];
+    assert_eq!(e.rule.as_deref(), Some("second"));
+    assert_eq!(e.line, Some(9));
+    assert!(
+        e.message.contains("rule \"first\" (line 3)"),
+        "{}",
+        e.message
+    );
+    assert!(
+        e.message.contains("rule \"second\" (line 9)"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn ambiguity_cases() {
+    let rule =
+        |id: &str, extra: &str| format!("[[rule]]\nid = \"{id}\"\nauth = \"corp\"\n{extra}\n");
+    let amb = |a: &str, b: &str| format!("{}{}", rule("a", a), rule("b", b));
+    // Ambiguous.
+    for (a, b) in [
+        ("path = \"/x\"", "path = \"/x\""),
+        ("path = \"/x/**\"", "path = \"/x/*rest\""),
+        (
+            "path = \"/x\"\nhosts = [\"a.com\", \"*.b.com\"]",
+            "path = \"/x\"\nhosts = [\"*.B.com\"]",
+        ),
+        (
+            "path = \"/x\"\nmethods = [\"!GET\"]",
+            "path = \"/x\"\nmethods = [\"!POST\"]",
+        ),
+        ("path = \"/x\"\nmethods = [\"ALL\"]", "path = \"/x\""),
+        (
+            "path = \"/x\"\nwhen_headers = { a = \"1\" }",
+            "path = \"/x\"\nwhen_headers = { b = \"2\" }",
+        ),
+        (
+            "path = \"/x/:p\"\nwhen_headers = { a = \"{path.p}\" }",
+            "path = \"/x/:q\"\nwhen_headers = { a = \"2\" }",
+        ),
+    ] {
+        let text = amb(a, b);
+        let errs = errors(&text);
+        assert!(
+            errs.iter().any(|e| e.contains("equal specificity")
+                && e.contains("\"a\"")
+                && e.contains("\"b\"")),
+            "{text}\n{errs:#?}"
+        );
+    }
+    // Not ambiguous: disjoint or different specificity.
+    for (a, b) in [
+        ("path = \"/x\"", "path = \"/x/\""),
+        ("path = \"/x\"", "path = \"/y\""),
+        ("path = \"/x/:p\"", "path = \"/x/**\""),
+        (
+            "path = \"/x\"\nhosts = [\"a.com\"]",
+            "path = \"/x\"\nhosts = [\"b.com\"]",
+        ),
+        (
+            "path = \"/x\"\nhosts = [\"a.com\"]",
+            "path = \"/x\"\nhosts = [\"*.com\"]",
+        ),
+        (
+            "path = \"/x\"\nmethods = [\"GET\"]",
+            "path = \"/x\"\nmethods = [\"POST\"]",
+        ),
+        (
+            "path = \"/x\"\nmethods = [\"GET\"]",
+            "path = \"/x\"\nmethods = [\"!GET\"]",
+        ),
+        (
+            "path = \"/x\"\nwhen_headers = { a = \"1\" }",
+            "path = \"/x\"\nwhen_headers = { A = \"2\" }",
+        ),
+        (
+            "path = \"/x\"\nwhen_headers = { a = \"1\" }",
+            "path = \"/x\"",
+        ),
+    ] {
+        let text = amb(a, b);
+        if let Err(e) = try_load(&text) {
+            panic!("{text}\n{e:#?}");
+        }
+    }
+}
+
+#[test]
+fn load_error_cases() {
+    let base = |body: &str| format!("[[rule]]\n{body}\n");
+    let cases: &[(&str, &str)] = &[
+        ("id = \"bad id\"\npath = \"/\"\nauth = \"corp\"", "the id must be"),
+        ("id = \"\"\npath = \"/\"\nauth = \"corp\"", "the id must be"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"nobody\"", "unknown issuer \"nobody\""),
+        ("id = \"a\"\npath = \"/\"\nauth = { any = [] }", "`any` is empty"),
+        ("id = \"a\"\npath = \"/\"\nauth = { all = [] }", "`all` is empty"),
+        ("id = \"a\"\npath = \"/\"\nauth = { all = [\"corp\", \"partner\"] }", "a request carries one token"),
+        ("id = \"a\"\npath = \"/\"\nauth = { all = [{ any = [\"corp\", \"partner\"] }, \"partner-api\"] }", "a request carries one token"),
+        ("id = \"a\"\npath = \"/\"\nauth = { any = [\"public\", \"corp\"] }", "\"public\" stands alone"),
+        ("id = \"a\"\npath = \"/\"\nauth = { optional = \"public\" }", "\"public\" stands alone"),
+        ("id = \"a\"\npath = \"x\"\nauth = \"corp\"", "must start with /"),
+        ("id = \"a\"\npath = \"/a/**/b\"\nauth = \"corp\"", "must be the last segment"),
+        ("id = \"a\"\npath = \"/a/**/\"\nauth = \"corp\"", "nothing may follow"),
+        ("id = \"a\"\npath = \"/:x/:x\"\nauth = \"corp\"", "two parameters named \"x\""),
+        ("id = \"a\"\npath = \"/:x/*x\"\nauth = \"corp\"", "two parameters named \"x\""),
+        ("id = \"a\"\npath = \"/a//b\"\nauth = \"corp\"", "empty segment"),
+        ("id = \"a\"\npath = \"/a/../b\"\nauth = \"corp\"", "dot segment"),
+        ("id = \"a\"\npath = \"/a%2Fb\"\nauth = \"corp\"", "can never match"),
+        ("id = \"a\"\npath = \"/a/*\"\nauth = \"corp\"", "rest name"),
+        ("id = \"a\"\npath = \"/a?x\"\nauth = \"corp\"", "must not hold ?"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"corp\"\nmethods = [\"GE T\"]", "not an HTTP method token"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"corp\"\nmethods = [\"GET\", \"!POST\"]", "mixes"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"corp\"\nmethods = [\"ALL\", \"GET\"]", "stands alone"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"corp\"\nmethods = []", "methods is empty"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"corp\"\nhosts = [\"a.*.com\"]", "wildcard"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"corp\"\nhosts = [\"a.com:80\"]", "without a port"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"corp\"\nhosts = []", "hosts is empty"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"corp\"\nwhen_headers = { \"bad header\" = \"x\" }", "not a header name"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"corp\"\nwhen_headers = { x = \"{path.nope}\" }", "does not define"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"corp\"\nwhen_headers = { x = \"{claim.sub}\" }", "not allowed here"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"corp\"\nclaims = [{ path = \"t\", equals = \"{path.nope}\" }]", "does not define"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"corp\"\nclaims = [{ path = \"t\" }]", "no operator"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"corp\"\nclaims = [{ path = \"t\", gt = 1, lt = 5 }]", "more than one operator"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"corp\"\nclaims = [{ path = \"t\", one_of = [] }]", "one_of is empty"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"corp\"\nclaims = [{ path = \"\", exists = true }]", "path is empty"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"corp\"\nclaims = [{ path = \"t\", equals = 1979-05-27 }]", "TOML dates"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"corp\"\nscopes = { all = [\"a\"], any = [\"b\"] }", "exactly one of"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"corp\"\nscopes = { all = [] }", "the list is empty"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"corp\"\nscopes = { all = [\"a b\"] }", "not a scope token"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"corp\"\naudiences = []", "audiences is empty"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"public\"\nscopes = { all = [\"a\"] }", "on a public rule"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"public\"\naudiences = [\"x\"]", "on a public rule"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"public\"\nclaims = [{ path = \"t\", exists = true }]", "on a public rule"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"public\"\nset_headers = { x-user = \"{claim.sub}\" }", "public rule"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"corp\"\nset_headers = { X-Auth-Subject = \"{claim.sub}\" }", "reserved"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"corp\"\nset_headers = { x-a = \"{claim.a}\", X-A = \"{claim.b}\" }", "listed twice"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"corp\"\nset_headers = { x-a = \"{path.id}\" }", "does not define"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"corp\"\nset_headers = { x-a = \"{header.x-b}\" }", "not allowed here"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"corp\"\nset_headers = { x-a = \"{claim.a\" }", "without"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"corp\"\nset_headers = { x-a = \"a}\" }", "lone"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"corp\"\nset_headers = { x-a = \"{other.a}\" }", "is not {claim.PATH}"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"corp\"\nmethods = [\"GET\"]\ncors_preflight = \"bypass\"", "exclude OPTIONS"),
+        ("id = \"a\"\npath = \"/\"\nauth = \"corp\"\nscope_claim = \"scp\"", "scope_claim without scopes"),
+    ];
+    for (body, needle) in cases {
+        assert_error(&base(body), needle);
+    }
+    // Duplicate ids, with the first one's line.
+    assert_error(
+        "[[rule]]\nid = \"a\"\npath = \"/x\"\nauth = \"corp\"\n[[rule]]\nid = \"a\"\npath = \"/y\"\nauth = \"corp\"\n",
+        "line 6: rule \"a\": duplicate id: an earlier rule (line 2)",
+    );
+    // Every error, not only the first.
+    let errs =
+        errors("[[rule]]\nid = \"a\"\npath = \"x\"\nauth = \"nobody\"\nmethods = [\"G T\"]\n");
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    assert!(errs.iter().all(|e| e.starts_with("line ")), "{errs:#?}");
+}
+
+#[test]
+fn too_many_rules() {
+    let rules: Vec<RuleConfig> = (0..=MAX_RULES)
+        .map(|i| {
+            toml::from_str(&format!(
+                "id = \"r{i}\"\npath = \"/p{i}\"\nauth = \"corp\"\n"
+            ))
+            .unwrap()
+        })
+        .collect();
+    let e = RuleSet::build(RuleOptions::default(), &rules, &ISSUERS, &[]).unwrap_err();
+    assert!(e[0].message.contains("at most 10000"), "{e:?}");
+    assert_eq!(e[0].line, None);
+}
+
+#[test]
+fn toml_shape_errors() {
+    for (text, needle) in [
+        (
+            "[[rule]]\nid = \"a\"\npath = \"/\"\nauth = { any = [\"corp\"], all = [\"corp\"] }\n",
+            "exactly one of",
+        ),
+        (
+            "[[rule]]\nid = \"a\"\npath = \"/\"\nauth = { sometimes = [\"corp\"] }\n",
+            "unknown key",
+        ),
+        (
+            "[[rule]]\nid = \"a\"\npath = \"/\"\nauth = \"corp\"\nextra = 1\n",
+            "unknown field",
+        ),
+        ("[rules]\ndefault = \"allow\"\n", "unknown variant"),
+        ("[rules]\nencoded_slashes = \"maybe\"\n", "unknown variant"),
+    ] {
+        let e = toml::from_str::<File>(text).err().expect(text).to_string();
+        assert!(e.contains(needle), "{e}");
+        assert!(e.contains("line"), "{e}");
+    }
+}
+
+// ---------------------------------------------------------------- evaluation
+
+#[test]
+fn requirement_semantics() {
+    let set = load(
+        r#"
+[[rule]]
+id = "opt"
+path = "/o"
+auth = { optional = "corp" }
+[[rule]]
+id = "any"
+path = "/a"
+auth = { any = ["corp", { optional = "partner" }] }
+[[rule]]
+id = "all"
+path = "/l"
+auth = { all = ["corp", { any = ["corp", "partner"] }] }
+[[rule]]
+id = "pub"
+path = "/p"
+auth = "public"
+"#,
+    );
+    let v = |i: &'static str| TokenState::Verified { issuer: i };
+    let r = |id: &str| set.get(id).unwrap().requirement().clone();
+    let opt = r("opt");
+    assert_eq!(opt.evaluate(TokenState::Absent), Ok(()));
+    assert_eq!(opt.evaluate(v("corp")), Ok(()));
+    assert_eq!(opt.evaluate(v("partner")), Err(Unmet::WrongIssuer));
+    assert!(!opt.needs_token());
+    assert_eq!(opt.issuers(), vec!["corp"]);
+    let any = r("any");
+    assert_eq!(any.evaluate(TokenState::Absent), Ok(()));
+    assert_eq!(any.evaluate(v("partner")), Ok(()));
+    assert_eq!(any.evaluate(v("partner-api")), Err(Unmet::WrongIssuer));
+    let all = r("all");
+    assert_eq!(all.evaluate(v("corp")), Ok(()));
+    assert_eq!(all.evaluate(v("partner")), Err(Unmet::WrongIssuer));
+    assert_eq!(all.evaluate(TokenState::Absent), Err(Unmet::MissingToken));
+    assert_eq!(all.issuers(), vec!["corp"]);
+    assert!(all.needs_token());
+    let p = r("pub");
+    assert_eq!(p.evaluate(TokenState::Absent), Ok(()));
+    assert!(p.issuers().is_empty());
+    assert_eq!(
+        Requirement::Issuer("corp".into()).evaluate(TokenState::Absent),
+        Err(Unmet::MissingToken)
+    );
+    assert_eq!(
+        Requirement::Any(vec![Requirement::Issuer("corp".into())]).evaluate(TokenState::Absent),
+        Err(Unmet::MissingToken)
+    );
+}
+
+fn claims(v: Value) -> Map<String, Value> {
+    v.as_object().unwrap().clone()
+}
+
+#[test]
+fn scope_checks() {
+    let all = ScopeCheck {
+        claim: "scope".into(),
+        mode: ScopeMode::All,
+        scopes: vec!["a".into(), "b".into()],
+    };
+    assert_eq!(all.check(&claims(json!({"scope": "a  b c"}))), Ok(()));
+    assert_eq!(
+        all.check(&claims(json!({"scope": "a c"}))),
+        Err(vec!["b".into()])
+    );
+    assert_eq!(
+        all.check(&claims(json!({}))),
+        Err(vec!["a".into(), "b".into()])
+    );
+    assert_eq!(
+        all.check(&claims(json!({"scope": 3}))).unwrap_err().len(),
+        2
+    );
+    let scp = ScopeCheck {
+        claim: "scp".into(),
+        mode: ScopeMode::Any,
+        scopes: vec!["a".into(), "b".into()],
+    };
+    assert_eq!(scp.check(&claims(json!({"scp": ["x", "b"]}))), Ok(()));
+    assert_eq!(
+        scp.check(&claims(json!({"scp": ["a b"]})))
+            .unwrap_err()
+            .len(),
+        2
+    );
+    assert!(scp.check(&claims(json!({"scp": [1, null]}))).is_err());
+    // Rule-level scope_claim and [rules] scope_claim.
+    let set = load(
+        "[rules]\nscope_claim = \"scp\"\n[[rule]]\nid = \"a\"\npath = \"/a\"\nauth = \"corp\"\nscopes = { any = [\"x\"] }\n[[rule]]\nid = \"b\"\npath = \"/b\"\nauth = \"corp\"\nscope_claim = \"roles\"\nscopes = { any = [\"x\"] }\n",
+    );
+    assert_eq!(set.get("a").unwrap().scopes().unwrap().claim, "scp");
+    assert_eq!(set.get("b").unwrap().scopes().unwrap().claim, "roles");
+}
+
+#[test]
+fn claim_predicates() {
+    let set = load(
+        r#"
+[[rule]]
+id = "c"
+path = "/c/:id"
+auth = "corp"
+claims = [
+  { path = "amr", contains = "mfa" },
+  { path = "realm_access.roles", contains_any = ["ops", "admin"] },
+  { path = "n", gt = 3 },
+  { path = "n", le = 10.5 },
+  { path = "level", one_of = [1, 2] },
+  { path = "https://example.com/claims/verified", equals = true },
+  { path = "/org/id", equals = "{path.id}" },
+  { path = "banned", exists = false },
+]
+"#,
+    );
+    let rule = set.get("c").unwrap();
+    let h = HeaderMap::new();
+    let params = [("id", "42".to_owned())];
+    let b = Binding {
+        params: &params,
+        headers: &h,
+    };
+    let good = json!({
+        "amr": ["pwd", "mfa"],
+        "realm_access": {"roles": ["admin"]},
+        "n": 4,
+        "level": 2.0,
+        "https://example.com/claims/verified": true,
+        "org": {"id": 42},
+    });
+    assert_eq!(rule.failing_claim(&claims(good.clone()), &b), None);
+    let fails = |patch: Value| {
+        let mut c = claims(good.clone());
+        for (k, v) in patch.as_object().unwrap() {
+            if v.is_null() {
+                c.remove(k);
+            } else {
+                c.insert(k.clone(), v.clone());
+            }
+        }
+        rule.failing_claim(&c, &b).map(|p| p.to_string())
+    };
+    assert_eq!(
+        fails(json!({"amr": "mfa"})),
+        None,
+        "a string claim equal to the item"
+    );
+    assert_eq!(
+        fails(json!({"amr": "pwd mfa"})).unwrap(),
+        "amr contains \"mfa\""
+    );
+    assert!(fails(json!({"amr": null})).is_some());
+    assert!(fails(json!({"realm_access": {"roles": ["user"]}})).is_some());
+    assert!(fails(json!({"n": "4"})).is_some(), "numbers only");
+    assert!(fails(json!({"n": 3})).is_some());
+    assert!(fails(json!({"n": 11})).is_some());
+    assert!(fails(json!({"level": 3})).is_some());
+    assert!(fails(json!({"https://example.com/claims/verified": "true"})).is_some());
+    assert!(fails(json!({"org": {"id": "43"}})).is_some());
+    assert_eq!(
+        fails(json!({"org": {"id": "42"}})),
+        None,
+        "bindings compare as text"
+    );
+    assert!(fails(json!({"banned": false})).is_some());
+}
+
+#[test]
+fn claim_source_for_verified_tokens() {
+    use jwtd_core::{
+        sign, unix_now, verify, Algorithm, KeySet, SigningKey, Validation, VerifyingKey,
+    };
+    let secret = [7u8; 32];
+    let sk = SigningKey::hmac(&secret, Algorithm::HS256, None).unwrap();
+    let mut keys = KeySet::new();
+    keys.push(VerifyingKey::hmac(&secret, Algorithm::HS256, None).unwrap());
+    let now = unix_now();
+    let c = claims(
+        json!({"exp": now + 60, "scp": ["orders:read"], "realm_access": {"roles": ["ops"]}}),
+    );
+    let token = sign(&sk, &c, None).unwrap();
+    let v = verify(&keys, &Validation::new(&[Algorithm::HS256]), &token, now).unwrap();
+    let sc = ScopeCheck {
+        claim: "scp".into(),
+        mode: ScopeMode::All,
+        scopes: vec!["orders:read".into()],
+    };
+    assert_eq!(sc.check(&v), Ok(()));
+    let h = HeaderMap::new();
+    let b = Binding {
+        params: &[],
+        headers: &h,
+    };
+    let p = ClaimPredicate {
+        path: "realm_access.roles".into(),
+        op: ClaimOp::Contains(json!("ops")),
+    };
+    assert!(p.check(&v, &b));
+    assert!(p.check(&&v, &b));
+}
+
+#[test]
+fn templates() {
+    let set = load(
+        r#"
+[[rule]]
+id = "t"
+path = "/t/:id/*rest"
+auth = "corp"
+[rule.set_headers]
+x-a = "org={claim.org.id};id={path.id};rest={path.rest}"
+x-b = "{{literal}}"
+x-c = "{claim.roles}"
+x-d = "{claim.n}-{claim.ok}"
+"#,
+    );
+    let h = HeaderMap::new();
+    let t = Target {
+        method: "GET",
+        host: "h",
+        path: "/t/7/a/b",
+        headers: &h,
+    };
+    let m = set.find(&t).unwrap().unwrap();
+    let c = claims(json!({"org": {"id": "o1"}, "roles": ["a", "b"], "n": 1.5, "ok": true}));
+    let out: Vec<Option<String>> = m
+        .rule
+        .set_headers()
+        .iter()
+        .map(|(_, t)| t.render(&c, &m.binding(&h)))
+        .collect();
+    assert_eq!(
+        out,
+        vec![
+            Some("org=o1;id=7;rest=a/b".into()),
+            Some("{literal}".into()),
+            None,
+            Some("1.5-true".into()),
+        ]
+    );
+}
+
+#[test]
+fn cors_preflight() {
+    let set = load(
+        "[[rule]]\nid = \"a\"\npath = \"/a\"\nmethods = [\"GET\", \"OPTIONS\"]\nauth = \"corp\"\ncors_preflight = \"bypass\"\n",
+    );
+    assert!(set.get("a").unwrap().cors_preflight_bypass());
+    let pre = headers(&[
+        ("origin", "https://x"),
+        ("access-control-request-method", "GET"),
+    ]);
+    assert!(is_cors_preflight("OPTIONS", &pre));
+    assert!(!is_cors_preflight("GET", &pre));
+    assert!(!is_cors_preflight(
+        "OPTIONS",
+        &headers(&[("origin", "https://x")])
+    ));
+    assert!(!is_cors_preflight(
+        "OPTIONS",
+        &headers(&[("access-control-request-method", "GET")])
+    ));
+}
+
+#[test]
+fn lint_warnings() {
+    let set = load(
+        r#"
+[rules]
+default = "public"
+[[rule]]
+id = "admin"
+hosts = ["admin.example.com"]
+path = "/admin/:x"
+auth = "corp"
+[[rule]]
+id = "all-public"
+path = "/**"
+auth = "public"
+[[rule]]
+id = "opt"
+path = "/o"
+auth = { optional = "corp" }
+scopes = { all = ["a"] }
+[[rule]]
+id = "plain"
+path = "/p"
+auth = "corp"
+"#,
+    );
+    let lint = set.lint();
+    assert_eq!(lint.len(), 3, "{lint:#?}");
+    assert!(lint[0].contains("default = \"public\""));
+    assert!(lint[1].contains("rule \"admin\" (line 5)") && lint[1].contains("other hosts"));
+    assert!(lint[2].contains("rule \"opt\""));
+}
+
+// ---------------------------------------------------------------- cost
+
+fn many(n: usize) -> RuleSet {
+    let mut text = String::new();
+    for i in 0..n {
+        let (path, extra) = match i % 4 {
+            0 => (format!("/svc{i}/items/:id"), ""),
+            1 => (format!("/svc{i}/**"), "methods = [\"GET\"]\n"),
+            2 => (format!("/api/v{i}/:a/:b"), ""),
+            _ => ("/host/x".to_owned(), ""),
+        };
+        let hosts = if i % 4 == 3 {
+            format!("hosts = [\"h{i}.example.com\"]\n")
+        } else {
+            String::new()
+        };
+        text.push_str(&format!(
+            "[[rule]]\nid = \"r{i}\"\npath = \"{path}\"\nauth = \"corp\"\n{extra}{hosts}"
+        ));
+    }
+    load(&text)
+}
+
+#[test]
+fn lookup_cost_does_not_grow_with_rules() {
+    let h = HeaderMap::new();
+    let probe = |set: &RuleSet, path: &str, host: &str| {
+        let t = Target {
+            method: "GET",
+            host,
+            path,
+            headers: &h,
+        };
+        let (r, stats) = set.find_with_stats(&t);
+        (r.unwrap().map(|m| m.rule.id().to_owned()), stats)
+    };
+    let small = many(5);
+    let (_, base) = probe(&small, "/svc0/items/7", "a");
+    for n in [200, 2000] {
+        let set = many(n);
+        for (path, want) in [
+            ("/svc0/items/7", Some("r0")),
+            ("/svc1/a/b", Some("r1")),
+            ("/api/v2/x/y", Some("r2")),
+            ("/nothing/here", None),
+        ] {
+            let (got, stats) = probe(&set, path, "a");
+            assert_eq!(got.as_deref(), want, "{n} {path}");
+            assert!(
+                stats.nodes <= base.nodes * 3 + 4 && stats.candidates <= base.candidates + 3,
+                "{n} rules, {path}: {stats:?} vs {base:?}"
+            );
+        }
+        // Rules sharing one path shape across hosts are indexed by exact host.
+        for i in [3, n - 1] {
+            let (got, stats) = probe(&set, "/host/x", &format!("h{i}.example.com"));
+            assert_eq!(got, Some(format!("r{i}")));
+            assert!(stats.candidates <= 1, "{i}: {stats:?}");
+        }
+        let (got, stats) = probe(&set, "/host/x", "nobody.example.com");
+        assert_eq!(got, None);
+        assert!(stats.candidates <= 1, "{stats:?}");
+    }
+}
+
+// ---------------------------------------------------------------- properties
+
+const UNRESERVED: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~";
+
+fn segment() -> impl Strategy<Value = String> {
+    proptest::collection::vec(
+        proptest::sample::select(UNRESERVED.chars().collect::<Vec<_>>()),
+        1..8,
+    )
+    .prop_map(|cs| cs.into_iter().collect::<String>())
+    .prop_filter("not a dot segment", |s| s != "." && s != "..")
+}
+
+fn prop_set() -> RuleSet {
+    load(
+        r#"
+[[rule]]
+id = "one"
+path = "/:a"
+auth = "corp"
+[[rule]]
+id = "two"
+path = "/:a/:b"
+auth = "corp"
+[[rule]]
+id = "lit"
+path = "/fixed/:b"
+auth = "corp"
+[[rule]]
+id = "rest"
+path = "/:a/:b/*rest"
+auth = "corp"
+[[rule]]
+id = "slash"
+path = "/:a/"
+auth = "corp"
+"#,
+    )
+}
+
+fn encode_some(s: &str, mask: &[bool], upper: bool) -> String {
+    s.chars()
+        .zip(mask.iter().cycle())
+        .map(|(c, &m)| {
+            if m {
+                if upper {
+                    format!("%{:02X}", c as u32)
+                } else {
+                    format!("%{:02x}", c as u32)
+                }
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn percent_encoding_unreserved_changes_nothing(
+        segs in proptest::collection::vec(segment(), 1..5),
+        mask in proptest::collection::vec(any::<bool>(), 1..8),
+        upper in any::<bool>(),
+        slash in any::<bool>(),
+    ) {
+        let set = prop_set();
+        let h = HeaderMap::new();
+        let plain = format!("/{}{}", segs.join("/"), if slash { "/" } else { "" });
+        let enc: Vec<String> = segs.iter().map(|s| encode_some(s, &mask, upper)).collect();
+        let encoded = format!("/{}{}", enc.join("/"), if slash { "/" } else { "" });
+        let a = find_in(&set, "GET", "h", &plain, &h).unwrap();
+        let b = find_in(&set, "GET", "h", &encoded, &h).unwrap();
+        prop_assert_eq!(a, b);
+    }
+
+    #[test]
+    fn dot_segments_resolve(
+        segs in proptest::collection::vec(segment(), 1..4),
+        junk in segment(),
+        ups in 0usize..4,
+    ) {
+        let set = prop_set();
+        let h = HeaderMap::new();
+        let clean = format!("/{}", segs.join("/"));
+        // /../../ at the start never climbs above the root; /x/.. and /. vanish.
+        let dotted = format!("{}/{junk}/../.{}", "/..".repeat(ups), clean);
+        let encoded = format!("{}/{junk}/%2E%2e/%2e{}", "/%2e%2E".repeat(ups), clean);
+        let want = find_in(&set, "GET", "h", &clean, &h).unwrap();
+        prop_assert_eq!(&find_in(&set, "GET", "h", &dotted, &h).unwrap(), &want);
+        prop_assert_eq!(&find_in(&set, "GET", "h", &encoded, &h).unwrap(), &want);
+    }
+
+    #[test]
+    fn trailing_slash_per_option(segs in proptest::collection::vec(segment(), 1..4)) {
+        let h = HeaderMap::new();
+        let p = format!("/{}", segs.join("/"));
+        let pattern = format!("/{}", segs.iter().map(|s| s.replace('~', "%7E")).collect::<Vec<_>>().join("/"));
+        let slashed = format!("{p}/");
+        let strict = one_rule("", &pattern);
+        let ignore = one_rule("trailing_slash = \"ignore\"", &pattern);
+        prop_assert!(find_in(&strict, "GET", "h", &p, &h).unwrap().is_some());
+        prop_assert!(find_in(&strict, "GET", "h", &slashed, &h).unwrap().is_none());
+        prop_assert!(find_in(&ignore, "GET", "h", &p, &h).unwrap().is_some());
+        prop_assert!(find_in(&ignore, "GET", "h", &slashed, &h).unwrap().is_some());
+    }
+
+    #[test]
+    fn encoded_slash_refused_by_default(a in segment(), b in segment(), lower in any::<bool>()) {
+        let set = prop_set();
+        let h = HeaderMap::new();
+        let p = format!("/{a}{}{b}", if lower { "%2f" } else { "%2F" });
+        prop_assert_eq!(find_in(&set, "GET", "h", &p, &h), Err(PathError::EncodedSlash));
+    }
+
+    #[test]
+    fn decoded_only_once(a in segment(), c in proptest::sample::select(vec!["2F", "2f", "2E", "41", "00", "25"])) {
+        // %25XX decodes to the text %XX, never further: no refusal, the param holds "%XX".
+        let set = prop_set();
+        let h = HeaderMap::new();
+        let p = format!("/fixed/{a}%25{c}");
+        let got = find_in(&set, "GET", "h", &p, &h).unwrap().unwrap();
+        prop_assert_eq!(got.0, "lit");
+        prop_assert_eq!(&got.1[0].1, &format!("{a}%{c}"));
+    }
+
+    #[test]
+    fn no_panic_on_any_input(
+        method in ".{0,12}",
+        host in ".{0,40}",
+        path in proptest::collection::vec(any::<u8>(), 0..200),
+        prefix in any::<bool>(),
+    ) {
+        let set = prop_set();
+        let h = HeaderMap::new();
+        let mut p = String::from_utf8_lossy(&path).into_owned();
+        if prefix {
+            p.insert(0, '/');
+        }
+        let _ = find_in(&set, &method, &host, &p, &h);
+        for mode in [EncodedSlashes::Reject, EncodedSlashes::Decode, EncodedSlashes::Keep] {
+            let _ = normalise(&p, mode, TrailingSlash::Ignore);
+        }
+        let _ = normalise_host(&host);
+    }
+
+    #[test]
+    fn no_panic_on_any_pattern(p in ".{0,60}", h in ".{0,30}", m in ".{0,10}") {
+        let _ = PathPattern::parse(&p, EncodedSlashes::Keep, TrailingSlash::Strict);
+        let _ = HostPattern::parse(&h);
+        let _ = MethodSet::parse(Some(&[m]));
+    }
+}
+
+#[test]
+fn find_named_checks_that_rules_conditions() {
+    let set = load(ISSUE);
+    let h = HeaderMap::new();
+    let t = |method, path| Target {
+        method,
+        host: "api.example.com",
+        path,
+        headers: &h,
+    };
+    let m = set
+        .find_named("orders-read", &t("GET", "/v1/orders/%37"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.params, vec![("id", "7".to_owned())]);
+    assert!(set
+        .find_named("orders-read", &t("POST", "/v1/orders/7"))
+        .unwrap()
+        .is_none());
+    assert!(set
+        .find_named("orders-read", &t("GET", "/v1/orders"))
+        .unwrap()
+        .is_none());
+    assert!(set.find_named("nope", &t("GET", "/")).unwrap().is_none());
+    assert_eq!(
+        set.find_named("admin", &t("POST", "/admin//x"))
+            .unwrap_err(),
+        PathError::EmptySegment
+    );
+    // Spans point at the id's value.
+    let r = set.get("health").unwrap();
+    assert_eq!(&ISSUE[r.span()], "\"health\"");
+    assert_eq!(line_of(ISSUE, r.span().start), 3);
+}
+
+// ---------------------------------------------------------------- the trie against a scan
+
+/// Path ranks per position, host rank, method rank, header count, file order, id.
+type OracleKey<'r> = (Vec<u8>, u32, u8, usize, std::cmp::Reverse<usize>, &'r str);
+
+/// The winner by the documented specificity, by scanning every rule.
+fn oracle<'r>(set: &'r RuleSet, method: &str, host: &str, path: &str) -> Option<&'r str> {
+    let p = normalise(
+        path,
+        set.options().encoded_slashes,
+        set.options().trailing_slash,
+    )
+    .ok()?;
+    let host = normalise_host(host);
+    let method = method.to_ascii_uppercase();
+    let mut best: Option<OracleKey<'_>> = None;
+    for r in set.rules() {
+        if !r.path().matches(&p) || !r.methods().matches(&method) {
+            continue;
+        }
+        let host_rank = if r.hosts().is_empty() {
+            0
+        } else {
+            match r
+                .hosts()
+                .iter()
+                .filter(|h| host.as_deref().is_some_and(|x| h.matches(x)))
+                .map(HostPattern::rank)
+                .max()
+            {
+                Some(x) => x,
+                None => continue,
+            }
+        };
+        let n = p.segments.len();
+        let mut key = Vec::new();
+        for i in 0..=n {
+            key.push(match r.path().segments.get(i) {
+                Some(Segment::Literal(_)) => 3,
+                Some(Segment::Param(_)) => 2,
+                Some(Segment::Rest(_)) => 1,
+                None => 2,
+            });
+        }
+        // Only a rest covers positions past its own; a pattern that ended at n is "end" (2).
+        if let Some(pos) = r
+            .path()
+            .segments
+            .iter()
+            .position(|s| matches!(s, Segment::Rest(_)))
+        {
+            for k in key.iter_mut().skip(pos) {
+                *k = 1;
+            }
+        }
+        let cand = (
+            key,
+            host_rank,
+            r.methods().rank(),
+            r.when_headers().len(),
+            std::cmp::Reverse(r.index()),
+            r.id(),
+        );
+        if best.as_ref().map_or(true, |b| cand > *b) {
+            best = Some(cand);
+        }
+    }
+    best.map(|b| b.5)
+}
+
+fn pattern_seg() -> impl Strategy<Value = &'static str> {
+    proptest::sample::select(vec!["a", "b", ":p", ":q"])
+}
+
+fn rule_strategy() -> impl Strategy<Value = String> {
+    (
+        proptest::collection::vec(pattern_seg(), 0..4),
+        proptest::sample::select(vec!["", "/**", "/"]),
+        proptest::sample::select(vec![
+            "",
+            "hosts = [\"x.com\"]",
+            "hosts = [\"*.com\"]",
+            "hosts = [\"x.com\", \"*.org\"]",
+        ]),
+        proptest::sample::select(vec![
+            "",
+            "methods = [\"GET\"]",
+            "methods = [\"!GET\"]",
+            "methods = [\"POST\", \"PUT\"]",
+        ]),
+    )
+        .prop_map(|(segs, tail, hosts, methods)| {
+            let mut path = String::new();
+            let mut used = 0;
+            for s in segs {
+                // Unique parameter names.
+                if s.starts_with(':') {
+                    used += 1;
+                    path.push_str(&format!("/:p{used}"));
+                } else {
+                    path.push('/');
+                    path.push_str(s);
+                }
+            }
+            if tail == "/" && path.is_empty() {
+                path.push('/');
+            } else {
+                path.push_str(tail);
+            }
+            if path.is_empty() {
+                path.push('/');
+            }
+            format!("path = \"{path}\"\nauth = \"corp\"\n{hosts}\n{methods}\n")
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn trie_agrees_with_scan(
+        rules in proptest::collection::vec(rule_strategy(), 1..12),
+        requests in proptest::collection::vec((
+            proptest::collection::vec(proptest::sample::select(vec!["a", "b", "c"]), 0..5),
+            any::<bool>(),
+            proptest::sample::select(vec!["x.com", "y.com", "z.org", ""]),
+            proptest::sample::select(vec!["GET", "POST", "DELETE"]),
+        ), 1..10),
+    ) {
+        let text: String = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| format!("[[rule]]\nid = \"r{i}\"\n{r}"))
+            .collect();
+        let f: File = toml::from_str(&text).unwrap();
+        let Ok(set) = RuleSet::build(f.rules, &f.rule, &ISSUERS, &[]) else {
+            return Ok(()); // ambiguous sets are load errors
+        };
+        for (segs, slash, host, method) in requests {
+            let path = format!("/{}{}", segs.join("/"), if slash && !segs.is_empty() { "/" } else { "" });
+            let got = id_of(&set, method, host, &path);
+            let want = oracle(&set, method, host, &path);
+            prop_assert_eq!(got.as_deref(), want, "{} {} {}\n{}", method, host, path, text);
+        }
+    }
+}
