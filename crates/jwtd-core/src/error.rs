@@ -70,6 +70,16 @@ pub enum Reason {
     /// more than one place (header, cookie, query parameter, body), or the same cookie or
     /// parameter twice (services only; RFC 6750 section 3.1 `invalid_request`).
     MultipleTokens,
+    /// The token verified, but it lacks a scope the matched rule requires (services only;
+    /// answered with the RFC 6750 `scope` challenge parameter).
+    MissingScope,
+    /// Rules are configured and none matches the request, and the default is to deny
+    /// (services only).
+    NoMatchingRule,
+    /// The request path cannot be matched safely: an encoded slash in a segment (by default),
+    /// an empty segment, bad percent-encoding, NUL or invalid UTF-8 once decoded, too long
+    /// (services only).
+    BadPath,
 }
 
 /// The `error` a [`Reason`] is reported with: an RFC 6750 section 3.1 code for the three
@@ -140,7 +150,7 @@ pub const RETRY_AFTER_SECS: u32 = 5;
 
 impl Reason {
     /// Every reason, in declaration order.
-    pub const ALL: [Reason; 23] = [
+    pub const ALL: [Reason; 26] = [
         Reason::Malformed,
         Reason::UnsupportedAlgorithm,
         Reason::AlgorithmNotAllowed,
@@ -164,6 +174,9 @@ impl Reason {
         Reason::LifetimeTooLong,
         Reason::UnrepresentableClaim,
         Reason::MultipleTokens,
+        Reason::MissingScope,
+        Reason::NoMatchingRule,
+        Reason::BadPath,
     ];
 
     /// The stable reason code, e.g. `bad_signature`.
@@ -192,6 +205,9 @@ impl Reason {
             Reason::LifetimeTooLong => "lifetime_too_long",
             Reason::UnrepresentableClaim => "unrepresentable_claim",
             Reason::MultipleTokens => "multiple_tokens",
+            Reason::MissingScope => "missing_scope",
+            Reason::NoMatchingRule => "no_matching_rule",
+            Reason::BadPath => "bad_path",
         }
     }
 
@@ -205,8 +221,10 @@ impl Reason {
     /// the one mapping the service, the tower layer and the command line answer with.
     pub fn bearer_error(self) -> BearerError {
         match self {
-            Reason::ClaimMismatch => BearerError::InsufficientScope,
-            Reason::MultipleTokens => BearerError::InvalidRequest,
+            Reason::ClaimMismatch | Reason::MissingScope | Reason::NoMatchingRule => {
+                BearerError::InsufficientScope
+            }
+            Reason::MultipleTokens | Reason::BadPath => BearerError::InvalidRequest,
             Reason::KeyFetchFailed | Reason::RevocationUnavailable => {
                 BearerError::TemporarilyUnavailable
             }

@@ -513,7 +513,7 @@ pub fn check_issuers(issuers: &[IssuerConfig], text: &str, errors: &mut Vec<(usi
 
 /// The engine's sections of a jwtd configuration file: what an embedding application (the
 /// tower layer) reads out of the same `jwtd.toml` that `jwtd serve` runs with.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize)]
 pub struct GateConfig {
     /// `[tokens]`: where tokens are read from.
     #[serde(default)]
@@ -524,6 +524,12 @@ pub struct GateConfig {
     /// `[[issuer]]`: the issuers whose tokens are accepted.
     #[serde(default, rename = "issuer")]
     pub issuers: Vec<IssuerConfig>,
+    /// `[rules]`: options of the per-route rules.
+    #[serde(default)]
+    pub rules: crate::rules::RuleOptions,
+    /// `[[rule]]`: per-route rules.
+    #[serde(default)]
+    pub rule: Vec<crate::rules::RuleConfig>,
 }
 
 /// The top-level keys of `jwtd serve`'s file the engine leaves to the service.
@@ -580,7 +586,7 @@ impl GateConfig {
                     line,
                     "[revocation] needs jwtd serve's store; an embedding application passes its own revocation check instead".into(),
                 ));
-            } else if !["tokens", "cache", "issuer"].contains(&key.as_str())
+            } else if !["tokens", "cache", "issuer", "rules", "rule"].contains(&key.as_str())
                 && !SERVICE_KEYS.contains(&key.as_str())
             {
                 errors.push((line, format!("unknown key {key:?}")));
@@ -591,10 +597,56 @@ impl GateConfig {
             fail(vec![(line, e.message().to_owned())])
         })?;
         check_issuers(&config.issuers, &expanded, &mut errors);
+        check_rules(
+            &config.rules,
+            &config.rule,
+            &config.issuers,
+            &[],
+            &expanded,
+            &mut errors,
+        );
         if errors.is_empty() {
             Ok(config)
         } else {
             Err(fail(errors))
+        }
+    }
+}
+
+/// Checks the `[rules]` and `[[rule]]` tables against the issuers they may name (each
+/// `[[issuer]]`, plus `extra_names`, e.g. jwtd's own `self`) as the engine builds them,
+/// pushing every error with its line onto `errors`; `text` is the (interpolated) file the
+/// spans point into.
+pub fn check_rules(
+    options: &crate::rules::RuleOptions,
+    rules: &[crate::rules::RuleConfig],
+    issuers: &[IssuerConfig],
+    extra_names: &[&str],
+    text: &str,
+    errors: &mut Vec<(usize, String)>,
+) {
+    let mut names: Vec<&str> = issuers.iter().map(|i| i.name.get_ref().as_str()).collect();
+    names.extend_from_slice(extra_names);
+    let mut reserved: Vec<http::HeaderName> = RESERVED_HEADERS
+        .iter()
+        .map(|h| http::HeaderName::from_static(h))
+        .collect();
+    for i in issuers {
+        reserved.extend(
+            i.headers
+                .keys()
+                .filter_map(|h| http::HeaderName::from_bytes(h.as_bytes()).ok()),
+        );
+    }
+    if let Err(rule_errors) =
+        crate::rules::RuleSet::build_with_source(text, options.clone(), rules, &names, &reserved)
+    {
+        for e in rule_errors {
+            let message = match &e.rule {
+                Some(id) => format!("rule {id:?}: {}", e.message),
+                None => e.message.clone(),
+            };
+            errors.push((e.line.unwrap_or(0), message));
         }
     }
 }

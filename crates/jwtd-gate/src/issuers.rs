@@ -69,6 +69,8 @@ pub struct Issuer {
     pub cache: Option<TokenCache>,
     /// Random id of this issuer instance, part of every cache key.
     pub id: u64,
+    /// [`Issuer::validation`] without the audience check ([`Policy::RuleAudiences`]).
+    pub open_validation: Validation,
     /// Success counters per endpoint, created on first use (no lookup on the request path).
     pub ok_counters: [std::sync::OnceLock<metrics::Counter>; ENDPOINTS.len()],
 }
@@ -77,6 +79,9 @@ pub struct Issuer {
 /// routed (each lookup is a probe with the one hash, tens of nanoseconds; routing decodes the
 /// payload).
 const PROBE_ALL_UP_TO: usize = 8;
+
+/// Mixed into the cache scope of [`Policy::RuleAudiences`] answers.
+const OPEN_SCOPE: u64 = 0x5a5a_0f0f_a5a5_f0f0;
 
 /// The endpoints metrics are labelled with.
 pub const ENDPOINTS: [&str; 4] = ["auth", "verify", "tokens", "introspect"];
@@ -91,19 +96,55 @@ impl Issuer {
     }
 }
 
+/// Which of an issuer's two policies a verification uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    /// The issuer's own policy, audiences included.
+    Issuer,
+    /// The issuer's policy without its audience check: for a rule that names its own
+    /// audiences (the engine checks those after verification). Cached apart from the other.
+    RuleAudiences,
+}
+
 impl Issuer {
     /// Verifies `token` at `now`, through the verified-token cache when it is on. The cache
     /// scope is this issuer instance and the generation of its key set, so a key removed from
     /// a JWKS or the ring invalidates what was verified with the old set.
     pub async fn verify(&self, token: &str, now: u64) -> Result<Arc<Verified>, Error> {
+        self.verify_with(Policy::Issuer, token, now).await
+    }
+
+    /// [`Issuer::verify`] under `policy`.
+    pub async fn verify_with(
+        &self,
+        policy: Policy,
+        token: &str,
+        now: u64,
+    ) -> Result<Arc<Verified>, Error> {
         match &self.cache {
-            Some(cache) => self.verify_lookup(cache, &cache.lookup(token), now).await,
-            None => self.verify_uncached(token, now).await,
+            Some(cache) => {
+                self.verify_lookup(policy, cache, &cache.lookup(token), now)
+                    .await
+            }
+            None => self.verify_uncached(policy, token, now).await,
         }
     }
 
-    async fn verify_uncached(&self, token: &str, now: u64) -> Result<Arc<Verified>, Error> {
-        let v = &self.validation;
+    fn policy(&self, policy: Policy) -> (&Validation, u64) {
+        match policy {
+            Policy::Issuer => (&self.validation, self.id),
+            // Another scope: an answer under one policy is never served under the other.
+            Policy::RuleAudiences => (&self.open_validation, self.id ^ OPEN_SCOPE),
+        }
+    }
+
+    async fn verify_uncached(
+        &self,
+        policy: Policy,
+        token: &str,
+        now: u64,
+    ) -> Result<Arc<Verified>, Error> {
+        let (v, _) = self.policy(policy);
         match &self.keys {
             Keys::Static(set) => jwtd_core::verify(set, v, token, now),
             Keys::Remote(r) => r.verify_at(v, token, now).await,
@@ -114,24 +155,25 @@ impl Issuer {
 
     async fn verify_lookup(
         &self,
+        policy: Policy,
         cache: &TokenCache,
         lookup: &TokenLookup<'_>,
         now: u64,
     ) -> Result<Arc<Verified>, Error> {
-        let v = &self.validation;
+        let (v, id) = self.policy(policy);
         match &self.keys {
-            Keys::Static(set) => cache.verify_lookup(lookup, [self.id, 0], set, v, now),
+            Keys::Static(set) => cache.verify_lookup(lookup, [id, 0], set, v, now),
             Keys::Ring(ring) => {
                 // Keys and generation from one view: never an answer from old keys cached
                 // under a new generation.
                 let (keys, generation) = ring.verify_view();
-                cache.verify_lookup(lookup, [self.id, generation], &keys, v, now)
+                cache.verify_lookup(lookup, [id, generation], &keys, v, now)
             }
             Keys::Remote(r) => {
                 let Some(snap) = fresh_snapshot(r) else {
-                    return self.verify_uncached(lookup.token(), now).await;
+                    return self.verify_uncached(policy, lookup.token(), now).await;
                 };
-                match cache.verify_lookup(lookup, [self.id, snap.generation], &snap.keys, v, now) {
+                match cache.verify_lookup(lookup, [id, snap.generation], &snap.keys, v, now) {
                     // An unknown kid may need a refresh: the remote source decides (single
                     // flight, cooldown); the next request caches under the new generation.
                     Err(e) if e.reason() == Reason::UnknownKey => {
@@ -147,24 +189,26 @@ impl Issuer {
     /// set; `None` when there is none (or the cache is off).
     fn cached(&self, lookup: &TokenLookup<'_>, now: u64) -> Option<Result<Arc<Verified>, Error>> {
         let cache = self.cache.as_ref()?;
-        cache.cached(lookup, self.scope()?, &self.validation, now)
+        cache.cached(lookup, self.scope(self.id)?, &self.validation, now)
     }
 
-    /// The verified-token cache scope in force now (see [`Issuer::verify`]); `None` when
-    /// remote keys are missing or past their lifetime plus stale-if-error (the remote source
-    /// answers then, uncached).
-    fn scope(&self) -> Option<[u64; 2]> {
+    /// The verified-token cache scope in force now for the policy scope `id` (see
+    /// [`Issuer::verify`]); `None` when remote keys are missing or past their lifetime plus
+    /// stale-if-error (the remote source answers then, uncached).
+    fn scope(&self, id: u64) -> Option<[u64; 2]> {
         Some(match &self.keys {
-            Keys::Static(_) => [self.id, 0],
-            Keys::Ring(ring) => [self.id, ring.generation()],
-            Keys::Remote(r) => [self.id, fresh_snapshot(r)?.generation],
+            Keys::Static(_) => [id, 0],
+            Keys::Ring(ring) => [id, ring.generation()],
+            Keys::Remote(r) => [id, fresh_snapshot(r)?.generation],
         })
     }
 
     /// Drops `token` from the verified-token cache (it was found revoked).
     pub fn forget(&self, token: &str) {
-        if let (Some(cache), Some(scope)) = (&self.cache, self.scope()) {
-            cache.forget(scope, token);
+        for id in [self.id, self.id ^ OPEN_SCOPE] {
+            if let (Some(cache), Some(scope)) = (&self.cache, self.scope(id)) {
+                cache.forget(scope, token);
+            }
         }
     }
 
@@ -274,8 +318,8 @@ impl IdentityHeaders {
     }
 }
 
-/// All issuers, routed by the token's `iss`.
-#[derive(Debug, Default)]
+/// All issuers, routed by the token's `iss` (cloning shares the issuers).
+#[derive(Clone, Debug, Default)]
 pub struct Issuers {
     /// In configuration order.
     pub list: Vec<Arc<Issuer>>,
@@ -366,7 +410,19 @@ impl Issuers {
                 }
             }
         }
-        let issuer = match self.list.as_slice() {
+        let issuer = self.select(token).map_err(|e| (None, e))?;
+        let answer = match (&lookup, &issuer.cache) {
+            (Some(l), Some(cache)) => issuer.verify_lookup(Policy::Issuer, cache, l, now).await,
+            _ => issuer.verify(token, now).await,
+        };
+        self.checked(&issuer, token, answer, now)
+    }
+
+    /// The issuer that verifies `token`, chosen by its `iss` before anything is verified or
+    /// fetched (with a single issuer that names its `iss`, that one: its policy checks `iss`
+    /// anyway).
+    pub fn select(&self, token: &str) -> Result<Arc<Issuer>, Error> {
+        Ok(match self.list.as_slice() {
             // An issuer that names its `iss` checks it in its policy; an anonymous one takes
             // only tokens without `iss`, which routing checks.
             [only] if only.iss.is_some() => only.clone(),
@@ -387,17 +443,27 @@ impl Issuers {
                 match hinted {
                     Some(i) => i,
                     None => {
-                        let iss = jwtd_core::peek_issuer(token).map_err(|e| (None, e))?;
-                        self.route(iss.as_deref()).map_err(|e| (None, e))?.clone()
+                        let iss = jwtd_core::peek_issuer(token)?;
+                        self.route(iss.as_deref())?.clone()
                     }
                 }
             }
-        };
-        let answer = match (&lookup, &issuer.cache) {
-            (Some(l), Some(cache)) => issuer.verify_lookup(cache, l, now).await,
-            _ => issuer.verify(token, now).await,
-        };
-        self.checked(&issuer, token, answer, now)
+        })
+    }
+
+    /// Verifies `token` with `issuer` (see [`Issuers::select`]) under `policy`, then checks
+    /// revocation.
+    pub async fn verify_by(
+        &self,
+        issuer: &Arc<Issuer>,
+        policy: Policy,
+        token: &str,
+        now: u64,
+    ) -> Result<Arc<Verified>, Error> {
+        let answer = issuer.verify_with(policy, token, now).await;
+        self.checked(issuer, token, answer, now)
+            .map(|(_, v)| v)
+            .map_err(|(_, e)| e)
     }
 
     /// Checks revocation after a verification (or a cache hit).
@@ -472,6 +538,7 @@ impl Issuer {
         Issuer {
             name: name.into(),
             iss: Some(iss.into()),
+            open_validation: validation.clone().any_audience(),
             validation,
             keys: Keys::Ring(keys),
             headers: Vec::new(),
@@ -594,6 +661,7 @@ fn build_issuer(ic: &IssuerConfig, reuse: Option<RemoteKeys>) -> Result<Issuer, 
     Ok(Issuer {
         name: ic.name.get_ref().clone(),
         iss: ic.issuer.clone(),
+        open_validation: v.clone().any_audience(),
         validation: v,
         keys,
         headers,

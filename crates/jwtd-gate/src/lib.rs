@@ -13,7 +13,12 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+#[doc(hidden)]
+pub mod conformance;
+pub mod decide;
 pub mod extract;
 pub mod issuers;
 pub mod refusal;
 pub mod rules;
+
+pub use decide::{Allowed, Decision, Denial, Engine, Request};

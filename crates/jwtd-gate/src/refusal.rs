@@ -61,6 +61,23 @@ pub fn body(e: &Error) -> String {
     )
 }
 
+/// The HTTP answer to an engine refusal: [`http`], with the RFC 6750 `scope` challenge
+/// parameter naming the scopes the rule needs when the token lacks some.
+pub fn http_denial(d: &crate::Denial) -> HttpRefusal {
+    let mut answer = http(&d.error);
+    if let Some(scope) = &d.scope {
+        let www = format!("{}, scope=\"{}\"", challenge(&d.error), description(scope));
+        if let Ok(v) = HeaderValue::from_str(&www) {
+            for (n, value) in answer.headers.iter_mut() {
+                if *n == header::WWW_AUTHENTICATE {
+                    *value = v.clone();
+                }
+            }
+        }
+    }
+    answer
+}
+
 /// The HTTP answer to `e` (see the module docs).
 pub fn http(e: &Error) -> HttpRefusal {
     let reason = e.reason();

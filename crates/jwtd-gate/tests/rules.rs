@@ -1588,3 +1588,86 @@ proptest! {
         }
     }
 }
+
+/// The shared conformance table (conformance/), run against the engine itself.
+#[tokio::test]
+async fn conformance_table_against_the_engine() {
+    use jwtd_gate::conformance::{check, Observed, Suite};
+    let suite = Suite::new(&std::env::temp_dir());
+    let config = jwtd_gate::config::GateConfig::parse(&suite.config, "conformance/jwtd.toml")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let issuers =
+        jwtd_gate::issuers::Issuers::build(&config.issuers, &config.cache, None, None).unwrap();
+    let names: Vec<&str> = issuers.list.iter().map(|i| i.name.as_str()).collect();
+    let rules = RuleSet::build(
+        config.rules.clone(),
+        &config.rule,
+        &names,
+        &jwtd_gate::Engine::reserved_headers(&issuers),
+    )
+    .unwrap();
+    let engine = jwtd_gate::Engine::new(issuers, rules, config.tokens.clone());
+    let mut failures = Vec::new();
+    for case in &suite.cases {
+        let mut headers = HeaderMap::new();
+        if let Some(label) = &case.token {
+            let v = format!("Bearer {}", suite.token(label));
+            headers.insert("authorization", HeaderValue::from_str(&v).unwrap());
+        }
+        let req = jwtd_gate::Request {
+            method: &case.method,
+            host: "api.test",
+            path_and_query: &case.path,
+            headers: &headers,
+        };
+        let d = engine.decide(&req, jwtd_core::unix_now()).await;
+        let rule = d.rule.map(|r| r.id().to_owned());
+        let got = match d.outcome {
+            Ok(allowed) => Observed {
+                status: 200,
+                reason: None,
+                rule: Some(rule),
+                headers: Some(
+                    allowed
+                        .headers
+                        .iter()
+                        .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+                        .collect(),
+                ),
+            },
+            Err(denial) => Observed {
+                status: jwtd_gate::refusal::http_denial(&denial).status.as_u16(),
+                reason: Some(denial.error.reason().as_str().to_owned()),
+                rule: Some(rule),
+                headers: None,
+            },
+        };
+        if let Err(e) = check(case, &got) {
+            failures.push(e);
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert!(suite.cases.len() >= 20);
+}
+
+/// A refusal for a missing scope names the scopes in the RFC 6750 challenge.
+#[test]
+fn missing_scope_challenge_names_the_scope() {
+    let d = jwtd_gate::Denial {
+        error: jwtd_core::Error::new(jwtd_core::Reason::MissingScope, "needs orders:read"),
+        issuer: None,
+        scope: Some("orders:read".into()),
+    };
+    let answer = jwtd_gate::refusal::http_denial(&d);
+    assert_eq!(answer.status.as_u16(), 403);
+    let www = answer
+        .headers
+        .iter()
+        .find(|(n, _)| n == "www-authenticate")
+        .map(|(_, v)| v.to_str().unwrap().to_owned())
+        .unwrap();
+    assert!(
+        www.contains("error=\"insufficient_scope\"") && www.ends_with("scope=\"orders:read\""),
+        "{www}"
+    );
+}

@@ -53,6 +53,80 @@ pub struct Config {
     /// The issuers whose tokens are accepted.
     #[serde(default, rename = "issuer")]
     pub issuers: Vec<IssuerConfig>,
+    /// `[rules]`: options of the per-route rules (default action, path normalisation, the
+    /// scope claim).
+    #[serde(default)]
+    pub rules: jwtd_gate::rules::RuleOptions,
+    /// `[[rule]]`: per-route rules (none: every request needs a valid token from a configured
+    /// issuer, as before rules existed).
+    #[serde(default)]
+    pub rule: Vec<jwtd_gate::rules::RuleConfig>,
+    /// Addresses (`IP` or `IP/prefix`) whose forwarded-request headers (`X-Original-URI`,
+    /// `X-Forwarded-Method`, ...) `/auth` believes when it matches rules; from anyone else
+    /// they are ignored. Default: loopback (`127.0.0.0/8`, `::1`).
+    #[serde(default = "default_trusted_proxies")]
+    pub trusted_proxies: Vec<String>,
+}
+
+fn default_trusted_proxies() -> Vec<String> {
+    vec!["127.0.0.0/8".into(), "::1/128".into()]
+}
+
+/// [`Config::trusted_proxies`], parsed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<(std::net::IpAddr, u8)>);
+
+impl TrustedProxies {
+    /// Parses `IP` and `IP/prefix` entries.
+    pub fn parse(list: &[String]) -> Result<TrustedProxies, String> {
+        let mut v = Vec::new();
+        for entry in list {
+            let (ip, prefix) = match entry.split_once('/') {
+                Some((ip, p)) => (ip, Some(p)),
+                None => (entry.as_str(), None),
+            };
+            let ip: std::net::IpAddr = ip.parse().map_err(|_| {
+                format!("trusted_proxies: {entry:?} is not an IP address or IP/prefix")
+            })?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let prefix = match prefix {
+                None => max,
+                Some(p) => match p.parse::<u8>() {
+                    Ok(n) if n <= max => n,
+                    _ => {
+                        return Err(format!(
+                            "trusted_proxies: {entry:?} has a bad prefix length"
+                        ))
+                    }
+                },
+            };
+            v.push((ip, prefix));
+        }
+        Ok(TrustedProxies(v))
+    }
+
+    /// True when `peer` is inside one of the entries (an IPv4-mapped IPv6 address counts as
+    /// its IPv4 address).
+    pub fn contains(&self, peer: std::net::IpAddr) -> bool {
+        let peer = match peer {
+            std::net::IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map(std::net::IpAddr::V4)
+                .unwrap_or(peer),
+            v4 => v4,
+        };
+        self.0.iter().any(|(net, prefix)| match (net, peer) {
+            (std::net::IpAddr::V4(n), std::net::IpAddr::V4(p)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(*prefix)).unwrap_or(0);
+                u32::from(*n) & mask == u32::from(p) & mask
+            }
+            (std::net::IpAddr::V6(n), std::net::IpAddr::V6(p)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(*prefix)).unwrap_or(0);
+                u128::from(*n) & mask == u128::from(p) & mask
+            }
+            _ => false,
+        })
+    }
 }
 
 /// Connection and request limits of the HTTP server (`[server]`). Read at start: a reload keeps
@@ -473,6 +547,20 @@ impl Config {
             ));
         }
         jwtd_gate::config::check_issuers(&self.issuers, text, errors);
+        if let Err(e) = TrustedProxies::parse(&self.trusted_proxies) {
+            let line = text
+                .find("trusted_proxies")
+                .map(|o| line_of(text, o))
+                .unwrap_or(0);
+            errors.push((line, e));
+        }
+        // The rules, checked against the issuers they name (jwtd's own is "self").
+        let own: &[&str] = if self.signing.is_some() {
+            &["self"]
+        } else {
+            &[]
+        };
+        jwtd_gate::config::check_rules(&self.rules, &self.rule, &self.issuers, own, text, errors);
         if let Some(intro) = &self.introspection {
             if intro.client_id.trim().is_empty() {
                 let line = text

@@ -1,6 +1,6 @@
 //! HTTP endpoints.
 
-use crate::issuers::{IdentityHeaders, Issuer, Keys, ISSUER, PAYLOAD, SUBJECT};
+use crate::issuers::{Issuer, Keys};
 use crate::telemetry::{fingerprint, metrics_handle};
 use crate::AppState;
 use axum::body::Bytes;
@@ -195,6 +195,7 @@ async fn check(
 ) -> Result<(Arc<Issuer>, Arc<Verified>), (Option<String>, Error)> {
     state
         .runtime()
+        .engine
         .issuers
         .verify(token, jwtd_core::unix_now())
         .await
@@ -497,188 +498,102 @@ async fn token_path(
     verify_token(&state, "tokens", Some(token), &rid, false).await
 }
 
-/// A string that can be an identity header value as it is: visible ASCII and inner spaces only
-/// (no control characters, no bytes past ASCII), no leading or trailing space (HTTP drops it,
-/// so the upstream would read another value).
-fn plain_text(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.iter().all(|c| (0x20..=0x7e).contains(c))
-        && b.first() != Some(&b' ')
-        && b.last() != Some(&b' ')
-}
-
-/// Why a string is refused.
-const NOT_PLAIN: &str =
-    "a string must be visible ASCII and spaces, without leading or trailing spaces";
-
-/// The largest magnitude of an RFC 8941 Integer.
-const SF_INTEGER_MAX: i64 = 999_999_999_999_999;
-
-/// Appends `item` as an RFC 8941 Item (sf-string, sf-boolean or sf-integer); false when it
-/// has none of those forms.
-fn push_sf_item(out: &mut String, item: &Value) -> bool {
-    match item {
-        Value::String(s) if s.bytes().all(|c| (0x20..=0x7e).contains(&c)) => {
-            out.push('"');
-            for c in s.chars() {
-                if c == '"' || c == '\\' {
-                    out.push('\\');
-                }
-                out.push(c);
+/// The request the proxy is asking about, for rule matching. From a trusted proxy
+/// (`trusted_proxies`, default loopback) the forwarded headers are believed: nginx's
+/// `X-Original-Method` / `X-Original-URI` (set in the documented snippet), Traefik's and
+/// Caddy's `X-Forwarded-Method` / `-Uri` / `-Host`, and Envoy's HTTP ext_authz, which appends
+/// the original path to `/auth`. From anyone else they are ignored and the `/auth` request
+/// itself is what is matched (so a rule set can never be steered by a client that reaches jwtd
+/// directly).
+fn original_request<'a>(req: &'a Request, trusted: bool) -> jwtd_gate::Request<'a> {
+    let headers = req.headers();
+    let get = |names: &[&str]| {
+        names.iter().find_map(|n| {
+            let mut all = headers.get_all(*n).iter();
+            // Exactly one value: two could be read differently by two parsers.
+            match (all.next(), all.next()) {
+                (Some(v), None) => v.to_str().ok(),
+                _ => None,
             }
-            out.push('"');
-        }
-        Value::Bool(b) => out.push_str(if *b { "?1" } else { "?0" }),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) if (-SF_INTEGER_MAX..=SF_INTEGER_MAX).contains(&i) => {
-                out.push_str(&i.to_string())
-            }
-            _ => return false,
-        },
-        _ => return false,
-    }
-    true
-}
-
-/// A claim as an identity header value (see docs/security.md, "Identity headers"):
-/// - absent, `null`, `""` or `[]`: the empty value (the header is sent, empty: "absent");
-/// - a string: as it is, when [`plain_text`] (else refused);
-/// - a number or a boolean: its JSON text;
-/// - an array: an RFC 8941 List of its items, `, `-separated: strings as sf-strings (quoted,
-///   `"` and `\` escaped, visible ASCII and space only), booleans as `?1`/`?0`, integers up to
-///   15 digits as sf-integers; any other item refuses the array;
-/// - an object: refused.
-///
-/// A refusal (`Err`, why) makes `/auth` answer 401 `unrepresentable_claim`: an identity is
-/// never forwarded empty or altered.
-fn header_value(v: Option<&Value>) -> Result<HeaderValue, &'static str> {
-    let text = match v {
-        None | Some(Value::Null) => return Ok(HeaderValue::from_static("")),
-        Some(Value::String(s)) if plain_text(s) => s.clone(),
-        Some(Value::String(_)) => return Err(NOT_PLAIN),
-        Some(Value::Bool(b)) => b.to_string(),
-        Some(Value::Number(n)) => n.to_string(),
-        Some(Value::Array(items)) => {
-            let mut out = String::new();
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                if !push_sf_item(&mut out, item) {
-                    return Err(
-                        "an array may hold only strings of visible ASCII and spaces, \
-                                booleans and integers of up to 15 digits",
-                    );
-                }
-            }
-            out
-        }
-        Some(Value::Object(_)) => {
-            return Err("an object has no header encoding (forward_payload sends all claims)")
-        }
+        })
     };
-    HeaderValue::from_str(&text).map_err(|_| "not a header value")
-}
-
-/// Refuses a verified token whose claim at `path` cannot be the header `name`.
-fn unrepresentable(path: &str, name: &str, why: &str) -> Error {
-    Error::new(
-        Reason::UnrepresentableClaim,
-        format!("claim {path:?} cannot be sent as {name}: {why}"),
-    )
-}
-
-/// The identity headers of a `/auth` success: every header of `union`, whichever issuer
-/// verified the token, empty where this issuer or token has no value (so every proxy
-/// overwrites what a client sent). `sub` and `iss` were found while verifying; the claims are
-/// parsed again only for mapped headers (or a `sub`/`iss` that is not a string).
-fn identity(union: &IdentityHeaders, issuer: &Issuer, v: &Verified) -> Result<HeaderMap, Error> {
-    // The identity headers and the request id.
-    let mut h = HeaderMap::with_capacity(union.mapped.len() + 4);
-    let id_header = |found: Option<&str>, claim: &str, name: &HeaderName| {
-        match found {
-            Some(s) if plain_text(s) => HeaderValue::from_str(s).map_err(|_| "not a header value"),
-            Some(_) => Err(NOT_PLAIN),
-            None => header_value(v.claim(claim).as_ref()),
-        }
-        .map_err(|why| unrepresentable(claim, name.as_str(), why))
-    };
-    h.insert(SUBJECT, id_header(v.sub(), "sub", &SUBJECT)?);
-    h.insert(ISSUER, id_header(v.iss(), "iss", &ISSUER)?);
-    if union.payload {
-        let value = if issuer.forward_payload {
-            HeaderValue::from_str(&jwtd_core::b64::encode(v.claims_json()))
-                .expect("base64url is visible ASCII")
-        } else {
-            HeaderValue::from_static("")
+    let own_path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or(req.uri().host())
+        .unwrap_or("");
+    if !trusted {
+        return jwtd_gate::Request {
+            method: req.method().as_str(),
+            host,
+            path_and_query: own_path,
+            headers,
         };
-        h.insert(PAYLOAD, value);
     }
-    for name in &union.mapped {
-        let value = match issuer.headers.iter().find(|(n, _)| n == name) {
-            Some((_, path)) => header_value(v.claim(path).as_ref())
-                .map_err(|why| unrepresentable(path, name.as_str(), why))?,
-            None => HeaderValue::from_static(""),
-        };
-        h.insert(name.clone(), value);
+    let envoy = own_path
+        .strip_prefix("/auth")
+        .filter(|rest| rest.starts_with('/'));
+    jwtd_gate::Request {
+        method: get(&["x-original-method", "x-forwarded-method"]).unwrap_or(req.method().as_str()),
+        host: get(&["x-forwarded-host"]).unwrap_or(host),
+        path_and_query: get(&["x-original-uri", "x-forwarded-uri"])
+            .or(envoy)
+            .unwrap_or(own_path),
+        headers,
     }
-    Ok(h)
 }
 
 async fn forward_auth(State(state): State<Arc<AppState>>, req: Request) -> Response {
     // The request is borrowed, not its headers cloned: this is the hottest path.
-    let (headers, uri) = (req.headers(), req.uri());
-    let rid = request_id(headers, &state);
+    let rid = request_id(req.headers(), &state);
     let started = Instant::now();
     let rt = state.runtime_guard();
-    let token = match extract_ref(headers, uri.query(), &rt.config.tokens) {
-        Ok(Some(token)) => token,
-        other => {
-            let e = other.err().unwrap_or_else(missing);
-            observe("auth", started, By::Nobody, Err(&e), &rid, None);
-            return error_response(&e, &rid);
+    let engine = &rt.engine;
+    let trusted = !engine.rules.is_empty()
+        && req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .is_some_and(|c| rt.trusted_proxies.contains(c.0.ip()));
+    let target = original_request(&req, trusted);
+    let decision = engine.decide(&target, jwtd_core::unix_now()).await;
+    let token = decision_token(&target, engine);
+    match decision.outcome {
+        Ok(allowed) => {
+            let mut r = StatusCode::OK.into_response();
+            *r.headers_mut() = allowed.headers;
+            set_request_id(r.headers_mut(), &rid);
+            let by = match &allowed.identity {
+                Some((issuer, _)) => By::Issuer(issuer),
+                None => By::Nobody,
+            };
+            observe("auth", started, by, Ok(()), &rid, token);
+            r
         }
-    };
-    match rt.issuers.verify(token, jwtd_core::unix_now()).await {
-        Ok((issuer, v)) => match identity(&rt.issuers.identity, &issuer, &v) {
-            Ok(mut h) => {
-                set_request_id(&mut h, &rid);
-                let mut r = StatusCode::OK.into_response();
-                *r.headers_mut() = h;
-                observe(
-                    "auth",
-                    started,
-                    By::Issuer(&issuer),
-                    Ok(()),
-                    &rid,
-                    Some(token),
-                );
-                r
-            }
-            Err(e) => {
-                observe(
-                    "auth",
-                    started,
-                    By::Named(Some(&issuer.name)),
-                    Err(&e),
-                    &rid,
-                    Some(token),
-                );
-                error_response(&e, &rid)
-            }
-        },
-        Err((issuer, e)) => {
-            observe(
-                "auth",
-                started,
-                By::Named(issuer.as_deref()),
-                Err(&e),
-                &rid,
-                Some(token),
-            );
-            error_response(&e, &rid)
+        Err(denial) => {
+            let by = By::Named(denial.issuer.as_deref());
+            observe("auth", started, by, Err(&denial.error), &rid, token);
+            let mut r = denial_response(&denial);
+            set_request_id(r.headers_mut(), &rid);
+            r
         }
     }
+}
+
+/// The token of the request, for the log fingerprint only.
+fn decision_token<'a>(req: &jwtd_gate::Request<'a>, engine: &jwtd_gate::Engine) -> Option<&'a str> {
+    extract_ref(req.headers, req.query(), &engine.sources)
+        .ok()
+        .flatten()
+}
+
+/// The answer to an engine refusal: [`bearer_error`], with the RFC 6750 `scope` parameter
+/// when the rule needs scopes the token lacks.
+fn denial_response(d: &jwtd_gate::Denial) -> Response {
+    let answer = jwtd_gate::refusal::http_denial(d);
+    let mut r = (answer.status, answer.body).into_response();
+    r.headers_mut().extend(answer.headers);
+    r
 }
 
 /// The request's `Authorization` header when it has exactly one.
@@ -846,7 +761,7 @@ async fn status_hidden(rt: &crate::Runtime, headers: &HeaderMap) -> bool {
 async fn readyz(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let rt = state.runtime();
     if status_hidden(&rt, &headers).await {
-        let ready = rt.issuers.list.iter().all(|i| i.ready());
+        let ready = rt.engine.issuers.list.iter().all(|i| i.ready());
         let status = if ready {
             StatusCode::OK
         } else {
@@ -855,6 +770,7 @@ async fn readyz(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respo
         return json_response(status, serde_json::json!({ "ready": ready }));
     }
     let waiting: Vec<&str> = rt
+        .engine
         .issuers
         .list
         .iter()
@@ -882,7 +798,7 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
             }
         }
     }
-    for i in &state.runtime().issuers.list {
+    for i in &state.runtime().engine.issuers.list {
         let name = i.name.clone();
         if let Some(c) = &i.cache {
             let s = c.stats();
@@ -1168,7 +1084,7 @@ async fn admin_reload(
     }
     if refetch {
         let mut results = Vec::new();
-        for i in &state.runtime().issuers.list {
+        for i in &state.runtime().engine.issuers.list {
             if let Keys::Remote(r) = &i.keys {
                 let outcome =
                     tokio::time::timeout(std::time::Duration::from_secs(10), r.refresh()).await;
@@ -1201,6 +1117,7 @@ async fn admin_status(State(state): State<Arc<AppState>>, headers: HeaderMap) ->
         return refusal;
     }
     let issuers: Vec<Value> = rt
+        .engine
         .issuers
         .list
         .iter()
@@ -1273,7 +1190,7 @@ async fn revoke(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
     // the same key configured or published under another kid (or none) is revoked too.
     let mut materials = Vec::new();
     if revocation.kind == jwtd_core::RevocationKind::Key {
-        for i in &rt.issuers.list {
+        for i in &rt.engine.issuers.list {
             let set = match &i.keys {
                 Keys::Static(set) => set.clone(),
                 Keys::Ring(ring) => ring.verify_view().0,

@@ -279,8 +279,10 @@ pub fn create_private_dir(dir: &std::path::Path) -> Result<(), String> {
 pub struct Runtime {
     /// The configuration.
     pub config: Config,
-    /// Issuers built from it.
-    pub issuers: Issuers,
+    /// The decision engine built from it: issuers, rules, token sources.
+    pub engine: jwtd_gate::Engine,
+    /// The addresses whose forwarded-request headers `/auth` believes.
+    pub trusted_proxies: config::TrustedProxies,
     /// jwtd's own issuer, when signing is configured.
     pub signing: Option<Arc<Signing>>,
     /// Introspection client secret, when introspection is on.
@@ -388,15 +390,31 @@ impl Runtime {
         let mut issuers = Issuers::build(
             &config.issuers,
             &config.cache,
-            previous.map(|p| &p.issuers),
+            previous.map(|p| &p.engine.issuers),
             own,
         )?;
         issuers.revocations = revocations
             .clone()
             .map(|r| r as Arc<dyn jwtd_gate::issuers::RevocationCheck>);
+        let names: Vec<&str> = issuers.list.iter().map(|i| i.name.as_str()).collect();
+        let rules = jwtd_gate::rules::RuleSet::build(
+            config.rules.clone(),
+            &config.rule,
+            &names,
+            &jwtd_gate::Engine::reserved_headers(&issuers),
+        )
+        .map_err(|errors| {
+            errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })?;
+        let engine = jwtd_gate::Engine::new(issuers, rules, config.tokens.clone());
         Ok(Runtime {
+            trusted_proxies: config::TrustedProxies::parse(&config.trusted_proxies)?,
             config,
-            issuers,
+            engine,
             signing,
             introspection_secret,
             admin_key,
@@ -452,7 +470,7 @@ fn self_issuer(s: &Signing, config: &Config) -> issuers::Issuer {
 /// credentials redacted, whether it can verify now), jwtd's own issuer when signing, then the
 /// address and the endpoints. `jwtd serve` calls it once the port is bound and the state built.
 pub fn log_startup(runtime: &Runtime, listen: &str) {
-    for i in &runtime.issuers.list {
+    for i in &runtime.engine.issuers.list {
         let ic = &i.config;
         let source = match &i.keys {
             issuers::Keys::Remote(r) => r.source_redacted(),
@@ -607,7 +625,7 @@ impl AppState {
             );
         }
         let new = Runtime::build(config, Some(&old)).await?;
-        if !new.issuers.wait_ready(Duration::from_secs(10)).await {
+        if !new.engine.issuers.wait_ready(Duration::from_secs(10)).await {
             tracing::warn!("reloaded configuration: some issuers have no keys yet");
         }
         self.current.store(Arc::new(new));

@@ -396,14 +396,20 @@ async fn connection(
     limits: Arc<ServerSettings>,
     mut phase: watch::Receiver<Phase>,
 ) {
+    let peer = stream.peer_addr().ok();
     let io = TokioIo::new(Tracked {
         io: stream,
         conn: conn.clone(),
     });
     let request_timeout = limits.request_timeout.0;
     let c = conn.clone();
-    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         let guard = InFlight::new(c.clone());
+        // The peer, for the forwarded-request headers of trusted proxies (`/auth`).
+        if let Some(peer) = peer {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+        }
         let req = if hyper::body::Body::is_end_stream(req.body()) {
             req.map(Body::new)
         } else {

@@ -38,7 +38,13 @@ async fn start(more_issuers: bool) -> (String, Arc<AppState>) {
 /// (hits, misses, entries) of the named issuer's cache.
 fn stats(state: &AppState, name: &str) -> (u64, u64, u64) {
     let rt = state.runtime();
-    let issuer = rt.issuers.list.iter().find(|i| i.name == name).unwrap();
+    let issuer = rt
+        .engine
+        .issuers
+        .list
+        .iter()
+        .find(|i| i.name == name)
+        .unwrap();
     let s = issuer.cache.as_ref().expect("cache on by default").stats();
     (s.hits, s.misses, s.entries)
 }
@@ -80,7 +86,12 @@ async fn hits_revocation_and_key_removal(more_issuers: bool) {
         // its policy, keeps tokens with an `iss` away from it), so it is cached there; routing
         // still refuses it.
         let rt = state.runtime();
-        let anonymous = rt.issuers.list.iter().find(|i| i.name == "anonymous");
+        let anonymous = rt
+            .engine
+            .issuers
+            .list
+            .iter()
+            .find(|i| i.name == "anonymous");
         let now = jwtd_core::unix_now();
         assert!(anonymous.unwrap().verify(&stranger, now).await.is_ok());
         assert_eq!(stats(&state, "anonymous").2, 2);

@@ -27,6 +27,7 @@ async fn serve(mut config: Config) -> (String, Arc<AppState>) {
     let runtime = Runtime::build(config, None).await.unwrap();
     assert!(
         runtime
+            .engine
             .issuers
             .wait_ready(std::time::Duration::from_secs(5))
             .await

@@ -65,7 +65,7 @@ async fn revocations_take_effect_at_once_and_survive_a_restart() {
 
     // A whole token: its jti, kept until its exp (plus a minute).
     let cached = |s: &AppState| {
-        s.runtime().issuers.list[0]
+        s.runtime().engine.issuers.list[0]
             .cache
             .as_ref()
             .unwrap()

@@ -2,6 +2,8 @@
 //! forward-auth headers, introspection, readiness (also through a remote issuer's outage),
 //! metrics, reload.
 
+mod common;
+
 use jwtd_core::{Algorithm, Jwks, SigningKey};
 use jwtd_service::{AppState, Config, Runtime};
 use reqwest::StatusCode;
@@ -337,7 +339,7 @@ async fn forward_auth_sends_identity_headers() {
 #[tokio::test]
 async fn auth_answers_the_union_of_identity_headers_for_every_issuer() {
     let s = start().await;
-    let union = s.state.runtime().issuers.identity.clone();
+    let union = s.state.runtime().engine.identity.clone();
     let names: Vec<String> = union
         .names()
         .iter()
@@ -679,7 +681,13 @@ async fn health_readiness_and_metrics() {
     assert_eq!(get(&s, "/v1/verify", Some(&good)).await.status(), 200);
     // (Read from the state: the metrics recorder is process-wide, shared by parallel tests.)
     let rt = s.state.runtime();
-    let main = rt.issuers.list.iter().find(|i| i.name == "main").unwrap();
+    let main = rt
+        .engine
+        .issuers
+        .list
+        .iter()
+        .find(|i| i.name == "main")
+        .unwrap();
     let stats = main.cache.as_ref().expect("cache on by default").stats();
     assert!(stats.hits >= 1 && stats.misses >= 1, "{stats:?}");
     let text = get(&s, "/metrics", None).await.text().await.unwrap();
@@ -1101,6 +1109,7 @@ async fn admin_status_refetch_protected_status_and_introspection_active() {
     let runtime = Runtime::build(config, None).await.unwrap();
     assert!(
         runtime
+            .engine
             .issuers
             .wait_ready(std::time::Duration::from_secs(5))
             .await
@@ -1299,7 +1308,7 @@ async fn readiness_means_can_verify_now_and_a_request_ends_an_outage() {
         .unwrap();
     // Lifetimes are clamped to at least 5 minutes in configuration: the same source with
     // second-scale lifetimes, and a background retry timer far longer than the test.
-    let issuer = Arc::get_mut(&mut runtime.issuers.list[0]).expect("cache off: no sweeper");
+    let issuer = Arc::get_mut(&mut runtime.engine.issuers.list[0]).expect("cache off: no sweeper");
     let cache = CacheConfig {
         min_ttl: Duration::from_secs(1),
         max_ttl: Duration::from_secs(1),
@@ -1371,4 +1380,78 @@ async fn readiness_means_can_verify_now_and_a_request_ends_an_outage() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(hits.load(Ordering::SeqCst), before + 1, "single flight");
     assert_eq!(readyz().await.status(), 200);
+}
+
+/// The shared conformance table (crates/jwtd-gate/conformance/) against `/auth` over HTTP, as
+/// nginx asks (`X-Original-Method`, `X-Original-URI` from a trusted proxy, loopback by
+/// default); a few rows again the Traefik/Caddy way (`X-Forwarded-*`) and the Envoy way (the
+/// original path appended to `/auth`).
+#[tokio::test]
+async fn conformance_table_against_auth_over_http() {
+    use jwtd_gate::conformance::{check, Observed, Suite};
+    let suite = Suite::new(&std::env::temp_dir());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (base, _state) = common::serve(l, &suite.config).await;
+    let c = reqwest::Client::new();
+    let mut failures = Vec::new();
+    for (i, case) in suite.cases.iter().enumerate() {
+        let style = i % 3;
+        let mut req = match style {
+            // nginx
+            0 => c
+                .get(format!("{base}/auth"))
+                .header("x-original-method", &case.method)
+                .header("x-original-uri", &case.path),
+            // Traefik, Caddy
+            1 => c
+                .get(format!("{base}/auth"))
+                .header("x-forwarded-method", &case.method)
+                .header("x-forwarded-uri", &case.path)
+                .header("x-forwarded-host", "api.test"),
+            // Envoy HTTP ext_authz: the original method, the path appended to /auth
+            _ => c.request(
+                reqwest::Method::from_bytes(case.method.as_bytes()).unwrap(),
+                format!("{base}/auth{}", case.path),
+            ),
+        };
+        if let Some(label) = &case.token {
+            req = req.bearer_auth(suite.token(label));
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let headers = r
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_owned()))
+            .collect();
+        let body = r.text().await.unwrap();
+        let reason = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["reason"].as_str().map(str::to_owned));
+        let got = Observed {
+            status,
+            reason,
+            rule: None,
+            headers: Some(headers),
+        };
+        if let Err(e) = check(case, &got) {
+            failures.push(format!("(style {style}) {e}"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+
+    // Forwarded headers from an address that is not a trusted proxy are ignored: the /auth
+    // request itself is matched (no rule: refused), never the path a client claims.
+    let untrusted = format!("trusted_proxies = [\"10.9.9.9\"]\n{}", suite.config);
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (base, _state) = common::serve(l, &untrusted).await;
+    let r = c
+        .get(format!("{base}/auth"))
+        .header("x-original-uri", "/healthz")
+        .header("x-forwarded-uri", "/healthz")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    assert!(r.text().await.unwrap().contains("no_matching_rule"));
 }

@@ -61,6 +61,8 @@ use axum::http::{Request, Response};
 use jwtd_core::{ClaimCheck, Error, Reason, Verified};
 use jwtd_gate::config::{GateConfig, TokenSources};
 use jwtd_gate::issuers::{Issuers, RevocationCheck};
+use jwtd_gate::rules::RuleSet;
+use jwtd_gate::{Denial, Engine};
 use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::pin::Pin;
@@ -79,15 +81,14 @@ pub struct Identity {
 
 #[derive(Debug)]
 struct Shared {
-    issuers: Issuers,
-    sources: TokenSources,
+    engine: Engine,
     optional: bool,
 }
 
 /// How a rejection is answered: [`Http`] (RFC 6750) or [`Grpc`] (a gRPC status).
 pub trait Rejection<RB>: Send + Sync + 'static {
-    /// The response for `e`.
-    fn reject(e: &Error) -> Response<RB>;
+    /// The response for `d` (from the engine's one table, `jwtd_gate::refusal`).
+    fn reject(d: &Denial) -> Response<RB>;
 }
 
 /// Rejections as RFC 6750 HTTP answers (401/403/400/503 with `WWW-Authenticate` and a JSON
@@ -96,13 +97,17 @@ pub trait Rejection<RB>: Send + Sync + 'static {
 pub struct Http;
 
 impl Rejection<Body> for Http {
-    fn reject(e: &Error) -> Response<Body> {
-        http_refusal(e)
+    fn reject(d: &Denial) -> Response<Body> {
+        http_denial(d)
     }
 }
 
 fn http_refusal(e: &Error) -> Response<Body> {
-    let answer = jwtd_gate::refusal::http(e);
+    http_denial(&Denial::new(e.clone()))
+}
+
+fn http_denial(d: &Denial) -> Response<Body> {
+    let answer = jwtd_gate::refusal::http_denial(d);
     let mut r = Response::new(Body::from(answer.body));
     *r.status_mut() = answer.status;
     r.headers_mut().extend(answer.headers);
@@ -115,7 +120,8 @@ fn http_refusal(e: &Error) -> Response<Body> {
 pub struct Grpc;
 
 impl<RB: Default> Rejection<RB> for Grpc {
-    fn reject(e: &Error) -> Response<RB> {
+    fn reject(d: &Denial) -> Response<RB> {
+        let e = &d.error;
         // The engine's one table, as the service's HTTP answers.
         let (code, message) = jwtd_gate::refusal::grpc(e);
         let mut r = Response::new(RB::default());
@@ -159,22 +165,46 @@ impl JwtdLayer {
         JwtdLayer::from_config(&config)
     }
 
-    /// A layer for an already parsed configuration. Must run inside a tokio runtime.
+    /// A layer for an already parsed configuration, its `[[rule]]`s included (each request
+    /// is decided by the rule its method, host and path match, as `/auth` decides). Must run
+    /// inside a tokio runtime.
     pub fn from_config(config: &GateConfig) -> Result<JwtdLayer, String> {
         let issuers = Issuers::build(&config.issuers, &config.cache, None, None)?;
-        Ok(JwtdLayer::from_issuers(issuers, config.tokens.clone()))
+        let names: Vec<&str> = issuers.list.iter().map(|i| i.name.as_str()).collect();
+        let rules = RuleSet::build(
+            config.rules.clone(),
+            &config.rule,
+            &names,
+            &Engine::reserved_headers(&issuers),
+        )
+        .map_err(|errors| {
+            errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })?;
+        Ok(JwtdLayer::from_engine(Engine::new(
+            issuers,
+            rules,
+            config.tokens.clone(),
+        )))
     }
 
-    /// A layer for issuers built by hand.
-    pub fn from_issuers(issuers: Issuers, sources: TokenSources) -> JwtdLayer {
+    /// A layer deciding with `engine`.
+    pub fn from_engine(engine: Engine) -> JwtdLayer {
         JwtdLayer {
             shared: Arc::new(Shared {
-                issuers,
-                sources,
+                engine,
                 optional: false,
             }),
             style: std::marker::PhantomData,
         }
+    }
+
+    /// A layer for issuers built by hand (no rules).
+    pub fn from_issuers(issuers: Issuers, sources: TokenSources) -> JwtdLayer {
+        JwtdLayer::from_engine(Engine::new(issuers, RuleSet::default(), sources))
     }
 
     /// The same verification for a tonic (gRPC) server: rejections become gRPC statuses.
@@ -191,16 +221,12 @@ impl<R> JwtdLayer<R> {
     /// is refused 401 `revoked`, an unavailable list 503 `revocation_unavailable`. `jwtd
     /// serve`'s store-backed list (`jwtd_service::Revocations`) is one; so may be yours.
     pub fn with_revocations(self, revocations: Arc<dyn RevocationCheck>) -> JwtdLayer<R> {
-        let s = &self.shared;
+        let mut engine = self.shared.engine.clone();
+        engine.issuers.revocations = Some(revocations);
         JwtdLayer {
             shared: Arc::new(Shared {
-                issuers: Issuers {
-                    list: s.issuers.list.clone(),
-                    identity: s.issuers.identity.clone(),
-                    revocations: Some(revocations),
-                },
-                sources: s.sources.clone(),
-                optional: s.optional,
+                engine,
+                optional: self.shared.optional,
             }),
             style: std::marker::PhantomData,
         }
@@ -209,15 +235,9 @@ impl<R> JwtdLayer<R> {
     /// Lets requests without a token through (handlers see no [`Identity`]; use
     /// [`OptionalClaims`]). A token that is present must still verify.
     pub fn optional(self) -> JwtdLayer<R> {
-        let s = &self.shared;
         JwtdLayer {
             shared: Arc::new(Shared {
-                issuers: Issuers {
-                    list: s.issuers.list.clone(),
-                    identity: s.issuers.identity.clone(),
-                    revocations: s.issuers.revocations.clone(),
-                },
-                sources: s.sources.clone(),
+                engine: self.shared.engine.clone(),
                 optional: true,
             }),
             style: std::marker::PhantomData,
@@ -226,7 +246,7 @@ impl<R> JwtdLayer<R> {
 
     /// Waits until every remote issuer has keys, at most `timeout`.
     pub async fn wait_ready(&self, timeout: std::time::Duration) -> bool {
-        self.shared.issuers.wait_ready(timeout).await
+        self.shared.engine.issuers.wait_ready(timeout).await
     }
 }
 
@@ -283,34 +303,45 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
         Box::pin(async move {
-            // The service's rule: several tokens (or Authorization headers) are refused, with
-            // or without `optional`.
-            let token = match jwtd_gate::extract::extract_ref(
-                req.headers(),
-                req.uri().query(),
-                &shared.sources,
-            ) {
-                Ok(token) => token,
-                Err(e) => return Ok(R::reject(&e)),
+            let engine = &shared.engine;
+            let target = jwtd_gate::Request {
+                method: req.method().as_str(),
+                host: req
+                    .headers()
+                    .get(axum::http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .or(req.uri().host())
+                    .unwrap_or(""),
+                path_and_query: req.uri().path_and_query().map_or("/", |p| p.as_str()),
+                headers: req.headers(),
             };
-            let Some(token) = token else {
-                if shared.optional {
-                    return inner.call(req).await;
+            // `optional` without rules: no token is fine (several are still refused; a present
+            // one must verify). With rules, each rule says whether a token is optional.
+            if shared.optional && engine.rules.is_empty() {
+                match jwtd_gate::extract::extract_ref(
+                    target.headers,
+                    target.query(),
+                    &engine.sources,
+                ) {
+                    Ok(None) => return inner.call(req).await,
+                    Ok(Some(_)) => {}
+                    Err(e) => return Ok(R::reject(&Denial::new(e))),
                 }
-                return Ok(R::reject(&Error::new(
-                    Reason::MissingToken,
-                    "no bearer token in the request",
-                )));
-            };
-            match shared.issuers.verify(token, jwtd_core::unix_now()).await {
-                Ok((issuer, verified)) => {
-                    req.extensions_mut().insert(Identity {
-                        issuer: issuer.name.clone(),
-                        verified,
-                    });
+            }
+            let decision = engine
+                .decide_in_process(&target, jwtd_core::unix_now())
+                .await;
+            match decision.outcome {
+                Ok(allowed) => {
+                    if let Some((issuer, verified)) = allowed.identity {
+                        req.extensions_mut().insert(Identity {
+                            issuer: issuer.name.clone(),
+                            verified,
+                        });
+                    }
                     inner.call(req).await
                 }
-                Err((_, e)) => Ok(R::reject(&e)),
+                Err(d) => Ok(R::reject(&d)),
             }
         })
     }
@@ -456,10 +487,10 @@ where
         let check = self.check.clone();
         Box::pin(async move {
             let Some(id) = req.extensions().get::<Identity>() else {
-                return Ok(R::reject(&Error::new(
+                return Ok(R::reject(&Denial::new(Error::new(
                     Reason::MissingToken,
                     "no verified bearer token",
-                )));
+                ))));
             };
             let claims = id.verified.claims();
             // The same rule engine as the service: one policy with just this check.
@@ -469,7 +500,7 @@ where
                 .check((*check).clone());
             match policy.validate_claims(&claims, jwtd_core::unix_now()) {
                 Ok(()) => inner.call(req).await,
-                Err(e) => Ok(R::reject(&e)),
+                Err(e) => Ok(R::reject(&Denial::new(e))),
             }
         })
     }

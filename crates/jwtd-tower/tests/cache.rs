@@ -224,7 +224,10 @@ async fn the_reason_table_in_security_md_is_what_is_sent() {
         // The service's answer, and the layer's HTTP rejection.
         for (by, resp) in [
             ("service", jwtd_service::bearer_error(&e)),
-            ("tower", <Http as Rejection<Body>>::reject(&e)),
+            (
+                "tower",
+                <Http as Rejection<Body>>::reject(&e.clone().into()),
+            ),
         ] {
             let at = format!("{by}, {}", row.code);
             assert_eq!(resp.status().as_u16(), row.http, "{at}");
@@ -254,7 +257,7 @@ async fn the_reason_table_in_security_md_is_what_is_sent() {
             );
         }
         // The layer's gRPC rejection: trailers-only, HTTP 200.
-        let resp = <Grpc as Rejection<Body>>::reject(&e);
+        let resp = <Grpc as Rejection<Body>>::reject(&e.clone().into());
         assert_eq!(resp.status(), StatusCode::OK);
         let h = resp.headers();
         assert_eq!(h["content-type"], "application/grpc");
@@ -272,4 +275,47 @@ async fn the_reason_table_in_security_md_is_what_is_sent() {
             format!("{}: {message}", row.code)
         );
     }
+}
+
+/// The shared conformance table (crates/jwtd-gate/conformance/) through the layer: the same
+/// decision as the engine and `/auth` for every row (the layer forwards no identity headers:
+/// handlers read the verified token).
+#[tokio::test]
+async fn conformance_table_through_the_layer() {
+    use jwtd_gate::conformance::{check, Observed, Suite};
+    let suite = Suite::new(&std::env::temp_dir());
+    let config = jwtd_gate::config::GateConfig::parse(&suite.config, "conformance").unwrap();
+    let layer = JwtdLayer::from_config(&config).unwrap();
+    let mut router = axum::Router::new()
+        .fallback(|| async { "through" })
+        .layer(layer);
+    let mut failures = Vec::new();
+    for case in &suite.cases {
+        let mut req = Request::builder()
+            .method(case.method.as_str())
+            .uri(case.path.as_str())
+            .header("host", "api.test");
+        if let Some(label) = &case.token {
+            req = req.header("authorization", format!("Bearer {}", suite.token(label)));
+        }
+        std::future::poll_fn(|cx| Service::<Request<Body>>::poll_ready(&mut router, cx))
+            .await
+            .unwrap();
+        let r = router.call(req.body(Body::empty()).unwrap()).await.unwrap();
+        let status = r.status().as_u16();
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        let reason = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v["reason"].as_str().map(str::to_owned));
+        let got = Observed {
+            status,
+            reason,
+            rule: None,
+            headers: None,
+        };
+        if let Err(e) = check(case, &got) {
+            failures.push(e);
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }

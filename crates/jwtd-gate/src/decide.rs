@@ -1,0 +1,571 @@
+//! The decision: a request in, allow (with the identity headers to forward) or a refusal out.
+//!
+//! [`Engine::decide`] is the one path every front takes:
+//!
+//! 1. Without any `[[rule]]`, every request needs one valid token from a configured issuer
+//!    (jwtd's behaviour before rules, so existing configurations keep working).
+//! 2. With rules, the most specific rule matching the request is found
+//!    ([`crate::rules::RuleSet::find`]); a path that cannot be matched safely is refused 400
+//!    `bad_path`; no match takes `[rules] default` (deny: 403 `no_matching_rule`).
+//! 3. A `public` rule (and a CORS preflight on a rule that bypasses it) is allowed without
+//!    looking at any token. Otherwise the one token is extracted (several: 400
+//!    `multiple_tokens`); none is fine only under `optional`.
+//! 4. The issuer is chosen by the token's `iss` **before** anything is verified or fetched,
+//!    and must be one the rule's requirement names (else 401 `wrong_issuer`: no fan-out of key
+//!    fetches to issuers the rule does not take). The token is verified with that issuer's
+//!    policy (with the rule's audiences instead of the issuer's, when it names some), through
+//!    the verified-token cache, and revocation is checked.
+//! 5. The requirement tree is evaluated, then scopes (403 `missing_scope`, with the RFC 6750
+//!    `scope` parameter naming what is needed) and claim predicates (403 `claim_mismatch`).
+//! 6. The identity headers are rendered: the union of every issuer's and every rule's identity
+//!    headers, each present (empty when this decision has no value for it), so a proxy that
+//!    copies the answer's headers overwrites whatever a client sent under those names.
+
+use crate::config::TokenSources;
+use crate::issuers::{IdentityHeaders, Issuer, Issuers, Policy, ISSUER, PAYLOAD, SUBJECT};
+use crate::rules::{
+    is_cors_preflight, DefaultAction, Matched, PathError, Requirement, Rule, RuleSet, Target,
+    TokenState, Unmet,
+};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use jwtd_core::{Error, Reason, Verified};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// What the engine knows of a request: borrowed, framework-free.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    /// The method, as received (matched uppercased).
+    pub method: &'a str,
+    /// The host (`Host` or `:authority`), perhaps with a port.
+    pub host: &'a str,
+    /// The request target's path and query, raw (percent-encoded) as received.
+    pub path_and_query: &'a str,
+    /// The request headers (the token sources, header conditions and bindings).
+    pub headers: &'a HeaderMap,
+}
+
+impl<'a> Request<'a> {
+    /// The query, without `?`, when there is one.
+    pub fn query(&self) -> Option<&'a str> {
+        self.path_and_query.split_once('?').map(|(_, q)| q)
+    }
+
+    fn target(&self) -> Target<'a> {
+        Target {
+            method: self.method,
+            host: self.host,
+            path: self.path_and_query,
+            headers: self.headers,
+        }
+    }
+}
+
+/// What a decision renders besides allow/deny.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outputs {
+    /// The identity headers (forward-auth, proxy, ext_authz).
+    Headers,
+    /// Nothing (in-process fronts).
+    None,
+}
+
+/// A refusal: the error (its reason picks every transport's answer, see [`crate::refusal`]),
+/// the issuer that refused when one was selected, and the scopes the rule needs when the
+/// token lacks them.
+#[derive(Clone, Debug)]
+pub struct Denial {
+    /// Why.
+    pub error: Error,
+    /// The issuer that refused, when one was selected.
+    pub issuer: Option<String>,
+    /// For `missing_scope`: the scopes the rule needs (the RFC 6750 `scope` parameter).
+    pub scope: Option<String>,
+}
+
+impl From<Error> for Denial {
+    fn from(error: Error) -> Denial {
+        Denial::new(error)
+    }
+}
+
+impl Denial {
+    /// A refusal for `error`, no issuer selected, no scope.
+    pub fn new(error: Error) -> Denial {
+        Denial {
+            error,
+            issuer: None,
+            scope: None,
+        }
+    }
+}
+
+/// An allowed request: who (when a token was verified) and the identity headers to forward.
+#[derive(Clone, Debug)]
+pub struct Allowed {
+    /// The issuer and the verified token, when the request carried one that was checked.
+    pub identity: Option<(Arc<Issuer>, Arc<Verified>)>,
+    /// Every identity header of the union, in a stable order (empty values where this
+    /// decision has none).
+    pub headers: HeaderMap,
+}
+
+/// The engine's answer for one request.
+#[derive(Debug)]
+pub struct Decision<'e> {
+    /// The rule that decided (`None`: no rules configured, or none matched).
+    pub rule: Option<&'e Rule>,
+    /// Allowed, or refused.
+    pub outcome: Result<Allowed, Denial>,
+}
+
+impl Decision<'_> {
+    /// The rule id for metrics and logs: the rule's id, `-` without rules, `default` when
+    /// none matched.
+    pub fn rule_id(&self, engine: &Engine) -> &str {
+        match self.rule {
+            Some(r) => r.id(),
+            None if engine.rules.is_empty() => "-",
+            None => "default",
+        }
+    }
+}
+
+/// Issuers, rules and token sources: everything a decision needs. Built once per
+/// configuration; a reload builds a new one and swaps it whole. Cloning shares the issuers
+/// (their key sources and caches).
+#[derive(Clone, Debug)]
+pub struct Engine {
+    /// The issuers, routed by `iss`.
+    pub issuers: Issuers,
+    /// The rules (possibly none).
+    pub rules: RuleSet,
+    /// Where tokens are read from.
+    pub sources: TokenSources,
+    /// The identity headers every allowed answer carries: the issuers' union plus every
+    /// rule's `set_headers`.
+    pub identity: IdentityHeaders,
+}
+
+impl Engine {
+    /// An engine over `issuers` and `rules`, reading tokens from `sources`.
+    pub fn new(issuers: Issuers, rules: RuleSet, sources: TokenSources) -> Engine {
+        let mut identity = issuers.identity.clone();
+        for r in rules.rules() {
+            for (name, _) in r.set_headers() {
+                if !identity.mapped.contains(name) {
+                    identity.mapped.push(name.clone());
+                }
+            }
+        }
+        identity.mapped.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        Engine {
+            issuers,
+            rules,
+            sources,
+            identity,
+        }
+    }
+
+    /// The header names a rule's `set_headers` may not use: jwtd's reserved headers and
+    /// every issuer's identity headers (each header has one source).
+    pub fn reserved_headers(issuers: &Issuers) -> Vec<HeaderName> {
+        let mut v: Vec<HeaderName> = crate::config::RESERVED_HEADERS
+            .iter()
+            .map(|h| HeaderName::from_static(h))
+            .collect();
+        v.extend(issuers.identity.mapped.iter().cloned());
+        v
+    }
+
+    /// Decides about `req` at `now` (see the module docs), with the identity headers a
+    /// forward-auth answer carries.
+    pub async fn decide(&self, req: &Request<'_>, now: u64) -> Decision<'_> {
+        self.decide_as(req, now, Outputs::Headers).await
+    }
+
+    /// [`Engine::decide`] for a front that forwards no identity headers (the tower layer
+    /// hands the verified token to the handler): none are rendered, and a claim that could not
+    /// be a header value refuses nothing. Rule `set_headers` are not rendered either.
+    pub async fn decide_in_process(&self, req: &Request<'_>, now: u64) -> Decision<'_> {
+        self.decide_as(req, now, Outputs::None).await
+    }
+
+    async fn decide_as(&self, req: &Request<'_>, now: u64, out: Outputs) -> Decision<'_> {
+        if self.rules.is_empty() {
+            return Decision {
+                rule: None,
+                outcome: self.any_issuer(req, now, out).await,
+            };
+        }
+        let matched = match self.rules.find(&req.target()) {
+            Ok(m) => m,
+            Err(e) => {
+                return Decision {
+                    rule: None,
+                    outcome: Err(Denial::new(bad_path(&e))),
+                }
+            }
+        };
+        let Some(m) = matched else {
+            let outcome = match self.rules.default_action() {
+                DefaultAction::Deny => Err(Denial::new(Error::new(
+                    Reason::NoMatchingRule,
+                    "no rule allows this request",
+                ))),
+                DefaultAction::Public => Ok(self.anonymous(out)),
+                DefaultAction::Authenticated => self.any_issuer(req, now, out).await,
+            };
+            return Decision {
+                rule: None,
+                outcome,
+            };
+        };
+        Decision {
+            rule: Some(m.rule),
+            outcome: self.by_rule(&m, req, now, out).await,
+        }
+    }
+
+    /// Decides by the rule named `id` (Envoy's `context_extensions`), skipping the matcher
+    /// but not the rule's conditions; an unknown id is `no_matching_rule`.
+    pub async fn decide_by_rule(&self, id: &str, req: &Request<'_>, now: u64) -> Decision<'_> {
+        match self.rules.find_named(id, &req.target()) {
+            Ok(Some(m)) => Decision {
+                rule: Some(m.rule),
+                outcome: self.by_rule(&m, req, now, Outputs::Headers).await,
+            },
+            Ok(None) => Decision {
+                rule: None,
+                outcome: Err(Denial::new(Error::new(
+                    Reason::NoMatchingRule,
+                    "the named rule does not take this request",
+                ))),
+            },
+            Err(e) => Decision {
+                rule: None,
+                outcome: Err(Denial::new(bad_path(&e))),
+            },
+        }
+    }
+
+    /// Every request needs a valid token from some configured issuer.
+    async fn any_issuer(
+        &self,
+        req: &Request<'_>,
+        now: u64,
+        out: Outputs,
+    ) -> Result<Allowed, Denial> {
+        let token = self.token(req)?.ok_or_else(|| Denial::new(missing()))?;
+        match self.issuers.verify(token, now).await {
+            Ok((issuer, v)) => self.allowed(issuer, v, None, out),
+            Err((issuer, error)) => Err(Denial {
+                error,
+                issuer,
+                scope: None,
+            }),
+        }
+    }
+
+    async fn by_rule(
+        &self,
+        m: &Matched<'_>,
+        req: &Request<'_>,
+        now: u64,
+        out: Outputs,
+    ) -> Result<Allowed, Denial> {
+        let rule = m.rule;
+        let requirement = rule.requirement();
+        if matches!(requirement, Requirement::Public)
+            || (rule.cors_preflight_bypass() && is_cors_preflight(req.method, req.headers))
+        {
+            return Ok(self.anonymous(out));
+        }
+        let Some(token) = self.token(req)? else {
+            return match requirement.evaluate(TokenState::Absent) {
+                Ok(()) => Ok(self.anonymous(out)),
+                Err(_) => Err(Denial::new(missing())),
+            };
+        };
+        // The issuer by `iss`, before anything is verified or fetched.
+        let issuer = self.issuers.select(token).map_err(Denial::new)?;
+        let refuse = |error: Error| Denial {
+            error,
+            issuer: Some(issuer.name.clone()),
+            scope: None,
+        };
+        let allowed_here = requirement.issuers();
+        if !allowed_here.contains(&issuer.name.as_str()) {
+            return Err(refuse(Error::new(
+                Reason::WrongIssuer,
+                format!(
+                    "this route does not take tokens of issuer {:?}",
+                    issuer.name
+                ),
+            )));
+        }
+        let policy = match rule.audiences() {
+            Some(_) => Policy::RuleAudiences,
+            None => Policy::Issuer,
+        };
+        let verified = self
+            .issuers
+            .verify_by(&issuer, policy, token, now)
+            .await
+            .map_err(refuse)?;
+        if let Some(auds) = rule.audiences() {
+            if !audience_matches(&verified, auds) {
+                return Err(refuse(Error::new(
+                    Reason::WrongAudience,
+                    "aud names none of this route's audiences",
+                )));
+            }
+        }
+        match requirement.evaluate(TokenState::Verified {
+            issuer: &issuer.name,
+        }) {
+            Ok(()) => {}
+            Err(Unmet::MissingToken) => return Err(refuse(missing())),
+            Err(Unmet::WrongIssuer) => {
+                return Err(refuse(Error::new(
+                    Reason::WrongIssuer,
+                    format!(
+                        "this route does not take tokens of issuer {:?}",
+                        issuer.name
+                    ),
+                )))
+            }
+        }
+        let binding = m.binding(req.headers);
+        if let Some(scopes) = rule.scopes() {
+            if let Err(missing) = scopes.check(verified.as_ref()) {
+                let needed = missing.join(" ");
+                return Err(Denial {
+                    error: Error::new(
+                        Reason::MissingScope,
+                        format!("this route needs scope {needed:?}"),
+                    ),
+                    issuer: Some(issuer.name.clone()),
+                    scope: Some(needed),
+                });
+            }
+        }
+        if let Some(p) = rule.failing_claim(verified.as_ref(), &binding) {
+            return Err(refuse(Error::new(
+                Reason::ClaimMismatch,
+                format!("claim {:?} does not satisfy this route", p.path),
+            )));
+        }
+        self.allowed(issuer.clone(), verified, Some((rule, &binding)), out)
+    }
+
+    /// The request's one token, if any (several: `multiple_tokens`).
+    fn token<'r>(&self, req: &Request<'r>) -> Result<Option<&'r str>, Denial> {
+        crate::extract::extract_ref(req.headers, req.query(), &self.sources).map_err(Denial::new)
+    }
+
+    /// Allowed without an identity: every identity header present and empty.
+    fn anonymous(&self, out: Outputs) -> Allowed {
+        if out == Outputs::None {
+            return Allowed {
+                identity: None,
+                headers: HeaderMap::new(),
+            };
+        }
+        let mut h = HeaderMap::with_capacity(self.identity.mapped.len() + 3);
+        for name in self.identity.names() {
+            h.insert(name, HeaderValue::from_static(""));
+        }
+        Allowed {
+            identity: None,
+            headers: h,
+        }
+    }
+
+    fn allowed(
+        &self,
+        issuer: Arc<Issuer>,
+        v: Arc<Verified>,
+        rule: Option<(&Rule, &crate::rules::Binding<'_>)>,
+        out: Outputs,
+    ) -> Result<Allowed, Denial> {
+        if out == Outputs::None {
+            return Ok(Allowed {
+                identity: Some((issuer, v)),
+                headers: HeaderMap::new(),
+            });
+        }
+        let extra = match rule {
+            Some((rule, binding)) => rule.render_headers(v.as_ref(), binding),
+            None => Vec::new(),
+        };
+        match identity_headers(&self.identity, &issuer, &v, &extra) {
+            Ok(headers) => Ok(Allowed {
+                identity: Some((issuer, v)),
+                headers,
+            }),
+            Err(error) => Err(Denial {
+                error,
+                issuer: Some(issuer.name.clone()),
+                scope: None,
+            }),
+        }
+    }
+}
+
+fn missing() -> Error {
+    Error::new(Reason::MissingToken, "no bearer token in the request")
+}
+
+fn bad_path(e: &PathError) -> Error {
+    Error::new(Reason::BadPath, format!("the request path is refused: {e}"))
+}
+
+/// True when the token's `aud` (a string or an array of strings) names one of `auds`.
+fn audience_matches(v: &Verified, auds: &[String]) -> bool {
+    match v.claim("aud") {
+        Some(Value::String(s)) => auds.contains(&s),
+        Some(Value::Array(a)) => a
+            .iter()
+            .any(|x| x.as_str().is_some_and(|s| auds.iter().any(|w| w == s))),
+        _ => false,
+    }
+}
+
+/// The identity headers of an allowed request: `X-Auth-Subject`, `X-Auth-Issuer`,
+/// `X-Auth-Payload` (when some issuer forwards it), then every mapped header of the union,
+/// from the issuer's `[issuer.headers]` or the rule's `set_headers`, empty where neither gives
+/// a value. A subject, issuer or mapped claim that cannot be sent as a header value under the
+/// documented encoding refuses the request (`unrepresentable_claim`).
+pub fn identity_headers(
+    union: &IdentityHeaders,
+    issuer: &Issuer,
+    v: &Verified,
+    extra: &[(HeaderName, Option<HeaderValue>)],
+) -> Result<HeaderMap, Error> {
+    let mut h = HeaderMap::with_capacity(union.mapped.len() + 4);
+    let id_header = |found: Option<&str>, claim: &str, name: &HeaderName| {
+        match found {
+            Some(s) if plain_text(s) => HeaderValue::from_str(s).map_err(|_| "not a header value"),
+            Some(_) => Err(NOT_PLAIN),
+            None => header_value(v.claim(claim).as_ref()),
+        }
+        .map_err(|why| unrepresentable(claim, name.as_str(), why))
+    };
+    h.insert(SUBJECT, id_header(v.sub(), "sub", &SUBJECT)?);
+    h.insert(ISSUER, id_header(v.iss(), "iss", &ISSUER)?);
+    if union.payload {
+        let value = if issuer.forward_payload {
+            HeaderValue::from_str(&jwtd_core::b64::encode(v.claims_json()))
+                .expect("base64url is visible ASCII")
+        } else {
+            HeaderValue::from_static("")
+        };
+        h.insert(PAYLOAD, value);
+    }
+    for name in &union.mapped {
+        let value = if let Some((_, path)) = issuer.headers.iter().find(|(n, _)| n == name) {
+            header_value(v.claim(path).as_ref())
+                .map_err(|why| unrepresentable(path, name.as_str(), why))?
+        } else if let Some((_, value)) = extra.iter().find(|(n, _)| n == name) {
+            value
+                .clone()
+                .unwrap_or_else(|| HeaderValue::from_static(""))
+        } else {
+            HeaderValue::from_static("")
+        };
+        h.insert(name.clone(), value);
+    }
+    Ok(h)
+}
+
+/// A string that can be an identity header value as it is: visible ASCII and inner spaces only
+/// (no control characters, no bytes past ASCII), no leading or trailing space (HTTP drops it,
+/// so the upstream would read another value).
+fn plain_text(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.iter().all(|c| (0x20..=0x7e).contains(c))
+        && b.first() != Some(&b' ')
+        && b.last() != Some(&b' ')
+}
+
+/// Why a string is refused.
+const NOT_PLAIN: &str =
+    "a string must be visible ASCII and spaces, without leading or trailing spaces";
+
+/// The largest magnitude of an RFC 8941 Integer.
+const SF_INTEGER_MAX: i64 = 999_999_999_999_999;
+
+/// Appends `item` as an RFC 8941 Item (sf-string, sf-boolean or sf-integer); false when it
+/// has none of those forms.
+fn push_sf_item(out: &mut String, item: &Value) -> bool {
+    match item {
+        Value::String(s) if s.bytes().all(|c| (0x20..=0x7e).contains(&c)) => {
+            out.push('"');
+            for c in s.chars() {
+                if c == '"' || c == '\\' {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out.push('"');
+        }
+        Value::Bool(b) => out.push_str(if *b { "?1" } else { "?0" }),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) if (-SF_INTEGER_MAX..=SF_INTEGER_MAX).contains(&i) => {
+                out.push_str(&i.to_string())
+            }
+            _ => return false,
+        },
+        _ => return false,
+    }
+    true
+}
+
+/// A claim as an identity header value (see docs/security.md, "Identity headers"):
+/// - absent, `null`, `""` or `[]`: the empty value (the header is sent, empty: "absent");
+/// - a string: as it is, when [`plain_text`] (else refused);
+/// - a number or a boolean: its JSON text;
+/// - an array: an RFC 8941 List of its items, `, `-separated: strings as sf-strings (quoted,
+///   `"` and `\` escaped, visible ASCII and space only), booleans as `?1`/`?0`, integers up to
+///   15 digits as sf-integers; any other item refuses the array;
+/// - an object: refused.
+///
+/// A refusal (`Err`, why) makes `/auth` answer 401 `unrepresentable_claim`: an identity is
+/// never forwarded empty or altered.
+fn header_value(v: Option<&Value>) -> Result<HeaderValue, &'static str> {
+    let text = match v {
+        None | Some(Value::Null) => return Ok(HeaderValue::from_static("")),
+        Some(Value::String(s)) if plain_text(s) => s.clone(),
+        Some(Value::String(_)) => return Err(NOT_PLAIN),
+        Some(Value::Bool(b)) => b.to_string(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::Array(items)) => {
+            let mut out = String::new();
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                if !push_sf_item(&mut out, item) {
+                    return Err(
+                        "an array may hold only strings of visible ASCII and spaces, \
+                                booleans and integers of up to 15 digits",
+                    );
+                }
+            }
+            out
+        }
+        Some(Value::Object(_)) => {
+            return Err("an object has no header encoding (forward_payload sends all claims)")
+        }
+    };
+    HeaderValue::from_str(&text).map_err(|_| "not a header value")
+}
+
+/// Refuses a verified token whose claim at `path` cannot be the header `name`.
+fn unrepresentable(path: &str, name: &str, why: &str) -> Error {
+    Error::new(
+        Reason::UnrepresentableClaim,
+        format!("claim {path:?} cannot be sent as {name}: {why}"),
+    )
+}
