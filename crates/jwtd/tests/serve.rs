@@ -7,6 +7,7 @@
 
 mod clients;
 mod common;
+mod package;
 
 use common::{free_port, http_get, http_post, wait_for, Guard};
 use jwtd_core::{Algorithm, Jwks, SigningKey};
