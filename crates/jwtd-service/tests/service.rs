@@ -3,6 +3,7 @@
 //! metrics, reload.
 
 use jwtd_core::{Algorithm, Jwks, SigningKey};
+use jwtd_service::config::Place;
 use jwtd_service::{AppState, Config, Runtime};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -934,8 +935,9 @@ async fn empty_or_short_secrets_are_refused_at_start_and_by_check_inputs() {
         let problems = jwtd_service::check_inputs(&config);
         assert!(
             problems.len() == 1
-                && problems[0].contains("admin api key")
-                && problems[0].contains(why),
+                && problems[0].0 == Place::Key("admin", "api_key_file")
+                && problems[0].1.contains("admin api key")
+                && problems[0].1.contains(why),
             "{content:?}: {problems:?}"
         );
         let e = Runtime::build(config, None).await.unwrap_err();
@@ -957,8 +959,9 @@ async fn empty_or_short_secrets_are_refused_at_start_and_by_check_inputs() {
         let problems = jwtd_service::check_inputs(&config);
         assert!(
             problems.len() == 1
-                && problems[0].contains("introspection")
-                && problems[0].contains(why),
+                && problems[0].0 == Place::Key("introspection", "client_secret_env")
+                && problems[0].1.contains("introspection")
+                && problems[0].1.contains(why),
             "{intro}: {problems:?}"
         );
         assert!(Runtime::build(config, None)
