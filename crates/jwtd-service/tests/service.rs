@@ -740,6 +740,39 @@ async fn reload_swaps_valid_config_and_keeps_old_on_error() {
     let b: Value = r.json().await.unwrap();
     assert!(b["error"].as_str().unwrap().contains("jwtd.toml:4"), "{b}");
     assert_eq!(get(&s, "/v1/verify", Some(&billing)).await.status(), 200);
+    // Issue 15 #4: a reload reports every error, each with its line, exactly as `jwtd config
+    // check` does (Config::load): an unknown key, a missing jwks_file, an unset secret.
+    let path = s.dir.join("jwtd.toml");
+    std::fs::write(
+        &path,
+        "listen = \"127.0.0.1:0\"\n[admin]\napi_key_env = \"JWTD_TEST_ADMIN\"\n\
+         [[issuer]]\nname = \"a\"\njwks_file = \"no-such-jwks.json\"\nalgorithms = [\"ES256\"]\n\
+         [[issuer]]\nname = \"b\"\nissuer = \"https://b.example\"\nsecret_env = \"JWTD_TEST_UNSET_HS\"\n\
+         algorithms = [\"HS256\"]\naudience = \"x\"\n",
+    )
+    .unwrap();
+    let r = reload().await.unwrap();
+    assert_eq!(r.status(), 422);
+    let b: Value = r.json().await.unwrap();
+    let shown = b["error"].as_str().unwrap();
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.len(), 3, "{shown}");
+    let file = path.display().to_string();
+    assert!(
+        lines[0].starts_with(&format!(
+            "{file}:6: issuer \"a\": cannot read no-such-jwks.json"
+        )),
+        "{shown}"
+    );
+    assert!(lines[1].starts_with(&format!("{file}:11: issuer \"b\": HMAC secret: environment variable JWTD_TEST_UNSET_HS is not set")), "{shown}");
+    assert!(
+        lines[2].starts_with(&format!(
+            "{file}:13: issuer \"b\": unknown field `audience`"
+        )),
+        "{shown}"
+    );
+    assert_eq!(shown, Config::load(&path).unwrap_err().to_string());
+    assert_eq!(get(&s, "/v1/verify", Some(&billing)).await.status(), 200);
 }
 
 /// Finding 15: `[cors]` lets browsers on the allowed origins call `GET /v1/tokens/{token}` and
