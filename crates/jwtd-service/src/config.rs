@@ -7,8 +7,11 @@ pub use jwtd_gate::config::{
 };
 use jwtd_gate::config::{interpolate, line_of};
 use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::Spanned;
 
 /// The whole configuration.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -201,7 +204,7 @@ impl Default for ServerSettings {
 
 impl ServerSettings {
     /// Range checks: `(setting, message)` for every value out of its range.
-    fn problems(&self) -> Vec<String> {
+    fn problems(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         let ms = Duration::from_millis;
         let s = Duration::from_secs;
@@ -212,10 +215,13 @@ impl ServerSettings {
             ("shutdown_timeout", self.shutdown_timeout, s(600)),
         ] {
             if t.0 < ms(10) || t.0 > max {
-                out.push(format!(
-                    "{name} {} is outside 10ms..={}",
-                    humantime::format_duration(t.0),
-                    humantime::format_duration(max)
+                out.push((
+                    name,
+                    format!(
+                        "{name} {} is outside 10ms..={}",
+                        humantime::format_duration(t.0),
+                        humantime::format_duration(max)
+                    ),
                 ));
             }
         }
@@ -230,7 +236,7 @@ impl ServerSettings {
             ("max_header_bytes", self.max_header_bytes, 8192, 1024 * 1024),
         ] {
             if !(min..=max).contains(&v) {
-                out.push(format!("{name} {v} is outside {min}..={max}"));
+                out.push((name, format!("{name} {v} is outside {min}..={max}")));
             }
         }
         out
@@ -484,60 +490,316 @@ impl<'de> Deserialize<'de> for Timeout {
     }
 }
 
+/// A key of the configuration that a problem found by [`crate::check_inputs`] concerns, so that
+/// the problem is reported on its line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// `key` of the top-level table `section` (the section's line when the key is not there).
+    Key(&'static str, &'static str),
+    /// `key` of the `[[issuer]]` table whose `name` value starts at this byte offset
+    /// ([`toml::Spanned::span`] of [`IssuerConfig::name`]; the `name` line when the key is not
+    /// there).
+    Issuer(usize, &'static str),
+}
+
+/// The parsed document: where its keys are, for the line of every error.
+struct Doc<'a> {
+    text: &'a str,
+    root: DeTable<'a>,
+    /// The `[[issuer]]` tables as written.
+    issuers: Vec<Spanned<DeValue<'a>>>,
+    /// The keys left out of the configuration for an error in them (paths from the top): a
+    /// check never counts them as absent.
+    left_out: Vec<Vec<String>>,
+    /// The same for each `[[issuer]]` table, by the offset of its name.
+    issuer_left_out: BTreeMap<usize, Vec<Vec<String>>>,
+}
+
+impl Doc<'_> {
+    fn line(&self, offset: usize) -> usize {
+        line_of(self.text, offset)
+    }
+
+    /// The line of `key` in the top-level table `section`, else of `section` itself; 0 when
+    /// the file has no such section.
+    fn section_line(&self, section: &str, key: Option<&str>) -> usize {
+        let Some((k, v)) = self.root.get_key_value(section) else {
+            return 0;
+        };
+        if let (Some(key), DeValue::Table(t)) = (key, v.get_ref()) {
+            if let Some((k, _)) = t.get_key_value(key) {
+                return self.line(k.span().start);
+            }
+        }
+        self.line(k.span().start)
+    }
+
+    /// The line of `key` in the `[[issuer]]` table whose name starts at `name_at`, else of its
+    /// name.
+    fn issuer_line(&self, name_at: usize, key: &str) -> usize {
+        for t in &self.issuers {
+            let DeValue::Table(t) = t.get_ref() else {
+                continue;
+            };
+            if t.get("name").is_some_and(|n| n.span().start == name_at) {
+                if let Some((k, _)) = t.get_key_value(key) {
+                    return self.line(k.span().start);
+                }
+            }
+        }
+        self.line(name_at)
+    }
+
+    /// True when the key at `path` was left out for an error in it.
+    fn left_out(&self, path: &[&str]) -> bool {
+        self.left_out.iter().any(|p| p == path)
+    }
+
+    /// True when `key` of the issuer whose name starts at `name_at` was left out for an error.
+    fn issuer_left_out(&self, name_at: usize, key: &str) -> bool {
+        self.issuer_left_out
+            .get(&name_at)
+            .is_some_and(|l| l.iter().any(|p| p == &[key]))
+    }
+
+    fn place_line(&self, place: Place) -> usize {
+        match place {
+            Place::Key(section, key) => self.section_line(section, Some(key)),
+            Place::Issuer(name_at, key) => self.issuer_line(name_at, key),
+        }
+    }
+}
+
+/// The path of the deepest key of `table` whose key or value holds byte `pos`.
+fn locate(table: &DeTable<'_>, pos: usize) -> Option<Vec<String>> {
+    for (k, v) in table.iter() {
+        if let DeValue::Table(t) = v.get_ref() {
+            if let Some(mut path) = locate(t, pos) {
+                path.insert(0, k.get_ref().to_string());
+                return Some(path);
+            }
+        }
+        if k.span().contains(&pos) || v.span().contains(&pos) {
+            return Some(vec![k.get_ref().to_string()]);
+        }
+    }
+    None
+}
+
+/// Removes the key at `path` from the table `value`; false when there is none.
+fn remove_path(value: &mut Spanned<DeValue<'_>>, path: &[String]) -> bool {
+    let DeValue::Table(t) = value.get_mut() else {
+        return false;
+    };
+    match path {
+        [] => false,
+        [k] => t.remove(k.as_str()).is_some(),
+        [k, rest @ ..] => t.get_mut(k.as_str()).is_some_and(|v| remove_path(v, rest)),
+    }
+}
+
+/// Deserializes the table `value`, collecting every error rather than the first: after an
+/// error, the key it points at is left out and the rest is deserialized again (a required key
+/// left out that way is not reported missing as well). Returns the value once the rest
+/// deserializes (`None` when an error points at no key), and the paths of the keys left out.
+fn deserialize_each<T: serde::de::DeserializeOwned>(
+    mut value: Spanned<DeValue<'_>>,
+    text: &str,
+    prefix: &str,
+    errors: &mut Vec<(usize, String)>,
+) -> (Option<T>, Vec<Vec<String>>) {
+    let mut removed: Vec<Vec<String>> = Vec::new();
+    loop {
+        let e = match T::deserialize(ValueDeserializer::from(value.clone())) {
+            Ok(t) => return (Some(t), removed),
+            Err(e) => e,
+        };
+        let path = match (e.span(), value.get_ref()) {
+            (Some(s), DeValue::Table(t)) => locate(t, s.start),
+            _ => None,
+        };
+        let message = e.message();
+        let left_out = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split('`').next())
+            .is_some_and(|field| {
+                let mut p = path.clone().unwrap_or_default();
+                p.push(field.to_owned());
+                removed.contains(&p)
+            });
+        if !left_out {
+            let line = e.span().map_or(0, |s| line_of(text, s.start));
+            errors.push((line, format!("{prefix}{message}")));
+        }
+        match path {
+            Some(p) if remove_path(&mut value, &p) => removed.push(p),
+            _ => return (None, removed),
+        }
+    }
+}
+
+/// What [`Config::checked`] checks beyond the text itself.
+#[derive(Clone, Copy)]
+struct Checks {
+    /// Read the secrets and key files the file names ([`crate::check_inputs`]).
+    inputs: bool,
+    /// Refuse a file with nothing to verify.
+    something_to_verify: bool,
+}
+
 impl Config {
-    /// Reads and checks a configuration file. A file with nothing to verify (no `[[issuer]]`
-    /// and no `[signing]`) is refused: a service that refuses every token is a mistake.
+    /// Reads a configuration file and checks everything `jwtd serve` checks before it starts:
+    /// the text (syntax, `${VAR}`s, types, unknown keys, every rule) and the secrets and key
+    /// files it names ([`crate::check_inputs`]). A file with nothing to verify (no `[[issuer]]`
+    /// and no `[signing]`) is refused: a service that refuses every token is a mistake. Every
+    /// error is reported, each with its line. `jwtd serve`, `jwtd config check`, a reload and
+    /// `jwtd verify --config` all read their file with this.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::read(
+            path,
+            Checks {
+                inputs: true,
+                something_to_verify: true,
+            },
+        )
+    }
+
+    /// [`Config::load`] without reading the secrets and key files the file names: what the
+    /// `jwtd keys` and `jwtd token` commands use (they need only `[signing]`).
+    pub fn load_settings(path: &Path) -> Result<Config, ConfigError> {
+        Config::read(
+            path,
+            Checks {
+                inputs: false,
+                something_to_verify: true,
+            },
+        )
+    }
+
+    fn read(path: &Path, checks: Checks) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: file.clone(),
             errors: vec![(0, format!("cannot read: {e}"))],
         })?;
-        let config = Config::parse(&text, &file)?;
-        if config.issuers.is_empty() && config.signing.is_none() {
-            return Err(ConfigError {
-                file,
-                errors: vec![(
-                    0,
-                    "nothing to verify: add an [[issuer]] table (tokens of an identity provider) \
-                     or a [signing] table (jwtd as its own issuer), see docs/configuration.md; \
-                     `jwtd serve` without --config runs the embedded issuer"
-                        .into(),
-                )],
-            });
-        }
-        Ok(config)
+        Config::checked(&text, &file, checks)
     }
 
-    /// Parses and checks configuration text; `file` names it in messages.
+    /// Parses and checks configuration text (without reading the files it names); `file`
+    /// names it in messages. Every error is reported, each with its line: a syntax error ends
+    /// the parse, but in a well-formed file each `[[issuer]]` table and each section is read on
+    /// its own, and within one an error leaves its key out and the rest is read on.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        Config::checked(
+            text,
+            file,
+            Checks {
+                inputs: false,
+                something_to_verify: false,
+            },
+        )
+    }
+
+    fn checked(text: &str, file: &str, checks: Checks) -> Result<Config, ConfigError> {
         let mut errors = Vec::new();
         let expanded = interpolate(text, &mut errors);
-        let fail = |errors| ConfigError {
-            file: file.to_owned(),
-            errors,
-        };
-        if !errors.is_empty() {
-            return Err(fail(errors));
-        }
-        let config: Config = match toml::from_str(&expanded) {
-            Ok(c) => c,
-            Err(e) => {
-                let line = e.span().map(|s| line_of(&expanded, s.start)).unwrap_or(0);
-                return Err(fail(vec![(line, e.message().to_owned())]));
-            }
-        };
-        config.check(&expanded, &mut errors);
-        if errors.is_empty() {
-            Ok(config)
-        } else {
-            Err(fail(errors))
+        // A variable that is not set leaves its string empty: what else is said about its
+        // line follows from that and is left out.
+        let interpolation = errors.len();
+        let unset: BTreeSet<usize> = errors.iter().map(|(line, _)| *line).collect();
+        let config = Config::collect(&expanded, checks, &mut errors);
+        let mut errors: Vec<(usize, String)> = errors
+            .into_iter()
+            .enumerate()
+            .filter(|(i, (line, _))| *i < interpolation || !unset.contains(line))
+            .map(|(_, e)| e)
+            .collect();
+        errors.sort_by_key(|(line, _)| (*line == 0, *line));
+        match config {
+            Some(config) if errors.is_empty() => Ok(config),
+            _ => Err(ConfigError {
+                file: file.to_owned(),
+                errors,
+            }),
         }
     }
 
-    fn check(&self, text: &str, errors: &mut Vec<(usize, String)>) {
+    /// Every error of the (interpolated) text into `errors`; the configuration, with what
+    /// holds errors left out, when the text is well-formed TOML.
+    fn collect(text: &str, checks: Checks, errors: &mut Vec<(usize, String)>) -> Option<Config> {
+        let root = match DeTable::parse(text) {
+            Ok(root) => root,
+            Err(e) => {
+                let line = e.span().map_or(0, |s| line_of(text, s.start));
+                errors.push((line, e.message().to_owned()));
+                return None;
+            }
+        };
+        let root_span = root.span();
+        let mut root = root.into_inner();
+        // Each [[issuer]] table on its own: an error in one hides nothing in the others.
+        let issuer_tables: Vec<Spanned<DeValue<'_>>> = match root.get("issuer") {
+            Some(v) if matches!(v.get_ref(), DeValue::Array(_)) => {
+                match root.remove("issuer").map(Spanned::into_inner) {
+                    Some(DeValue::Array(a)) => a.into_iter().collect(),
+                    _ => Vec::new(),
+                }
+            }
+            _ => Vec::new(),
+        };
+        let mut issuers = Vec::new();
+        let mut issuer_left_out = BTreeMap::new();
+        for t in &issuer_tables {
+            let prefix = match t.get_ref().as_table().and_then(|t| t.get("name")) {
+                Some(n) => match n.get_ref().as_str() {
+                    Some(n) => format!("issuer {n:?}: "),
+                    None => "issuer: ".to_owned(),
+                },
+                None => "issuer: ".to_owned(),
+            };
+            // What has errors is left out, and the rest is checked too.
+            let (ic, removed) = deserialize_each::<IssuerConfig>(t.clone(), text, &prefix, errors);
+            if let Some(ic) = ic {
+                issuer_left_out.insert(ic.name.span().start, removed);
+                issuers.push(ic);
+            }
+        }
+        let root_value = Spanned::new(root_span, DeValue::Table(root.clone()));
+        let (config, left_out) = deserialize_each::<Config>(root_value, text, "", errors);
+        let mut config = config?;
+        config.issuers = issuers;
+        let doc = Doc {
+            text,
+            root,
+            issuers: issuer_tables,
+            left_out,
+            issuer_left_out,
+        };
+        config.check(&doc, errors);
+        if checks.inputs {
+            for (place, message) in crate::check_inputs(&config) {
+                errors.push((doc.place_line(place), message));
+            }
+        }
+        if checks.something_to_verify
+            && doc.issuers.is_empty()
+            && !doc.root.contains_key("issuer")
+            && !doc.root.contains_key("signing")
+        {
+            errors.push((
+                0,
+                "nothing to verify: add an [[issuer]] table (tokens of an identity provider) \
+                 or a [signing] table (jwtd as its own issuer), see docs/configuration.md; \
+                 `jwtd serve` without --config runs the embedded issuer"
+                    .into(),
+            ));
+        }
+        Some(config)
+    }
+
+    fn check(&self, doc: &Doc<'_>, errors: &mut Vec<(usize, String)>) {
         if !listen_address_ok(&self.listen) {
-            let line = text.find("listen").map(|o| line_of(text, o)).unwrap_or(0);
+            let line = doc.section_line("listen", None);
             errors.push((
                 line,
                 format!(
@@ -546,11 +808,100 @@ impl Config {
                 ),
             ));
         }
-        jwtd_gate::config::check_issuers(&self.issuers, text, errors);
+        let mut names = std::collections::BTreeSet::new();
+        let mut issuers = std::collections::BTreeSet::new();
+        let mut anonymous = 0;
+        for i in &self.issuers {
+            let line = doc.line(i.name.span().start);
+            let name = i.name.get_ref();
+            let name_at = i.name.span().start;
+            // On the line of the key it concerns (the name's for the issuer as a whole).
+            let mut err = |key: &str, m: String| {
+                let line = if key == "name" {
+                    line
+                } else {
+                    doc.issuer_line(name_at, key)
+                };
+                errors.push((line, format!("issuer {name:?}: {m}")))
+            };
+            if !names.insert(name.clone()) {
+                err("name", "duplicate issuer name".into());
+            }
+            let left_out = |key| doc.issuer_left_out(name_at, key);
+            match &i.issuer {
+                Some(iss) if !issuers.insert(iss.clone()) => {
+                    err("issuer", format!("iss {iss:?} is configured twice"))
+                }
+                None if left_out("issuer") => {}
+                None => {
+                    anonymous += 1;
+                    if anonymous == 2 {
+                        err("name", "at most one issuer may omit \"issuer\"".into());
+                    }
+                }
+                _ => {}
+            }
+            let sources_left_out = [
+                "secret_env",
+                "secret_file",
+                "pem_file",
+                "jwks_file",
+                "jwks_url",
+                "discovery",
+            ]
+            .into_iter()
+            .any(left_out);
+            match i.key_sources().as_slice() {
+                [_] => {}
+                [] if sources_left_out => {}
+                [] => err("name", "no key source: set one of secret_env, secret_file, pem_file, jwks_file, jwks_url, discovery".into()),
+                many => err("name", format!("several key sources ({}); set exactly one", many.join(", "))),
+            }
+            if i.algorithms.is_empty() {
+                err(
+                    "algorithms",
+                    "algorithms must name at least one algorithm".into(),
+                );
+            }
+            // Revocation entries are kept an hour past their tokens' lifetime: a leeway near
+            // that would let a revoked token outlive its entry.
+            if i.leeway.is_some_and(|l| l.0 > MAX_LEEWAY) {
+                err(
+                    "leeway",
+                    format!("leeway is at most {MAX_LEEWAY} s (clock skew, not lifetime)"),
+                );
+            }
+            if i.any_audience && !i.audiences.is_empty() {
+                err(
+                    "audiences",
+                    "any_audience and audiences exclude each other".into(),
+                );
+            }
+            let mut seen = std::collections::BTreeMap::new();
+            for h in i.headers.keys() {
+                if axum::http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                    err("headers", format!("{h:?} is not a valid header name"));
+                } else if RESERVED_HEADERS.contains(&h.to_ascii_lowercase().as_str()) {
+                    err(
+                        "headers",
+                        format!(
+                            "{h:?} cannot be an identity header (reserved: {})",
+                            RESERVED_HEADERS.join(", ")
+                        ),
+                    );
+                } else if let Some(other) = seen.insert(h.to_ascii_lowercase(), h) {
+                    err(
+                        "headers",
+                        format!("{other:?} and {h:?} name the same header"),
+                    );
+                }
+            }
+        }
         if let Err(e) = TrustedProxies::parse(&self.trusted_proxies) {
-            let line = text
+            let line = doc
+                .text
                 .find("trusted_proxies")
-                .map(|o| line_of(text, o))
+                .map(|o| line_of(doc.text, o))
                 .unwrap_or(0);
             errors.push((line, e));
         }
@@ -560,20 +911,25 @@ impl Config {
         } else {
             &[]
         };
-        jwtd_gate::config::check_rules(&self.rules, &self.rule, &self.issuers, own, text, errors);
+        jwtd_gate::config::check_rules(
+            &self.rules,
+            &self.rule,
+            &self.issuers,
+            own,
+            doc.text,
+            errors,
+        );
         if let Some(intro) = &self.introspection {
             if intro.client_id.trim().is_empty() {
-                let line = text
-                    .find("[introspection]")
-                    .map(|o| line_of(text, o))
-                    .unwrap_or(0);
+                let line = doc.section_line("introspection", None);
                 errors.push((line, "introspection client_id must not be empty".into()));
             }
-            if intro.client_secret_env.is_none() == intro.client_secret_file.is_none() {
-                let line = text
-                    .find("[introspection]")
-                    .map(|o| line_of(text, o))
-                    .unwrap_or(0);
+            let secret_left_out = doc.left_out(&["introspection", "client_secret_env"])
+                || doc.left_out(&["introspection", "client_secret_file"]);
+            if intro.client_secret_env.is_none() == intro.client_secret_file.is_none()
+                && !secret_left_out
+            {
+                let line = doc.section_line("introspection", None);
                 errors.push((
                     line,
                     "introspection needs exactly one of client_secret_env, client_secret_file"
@@ -582,10 +938,7 @@ impl Config {
             }
         }
         if let Some(s) = &self.signing {
-            let line = text
-                .find("[signing]")
-                .map(|o| line_of(text, o))
-                .unwrap_or(0);
+            let line = doc.section_line("signing", None);
             use jwtd_core::Algorithm::*;
             if !matches!(s.algorithm, RS256 | PS256 | ES256 | EdDSA | HS256) {
                 errors.push((
@@ -605,7 +958,7 @@ impl Config {
             if !matches!(s.rsa_bits, 2048 | 3072) {
                 errors.push((line, "rsa_bits must be 2048 or 3072".into()));
             }
-            if self.admin.is_none() {
+            if self.admin.is_none() && !doc.left_out(&["admin"]) {
                 errors.push((
                     line,
                     "signing needs an [admin] api key to authorise POST /v1/tokens".into(),
@@ -632,25 +985,21 @@ impl Config {
                 ));
             }
         }
-        if self.revocation.is_some() && self.admin.is_none() {
-            let line = text
-                .find("[revocation]")
-                .map(|o| line_of(text, o))
-                .unwrap_or(0);
+        if self.revocation.is_some() && self.admin.is_none() && !doc.left_out(&["admin"]) {
+            let line = doc.section_line("revocation", None);
             errors.push((
                 line,
                 "revocation needs an [admin] api key to authorise POST /v1/revocations".into(),
             ));
         }
-        let problems = self.server.problems();
-        if !problems.is_empty() {
-            let line = text.find("[server]").map(|o| line_of(text, o)).unwrap_or(0);
-            for p in problems {
-                errors.push((line, format!("server: {p}")));
-            }
+        for (key, p) in self.server.problems() {
+            errors.push((
+                doc.section_line("server", Some(key)),
+                format!("server: {p}"),
+            ));
         }
         if let Some(cors) = &self.cors {
-            let line = text.find("[cors]").map(|o| line_of(text, o)).unwrap_or(0);
+            let line = doc.section_line("cors", Some("allowed_origins"));
             if cors.allowed_origins.is_empty() {
                 errors.push((
                     line,
@@ -664,14 +1013,16 @@ impl Config {
             }
             if cors.max_age.0 > MAX_CORS_MAX_AGE {
                 errors.push((
-                    line,
+                    doc.section_line("cors", Some("max_age")),
                     format!("cors: max_age is at most {MAX_CORS_MAX_AGE} s (24 h)"),
                 ));
             }
         }
         if let Some(admin) = &self.admin {
-            if admin.api_key_env.is_none() == admin.api_key_file.is_none() {
-                let line = text.find("[admin]").map(|o| line_of(text, o)).unwrap_or(0);
+            let key_left_out =
+                doc.left_out(&["admin", "api_key_env"]) || doc.left_out(&["admin", "api_key_file"]);
+            if admin.api_key_env.is_none() == admin.api_key_file.is_none() && !key_left_out {
+                let line = doc.section_line("admin", None);
                 errors.push((
                     line,
                     "admin needs exactly one of api_key_env, api_key_file".into(),
@@ -713,11 +1064,11 @@ mod tests {
         let text = "[cors]\nallowed_origins = [\"https://a.example/\"]\nmax_age = \"2d\"\n";
         let shown = Config::parse(text, "jwtd.toml").unwrap_err().to_string();
         assert!(
-            shown.contains("jwtd.toml:1: cors: origin \"https://a.example/\""),
+            shown.contains("jwtd.toml:2: cors: origin \"https://a.example/\""),
             "{shown}"
         );
         assert!(
-            shown.contains("jwtd.toml:1: cors: max_age is at most"),
+            shown.contains("jwtd.toml:3: cors: max_age is at most"),
             "{shown}"
         );
         let empty = Config::parse("[cors]\nallowed_origins = []\n", "f").unwrap_err();
@@ -761,7 +1112,7 @@ algorithms = []
             "{shown}"
         );
         assert!(
-            shown.contains("jwtd.toml:10: issuer \"a\": algorithms must name"),
+            shown.contains("jwtd.toml:14: issuer \"a\": algorithms must name"),
             "{shown}"
         );
     }
@@ -791,16 +1142,113 @@ algorithms = []
     #[test]
     fn syntax_and_type_errors_point_at_lines() {
         let e = Config::parse("listen = \"x\"\n[[issuer]]\nname = \"a\"\nalgorithms = [\"none\"]\nsecret_env = \"S\"\n", "f").unwrap_err();
-        assert_eq!(e.errors[0].0, 4, "{e}");
+        assert_eq!(e.errors.len(), 2, "{e}");
+        assert_eq!(e.errors[0].0, 1, "{e}");
+        assert!(e.errors[0].1.contains("not an address:port"), "{e}");
+        assert_eq!(e.errors[1].0, 4, "{e}");
+        assert!(e.to_string().contains("f:4: issuer \"a\": "), "{e}");
         assert!(e.to_string().contains("never accepted"), "{e}");
         let e = Config::parse("listen = \n", "f").unwrap_err();
         assert_eq!(e.errors[0].0, 1, "{e}");
         let e =
             Config::parse("[[issuer]]\nname = \"a\"\nalgorithm = [\"RS256\"]\n", "f").unwrap_err();
-        assert_eq!(
-            e.errors[0].0, 3,
+        assert!(
+            e.errors
+                .iter()
+                .any(|(l, m)| *l == 3 && m.contains("unknown field `algorithm`")),
             "unknown field is reported on its line: {e}"
         );
+        assert!(
+            e.errors
+                .iter()
+                .any(|(l, m)| *l == 1 && m.contains("missing field `algorithms`")),
+            "a missing field on its table's line: {e}"
+        );
+    }
+
+    /// Issue 15 #4: every error of a well-formed file is reported, each on its line, not only
+    /// the first: errors in several issuers, several in one issuer or section, type errors and
+    /// rule errors together; a key left out for an error is not reported again as missing, and
+    /// the checks that depend on it are not run as if it were absent.
+    #[test]
+    fn every_error_of_a_file_is_reported() {
+        let text = r#"listen = "nowhere"
+[admin]
+api_key_env = 5
+[server]
+max_connections = 0
+idle_timeout = "soon"
+header_timeout = 5
+[signing]
+rsa_bits = 1024
+
+[[issuer]]
+name = "one"
+issuer = "https://one.example"
+jwks_url = "https://one.example/jwks"
+algoritms = ["RS256"]
+
+[[issuer]]
+name = "two"
+issuer = "https://two.example"
+jwks_file = 7
+algorithms = ["RS256"]
+leeway = "2h"
+
+[[issuer]]
+name = "three"
+issuer = "https://three.example"
+secret_env = "S"
+algorithms = ["HS256", "none"]
+
+[[issuer]]
+name = "four"
+issuer = "https://four.example"
+discovery = "https://four.example"
+algorithms = ["RS256"]
+any_audience = true
+audiences = ["x"]
+[issuer.headers]
+X-Ok = 3
+"#;
+        let e = Config::parse(text, "jwtd.toml").unwrap_err();
+        let lines: Vec<usize> = e.errors.iter().map(|(l, _)| *l).collect();
+        let shown = e.to_string();
+        for (line, what) in [
+            (1, "listen \"nowhere\" is not an address:port"),
+            (3, "invalid type: integer `5`, expected a string"),
+            (5, "server: max_connections 0 is outside"),
+            (6, "\"soon\" is not a duration"),
+            (7, "unknown field `header_timeout`"),
+            (8, "rsa_bits must be 2048 or 3072"),
+            (11, "issuer \"one\": missing field `algorithms`"),
+            (15, "issuer \"one\": unknown field `algoritms`"),
+            (20, "issuer \"two\": invalid type: integer `7`"),
+            (22, "issuer \"two\": leeway is at most 600 s"),
+            (28, "issuer \"three\": algorithm \"none\" is never accepted"),
+            (
+                36,
+                "issuer \"four\": any_audience and audiences exclude each other",
+            ),
+            (
+                38,
+                "issuer \"four\": invalid type: integer `3`, expected a string",
+            ),
+        ] {
+            assert!(
+                e.errors.iter().any(|(l, m)| *l == line && m.contains(what)),
+                "line {line}: {what:?} in\n{shown}"
+            );
+        }
+        assert_eq!(e.errors.len(), 13, "nothing else:\n{shown}");
+        let mut sorted = lines.clone();
+        sorted.sort();
+        assert_eq!(lines, sorted, "in the file's order");
+        // Left out for its error, the admin key is not said to be missing, nor [admin]; the
+        // jwks_file of "two" is not said to be no key source.
+        assert!(!shown.contains("needs exactly one of"), "{shown}");
+        assert!(!shown.contains("needs an [admin]"), "{shown}");
+        assert!(!shown.contains("no key source"), "{shown}");
     }
 
     #[test]
@@ -925,7 +1373,7 @@ algorithms = []
         ] {
             let e = Config::parse(&format!("\n[server]\n{bad}\n"), "f").unwrap_err();
             assert_eq!(e.errors.len(), 1, "{bad}: {e}");
-            assert_eq!(e.errors[0].0, 2, "{bad}: {e}");
+            assert_eq!(e.errors[0].0, 3, "on the setting's line: {bad}: {e}");
             assert!(e.errors[0].1.starts_with("server: "), "{bad}: {e}");
         }
         let e = Config::parse("[server]\nheader_timeout = 5\n", "f").unwrap_err();

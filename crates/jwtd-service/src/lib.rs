@@ -306,10 +306,21 @@ pub struct AppState {
 pub const MIN_API_SECRET_LEN: usize = 16;
 
 /// Reads every secret and key file a configuration names (admin key, introspection secret,
-/// HMAC secrets, PEM and JWKS files) and checks it as `jwtd serve` would at start, without
-/// touching the network or any store; one message per problem. `jwtd config check` runs this.
-pub fn check_inputs(config: &Config) -> Vec<String> {
+/// HMAC secrets, PEM, JWKS and CA files) and checks it as `jwtd serve` would at start, without
+/// touching the network or any store: one message per problem, with the key it concerns.
+/// [`Config::load`] runs this (so `jwtd serve`, `jwtd config check` and a reload do), and
+/// reports each problem on its key's line. An issuer without exactly one key source, or without
+/// algorithms, is skipped: [`Config::parse`] refuses it already.
+pub fn check_inputs(config: &Config) -> Vec<(config::Place, String)> {
+    use config::Place;
     let mut errors = Vec::new();
+    let key = |env: &Option<String>, env_key, file_key| {
+        if env.is_some() {
+            env_key
+        } else {
+            file_key
+        }
+    };
     if let Some(a) = &config.admin {
         if let Err(e) = secret(
             &a.api_key_env,
@@ -317,7 +328,8 @@ pub fn check_inputs(config: &Config) -> Vec<String> {
             "admin api key",
             MIN_API_SECRET_LEN,
         ) {
-            errors.push(e);
+            let at = key(&a.api_key_env, "api_key_env", "api_key_file");
+            errors.push((Place::Key("admin", at), e));
         }
     }
     if let Some(i) = &config.introspection {
@@ -327,12 +339,35 @@ pub fn check_inputs(config: &Config) -> Vec<String> {
             "introspection client secret",
             MIN_API_SECRET_LEN,
         ) {
-            errors.push(e);
+            let at = key(
+                &i.client_secret_env,
+                "client_secret_env",
+                "client_secret_file",
+            );
+            errors.push((Place::Key("introspection", at), e));
         }
     }
     for ic in &config.issuers {
-        if let Err(e) = issuers::check_static_keys(ic) {
-            errors.push(format!("issuer {:?}: {e}", ic.name.get_ref()));
+        let [source] = ic.key_sources()[..] else {
+            continue;
+        };
+        if ic.algorithms.is_empty() {
+            continue;
+        }
+        let at = |k| Place::Issuer(ic.name.span().start, k);
+        let name = ic.name.get_ref();
+        // The CA bundle on its own line, then the key source on its own.
+        let mut keys_only = ic.clone();
+        if let Some(f) = keys_only.ca_file.take() {
+            if let Err(e) = std::fs::read(&f) {
+                errors.push((
+                    at("ca_file"),
+                    format!("issuer {name:?}: cannot read {f}: {e}"),
+                ));
+            }
+        }
+        if let Err(e) = issuers::check_static_keys(&keys_only) {
+            errors.push((at(source), format!("issuer {name:?}: {e}")));
         }
     }
     errors

@@ -5,6 +5,7 @@
 mod common;
 
 use jwtd_core::{Algorithm, Jwks, SigningKey};
+use jwtd_service::config::Place;
 use jwtd_service::{AppState, Config, Runtime};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -747,6 +748,39 @@ async fn reload_swaps_valid_config_and_keeps_old_on_error() {
     let b: Value = r.json().await.unwrap();
     assert!(b["error"].as_str().unwrap().contains("jwtd.toml:4"), "{b}");
     assert_eq!(get(&s, "/v1/verify", Some(&billing)).await.status(), 200);
+    // Issue 15 #4: a reload reports every error, each with its line, exactly as `jwtd config
+    // check` does (Config::load): an unknown key, a missing jwks_file, an unset secret.
+    let path = s.dir.join("jwtd.toml");
+    std::fs::write(
+        &path,
+        "listen = \"127.0.0.1:0\"\n[admin]\napi_key_env = \"JWTD_TEST_ADMIN\"\n\
+         [[issuer]]\nname = \"a\"\njwks_file = \"no-such-jwks.json\"\nalgorithms = [\"ES256\"]\n\
+         [[issuer]]\nname = \"b\"\nissuer = \"https://b.example\"\nsecret_env = \"JWTD_TEST_UNSET_HS\"\n\
+         algorithms = [\"HS256\"]\naudience = \"x\"\n",
+    )
+    .unwrap();
+    let r = reload().await.unwrap();
+    assert_eq!(r.status(), 422);
+    let b: Value = r.json().await.unwrap();
+    let shown = b["error"].as_str().unwrap();
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.len(), 3, "{shown}");
+    let file = path.display().to_string();
+    assert!(
+        lines[0].starts_with(&format!(
+            "{file}:6: issuer \"a\": cannot read no-such-jwks.json"
+        )),
+        "{shown}"
+    );
+    assert!(lines[1].starts_with(&format!("{file}:11: issuer \"b\": HMAC secret: environment variable JWTD_TEST_UNSET_HS is not set")), "{shown}");
+    assert!(
+        lines[2].starts_with(&format!(
+            "{file}:13: issuer \"b\": unknown field `audience`"
+        )),
+        "{shown}"
+    );
+    assert_eq!(shown, Config::load(&path).unwrap_err().to_string());
+    assert_eq!(get(&s, "/v1/verify", Some(&billing)).await.status(), 200);
 }
 
 /// Finding 15: `[cors]` lets browsers on the allowed origins call `GET /v1/tokens/{token}` and
@@ -942,8 +976,9 @@ async fn empty_or_short_secrets_are_refused_at_start_and_by_check_inputs() {
         let problems = jwtd_service::check_inputs(&config);
         assert!(
             problems.len() == 1
-                && problems[0].contains("admin api key")
-                && problems[0].contains(why),
+                && problems[0].0 == Place::Key("admin", "api_key_file")
+                && problems[0].1.contains("admin api key")
+                && problems[0].1.contains(why),
             "{content:?}: {problems:?}"
         );
         let e = Runtime::build(config, None).await.unwrap_err();
@@ -965,8 +1000,9 @@ async fn empty_or_short_secrets_are_refused_at_start_and_by_check_inputs() {
         let problems = jwtd_service::check_inputs(&config);
         assert!(
             problems.len() == 1
-                && problems[0].contains("introspection")
-                && problems[0].contains(why),
+                && problems[0].0 == Place::Key("introspection", "client_secret_env")
+                && problems[0].1.contains("introspection")
+                && problems[0].1.contains(why),
             "{intro}: {problems:?}"
         );
         assert!(Runtime::build(config, None)

@@ -4,6 +4,21 @@ use clap::{Args, Parser, Subcommand};
 use jwtd_core::Algorithm;
 use std::path::PathBuf;
 
+/// The default help layout with `lines` after it as examples, one command a line. clap wraps
+/// `after_help` text to the terminal's width, but never a template's own text: an example is
+/// never cut in the middle and can be pasted as it is.
+fn examples(lines: &[&str]) -> String {
+    let mut t = String::from(
+        "{before-help}{about-with-newline}\n{usage-heading} {usage}\n\n{all-args}{after-help}\n\nExamples:\n",
+    );
+    for l in lines {
+        t.push_str("  ");
+        t.push_str(l);
+        t.push('\n');
+    }
+    t
+}
+
 /// jwtd: verify and issue JSON Web Tokens, strictly and fast.
 #[derive(Parser, Debug)]
 #[command(
@@ -11,11 +26,13 @@ use std::path::PathBuf;
     version,
     about,
     after_help = "Exit codes: 0 ok, 1 token rejected or remote keys unreachable (JSON error on stderr), \
-2 usage, configuration or key error.\n\n\
-Examples:\n  jwtd keygen --alg ES256 --out signing.pem --public-out jwks.json\n  \
-TOKEN=$(jwtd sign --key signing.pem --iss https://id.example --aud api --sub alice --ttl 10m)\n  \
-jwtd verify \"$TOKEN\" --jwks jwks.json --alg ES256 --iss https://id.example --aud api\n  \
-jwtd decode \"$TOKEN\""
+2 usage, configuration or key error.",
+        help_template = examples(&[
+            "jwtd keygen --alg ES256 --out signing.pem --public-out jwks.json",
+            "TOKEN=$(jwtd sign --key signing.pem --iss https://id.example --aud api --sub alice --ttl 10m)",
+            "jwtd verify \"$TOKEN\" --jwks jwks.json --alg ES256 --iss https://id.example --aud api",
+            "jwtd decode \"$TOKEN\"",
+        ])
 )]
 pub struct Cli {
     /// The command.
@@ -30,8 +47,11 @@ pub enum Command {
     #[command(
         after_help = "Prints {\"header\", \"claims\", \"dates_utc\", \"expired\"} as JSON on stdout; \
 on stderr, that nothing was verified and when the token expires (\"expires in 9 minutes\", \
-\"expired 3 minutes ago\").\n\n\
-Examples:\n  jwtd decode eyJhbGciOi...\n  echo \"$TOKEN\" | jwtd decode -"
+\"expired 3 minutes ago\").",
+        help_template = examples(&[
+            "jwtd decode eyJhbGciOi...",
+            "echo \"$TOKEN\" | jwtd decode -",
+        ])
     )]
     Decode(DecodeArgs),
     /// Verify a token's signature and claims; print the claims as JSON.
@@ -41,29 +61,36 @@ and with reason key_fetch_failed when --jwks-url/--discovery could not be reache
 (timeouts, network errors, error statuses are retried until then); an unknown_key message names \
 the kids of a local --jwks/--key (at most 10); exit 2 at once for usage or key errors, \
 including a key source that answers with something unusable (discovery issuer mismatch, no usable key, \
-a refused URL or redirect, a malformed or oversized document).\n\n\
-Examples:\n  jwtd verify \"$TOKEN\" --jwks jwks.json --alg RS256 --iss https://id.example/ --aud https://api.example\n  \
-jwtd verify \"$TOKEN\" --secret-env APP_SECRET --alg HS256 --claim client_id=12345 --any-aud\n  \
-jwtd verify \"$TOKEN\" --secret-file secret.jwk --alg HS256 --claim-json admin=true --any-aud\n  \
-jwtd verify \"$TOKEN\" --key public.pem --alg ES256 --aud example.com --max-auth-age 300\n  \
-jwtd verify \"$TOKEN\" --discovery https://tenant.example/ --alg RS256 --iss https://tenant.example/ --aud https://api.example\n  \
-jwtd verify \"$TOKEN\" --jwks wallet.json --alg RS256 --aud partner-42 --claim-contains scope=payments\n  \
-jwtd verify \"$TOKEN\" --config jwtd.toml\n  \
-jwtd verify \"$TOKEN\" --jwks jwks.json --alg ES256 --aud api --explain")]
+a refused URL or redirect, a malformed or oversized document).",
+        help_template = examples(&[
+            "jwtd verify \"$TOKEN\" --jwks jwks.json --alg RS256 --iss https://id.example/ --aud https://api.example",
+            "jwtd verify \"$TOKEN\" --secret-env APP_SECRET --alg HS256 --claim client_id=12345 --any-aud",
+            "jwtd verify \"$TOKEN\" --secret-file secret.jwk --alg HS256 --claim-json admin=true --any-aud",
+            "jwtd verify \"$TOKEN\" --key public.pem --alg ES256 --aud example.com --max-auth-age 300",
+            "jwtd verify \"$TOKEN\" --discovery https://tenant.example/ --alg RS256 --iss https://tenant.example/ --aud https://api.example",
+            "jwtd verify \"$TOKEN\" --jwks wallet.json --alg RS256 --aud partner-42 --claim-contains scope=payments",
+            "jwtd verify \"$TOKEN\" --config jwtd.toml",
+            "jwtd verify \"$TOKEN\" --jwks jwks.json --alg ES256 --aud api --explain",
+        ])
+    )]
     Verify(Box<VerifyArgs>),
     /// Sign a new token with a private key or secret; print it.
     #[command(
-        after_help = "Examples:\n  jwtd sign --key signing.pem --iss https://id.example --sub alice --aud api --ttl 10m\n  \
-jwtd sign --secret-env APP_SECRET --alg HS256 --claim client_id=12345 --claim-json admin=true\n  \
-jwtd sign --secret-file secret.jwk --sub alice\n  \
-jwtd sign --key rsa.pem --alg RS256 --claims-json claims.json --ttl 1h"
+        help_template = examples(&[
+            "jwtd sign --key signing.pem --iss https://id.example --sub alice --aud api --ttl 10m",
+            "jwtd sign --secret-env APP_SECRET --alg HS256 --claim client_id=12345 --claim-json admin=true",
+            "jwtd sign --secret-file secret.jwk --sub alice",
+            "jwtd sign --key rsa.pem --alg RS256 --claims-json claims.json --ttl 1h",
+        ])
     )]
     Sign(SignArgs),
     /// Generate a key pair (or an HMAC secret); the private file is created with mode 0600.
     #[command(
-        after_help = "Examples:\n  jwtd keygen --alg ES256 --out signing.pem --public-out jwks.json\n  \
-jwtd keygen --alg RS256 --bits 3072 --kid 2026-11 --out rsa.pem\n  \
-jwtd keygen --alg HS256 --out secret.jwk"
+        help_template = examples(&[
+            "jwtd keygen --alg ES256 --out signing.pem --public-out jwks.json",
+            "jwtd keygen --alg RS256 --bits 3072 --kid 2026-11 --out rsa.pem",
+            "jwtd keygen --alg HS256 --out secret.jwk",
+        ])
     )]
     Keygen(KeygenArgs),
     /// Run the verification service (HTTP): verify API, forward-auth, introspection, metrics.
@@ -79,10 +106,12 @@ its key source and readiness, then the address. SIGHUP reloads the configuration
 ${VAR} values, secret and key files; listen and [server] need a restart); SIGTERM or Ctrl-C \
 drains requests in progress for at most [server] shutdown_timeout (10 s) and exits. Connections and requests are bounded by [server] \
 (header, idle and request timeouts, max_connections, body limits); keep LimitNOFILE above \
-max_connections + 256.\n\n\
-Examples:\n  jwtd serve --config jwtd.toml\n  \
-jwtd serve --listen 127.0.0.1:8080 --issuer https://tenant.example/ --audience https://api.example\n  \
-jwtd serve --issuer https://auth.example --audience example.com --alg ES256"
+max_connections + 256.",
+        help_template = examples(&[
+            "jwtd serve --config jwtd.toml",
+            "jwtd serve --listen 127.0.0.1:8080 --issuer https://tenant.example/ --audience https://api.example",
+            "jwtd serve --issuer https://auth.example --audience example.com --alg ES256",
+        ])
     )]
     Serve(ServeArgs),
     /// Configuration tools.
@@ -98,8 +127,10 @@ jwtd serve --issuer https://auth.example --audience example.com --alg ES256"
     Token(TokenCommand),
     /// Turn public (or private) key PEM files into a JWKS of public keys on stdout.
     #[command(
-        after_help = "Examples:\n  jwtd jwks signing.pem old-signing.pem > jwks.json\n  \
-jwtd jwks --alg PS256 rsa-public.pem"
+        help_template = examples(&[
+            "jwtd jwks signing.pem old-signing.pem > jwks.json",
+            "jwtd jwks --alg PS256 rsa-public.pem",
+        ])
     )]
     Jwks(JwksArgs),
 }
@@ -132,8 +163,19 @@ pub struct ServeArgs {
 /// `jwtd config ...`.
 #[derive(Subcommand, Debug)]
 pub enum ConfigCommand {
-    /// Check a configuration file; print every error with its line.
-    #[command(after_help = "Examples:\n  jwtd config check jwtd.toml")]
+    /// Check a configuration file as `jwtd serve` does before it starts; print every error with
+    /// its line.
+    #[command(
+        after_help = "The text (syntax, ${VAR} values, types, unknown keys, every rule) and the \
+secrets and key files it names (admin key, introspection secret, HMAC secrets, PEM, JWKS and CA \
+files; remote key sources are not fetched). A syntax error ends the check; otherwise every error \
+is printed, one a line as FILE:LINE: message, in the file's order, and the exit code is 2. \
+`jwtd serve`, a reload (SIGHUP, POST /admin/reload) and `jwtd verify --config` refuse a file with \
+the same messages.",
+        help_template = examples(&[
+            "jwtd config check jwtd.toml",
+        ])
+    )]
     Check {
         /// The file.
         file: PathBuf,
@@ -172,9 +214,12 @@ pub enum KeysCommand {
 active: signs; retiring: published until its tokens expired; retired), created, when it signs \
 (activate_at) and when it is unpublished (retire_after); `-` when not scheduled. --json prints \
 an array of objects with the same members, each date as RFC 3339 and as Unix seconds \
-(`created_at_unix`, ...).\n\n\
-Examples:\n  jwtd keys list\n  jwtd keys list --data-dir /var/lib/jwtd\n  \
-jwtd keys list --config jwtd.toml --json"
+(`created_at_unix`, ...).",
+        help_template = examples(&[
+            "jwtd keys list",
+            "jwtd keys list --data-dir /var/lib/jwtd",
+            "jwtd keys list --config jwtd.toml --json",
+        ])
     )]
     List {
         #[command(flatten)]
@@ -191,9 +236,12 @@ else the signing key's (ES256 for an empty ring); --alg only confirms it. To cha
 change `[signing] algorithm` and rotate with --config (jwtd warns: verifiers pinned to the old \
 algorithm refuse the new key's tokens). The publish lead is `[signing] publish_lead` (default 1h); \
 a shorter --publish-lead than the JWKS Cache-Control max-age (half the configured lead, at most a \
-day) is refused, so verifiers' caches learn the key before it signs.\n\n\
-Examples:\n  jwtd keys rotate --config /etc/jwtd/jwtd.toml\n  jwtd keys rotate\n  \
-jwtd keys rotate --config jwtd.toml --alg RS256 --publish-lead 2d"
+day) is refused, so verifiers' caches learn the key before it signs.",
+        help_template = examples(&[
+            "jwtd keys rotate --config /etc/jwtd/jwtd.toml",
+            "jwtd keys rotate",
+            "jwtd keys rotate --config jwtd.toml --alg RS256 --publish-lead 2d",
+        ])
     )]
     Rotate {
         #[command(flatten)]
@@ -212,8 +260,11 @@ jwtd keys rotate --config jwtd.toml --alg RS256 --publish-lead 2d"
 a successor: without one (run `jwtd keys rotate` first) it is refused; while the successor's \
 publish lead runs it is refused too, unless --promote makes the successor sign now (verifiers \
 that cached the JWKS before it was published may refuse its tokens until they refetch). Max ttl \
-and grace are `[signing] max_ttl` and `grace` with --config.\n\n\
-Examples:\n  jwtd keys retire --config jwtd.toml KID\n  jwtd keys retire --config jwtd.toml --promote KID"
+and grace are `[signing] max_ttl` and `grace` with --config.",
+        help_template = examples(&[
+            "jwtd keys retire --config jwtd.toml KID",
+            "jwtd keys retire --config jwtd.toml --promote KID",
+        ])
     )]
     Retire {
         #[command(flatten)]
@@ -238,8 +289,10 @@ Examples:\n  jwtd keys retire --config jwtd.toml KID\n  jwtd keys retire --confi
     #[command(
         after_help = "The ring is never left without a signing key, and there is no \
 option to: a successor that was not published long enough (or a new key, never published) may \
-be refused by verifiers until they refetch the JWKS, which they do on an unknown kid.\n\n\
-Examples:\n  jwtd keys remove --config jwtd.toml KID"
+be refused by verifiers until they refetch the JWKS, which they do on an unknown kid.",
+        help_template = examples(&[
+            "jwtd keys remove --config jwtd.toml KID",
+        ])
     )]
     Remove {
         #[command(flatten)]
@@ -249,7 +302,11 @@ Examples:\n  jwtd keys remove --config jwtd.toml KID"
         kid: String,
     },
     /// Print the published public keys as a JWKS.
-    #[command(after_help = "Examples:\n  jwtd keys export-public > jwks.json")]
+    #[command(
+        help_template = examples(&[
+            "jwtd keys export-public > jwks.json",
+        ])
+    )]
     ExportPublic(StoreArgs),
 }
 
@@ -259,9 +316,11 @@ pub enum TokenCommand {
     /// Mint a token with the ring's signing key.
     #[command(
         after_help = "With --config, `iss` defaults to the configured issuer, the ttl to \
-`[signing] default_ttl` and the cap is `[signing] max_ttl`, as for POST /v1/tokens.\n\n\
-Examples:\n  jwtd token mint --config jwtd.toml --sub alice --aud partner-42 --ttl 10m\n  \
-jwtd token mint --iss https://auth.example.com --sub alice --claim client_id=12345 --claim-json admin=true"
+`[signing] default_ttl` and the cap is `[signing] max_ttl`, as for POST /v1/tokens.",
+        help_template = examples(&[
+            "jwtd token mint --config jwtd.toml --sub alice --aud partner-42 --ttl 10m",
+            "jwtd token mint --iss https://auth.example.com --sub alice --claim client_id=12345 --claim-json admin=true",
+        ])
     )]
     Mint {
         #[command(flatten)]

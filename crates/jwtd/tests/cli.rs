@@ -356,15 +356,98 @@ fn jwks_from_pems_and_rsa_needs_alg() {
     }
 }
 
+/// Issue 15 #16: every command's `--help` ends with examples, one whole command a line, as
+/// they can be pasted: at 80 columns and at the default width, no example is wrapped mid-command
+/// (each example line is exactly one of the commands listed here, and all of them are there).
 #[test]
-fn every_command_has_help_with_examples() {
-    for cmd in ["decode", "verify", "sign", "keygen", "jwks"] {
-        let o = jwtd().args([cmd, "--help"]).output().unwrap();
-        assert!(o.status.success());
-        assert!(
-            stdout(&o).contains("Examples:"),
-            "{cmd} --help has examples"
-        );
+fn every_command_has_help_with_examples_that_can_be_pasted() {
+    let commands: &[(&[&str], &[&str])] = &[
+        (&[], &[
+            "jwtd keygen --alg ES256 --out signing.pem --public-out jwks.json",
+            "TOKEN=$(jwtd sign --key signing.pem --iss https://id.example --aud api --sub alice --ttl 10m)",
+            "jwtd verify \"$TOKEN\" --jwks jwks.json --alg ES256 --iss https://id.example --aud api",
+            "jwtd decode \"$TOKEN\"",
+        ]),
+        (&["decode"], &["jwtd decode eyJhbGciOi...", "echo \"$TOKEN\" | jwtd decode -"]),
+        (&["verify"], &[
+            "jwtd verify \"$TOKEN\" --jwks jwks.json --alg RS256 --iss https://id.example/ --aud https://api.example",
+            "jwtd verify \"$TOKEN\" --secret-env APP_SECRET --alg HS256 --claim client_id=12345 --any-aud",
+            "jwtd verify \"$TOKEN\" --secret-file secret.jwk --alg HS256 --claim-json admin=true --any-aud",
+            "jwtd verify \"$TOKEN\" --key public.pem --alg ES256 --aud example.com --max-auth-age 300",
+            "jwtd verify \"$TOKEN\" --discovery https://tenant.example/ --alg RS256 --iss https://tenant.example/ --aud https://api.example",
+            "jwtd verify \"$TOKEN\" --jwks wallet.json --alg RS256 --aud partner-42 --claim-contains scope=payments",
+            "jwtd verify \"$TOKEN\" --config jwtd.toml",
+            "jwtd verify \"$TOKEN\" --jwks jwks.json --alg ES256 --aud api --explain",
+        ]),
+        (&["sign"], &[
+            "jwtd sign --key signing.pem --iss https://id.example --sub alice --aud api --ttl 10m",
+            "jwtd sign --secret-env APP_SECRET --alg HS256 --claim client_id=12345 --claim-json admin=true",
+            "jwtd sign --secret-file secret.jwk --sub alice",
+            "jwtd sign --key rsa.pem --alg RS256 --claims-json claims.json --ttl 1h",
+        ]),
+        (&["keygen"], &[
+            "jwtd keygen --alg ES256 --out signing.pem --public-out jwks.json",
+            "jwtd keygen --alg RS256 --bits 3072 --kid 2026-11 --out rsa.pem",
+            "jwtd keygen --alg HS256 --out secret.jwk",
+        ]),
+        (&["serve"], &[
+            "jwtd serve --config jwtd.toml",
+            "jwtd serve --listen 127.0.0.1:8080 --issuer https://tenant.example/ --audience https://api.example",
+            "jwtd serve --issuer https://auth.example --audience example.com --alg ES256",
+        ]),
+        (&["config", "check"], &["jwtd config check jwtd.toml"]),
+        (&["keys", "list"], &[
+            "jwtd keys list",
+            "jwtd keys list --data-dir /var/lib/jwtd",
+            "jwtd keys list --config jwtd.toml --json",
+        ]),
+        (&["keys", "rotate"], &[
+            "jwtd keys rotate --config /etc/jwtd/jwtd.toml",
+            "jwtd keys rotate",
+            "jwtd keys rotate --config jwtd.toml --alg RS256 --publish-lead 2d",
+        ]),
+        (&["keys", "retire"], &[
+            "jwtd keys retire --config jwtd.toml KID",
+            "jwtd keys retire --config jwtd.toml --promote KID",
+        ]),
+        (&["keys", "remove"], &["jwtd keys remove --config jwtd.toml KID"]),
+        (&["keys", "export-public"], &["jwtd keys export-public > jwks.json"]),
+        (&["token", "mint"], &[
+            "jwtd token mint --config jwtd.toml --sub alice --aud partner-42 --ttl 10m",
+            "jwtd token mint --iss https://auth.example.com --sub alice --claim client_id=12345 --claim-json admin=true",
+        ]),
+        (&["jwks"], &[
+            "jwtd jwks signing.pem old-signing.pem > jwks.json",
+            "jwtd jwks --alg PS256 rsa-public.pem",
+        ]),
+    ];
+    for (cmd, expected) in commands {
+        for columns in [Some("80"), None] {
+            let mut c = jwtd();
+            c.args(*cmd).arg("--help");
+            match columns {
+                Some(w) => c.env("COLUMNS", w),
+                None => c.env_remove("COLUMNS"),
+            };
+            let o = c.output().unwrap();
+            assert!(o.status.success(), "{cmd:?}");
+            let help = stdout(&o);
+            let (_, examples) = help
+                .split_once("\nExamples:\n")
+                .unwrap_or_else(|| panic!("{cmd:?} --help has examples:\n{help}"));
+            let shown: Vec<&str> = examples.lines().collect();
+            for line in &shown {
+                let command = line.strip_prefix("  ").unwrap_or_else(|| {
+                    panic!("{cmd:?} (COLUMNS {columns:?}): {line:?} is not an indented example")
+                });
+                assert!(
+                    expected.contains(&command),
+                    "{cmd:?} (COLUMNS {columns:?}): {line:?} is not a whole example command:\n{help}"
+                );
+            }
+            let shown: Vec<&str> = shown.iter().map(|l| l.trim_start()).collect();
+            assert_eq!(shown, *expected, "{cmd:?} (COLUMNS {columns:?})");
+        }
     }
 }
 
@@ -883,4 +966,177 @@ fn verify_explain_prints_every_check_in_words() {
         assert!(err.contains(want), "{want:?} in {err}");
     }
     serde_json::from_str::<serde_json::Value>(&stdout(&o)).expect("claims JSON on stdout");
+}
+
+/// Runs `cmd` to its end, killing it (and failing) if it still runs after 30 s: a `serve` that
+/// should have refused its configuration must not hang the test.
+fn output_within_30s(cmd: &mut Command) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+        Ok(o) => o.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            panic!("{cmd:?} still runs after 30 s");
+        }
+    }
+}
+
+/// stderr of a refused command as the lines it printed, without the leading `jwtd: `.
+fn error_lines(o: &Output) -> Vec<String> {
+    let text = String::from_utf8(o.stderr.clone()).unwrap();
+    let text = text.strip_prefix("jwtd: ").unwrap_or(&text);
+    text.lines().map(str::to_owned).collect()
+}
+
+/// Issue 15 #4, as a user runs it: `jwtd config check` reports every error of a file at once,
+/// each with its line (an unknown key in one issuer, a bad algorithm in another, a missing
+/// `jwks_file` and `ca_file`, unset secrets), and exits 2; `jwtd serve` refuses the same file
+/// with the same lines, before it binds or creates anything.
+#[test]
+fn config_check_and_serve_report_every_error_with_its_line() {
+    let dir = tmp("check-all");
+    let text = "\
+listen = \"127.0.0.1:1\"
+[admin]
+api_key_env = \"JWTD_CHECK_TEST_UNSET_ADMIN\"
+
+[[issuer]]
+name = \"idp\"
+issuer = \"https://idp.example\"
+discovery = \"https://idp.example\"
+algorithms = [\"RS256\"]
+audiences = [\"api\"]
+audience = \"api\"
+ca_file = \"missing-ca.pem\"
+
+[[issuer]]
+name = \"partner\"
+issuer = \"https://partner.example\"
+jwks_url = \"https://partner.example/jwks.json\"
+algorithms = [\"RS265\"]
+
+[[issuer]]
+name = \"files\"
+issuer = \"https://files.example\"
+jwks_file = \"missing-jwks.json\"
+algorithms = [\"ES256\"]
+
+[[issuer]]
+name = \"internal\"
+issuer = \"https://internal.example\"
+secret_env = \"JWTD_CHECK_TEST_UNSET_SECRET\"
+algorithms = [\"HS256\"]
+";
+    std::fs::write(dir.join("jwtd.toml"), text).unwrap();
+    let expected = [
+        "jwtd.toml:3: admin api key: environment variable JWTD_CHECK_TEST_UNSET_ADMIN is not set",
+        "jwtd.toml:11: issuer \"idp\": unknown field `audience`, expected one of",
+        "jwtd.toml:12: issuer \"idp\": cannot read missing-ca.pem: ",
+        "jwtd.toml:18: issuer \"partner\": unknown algorithm \"RS265\"",
+        "jwtd.toml:23: issuer \"files\": cannot read missing-jwks.json: ",
+        "jwtd.toml:29: issuer \"internal\": HMAC secret: environment variable JWTD_CHECK_TEST_UNSET_SECRET is not set",
+    ];
+    let check = |args: &[&str]| {
+        let o = output_within_30s(
+            jwtd()
+                .args(args)
+                .current_dir(&dir)
+                .stdin(Stdio::null())
+                .env_remove("JWTD_CHECK_TEST_UNSET_ADMIN")
+                .env_remove("JWTD_CHECK_TEST_UNSET_SECRET"),
+        );
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {o:?}");
+        assert!(o.stdout.is_empty(), "{args:?}: {o:?}");
+        let lines = error_lines(&o);
+        assert_eq!(
+            lines.len(),
+            expected.len(),
+            "{args:?}: one line per error: {lines:#?}"
+        );
+        for (line, want) in lines.iter().zip(expected) {
+            assert!(
+                line.starts_with(want),
+                "{args:?}: {line:?} is not {want:?}: {lines:#?}"
+            );
+        }
+        lines
+    };
+    let checked = check(&["config", "check", "jwtd.toml"]);
+    let served = check(&["serve", "--config", "jwtd.toml"]);
+    assert_eq!(checked, served, "serve says what config check says");
+    assert!(!dir.join("jwtd-data").exists(), "serve created nothing");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The full sample of docs/configuration.md: refused while the secrets it names are unset and
+/// its `ca_file` is missing (by `config check` as by `serve`, each on its key's line), accepted
+/// once they are there.
+#[test]
+fn the_documented_sample_passes_config_check_once_its_inputs_exist() {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md"),
+    )
+    .unwrap();
+    let sample = doc
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .expect("docs/configuration.md has a toml sample");
+    let dir = tmp("doc-sample");
+    std::fs::write(dir.join("jwtd.toml"), sample).unwrap();
+    let line_of = |key: &str| {
+        1 + sample
+            .lines()
+            .position(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("{key} in the sample"))
+    };
+    let vars = ["JWTD_INTROSPECTION_SECRET", "JWTD_ADMIN_KEY"];
+    let refused = |args: &[&str]| {
+        let mut cmd = jwtd();
+        cmd.args(args).current_dir(&dir).stdin(Stdio::null());
+        for v in vars {
+            cmd.env_remove(v);
+        }
+        let o = output_within_30s(&mut cmd);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {o:?}");
+        let lines = error_lines(&o);
+        for (key, what) in [
+            ("client_secret_env", "introspection client secret: environment variable JWTD_INTROSPECTION_SECRET is not set"),
+            ("api_key_env", "admin api key: environment variable JWTD_ADMIN_KEY is not set"),
+            ("ca_file", "issuer \"auth0\": cannot read ca.pem"),
+        ] {
+            let want = format!("jwtd.toml:{}: {what}", line_of(key));
+            assert!(
+                lines.iter().any(|l| l.starts_with(&want)),
+                "{args:?}: {want:?} in {lines:#?}"
+            );
+        }
+        assert_eq!(lines.len(), 3, "{args:?}: {lines:#?}");
+    };
+    refused(&["config", "check", "jwtd.toml"]);
+    refused(&["serve", "--config", "jwtd.toml"]);
+    std::fs::write(dir.join("ca.pem"), "a CA bundle\n").unwrap();
+    let o = jwtd()
+        .args(["config", "check", "jwtd.toml"])
+        .current_dir(&dir)
+        .env(
+            "JWTD_INTROSPECTION_SECRET",
+            "an-introspection-secret-0123456789",
+        )
+        .env("JWTD_ADMIN_KEY", "an-admin-key-0123456789abcdef")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(
+        stdout(&o).trim(),
+        "jwtd.toml: ok (1 issuer(s), listen 127.0.0.1:8080)"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -374,13 +374,28 @@ http {{
     stack.check_proxy(port);
 }
 
+/// An address of this host other than loopback (the one a packet to the outside would leave
+/// from; nothing is sent), if it has one.
+fn outward_ip() -> Option<std::net::IpAddr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("192.0.2.1:9").ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
 #[test]
 fn caddy_snippet_lets_no_spoofed_identity_header_through() {
     let caddy = binary("caddy", &["/usr/bin/caddy", "/usr/local/bin/caddy"]);
     let mut stack = Stack::start("caddy");
     let port = free_port();
-    let site = snippet("caddyfile")
-        .replace("example.com", &format!("http://:{port}"))
+    let documented = snippet("caddyfile");
+    // Loopback only, like the nginx test's server, jwtd and the upstream.
+    assert!(
+        documented.starts_with("http://:8000 {\n    bind 127.0.0.1\n"),
+        "{documented}"
+    );
+    let site = documented
+        .replace("http://:8000", &format!("http://:{port}"))
         .replace("127.0.0.1:9000", &format!("127.0.0.1:{}", stack.upstream))
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{}", stack.jwtd));
     for h in IDENTITY {
@@ -411,4 +426,12 @@ fn caddy_snippet_lets_no_spoofed_identity_header_through() {
         .unwrap();
     stack.spawn(child, port);
     stack.check_proxy(port);
+    // Not on the host's other addresses: Caddy binds only 127.0.0.1.
+    if let Some(ip) = outward_ip() {
+        let far = std::net::SocketAddr::new(ip, port);
+        assert!(
+            std::net::TcpStream::connect_timeout(&far, std::time::Duration::from_secs(2)).is_err(),
+            "the Caddy site answers on {far}"
+        );
+    }
 }
