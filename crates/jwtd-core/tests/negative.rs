@@ -1028,8 +1028,8 @@ fn rsa_jwk_without_alg_needs_one() {
 fn every_reason_maps_to_rfc6750() {
     for r in Reason::ALL {
         let want = match r {
-            ClaimMismatch => "insufficient_scope",
-            Reason::MultipleTokens => "invalid_request",
+            ClaimMismatch | Reason::MissingScope | Reason::NoMatchingRule => "insufficient_scope",
+            Reason::MultipleTokens | Reason::BadPath => "invalid_request",
             Reason::KeyFetchFailed | Reason::RevocationUnavailable => "temporarily_unavailable",
             _ => "invalid_token",
         };
