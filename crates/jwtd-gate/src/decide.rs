@@ -167,6 +167,31 @@ impl Engine {
         }
     }
 
+    /// An engine over `issuers` with the rules of `options` and `rules` compiled against them
+    /// (the issuers' names, [`Engine::reserved_headers`]); every rule error, one per line.
+    pub fn with_rules(
+        issuers: Issuers,
+        options: &crate::rules::RuleOptions,
+        rules: &[crate::rules::RuleConfig],
+        sources: TokenSources,
+    ) -> Result<Engine, String> {
+        let names: Vec<&str> = issuers.list.iter().map(|i| i.name.as_str()).collect();
+        let set = RuleSet::build(
+            options.clone(),
+            rules,
+            &names,
+            &Engine::reserved_headers(&issuers),
+        )
+        .map_err(|errors| {
+            errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })?;
+        Ok(Engine::new(issuers, set, sources))
+    }
+
     /// The header names a rule's `set_headers` may not use: jwtd's reserved headers and
     /// every issuer's identity headers (each header has one source).
     pub fn reserved_headers(issuers: &Issuers) -> Vec<HeaderName> {

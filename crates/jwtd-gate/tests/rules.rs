@@ -1598,15 +1598,9 @@ async fn conformance_table_against_the_engine() {
         .unwrap_or_else(|e| panic!("{e}"));
     let issuers =
         jwtd_gate::issuers::Issuers::build(&config.issuers, &config.cache, None, None).unwrap();
-    let names: Vec<&str> = issuers.list.iter().map(|i| i.name.as_str()).collect();
-    let rules = RuleSet::build(
-        config.rules.clone(),
-        &config.rule,
-        &names,
-        &jwtd_gate::Engine::reserved_headers(&issuers),
-    )
-    .unwrap();
-    let engine = jwtd_gate::Engine::new(issuers, rules, config.tokens.clone());
+    let engine =
+        jwtd_gate::Engine::with_rules(issuers, &config.rules, &config.rule, config.tokens.clone())
+            .unwrap();
     let mut failures = Vec::new();
     for case in &suite.cases {
         let mut headers = HeaderMap::new();

@@ -431,21 +431,12 @@ impl Runtime {
         issuers.revocations = revocations
             .clone()
             .map(|r| r as Arc<dyn jwtd_gate::issuers::RevocationCheck>);
-        let names: Vec<&str> = issuers.list.iter().map(|i| i.name.as_str()).collect();
-        let rules = jwtd_gate::rules::RuleSet::build(
-            config.rules.clone(),
+        let engine = jwtd_gate::Engine::with_rules(
+            issuers,
+            &config.rules,
             &config.rule,
-            &names,
-            &jwtd_gate::Engine::reserved_headers(&issuers),
-        )
-        .map_err(|errors| {
-            errors
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        })?;
-        let engine = jwtd_gate::Engine::new(issuers, rules, config.tokens.clone());
+            config.tokens.clone(),
+        )?;
         Ok(Runtime {
             trusted_proxies: config::TrustedProxies::parse(&config.trusted_proxies)?,
             config,

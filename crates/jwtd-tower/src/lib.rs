@@ -170,25 +170,9 @@ impl JwtdLayer {
     /// inside a tokio runtime.
     pub fn from_config(config: &GateConfig) -> Result<JwtdLayer, String> {
         let issuers = Issuers::build(&config.issuers, &config.cache, None, None)?;
-        let names: Vec<&str> = issuers.list.iter().map(|i| i.name.as_str()).collect();
-        let rules = RuleSet::build(
-            config.rules.clone(),
-            &config.rule,
-            &names,
-            &Engine::reserved_headers(&issuers),
-        )
-        .map_err(|errors| {
-            errors
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        })?;
-        Ok(JwtdLayer::from_engine(Engine::new(
-            issuers,
-            rules,
-            config.tokens.clone(),
-        )))
+        let engine =
+            Engine::with_rules(issuers, &config.rules, &config.rule, config.tokens.clone())?;
+        Ok(JwtdLayer::from_engine(engine))
     }
 
     /// A layer deciding with `engine`.
