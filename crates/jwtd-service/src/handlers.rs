@@ -558,6 +558,10 @@ async fn forward_auth(State(state): State<Arc<AppState>>, req: Request) -> Respo
     let target = original_request(&req, trusted);
     let decision = engine.decide(&target, jwtd_core::unix_now()).await;
     let token = decision_token(&target, engine);
+    rt.decisions.record(
+        decision.rule,
+        decision.outcome.as_ref().err().map(|d| d.error.reason()),
+    );
     match decision.outcome {
         Ok(allowed) => {
             let mut r = StatusCode::OK.into_response();

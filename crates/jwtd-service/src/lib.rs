@@ -291,6 +291,8 @@ pub struct Runtime {
     pub admin_key: Option<Zeroizing<Vec<u8>>>,
     /// Revocation, when configured (also reachable from `issuers`).
     pub revocations: Option<Arc<Revocations>>,
+    /// `/auth`'s decisions by rule and reason (counted when there are rules).
+    pub decisions: telemetry::DecisionCounters,
 }
 
 /// Shared service state.
@@ -438,6 +440,7 @@ impl Runtime {
             config.tokens.clone(),
         )?;
         Ok(Runtime {
+            decisions: telemetry::DecisionCounters::new(engine.rules.len()),
             trusted_proxies: config::TrustedProxies::parse(&config.trusted_proxies)?,
             config,
             engine,

@@ -73,3 +73,51 @@ pub fn fingerprint(token: &str) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
     d.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// `jwtd_decisions_total{rule, outcome, reason}`: `/auth`'s decisions by rule id (`default`
+/// when no rule matched) and reason code, counted when the configuration has rules (without
+/// them `jwtd_requests_total` says it all). One set per configuration: a reload starts a new
+/// one over the new rules, and the counters keep their values, being keyed by the labels.
+#[derive(Debug, Default)]
+pub struct DecisionCounters {
+    /// The allowed counter of each rule, by index, then the default's: created on first use,
+    /// then an increment without a lookup.
+    allowed: Vec<OnceLock<metrics::Counter>>,
+    /// Refusals, by (rule slot, reason).
+    denied: std::sync::RwLock<std::collections::HashMap<(usize, &'static str), metrics::Counter>>,
+}
+
+impl DecisionCounters {
+    /// Counters for a rule set of `rules` rules.
+    pub fn new(rules: usize) -> DecisionCounters {
+        DecisionCounters {
+            allowed: (0..=rules).map(|_| OnceLock::new()).collect(),
+            denied: Default::default(),
+        }
+    }
+
+    /// Counts one decision: by `rule` (`None`: the default), allowed or refused with `reason`.
+    /// Nothing without rules.
+    pub fn record(&self, rule: Option<&jwtd_gate::rules::Rule>, denied: Option<jwtd_core::Reason>) {
+        if self.allowed.len() <= 1 {
+            return;
+        }
+        let slot = rule.map_or(self.allowed.len() - 1, |r| r.index());
+        let id = || rule.map_or("default", |r| r.id()).to_owned();
+        let Some(reason) = denied else {
+            if let Some(c) = self.allowed.get(slot) {
+                c.get_or_init(|| metrics::counter!("jwtd_decisions_total", "rule" => id(), "outcome" => "allowed", "reason" => ""))
+                    .increment(1);
+            }
+            return;
+        };
+        let key = (slot, reason.as_str());
+        if let Some(c) = self.denied.read().expect("lock").get(&key) {
+            c.increment(1);
+            return;
+        }
+        let c = metrics::counter!("jwtd_decisions_total", "rule" => id(), "outcome" => "denied", "reason" => key.1);
+        c.increment(1);
+        self.denied.write().expect("lock").insert(key, c);
+    }
+}

@@ -1476,6 +1476,51 @@ async fn conformance_table_against_auth_over_http() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 
+    // Every decision is counted by rule and reason: the table's allowed and refused cases,
+    // each under its rule id (or `default`), as many times as the table has them.
+    let metrics = c
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut expected: std::collections::BTreeMap<String, usize> = Default::default();
+    for case in &suite.cases {
+        let rule = case.rule.clone().unwrap_or_else(|| "default".into());
+        let (outcome, reason) = match &case.reason {
+            None => ("allowed", String::new()),
+            Some(r) => ("denied", r.clone()),
+        };
+        *expected
+            .entry(format!(
+                "jwtd_decisions_total{{rule=\"{rule}\",outcome=\"{outcome}\",reason=\"{reason}\"}}"
+            ))
+            .or_default() += 1;
+    }
+    for (series, n) in &expected {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(series.as_str()))
+            .unwrap_or_else(|| panic!("no {series} in /metrics:\n{metrics}"));
+        assert_eq!(line, format!("{series} {n}"), "{metrics}");
+    }
+
+    // And every series /metrics shows is in the documented table.
+    let documented = include_str!("../../../docs/configuration.md");
+    for line in metrics.lines().filter(|l| l.starts_with("jwtd_")) {
+        let name = line.split(['{', ' ']).next().unwrap();
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(name);
+        assert!(
+            documented.contains(&format!("`{name}`")) || documented.contains(&format!("`{base}`")),
+            "{name} is not in docs/configuration.md's Metrics table"
+        );
+    }
+
     // Forwarded headers from an address that is not a trusted proxy are ignored: the /auth
     // request itself is matched (no rule: refused), never the path a client claims.
     let untrusted = format!("trusted_proxies = [\"10.9.9.9\"]\n{}", suite.config);
@@ -1490,4 +1535,62 @@ async fn conformance_table_against_auth_over_http() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 403);
     assert!(r.text().await.unwrap().contains("no_matching_rule"));
+}
+
+/// A reload builds the whole new rule set first and swaps it in at once; a rule set that does
+/// not load (two rules taking the same requests) is refused with both rules named, and the
+/// running rules keep deciding.
+#[tokio::test]
+async fn reload_swaps_the_rule_set_whole_or_not_at_all() {
+    let suite = jwtd_gate::conformance::Suite::new(&std::env::temp_dir());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let path = suite.dir.join("reload-rules.toml");
+    std::fs::write(&path, &suite.config).unwrap();
+    let config = jwtd_service::Config::load(&path).unwrap();
+    let runtime = jwtd_service::Runtime::build(config, None).await.unwrap();
+    let state = jwtd_service::AppState::new(runtime, Some(path.clone()));
+    tokio::spawn(jwtd_service::serve(state.clone(), l));
+    let c = reqwest::Client::new();
+    let auth = |uri: &'static str| {
+        c.get(format!("http://{addr}/auth"))
+            .header("x-original-method", "GET")
+            .header("x-original-uri", uri)
+            .send()
+    };
+    let status = |r: reqwest::Response| r.status().as_u16();
+    assert_eq!(status(auth("/healthz").await.unwrap()), 200);
+    assert_eq!(status(auth("/v1/orders/7").await.unwrap()), 401);
+
+    // /healthz now needs a corp token, and a new public rule appears: both at once.
+    let public = "id = \"health\"\npath = \"/healthz\"\nauth = \"public\"\n";
+    assert!(suite.config.contains(public));
+    let second = suite.config.replace(
+        public,
+        "id = \"health\"\npath = \"/healthz\"\nauth = \"corp\"\n\n[[rule]]\nid = \"status\"\npath = \"/status\"\nauth = \"public\"\n",
+    );
+    std::fs::write(&path, &second).unwrap();
+    state.reload().await.unwrap();
+    assert_eq!(status(auth("/healthz").await.unwrap()), 401);
+    assert_eq!(status(auth("/status").await.unwrap()), 200);
+    assert_eq!(state.runtime().engine.rules.len(), 6);
+
+    // A third version adds a rule that takes exactly the requests of "orders-read": refused,
+    // naming both, and the second version still decides.
+    let third = format!(
+        "{}\n[[rule]]\nid = \"orders-too\"\npath = \"/v1/orders/:n\"\nmethods = [\"GET\"]\nauth = \"partner\"\n",
+        second.replace(
+            "id = \"status\"\npath = \"/status\"\nauth = \"public\"\n",
+            "id = \"status\"\npath = \"/status\"\nauth = \"corp\"\n"
+        )
+    );
+    std::fs::write(&path, &third).unwrap();
+    let err = state.reload().await.unwrap_err();
+    assert!(
+        err.contains("orders-too") && err.contains("orders-read"),
+        "{err}"
+    );
+    assert_eq!(status(auth("/status").await.unwrap()), 200);
+    assert_eq!(status(auth("/healthz").await.unwrap()), 401);
+    assert_eq!(state.runtime().engine.rules.len(), 6);
 }

@@ -106,12 +106,20 @@ struct Stack {
     jwtd: u16,
     upstream: u16,
     seen: Seen,
+    /// A second upstream, for the per-route rules' second location.
+    admin: u16,
+    admin_seen: Seen,
     idp: SigningKey,
     partner: SigningKey,
 }
 
 impl Stack {
     fn start(name: &str) -> Stack {
+        Stack::with(name, "")
+    }
+
+    /// [`Stack::start`] with `extra` appended to jwtd's configuration.
+    fn with(name: &str, extra: &str) -> Stack {
         let dir = std::env::temp_dir().join(format!("jwtd-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("logs")).unwrap();
@@ -125,7 +133,7 @@ impl Stack {
         .unwrap();
         std::fs::write(dir.join("partner.secret"), PARTNER_SECRET).unwrap();
         let partner = SigningKey::hmac(PARTNER_SECRET.as_bytes(), Algorithm::HS256, None).unwrap();
-        let (jwtd, (upstream, seen)) = (free_port(), upstream());
+        let (jwtd, (upstream, seen), (admin, admin_seen)) = (free_port(), upstream(), upstream());
         std::fs::write(
             dir.join("jwtd.toml"),
             format!(
@@ -149,7 +157,7 @@ issuer = "https://partner.example/"
 secret_file = "{secret}"
 algorithms = ["HS256"]
 any_audience = true
-"#,
+{extra}"#,
                 jwks = dir.join("jwks.json").display(),
                 secret = dir.join("partner.secret").display(),
             ),
@@ -168,6 +176,8 @@ any_audience = true
             jwtd,
             upstream,
             seen,
+            admin,
+            admin_seen,
             idp,
             partner,
         };
@@ -322,23 +332,15 @@ any_audience = true
     }
 }
 
-#[test]
-fn nginx_snippet_lets_no_spoofed_identity_header_through() {
+/// Starts nginx on a free port with `server` (directives of the `server` block) and jwtd's
+/// port in place of the docs' 127.0.0.1:8080; returns the port.
+fn run_nginx(stack: &mut Stack, server: &str) -> u16 {
     let nginx = binary(
         "nginx",
         &["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"],
     );
-    let mut stack = Stack::start("nginx");
     let port = free_port();
-    let locations = snippet("nginx")
-        .replace(
-            "http://upstream",
-            &format!("http://127.0.0.1:{}", stack.upstream),
-        )
-        .replace("127.0.0.1:8080", &format!("127.0.0.1:{}", stack.jwtd));
-    for h in IDENTITY {
-        assert!(locations.contains(&format!("proxy_set_header {h} ")), "{h}");
-    }
+    let server = server.replace("127.0.0.1:8080", &format!("127.0.0.1:{}", stack.jwtd));
     let d = stack.dir.display();
     std::fs::write(
         stack.dir.join("nginx.conf"),
@@ -353,7 +355,7 @@ http {{
   uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
   server {{
     listen 127.0.0.1:{port};
-{locations}
+{server}
   }}
 }}
 "#
@@ -371,6 +373,20 @@ http {{
         .spawn()
         .unwrap();
     stack.spawn(child, port);
+    port
+}
+
+#[test]
+fn nginx_snippet_lets_no_spoofed_identity_header_through() {
+    let mut stack = Stack::start("nginx");
+    let locations = snippet("nginx").replace(
+        "http://upstream",
+        &format!("http://127.0.0.1:{}", stack.upstream),
+    );
+    for h in IDENTITY {
+        assert!(locations.contains(&format!("proxy_set_header {h} ")), "{h}");
+    }
+    let port = run_nginx(&mut stack, &locations);
     stack.check_proxy(port);
 }
 
@@ -383,10 +399,10 @@ fn outward_ip() -> Option<std::net::IpAddr> {
     (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
 }
 
-#[test]
-fn caddy_snippet_lets_no_spoofed_identity_header_through() {
+/// Starts Caddy on a free port with the documented site, jwtd's and the upstream's ports in
+/// place of the docs'; returns the port.
+fn run_caddy(stack: &mut Stack) -> u16 {
     let caddy = binary("caddy", &["/usr/bin/caddy", "/usr/local/bin/caddy"]);
-    let mut stack = Stack::start("caddy");
     let port = free_port();
     let documented = snippet("caddyfile");
     // Loopback only, like the nginx test's server, jwtd and the upstream.
@@ -425,6 +441,13 @@ fn caddy_snippet_lets_no_spoofed_identity_header_through() {
         .spawn()
         .unwrap();
     stack.spawn(child, port);
+    port
+}
+
+#[test]
+fn caddy_snippet_lets_no_spoofed_identity_header_through() {
+    let mut stack = Stack::start("caddy");
+    let port = run_caddy(&mut stack);
     stack.check_proxy(port);
     // Not on the host's other addresses: Caddy binds only 127.0.0.1.
     if let Some(ip) = outward_ip() {
@@ -434,4 +457,132 @@ fn caddy_snippet_lets_no_spoofed_identity_header_through() {
             "the Caddy site answers on {far}"
         );
     }
+}
+
+/// The `toml` block of docs/integrations.md: the per-route rules the proxies are tested with.
+fn documented_rules() -> &'static str {
+    let rules = snippet("toml");
+    assert!(rules.contains("[[rule]]"), "{rules}");
+    rules
+}
+
+impl Stack {
+    /// Requests through the proxy on `port` under [`documented_rules`]: each route decided by
+    /// its own rule from the original method and path, spoofed identity headers never reaching
+    /// an upstream. `admin_upstream`: whether `/admin/` goes to the second upstream (nginx's
+    /// two locations) or the first (Caddy's one site).
+    fn check_rules(&self, port: u16, admin_upstream: bool) {
+        let spoofed: Vec<(String, String)> = IDENTITY
+            .iter()
+            .map(|h| (h.to_string(), format!("spoofed-{}", h.to_ascii_lowercase())))
+            .collect();
+        // (method, path, token) → (status, the upstream that must see it, subject it gets)
+        let send = |method: &str, path: &str, token: Option<String>| {
+            let auth = token.map(|t| format!("Bearer {t}"));
+            let mut sent: Vec<(&str, &str)> = spoofed
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            if let Some(a) = &auth {
+                sent.push(("authorization", a));
+            }
+            let before = (
+                self.seen.lock().unwrap().len(),
+                self.admin_seen.lock().unwrap().len(),
+            );
+            let (status, _, body) = common::http_request(port, method, path, &sent);
+            let heads = (
+                self.seen.lock().unwrap()[before.0..].to_vec(),
+                self.admin_seen.lock().unwrap()[before.1..].to_vec(),
+            );
+            for h in heads.0.iter().chain(&heads.1) {
+                assert!(
+                    !h.to_ascii_lowercase().contains("spoofed"),
+                    "{method} {path}: a spoofed identity header reached the upstream:\n{h}"
+                );
+            }
+            (status, body, heads)
+        };
+        let subject = |body: &str| -> String {
+            let v: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("{body}"));
+            v["x-auth-subject"][0]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let mfa = || Some(self.idp_token(json!({"amr": ["pwd", "mfa"]})));
+
+        // Public: no token needed, nothing of the client's passes.
+        let (status, body, heads) = send("GET", "/healthz", None);
+        assert_eq!(status, 200, "{body}");
+        assert_eq!((heads.0.len(), heads.1.len()), (1, 0));
+        assert_eq!(subject(&body), "");
+
+        // Orders: either issuer, GET only.
+        for (token, sub) in [
+            (self.partner_token(), "partner-svc"),
+            (self.idp_token(json!({})), "alice"),
+        ] {
+            let (status, body, heads) = send("GET", "/orders/7", Some(token));
+            assert_eq!(status, 200, "{body}");
+            assert_eq!((heads.0.len(), heads.1.len()), (1, 0));
+            assert_eq!(subject(&body), sub);
+        }
+        let (status, _, heads) = send("GET", "/orders/7", None);
+        assert_eq!(status, 401);
+        assert_eq!((heads.0.len(), heads.1.len()), (0, 0));
+        // No rule takes DELETE /orders/7, nor /elsewhere: refused, whatever the token.
+        for (method, path) in [("DELETE", "/orders/7"), ("GET", "/elsewhere")] {
+            let (status, _, heads) = send(method, path, mfa());
+            assert_eq!(status, 403, "{method} {path}");
+            assert_eq!((heads.0.len(), heads.1.len()), (0, 0), "{method} {path}");
+        }
+
+        // Admin: idp only, with mfa in amr; on nginx, the second location's upstream.
+        let admin_ok = |path: &str| {
+            let (status, body, heads) = send("GET", path, mfa());
+            assert_eq!(status, 200, "{path}: {body}");
+            assert_eq!(subject(&body), "alice");
+            let to_admin = if admin_upstream { &heads.1 } else { &heads.0 };
+            assert_eq!(to_admin.len(), 1, "{path} reached the admin upstream");
+        };
+        admin_ok("/admin/users");
+        for (token, status) in [
+            (self.idp_token(json!({})), 403),
+            (self.idp_token(json!({"amr": ["pwd"]})), 403),
+            (self.partner_token(), 401),
+        ] {
+            let (got, _, heads) = send("GET", "/admin/users", Some(token));
+            assert_eq!(got, status);
+            assert_eq!((heads.0.len(), heads.1.len()), (0, 0));
+        }
+        // A path that reaches /admin/ only once normalised is decided by the admin rule too.
+        let (status, _, heads) = send("GET", "/orders/../admin/users", Some(self.partner_token()));
+        assert_eq!(status, 401, "the admin rule decides /orders/../admin/users");
+        assert_eq!((heads.0.len(), heads.1.len()), (0, 0));
+        admin_ok("/orders/../admin/users");
+    }
+}
+
+#[test]
+fn nginx_two_locations_are_decided_by_their_own_rules() {
+    let mut stack = Stack::with("nginx-rules", documented_rules());
+    let server = snippet("nginx rules")
+        .replace(
+            "http://orders",
+            &format!("http://127.0.0.1:{}", stack.upstream),
+        )
+        .replace("http://admin", &format!("http://127.0.0.1:{}", stack.admin));
+    for h in IDENTITY {
+        assert!(server.contains(&format!("proxy_set_header {h} ")), "{h}");
+    }
+    let port = run_nginx(&mut stack, &server);
+    stack.check_rules(port, true);
+}
+
+#[test]
+fn caddy_forwards_the_original_request_to_the_rules() {
+    let mut stack = Stack::with("caddy-rules", documented_rules());
+    let port = run_caddy(&mut stack);
+    stack.check_rules(port, false);
 }
