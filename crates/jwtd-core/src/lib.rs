@@ -24,10 +24,17 @@
 //! assert_eq!(err.reason().as_str(), "expired");
 //! ```
 //!
-//! The rules enforced, and why, are in `docs/security.md`.
+//! The rules enforced, and why, are in [`security`] (docs/security.md in the repository).
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+
+/// jwtd's security rules: every reason code and its answer, the algorithms and keys, parsing,
+/// the validation policy and what the service adds. The text of docs/security.md, so the crate
+/// docs and the repository's document are one text; the service's and the tower layer's tests
+/// check that every reason code is in its table and answered as it says.
+#[doc = include_str!("../../../docs/security.md")]
+pub mod security {}
 
 mod alg;
 pub mod b64;
