@@ -1819,3 +1819,91 @@ fn config_check_prints_rule_warnings_with_their_lines() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The `jwtd rules` transcript of docs/configuration.md ("Trying rules"), run as it is: its
+/// sample as `rules.toml`, each `$ ` line through `sh` (with this build's `jwtd` first on the
+/// PATH), each output compared with the lines the document shows under it (token
+/// fingerprints aside: every run signs a new token).
+#[test]
+fn the_documented_rules_transcript_is_what_jwtd_prints() {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md"),
+    )
+    .unwrap();
+    let section = doc
+        .split("### Trying rules")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("docs/configuration.md has the \"Trying rules\" section");
+    let block = |fence: &str| {
+        section
+            .split(fence)
+            .nth(1)
+            .and_then(|s| s.split("```").next())
+            .unwrap_or_else(|| panic!("a {fence} block"))
+            .to_owned()
+    };
+    let (sample, console) = (block("```toml\n"), block("```console\n"));
+    let dir = tmp("doc-rules");
+    std::fs::write(dir.join("rules.toml"), &sample).unwrap();
+    let mut steps: Vec<(String, Vec<String>)> = Vec::new();
+    for line in console.lines() {
+        match line.strip_prefix("$ ") {
+            Some(cmd) => steps.push((cmd.to_owned(), Vec::new())),
+            None => steps
+                .last_mut()
+                .expect("a command first")
+                .1
+                .push(line.to_owned()),
+        }
+    }
+    let mut script = String::new();
+    for (i, (cmd, _)) in steps.iter().enumerate() {
+        script.push_str(&format!("{cmd}\necho \"@@{i} $?\"\n"));
+    }
+    let bin = Path::new(env!("CARGO_BIN_EXE_jwtd")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(&dir)
+        .env("PATH", path)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    let fingerprint = |s: &str| match s.split_once("fingerprint ") {
+        Some((a, b)) if b.len() >= 12 => format!("{a}fingerprint <12 hex>{}", &b[12..]),
+        _ => s.to_owned(),
+    };
+    let mut rest = out.as_str();
+    let mut codes = Vec::new();
+    for (i, (cmd, expected)) in steps.iter().enumerate() {
+        let marker = format!("@@{i} ");
+        let (shown, after) = rest
+            .split_once(&marker)
+            .unwrap_or_else(|| panic!("{cmd}: no end marker in {out}\n{o:?}"));
+        let (code, after) = after.split_once('\n').unwrap();
+        codes.push(code.parse::<i32>().unwrap());
+        rest = after;
+        let shown: Vec<String> = shown.lines().map(fingerprint).collect();
+        let expected: Vec<String> = expected.iter().map(|l| fingerprint(l)).collect();
+        assert_eq!(shown, expected, "{cmd}");
+        assert!(
+            shown
+                .iter()
+                .all(|l| !l.contains("fingerprint ") || l.contains("<12 hex>")),
+            "{cmd}"
+        );
+    }
+    assert_eq!(
+        codes,
+        [0, 0, 0, 1, 1, 1, 0],
+        "exit codes as the document says"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
