@@ -613,18 +613,18 @@ impl GateConfig {
     }
 }
 
-/// Checks the `[rules]` and `[[rule]]` tables against the issuers they may name (each
-/// `[[issuer]]`, plus `extra_names`, e.g. jwtd's own `self`) as the engine builds them,
-/// pushing every error with its line onto `errors`; `text` is the (interpolated) file the
-/// spans point into.
-pub fn check_rules(
+/// Compiles the `[rules]` and `[[rule]]` tables against the issuers they may name (each
+/// `[[issuer]]`, plus `extra_names`, e.g. jwtd's own `self`) and the headers they may not set,
+/// as the engine builds them; `text` is the (interpolated) file the spans point into, so the
+/// rules and errors carry lines (an empty `text`: no lines). [`check_rules`] reports the errors; `jwtd config check` lints
+/// the set ([`crate::rules::RuleSet::lint`]).
+pub fn compile_rules(
     options: &crate::rules::RuleOptions,
     rules: &[crate::rules::RuleConfig],
     issuers: &[IssuerConfig],
     extra_names: &[&str],
     text: &str,
-    errors: &mut Vec<(usize, String)>,
-) {
+) -> Result<crate::rules::RuleSet, Vec<crate::rules::RuleError>> {
     let mut names: Vec<&str> = issuers.iter().map(|i| i.name.get_ref().as_str()).collect();
     names.extend_from_slice(extra_names);
     let mut reserved: Vec<http::HeaderName> = RESERVED_HEADERS
@@ -638,9 +638,26 @@ pub fn check_rules(
                 .filter_map(|h| http::HeaderName::from_bytes(h.as_bytes()).ok()),
         );
     }
-    if let Err(rule_errors) =
+    if text.is_empty() {
+        crate::rules::RuleSet::build(options.clone(), rules, &names, &reserved)
+    } else {
         crate::rules::RuleSet::build_with_source(text, options.clone(), rules, &names, &reserved)
-    {
+    }
+}
+
+/// Checks the `[rules]` and `[[rule]]` tables against the issuers they may name (each
+/// `[[issuer]]`, plus `extra_names`, e.g. jwtd's own `self`) as the engine builds them
+/// ([`compile_rules`]), pushing every error with its line onto `errors`; `text` is the
+/// (interpolated) file the spans point into.
+pub fn check_rules(
+    options: &crate::rules::RuleOptions,
+    rules: &[crate::rules::RuleConfig],
+    issuers: &[IssuerConfig],
+    extra_names: &[&str],
+    text: &str,
+    errors: &mut Vec<(usize, String)>,
+) {
+    if let Err(rule_errors) = compile_rules(options, rules, issuers, extra_names, text) {
         for e in rule_errors {
             let message = match &e.rule {
                 Some(id) => format!("rule {id:?}: {}", e.message),

@@ -175,14 +175,26 @@ impl Engine {
         rules: &[crate::rules::RuleConfig],
         sources: TokenSources,
     ) -> Result<Engine, String> {
+        Engine::with_rules_in(issuers, options, rules, sources, None)
+    }
+
+    /// [`Engine::with_rules`], given the (interpolated) configuration text the rules' spans
+    /// point into: the rules then carry their lines ([`Rule::line`]), for errors, lint
+    /// warnings and `jwtd rules explain`. `None` (or an empty text): no lines.
+    pub fn with_rules_in(
+        issuers: Issuers,
+        options: &crate::rules::RuleOptions,
+        rules: &[crate::rules::RuleConfig],
+        sources: TokenSources,
+        text: Option<&str>,
+    ) -> Result<Engine, String> {
         let names: Vec<&str> = issuers.list.iter().map(|i| i.name.as_str()).collect();
-        let set = RuleSet::build(
-            options.clone(),
-            rules,
-            &names,
-            &Engine::reserved_headers(&issuers),
-        )
-        .map_err(|errors| {
+        let reserved = Engine::reserved_headers(&issuers);
+        let built = match text.filter(|t| !t.is_empty()) {
+            Some(t) => RuleSet::build_with_source(t, options.clone(), rules, &names, &reserved),
+            None => RuleSet::build(options.clone(), rules, &names, &reserved),
+        };
+        let set = built.map_err(|errors| {
             errors
                 .iter()
                 .map(|e| e.to_string())

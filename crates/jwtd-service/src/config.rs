@@ -69,6 +69,28 @@ pub struct Config {
     /// they are ignored. Default: loopback (`127.0.0.0/8`, `::1`).
     #[serde(default = "default_trusted_proxies")]
     pub trusted_proxies: Vec<String>,
+    /// The text this configuration was read from, after `${VAR}` expansion: the rules' spans
+    /// point into it, so the engine's rules carry their lines (for lint warnings and `jwtd
+    /// rules explain`). Not a key of the file; empty for a configuration built otherwise.
+    #[serde(skip)]
+    pub text: ExpandedText,
+}
+
+/// Configuration text after `${VAR}` expansion. It may hold secrets, so its `Debug` shows
+/// only its length.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ExpandedText(pub std::sync::Arc<str>);
+
+impl Default for ExpandedText {
+    fn default() -> Self {
+        ExpandedText(std::sync::Arc::from(""))
+    }
+}
+
+impl std::fmt::Debug for ExpandedText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ExpandedText({} bytes)", self.0.len())
+    }
 }
 
 fn default_trusted_proxies() -> Vec<String> {
@@ -700,6 +722,44 @@ impl Config {
         )
     }
 
+    /// The warnings about the rules ([`jwtd_gate::rules::RuleSet::lint`]): rules that load
+    /// but probably do not do what was meant, each naming its rules with their lines. `jwtd
+    /// config check` prints them, `jwtd serve` logs them at start. Empty when the rules do not
+    /// compile (a checked configuration's always do).
+    pub fn rule_warnings(&self) -> Vec<String> {
+        self.rule_set().map(|set| set.lint()).unwrap_or_default()
+    }
+
+    /// The rules compiled as the engine compiles them (against the `[[issuer]]`s and jwtd's
+    /// own `self`), with their lines: for `jwtd rules explain`, which needs no keys. Every
+    /// error, one per line, when they do not compile (a checked configuration's always do).
+    pub fn rule_set(&self) -> Result<jwtd_gate::rules::RuleSet, String> {
+        jwtd_gate::config::compile_rules(
+            &self.rules,
+            &self.rule,
+            &self.issuers,
+            self.own_issuer_names(),
+            &self.text.0,
+        )
+        .map_err(|errors| {
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+    }
+
+    /// The issuer names rules may use besides the `[[issuer]]`s: jwtd's own (`self`) when it
+    /// signs.
+    fn own_issuer_names(&self) -> &'static [&'static str] {
+        if self.signing.is_some() {
+            &["self"]
+        } else {
+            &[]
+        }
+    }
+
     fn checked(text: &str, file: &str, checks: Checks) -> Result<Config, ConfigError> {
         let mut errors = Vec::new();
         let expanded = interpolate(text, &mut errors);
@@ -768,6 +828,7 @@ impl Config {
         let (config, left_out) = deserialize_each::<Config>(root_value, text, "", errors);
         let mut config = config?;
         config.issuers = issuers;
+        config.text = ExpandedText(std::sync::Arc::from(text));
         let doc = Doc {
             text,
             root,
@@ -906,16 +967,11 @@ impl Config {
             errors.push((line, e));
         }
         // The rules, checked against the issuers they name (jwtd's own is "self").
-        let own: &[&str] = if self.signing.is_some() {
-            &["self"]
-        } else {
-            &[]
-        };
         jwtd_gate::config::check_rules(
             &self.rules,
             &self.rule,
             &self.issuers,
-            own,
+            self.own_issuer_names(),
             doc.text,
             errors,
         );

@@ -33,7 +33,7 @@ pub use handlers::{bearer_error, router};
 pub use issuers::Issuers;
 pub use jwtd_gate::extract::extract as extract_token;
 pub use revocation::Revocations;
-pub use telemetry::{init_logging, metrics_handle};
+pub use telemetry::{fingerprint, init_logging, metrics_handle};
 
 use jwtd_store::{AnyStore, Kek, KeyRing, PgStore, RingConfig, SqliteStore};
 use std::path::PathBuf;
@@ -121,6 +121,59 @@ impl Signing {
         });
         Ok(Arc::new(Signing {
             ring,
+            iss: own_issuer(cfg, listen),
+            default_ttl: default_ttl(cfg),
+            max_ttl,
+            data_dir,
+        }))
+    }
+
+    /// The key ring as it is, for tools that decide without serving (`jwtd rules test`):
+    /// nothing is created or changed (no data directory, KEK, store or key, not even a due
+    /// activation) and no schedule runs. The KEK (`JWTD_KEK` or `<data_dir>/kek.key`) and the
+    /// store must exist, else an error says so; the store is opened read-only.
+    pub async fn open_existing(cfg: &SigningConfig, listen: &str) -> Result<Arc<Signing>, String> {
+        let data_dir = PathBuf::from(&cfg.data_dir);
+        let kek_file = data_dir.join("kek.key");
+        let never_started = |what: String| {
+            format!(
+                "[signing]: {what}: jwtd's key ring does not exist here yet (`jwtd serve` creates \
+                 it at its first start; this command creates nothing)"
+            )
+        };
+        if std::env::var_os(jwtd_store::KEK_ENV).is_none() && !kek_file.is_file() {
+            return Err(never_started(format!(
+                "no key encryption key ({} is unset and {} does not exist)",
+                jwtd_store::KEK_ENV,
+                kek_file.display()
+            )));
+        }
+        let (kek, _) = Kek::load_or_create(&kek_file).map_err(|e| e.to_string())?;
+        let store = match &cfg.store {
+            Some(url) => AnyStore::Postgres(
+                PgStore::open_read_only(url, cfg.store_schema.as_deref())
+                    .await
+                    .map_err(|e| e.to_string())?,
+            ),
+            None => {
+                let db = data_dir.join("keys.db");
+                if !db.is_file() {
+                    return Err(never_started(format!("{} does not exist", db.display())));
+                }
+                AnyStore::Sqlite(
+                    SqliteStore::open_read_only(&db)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+        };
+        let ring_cfg = ring_config(cfg);
+        let max_ttl = ring_cfg.max_token_ttl.as_secs();
+        let ring = KeyRing::open(store, kek, ring_cfg)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Arc::new(Signing {
+            ring: Arc::new(ring),
             iss: own_issuer(cfg, listen),
             default_ttl: default_ttl(cfg),
             max_ttl,
@@ -375,10 +428,39 @@ pub fn check_inputs(config: &Config) -> Vec<(config::Place, String)> {
     errors
 }
 
+/// How a [`Runtime`] treats the state it needs (jwtd's key ring, the revocation store).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    /// `jwtd serve`: create what is missing, make sure a key signs, run the schedules.
+    Serve,
+    /// A tool deciding without serving: open what exists, read-only; create, change and
+    /// schedule nothing.
+    ReadOnly,
+}
+
 impl Runtime {
     /// Builds the run-time state from a configuration (inside a tokio runtime). Remote key
     /// caches and the key ring of `previous` are reused where their settings did not change.
     pub async fn build(config: Config, previous: Option<&Runtime>) -> Result<Runtime, String> {
+        Runtime::build_as(config, previous, Access::Serve).await
+    }
+
+    /// The runtime `jwtd serve` would build from `config` (the same issuers, engine, rules
+    /// and token sources, through the same code), for tools that decide without serving
+    /// (`jwtd rules test`): nothing is bound, created or changed. jwtd's key ring and the
+    /// revocation store are opened read-only as they are ([`Signing::open_existing`],
+    /// [`Revocations::load`]) and must exist, else an error says so; no key is created or
+    /// activated, nothing is purged, no schedule runs. Remote key sources start fetching as
+    /// they do for `jwtd serve` (inside a tokio runtime).
+    pub async fn build_read_only(config: Config) -> Result<Runtime, String> {
+        Runtime::build_as(config, None, Access::ReadOnly).await
+    }
+
+    async fn build_as(
+        config: Config,
+        previous: Option<&Runtime>,
+        access: Access,
+    ) -> Result<Runtime, String> {
         // Secrets first: a bad one refuses the configuration before any store, KEK or key is
         // created or touched.
         let introspection_secret = match &config.introspection {
@@ -405,9 +487,10 @@ impl Runtime {
                 let reuse = previous
                     .and_then(|p| p.signing.clone())
                     .filter(|_| previous.and_then(|p| p.config.signing.as_ref()) == Some(cfg));
-                Some(match reuse {
-                    Some(s) => s,
-                    None => Signing::open(cfg, &config.listen).await?,
+                Some(match (reuse, access) {
+                    (Some(s), _) => s,
+                    (None, Access::Serve) => Signing::open(cfg, &config.listen).await?,
+                    (None, Access::ReadOnly) => Signing::open_existing(cfg, &config.listen).await?,
                 })
             }
         };
@@ -419,7 +502,7 @@ impl Runtime {
                     .filter(|_| previous.and_then(|p| p.config.revocation.as_ref()) == Some(cfg));
                 Some(match reuse {
                     Some(r) => r,
-                    None => open_revocations(cfg, &config, signing.as_deref()).await?,
+                    None => open_revocations(cfg, &config, signing.as_deref(), access).await?,
                 })
             }
         };
@@ -433,11 +516,12 @@ impl Runtime {
         issuers.revocations = revocations
             .clone()
             .map(|r| r as Arc<dyn jwtd_gate::issuers::RevocationCheck>);
-        let engine = jwtd_gate::Engine::with_rules(
+        let engine = jwtd_gate::Engine::with_rules_in(
             issuers,
             &config.rules,
             &config.rule,
             config.tokens.clone(),
+            Some(&config.text.0),
         )?;
         Ok(Runtime {
             decisions: telemetry::DecisionCounters::new(engine.rules.len()),
@@ -536,6 +620,7 @@ pub fn log_startup(runtime: &Runtime, listen: &str) {
             "signing: jwtd issues tokens"
         );
     }
+    log_rule_warnings(runtime);
     let c = &runtime.config;
     let mut endpoints = vec!["/v1/verify", "/v1/tokens/{token}", "/auth"];
     if c.introspection.is_some() {
@@ -564,12 +649,21 @@ pub fn log_startup(runtime: &Runtime, listen: &str) {
     );
 }
 
+/// Logs each warning about the rules in force ([`jwtd_gate::rules::RuleSet::lint`], as `jwtd
+/// config check` prints them): at start and after a reload.
+fn log_rule_warnings(runtime: &Runtime) {
+    for w in runtime.engine.rules.lint() {
+        tracing::warn!("rules: {w}");
+    }
+}
+
 /// Opens the revocation store (sharing the key ring's store when it is the same database) and
 /// loads the list.
 async fn open_revocations(
     cfg: &config::RevocationSettings,
     config: &Config,
     signing: Option<&Signing>,
+    access: Access,
 ) -> Result<Arc<Revocations>, String> {
     let signing_cfg = config.signing.as_ref();
     let same_as_signing = match (&cfg.store, signing_cfg) {
@@ -581,6 +675,30 @@ async fn open_revocations(
     };
     let store = match (signing, same_as_signing) {
         (Some(s), true) => s.ring.store().clone(),
+        _ if access == Access::ReadOnly => match &cfg.store {
+            Some(url) => AnyStore::Postgres(
+                PgStore::open_read_only(url, cfg.store_schema.as_deref())
+                    .await
+                    .map_err(|e| format!("revocation store: {e}"))?,
+            ),
+            None => {
+                let dir = PathBuf::from(cfg.data_dir.as_deref().unwrap_or("./jwtd-data"));
+                let db = dir.join("keys.db");
+                if !db.is_file() {
+                    return Err(format!(
+                        "[revocation]: {} does not exist: the revocation store was never \
+                         created here (`jwtd serve` creates it at its first start; this command \
+                         creates nothing)",
+                        db.display()
+                    ));
+                }
+                AnyStore::Sqlite(
+                    SqliteStore::open_read_only(&db)
+                        .await
+                        .map_err(|e| format!("revocation store: {e}"))?,
+                )
+            }
+        },
         _ => match &cfg.store {
             Some(url) => AnyStore::Postgres(
                 PgStore::open(url, cfg.store_schema.as_deref())
@@ -598,9 +716,12 @@ async fn open_revocations(
             }
         },
     };
-    Revocations::start(store, revocation::Limits::from_settings(cfg))
-        .await
-        .map_err(|e| format!("revocation store: {e}"))
+    let limits = revocation::Limits::from_settings(cfg);
+    match access {
+        Access::Serve => Revocations::start(store, limits).await,
+        Access::ReadOnly => Revocations::load(store, limits).await,
+    }
+    .map_err(|e| format!("revocation store: {e}"))
 }
 
 impl AppState {
@@ -657,6 +778,7 @@ impl AppState {
         if !new.engine.issuers.wait_ready(Duration::from_secs(10)).await {
             tracing::warn!("reloaded configuration: some issuers have no keys yet");
         }
+        log_rule_warnings(&new);
         self.current.store(Arc::new(new));
         tracing::info!(path = %path.display(), "configuration reloaded");
         Ok(())

@@ -84,6 +84,8 @@ pub struct Revocations {
     sync_lock: tokio::sync::Mutex<()>,
     wake: tokio::sync::Notify,
     warned_stale: AtomicBool,
+    /// Opened by [`Revocations::load`]: nothing is written (no purge) and nothing runs.
+    read_only: bool,
 }
 
 fn now() -> i64 {
@@ -93,6 +95,23 @@ fn now() -> i64 {
 impl Revocations {
     /// Loads the whole list from `store` (failing if it cannot) and starts keeping it in step.
     pub async fn start(store: AnyStore, limits: Limits) -> Result<Arc<Revocations>, String> {
+        let r = Revocations::open(store, limits, false).await?;
+        tokio::spawn(run(Arc::downgrade(&r)));
+        Ok(r)
+    }
+
+    /// Loads the whole list from `store` once, for tools that decide without serving (`jwtd
+    /// rules test`): nothing is written to the store (expired entries are not purged) and it
+    /// is not kept in step afterwards.
+    pub async fn load(store: AnyStore, limits: Limits) -> Result<Arc<Revocations>, String> {
+        Revocations::open(store, limits, true).await
+    }
+
+    async fn open(
+        store: AnyStore,
+        limits: Limits,
+        read_only: bool,
+    ) -> Result<Arc<Revocations>, String> {
         let r = Arc::new(Revocations {
             base: ArcSwap::from_pointee(RevocationList::new()),
             recent: RwLock::new((RevocationList::new(), Vec::new())),
@@ -106,9 +125,9 @@ impl Revocations {
             sync_lock: tokio::sync::Mutex::new(()),
             wake: tokio::sync::Notify::new(),
             warned_stale: AtomicBool::new(false),
+            read_only,
         });
         r.sync(true).await.map_err(|e| e.to_string())?;
-        tokio::spawn(run(Arc::downgrade(&r)));
         Ok(r)
     }
 
@@ -118,7 +137,9 @@ impl Revocations {
     pub async fn from_config(config: &crate::Config) -> Result<Option<Arc<Revocations>>, String> {
         match &config.revocation {
             None => Ok(None),
-            Some(cfg) => crate::open_revocations(cfg, config, None).await.map(Some),
+            Some(cfg) => crate::open_revocations(cfg, config, None, crate::Access::Serve)
+                .await
+                .map(Some),
         }
     }
 
@@ -315,8 +336,11 @@ impl Revocations {
             // The outbox was just written, so `rows` holds everything applied here.
             self.replace(list);
             self.last_id.store(last, Ordering::Relaxed);
-            if let Err(e) = self.store.purge_revocations(started).await {
-                tracing::warn!(error = %e, "revocation purge failed");
+            // A tool's read-only look at the list purges nothing.
+            if !self.read_only {
+                if let Err(e) = self.store.purge_revocations(started).await {
+                    tracing::warn!(error = %e, "revocation purge failed");
+                }
             }
         } else {
             let after = self.last_id.load(Ordering::Relaxed);

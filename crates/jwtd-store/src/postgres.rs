@@ -135,6 +135,35 @@ impl PgStore {
         })
     }
 
+    /// Connects to `url` for tools that must change nothing (`jwtd rules test`): no schema is
+    /// created, no migration runs, and every session is read-only
+    /// (`default_transaction_read_only`), so a write through this store fails. A database
+    /// without jwtd's tables fails at the first read.
+    pub async fn open_read_only(url: &str, schema: Option<&str>) -> Result<PgStore, StoreError> {
+        let mut opts = PgConnectOptions::from_str(url)
+            .map_err(err)?
+            .options([("default_transaction_read_only", "on")]);
+        if let Some(s) = schema {
+            if !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(err(format!("schema name {s:?} must be [A-Za-z0-9_]")));
+            }
+            opts = opts.options([("search_path", s)]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(std::time::Duration::from_secs(3))
+            .connect_with(opts)
+            .await
+            .map_err(err)?;
+        let scope = schema.unwrap_or("public");
+        Ok(PgStore {
+            pool,
+            keys_channel: format!("jwtd_{scope}_keys"),
+            revocations_channel: format!("jwtd_{scope}_revocations"),
+            lock_key: format!("jwtd/{scope}/keys"),
+        })
+    }
+
     /// Starts listening for changes made by any instance.
     pub async fn watch(&self) -> Result<PgWatch, StoreError> {
         let mut listener = PgListener::connect_with(&self.pool).await.map_err(err)?;

@@ -47,6 +47,32 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
+    /// Opens the existing database at `path` read-only, for tools that must change nothing
+    /// (`jwtd rules test`): a missing file is an error (never created), no migration runs, no
+    /// pragma is changed, and every write through this store fails. Without a `-wal` file
+    /// next to it (no connection is open: a running `jwtd serve` keeps one), the file is
+    /// opened as immutable, so SQLite does not leave the `-wal` and `-shm` files a read-only
+    /// connection would create; with one, it is read through them, as a reader beside the
+    /// running service.
+    pub async fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {
+        if !path.is_file() {
+            return Err(err(format!("{} does not exist", path.display())));
+        }
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true)
+            .immutable(!Path::new(&wal).exists())
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await
+            .map_err(err)?;
+        Ok(SqliteStore { pool })
+    }
+
     /// Direct access for tests and tools (e.g. to prove tampering is detected).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool

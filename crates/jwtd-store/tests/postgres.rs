@@ -207,3 +207,39 @@ async fn revocations_are_sequenced_announced_and_purged() {
     }
     assert!(got.contains(&Change::Keys), "{got:?}");
 }
+
+/// `open_read_only` (what `jwtd rules test` opens): reads the shared ring, creates no schema,
+/// and every write fails (read-only sessions).
+#[tokio::test]
+async fn the_read_only_store_reads_the_ring_and_writes_nothing() {
+    let s = schema("readonly");
+    let kek = [7u8; 32];
+    let ring = open(&s, kek).await;
+    ring.ensure_active(1000).await.unwrap();
+    let store = PgStore::open_read_only(&url(), Some(&s)).await.unwrap();
+    let ro = KeyRing::open(store, Kek::from_bytes(&kek).unwrap(), cfg())
+        .await
+        .unwrap();
+    assert_eq!(ro.jwks_json(), ring.jwks_json());
+    let err = ro.rotate(2000).await.unwrap_err().to_string();
+    assert!(err.contains("read-only"), "{err}");
+    assert_eq!(ring.keys().len(), 1);
+    ring.reload().await.unwrap();
+    assert_eq!(ring.keys().len(), 1, "the failed rotation wrote nothing");
+    // A schema that does not exist is not created: the first read fails.
+    let absent = schema("readonly_absent");
+    let store = PgStore::open_read_only(&url(), Some(&absent))
+        .await
+        .unwrap();
+    assert!(KeyRing::open(store, Kek::from_bytes(&kek).unwrap(), cfg())
+        .await
+        .is_err());
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.schemata WHERE schema_name = $1)",
+    )
+    .bind(&absent)
+    .fetch_one(ring.store().pool())
+    .await
+    .unwrap();
+    assert!(!exists, "no schema created");
+}

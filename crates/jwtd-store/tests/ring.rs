@@ -367,3 +367,63 @@ async fn a_new_key_of_another_algorithm_is_reported() {
     );
     assert!(matches!(ev[1], RingEvent::Created(_, KeyState::Pending)));
 }
+
+/// `open_read_only` (what `jwtd rules test` opens): a missing file stays missing, the ring
+/// reads every key, a write fails, and the directory is left as it was, with or without a
+/// running writer's `-wal` beside the file.
+#[tokio::test]
+async fn the_read_only_store_reads_the_ring_and_changes_nothing() {
+    let d = dir("read-only");
+    let missing = d.join("missing.db");
+    assert!(SqliteStore::open_read_only(&missing).await.is_err());
+    assert!(!missing.exists(), "never created");
+    let ring = open(&d).await;
+    ring.ensure_active(1000).await.unwrap();
+    let jwks = ring.jwks_json();
+    ring.store().pool().close().await;
+    drop(ring);
+    // The last connection checkpoints and removes the -wal as it closes, on its own thread.
+    for _ in 0..100 {
+        if !d.join("keys.db-wal").exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!d.join("keys.db-wal").exists(), "the writer closed");
+    // Each file's name and a digest of its bytes.
+    let listing = |d: &std::path::Path| {
+        let mut v: Vec<(String, String)> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let bytes = std::fs::read(e.path()).unwrap();
+                let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes);
+                let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+                (e.file_name().to_string_lossy().into_owned(), hex)
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = listing(&d);
+    let (kek, _) = Kek::load_or_create(&d.join("kek")).unwrap();
+    let store = SqliteStore::open_read_only(&d.join("keys.db"))
+        .await
+        .unwrap();
+    let ro = KeyRing::open(store, kek, cfg()).await.unwrap();
+    assert_eq!(ro.jwks_json(), jwks);
+    assert!(ro.signer().is_some());
+    assert!(ro.rotate(2000).await.is_err(), "a write fails");
+    ro.store().pool().close().await;
+    drop(ro);
+    assert_eq!(listing(&d), before, "nothing created or changed");
+    // Beside a writer that keeps the database open (its -wal exists): read through it.
+    let writer = open(&d).await;
+    let (kek, _) = Kek::load_or_create(&d.join("kek")).unwrap();
+    let store = SqliteStore::open_read_only(&d.join("keys.db"))
+        .await
+        .unwrap();
+    let ro = KeyRing::open(store, kek, cfg()).await.unwrap();
+    assert_eq!(ro.jwks_json(), writer.jwks_json());
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -26,7 +26,7 @@ fn examples(lines: &[&str]) -> String {
     version,
     about,
     after_help = "Exit codes: 0 ok, 1 token rejected or remote keys unreachable (JSON error on stderr), \
-2 usage, configuration or key error.",
+or a request `jwtd rules test` denies; 2 usage, configuration or key error.",
         help_template = examples(&[
             "jwtd keygen --alg ES256 --out signing.pem --public-out jwks.json",
             "TOKEN=$(jwtd sign --key signing.pem --iss https://id.example --aud api --sub alice --ttl 10m)",
@@ -117,6 +117,9 @@ max_connections + 256.",
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Per-route rules: what `jwtd serve` decides for a request, and the order rules match in.
+    #[command(subcommand)]
+    Rules(RulesCommand),
     /// Manage the issuer's key ring in the data directory, or in the shared PostgreSQL store
     /// with --store (works while `jwtd serve` runs; instances pick changes up within a minute,
     /// at once on PostgreSQL).
@@ -171,7 +174,11 @@ secrets and key files it names (admin key, introspection secret, HMAC secrets, P
 files; remote key sources are not fetched). A syntax error ends the check; otherwise every error \
 is printed, one a line as FILE:LINE: message, in the file's order, and the exit code is 2. \
 `jwtd serve`, a reload (SIGHUP, POST /admin/reload) and `jwtd verify --config` refuse a file with \
-the same messages.",
+the same messages. A file that loads is reported ok on stdout; warnings about its rules (rules that \
+load but probably do not do what was meant: a token-protected rule whose other methods or hosts \
+fall back to a public one, default = \"public\", scopes under an optional requirement) follow on \
+stderr, one a line as FILE: warning: message, naming each rule with its line; they do not change \
+the exit code (0). `jwtd serve` logs the same warnings at start and after a reload.",
         help_template = examples(&[
             "jwtd config check jwtd.toml",
         ])
@@ -180,6 +187,92 @@ the same messages.",
         /// The file.
         file: PathBuf,
     },
+}
+
+/// `jwtd rules ...`.
+#[derive(Subcommand, Debug)]
+pub enum RulesCommand {
+    /// Decide about one request as `jwtd serve` would (its /auth endpoint): allow or deny,
+    /// the rule, the reason, the status, the challenge or the headers it would set.
+    #[command(
+        after_help = "The engine is built from --config as `jwtd serve` builds it (issuers, \
+rules, token sources, jwtd's own [signing] issuer, revocation), binding nothing and creating or \
+changing nothing: the key ring and the revocation store are opened read-only and must exist (a \
+configuration whose store was never created exits 2 and says so). Remote keys (jwks_url, \
+discovery) are fetched as `jwtd serve` fetches them, waiting at most --fetch-timeout for the \
+token's issuer. The token is sent the way the configuration reads tokens (Authorization: Bearer, \
+else the [tokens] cookie, else its query parameter) and is never printed: the output names it by \
+a fingerprint (the first 12 hex digits of its SHA-256, as the service's logs do). Output: \
+decision, rule (with its line; `default` when no rule matched and [rules] default decided), \
+reason, status, issuer, and on deny the WWW-Authenticate challenge (and Retry-After), on allow \
+every identity header /auth would answer with (empty ones included). --json prints one object: \
+{\"decision\": \"allow\"|\"deny\", \"rule\": id|null, \"rule_line\": n|null, \"matched\": \
+\"rule\"|\"default\"|\"no_rules\"|\"bad_path\", \"default\": \"deny\"|\"public\"|\"authenticated\"|null, \
+\"status\": n, \"reason\", \"error\", \"message\": string|null, \"issuer\": name|null, \
+\"www_authenticate\": string|null, \"retry_after\": n|null, \"headers\": {name: value}, \
+\"token\": fingerprint|null}. Exit 0 allowed, 1 denied, 2 usage or configuration error.",
+        help_template = examples(&[
+            "jwtd rules test --config jwtd.toml --request 'GET https://api.example/healthz' --no-token",
+            "jwtd rules test --config jwtd.toml --request 'POST https://api.example/v1/orders/7' --token \"$TOKEN\"",
+            "jwtd rules test --config jwtd.toml --request 'GET https://api.example/v1/orders/7' --token-file token.txt --json",
+            "jwtd rules test --config jwtd.toml --request 'GET https://api.example/v1/orders/7' --token \"$TOKEN\" --header 'X-Tenant: acme'",
+        ])
+    )]
+    Test(RulesTestArgs),
+    /// List the rules in the order they match (most specific first), the default action,
+    /// then the warnings `jwtd config check` prints.
+    #[command(
+        after_help = "Each rule with its id and line, hosts, methods, path, header conditions, \
+requirement, audiences, scopes, claim predicates, CORS preflight bypass, set_headers and \
+specificity in words. The file is checked as `jwtd config check` checks its text (the secrets and \
+key files it names are not read; nothing is fetched). --json prints {\"rules\": [{\"id\", \"line\", \
+\"hosts\", \"methods\", \"path\", \"when_headers\", \"requirement\", \"audiences\", \"scopes\", \
+\"claims\", \"cors_preflight_bypass\", \"set_headers\", \"specificity\"}], \"default\": \
+\"deny\"|\"public\"|\"authenticated\", \"warnings\": [...]}. Exit 0, or 2 for an invalid file.",
+        help_template = examples(&[
+            "jwtd rules explain --config jwtd.toml",
+            "jwtd rules explain --config jwtd.toml --json",
+        ])
+    )]
+    Explain {
+        /// The configuration `jwtd serve` runs with.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `jwtd rules test`.
+#[derive(Args, Debug)]
+#[command(group = clap::ArgGroup::new("token_source").required(true).args(["token", "token_file", "no_token"]))]
+pub struct RulesTestArgs {
+    /// The configuration `jwtd serve` runs with.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The request: `METHOD URL`, with an absolute http(s) URL (its host and its path and
+    /// query are matched), e.g. 'GET https://api.example/v1/orders/7?expand=items'.
+    #[arg(long, value_name = "METHOD URL")]
+    pub request: String,
+    /// The request's token (`-`: read it from stdin; a pasted `Bearer ` prefix is removed).
+    #[arg(long, value_name = "TOKEN", allow_hyphen_values = true)]
+    pub token: Option<String>,
+    /// A file holding the request's token.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// The request carries no token.
+    #[arg(long)]
+    pub no_token: bool,
+    /// A request header, 'Name: value' (repeatable; a repeated name sends it several times).
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// How long to wait for the remote keys of the token's issuer (seconds or a duration).
+    #[arg(long, value_name = "S", default_value = "10", value_parser = parse_seconds)]
+    pub fetch_timeout: u64,
 }
 
 /// Where the issuer's store is, and its policy.

@@ -2,7 +2,7 @@
 
 use crate::args::{
     Cli, Command, ConfigCommand, DecodeArgs, JwksArgs, KeySource, KeygenArgs, KeysCommand,
-    RemoteArgs, ServeArgs, SignArgs, StoreArgs, TokenCommand, VerifyArgs,
+    RemoteArgs, RulesCommand, ServeArgs, SignArgs, StoreArgs, TokenCommand, VerifyArgs,
 };
 use crate::io;
 use jwtd_core::Reason;
@@ -16,9 +16,12 @@ use std::path::Path;
 use std::time::Duration;
 
 /// How a command failed.
+#[derive(Debug)]
 pub enum Failure {
     /// The token was rejected: exit 1.
     Rejected(jwtd_core::Error),
+    /// `jwtd rules test` denied the request (the decision is printed already): exit 1.
+    Denied,
     /// Usage or configuration error: exit 2.
     Usage(String),
 }
@@ -29,7 +32,7 @@ impl From<String> for Failure {
     }
 }
 
-type Result<T> = std::result::Result<T, Failure>;
+pub(crate) type Result<T> = std::result::Result<T, Failure>;
 
 /// Runs one command.
 pub fn run(cli: Cli) -> Result<()> {
@@ -41,6 +44,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Jwks(a) => jwks(a),
         Command::Serve(a) => serve(a),
         Command::Config(ConfigCommand::Check { file }) => config_check(&file),
+        Command::Rules(RulesCommand::Test(a)) => crate::rules::test(a),
+        Command::Rules(RulesCommand::Explain { config, json }) => {
+            crate::rules::explain(&config, json)
+        }
         Command::Keys(k) => keys(k),
         Command::Token(TokenCommand::Mint {
             store,
@@ -463,6 +470,10 @@ fn config_check(file: &Path) -> Result<()> {
         c.issuers.len(),
         c.listen
     );
+    // After the verdict: warnings do not make a file invalid.
+    for w in c.rule_warnings() {
+        eprintln!("{}: warning: {w}", file.display());
+    }
     Ok(())
 }
 
@@ -612,7 +623,7 @@ fn serve(a: ServeArgs) -> Result<()> {
     served
 }
 
-fn print_json(v: &Value) {
+pub(crate) fn print_json(v: &Value) {
     println!(
         "{}",
         serde_json::to_string_pretty(v).expect("JSON values serialize")
@@ -992,7 +1003,7 @@ fn verify(a: VerifyArgs) -> Result<()> {
             Err(Failure::Rejected(e)) => {
                 print_explanation(&explanation(&token, Some(&v), now, Err(e)))
             }
-            Err(Failure::Usage(_)) => {}
+            Err(Failure::Usage(_) | Failure::Denied) => {}
         }
     }
     let verified = verified?;
@@ -1033,32 +1044,14 @@ fn verify_config(
                 .and_then(|iss| issuers.route(iss.as_deref()).ok().cloned()),
         };
         if let Some(issuer) = &routed {
-            if let jwtd_service::issuers::Keys::Remote(r) = &issuer.keys {
-                match r
-                    .wait_ready_or_permanent_error(Duration::from_secs(fetch_timeout))
-                    .await
-                {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        let why = r
-                            .last_error()
-                            .map(|e| e.to_string())
-                            .unwrap_or_else(|| "timed out".into());
-                        return Err(Failure::Rejected(jwtd_core::Error::new(
-                            Reason::KeyFetchFailed,
-                            format!(
-                                "could not fetch the keys of issuer {:?}: {why}",
-                                issuer.name
-                            ),
-                        )));
-                    }
-                    Err(e) => {
-                        return Err(Failure::Usage(format!(
-                            "the keys of issuer {:?} cannot be used: {e}",
-                            issuer.name
-                        )))
-                    }
-                }
+            if let Some(why) = await_keys(issuer, fetch_timeout).await? {
+                return Err(Failure::Rejected(jwtd_core::Error::new(
+                    Reason::KeyFetchFailed,
+                    format!(
+                        "could not fetch the keys of issuer {:?}: {why}",
+                        issuer.name
+                    ),
+                )));
             }
         }
         let outcome = issuers.verify(token, now).await;
@@ -1093,6 +1086,34 @@ fn verify_config(
             Err((_, e)) => Err(Failure::Rejected(e)),
         }
     })
+}
+
+/// Waits at most `timeout` seconds for the remote keys of `issuer` (static keys and jwtd's
+/// own key ring are there already): `Ok(None)` once they are, `Ok(Some(why))` when they could
+/// not be fetched in time, a usage error (exit 2) when the source answers with something
+/// unusable.
+pub(crate) async fn await_keys(
+    issuer: &jwtd_service::issuers::Issuer,
+    timeout: u64,
+) -> Result<Option<String>> {
+    let jwtd_service::issuers::Keys::Remote(r) = &issuer.keys else {
+        return Ok(None);
+    };
+    match r
+        .wait_ready_or_permanent_error(Duration::from_secs(timeout))
+        .await
+    {
+        Ok(true) => Ok(None),
+        Ok(false) => Ok(Some(
+            r.last_error()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "timed out".into()),
+        )),
+        Err(e) => Err(Failure::Usage(format!(
+            "the keys of issuer {:?} cannot be used: {e}",
+            issuer.name
+        ))),
+    }
 }
 
 /// Prints `verify --explain`'s lines on stderr.

@@ -22,9 +22,16 @@ pub fn read_token(arg: Option<&str>) -> Result<String, String> {
             s
         }
     };
+    token_text(&raw, "no token given (pass it as an argument or on stdin)")
+}
+
+/// The token in `raw` (a file's or stdin's text, an argument): surrounding whitespace and a
+/// pasted `Bearer ` prefix removed (with a note on stderr); `empty` is the message when
+/// nothing is left.
+pub fn token_text(raw: &str, empty: &str) -> Result<String, String> {
     let t = raw.trim();
     if t.is_empty() {
-        return Err("no token given (pass it as an argument or on stdin)".into());
+        return Err(empty.into());
     }
     if let Some(rest) = strip_bearer(t) {
         eprintln!(

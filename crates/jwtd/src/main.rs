@@ -1,13 +1,14 @@
 //! `jwtd`: decode, verify, sign and manage keys for JSON Web Tokens.
 //!
 //! Exit codes: 0 success; 1 the token was rejected (a JSON error with a stable reason code on
-//! stderr), or remote keys could not be fetched within `--fetch-timeout` (`key_fetch_failed`);
-//! 2 usage or configuration error (bad flag, unreadable or unusable key file, a remote key
+//! stderr), or remote keys could not be fetched within `--fetch-timeout` (`key_fetch_failed`),
+//! or `jwtd rules test` printed a denial; 2 usage or configuration error (bad flag, unreadable or unusable key file, a remote key
 //! source that answers with something unusable), at once.
 
 mod args;
 mod cmd;
 mod io;
+mod rules;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
             );
             ExitCode::from(1)
         }
+        Err(cmd::Failure::Denied) => ExitCode::from(1),
         Err(cmd::Failure::Usage(msg)) => {
             eprintln!("jwtd: {msg}");
             ExitCode::from(2)

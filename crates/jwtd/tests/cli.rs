@@ -396,6 +396,16 @@ fn every_command_has_help_with_examples_that_can_be_pasted() {
             "jwtd serve --issuer https://auth.example --audience example.com --alg ES256",
         ]),
         (&["config", "check"], &["jwtd config check jwtd.toml"]),
+        (&["rules", "test"], &[
+            "jwtd rules test --config jwtd.toml --request 'GET https://api.example/healthz' --no-token",
+            "jwtd rules test --config jwtd.toml --request 'POST https://api.example/v1/orders/7' --token \"$TOKEN\"",
+            "jwtd rules test --config jwtd.toml --request 'GET https://api.example/v1/orders/7' --token-file token.txt --json",
+            "jwtd rules test --config jwtd.toml --request 'GET https://api.example/v1/orders/7' --token \"$TOKEN\" --header 'X-Tenant: acme'",
+        ]),
+        (&["rules", "explain"], &[
+            "jwtd rules explain --config jwtd.toml",
+            "jwtd rules explain --config jwtd.toml --json",
+        ]),
         (&["keys", "list"], &[
             "jwtd keys list",
             "jwtd keys list --data-dir /var/lib/jwtd",
@@ -421,6 +431,37 @@ fn every_command_has_help_with_examples_that_can_be_pasted() {
             "jwtd jwks --alg PS256 rsa-public.pem",
         ]),
     ];
+    // Every command there is, from the help's own lists: a new one must be added above.
+    let mut leaves: Vec<Vec<String>> = Vec::new();
+    let mut todo: Vec<Vec<String>> = vec![Vec::new()];
+    while let Some(cmd) = todo.pop() {
+        let o = jwtd().args(&cmd).arg("--help").output().unwrap();
+        let help = stdout(&o);
+        let Some((_, list)) = help.split_once("\nCommands:\n") else {
+            leaves.push(cmd);
+            continue;
+        };
+        for line in list.lines().take_while(|l| !l.is_empty()) {
+            // A name at two spaces; wrapped descriptions are indented further.
+            let Some(name) = line.strip_prefix("  ").filter(|l| !l.starts_with(' ')) else {
+                continue;
+            };
+            let name = name.split_whitespace().next().unwrap();
+            if name != "help" {
+                let mut sub = cmd.clone();
+                sub.push(name.to_owned());
+                todo.push(sub);
+            }
+        }
+    }
+    for leaf in &leaves {
+        assert!(
+            commands.iter().any(|(c, _)| c.iter().eq(leaf.iter())),
+            "jwtd {} --help is not checked here",
+            leaf.join(" ")
+        );
+    }
+    assert!(leaves.len() >= 15, "{leaves:?}");
     for (cmd, expected) in commands {
         for columns in [Some("80"), None] {
             let mut c = jwtd();
@@ -1137,6 +1178,732 @@ fn the_documented_sample_passes_config_check_once_its_inputs_exist() {
     assert_eq!(
         stdout(&o).trim(),
         "jwtd.toml: ok (1 issuer(s), listen 127.0.0.1:8080)"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The rules of the `jwtd rules` tests: a public health check, a scoped order read (a literal
+/// `mine` beside it), an admin route needing `amr` to contain `mfa`; no catch-all, so a path
+/// no rule takes gets `[rules] default` (deny).
+const RULES_TOML: &str = "\
+[[issuer]]
+name = \"corp\"
+issuer = \"https://id.example\"
+secret_file = \"secret\"
+algorithms = [\"HS256\"]
+audiences = [\"api\"]
+
+[[rule]]
+id = \"health\"
+path = \"/healthz\"
+auth = \"public\"
+
+[[rule]]
+id = \"orders-read\"
+hosts = [\"api.example\"]
+path = \"/v1/orders/:id\"
+methods = [\"GET\"]
+auth = \"corp\"
+scopes = { all = [\"orders:read\"] }
+[rule.set_headers]
+x-order-id = \"{path.id}\"
+
+[[rule]]
+id = \"orders-mine\"
+path = \"/v1/orders/mine\"
+methods = [\"GET\"]
+auth = \"corp\"
+
+[[rule]]
+id = \"admin\"
+path = \"/admin/**\"
+methods = [\"POST\"]
+auth = \"corp\"
+claims = [{ path = \"amr\", contains = \"mfa\" }]
+";
+
+/// The 1-based line of the first line of `text` equal to `line`.
+fn line_in(text: &str, line: &str) -> u64 {
+    1 + text
+        .lines()
+        .position(|l| l == line)
+        .unwrap_or_else(|| panic!("{line:?} in the text")) as u64
+}
+
+/// A directory with RULES_TOML as jwtd.toml and its HMAC secret.
+fn rules_dir(name: &str) -> PathBuf {
+    let dir = tmp(name);
+    std::fs::write(dir.join("secret"), "0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::write(dir.join("jwtd.toml"), RULES_TOML).unwrap();
+    dir
+}
+
+/// An HS256 token of the corp issuer for alice, with `extra` claim flags.
+fn corp_token(dir: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "sign",
+        "--secret-file",
+        "secret",
+        "--alg",
+        "HS256",
+        "--iss",
+        "https://id.example",
+        "--aud",
+        "api",
+        "--sub",
+        "alice",
+        "--ttl",
+        "10m",
+    ];
+    args.extend_from_slice(extra);
+    let o = run(&args, dir);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    stdout(&o).trim().to_owned()
+}
+
+/// `jwtd rules test ... --json`: the exit code and the decision object; the token appears in
+/// no output.
+fn rules_test(dir: &Path, request: &str, token: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let mut args = vec![
+        "rules",
+        "test",
+        "--config",
+        "jwtd.toml",
+        "--request",
+        request,
+    ];
+    args.extend_from_slice(token);
+    args.push("--json");
+    let o = run(&args, dir);
+    for t in token.iter().filter(|t| t.len() > 40) {
+        assert!(!stdout(&o).contains(t), "the token is never printed");
+        assert!(!String::from_utf8_lossy(&o.stderr).contains(t));
+    }
+    let v = serde_json::from_str(&stdout(&o))
+        .unwrap_or_else(|e| panic!("{request}: stdout is not JSON ({e}): {o:?}"));
+    (o.status.code(), v)
+}
+
+#[test]
+fn rules_test_allows_with_the_headers_it_would_set() {
+    let dir = rules_dir("rules-allow");
+    let reader = corp_token(&dir, &["--claim", "scope=orders:read profile"]);
+    let (code, v) = rules_test(
+        &dir,
+        "GET https://api.example/v1/orders/7?expand=items",
+        &["--token", &reader],
+    );
+    assert_eq!(code, Some(0), "{v:#}");
+    assert_eq!(v["decision"], "allow");
+    assert_eq!(v["rule"], "orders-read");
+    assert_eq!(v["matched"], "rule");
+    assert_eq!(v["rule_line"], line_in(RULES_TOML, "id = \"orders-read\""));
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["issuer"], "corp");
+    assert_eq!(v["reason"], serde_json::Value::Null);
+    assert_eq!(v["www_authenticate"], serde_json::Value::Null);
+    assert_eq!(v["headers"]["x-order-id"], "7");
+    assert_eq!(v["headers"]["x-auth-subject"], "alice");
+    assert_eq!(v["headers"]["x-auth-issuer"], "https://id.example");
+    let fp = v["token"].as_str().unwrap();
+    assert_eq!(fp.len(), 12, "a fingerprint, not the token: {fp}");
+    // The literal beats the parameter; the public health check needs no token.
+    let (code, v) = rules_test(
+        &dir,
+        "GET https://api.example/v1/orders/mine",
+        &["--token", &reader],
+    );
+    assert_eq!(
+        (code, v["rule"].as_str()),
+        (Some(0), Some("orders-mine")),
+        "{v:#}"
+    );
+    assert_eq!(
+        v["headers"]["x-order-id"], "",
+        "every identity header is answered"
+    );
+    let (code, v) = rules_test(&dir, "GET https://other.example/healthz", &["--no-token"]);
+    assert_eq!(
+        (code, v["rule"].as_str()),
+        (Some(0), Some("health")),
+        "{v:#}"
+    );
+    assert_eq!(v["token"], serde_json::Value::Null);
+    // An admin token with mfa passes the claim predicate; from a file, too.
+    let admin = corp_token(&dir, &["--claim-json", "amr=[\"pwd\",\"mfa\"]"]);
+    std::fs::write(dir.join("token.txt"), format!("{admin}\n")).unwrap();
+    let (code, v) = rules_test(
+        &dir,
+        "POST https://api.example/admin/users",
+        &["--token-file", "token.txt"],
+    );
+    assert_eq!(
+        (code, v["rule"].as_str()),
+        (Some(0), Some("admin")),
+        "{v:#}"
+    );
+    // In words: the same decision, the headers one a line, never the token.
+    let o = run(
+        &[
+            "rules",
+            "test",
+            "--config",
+            "jwtd.toml",
+            "--request",
+            "GET https://api.example/v1/orders/7",
+            "--token",
+            &reader,
+        ],
+        &dir,
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let text = stdout(&o);
+    for want in [
+        "decision: allow\n".to_owned(),
+        format!(
+            "rule:     orders-read (line {})\n",
+            line_in(RULES_TOML, "id = \"orders-read\"")
+        ),
+        "status:   200\n".to_owned(),
+        "  x-order-id: 7\n".to_owned(),
+        "  x-auth-subject: alice\n".to_owned(),
+        format!("token:    fingerprint {fp} "),
+    ] {
+        assert!(text.contains(&want), "{want:?} in:\n{text}");
+    }
+    assert!(!text.contains(&reader));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn rules_test_denies_with_the_reason_status_and_challenge() {
+    let dir = rules_dir("rules-deny");
+    let profile = corp_token(&dir, &["--claim", "scope=profile"]);
+    // A token without the scope: 403 insufficient_scope naming the scope needed.
+    let (code, v) = rules_test(
+        &dir,
+        "GET https://api.example/v1/orders/7",
+        &["--token", &profile],
+    );
+    assert_eq!(code, Some(1), "{v:#}");
+    assert_eq!(v["decision"], "deny");
+    assert_eq!(v["rule"], "orders-read");
+    assert_eq!(v["status"], 403);
+    assert_eq!(v["reason"], "missing_scope");
+    assert_eq!(v["error"], "insufficient_scope");
+    assert_eq!(v["issuer"], "corp");
+    let www = v["www_authenticate"].as_str().unwrap();
+    assert!(
+        www.starts_with("Bearer realm=\"jwtd\", error=\"insufficient_scope\""),
+        "{www}"
+    );
+    assert!(www.ends_with(", scope=\"orders:read\""), "{www}");
+    assert_eq!(v["headers"], serde_json::json!({}));
+    // No token: 401 with the bare challenge.
+    let (code, v) = rules_test(&dir, "GET https://api.example/v1/orders/7", &["--no-token"]);
+    assert_eq!(code, Some(1), "{v:#}");
+    assert_eq!(
+        (v["status"].as_u64(), v["reason"].as_str()),
+        (Some(401), Some("missing_token"))
+    );
+    assert_eq!(v["www_authenticate"], "Bearer realm=\"jwtd\"");
+    // The host condition: another host does not match orders-read, and nothing else takes
+    // the path: the default (deny).
+    for request in [
+        "GET https://other.example/v1/orders/7",
+        "DELETE https://api.example/v1/orders/7",
+        "GET https://api.example/nothing/here",
+    ] {
+        let (code, v) = rules_test(&dir, request, &["--token", &profile]);
+        assert_eq!(code, Some(1), "{request}: {v:#}");
+        assert_eq!(v["matched"], "default", "{request}");
+        assert_eq!(v["default"], "deny", "{request}");
+        assert_eq!(v["rule"], serde_json::Value::Null, "{request}");
+        assert_eq!(v["status"], 403, "{request}");
+        assert_eq!(v["reason"], "no_matching_rule", "{request}");
+    }
+    // The admin claim predicate: without mfa, 403 claim_mismatch.
+    let (code, v) = rules_test(
+        &dir,
+        "POST https://api.example/admin/users",
+        &["--token", &profile],
+    );
+    assert_eq!(code, Some(1), "{v:#}");
+    assert_eq!(
+        (v["rule"].as_str(), v["reason"].as_str()),
+        (Some("admin"), Some("claim_mismatch"))
+    );
+    // A path the matcher refuses: 400.
+    let (code, v) = rules_test(
+        &dir,
+        "GET https://api.example/v1//orders/7",
+        &["--no-token"],
+    );
+    assert_eq!(code, Some(1), "{v:#}");
+    assert_eq!(
+        (v["matched"].as_str(), v["status"].as_u64()),
+        (Some("bad_path"), Some(400))
+    );
+    // In words: the reason, the status and the challenge.
+    let o = run(
+        &[
+            "rules",
+            "test",
+            "--config",
+            "jwtd.toml",
+            "--request",
+            "GET https://api.example/v1/orders/7",
+            "--token",
+            &profile,
+        ],
+        &dir,
+    );
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let text = stdout(&o);
+    for want in [
+        "decision: deny\n",
+        "status:   403\n",
+        "reason:   missing_scope (insufficient_scope): ",
+        "www-authenticate: Bearer realm=\"jwtd\", error=\"insufficient_scope\"",
+    ] {
+        assert!(text.contains(want), "{want:?} in:\n{text}");
+    }
+    assert!(
+        o.stderr.is_empty(),
+        "a denial is the answer, not an error: {o:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn rules_test_refuses_malformed_input_with_exit_2() {
+    let dir = rules_dir("rules-usage");
+    let token = corp_token(&dir, &[]);
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--request", "GET /v1/orders/7", "--no-token"],
+            "is not an absolute URL",
+        ),
+        (
+            &["--request", "https://api.example/v1/orders/7", "--no-token"],
+            "is not two words",
+        ),
+        (
+            &["--request", "GET ftp://api.example/x", "--no-token"],
+            "the scheme must be http or https",
+        ),
+        (
+            &["--request", "GET https://api.example/a b", "--no-token"],
+            "is not two words",
+        ),
+        (
+            &["--request", "GET https://api.example/a#b", "--no-token"],
+            "fragment",
+        ),
+        (
+            &["--request", "G(T https://api.example/a", "--no-token"],
+            "is not an HTTP method",
+        ),
+        (
+            &["--request", "GET https://u@api.example/a", "--no-token"],
+            "user information",
+        ),
+        (
+            &[
+                "--request",
+                "GET https://api.example/a",
+                "--no-token",
+                "--header",
+                "no colon",
+            ],
+            "is not `Name: value`",
+        ),
+        // Exactly one of --token, --token-file, --no-token.
+        (&["--request", "GET https://api.example/a"], "--no-token"),
+        (
+            &[
+                "--request",
+                "GET https://api.example/a",
+                "--no-token",
+                "--token",
+                &token,
+            ],
+            "cannot be used with",
+        ),
+        (
+            &[
+                "--request",
+                "GET https://api.example/a",
+                "--token-file",
+                "missing.txt",
+            ],
+            "cannot read missing.txt",
+        ),
+    ];
+    for (extra, want) in cases {
+        let mut args = vec!["rules", "test", "--config", "jwtd.toml"];
+        args.extend_from_slice(extra);
+        let o = run(&args, &dir);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {o:?}");
+        assert!(err.contains(want), "{extra:?}: {want:?} in {err}");
+        assert!(o.stdout.is_empty(), "{extra:?}");
+        assert!(
+            !err.contains(&token),
+            "{extra:?}: the token is never printed"
+        );
+    }
+    // A configuration that does not load: exit 2 with its lines.
+    std::fs::write(
+        dir.join("bad.toml"),
+        "[[rule]]\nid = \"x\"\npath = \"/a\"\nauth = \"nobody\"\n",
+    )
+    .unwrap();
+    let o = run(
+        &[
+            "rules",
+            "test",
+            "--config",
+            "bad.toml",
+            "--request",
+            "GET https://a.example/a",
+            "--no-token",
+        ],
+        &dir,
+    );
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("bad.toml:4: rule \"x\": auth: unknown issuer \"nobody\""),
+        "{o:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The engine of `jwtd rules test` is the one `jwtd serve` builds, jwtd's own `[signing]`
+/// issuer included, but nothing is created or changed: without the key ring it exits 2 and
+/// says so; with it, it reads it and leaves every file as it was.
+#[test]
+fn rules_test_reads_the_key_ring_and_creates_nothing() {
+    let dir = tmp("rules-ring");
+    std::fs::write(dir.join("admin.key"), "an-admin-key-0123456789abcdef\n").unwrap();
+    std::fs::set_permissions(
+        dir.join("admin.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("jwtd.toml"),
+        "listen = \"127.0.0.1:8080\"\n[signing]\ndata_dir = \"data\"\naudiences = [\"api\"]\n\
+         [revocation]\n[admin]\napi_key_file = \"admin.key\"\n\
+         [[rule]]\nid = \"own\"\npath = \"/**\"\nauth = \"self\"\n",
+    )
+    .unwrap();
+    let test = |token: &[&str]| {
+        let mut args = vec![
+            "rules",
+            "test",
+            "--config",
+            "jwtd.toml",
+            "--request",
+            "GET https://api.example/x",
+        ];
+        args.extend_from_slice(token);
+        args.push("--json");
+        run(&args, &dir)
+    };
+    let o = test(&["--no-token"]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("does not exist here yet") && err.contains("creates nothing"),
+        "{err}"
+    );
+    assert!(!dir.join("data").exists(), "no data directory created");
+    // The ring as `jwtd serve` leaves it, then a token it minted.
+    let data = dir.join("data");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        std::fs::create_dir_all(&data).unwrap();
+        let (kek, _) = jwtd_store::Kek::load_or_create(&data.join("kek.key")).unwrap();
+        let store = jwtd_store::SqliteStore::open(&data.join("keys.db"))
+            .await
+            .unwrap();
+        let ring = jwtd_store::KeyRing::open(store, kek, jwtd_store::RingConfig::default())
+            .await
+            .unwrap();
+        ring.ensure_active(1).await.unwrap();
+        ring.store().pool().close().await;
+    });
+    drop(rt);
+    let o = run(
+        &[
+            "token",
+            "mint",
+            "--config",
+            "jwtd.toml",
+            "--sub",
+            "bob",
+            "--aud",
+            "api",
+        ],
+        &dir,
+    );
+    assert!(o.status.success(), "{o:?}");
+    let token = stdout(&o).trim().to_owned();
+    let files = || {
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(&data)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    // `token mint` exits without closing its connection: its -wal stays, as after a stopped
+    // `jwtd serve`, and the read-only store reads through it.
+    let before = files();
+    let o = test(&["--token", &token]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["rule"].as_str(), v["issuer"].as_str()),
+        (Some("own"), Some("self"))
+    );
+    assert_eq!(v["headers"]["x-auth-subject"], "bob");
+    let o = test(&["--no-token"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert_eq!(
+        files(),
+        before,
+        "the key ring and the revocation store are left as they were"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Remote keys are fetched as `jwtd serve` fetches them (here from a JWKS on 127.0.0.1).
+#[test]
+fn rules_test_fetches_remote_keys_as_serve_does() {
+    let dir = tmp("rules-remote");
+    let token = setup(&dir, "ES256");
+    let jwks = std::fs::read_to_string(dir.join("jwks.json")).unwrap();
+    let base = http_server(vec![("/jwks.json", 200, jwks)]);
+    std::fs::write(
+        dir.join("jwtd.toml"),
+        format!(
+            "[[issuer]]\nname = \"remote\"\nissuer = \"https://id.example\"\n\
+             jwks_url = \"{base}/jwks.json\"\nalgorithms = [\"ES256\"]\naudiences = [\"api\"]\n\
+             [[rule]]\nid = \"email\"\npath = \"/mail/**\"\nauth = \"remote\"\n\
+             scopes = {{ any = [\"email\"] }}\n"
+        ),
+    )
+    .unwrap();
+    let (code, v) = rules_test(
+        &dir,
+        "GET http://127.0.0.1:9/mail/inbox",
+        &["--token", &token],
+    );
+    assert_eq!(code, Some(0), "{v:#}");
+    assert_eq!(
+        (v["rule"].as_str(), v["issuer"].as_str()),
+        (Some("email"), Some("remote"))
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn rules_explain_lists_the_rules_in_match_order() {
+    let dir = rules_dir("rules-explain");
+    let o = run(
+        &["rules", "explain", "--config", "jwtd.toml", "--json"],
+        &dir,
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ids: Vec<&str> = v["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["admin", "health", "orders-mine", "orders-read"]);
+    let read = &v["rules"][3];
+    assert_eq!(read["line"], line_in(RULES_TOML, "id = \"orders-read\""));
+    assert_eq!(read["hosts"], serde_json::json!(["api.example"]));
+    assert_eq!(read["methods"], "GET");
+    assert_eq!(read["path"], "/v1/orders/:id");
+    assert_eq!(read["requirement"], "corp");
+    assert_eq!(read["scopes"], "scope holds all of [orders:read]");
+    assert_eq!(
+        read["set_headers"],
+        serde_json::json!({"x-order-id": "{path.id}"})
+    );
+    assert_eq!(read["audiences"], serde_json::Value::Null);
+    assert!(
+        read["specificity"].as_str().unwrap().contains("param :id"),
+        "{read:#}"
+    );
+    assert_eq!(
+        v["rules"][0]["claims"],
+        serde_json::json!(["amr contains \"mfa\""])
+    );
+    assert_eq!(v["rules"][1]["requirement"], "public");
+    assert_eq!(v["default"], "deny");
+    assert_eq!(v["warnings"], serde_json::json!([]));
+    // In words: numbered in the same order, then the default.
+    let o = run(&["rules", "explain", "--config", "jwtd.toml"], &dir);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let text = stdout(&o);
+    let numbered: Vec<&str> = text
+        .lines()
+        .filter(|l| l.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .collect();
+    let line = |id: &str| line_in(RULES_TOML, &format!("id = \"{id}\""));
+    assert_eq!(
+        numbered,
+        [
+            format!("1. admin (line {})", line("admin")),
+            format!("2. health (line {})", line("health")),
+            format!("3. orders-mine (line {})", line("orders-mine")),
+            format!("4. orders-read (line {})", line("orders-read")),
+        ]
+    );
+    assert!(text.contains("\ndefault: deny: "), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `jwtd config check` prints the rules' lint warnings on stderr, with their lines, and still
+/// exits 0; `jwtd rules explain` lists the same warnings.
+#[test]
+fn config_check_prints_rule_warnings_with_their_lines() {
+    let dir = rules_dir("rules-lint");
+    let text = format!(
+        "{RULES_TOML}\n[[rule]]\nid = \"docs-write\"\npath = \"/docs/**\"\nmethods = [\"PUT\"]\nauth = \"corp\"\n\
+         \n[[rule]]\nid = \"docs\"\npath = \"/docs/**\"\nauth = \"public\"\n"
+    );
+    std::fs::write(dir.join("lint.toml"), &text).unwrap();
+    let o = run(&["config", "check", "lint.toml"], &dir);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(
+        stdout(&o).trim(),
+        "lint.toml: ok (1 issuer(s), listen 127.0.0.1:8080)"
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    let want = format!(
+        "lint.toml: warning: rule \"docs-write\" (line {}) needs a token for \"/docs/**\", but other methods than PUT on that path fall back to the public rule \"docs\" (line {}) (\"/docs/**\") and pass without a token",
+        line_in(&text, "id = \"docs-write\""),
+        line_in(&text, "id = \"docs\""),
+    );
+    assert_eq!(lines, [want.as_str()], "{err}");
+    // Without the public fallback: no warning.
+    let o = run(&["config", "check", "jwtd.toml"], &dir);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(o.stderr.is_empty(), "{o:?}");
+    let o = run(
+        &["rules", "explain", "--config", "lint.toml", "--json"],
+        &dir,
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["warnings"],
+        serde_json::json!([want.strip_prefix("lint.toml: warning: ").unwrap()])
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The `jwtd rules` transcript of docs/configuration.md ("Trying rules"), run as it is: its
+/// sample as `rules.toml`, each `$ ` line through `sh` (with this build's `jwtd` first on the
+/// PATH), each output compared with the lines the document shows under it (token
+/// fingerprints aside: every run signs a new token).
+#[test]
+fn the_documented_rules_transcript_is_what_jwtd_prints() {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md"),
+    )
+    .unwrap();
+    let section = doc
+        .split("### Trying rules")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("docs/configuration.md has the \"Trying rules\" section");
+    let block = |fence: &str| {
+        section
+            .split(fence)
+            .nth(1)
+            .and_then(|s| s.split("```").next())
+            .unwrap_or_else(|| panic!("a {fence} block"))
+            .to_owned()
+    };
+    let (sample, console) = (block("```toml\n"), block("```console\n"));
+    let dir = tmp("doc-rules");
+    std::fs::write(dir.join("rules.toml"), &sample).unwrap();
+    let mut steps: Vec<(String, Vec<String>)> = Vec::new();
+    for line in console.lines() {
+        match line.strip_prefix("$ ") {
+            Some(cmd) => steps.push((cmd.to_owned(), Vec::new())),
+            None => steps
+                .last_mut()
+                .expect("a command first")
+                .1
+                .push(line.to_owned()),
+        }
+    }
+    let mut script = String::new();
+    for (i, (cmd, _)) in steps.iter().enumerate() {
+        script.push_str(&format!("{cmd}\necho \"@@{i} $?\"\n"));
+    }
+    let bin = Path::new(env!("CARGO_BIN_EXE_jwtd")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(&dir)
+        .env("PATH", path)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    let fingerprint = |s: &str| match s.split_once("fingerprint ") {
+        Some((a, b)) if b.len() >= 12 => format!("{a}fingerprint <12 hex>{}", &b[12..]),
+        _ => s.to_owned(),
+    };
+    let mut rest = out.as_str();
+    let mut codes = Vec::new();
+    for (i, (cmd, expected)) in steps.iter().enumerate() {
+        let marker = format!("@@{i} ");
+        let (shown, after) = rest
+            .split_once(&marker)
+            .unwrap_or_else(|| panic!("{cmd}: no end marker in {out}\n{o:?}"));
+        let (code, after) = after.split_once('\n').unwrap();
+        codes.push(code.parse::<i32>().unwrap());
+        rest = after;
+        let shown: Vec<String> = shown.lines().map(fingerprint).collect();
+        let expected: Vec<String> = expected.iter().map(|l| fingerprint(l)).collect();
+        assert_eq!(shown, expected, "{cmd}");
+        assert!(
+            shown
+                .iter()
+                .all(|l| !l.contains("fingerprint ") || l.contains("<12 hex>")),
+            "{cmd}"
+        );
+    }
+    assert_eq!(
+        codes,
+        [0, 0, 0, 1, 1, 1, 0],
+        "exit codes as the document says"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
