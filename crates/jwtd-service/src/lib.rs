@@ -24,7 +24,9 @@ pub mod config;
 mod handlers;
 use jwtd_gate::config::secret;
 pub use jwtd_gate::issuers;
+mod mint;
 pub mod revocation;
+mod revoke;
 mod server;
 mod telemetry;
 
