@@ -1,7 +1,7 @@
 //! The operator's endpoints: `POST /admin/reload` and `GET /admin/status` (admin key),
 //! `/readyz` and `/metrics` (open, or the admin's under `[admin] protect_status`).
 
-use super::error::json_response;
+use super::error::{json_response, ApiError};
 use super::extract::{AdminAuth, StatusAuth, StatusDetails};
 use crate::issuers::Keys;
 use crate::AppState;
@@ -151,9 +151,14 @@ pub(super) async fn readyz(
     json_response(status, body)
 }
 
-/// `GET /metrics`: the Prometheus text of the process's recorder, after the scrape-time
-/// gauges are brought up to date.
-pub(super) async fn metrics(_access: StatusAuth, State(state): State<Arc<AppState>>) -> Response {
+/// `GET /metrics`: the Prometheus text of the recorder this state renders
+/// ([`crate::AppState::with_metrics`]), after the scrape-time gauges are brought up to date;
+/// 404 when the process exports none.
+pub(super) async fn metrics(
+    _access: StatusAuth,
+    State(state): State<Arc<AppState>>,
+) -> Result<Response, ApiError> {
+    let handle = state.metrics().ok_or(ApiError::NO_METRICS)?;
     for i in &state.runtime().engine.issuers.list {
         let name = i.name.clone();
         if let Some(c) = &i.cache {
@@ -197,6 +202,5 @@ pub(super) async fn metrics(_access: StatusAuth, State(state): State<Arc<AppStat
         metrics::gauge!("jwtd_revocation_age_seconds").set(age as f64);
     }
     let content_type = HeaderValue::from_static("text/plain; version=0.0.4");
-    let body = crate::telemetry::metrics_handle().render();
-    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+    Ok(([(header::CONTENT_TYPE, content_type)], handle.render()).into_response())
 }

@@ -4,7 +4,7 @@
 
 use super::error::ApiError;
 use super::extract::RequestId;
-use super::observe::{observe, By};
+use super::observe::By;
 use crate::AppState;
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -87,12 +87,16 @@ pub(super) async fn forward_auth(
                 Some((issuer, _)) => By::Issuer(issuer),
                 None => By::Nobody,
             };
-            observe("auth", started, by, Ok(()), &rid, token);
+            state
+                .series
+                .observe("auth", started, by, Ok(()), &rid, token);
             Ok((StatusCode::OK, allowed.headers).into_response())
         }
         Err(denial) => {
             let by = By::Named(denial.issuer.as_deref());
-            observe("auth", started, by, Err(&denial.error), &rid, token);
+            state
+                .series
+                .observe("auth", started, by, Err(&denial.error), &rid, token);
             Err(ApiError::Denied(denial))
         }
     };

@@ -48,6 +48,10 @@ impl ApiError {
     pub(super) const NO_SIGNING: ApiError = ApiError::NotFound("signing is not configured\n");
     /// 404: no `[revocation]`.
     pub(super) const NO_REVOCATION: ApiError = ApiError::NotFound("revocation is not configured\n");
+    /// 404: the process exports no Prometheus metrics (the state was built without a handle,
+    /// see `AppState::with_metrics`).
+    pub(super) const NO_METRICS: ApiError =
+        ApiError::NotFound("metrics are not exported by this process\n");
 
     /// 400 with `message`.
     pub(super) fn invalid(message: String) -> ApiError {

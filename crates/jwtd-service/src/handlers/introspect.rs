@@ -2,7 +2,7 @@
 
 use super::error::{ApiError, JSON};
 use super::extract::{IntrospectionClient, RequestId};
-use super::observe::{observe, By};
+use super::observe::By;
 use super::verify::check;
 use crate::AppState;
 use axum::body::Bytes;
@@ -32,7 +32,7 @@ pub(super) async fn introspect(
     let token = token.ok_or(ApiError::InvalidRequest(None))?;
     let body = match check(&state, &token).await {
         Ok((issuer, v)) => {
-            observe(
+            state.series.observe(
                 "introspect",
                 started,
                 By::Issuer(&issuer),
@@ -46,7 +46,7 @@ pub(super) async fn introspect(
             Value::Object(m).to_string()
         }
         Err((issuer, e)) => {
-            observe(
+            state.series.observe(
                 "introspect",
                 started,
                 By::Named(issuer.as_deref()),

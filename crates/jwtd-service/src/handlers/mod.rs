@@ -23,13 +23,15 @@ use axum::Router;
 use std::sync::Arc;
 
 pub use error::bearer_error;
+pub(crate) use observe::RequestSeries;
 
 /// The service's routes. The endpoints that read a body (`POST /v1/verify`, `/introspect`,
 /// `/v1/tokens`, `/v1/revocations`) take at most `[server] max_request_body` bytes (413 past
 /// it); the others never read theirs. `/v1/verify` and `/v1/tokens/{token}` answer
-/// cross-origin requests from the `[cors]` origins (see `CorsSettings`).
+/// cross-origin requests from the `[cors]` origins (see `CorsSettings`). `/metrics` renders
+/// the recorder `state` was given ([`AppState::with_metrics`]) and answers 404 without one:
+/// building the router installs nothing process-wide.
 pub fn router(state: Arc<AppState>) -> Router {
-    crate::telemetry::metrics_handle();
     let limit = DefaultBodyLimit::max(state.runtime().config.server.max_request_body);
     Router::new()
         .route(

@@ -3,7 +3,7 @@
 
 use super::error::{ApiError, JSON};
 use super::extract::RequestId;
-use super::observe::{observe, By};
+use super::observe::By;
 use crate::issuers::Issuer;
 use crate::AppState;
 use axum::body::Bytes;
@@ -45,12 +45,14 @@ async fn verify_token(
     let started = Instant::now();
     let Some(token) = token else {
         let e = missing();
-        observe(endpoint, started, By::Nobody, Err(&e), rid, None);
+        state
+            .series
+            .observe(endpoint, started, By::Nobody, Err(&e), rid, None);
         return Err(e.into());
     };
     match check(state, &token).await {
         Ok((issuer, v)) => {
-            observe(
+            state.series.observe(
                 endpoint,
                 started,
                 By::Issuer(&issuer),
@@ -74,7 +76,7 @@ async fn verify_token(
             Ok((StatusCode::OK, [(header::CONTENT_TYPE, JSON)], body).into_response())
         }
         Err((issuer, e)) => {
-            observe(
+            state.series.observe(
                 endpoint,
                 started,
                 By::Named(issuer.as_deref()),
@@ -88,8 +90,10 @@ async fn verify_token(
 }
 
 /// A request refused before any token was verified (several tokens).
-fn refuse_request(e: Error, rid: &RequestId) -> ApiError {
-    observe("verify", Instant::now(), By::Nobody, Err(&e), rid, None);
+fn refuse_request(state: &AppState, e: Error, rid: &RequestId) -> ApiError {
+    state
+        .series
+        .observe("verify", Instant::now(), By::Nobody, Err(&e), rid, None);
     e.into()
 }
 
@@ -107,7 +111,7 @@ pub(super) async fn verify(
     );
     let answer = match found {
         Ok(token) => verify_token(&state, "verify", token, &rid, true).await,
-        Err(e) => Err(refuse_request(e, &rid)),
+        Err(e) => Err(refuse_request(&state, e, &rid)),
     };
     (rid, answer)
 }
@@ -122,13 +126,14 @@ pub(super) async fn verify_post(
     body: Bytes,
 ) -> impl IntoResponse {
     let answer = match extract(&headers, uri.query(), &state.runtime().config.tokens) {
-        Err(e) => Err(refuse_request(e, &rid)),
+        Err(e) => Err(refuse_request(&state, e, &rid)),
         Ok(token) => {
             let in_body = serde_json::from_slice::<Map<String, Value>>(&body)
                 .ok()
                 .and_then(|m| m.get("token").and_then(Value::as_str).map(str::to_owned));
             match (token, in_body) {
                 (Some(_), Some(_)) => Err(refuse_request(
+                    &state,
                     Error::new(
                         Reason::MultipleTokens,
                         "the request carries more than one token: send exactly one token, one way",
