@@ -9,13 +9,18 @@
 //! | `GET /v1/tokens/{token}` | 200 with the verified claims, same errors; both answer browsers on the `[cors]` origins |
 //! | `GET /auth` (any method) | forward-auth for nginx `auth_request`, Traefik `forwardAuth`, Caddy `forward_auth`, Envoy `ext_authz`: 200 with identity headers |
 //! | `POST /introspect` | RFC 7662 introspection, HTTP Basic client authentication |
-//! | `/healthz`, `/readyz`, `/metrics` | liveness, readiness (every issuer has keys), Prometheus |
+//! | `/healthz`, `/readyz`, `/metrics` | liveness, readiness (every issuer has keys), Prometheus (404 unless the state was given a recorder's handle: [`AppState::with_metrics`]) |
 //! | `POST /admin/reload` | reload the configuration file (also on SIGHUP) |
 //! | `GET /.well-known/jwks.json`, `GET /.well-known/openid-configuration` | jwtd's own issuer: public keys and discovery |
 //! | `POST /v1/tokens` | mint a token (admin API key) |
 //!
 //! Tokens never appear in logs: a request is logged with a short SHA-256 fingerprint of its
 //! token.
+//!
+//! Metrics go through the `metrics` facade to whatever global recorder the process has.
+//! [`router`] installs none: `jwtd serve` installs jwtd's Prometheus recorder with
+//! [`install_metrics`] and hands it to the state; a process embedding the service keeps its
+//! own recorder, which then receives jwtd's series.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -24,7 +29,9 @@ pub mod config;
 mod handlers;
 use jwtd_gate::config::secret;
 pub use jwtd_gate::issuers;
+mod mint;
 pub mod revocation;
+mod revoke;
 mod server;
 mod telemetry;
 
@@ -32,8 +39,9 @@ pub use config::{Config, ConfigError, SigningConfig};
 pub use handlers::{bearer_error, router};
 pub use issuers::Issuers;
 pub use jwtd_gate::extract::extract as extract_token;
+pub use metrics_exporter_prometheus::PrometheusHandle;
 pub use revocation::Revocations;
-pub use telemetry::{fingerprint, init_logging, metrics_handle};
+pub use telemetry::{fingerprint, init_logging, install_metrics};
 
 use jwtd_store::{AnyStore, Kek, KeyRing, PgStore, RingConfig, SqliteStore};
 use std::path::PathBuf;
@@ -355,6 +363,10 @@ pub struct AppState {
     current: arc_swap::ArcSwap<Runtime>,
     config_path: Option<PathBuf>,
     reload_lock: tokio::sync::Mutex<()>,
+    /// What `/metrics` renders; none: 404.
+    metrics: Option<PrometheusHandle>,
+    /// The request counters and histograms, on the recorder installed when the state was made.
+    series: handlers::RequestSeries,
 }
 
 /// Shortest admin API key or introspection client secret accepted, in bytes.
@@ -725,13 +737,38 @@ async fn open_revocations(
 }
 
 impl AppState {
-    /// State serving `runtime`; `config_path` is re-read on reload.
+    /// State serving `runtime`; `config_path` is re-read on reload. It exports no metrics:
+    /// `/metrics` answers 404 (jwtd's series still go to the process's recorder, if any).
     pub fn new(runtime: Runtime, config_path: Option<PathBuf>) -> Arc<AppState> {
+        AppState::build(runtime, config_path, None)
+    }
+
+    /// [`AppState::new`], with `/metrics` rendering `metrics` (from [`install_metrics`]).
+    pub fn with_metrics(
+        runtime: Runtime,
+        config_path: Option<PathBuf>,
+        metrics: PrometheusHandle,
+    ) -> Arc<AppState> {
+        AppState::build(runtime, config_path, Some(metrics))
+    }
+
+    fn build(
+        runtime: Runtime,
+        config_path: Option<PathBuf>,
+        metrics: Option<PrometheusHandle>,
+    ) -> Arc<AppState> {
         Arc::new(AppState {
             current: arc_swap::ArcSwap::from_pointee(runtime),
             config_path,
             reload_lock: tokio::sync::Mutex::new(()),
+            metrics,
+            series: handlers::RequestSeries::new(),
         })
+    }
+
+    /// The Prometheus handle `/metrics` renders, when this state exports metrics.
+    pub fn metrics(&self) -> Option<&PrometheusHandle> {
+        self.metrics.as_ref()
     }
 
     /// True when the service was started with a configuration file (a reload re-reads it).
@@ -832,6 +869,130 @@ async fn termination() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// An embedding process with its own metrics recorder. This is the only test of this crate's
+/// unit-test process that touches the global recorder (the integration tests, each a process of
+/// their own, install jwtd's): keep it so.
+#[cfg(test)]
+mod embedded {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// The series registered with the embedder's recorder.
+    static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    struct Embedder;
+
+    impl Embedder {
+        fn seen(key: &metrics::Key) {
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            let series = format!("{}{{{}}}", key.name(), labels.join(","));
+            SEEN.lock().unwrap().push(series);
+        }
+    }
+
+    impl metrics::Recorder for Embedder {
+        fn describe_counter(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_gauge(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_histogram(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn register_counter(
+            &self,
+            key: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Counter {
+            Embedder::seen(key);
+            metrics::Counter::noop()
+        }
+        fn register_gauge(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+            Embedder::seen(key);
+            metrics::Gauge::noop()
+        }
+        fn register_histogram(
+            &self,
+            key: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Histogram {
+            Embedder::seen(key);
+            metrics::Histogram::noop()
+        }
+    }
+
+    /// The router is built and serves beside the embedder's recorder (it used to panic
+    /// installing its own): jwtd's series go to that recorder, `/metrics` answers 404, and
+    /// [`install_metrics`] declines without touching it.
+    #[tokio::test]
+    async fn the_router_serves_beside_a_recorder_of_the_embedding_process() {
+        metrics::set_global_recorder(Embedder).expect("the only recorder of this process");
+        let e = install_metrics().unwrap_err();
+        assert!(e.contains("another metrics recorder"), "{e}");
+
+        let mut rnd = [0u8; 8];
+        jwtd_core::fill_random(&mut rnd).unwrap();
+        let dir =
+            std::env::temp_dir().join(format!("jwtd-embedded-{}", jwtd_core::b64::encode(rnd)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = jwtd_core::SigningKey::generate(jwtd_core::Algorithm::ES256).unwrap();
+        let jwks = jwtd_core::Jwks::from_keys(key.public_jwk());
+        let jwks_file = dir.join("jwks.json");
+        std::fs::write(&jwks_file, serde_json::to_string(&jwks).unwrap()).unwrap();
+        let text = format!(
+            "[[issuer]]\nname = \"idp\"\nissuer = \"https://idp.test\"\njwks_file = \"{}\"\n\
+             algorithms = [\"ES256\"]\nany_audience = true\n",
+            jwks_file.display()
+        );
+        let config = Config::parse(&text, "test").unwrap();
+        let state = AppState::new(Runtime::build(config, None).await.unwrap(), None);
+        assert!(state.metrics().is_none());
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(serve_until(state, l, async {
+            let _ = stopped.await;
+        }));
+
+        let c = reqwest::Client::new();
+        let r = c.get(format!("{base}/v1/verify")).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        let r = c.get(format!("{base}/metrics")).send().await.unwrap();
+        assert_eq!(r.status(), 404);
+        assert_eq!(
+            r.text().await.unwrap(),
+            "metrics are not exported by this process\n"
+        );
+        let seen = SEEN.lock().unwrap().clone();
+        for series in [
+            "jwtd_requests_total{endpoint=verify,issuer=-,outcome=rejected,reason=missing_token}",
+            "jwtd_request_duration_seconds{endpoint=verify}",
+            "jwtd_connections_open{}",
+        ] {
+            assert!(seen.iter().any(|s| s == series), "{series} not in {seen:?}");
+        }
+        stop.send(()).unwrap();
+        served.await.unwrap().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use crate::config::LogFormat;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 /// Installs the global tracing subscriber: `RUST_LOG` filters (default `info`); every line goes
 /// to stderr (with `jwtd serve`'s banner; stdout stays clean); text lines are coloured only
@@ -24,47 +24,63 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
-/// The process-wide Prometheus recorder (installed on first use).
-pub fn metrics_handle() -> &'static PrometheusHandle {
-    static H: OnceLock<PrometheusHandle> = OnceLock::new();
-    H.get_or_init(|| {
-        let handle = PrometheusBuilder::new()
-            .set_buckets(&[
-                0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 0.5,
-                1.0,
-            ])
-            .expect("static buckets")
-            .install_recorder()
-            .expect("no other metrics recorder is installed");
-        metrics::describe_counter!(
-            "jwtd_requests_total",
-            "Requests by endpoint, issuer, outcome and reason."
-        );
-        metrics::describe_histogram!(
-            "jwtd_request_duration_seconds",
-            "Time to answer, by endpoint."
-        );
-        metrics::describe_gauge!("jwtd_key_fetches_total", "JWKS fetches per remote issuer.");
-        metrics::describe_gauge!(
-            "jwtd_key_fetch_failures_total",
-            "Failed key fetches per remote issuer."
-        );
-        metrics::describe_gauge!("jwtd_keys", "Keys held per issuer.");
-        metrics::describe_gauge!(
-            "jwtd_key_age_seconds",
-            "Age of the last good key fetch per remote issuer."
-        );
-        // Histogram samples are kept until drained: without a scrape they would grow with
-        // every request. Drain them every few seconds whatever the scrape interval.
-        let upkeep = handle.clone();
-        let _ = std::thread::Builder::new()
-            .name("jwtd-metrics-upkeep".into())
-            .spawn(move || loop {
-                std::thread::sleep(std::time::Duration::from_secs(5));
-                upkeep.run_upkeep();
-            });
-        handle
-    })
+/// Installs jwtd's Prometheus recorder as the process's global `metrics` recorder, once:
+/// later calls return the same handle. `jwtd serve` calls it at start; an embedding process
+/// calls it only if it wants jwtd's `/metrics` (see [`crate::AppState::with_metrics`]).
+///
+/// Fails, without panicking and without touching the recorder in place, when the process
+/// already has another one: jwtd's series then go to that recorder, and `/metrics` is left to
+/// the embedder.
+///
+/// Histograms use jwtd's buckets (50 µs to 1 s); the series' help texts are registered; a
+/// thread drains the histogram samples every 5 s (they would otherwise grow until a scrape).
+pub fn install_metrics() -> Result<PrometheusHandle, String> {
+    static INSTALLED: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
+    let mut installed = INSTALLED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(handle) = &*installed {
+        return Ok(handle.clone());
+    }
+    let recorder = PrometheusBuilder::new()
+        .set_buckets(&[
+            0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 0.5, 1.0,
+        ])
+        .map_err(|e| format!("metrics buckets: {e}"))?
+        .build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).map_err(|_| {
+        "another metrics recorder is already installed in this process: jwtd's metrics go to it, \
+         and jwtd does not export them itself"
+            .to_owned()
+    })?;
+    metrics::describe_counter!(
+        "jwtd_requests_total",
+        "Requests by endpoint, issuer, outcome and reason."
+    );
+    metrics::describe_histogram!(
+        "jwtd_request_duration_seconds",
+        "Time to answer, by endpoint."
+    );
+    metrics::describe_gauge!("jwtd_key_fetches_total", "JWKS fetches per remote issuer.");
+    metrics::describe_gauge!(
+        "jwtd_key_fetch_failures_total",
+        "Failed key fetches per remote issuer."
+    );
+    metrics::describe_gauge!("jwtd_keys", "Keys held per issuer.");
+    metrics::describe_gauge!(
+        "jwtd_key_age_seconds",
+        "Age of the last good key fetch per remote issuer."
+    );
+    // Histogram samples are kept until drained: without a scrape they would grow with every
+    // request. Drain them every few seconds whatever the scrape interval.
+    let upkeep = handle.clone();
+    let _ = std::thread::Builder::new()
+        .name("jwtd-metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_secs(5));
+            upkeep.run_upkeep();
+        });
+    *installed = Some(handle.clone());
+    Ok(handle)
 }
 
 /// A short, non-reversible fingerprint of a token for logs: the first 12 hex digits of its

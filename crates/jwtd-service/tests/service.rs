@@ -92,7 +92,7 @@ async fn start() -> Service {
     std::fs::write(&path, config_text(&dir, None)).unwrap();
     let config = Config::load(&path).unwrap();
     let runtime = Runtime::build(config, None).await.unwrap();
-    let state = AppState::new(runtime, Some(path));
+    let state = common::state(runtime, Some(path));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(jwtd_service::serve(state.clone(), listener));
@@ -1150,7 +1150,7 @@ async fn admin_status_refetch_protected_status_and_introspection_active() {
             .wait_ready(std::time::Duration::from_secs(5))
             .await
     );
-    let state = AppState::new(runtime, None);
+    let state = common::state(runtime, None);
     tokio::spawn(jwtd_service::serve(state.clone(), l));
     let base = format!("http://{addr}");
     let c = reqwest::Client::new();

@@ -589,6 +589,8 @@ fn bind_error(listen: &str, e: &std::io::Error) -> Failure {
 fn serve(a: ServeArgs) -> Result<()> {
     let (config, embedded) = serve_config(&a)?;
     jwtd_service::init_logging(config.log_format);
+    // Before anything records a series: handles made before a recorder exists stay no-ops.
+    let metrics = jwtd_service::install_metrics().map_err(Failure::Usage)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -612,7 +614,7 @@ fn serve(a: ServeArgs) -> Result<()> {
             embedded_banner(&bound);
         }
         jwtd_service::log_startup(&runtime, &bound);
-        let state = jwtd_service::AppState::new(runtime, a.config.clone());
+        let state = jwtd_service::AppState::with_metrics(runtime, a.config.clone(), metrics);
         jwtd_service::serve(state, listener)
             .await
             .map_err(|e| Failure::Usage(format!("server error: {e}")))

@@ -12,9 +12,19 @@ pub async fn serve(
     let addr = l.local_addr().unwrap();
     let config = jwtd_service::Config::parse(text, "test").unwrap();
     let runtime = jwtd_service::Runtime::build(config, None).await.unwrap();
-    let state = jwtd_service::AppState::new(runtime, None);
+    let state = state(runtime, None);
     tokio::spawn(jwtd_service::serve(state.clone(), l));
     (format!("http://{addr}"), state)
+}
+
+/// The state `jwtd serve` makes for `runtime`: `/metrics` renders jwtd's Prometheus recorder
+/// (installed once in the test process; every test's series go to it).
+pub fn state(
+    runtime: jwtd_service::Runtime,
+    config_path: Option<std::path::PathBuf>,
+) -> std::sync::Arc<jwtd_service::AppState> {
+    let metrics = jwtd_service::install_metrics().expect("no other metrics recorder in the tests");
+    jwtd_service::AppState::with_metrics(runtime, config_path, metrics)
 }
 
 /// PostgreSQL for the shared-store tests (127.0.0.1:5432, database `test`; override with

@@ -1,0 +1,111 @@
+//! `/auth` (any method, and `/auth/{*original}` for Envoy): forward-auth for nginx
+//! `auth_request`, Traefik `forwardAuth`, Caddy `forward_auth` and Envoy `ext_authz`, decided
+//! by the engine over the original request.
+
+use super::error::ApiError;
+use super::extract::RequestId;
+use super::observe::By;
+use crate::AppState;
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use jwtd_gate::extract::extract_ref;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The request the proxy is asking about, for rule matching. From a trusted proxy
+/// (`trusted_proxies`, default loopback) the forwarded headers are believed: nginx's
+/// `X-Original-Method` / `X-Original-URI` (set in the documented snippet), Traefik's and
+/// Caddy's `X-Forwarded-Method` / `-Uri` / `-Host`, and Envoy's HTTP ext_authz, which appends
+/// the original path to `/auth`. From anyone else they are ignored and the `/auth` request
+/// itself is what is matched (so a rule set can never be steered by a client that reaches jwtd
+/// directly).
+fn original_request<'a>(req: &'a Request, trusted: bool) -> jwtd_gate::Request<'a> {
+    let headers = req.headers();
+    let get = |names: &[&str]| {
+        names.iter().find_map(|n| {
+            let mut all = headers.get_all(*n).iter();
+            // Exactly one value: two could be read differently by two parsers.
+            match (all.next(), all.next()) {
+                (Some(v), None) => v.to_str().ok(),
+                _ => None,
+            }
+        })
+    };
+    let own_path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or(req.uri().host())
+        .unwrap_or("");
+    if !trusted {
+        return jwtd_gate::Request {
+            method: req.method().as_str(),
+            host,
+            path_and_query: own_path,
+            headers,
+        };
+    }
+    let envoy = own_path
+        .strip_prefix("/auth")
+        .filter(|rest| rest.starts_with('/'));
+    jwtd_gate::Request {
+        method: get(&["x-original-method", "x-forwarded-method"]).unwrap_or(req.method().as_str()),
+        host: get(&["x-forwarded-host"]).unwrap_or(host),
+        path_and_query: get(&["x-original-uri", "x-forwarded-uri"])
+            .or(envoy)
+            .unwrap_or(own_path),
+        headers,
+    }
+}
+
+/// Answers the proxy: 200 with the identity headers, or the refusal; with the request id.
+pub(super) async fn forward_auth(
+    State(state): State<Arc<AppState>>,
+    rid: RequestId,
+    req: Request,
+) -> impl IntoResponse {
+    // The request is borrowed, not its headers cloned: this is the hottest path.
+    let started = Instant::now();
+    let rt = state.runtime_guard();
+    let engine = &rt.engine;
+    let trusted = !engine.rules.is_empty()
+        && req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .is_some_and(|c| rt.trusted_proxies.contains(c.0.ip()));
+    let target = original_request(&req, trusted);
+    let decision = engine.decide(&target, jwtd_core::unix_now()).await;
+    let token = decision_token(&target, engine);
+    rt.decisions.record(
+        decision.rule,
+        decision.outcome.as_ref().err().map(|d| d.error.reason()),
+    );
+    let answer: Result<Response, ApiError> = match decision.outcome {
+        Ok(allowed) => {
+            let by = match &allowed.identity {
+                Some((issuer, _)) => By::Issuer(issuer),
+                None => By::Nobody,
+            };
+            state
+                .series
+                .observe("auth", started, by, Ok(()), &rid, token);
+            Ok((StatusCode::OK, allowed.headers).into_response())
+        }
+        Err(denial) => {
+            let by = By::Named(denial.issuer.as_deref());
+            state
+                .series
+                .observe("auth", started, by, Err(&denial.error), &rid, token);
+            Err(ApiError::Denied(denial))
+        }
+    };
+    (rid, answer)
+}
+
+/// The token of the request, for the log fingerprint only.
+fn decision_token<'a>(req: &jwtd_gate::Request<'a>, engine: &jwtd_gate::Engine) -> Option<&'a str> {
+    extract_ref(req.headers, req.query(), &engine.sources)
+        .ok()
+        .flatten()
+}
