@@ -830,6 +830,8 @@ fn load_error_cases() {
         ("id = \"a\"\npath = \"/\"\nauth = \"corp\"\nset_headers = { x-a = \"{other.a}\" }", "is not {claim.PATH}"),
         ("id = \"a\"\npath = \"/\"\nauth = \"corp\"\nmethods = [\"GET\"]\ncors_preflight = \"bypass\"", "exclude OPTIONS"),
         ("id = \"a\"\npath = \"/\"\nauth = \"corp\"\nscope_claim = \"scp\"", "scope_claim without scopes"),
+        ("id = \"default\"\npath = \"/\"\nauth = \"corp\"", "reserved"),
+        ("id = \"-\"\npath = \"/\"\nauth = \"corp\"", "reserved"),
     ];
     for (body, needle) in cases {
         assert_error(&base(body), needle);

@@ -46,6 +46,9 @@ impl Ctx<'_> {
     }
 }
 
+/// Ids no rule may take: what metrics and logs call the decisions no rule made.
+const RESERVED_IDS: [&str; 2] = ["default", "-"];
+
 fn id_ok(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_ID_LEN
@@ -128,6 +131,12 @@ fn compile(
             cx,
             None,
             format!("the id must be 1 to {MAX_ID_LEN} of A-Z a-z 0-9 . _ -"),
+        );
+    } else if RESERVED_IDS.contains(&id) {
+        err(
+            cx,
+            None,
+            format!("the id {id:?} is reserved: metrics and logs name the default decision (no rule matched) \"default\", and decisions without rules \"-\""),
         );
     }
 

@@ -41,7 +41,8 @@
 //!
 //! A rule has:
 //!
-//! - `id` (required, unique, `[A-Za-z0-9._-]{1,64}`).
+//! - `id` (required, unique, `[A-Za-z0-9._-]{1,64}`, not `default` or `-`: metrics and logs
+//!   name the decisions of no rule so).
 //! - `hosts` (optional): `api.example.com` (exact) or `*.example.com` (one or more labels before
 //!   `.example.com`, not `example.com` itself); case-insensitive; the request's port and one
 //!   trailing dot are ignored. Without `hosts`, any host.
