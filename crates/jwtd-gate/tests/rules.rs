@@ -636,7 +636,9 @@ fn dot_segments() {
 
 #[test]
 fn normalise_examples() {
-    let n = |p: &str| normalise(p, EncodedSlashes::Reject, TrailingSlash::Strict).unwrap();
+    fn n(p: &str) -> NormPath<'_> {
+        normalise(p, EncodedSlashes::Reject, TrailingSlash::Strict).unwrap()
+    }
     assert_eq!(
         n("/"),
         NormPath {
@@ -1399,6 +1401,24 @@ proptest! {
             let _ = normalise(&p, mode, TrailingSlash::Ignore);
         }
         let _ = normalise_host(&host);
+    }
+
+    /// A request host is matched as exactly what a rule's `hosts` would take as an exact host.
+    #[test]
+    fn request_hosts_normalise_as_patterns_parse(
+        host in "(\\[[0-9a-fA-F:.]{0,8}\\]|[a-zA-Z0-9._*-]{0,20})(:[0-9]{0,5})?\\.?",
+    ) {
+        let bare = if host.starts_with('[') {
+            host.find(']').map_or(host.as_str(), |e| &host[..=e])
+        } else {
+            host.split(':').next().unwrap_or_default()
+        };
+        let bare = bare.strip_suffix('.').unwrap_or(bare);
+        let want = match HostPattern::parse(bare) {
+            Ok(HostPattern::Exact(h)) if !bare.is_empty() => Some(h),
+            _ => None,
+        };
+        prop_assert_eq!(normalise_host(&host), want, "{:?}", host);
     }
 
     #[test]

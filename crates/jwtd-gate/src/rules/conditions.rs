@@ -38,14 +38,7 @@ impl HostPattern {
             ));
         }
         if name.starts_with('[') {
-            // An IPv6 literal: `[` hex digits and colons `]`.
-            let ok = !wild
-                && name.ends_with(']')
-                && name.len() > 2
-                && name[1..name.len() - 1]
-                    .bytes()
-                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
-            return if ok {
+            return if !wild && ipv6_ok(name) {
                 Ok(HostPattern::Exact(name.to_owned()))
             } else {
                 Err(format!("host {s:?}: not a valid IPv6 literal"))
@@ -56,13 +49,7 @@ impl HostPattern {
                 "host {s:?}: write the host without a port (the request's port is ignored)"
             ));
         }
-        let labels_ok = name.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
-        if !labels_ok {
+        if !labels_ok(name) {
             return Err(format!(
                 "host {s:?}: labels of letters, digits, - and _ separated by single dots"
             ));
@@ -96,6 +83,25 @@ impl HostPattern {
     }
 }
 
+/// An IPv6 literal: `[` hex digits, colons (and dots) `]`.
+fn ipv6_ok(name: &str) -> bool {
+    name.ends_with(']')
+        && name.len() > 2
+        && name[1..name.len() - 1]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+}
+
+/// Labels of letters, digits, `-` and `_`, 1 to 63 bytes, separated by single dots.
+fn labels_ok(name: &str) -> bool {
+    name.split('.').all(|l| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
 impl fmt::Display for HostPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -119,11 +125,13 @@ pub fn normalise_host(raw: &str) -> Option<String> {
     if host.is_empty() || host.len() > MAX_HOST_LEN {
         return None;
     }
-    let lower = host.to_ascii_lowercase();
-    HostPattern::parse(&lower).ok().and_then(|p| match p {
-        HostPattern::Exact(h) => Some(h),
-        HostPattern::Wildcard(_) => None,
-    })
+    // What HostPattern::parse takes as an exact host, checked without building one.
+    let ok = if host.starts_with('[') {
+        ipv6_ok(host)
+    } else {
+        labels_ok(host)
+    };
+    ok.then(|| host.to_ascii_lowercase())
 }
 
 /// Which methods a rule takes.

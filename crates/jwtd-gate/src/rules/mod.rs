@@ -819,7 +819,7 @@ impl RuleSet {
         let n = self.nodes.get(node)?;
         stats.nodes += 1;
         if let Some(seg) = q.path.segments.get(depth) {
-            if let Some(&child) = n.literals.get(seg) {
+            if let Some(&child) = n.literals.get(seg.as_ref()) {
                 if let Some(found) = self.walk(child, depth + 1, q, stats) {
                     return Some(found);
                 }
@@ -844,7 +844,7 @@ impl RuleSet {
 }
 
 struct Query<'a> {
-    path: &'a NormPath,
+    path: &'a NormPath<'a>,
     method: &'a str,
     host: Option<&'a str>,
     headers: &'a HeaderMap,

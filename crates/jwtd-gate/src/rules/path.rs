@@ -2,6 +2,7 @@
 //! encoded slashes, trailing slashes.
 
 use super::config::{EncodedSlashes, TrailingSlash};
+use std::borrow::Cow;
 use std::fmt;
 
 /// The longest request path (before `?`) the matcher reads, in bytes.
@@ -74,9 +75,10 @@ impl std::error::Error for PathError {}
 
 /// A normalised request path: decoded segments and whether it ended with `/`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NormPath {
-    /// Decoded segments, dot segments removed. Empty for `/`.
-    pub segments: Vec<String>,
+pub struct NormPath<'a> {
+    /// Decoded segments, dot segments removed. Empty for `/`. Borrowed from the request's
+    /// path where nothing was decoded.
+    pub segments: Vec<Cow<'a, str>>,
     /// The path ended with `/` after a segment (never set for `/` itself, nor with
     /// `trailing_slash = "ignore"`).
     pub trailing: bool,
@@ -93,7 +95,14 @@ fn hex(b: u8) -> Option<u8> {
 
 /// Percent-decodes one segment once. `%2F` follows `slashes`; with `Keep`, `%2F` and `%25` stay
 /// encoded (as uppercase `%2F` / `%25`).
-pub(crate) fn decode_segment(raw: &str, slashes: EncodedSlashes) -> Result<String, PathError> {
+pub(crate) fn decode_segment(
+    raw: &str,
+    slashes: EncodedSlashes,
+) -> Result<Cow<'_, str>, PathError> {
+    if !raw.contains('%') {
+        // Nothing to decode: the text as it is (a `&str`, so UTF-8 already).
+        return Ok(Cow::Borrowed(raw));
+    }
     let b = raw.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -119,7 +128,9 @@ pub(crate) fn decode_segment(raw: &str, slashes: EncodedSlashes) -> Result<Strin
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| PathError::InvalidUtf8)
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|_| PathError::InvalidUtf8)
 }
 
 /// Normalises a raw request path: drops `?query`, refuses what cannot be matched safely,
@@ -128,7 +139,7 @@ pub fn normalise(
     raw: &str,
     slashes: EncodedSlashes,
     trailing: TrailingSlash,
-) -> Result<NormPath, PathError> {
+) -> Result<NormPath<'_>, PathError> {
     let path = raw.split('?').next().unwrap_or_default();
     if path.len() > MAX_PATH_LEN {
         return Err(PathError::TooLong);
@@ -139,24 +150,24 @@ pub fn normalise(
     if path.bytes().any(|c| c <= b' ' || c == 0x7f || c == b'#') {
         return Err(PathError::InvalidChar);
     }
-    let parts: Vec<&str> = rest.split('/').collect();
-    let last = parts.len() - 1;
-    let mut segments: Vec<String> = Vec::new();
+    let mut parts = rest.split('/').peekable();
+    let mut segments: Vec<Cow<'_, str>> = Vec::with_capacity(8);
     let mut ends_with_slash = false;
-    for (i, part) in parts.iter().enumerate() {
+    while let Some(part) = parts.next() {
+        let is_last = parts.peek().is_none();
         if part.is_empty() {
-            if i == last {
+            if is_last {
                 ends_with_slash = true;
                 break;
             }
             return Err(PathError::EmptySegment);
         }
         let seg = decode_segment(part, slashes)?;
-        match seg.as_str() {
-            "." => ends_with_slash = i == last,
+        match seg.as_ref() {
+            "." => ends_with_slash = is_last,
             ".." => {
                 segments.pop();
-                ends_with_slash = i == last;
+                ends_with_slash = is_last;
             }
             _ => {
                 if segments.len() == MAX_SEGMENTS {
@@ -273,7 +284,7 @@ impl PathPattern {
                         "segment {part:?} is a dot segment, removed from every request before matching, so it can never match"
                     ));
                 }
-                Segment::Literal(text)
+                Segment::Literal(text.into_owned())
             };
             segments.push(seg);
         }
@@ -320,7 +331,7 @@ impl PathPattern {
             match (s, path.segments.get(i)) {
                 (Segment::Rest(_), _) => return true,
                 (_, None) => return false,
-                (Segment::Literal(t), Some(seg)) if t != seg => return false,
+                (Segment::Literal(t), Some(seg)) if t.as_str() != seg.as_ref() => return false,
                 _ => {}
             }
         }
@@ -334,12 +345,16 @@ impl PathPattern {
             match s {
                 Segment::Param(n) => {
                     if let Some(v) = path.segments.get(i) {
-                        out.push((n.as_str(), v.clone()));
+                        out.push((n.as_str(), v.to_string()));
                     }
                 }
                 Segment::Rest(Some(n)) => {
                     let rest = path.segments.get(i..).unwrap_or_default();
-                    let mut v = rest.join("/");
+                    let mut v = rest
+                        .iter()
+                        .map(|s| s.as_ref())
+                        .collect::<Vec<&str>>()
+                        .join("/");
                     if path.trailing && !rest.is_empty() {
                         v.push('/');
                     }

@@ -7,7 +7,7 @@ use super::extract::RequestId;
 use super::observe::By;
 use crate::AppState;
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jwtd_gate::extract::extract_ref;
 use std::sync::Arc;
@@ -21,8 +21,14 @@ use std::time::Instant;
 /// itself is what is matched (so a rule set can never be steered by a client that reaches jwtd
 /// directly).
 fn original_request<'a>(req: &'a Request, trusted: bool) -> jwtd_gate::Request<'a> {
+    // Names parsed once, not at every lookup.
+    const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+    const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+    const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+    const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+    const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
     let headers = req.headers();
-    let get = |names: &[&str]| {
+    let get = |names: &[&HeaderName]| {
         names.iter().find_map(|n| {
             let mut all = headers.get_all(*n).iter();
             // Exactly one value: two could be read differently by two parsers.
@@ -50,9 +56,9 @@ fn original_request<'a>(req: &'a Request, trusted: bool) -> jwtd_gate::Request<'
         .strip_prefix("/auth")
         .filter(|rest| rest.starts_with('/'));
     jwtd_gate::Request {
-        method: get(&["x-original-method", "x-forwarded-method"]).unwrap_or(req.method().as_str()),
-        host: get(&["x-forwarded-host"]).unwrap_or(host),
-        path_and_query: get(&["x-original-uri", "x-forwarded-uri"])
+        method: get(&[&X_ORIGINAL_METHOD, &X_FORWARDED_METHOD]).unwrap_or(req.method().as_str()),
+        host: get(&[&X_FORWARDED_HOST]).unwrap_or(host),
+        path_and_query: get(&[&X_ORIGINAL_URI, &X_FORWARDED_URI])
             .or(envoy)
             .unwrap_or(own_path),
         headers,
