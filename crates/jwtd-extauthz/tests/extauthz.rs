@@ -630,3 +630,65 @@ fn http_of(req: &mut CheckRequest) -> &mut HttpRequest {
         .as_mut()
         .unwrap()
 }
+
+/// `jwtd serve`'s state with `[ext_authz]` (in process): the listener of the config key
+/// answers with the service's engine, follows a reload, and honours `remove_authorization`.
+#[tokio::test]
+async fn jwtd_serve_answers_on_the_ext_authz_listener_and_follows_reloads() {
+    let suite = Suite::new(&std::env::temp_dir());
+    let path = suite.dir.join("ext-authz.toml");
+    let with = |config: &str| {
+        format!("{config}\n[ext_authz]\nlisten = \"127.0.0.1:0\"\nremove_authorization = true\n")
+    };
+    std::fs::write(&path, with(&suite.config)).unwrap();
+    let config = jwtd_service::Config::load(&path).unwrap();
+    let settings = config.ext_authz.clone().expect("[ext_authz]");
+    assert!(settings.remove_authorization);
+    assert_eq!(settings.max_headers, 100);
+    let runtime = jwtd_service::Runtime::build(config, None).await.unwrap();
+    let state = jwtd_service::AppState::new(runtime, Some(path.clone()));
+    let l = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(jwtd_service::serve_ext_authz(
+        state.clone(),
+        l,
+        std::future::pending(),
+    ));
+    let mut c = connect(&addr.to_string()).await;
+    let token = format!("Bearer {}", suite.token("corp-orders-read"));
+    let r = call(
+        &mut c,
+        request("GET", "/v1/orders/7", &[("authorization", &token)], None),
+    )
+    .await;
+    let ok_answer = ok(&r);
+    assert!(ok_answer
+        .headers_to_remove
+        .iter()
+        .any(|h| h == "authorization"));
+    assert_eq!(meta(&r)["rule"], "orders-read");
+    let r = call(&mut c, request("GET", "/healthz", &[], None)).await;
+    ok(&r);
+
+    // A reload swaps the engine under the running listener: /healthz is no longer public.
+    let reloaded = suite
+        .config
+        .replace("path = \"/healthz\"", "path = \"/livez\"");
+    assert_ne!(reloaded, suite.config);
+    std::fs::write(&path, with(&reloaded)).unwrap();
+    state.reload().await.unwrap();
+    let r = call(&mut c, request("GET", "/healthz", &[], None)).await;
+    assert_eq!(r.status.as_ref().unwrap().code, 7);
+    let r = call(&mut c, request("GET", "/livez", &[], None)).await;
+    assert_eq!(meta(&r)["rule"], "health");
+
+    // A bad [ext_authz] is refused with its line.
+    let bad = format!("{}\n[ext_authz]\nlisten = \"nowhere\"\n", suite.config);
+    let e = jwtd_service::Config::parse(&bad, "bad.toml").unwrap_err();
+    assert!(
+        e.to_string().contains("ext_authz: listen \"nowhere\""),
+        "{e}"
+    );
+}

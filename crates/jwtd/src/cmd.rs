@@ -604,6 +604,20 @@ fn serve(a: ServeArgs) -> Result<()> {
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or(listen);
+        // The gRPC authorizer's listener too, before anything is created or announced.
+        let ext_authz = match &config.ext_authz {
+            Some(e) => Some(
+                tokio::net::TcpListener::bind(&e.listen)
+                    .await
+                    .map_err(|err| {
+                        Failure::Usage(format!(
+                            "cannot listen on {} ([ext_authz] listen): {err}",
+                            e.listen
+                        ))
+                    })?,
+            ),
+            None => None,
+        };
         if embedded {
             embedded_prepare()?;
         }
@@ -615,9 +629,26 @@ fn serve(a: ServeArgs) -> Result<()> {
         }
         jwtd_service::log_startup(&runtime, &bound);
         let state = jwtd_service::AppState::with_metrics(runtime, a.config.clone(), metrics);
-        jwtd_service::serve(state, listener)
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let authorizer = ext_authz.map(|l| {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            tokio::spawn(jwtd_service::serve_ext_authz(state.clone(), l, shutdown))
+        });
+        let served = jwtd_service::serve(state, listener)
             .await
-            .map_err(|e| Failure::Usage(format!("server error: {e}")))
+            .map_err(|e| Failure::Usage(format!("server error: {e}")));
+        // The HTTP server has drained: the authorizer stops too (checks in progress finish).
+        let _ = stop.send(());
+        if let Some(task) = authorizer {
+            match tokio::time::timeout(Duration::from_secs(5), task).await {
+                Ok(Ok(Err(e))) => tracing::error!(error = %e, "ext_authz server failed"),
+                Ok(_) => {}
+                Err(_) => tracing::warn!("ext_authz server still draining at exit"),
+            }
+        }
+        served
     });
     // The drain deadline has passed or every connection closed: whatever background work
     // remains (key refreshes, store listeners) must not hold the exit up.
