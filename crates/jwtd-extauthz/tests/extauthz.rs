@@ -20,6 +20,13 @@ use tonic::transport::Channel;
 
 type Client = AuthorizationClient<Channel>;
 
+/// The conformance table, written out once per process: `Suite::new` names its directory by
+/// process and second, so tests running at once would rewrite each other's secret files.
+fn suite() -> &'static Suite {
+    static SUITE: std::sync::OnceLock<Suite> = std::sync::OnceLock::new();
+    SUITE.get_or_init(|| Suite::new(&std::env::temp_dir()))
+}
+
 fn engine_of(text: &str) -> Arc<Engine> {
     let config =
         jwtd_gate::config::GateConfig::parse(text, "test").unwrap_or_else(|e| panic!("{e}"));
@@ -167,7 +174,7 @@ const SPOOFED: &[(&str, &str)] = &[
 /// refusal table, and no spoofed identity header reaching the upstream.
 #[tokio::test]
 async fn conformance_table_through_grpc_check() {
-    let suite = Suite::new(&std::env::temp_dir());
+    let suite = suite();
     let engine = engine_of(&suite.config);
     let mut c = start(engine.clone(), Options::default()).await;
     let mut failures = Vec::new();
@@ -243,7 +250,7 @@ async fn conformance_table_through_grpc_check() {
 /// only when configured.
 #[tokio::test]
 async fn allowed_answers_overwrite_or_remove_every_identity_header() {
-    let suite = Suite::new(&std::env::temp_dir());
+    let suite = suite();
     let engine = engine_of(&suite.config);
     let owned: Vec<String> = engine
         .identity
@@ -354,10 +361,10 @@ fn corp_token(suite: &Suite, extra: serde_json::Value) -> String {
 /// check; rule, issuer and reason on a refusal.
 #[tokio::test]
 async fn dynamic_metadata_has_the_documented_schema() {
-    let suite = Suite::new(&std::env::temp_dir());
+    let suite = suite();
     let mut c = start(engine_of(&suite.config), Options::default()).await;
     let t = corp_token(
-        &suite,
+        suite,
         serde_json::json!({"scope": "orders:read profile", "client_id": "web", "jti": "j-1"}),
     );
     let auth = format!("Bearer {t}");
@@ -384,7 +391,7 @@ async fn dynamic_metadata_has_the_documented_schema() {
     assert!(matches!(&scope.kind, Some(Kind::ListValue(l)) if l.values.len() == 2));
 
     // Without the optional claims: only what is present.
-    let t = corp_token(&suite, serde_json::json!({"scope": "orders:read"}));
+    let t = corp_token(suite, serde_json::json!({"scope": "orders:read"}));
     let auth = format!("Bearer {t}");
     let r = call(
         &mut c,
@@ -398,7 +405,7 @@ async fn dynamic_metadata_has_the_documented_schema() {
     );
 
     // A refusal: the rule, the issuer that refused and the reason.
-    let t = corp_token(&suite, serde_json::json!({}));
+    let t = corp_token(suite, serde_json::json!({}));
     let auth = format!("Bearer {t}");
     let r = call(
         &mut c,
@@ -416,7 +423,7 @@ async fn dynamic_metadata_has_the_documented_schema() {
 /// body and headers `/auth` answers (the refusal table), with the table's gRPC code.
 #[tokio::test]
 async fn denied_answers_carry_status_challenge_and_the_auth_body() {
-    let suite = Suite::new(&std::env::temp_dir());
+    let suite = suite();
     let engine = engine_of(&suite.config);
     let mut c = start(engine.clone(), Options::default()).await;
     let plain = format!("Bearer {}", suite.token("corp-plain"));
@@ -520,7 +527,7 @@ async fn unavailable_keys_are_an_error_response_with_503() {
 /// `no_matching_rule`.
 #[tokio::test]
 async fn the_jwtd_rule_context_extension_names_the_rule() {
-    let suite = Suite::new(&std::env::temp_dir());
+    let suite = suite();
     let text = format!(
         "{}\n[[rule]]\nid = \"api-public\"\npath = \"/api/**\"\nauth = \"public\"\n\n\
          [[rule]]\nid = \"api-secret\"\npath = \"/api/secret\"\nauth = \"corp\"\n",
@@ -553,7 +560,7 @@ async fn the_jwtd_rule_context_extension_names_the_rule() {
 /// let through. A raw `header_map` keeps repeated headers apart: two tokens are refused.
 #[tokio::test]
 async fn oversized_header_maps_are_refused_as_bad_headers() {
-    let suite = Suite::new(&std::env::temp_dir());
+    let suite = suite();
     let options = Options {
         max_headers: 20,
         max_header_bytes: 4096,
@@ -635,7 +642,7 @@ fn http_of(req: &mut CheckRequest) -> &mut HttpRequest {
 /// answers with the service's engine, follows a reload, and honours `remove_authorization`.
 #[tokio::test]
 async fn jwtd_serve_answers_on_the_ext_authz_listener_and_follows_reloads() {
-    let suite = Suite::new(&std::env::temp_dir());
+    let suite = suite();
     let path = suite.dir.join("ext-authz.toml");
     let with = |config: &str| {
         format!("{config}\n[ext_authz]\nlisten = \"127.0.0.1:0\"\nremove_authorization = true\n")
