@@ -565,6 +565,23 @@ fn embedded_banner(listen: &str) {
     );
 }
 
+/// SIGTERM or Ctrl-C (as `jwtd_service::serve` stops on).
+async fn termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = tokio::signal::ctrl_c() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 /// Why the listen address cannot be bound, in words a user can act on.
 fn bind_error(listen: &str, e: &std::io::Error) -> Failure {
     let why = match e.kind() {
@@ -630,22 +647,26 @@ fn serve(a: ServeArgs) -> Result<()> {
         jwtd_service::log_startup(&runtime, &bound);
         let state = jwtd_service::AppState::with_metrics(runtime, a.config.clone(), metrics);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let drain = state.runtime().config.server.shutdown_timeout.0;
+        // The authorizer drains on the same signal as the HTTP server (or when it stops).
         let authorizer = ext_authz.map(|l| {
             let shutdown = async {
-                let _ = stopped.await;
+                tokio::select! {
+                    _ = stopped => {},
+                    _ = termination() => {},
+                }
             };
             tokio::spawn(jwtd_service::serve_ext_authz(state.clone(), l, shutdown))
         });
         let served = jwtd_service::serve(state, listener)
             .await
             .map_err(|e| Failure::Usage(format!("server error: {e}")));
-        // The HTTP server has drained: the authorizer stops too (checks in progress finish).
         let _ = stop.send(());
         if let Some(task) = authorizer {
-            match tokio::time::timeout(Duration::from_secs(5), task).await {
+            match tokio::time::timeout(drain, task).await {
                 Ok(Ok(Err(e))) => tracing::error!(error = %e, "ext_authz server failed"),
                 Ok(_) => {}
-                Err(_) => tracing::warn!("ext_authz server still draining at exit"),
+                Err(_) => tracing::warn!("ext_authz connections still open at the drain deadline"),
             }
         }
         served
