@@ -104,6 +104,7 @@ use envoy_types::pb::google::protobuf::{
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use jwtd_core::{BearerError, Error, Reason, Verified};
+use jwtd_gate::rules::Rule;
 use jwtd_gate::{Allowed, Denial, Engine, Request};
 use std::future::Future;
 use std::ops::Deref;
@@ -126,6 +127,13 @@ pub trait EngineSource: Send + Sync + 'static {
 
     /// The engine in force now.
     fn engine(&self) -> Self::Handle;
+
+    /// Called once per check with what decided it (metrics, e.g. `jwtd serve`'s
+    /// `jwtd_decisions_total`): the rule (`None`: no rule matched, or none was consulted) and
+    /// the reason of a refusal. Nothing by default.
+    fn decided(&self, handle: &Self::Handle, rule: Option<&Rule>, refused: Option<Reason>) {
+        let _ = (handle, rule, refused);
+    }
 }
 
 /// A fixed engine.
@@ -216,11 +224,15 @@ impl<S: EngineSource> Authorizer<S> {
             .and_then(|r| r.http.as_ref())
         else {
             let e = bad_headers("the CheckRequest has no attributes.request.http");
+            self.source.decided(&handle, None, Some(e.reason()));
             return denied("-", &Denial::new(e));
         };
         let headers = match header_map(http, &self.options) {
             Ok(h) => h,
-            Err(e) => return denied("-", &Denial::new(e)),
+            Err(e) => {
+                self.source.decided(&handle, None, Some(e.reason()));
+                return denied("-", &Denial::new(e));
+            }
         };
         let request = Request {
             method: &http.method,
@@ -233,6 +245,8 @@ impl<S: EngineSource> Authorizer<S> {
             Some(id) => engine.decide_by_rule(id, &request, now).await,
             None => engine.decide(&request, now).await,
         };
+        let refused = decision.outcome.as_ref().err().map(|d| d.error.reason());
+        self.source.decided(&handle, decision.rule, refused);
         let rule = decision.rule_id(engine).to_owned();
         match decision.outcome {
             Ok(allowed) => self.allowed(engine, &rule, allowed),

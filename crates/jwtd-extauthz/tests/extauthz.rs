@@ -652,8 +652,10 @@ async fn jwtd_serve_answers_on_the_ext_authz_listener_and_follows_reloads() {
     let settings = config.ext_authz.clone().expect("[ext_authz]");
     assert!(settings.remove_authorization);
     assert_eq!(settings.max_headers, 100);
+    // The only test of this process with a recorder (jwtd serve's).
+    let metrics = jwtd_service::install_metrics().unwrap();
     let runtime = jwtd_service::Runtime::build(config, None).await.unwrap();
-    let state = jwtd_service::AppState::new(runtime, Some(path.clone()));
+    let state = jwtd_service::AppState::with_metrics(runtime, Some(path.clone()), metrics.clone());
     let l = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .unwrap();
@@ -678,6 +680,17 @@ async fn jwtd_serve_answers_on_the_ext_authz_listener_and_follows_reloads() {
     assert_eq!(meta(&r)["rule"], "orders-read");
     let r = call(&mut c, request("GET", "/healthz", &[], None)).await;
     ok(&r);
+    let r = call(&mut c, request("DELETE", "/v1/orders/7", &[], None)).await;
+    assert_eq!(r.status.as_ref().unwrap().code, 7);
+    // Counted with /auth's decisions.
+    let text = metrics.render();
+    for series in [
+        "jwtd_decisions_total{rule=\"orders-read\",outcome=\"allowed\",reason=\"\"} 1",
+        "jwtd_decisions_total{rule=\"health\",outcome=\"allowed\",reason=\"\"} 1",
+        "jwtd_decisions_total{rule=\"default\",outcome=\"denied\",reason=\"no_matching_rule\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == series), "{series} in\n{text}");
+    }
 
     // A reload swaps the engine under the running listener: /healthz is no longer public.
     let reloaded = suite

@@ -34,6 +34,16 @@ impl jwtd_extauthz::EngineSource for StateEngines {
     fn engine(&self) -> Held {
         Held(self.0.runtime())
     }
+
+    /// Counted with `/auth`'s, in `jwtd_decisions_total`.
+    fn decided(
+        &self,
+        held: &Held,
+        rule: Option<&jwtd_gate::rules::Rule>,
+        refused: Option<jwtd_core::Reason>,
+    ) {
+        held.0.decisions.record(rule, refused);
+    }
 }
 
 /// The authorizer's options from `[ext_authz]`.
