@@ -80,6 +80,10 @@ pub enum Reason {
     /// an empty segment, bad percent-encoding, NUL or invalid UTF-8 once decoded, too long
     /// (services only).
     BadPath,
+    /// The request's headers cannot be decided on as they are: more of them, or more bytes,
+    /// than the front accepts, or a name or value that is not valid HTTP (Envoy ext_authz:
+    /// the `CheckRequest` header map; services only).
+    BadHeaders,
 }
 
 /// The `error` a [`Reason`] is reported with: an RFC 6750 section 3.1 code for the three
@@ -150,7 +154,7 @@ pub const RETRY_AFTER_SECS: u32 = 5;
 
 impl Reason {
     /// Every reason, in declaration order.
-    pub const ALL: [Reason; 26] = [
+    pub const ALL: [Reason; 27] = [
         Reason::Malformed,
         Reason::UnsupportedAlgorithm,
         Reason::AlgorithmNotAllowed,
@@ -177,6 +181,7 @@ impl Reason {
         Reason::MissingScope,
         Reason::NoMatchingRule,
         Reason::BadPath,
+        Reason::BadHeaders,
     ];
 
     /// The stable reason code, e.g. `bad_signature`.
@@ -208,14 +213,16 @@ impl Reason {
             Reason::MissingScope => "missing_scope",
             Reason::NoMatchingRule => "no_matching_rule",
             Reason::BadPath => "bad_path",
+            Reason::BadHeaders => "bad_headers",
         }
     }
 
     /// The `error` this reason is reported with. Only a failed claim check (a scope or a
     /// claim value the route demands) is `insufficient_scope`, only a request carrying several
-    /// tokens is `invalid_request`, and only the two answers about the server rather than the
-    /// token (`key_fetch_failed`, `revocation_unavailable`) are `temporarily_unavailable`;
-    /// everything else means the token itself cannot be trusted (or used): `invalid_token`.
+    /// tokens, or a path or header set that cannot be taken safely, is `invalid_request`, and
+    /// only the two answers about the server rather than the token (`key_fetch_failed`,
+    /// `revocation_unavailable`) are `temporarily_unavailable`; everything else means the token
+    /// itself cannot be trusted (or used): `invalid_token`.
     ///
     /// This, [`Reason::http_status`], [`Reason::grpc_code`] and [`Reason::retry_after`] are
     /// the one mapping the service, the tower layer and the command line answer with.
@@ -224,7 +231,9 @@ impl Reason {
             Reason::ClaimMismatch | Reason::MissingScope | Reason::NoMatchingRule => {
                 BearerError::InsufficientScope
             }
-            Reason::MultipleTokens | Reason::BadPath => BearerError::InvalidRequest,
+            Reason::MultipleTokens | Reason::BadPath | Reason::BadHeaders => {
+                BearerError::InvalidRequest
+            }
             Reason::KeyFetchFailed | Reason::RevocationUnavailable => {
                 BearerError::TemporarilyUnavailable
             }

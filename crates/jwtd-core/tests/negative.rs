@@ -1029,7 +1029,7 @@ fn every_reason_maps_to_rfc6750() {
     for r in Reason::ALL {
         let want = match r {
             ClaimMismatch | Reason::MissingScope | Reason::NoMatchingRule => "insufficient_scope",
-            Reason::MultipleTokens | Reason::BadPath => "invalid_request",
+            Reason::MultipleTokens | Reason::BadPath | Reason::BadHeaders => "invalid_request",
             Reason::KeyFetchFailed | Reason::RevocationUnavailable => "temporarily_unavailable",
             _ => "invalid_token",
         };

@@ -49,6 +49,10 @@ pub struct Config {
     /// Connection and request limits of the HTTP server (read at start).
     #[serde(default)]
     pub server: ServerSettings,
+    /// `[ext_authz]`: the Envoy external authorizer over gRPC, on a listener of its own (read
+    /// at start); off without it.
+    #[serde(default)]
+    pub ext_authz: Option<ExtAuthzSettings>,
     /// Cross-origin (CORS) access to `GET /v1/tokens/{token}` and `GET|POST /v1/verify` from
     /// browsers on other sites; off without it.
     #[serde(default)]
@@ -256,6 +260,60 @@ impl ServerSettings {
                 16 * 1024 * 1024,
             ),
             ("max_header_bytes", self.max_header_bytes, 8192, 1024 * 1024),
+        ] {
+            if !(min..=max).contains(&v) {
+                out.push((name, format!("{name} {v} is outside {min}..={max}")));
+            }
+        }
+        out
+    }
+}
+
+/// `[ext_authz]`: Envoy's `envoy.service.auth.v3.Authorization/Check` over cleartext HTTP/2
+/// on its own listener (see docs/integrations.md). Read at start, like `listen`: a reload
+/// keeps the running listener (the rules and issuers it decides with are reloaded).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ExtAuthzSettings {
+    /// The gRPC listen address (`address:port`), e.g. `127.0.0.1:9191`.
+    pub listen: String,
+    /// Remove the client's `Authorization` header from allowed requests before Envoy forwards
+    /// them (default false).
+    #[serde(default)]
+    pub remove_authorization: bool,
+    /// Most header entries a check may carry (default 100; 1..=10,000); more is a 400
+    /// `bad_headers` denial.
+    #[serde(default = "default_ext_authz_max_headers")]
+    pub max_headers: usize,
+    /// Most bytes of header names and values a check may carry (default 64 KiB;
+    /// 1 KiB..=1 MiB); more is a 400 `bad_headers` denial.
+    #[serde(default = "default_ext_authz_max_header_bytes")]
+    pub max_header_bytes: usize,
+}
+
+fn default_ext_authz_max_headers() -> usize {
+    100
+}
+fn default_ext_authz_max_header_bytes() -> usize {
+    64 * 1024
+}
+
+impl ExtAuthzSettings {
+    /// Range checks: `(setting, message)` for every value out of its range.
+    fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if !listen_address_ok(&self.listen) {
+            out.push((
+                "listen",
+                format!(
+                    "listen {:?} is not an address:port (an IP address or localhost)",
+                    self.listen
+                ),
+            ));
+        }
+        for (name, v, min, max) in [
+            ("max_headers", self.max_headers, 1, 10_000),
+            ("max_header_bytes", self.max_header_bytes, 1024, 1024 * 1024),
         ] {
             if !(min..=max).contains(&v) {
                 out.push((name, format!("{name} {v} is outside {min}..={max}")));
@@ -1052,6 +1110,12 @@ impl Config {
             errors.push((
                 doc.section_line("server", Some(key)),
                 format!("server: {p}"),
+            ));
+        }
+        for (key, p) in self.ext_authz.iter().flat_map(|e| e.problems()) {
+            errors.push((
+                doc.section_line("ext_authz", Some(key)),
+                format!("ext_authz: {p}"),
             ));
         }
         if let Some(cors) = &self.cors {

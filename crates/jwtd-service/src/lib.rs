@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+mod ext_authz;
 mod handlers;
 use jwtd_gate::config::secret;
 pub use jwtd_gate::issuers;
@@ -35,7 +36,8 @@ mod revoke;
 mod server;
 mod telemetry;
 
-pub use config::{Config, ConfigError, SigningConfig};
+pub use config::{Config, ConfigError, ExtAuthzSettings, SigningConfig};
+pub use ext_authz::{ext_authz_options, serve_ext_authz, EXT_AUTHZ_MAX_MESSAGE_BYTES};
 pub use handlers::{bearer_error, router};
 pub use issuers::Issuers;
 pub use jwtd_gate::extract::extract as extract_token;
@@ -790,8 +792,8 @@ impl AppState {
     /// Re-reads the configuration file and swaps it in once its remote keys are ready (at most
     /// 10 s); requests in flight finish on the old one. An invalid file changes nothing.
     /// `${VAR}` values, secrets and key files are read again; remote key sources restart only
-    /// when their settings changed. `listen` and `[server]` are read at start only: a change
-    /// is logged as a warning and waits for the next start.
+    /// when their settings changed. `listen`, `[server]` and `[ext_authz]` are read at start
+    /// only: a change is logged as a warning and waits for the next start.
     pub async fn reload(&self) -> Result<(), String> {
         let _one_at_a_time = self.reload_lock.lock().await;
         let Some(path) = &self.config_path else {
@@ -804,6 +806,11 @@ impl AppState {
                 running = %old.config.listen,
                 configured = %config.listen,
                 "listen changes take effect at the next start; still listening on the running address"
+            );
+        }
+        if config.ext_authz != old.config.ext_authz {
+            tracing::warn!(
+                "[ext_authz] changes take effect at the next start; the running listener stays"
             );
         }
         if config.server != old.config.server {

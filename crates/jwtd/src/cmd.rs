@@ -565,6 +565,23 @@ fn embedded_banner(listen: &str) {
     );
 }
 
+/// SIGTERM or Ctrl-C (as `jwtd_service::serve` stops on).
+async fn termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = tokio::signal::ctrl_c() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 /// Why the listen address cannot be bound, in words a user can act on.
 fn bind_error(listen: &str, e: &std::io::Error) -> Failure {
     let why = match e.kind() {
@@ -604,6 +621,20 @@ fn serve(a: ServeArgs) -> Result<()> {
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or(listen);
+        // The gRPC authorizer's listener too, before anything is created or announced.
+        let ext_authz = match &config.ext_authz {
+            Some(e) => Some(
+                tokio::net::TcpListener::bind(&e.listen)
+                    .await
+                    .map_err(|err| {
+                        Failure::Usage(format!(
+                            "cannot listen on {} ([ext_authz] listen): {err}",
+                            e.listen
+                        ))
+                    })?,
+            ),
+            None => None,
+        };
         if embedded {
             embedded_prepare()?;
         }
@@ -615,9 +646,30 @@ fn serve(a: ServeArgs) -> Result<()> {
         }
         jwtd_service::log_startup(&runtime, &bound);
         let state = jwtd_service::AppState::with_metrics(runtime, a.config.clone(), metrics);
-        jwtd_service::serve(state, listener)
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let drain = state.runtime().config.server.shutdown_timeout.0;
+        // The authorizer drains on the same signal as the HTTP server (or when it stops).
+        let authorizer = ext_authz.map(|l| {
+            let shutdown = async {
+                tokio::select! {
+                    _ = stopped => {},
+                    _ = termination() => {},
+                }
+            };
+            tokio::spawn(jwtd_service::serve_ext_authz(state.clone(), l, shutdown))
+        });
+        let served = jwtd_service::serve(state, listener)
             .await
-            .map_err(|e| Failure::Usage(format!("server error: {e}")))
+            .map_err(|e| Failure::Usage(format!("server error: {e}")));
+        let _ = stop.send(());
+        if let Some(task) = authorizer {
+            match tokio::time::timeout(drain, task).await {
+                Ok(Ok(Err(e))) => tracing::error!(error = %e, "ext_authz server failed"),
+                Ok(_) => {}
+                Err(_) => tracing::warn!("ext_authz connections still open at the drain deadline"),
+            }
+        }
+        served
     });
     // The drain deadline has passed or every connection closed: whatever background work
     // remains (key refreshes, store listeners) must not hold the exit up.

@@ -1305,3 +1305,126 @@ fn a_configuration_with_nothing_to_verify_is_refused() {
         "add an [[issuer]]",
     );
 }
+
+/// `[ext_authz]`: `jwtd serve` answers Envoy's gRPC `Authorization/Check` on its own listener,
+/// bound before it serves HTTP (so it accepts as soon as the HTTP port does), and stops with
+/// it on SIGTERM; a taken `[ext_authz] listen` exits 2 before anything is created.
+#[test]
+fn serve_answers_ext_authz_on_its_own_listener() {
+    use jwtd_extauthz::envoy_types::pb::envoy::service::auth::v3::{
+        attribute_context::{HttpRequest, Request},
+        authorization_client::AuthorizationClient,
+        check_response::HttpResponse,
+        AttributeContext, CheckRequest,
+    };
+    let dir = test_dir("ext-authz");
+    let secret = b"ext-authz-secret-0123456789abcdef-0123456";
+    std::fs::write(dir.join("secret"), secret).unwrap();
+    let (port, grpc) = (free_port(), free_port());
+    let write = |grpc: u16| {
+        std::fs::write(
+            dir.join("jwtd.toml"),
+            format!(
+                "listen = \"127.0.0.1:{port}\"\n[ext_authz]\nlisten = \"127.0.0.1:{grpc}\"\n\
+                 remove_authorization = true\n[[issuer]]\nname = \"app\"\n\
+                 issuer = \"https://app.test\"\nsecret_file = \"secret\"\n\
+                 algorithms = [\"HS256\"]\naudiences = [\"api\"]\n"
+            ),
+        )
+        .unwrap();
+    };
+    write(grpc);
+    let child = Command::new(env!("CARGO_BIN_EXE_jwtd"))
+        .args(["serve", "--config", "jwtd.toml"])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let guard = Guard(vec![child]);
+    wait_for(port);
+    let key = SigningKey::hmac(secret, Algorithm::HS256, None).unwrap();
+    let now = jwtd_core::unix_now();
+    let claims = serde_json::json!({"iss": "https://app.test", "sub": "alice", "aud": "api",
+        "exp": now + 300});
+    let token = jwtd_core::sign(&key, claims.as_object().unwrap(), None).unwrap();
+    let check = |auth: Option<String>| {
+        let mut headers = std::collections::HashMap::new();
+        if let Some(a) = auth {
+            headers.insert("authorization".to_string(), a);
+        }
+        CheckRequest {
+            attributes: Some(AttributeContext {
+                request: Some(Request {
+                    http: Some(HttpRequest {
+                        method: "GET".into(),
+                        host: "api.test".into(),
+                        path: "/orders".into(),
+                        headers,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        }
+    };
+    // A worker keeps the client's connection alive (answering pings) after block_on.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let c = rt.block_on(async {
+        let mut c = AuthorizationClient::connect(format!("http://127.0.0.1:{grpc}"))
+            .await
+            .unwrap();
+        let r = c
+            .check(check(Some(format!("Bearer {token}"))))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.status.as_ref().unwrap().code, 0, "{r:?}");
+        let Some(HttpResponse::OkResponse(ok)) = &r.http_response else {
+            panic!("{r:?}");
+        };
+        let subject = ok
+            .headers
+            .iter()
+            .filter_map(|h| h.header.as_ref())
+            .find(|h| h.key == "x-auth-subject")
+            .map(|h| h.value.clone());
+        assert_eq!(subject.as_deref(), Some("alice"));
+        assert!(ok.headers_to_remove.iter().any(|h| h == "authorization"));
+        let r = c.check(check(None)).await.unwrap().into_inner();
+        assert_eq!(r.status.as_ref().unwrap().code, 16, "{r:?}");
+        c
+    });
+    // SIGTERM with the client's connection open (as Envoy keeps it): both listeners drain.
+    let started = Instant::now();
+    stop(guard);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(c);
+    drop(rt);
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", grpc)).is_err(),
+        "stopped with it"
+    );
+
+    // A taken [ext_authz] port: exit 2, saying which key, before serving.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    write(taken.local_addr().unwrap().port());
+    let o = jwtd_in(&dir, &["serve", "--config", "jwtd.toml"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("([ext_authz] listen)"),
+        "{}",
+        text(&o)
+    );
+    drop(taken);
+}
