@@ -6,10 +6,9 @@
 //! `examples/clients` against a real `jwtd serve` (`clients`).
 
 mod clients;
-mod common;
 mod package;
 
-use common::{free_port, http_get, http_post, wait_for, Guard};
+use crate::common::{free_port, http_get, http_post, wait_for, Guard};
 use jwtd_core::{Algorithm, Jwks, SigningKey};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

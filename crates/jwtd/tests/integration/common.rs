@@ -1,5 +1,4 @@
 //! Helpers shared by the end-to-end tests: free ports, a minimal HTTP client, process guards.
-#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -8,9 +8,7 @@
 //! instances refuse with `revocation_unavailable` and the fail-open one keeps accepting; every
 //! answer is one of those expected.
 
-mod common;
-
-use common::verify;
+use crate::common::{self, verify};
 use jwtd_service::{AppState, Config, Runtime};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,9 +1,7 @@
 //! Revocation on one instance with the embedded SQLite store: the admin API, each kind of
 //! revocation, the reason code, and persistence across a restart.
 
-mod common;
-
-use common::verify;
+use crate::common::{self, verify};
 use jwtd_service::AppState;
 use serde_json::{json, Value};
 use std::path::Path;

@@ -1,5 +1,4 @@
 //! Helpers shared by the service's HTTP tests.
-#![allow(dead_code)] // each test binary uses its own subset
 
 use serde_json::{json, Value};
 

@@ -2,7 +2,7 @@
 //! forward-auth headers, introspection, readiness (also through a remote issuer's outage),
 //! metrics, reload.
 
-mod common;
+use crate::common;
 
 use jwtd_core::{Algorithm, Jwks, SigningKey};
 use jwtd_service::config::Place;

@@ -1,7 +1,7 @@
 //! Two jwtd instances sharing one key ring in PostgreSQL (127.0.0.1:5432, database `test`; override
 //! with JWTD_TEST_POSTGRES_URL). A missing PostgreSQL fails this test.
 
-mod common;
+use crate::common;
 
 use jwtd_service::{AppState, Config, Runtime};
 use serde_json::{json, Value};

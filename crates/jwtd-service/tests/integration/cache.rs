@@ -2,9 +2,7 @@
 //! repeated token is found in the issuers' caches before anything routes it): hits answer like
 //! misses, and a revocation or a key removal takes effect on the very next request.
 
-mod common;
-
-use common::verify;
+use crate::common::{self, verify};
 use jwtd_core::{Algorithm, SigningKey};
 use jwtd_service::AppState;
 use serde_json::json;

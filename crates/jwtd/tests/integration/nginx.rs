@@ -4,9 +4,7 @@
 //! addresses replaced), so the documented configuration is the tested one. A proxy missing is a
 //! failure, not a skip: `scripts/ensure-deps` installs both.
 
-mod common;
-
-use common::{free_port, http_get, wait_for, Guard};
+use crate::common::{free_port, http_get, wait_for, Guard};
 use jwtd_core::{Algorithm, Jwks, SigningKey};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
@@ -16,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 /// The integration guide, whose snippets the proxies run.
-const INTEGRATIONS: &str = include_str!("../../../docs/integrations.md");
+const INTEGRATIONS: &str = include_str!("../../../../docs/integrations.md");
 
 /// The one fenced block of docs/integrations.md whose info string is `lang`.
 fn snippet(lang: &str) -> &'static str {
