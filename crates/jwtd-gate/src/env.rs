@@ -43,6 +43,11 @@ impl Env {
         Env(Vars::Process)
     }
 
+    /// No variables at all: every `${VAR}` and `*_env` secret is "not set".
+    pub fn empty() -> Env {
+        Env(Vars::Given(Arc::default()))
+    }
+
     /// Exactly the variables `vars` (name, value), and none of the process's.
     pub fn from_vars<I, K, V>(vars: I) -> Env
     where
@@ -106,12 +111,13 @@ mod tests {
             "{shown}"
         );
         assert_eq!(Env::default(), Env::process());
+        assert_eq!(Env::empty().var_os("PATH"), None);
         assert_eq!(format!("{:?}", Env::process()), "Env::process()");
     }
 
     #[test]
     fn the_process_environment_is_read_at_each_lookup() {
-        // PATH is set in any environment the tests run in; nothing here sets a variable.
+        // Whether or not PATH is set; nothing here sets a variable.
         assert_eq!(Env::process().var_os("PATH"), std::env::var_os("PATH"));
     }
 }

@@ -4,7 +4,7 @@
 //! addresses replaced), so the documented configuration is the tested one. A proxy missing is a
 //! failure, not a skip: `scripts/ensure-deps` installs both.
 
-use crate::common::{free_port, http_get, wait_for, Guard};
+use crate::common::{free_port, http_get, wait_for_http, Guard};
 use jwtd_core::{Algorithm, Jwks, SigningKey};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
@@ -169,7 +169,7 @@ any_audience = true
             idp,
             partner,
         };
-        wait_for(jwtd);
+        wait_for_http(jwtd);
         stack
     }
 
@@ -193,7 +193,7 @@ any_audience = true
 
     fn spawn(&mut self, child: Child, port: u16) {
         self.guard.0.push(child);
-        wait_for(port);
+        wait_for_http(port);
     }
 
     /// Requests through the proxy on `port`: no spoofed identity header reaches the upstream,
