@@ -142,15 +142,24 @@ async fn revocations_take_effect_at_once_and_survive_a_restart() {
     assert_eq!(status["entries"], 2);
     assert_eq!(status["pending"], 0);
     assert_eq!(status["stale"], false);
-    let metrics = c
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(metrics.contains("jwtd_revocations 2"), "{metrics}");
+    // The gauge is set from this instance's list as /metrics renders, but the recorder is the
+    // process's: an instance of another test rendering at the same moment may set it in
+    // between. One of a few scrapes in a row shows this instance's count.
+    let mut metrics = String::new();
+    for _ in 0..5 {
+        metrics = c
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("jwtd_revocations 2\n") {
+            break;
+        }
+    }
+    assert!(metrics.contains("jwtd_revocations 2\n"), "{metrics}");
 
     // A restart (same data directory) keeps them.
     drop(state);
