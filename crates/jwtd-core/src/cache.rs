@@ -24,7 +24,7 @@
 //! - Bounded by entries and by bytes. The bytes are the heap the entries really hold: the
 //!   token, what its verified claims and header own, the shared `Verified` and the table's
 //!   slots (counted twice: the table grows by doubling and remembers recently evicted keys);
-//!   `tests/cache_memory.rs` checks the bound against a counting allocator.
+//!   `tests/integration/cache_memory.rs` checks the bound against a counting allocator.
 //! - A new scope (configuration reloaded, key set changed) misses everything cached under the
 //!   old one, which ages out; [`TokenCache::clear`] drops everything at once.
 

@@ -2,6 +2,7 @@
 //! tables (and, with the rule engine, `[rules]` and `[[rule]]`). `jwtd serve` reads the same
 //! types as part of its whole file; the tower layer reads only these sections.
 
+use crate::env::Env;
 use jwtd_core::Algorithm;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -245,17 +246,30 @@ impl IssuerConfig {
     }
 }
 
-/// A secret from an environment variable or a file (trailing newlines dropped), refused when
-/// empty, when it is only whitespace, or when shorter than `min` bytes. `what` names it in
-/// messages; the secret itself never appears in one.
+/// A secret from an environment variable of the process or a file: [`secret_with_env`] with
+/// [`Env::process`].
 pub fn secret(
     env: &Option<String>,
     file: &Option<String>,
     what: &str,
     min: usize,
 ) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
+    secret_with_env(&Env::process(), env, file, what, min)
+}
+
+/// A secret from the variable `env` of `vars` or from `file` (trailing newlines dropped),
+/// refused when empty, when it is only whitespace, or when shorter than `min` bytes; `None`
+/// when neither is given. `what` names it in messages; the secret itself never appears in one.
+pub fn secret_with_env(
+    vars: &Env,
+    env: &Option<String>,
+    file: &Option<String>,
+    what: &str,
+    min: usize,
+) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
     let (v, source) = if let Some(var) = env {
-        let v = std::env::var_os(var)
+        let v = vars
+            .var_os(var)
             .ok_or_else(|| format!("{what}: environment variable {var} is not set"))?;
         (
             Zeroizing::new(v.into_encoded_bytes()),
@@ -328,14 +342,19 @@ enum Ctx {
     MultiLiteral,
 }
 
-/// Replaces `${NAME}` with the environment variable `NAME`, inside quoted strings only, and
+/// [`interpolate_with_env`] with the process environment ([`Env::process`]).
+pub fn interpolate(text: &str, errors: &mut Vec<(usize, String)>) -> String {
+    interpolate_with_env(text, &Env::process(), errors)
+}
+
+/// Replaces `${NAME}` with the variable `NAME` of `env`, inside quoted strings only, and
 /// escaped for the string it is in: a value can never end the string and inject TOML (an
 /// `api", "https://evil.example` value stays one string). In a basic string (`"..."`) every
 /// character is escaped as needed; in a literal string (`'...'`), where nothing can be escaped,
 /// a value holding `'` or a line break is an error; outside strings `${` is an error; in
-/// comments nothing is replaced. A missing variable is an error on its line. `$${` stands for
-/// a literal `${`.
-pub fn interpolate(text: &str, errors: &mut Vec<(usize, String)>) -> String {
+/// comments nothing is replaced. A missing variable (or one that is not Unicode) is an error
+/// on its line. `$${` stands for a literal `${`.
+pub fn interpolate_with_env(text: &str, env: &Env, errors: &mut Vec<(usize, String)>) -> String {
     let mut out = String::with_capacity(text.len());
     let mut ctx = Ctx::Bare;
     let b = text.as_bytes();
@@ -419,8 +438,8 @@ pub fn interpolate(text: &str, errors: &mut Vec<(usize, String)>) -> String {
                 return out;
             };
             let name = &text[i + 2..i + end];
-            match std::env::var(name) {
-                Ok(v) if matches!(ctx, Ctx::Basic | Ctx::MultiBasic) => {
+            match env.var(name) {
+                Some(v) if matches!(ctx, Ctx::Basic | Ctx::MultiBasic) => {
                     for c in v.chars() {
                         match c {
                             '"' => out.push_str("\\\""),
@@ -432,14 +451,14 @@ pub fn interpolate(text: &str, errors: &mut Vec<(usize, String)>) -> String {
                         }
                     }
                 }
-                Ok(v) if v.contains(['\'', '\n', '\r']) => errors.push((
+                Some(v) if v.contains(['\'', '\n', '\r']) => errors.push((
                     line_of(text, i),
                     format!(
                         "environment variable {name} holds a quote or a line break, which a literal string ('...') cannot hold; use a basic string (\"...\")"
                     ),
                 )),
-                Ok(v) => out.push_str(&v),
-                Err(_) => errors.push((
+                Some(v) => out.push_str(&v),
+                None => errors.push((
                     line_of(text, i),
                     format!("environment variable {name} is not set"),
                 )),
@@ -530,6 +549,11 @@ pub struct GateConfig {
     /// `[[rule]]`: per-route rules.
     #[serde(default)]
     pub rule: Vec<crate::rules::RuleConfig>,
+    /// The environment the text was read in (not a key of the file): its `${VAR}`s were
+    /// replaced from it, and the issuers' `secret_env` secrets are read from it when they are
+    /// built ([`crate::issuers::Issuers::build_with_env`]).
+    #[serde(skip)]
+    pub env: Env,
 }
 
 /// The top-level keys of `jwtd serve`'s file the engine leaves to the service.
@@ -546,14 +570,20 @@ pub const SERVICE_KEYS: [&str; 9] = [
 ];
 
 impl GateConfig {
-    /// Reads and checks the engine's sections of a configuration file (see [`GateConfig::parse`]).
+    /// Reads and checks the engine's sections of a configuration file (see [`GateConfig::parse`]),
+    /// in the process environment.
     pub fn load(path: &std::path::Path) -> Result<GateConfig, ConfigError> {
+        GateConfig::load_with_env(path, &Env::process())
+    }
+
+    /// [`GateConfig::load`] in the environment `env` (see [`GateConfig::parse_with_env`]).
+    pub fn load_with_env(path: &std::path::Path, env: &Env) -> Result<GateConfig, ConfigError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: file.clone(),
             errors: vec![(0, format!("cannot read: {e}"))],
         })?;
-        GateConfig::parse(&text, &file)
+        GateConfig::parse_with_env(&text, &file, env)
     }
 
     /// Parses configuration text (with `${VAR}` interpolation, as `jwtd serve`), checks the
@@ -562,13 +592,21 @@ impl GateConfig {
     /// a [`crate::issuers::RevocationCheck`] instead) and unknown top-level keys. The service's
     /// other sections are ignored; `[signing]` (jwtd's own issuer) too: verify jwtd's tokens
     /// with an `[[issuer]]` reading its published JWKS. `file` names the text in messages.
+    /// `${VAR}`s and the issuers' secrets are read from the process environment.
     pub fn parse(text: &str, file: &str) -> Result<GateConfig, ConfigError> {
+        GateConfig::parse_with_env(text, file, &Env::process())
+    }
+
+    /// [`GateConfig::parse`] in the environment `env`: its `${VAR}`s are replaced from `env`,
+    /// which the configuration keeps ([`GateConfig::env`]) for the secrets its issuers read
+    /// when they are built.
+    pub fn parse_with_env(text: &str, file: &str, env: &Env) -> Result<GateConfig, ConfigError> {
         let fail = |errors| ConfigError {
             file: file.to_owned(),
             errors,
         };
         let mut errors = Vec::new();
-        let expanded = interpolate(text, &mut errors);
+        let expanded = interpolate_with_env(text, env, &mut errors);
         if !errors.is_empty() {
             return Err(fail(errors));
         }
@@ -592,7 +630,7 @@ impl GateConfig {
                 errors.push((line, format!("unknown key {key:?}")));
             }
         }
-        let config: GateConfig = toml::from_str(&expanded).map_err(|e| {
+        let mut config: GateConfig = toml::from_str(&expanded).map_err(|e| {
             let line = e.span().map(|s| line_of(&expanded, s.start)).unwrap_or(0);
             fail(vec![(line, e.message().to_owned())])
         })?;
@@ -606,6 +644,7 @@ impl GateConfig {
             &mut errors,
         );
         if errors.is_empty() {
+            config.env = env.clone();
             Ok(config)
         } else {
             Err(fail(errors))

@@ -1,6 +1,7 @@
 //! Configured issuers at run time: a validation policy, a key source, identity headers.
 
 use crate::config::{AudienceMode, CacheSettings, IssuerConfig};
+use crate::env::Env;
 use http::HeaderName;
 use jwtd_core::{
     ClaimCheck, Error, Jwks, KeySet, Reason, TokenCache, TokenCacheConfig, TokenLookup, Validation,
@@ -335,12 +336,24 @@ impl Issuers {
     /// to first), each with a verified-token cache per `cache`. `previous` lends remote caches
     /// whose source did not change, so a reload keeps warm keys. Must run inside a tokio
     /// runtime (remote sources start fetching, and a task sweeps the verified-token caches of
-    /// expired entries).
+    /// expired entries). Secrets named by `secret_env` are read from the process environment.
     pub fn build(
         configs: &[IssuerConfig],
         cache: &CacheSettings,
         previous: Option<&Issuers>,
         own: Option<Issuer>,
+    ) -> Result<Issuers, String> {
+        Issuers::build_with_env(configs, cache, previous, own, &Env::process())
+    }
+
+    /// [`Issuers::build`] reading the secrets named by `secret_env` from `env` (the
+    /// environment the configuration was read in, e.g. [`crate::config::GateConfig::env`]).
+    pub fn build_with_env(
+        configs: &[IssuerConfig],
+        cache: &CacheSettings,
+        previous: Option<&Issuers>,
+        own: Option<Issuer>,
+        env: &Env,
     ) -> Result<Issuers, String> {
         let mut list = Vec::new();
         if let Some(mut own) = own {
@@ -354,7 +367,7 @@ impl Issuers {
                     _ => None,
                 })
             });
-            let mut issuer = build_issuer(ic, reuse)
+            let mut issuer = build_issuer(ic, reuse, env)
                 .map_err(|e| format!("issuer {:?}: {e}", ic.name.get_ref()))?;
             issuer.cache = new_cache(cache)?;
             list.push(Arc::new(issuer));
@@ -568,7 +581,7 @@ fn read(path: &str) -> Result<Zeroizing<Vec<u8>>, String> {
         .map_err(|e| format!("cannot read {path}: {e}"))
 }
 
-fn build_issuer(ic: &IssuerConfig, reuse: Option<RemoteKeys>) -> Result<Issuer, String> {
+fn build_issuer(ic: &IssuerConfig, reuse: Option<RemoteKeys>, env: &Env) -> Result<Issuer, String> {
     let algs = &ic.algorithms;
     let keys = if let Some(r) = reuse {
         Keys::Remote(r)
@@ -598,7 +611,7 @@ fn build_issuer(ic: &IssuerConfig, reuse: Option<RemoteKeys>) -> Result<Issuer, 
             RemoteKeys::start(source, algs.clone(), http, cache).map_err(|e| e.to_string())?,
         )
     } else {
-        Keys::Static(Arc::new(static_keys(ic)?))
+        Keys::Static(Arc::new(static_keys(ic, env)?))
     };
     let mut v = Validation::new(algs);
     if let Some(iss) = &ic.issuer {
@@ -674,20 +687,27 @@ fn build_issuer(ic: &IssuerConfig, reuse: Option<RemoteKeys>) -> Result<Issuer, 
 }
 
 /// Reads and checks an issuer's configured key material (secret, PEM, JWKS file, CA file) the
-/// way start-up does; remote sources are not fetched.
+/// way start-up does; remote sources are not fetched. A `secret_env` is read from the process
+/// environment.
 pub fn check_static_keys(ic: &IssuerConfig) -> Result<(), String> {
+    check_static_keys_with_env(ic, &Env::process())
+}
+
+/// [`check_static_keys`] reading a `secret_env` from `env`.
+pub fn check_static_keys_with_env(ic: &IssuerConfig, env: &Env) -> Result<(), String> {
     if let Some(f) = &ic.ca_file {
         read(f)?;
     }
     if ic.jwks_url.is_some() || ic.discovery.is_some() {
         return Ok(());
     }
-    static_keys(ic).map(|_| ())
+    static_keys(ic, env).map(|_| ())
 }
 
-fn static_keys(ic: &IssuerConfig) -> Result<KeySet, String> {
+fn static_keys(ic: &IssuerConfig, env: &Env) -> Result<KeySet, String> {
     let algs = &ic.algorithms;
-    let secret = crate::config::secret(&ic.secret_env, &ic.secret_file, "HMAC secret", 1)?;
+    let secret =
+        crate::config::secret_with_env(env, &ic.secret_env, &ic.secret_file, "HMAC secret", 1)?;
     if let Some(secret) = secret {
         let hs: Vec<_> = algs
             .iter()
@@ -764,14 +784,15 @@ mod tests {
 
     #[tokio::test]
     async fn the_sweeper_drops_expired_entries_nobody_presents_and_ends_with_its_issuers() {
-        std::env::set_var("JWTD_SWEEPER_TEST_HS", SECRET);
+        let env = Env::from_vars([("JWTD_SWEEPER_TEST_HS", SECRET)]);
         let ic: IssuerConfig = toml::from_str(
             "name = \"hs\"\nissuer = \"https://hs.test\"\n\
              secret_env = \"JWTD_SWEEPER_TEST_HS\"\nalgorithms = [\"HS256\"]\n\
              any_audience = true\nleeway = 0\n",
         )
         .unwrap();
-        let issuers = Issuers::build(&[ic], &CacheSettings::default(), None, None).unwrap();
+        let issuers =
+            Issuers::build_with_env(&[ic], &CacheSettings::default(), None, None, &env).unwrap();
         let issuer = issuers.list[0].clone();
         let now = jwtd_core::unix_now();
         let (short, long) = (token("short", now + 1), token("long", now + 600));

@@ -16,9 +16,11 @@ pub mod config;
 #[doc(hidden)]
 pub mod conformance;
 pub mod decide;
+pub mod env;
 pub mod extract;
 pub mod issuers;
 pub mod refusal;
 pub mod rules;
 
 pub use decide::{Allowed, Decision, Denial, Engine, Request};
+pub use env::Env;

@@ -5,7 +5,8 @@ pub use jwtd_gate::config::{
     duration_value, AudienceMode, CacheSettings, ConfigError, IssuerConfig, Seconds, TokenSources,
     MAX_LEEWAY, MAX_SECONDS, RESERVED_HEADERS,
 };
-use jwtd_gate::config::{interpolate, line_of};
+use jwtd_gate::config::{interpolate_with_env, line_of};
+use jwtd_gate::Env;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -78,6 +79,14 @@ pub struct Config {
     /// rules explain`). Not a key of the file; empty for a configuration built otherwise.
     #[serde(skip)]
     pub text: ExpandedText,
+    /// The environment the file was read in (not a key of the file): its `${VAR}`s were
+    /// replaced from it, and the secrets it names by variable (`api_key_env`,
+    /// `client_secret_env`, `secret_env`) and the key encryption key (`JWTD_KEK`) are read
+    /// from it when the service is built ([`crate::Runtime::build`]), and a reload reads the
+    /// file again in it. [`Env::process`] unless parsed with [`Config::parse_with_env`] or
+    /// [`Config::load_with_env`].
+    #[serde(skip)]
+    pub env: Env,
 }
 
 /// Configuration text after `${VAR}` expansion. It may hold secrets, so its `Debug` shows
@@ -732,11 +741,19 @@ impl Config {
     /// the text (syntax, `${VAR}`s, types, unknown keys, every rule) and the secrets and key
     /// files it names ([`crate::check_inputs`]). A file with nothing to verify (no `[[issuer]]`
     /// and no `[signing]`) is refused: a service that refuses every token is a mistake. Every
-    /// error is reported, each with its line. `jwtd serve`, `jwtd config check`, a reload and
-    /// `jwtd verify --config` all read their file with this.
+    /// error is reported, each with its line. `jwtd serve`, `jwtd config check` and
+    /// `jwtd verify --config` all read their file with this. The variables it reads come from
+    /// the process environment ([`Config::load_with_env`] with [`Env::process`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with_env(path, &Env::process())
+    }
+
+    /// [`Config::load`] in the environment `env`: `${VAR}`s and the secrets the file names by
+    /// variable are read from `env`, which the configuration keeps ([`Config::env`]).
+    pub fn load_with_env(path: &Path, env: &Env) -> Result<Config, ConfigError> {
         Config::read(
             path,
+            env,
             Checks {
                 inputs: true,
                 something_to_verify: true,
@@ -747,8 +764,14 @@ impl Config {
     /// [`Config::load`] without reading the secrets and key files the file names: what the
     /// `jwtd keys` and `jwtd token` commands use (they need only `[signing]`).
     pub fn load_settings(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_settings_with_env(path, &Env::process())
+    }
+
+    /// [`Config::load_settings`] in the environment `env` (see [`Config::load_with_env`]).
+    pub fn load_settings_with_env(path: &Path, env: &Env) -> Result<Config, ConfigError> {
         Config::read(
             path,
+            env,
             Checks {
                 inputs: false,
                 something_to_verify: true,
@@ -756,23 +779,34 @@ impl Config {
         )
     }
 
-    fn read(path: &Path, checks: Checks) -> Result<Config, ConfigError> {
+    fn read(path: &Path, env: &Env, checks: Checks) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: file.clone(),
             errors: vec![(0, format!("cannot read: {e}"))],
         })?;
-        Config::checked(&text, &file, checks)
+        Config::checked(&text, &file, env, checks)
     }
 
     /// Parses and checks configuration text (without reading the files it names); `file`
     /// names it in messages. Every error is reported, each with its line: a syntax error ends
     /// the parse, but in a well-formed file each `[[issuer]]` table and each section is read on
-    /// its own, and within one an error leaves its key out and the rest is read on.
+    /// its own, and within one an error leaves its key out and the rest is read on. `${VAR}`s
+    /// are replaced from the process environment ([`Config::parse_with_env`] with
+    /// [`Env::process`]).
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        Config::parse_with_env(text, file, &Env::process())
+    }
+
+    /// [`Config::parse`] in the environment `env`: `${VAR}`s are replaced from `env`, which the
+    /// configuration keeps ([`Config::env`]) for the secrets and the key encryption key the
+    /// service reads when it is built. Tests and embedding applications pass their variables
+    /// this way instead of setting the process's.
+    pub fn parse_with_env(text: &str, file: &str, env: &Env) -> Result<Config, ConfigError> {
         Config::checked(
             text,
             file,
+            env,
             Checks {
                 inputs: false,
                 something_to_verify: false,
@@ -818,14 +852,14 @@ impl Config {
         }
     }
 
-    fn checked(text: &str, file: &str, checks: Checks) -> Result<Config, ConfigError> {
+    fn checked(text: &str, file: &str, env: &Env, checks: Checks) -> Result<Config, ConfigError> {
         let mut errors = Vec::new();
-        let expanded = interpolate(text, &mut errors);
+        let expanded = interpolate_with_env(text, env, &mut errors);
         // A variable that is not set leaves its string empty: what else is said about its
         // line follows from that and is left out.
         let interpolation = errors.len();
         let unset: BTreeSet<usize> = errors.iter().map(|(line, _)| *line).collect();
-        let config = Config::collect(&expanded, checks, &mut errors);
+        let config = Config::collect(&expanded, env, checks, &mut errors);
         let mut errors: Vec<(usize, String)> = errors
             .into_iter()
             .enumerate()
@@ -844,7 +878,12 @@ impl Config {
 
     /// Every error of the (interpolated) text into `errors`; the configuration, with what
     /// holds errors left out, when the text is well-formed TOML.
-    fn collect(text: &str, checks: Checks, errors: &mut Vec<(usize, String)>) -> Option<Config> {
+    fn collect(
+        text: &str,
+        env: &Env,
+        checks: Checks,
+        errors: &mut Vec<(usize, String)>,
+    ) -> Option<Config> {
         let root = match DeTable::parse(text) {
             Ok(root) => root,
             Err(e) => {
@@ -887,6 +926,7 @@ impl Config {
         let mut config = config?;
         config.issuers = issuers;
         config.text = ExpandedText(std::sync::Arc::from(text));
+        config.env = env.clone();
         let doc = Doc {
             text,
             root,
@@ -1398,38 +1438,34 @@ X-Ok = 3
     /// close its string and add TOML (a second audience, another key).
     #[test]
     fn interpolated_values_cannot_inject_toml() {
-        std::env::set_var("JWTD_TEST_INJECT", "api\", \"https://evil.example");
-        std::env::set_var("JWTD_TEST_INJECT_NL", "api\"\nany_audience = true\n#");
-        std::env::set_var("JWTD_TEST_INJECT_BS", "a\\b");
+        let env = Env::from_vars([
+            ("JWTD_TEST_INJECT", "api\", \"https://evil.example"),
+            ("JWTD_TEST_INJECT_NL", "api\"\nany_audience = true\n#"),
+            ("JWTD_TEST_INJECT_BS", "a\\b"),
+            ("JWTD_TEST_INJECT_SQ", "my-api', 'https://evil.example"),
+        ]);
+        let parse = |text: &str| Config::parse_with_env(text, "f", &env);
         let base = "[[issuer]]\nname = \"a\"\nsecret_env = \"S\"\nalgorithms = [\"HS256\"]\n";
         for var in [
             "JWTD_TEST_INJECT",
             "JWTD_TEST_INJECT_NL",
             "JWTD_TEST_INJECT_BS",
         ] {
-            let c = Config::parse(&format!("{base}audiences = [\"${{{var}}}\"]\n"), "f").unwrap();
+            let c = parse(&format!("{base}audiences = [\"${{{var}}}\"]\n")).unwrap();
             assert_eq!(
                 c.issuers[0].audiences,
-                vec![std::env::var(var).unwrap()],
+                vec![env.var(var).unwrap()],
                 "{var}: one audience, exactly the value"
             );
             assert!(!c.issuers[0].any_audience);
         }
         // Literal strings cannot escape anything: a quote or a line break is refused.
-        let c = Config::parse(
-            &format!("{base}audiences = ['${{JWTD_TEST_INJECT}}']\n"),
-            "f",
-        )
-        .unwrap();
+        let c = parse(&format!("{base}audiences = ['${{JWTD_TEST_INJECT}}']\n")).unwrap();
         assert_eq!(c.issuers[0].audiences.len(), 1);
-        let e = Config::parse(
-            &format!("{base}audiences = ['${{JWTD_TEST_INJECT_NL}}']\n"),
-            "f",
-        )
-        .unwrap_err();
+        let e = parse(&format!("{base}audiences = ['${{JWTD_TEST_INJECT_NL}}']\n")).unwrap_err();
         assert_eq!(e.errors[0].0, 5, "{e}");
         // Outside strings nothing is replaced, and it is an error on its line.
-        let e = Config::parse("\nlisten = ${JWTD_TEST_INJECT}\n", "f").unwrap_err();
+        let e = parse("\nlisten = ${JWTD_TEST_INJECT}\n").unwrap_err();
         assert_eq!(e.errors[0].0, 2, "{e}");
         assert!(
             e.to_string()
@@ -1438,33 +1474,22 @@ X-Ok = 3
         );
         // Review: quotes right before a closing `"""` / `'''` belong to the string; the scanner
         // must not take the last one as opening a new string.
-        std::env::set_var("JWTD_TEST_INJECT_SQ", "my-api', 'https://evil.example");
-        let c = Config::parse(
-            "[[issuer]]\nname = \"\"\"the \"api\"\"\"\"\nsecret_env = \"S\"\nalgorithms = [\"HS256\"]\n\
-             audiences = ['${JWTD_TEST_INJECT_SQ}']\n",
-            "f",
-        );
+        let c = parse("[[issuer]]\nname = \"\"\"the \"api\"\"\"\"\nsecret_env = \"S\"\nalgorithms = [\"HS256\"]\n\
+             audiences = ['${JWTD_TEST_INJECT_SQ}']\n");
         assert!(
             c.as_ref()
                 .map_or(true, |c| c.issuers[0].audiences.len() == 1),
             "{c:?}"
         );
-        let c = Config::parse(
-            "[[issuer]]\nname = '''it's \"api\"''''\nsecret_env = \"S\"\nalgorithms = [\"HS256\"]\n\
-             audiences = [\"${JWTD_TEST_INJECT}\"]\n",
-            "f",
-        )
+        let c = parse("[[issuer]]\nname = '''it's \"api\"''''\nsecret_env = \"S\"\nalgorithms = [\"HS256\"]\n\
+             audiences = [\"${JWTD_TEST_INJECT}\"]\n")
         .unwrap();
         assert_eq!(
             c.issuers[0].audiences,
-            vec![std::env::var("JWTD_TEST_INJECT").unwrap()]
+            vec![env.var("JWTD_TEST_INJECT").unwrap()]
         );
         // Comments are left alone, even with unset variables.
-        Config::parse(
-            "# ${JWTD_TEST_NOT_SET_ANYWHERE}\nlisten = \"127.0.0.1:1\"\n",
-            "f",
-        )
-        .unwrap();
+        parse("# ${JWTD_TEST_NOT_SET_ANYWHERE}\nlisten = \"127.0.0.1:1\"\n").unwrap();
     }
 
     #[test]
@@ -1552,17 +1577,19 @@ X-Ok = 3
 
     #[test]
     fn env_interpolation() {
-        std::env::set_var("JWTD_TEST_AUD", "https://api.example");
-        let c = Config::parse(
+        let env = Env::from_vars([("JWTD_TEST_AUD", "https://api.example")]);
+        let c = Config::parse_with_env(
             "[[issuer]]\nname = \"a\"\nsecret_env = \"S\"\nalgorithms = [\"HS256\"]\naudiences = [\"${JWTD_TEST_AUD}\", \"$${literal}\"]\n",
             "f",
+            &env,
         )
         .unwrap();
         assert_eq!(
             c.issuers[0].audiences,
             vec!["https://api.example", "${literal}"]
         );
-        let e = Config::parse("\n\nlisten = \"${JWTD_TEST_MISSING_VAR}\"\n", "f").unwrap_err();
+        let e = Config::parse_with_env("\n\nlisten = \"${JWTD_TEST_MISSING_VAR}\"\n", "f", &env)
+            .unwrap_err();
         assert_eq!(
             e.errors[0],
             (
@@ -1578,8 +1605,8 @@ X-Ok = 3
     #[test]
     fn config_fuzz_seeds() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/config");
-        // What the recipes interpolate; the fuzz target sets the same.
-        for (k, v) in [
+        // What the recipes interpolate; the fuzz target passes the same.
+        let env = Env::from_vars([
             ("PUBLIC_URL", "https://auth.example"),
             ("OIDC_ISSUER", "https://tenant.example/"),
             ("API_AUDIENCE", "https://api.example"),
@@ -1590,15 +1617,16 @@ X-Ok = 3
             ("PARTNER_ID", "partner"),
             ("REQUIRED_SCOPE", "orders:read"),
             ("XAPP_API_KEY", "key"),
-        ] {
-            std::env::set_var(k, v);
-        }
+            // The interpolation seed's.
+            ("HOME", "/home/jwtd"),
+            ("PATH", "/usr/bin:/bin"),
+        ]);
         let mut n = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             let text = std::fs::read_to_string(&path).unwrap();
-            let parsed = Config::parse(&text, &name);
+            let parsed = Config::parse_with_env(&text, &name, &env);
             if name.starts_with("recipe-") || name == "configuration-md.toml" {
                 parsed.unwrap();
             } else if name == "errors.toml" {
@@ -1609,7 +1637,7 @@ X-Ok = 3
                 .filter(|&c| text.is_char_boundary(c))
                 .step_by(3)
             {
-                if let Err(e) = Config::parse(&text[..cut], &name) {
+                if let Err(e) = Config::parse_with_env(&text[..cut], &name, &env) {
                     assert!(!e.errors.is_empty());
                 }
             }

@@ -28,7 +28,7 @@
 pub mod config;
 mod ext_authz;
 mod handlers;
-use jwtd_gate::config::secret;
+use jwtd_gate::config::secret_with_env;
 pub use jwtd_gate::issuers;
 mod mint;
 pub mod revocation;
@@ -41,6 +41,7 @@ pub use ext_authz::{ext_authz_options, serve_ext_authz, EXT_AUTHZ_MAX_MESSAGE_BY
 pub use handlers::{bearer_error, router};
 pub use issuers::Issuers;
 pub use jwtd_gate::extract::extract as extract_token;
+pub use jwtd_gate::Env;
 pub use metrics_exporter_prometheus::PrometheusHandle;
 pub use revocation::Revocations;
 pub use telemetry::{fingerprint, init_logging, install_metrics};
@@ -68,17 +69,26 @@ pub struct Signing {
 
 impl Signing {
     /// Opens (creating on first start) the store in the data directory and makes sure a key
-    /// signs. Starts the rotation schedule (checked every minute).
+    /// signs. Starts the rotation schedule (checked every minute). The key encryption key is
+    /// the process's `JWTD_KEK` ([`Signing::open_with_env`] with [`Env::process`]), else the
+    /// data directory's `kek.key`.
     pub async fn open(cfg: &SigningConfig, listen: &str) -> Result<Arc<Signing>, String> {
+        Signing::open_with_env(cfg, listen, &Env::process()).await
+    }
+
+    /// [`Signing::open`] with the key encryption key from `JWTD_KEK` in `env` (else from the
+    /// data directory's `kek.key`).
+    pub async fn open_with_env(
+        cfg: &SigningConfig,
+        listen: &str,
+        env: &Env,
+    ) -> Result<Arc<Signing>, String> {
         let data_dir = PathBuf::from(&cfg.data_dir);
         create_private_dir(&data_dir)?;
         let kek_file = data_dir.join("kek.key");
         // A shared key ring needs the instances' one KEK: generating one here would seal this
         // instance's keys so that no other instance can open them.
-        if cfg.store.is_some()
-            && std::env::var_os(jwtd_store::KEK_ENV).is_none()
-            && !kek_file.exists()
-        {
+        if cfg.store.is_some() && env.var_os(jwtd_store::KEK_ENV).is_none() && !kek_file.exists() {
             return Err(format!(
                 "[signing] store is shared (PostgreSQL): set {} to the instances' key encryption key, \
                  or put it in {}; jwtd never generates a KEK for a shared store",
@@ -86,7 +96,10 @@ impl Signing {
                 kek_file.display()
             ));
         }
-        let (kek, _generated) = Kek::load_or_create(&kek_file).map_err(|e| e.to_string())?;
+        let from_env = env.var(jwtd_store::KEK_ENV).map(Zeroizing::new);
+        let (kek, _generated) =
+            Kek::load_or_create_with(from_env.as_deref().map(String::as_str), &kek_file)
+                .map_err(|e| e.to_string())?;
         let store = match &cfg.store {
             Some(url) => AnyStore::Postgres(
                 PgStore::open(url, cfg.store_schema.as_deref())
@@ -141,8 +154,13 @@ impl Signing {
     /// The key ring as it is, for tools that decide without serving (`jwtd rules test`):
     /// nothing is created or changed (no data directory, KEK, store or key, not even a due
     /// activation) and no schedule runs. The KEK (`JWTD_KEK` or `<data_dir>/kek.key`) and the
-    /// store must exist, else an error says so; the store is opened read-only.
-    pub async fn open_existing(cfg: &SigningConfig, listen: &str) -> Result<Arc<Signing>, String> {
+    /// store must exist, else an error says so; the store is opened read-only. `JWTD_KEK` is
+    /// read from `env`.
+    pub async fn open_existing(
+        cfg: &SigningConfig,
+        listen: &str,
+        env: &Env,
+    ) -> Result<Arc<Signing>, String> {
         let data_dir = PathBuf::from(&cfg.data_dir);
         let kek_file = data_dir.join("kek.key");
         let never_started = |what: String| {
@@ -151,14 +169,16 @@ impl Signing {
                  it at its first start; this command creates nothing)"
             )
         };
-        if std::env::var_os(jwtd_store::KEK_ENV).is_none() && !kek_file.is_file() {
+        let from_env = env.var(jwtd_store::KEK_ENV).map(Zeroizing::new);
+        if from_env.is_none() && !kek_file.is_file() {
             return Err(never_started(format!(
                 "no key encryption key ({} is unset and {} does not exist)",
                 jwtd_store::KEK_ENV,
                 kek_file.display()
             )));
         }
-        let (kek, _) = Kek::load_or_create(&kek_file).map_err(|e| e.to_string())?;
+        let (kek, _) = Kek::load_or_create_with(from_env.as_deref().map(String::as_str), &kek_file)
+            .map_err(|e| e.to_string())?;
         let store = match &cfg.store {
             Some(url) => AnyStore::Postgres(
                 PgStore::open_read_only(url, cfg.store_schema.as_deref())
@@ -377,6 +397,7 @@ pub const MIN_API_SECRET_LEN: usize = 16;
 /// Reads every secret and key file a configuration names (admin key, introspection secret,
 /// HMAC secrets, PEM, JWKS and CA files) and checks it as `jwtd serve` would at start, without
 /// touching the network or any store: one message per problem, with the key it concerns.
+/// Variables are read from the environment the configuration was read in ([`Config::env`]).
 /// [`Config::load`] runs this (so `jwtd serve`, `jwtd config check` and a reload do), and
 /// reports each problem on its key's line. An issuer without exactly one key source, or without
 /// algorithms, is skipped: [`Config::parse`] refuses it already.
@@ -391,7 +412,8 @@ pub fn check_inputs(config: &Config) -> Vec<(config::Place, String)> {
         }
     };
     if let Some(a) = &config.admin {
-        if let Err(e) = secret(
+        if let Err(e) = secret_with_env(
+            &config.env,
             &a.api_key_env,
             &a.api_key_file,
             "admin api key",
@@ -402,7 +424,8 @@ pub fn check_inputs(config: &Config) -> Vec<(config::Place, String)> {
         }
     }
     if let Some(i) = &config.introspection {
-        if let Err(e) = secret(
+        if let Err(e) = secret_with_env(
+            &config.env,
             &i.client_secret_env,
             &i.client_secret_file,
             "introspection client secret",
@@ -435,7 +458,7 @@ pub fn check_inputs(config: &Config) -> Vec<(config::Place, String)> {
                 ));
             }
         }
-        if let Err(e) = issuers::check_static_keys(&keys_only) {
+        if let Err(e) = issuers::check_static_keys_with_env(&keys_only, &config.env) {
             errors.push((at(source), format!("issuer {name:?}: {e}")));
         }
     }
@@ -455,6 +478,8 @@ enum Access {
 impl Runtime {
     /// Builds the run-time state from a configuration (inside a tokio runtime). Remote key
     /// caches and the key ring of `previous` are reused where their settings did not change.
+    /// Secrets named by variable and `JWTD_KEK` are read from [`Config::env`], the environment
+    /// the configuration was read in.
     pub async fn build(config: Config, previous: Option<&Runtime>) -> Result<Runtime, String> {
         Runtime::build_as(config, previous, Access::Serve).await
     }
@@ -478,7 +503,8 @@ impl Runtime {
         // Secrets first: a bad one refuses the configuration before any store, KEK or key is
         // created or touched.
         let introspection_secret = match &config.introspection {
-            Some(i) => secret(
+            Some(i) => secret_with_env(
+                &config.env,
                 &i.client_secret_env,
                 &i.client_secret_file,
                 "introspection client secret",
@@ -487,7 +513,8 @@ impl Runtime {
             None => None,
         };
         let admin_key = match &config.admin {
-            Some(a) => secret(
+            Some(a) => secret_with_env(
+                &config.env,
                 &a.api_key_env,
                 &a.api_key_file,
                 "admin api key",
@@ -503,8 +530,12 @@ impl Runtime {
                     .filter(|_| previous.and_then(|p| p.config.signing.as_ref()) == Some(cfg));
                 Some(match (reuse, access) {
                     (Some(s), _) => s,
-                    (None, Access::Serve) => Signing::open(cfg, &config.listen).await?,
-                    (None, Access::ReadOnly) => Signing::open_existing(cfg, &config.listen).await?,
+                    (None, Access::Serve) => {
+                        Signing::open_with_env(cfg, &config.listen, &config.env).await?
+                    }
+                    (None, Access::ReadOnly) => {
+                        Signing::open_existing(cfg, &config.listen, &config.env).await?
+                    }
                 })
             }
         };
@@ -521,11 +552,12 @@ impl Runtime {
             }
         };
         let own = signing.as_ref().map(|s| self_issuer(s, &config));
-        let mut issuers = Issuers::build(
+        let mut issuers = Issuers::build_with_env(
             &config.issuers,
             &config.cache,
             previous.map(|p| &p.engine.issuers),
             own,
+            &config.env,
         )?;
         issuers.revocations = revocations
             .clone()
@@ -791,7 +823,8 @@ impl AppState {
 
     /// Re-reads the configuration file and swaps it in once its remote keys are ready (at most
     /// 10 s); requests in flight finish on the old one. An invalid file changes nothing.
-    /// `${VAR}` values, secrets and key files are read again; remote key sources restart only
+    /// `${VAR}` values, secrets and key files are read again (variables from the environment
+    /// the running configuration was read in, [`Config::env`]); remote key sources restart only
     /// when their settings changed. `listen`, `[server]` and `[ext_authz]` are read at start
     /// only: a change is logged as a warning and waits for the next start.
     pub async fn reload(&self) -> Result<(), String> {
@@ -799,8 +832,9 @@ impl AppState {
         let Some(path) = &self.config_path else {
             return Err("no configuration file to reload (started without --config)".into());
         };
-        let config = Config::load(path).map_err(|e| e.to_string())?;
         let old = self.runtime();
+        // The environment the running configuration was read in.
+        let config = Config::load_with_env(path, &old.config.env).map_err(|e| e.to_string())?;
         if config.listen != old.config.listen {
             tracing::warn!(
                 running = %old.config.listen,

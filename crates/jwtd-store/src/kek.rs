@@ -49,11 +49,22 @@ impl Kek {
         })
     }
 
-    /// The KEK from `JWTD_KEK` (base64url), else from `file`; when neither exists, a new one is
+    /// The KEK from the process's `JWTD_KEK`, else from `file`: [`Kek::load_or_create_with`]
+    /// with the value of [`KEK_ENV`] in the process environment (when it is Unicode).
+    pub fn load_or_create(file: &Path) -> Result<(Kek, bool), StoreError> {
+        let from_env = std::env::var(KEK_ENV).ok().map(Zeroizing::new);
+        Kek::load_or_create_with(from_env.as_deref().map(String::as_str), file)
+    }
+
+    /// The KEK from `from_env` (the value of `JWTD_KEK` in the environment the caller reads,
+    /// base64url or standard base64), else from `file`; when neither exists, a new one is
     /// generated into `file` with mode 0600, and a warning says so. Returns the KEK and whether
     /// it was generated.
-    pub fn load_or_create(file: &Path) -> Result<(Kek, bool), StoreError> {
-        if let Ok(v) = std::env::var(KEK_ENV) {
+    pub fn load_or_create_with(
+        from_env: Option<&str>,
+        file: &Path,
+    ) -> Result<(Kek, bool), StoreError> {
+        if let Some(v) = from_env {
             let raw = Zeroizing::new(decode_kek(v.trim()).ok_or_else(|| {
                 StoreError(format!(
                     "{KEK_ENV} is not base64 (make one with `openssl rand -base64 32`)"

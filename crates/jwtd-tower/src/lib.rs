@@ -158,18 +158,20 @@ impl<R> Clone for JwtdLayer<R> {
 impl JwtdLayer {
     /// A layer for the issuers of a `jwtd serve` configuration file (its `[[issuer]]`,
     /// `[tokens]` and `[cache]` tables, checked as `jwtd serve` checks them; see
-    /// [`GateConfig::parse`] for what is refused). Must run inside a tokio runtime: remote key
-    /// sources start fetching.
+    /// [`GateConfig::parse`] for what is refused), read in the process environment. Must run
+    /// inside a tokio runtime: remote key sources start fetching.
     pub async fn from_config_file(path: &std::path::Path) -> Result<JwtdLayer, String> {
         let config = GateConfig::load(path).map_err(|e| e.to_string())?;
         JwtdLayer::from_config(&config)
     }
 
     /// A layer for an already parsed configuration, its `[[rule]]`s included (each request
-    /// is decided by the rule its method, host and path match, as `/auth` decides). Must run
-    /// inside a tokio runtime.
+    /// is decided by the rule its method, host and path match, as `/auth` decides); secrets are
+    /// read from the environment it was parsed in ([`GateConfig::env`]; see
+    /// [`GateConfig::parse_with_env`]). Must run inside a tokio runtime.
     pub fn from_config(config: &GateConfig) -> Result<JwtdLayer, String> {
-        let issuers = Issuers::build(&config.issuers, &config.cache, None, None)?;
+        let issuers =
+            Issuers::build_with_env(&config.issuers, &config.cache, None, None, &config.env)?;
         let engine =
             Engine::with_rules(issuers, &config.rules, &config.rule, config.tokens.clone())?;
         Ok(JwtdLayer::from_engine(engine))

@@ -1,24 +1,40 @@
 //! The verified-token cache's byte bound holds for the memory it really uses: a counting
-//! allocator (this test binary's only test, so nothing else allocates meanwhile) measures the
-//! heap the cache holds while distinct tokens stream through it, small ones (where the fixed
-//! overhead per entry dominates) and typical OIDC access tokens.
+//! allocator measures the heap the cache holds while distinct tokens stream through it, small
+//! ones (where the fixed overhead per entry dominates) and typical OIDC access tokens. It counts
+//! only what the measuring thread allocates and frees (the cache works on its caller's thread),
+//! so the other tests of this binary, running on other threads meanwhile, are not counted.
 
 use jwtd_core::{Algorithm, KeySet, SigningKey, TokenCache, TokenCacheConfig, Validation};
 use serde_json::json;
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::cell::Cell;
 
-/// Bytes currently allocated on the heap by this process.
-static LIVE: AtomicIsize = AtomicIsize::new(0);
+thread_local! {
+    /// Bytes this thread has allocated minus those it has freed, while [`COUNTING`] is on.
+    /// Const-initialised and without a destructor: reading it never allocates.
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+    /// Whether this thread's allocations are counted (only [`stream`]'s thread turns it on).
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Adds `delta` to this thread's count when it counts.
+fn count(delta: isize) {
+    let _ = COUNTING.try_with(|on| {
+        if on.get() {
+            let _ = LIVE.try_with(|l| l.set(l.get() + delta));
+        }
+    });
+}
 
 struct Counting;
 
-// SAFETY: every call is forwarded to the system allocator unchanged; only a counter is added.
+// SAFETY: every call is forwarded to the system allocator unchanged; only a thread-local
+// counter is added (which never allocates).
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         let p = System.alloc(l);
         if !p.is_null() {
-            LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+            count(l.size() as isize);
         }
         p
     }
@@ -26,20 +42,20 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
         let p = System.alloc_zeroed(l);
         if !p.is_null() {
-            LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+            count(l.size() as isize);
         }
         p
     }
 
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         System.dealloc(p, l);
-        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        count(-(l.size() as isize));
     }
 
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
         let q = System.realloc(p, l, new);
         if !q.is_null() {
-            LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
+            count(new as isize - l.size() as isize);
         }
         q
     }
@@ -50,8 +66,9 @@ static ALLOCATOR: Counting = Counting;
 
 const NOW: u64 = 1_800_000_000;
 
+/// What this thread holds of the heap since it started counting.
 fn live() -> isize {
-    LIVE.load(Ordering::Relaxed)
+    LIVE.with(Cell::get)
 }
 
 /// What [`stream`] saw.
@@ -71,6 +88,7 @@ fn stream(cfg: TokenCacheConfig, n: usize, claims: &dyn Fn(usize) -> serde_json:
     let v = Validation::new(&[Algorithm::HS256])
         .issuer("https://issuer.example.com/")
         .audience("https://api.example.com");
+    COUNTING.with(|on| on.set(true));
     let before = live();
     let cache = TokenCache::new(cfg).unwrap();
     let (mut most, mut entries, mut len) = (0, 0, 0);
@@ -94,6 +112,7 @@ fn stream(cfg: TokenCacheConfig, n: usize, claims: &dyn Fn(usize) -> serde_json:
     drop(cache);
     // Everything the cache held is given back.
     assert!(live() - before < 4096, "{} bytes left", live() - before);
+    COUNTING.with(|on| on.set(false));
     Held {
         most,
         entries,

@@ -8,10 +8,8 @@
 //! instances refuse with `revocation_unavailable` and the fail-open one keeps accepting; every
 //! answer is one of those expected.
 
-mod common;
-
-use common::verify;
-use jwtd_service::{AppState, Config, Runtime};
+use crate::common::{self, verify};
+use jwtd_service::{AppState, Config, Env, Runtime};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -75,7 +73,13 @@ struct Instance {
     state: Arc<AppState>,
 }
 
-async fn instance(name: &'static str, url: &str, schema: &str, on_stale: &str) -> Instance {
+async fn instance(
+    name: &'static str,
+    url: &str,
+    schema: &str,
+    on_stale: &str,
+    env: &Env,
+) -> Instance {
     let dir = std::env::temp_dir().join(format!("{schema}-{name}"));
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -87,7 +91,7 @@ async fn instance(name: &'static str, url: &str, schema: &str, on_stale: &str) -
          max_staleness = \"4s\"\non_stale = \"{on_stale}\"\nresync_interval = \"1s\"\n",
         dir.display()
     );
-    let runtime = Runtime::build(Config::parse(&text, "test").unwrap(), None)
+    let runtime = Runtime::build(Config::parse_with_env(&text, "test", env).unwrap(), None)
         .await
         .unwrap_or_else(|e| panic!("PostgreSQL is required: {e}"));
     let state = AppState::new(runtime, None);
@@ -127,9 +131,12 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_share_revocations_and_keys_through_outages() {
-    std::env::set_var("JWTD_KEK", jwtd_core::b64::encode([21u8; 32]));
-    std::env::set_var("JWTD_CLUSTER_ADMIN", ADMIN);
-    let pg = common::pg_url();
+    // The instances' one key encryption key, as in production.
+    let env = Env::from_vars([
+        ("JWTD_KEK", jwtd_core::b64::encode([21u8; 32])),
+        ("JWTD_CLUSTER_ADMIN", ADMIN.into()),
+    ]);
+    let pg = jwtd_test_support::pg_url();
     let target = {
         let rest = pg
             .split_once('@')
@@ -139,10 +146,10 @@ async fn three_instances_share_revocations_and_keys_through_outages() {
     };
     let proxy = Proxy::start(target.clone()).await;
     let url = pg.replacen(&target, &format!("127.0.0.1:{}", proxy.port), 1);
-    let schema = common::unique("jwtd_cluster");
-    let a = instance("a", &url, &schema, "reject").await;
-    let b = instance("b", &url, &schema, "reject").await;
-    let c = instance("c", &url, &schema, "accept").await;
+    let schema = jwtd_test_support::schema("cluster");
+    let a = instance("a", &url, &schema, "reject", &env).await;
+    let b = instance("b", &url, &schema, "reject", &env).await;
+    let c = instance("c", &url, &schema, "accept", &env).await;
     let all = [&a, &b, &c];
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))

@@ -8,10 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("jwtd-store-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    jwtd_test_support::temp_dir(&format!("store-{name}"))
 }
 
 fn cfg() -> RingConfig {
@@ -25,7 +22,7 @@ fn cfg() -> RingConfig {
 }
 
 async fn open(d: &std::path::Path) -> KeyRing<SqliteStore> {
-    let (kek, _) = Kek::load_or_create(&d.join("kek")).unwrap();
+    let (kek, _) = Kek::load_or_create_with(None, &d.join("kek")).unwrap();
     let store = SqliteStore::open(&d.join("keys.db")).await.unwrap();
     KeyRing::open(store, kek, cfg()).await.unwrap()
 }
@@ -95,7 +92,7 @@ async fn tampered_and_swapped_rows_fail_loudly() {
         .await
         .unwrap();
     drop(ring);
-    let (kek, _) = Kek::load_or_create(&d.join("kek")).unwrap();
+    let (kek, _) = Kek::load_or_create_with(None, &d.join("kek")).unwrap();
     let store = SqliteStore::open(&d.join("keys.db")).await.unwrap();
     let e = KeyRing::open(store.clone(), kek, cfg()).await.unwrap_err();
     assert!(e.0.contains("failed to decrypt"), "{e}");
@@ -107,7 +104,7 @@ async fn tampered_and_swapped_rows_fail_loudly() {
         .execute(store.pool())
         .await
         .unwrap();
-    let (kek, _) = Kek::load_or_create(&d.join("kek")).unwrap();
+    let (kek, _) = Kek::load_or_create_with(None, &d.join("kek")).unwrap();
     let e = KeyRing::open(store.clone(), kek, cfg()).await.unwrap_err();
     assert!(e.0.contains("failed to decrypt"), "{e}");
     // A wrong key encryption key is refused the same way.
@@ -123,16 +120,16 @@ async fn tampered_and_swapped_rows_fail_loudly() {
         .unwrap_err();
     assert!(e.0.contains("failed to decrypt"), "{e}");
     // And the original opens again.
-    let (kek, _) = Kek::load_or_create(&d.join("kek")).unwrap();
+    let (kek, _) = Kek::load_or_create_with(None, &d.join("kek")).unwrap();
     KeyRing::open(store, kek, cfg()).await.unwrap();
 }
 
 #[tokio::test]
 async fn a_world_readable_kek_is_refused() {
     let d = dir("kekmode");
-    Kek::load_or_create(&d.join("kek")).unwrap();
+    Kek::load_or_create_with(None, &d.join("kek")).unwrap();
     std::fs::set_permissions(d.join("kek"), std::fs::Permissions::from_mode(0o644)).unwrap();
-    let e = Kek::load_or_create(&d.join("kek")).unwrap_err();
+    let e = Kek::load_or_create_with(None, &d.join("kek")).unwrap_err();
     assert!(e.0.contains("readable by others"), "{e}");
 }
 
@@ -188,7 +185,7 @@ async fn rotation_timeline() {
 #[tokio::test]
 async fn hs256_ring_for_internal_use_publishes_nothing() {
     let d = dir("hs256");
-    let (kek, _) = Kek::load_or_create(&d.join("kek")).unwrap();
+    let (kek, _) = Kek::load_or_create_with(None, &d.join("kek")).unwrap();
     let store = SqliteStore::open(&d.join("keys.db")).await.unwrap();
     let cfg = RingConfig {
         alg: Algorithm::HS256,
@@ -206,7 +203,7 @@ async fn hs256_ring_for_internal_use_publishes_nothing() {
     jwtd_core::verify(&ring.verify_keys(), &v, &t, now).unwrap();
     drop(ring);
     // After a restart the sealed secret opens and verifies the same token.
-    let (kek, _) = Kek::load_or_create(&d.join("kek")).unwrap();
+    let (kek, _) = Kek::load_or_create_with(None, &d.join("kek")).unwrap();
     let store = SqliteStore::open(&d.join("keys.db")).await.unwrap();
     let ring = KeyRing::open(store, kek, cfg).await.unwrap();
     jwtd_core::verify(&ring.verify_keys(), &v, &t, now).unwrap();
@@ -251,7 +248,7 @@ async fn the_embedded_store_keeps_revocations_in_sequence() {
 #[tokio::test]
 async fn the_generation_moves_exactly_when_the_verify_set_changes_hs256_included() {
     let d = dir("generation-hs256");
-    let (kek, _) = Kek::load_or_create(&d.join("kek")).unwrap();
+    let (kek, _) = Kek::load_or_create_with(None, &d.join("kek")).unwrap();
     let store = SqliteStore::open(&d.join("keys.db")).await.unwrap();
     let ring = KeyRing::open(
         store,
@@ -353,7 +350,7 @@ async fn a_new_key_of_another_algorithm_is_reported() {
     let ring = open(&d).await;
     ring.ensure_active(1000).await.unwrap();
     drop(ring);
-    let (kek, _) = Kek::load_or_create(&d.join("kek")).unwrap();
+    let (kek, _) = Kek::load_or_create_with(None, &d.join("kek")).unwrap();
     let store = SqliteStore::open(&d.join("keys.db")).await.unwrap();
     let cfg = RingConfig {
         alg: Algorithm::EdDSA,

@@ -2,11 +2,11 @@
 //! forward-auth headers, introspection, readiness (also through a remote issuer's outage),
 //! metrics, reload.
 
-mod common;
+use crate::common;
 
 use jwtd_core::{Algorithm, Jwks, SigningKey};
 use jwtd_service::config::Place;
-use jwtd_service::{AppState, Config, Runtime};
+use jwtd_service::{AppState, Config, Env, Runtime};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -70,9 +70,11 @@ client_id = "app-key-1"
 }
 
 async fn start() -> Service {
-    std::env::set_var("JWTD_TEST_INTROSPECT", "introspect-secret");
-    std::env::set_var("JWTD_TEST_ADMIN", "admin-key-0123456789");
-    std::env::set_var("JWTD_TEST_HS", HS_SECRET);
+    let env = Env::from_vars([
+        ("JWTD_TEST_INTROSPECT", "introspect-secret"),
+        ("JWTD_TEST_ADMIN", "admin-key-0123456789"),
+        ("JWTD_TEST_HS", HS_SECRET),
+    ]);
     let dir = std::env::temp_dir().join(format!(
         "jwtd-svc-{}-{}",
         std::process::id(),
@@ -90,7 +92,7 @@ async fn start() -> Service {
     .unwrap();
     let path = dir.join("jwtd.toml");
     std::fs::write(&path, config_text(&dir, None)).unwrap();
-    let config = Config::load(&path).unwrap();
+    let config = Config::load_with_env(&path, &env).unwrap();
     let runtime = Runtime::build(config, None).await.unwrap();
     let state = common::state(runtime, Some(path));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -779,7 +781,12 @@ async fn reload_swaps_valid_config_and_keeps_old_on_error() {
         )),
         "{shown}"
     );
-    assert_eq!(shown, Config::load(&path).unwrap_err().to_string());
+    // In the environment the service's configuration was read in.
+    let env = s.state.runtime().config.env.clone();
+    assert_eq!(
+        shown,
+        Config::load_with_env(&path, &env).unwrap_err().to_string()
+    );
     assert_eq!(get(&s, "/v1/verify", Some(&billing)).await.status(), 200);
 }
 
@@ -959,9 +966,12 @@ async fn empty_or_short_secrets_are_refused_at_start_and_by_check_inputs() {
             jwks.display()
         )
     };
-    std::env::set_var("JWTD_SECRETS_TEST_EMPTY", "");
-    std::env::set_var("JWTD_SECRETS_TEST_SHORT", "short-secret");
-    std::env::set_var("JWTD_SECRETS_TEST_GOOD", "a-good-long-secret-0123456789");
+    let env = Env::from_vars([
+        ("JWTD_SECRETS_TEST_EMPTY", ""),
+        ("JWTD_SECRETS_TEST_SHORT", "short-secret"),
+        ("JWTD_SECRETS_TEST_GOOD", "a-good-long-secret-0123456789"),
+    ]);
+    let parse = |text: &str| Config::parse_with_env(text, "t", &env).unwrap();
     let file_admin = format!("api_key_file = \"{}\"", key.display());
     let good_intro = "client_secret_env = \"JWTD_SECRETS_TEST_GOOD\"";
     for (content, why) in [
@@ -972,7 +982,7 @@ async fn empty_or_short_secrets_are_refused_at_start_and_by_check_inputs() {
         ("0123456789\n", "at least 16"),
     ] {
         std::fs::write(&key, content).unwrap();
-        let config = Config::parse(&text(&file_admin, good_intro), "t").unwrap();
+        let config = parse(&text(&file_admin, good_intro));
         let problems = jwtd_service::check_inputs(&config);
         assert!(
             problems.len() == 1
@@ -996,7 +1006,7 @@ async fn empty_or_short_secrets_are_refused_at_start_and_by_check_inputs() {
             "not set",
         ),
     ] {
-        let config = Config::parse(&text(&file_admin, intro), "t").unwrap();
+        let config = parse(&text(&file_admin, intro));
         let problems = jwtd_service::check_inputs(&config);
         assert!(
             problems.len() == 1
@@ -1011,12 +1021,12 @@ async fn empty_or_short_secrets_are_refused_at_start_and_by_check_inputs() {
             .contains(why));
     }
     let admin_env = "api_key_env = \"JWTD_SECRETS_TEST_EMPTY\"";
-    let config = Config::parse(&text(admin_env, good_intro), "t").unwrap();
+    let config = parse(&text(admin_env, good_intro));
     assert!(Runtime::build(config, None)
         .await
         .unwrap_err()
         .contains("empty"));
-    let config = Config::parse(&text(&file_admin, good_intro), "t").unwrap();
+    let config = parse(&text(&file_admin, good_intro));
     assert!(jwtd_service::check_inputs(&config).is_empty());
     Runtime::build(config, None).await.unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
@@ -1131,8 +1141,10 @@ async fn admin_status_refetch_protected_status_and_introspection_active() {
         }),
     );
     tokio::spawn(async move { axum::serve(idp, app).await });
-    std::env::set_var("JWTD_STATUS_TEST_ADMIN", "status-admin-key-0123456789");
-    std::env::set_var("JWTD_STATUS_TEST_INTRO", "status-introspection-0123456789");
+    let env = Env::from_vars([
+        ("JWTD_STATUS_TEST_ADMIN", "status-admin-key-0123456789"),
+        ("JWTD_STATUS_TEST_INTRO", "status-introspection-0123456789"),
+    ]);
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let text = format!(
@@ -1141,7 +1153,7 @@ async fn admin_status_refetch_protected_status_and_introspection_active() {
          [[issuer]]\nname = \"idp\"\nissuer = \"https://idp.test\"\n\
          jwks_url = \"http://user:hunter2-secret@{idp_addr}/jwks.json\"\nalgorithms = [\"ES256\"]\nany_audience = true\n"
     );
-    let config = Config::parse(&text, "t").unwrap();
+    let config = Config::parse_with_env(&text, "t", &env).unwrap();
     let runtime = Runtime::build(config, None).await.unwrap();
     assert!(
         runtime
@@ -1427,7 +1439,7 @@ async fn conformance_table_against_auth_over_http() {
     use jwtd_gate::conformance::{check, Observed, Suite};
     let suite = Suite::new(&std::env::temp_dir());
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (base, _state) = common::serve(l, &suite.config).await;
+    let (base, _state) = common::serve(l, &suite.config, &Env::empty()).await;
     let c = reqwest::Client::new();
     let mut failures = Vec::new();
     for (i, case) in suite.cases.iter().enumerate() {
@@ -1508,7 +1520,7 @@ async fn conformance_table_against_auth_over_http() {
     }
 
     // And every series /metrics shows is in the documented table.
-    let documented = include_str!("../../../docs/configuration.md");
+    let documented = include_str!("../../../../docs/configuration.md");
     for line in metrics.lines().filter(|l| l.starts_with("jwtd_")) {
         let name = line.split(['{', ' ']).next().unwrap();
         let base = ["_bucket", "_sum", "_count"]
@@ -1525,7 +1537,7 @@ async fn conformance_table_against_auth_over_http() {
     // request itself is matched (no rule: refused), never the path a client claims.
     let untrusted = format!("trusted_proxies = [\"10.9.9.9\"]\n{}", suite.config);
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (base, _state) = common::serve(l, &untrusted).await;
+    let (base, _state) = common::serve(l, &untrusted, &Env::empty()).await;
     let r = c
         .get(format!("{base}/auth"))
         .header("x-original-uri", "/healthz")

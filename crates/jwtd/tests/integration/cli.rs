@@ -604,16 +604,8 @@ fn keys_and_token_mint_against_the_store() {
 
 #[test]
 fn keys_against_the_shared_postgres_store() {
-    let url = std::env::var("JWTD_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let mut r = [0u8; 4];
-    jwtd_core::fill_random(&mut r).unwrap();
-    // The creation time lets scripts/test drop schemas left by old runs.
-    let schema = format!(
-        "jwtd_cli_{}_{}",
-        jwtd_core::unix_now(),
-        r.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    );
+    let url = jwtd_test_support::pg_url();
+    let schema = jwtd_test_support::schema("cli");
     let dir = tmp("pgkeys");
     let kek = jwtd_core::b64::encode([42u8; 32]);
     let pg = |args: &[&str], with_kek: bool| {

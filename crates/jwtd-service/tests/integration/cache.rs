@@ -2,11 +2,8 @@
 //! repeated token is found in the issuers' caches before anything routes it): hits answer like
 //! misses, and a revocation or a key removal takes effect on the very next request.
 
-mod common;
-
-use common::verify;
-use jwtd_core::{Algorithm, SigningKey};
-use jwtd_service::AppState;
+use crate::common::{self, verify};
+use jwtd_service::{AppState, Env};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -14,9 +11,11 @@ const ADMIN: &str = "cache-admin-key-0123456789";
 const HS_SECRET: &str = "cache-test-secret-0123456789abcdef0123";
 
 async fn start(more_issuers: bool) -> (String, Arc<AppState>) {
-    std::env::set_var("JWTD_CACHE_TEST_ADMIN", ADMIN);
-    std::env::set_var("JWTD_CACHE_TEST_HS", HS_SECRET);
-    let dir = std::env::temp_dir().join(common::unique("jwtd-cache"));
+    let env = Env::from_vars([
+        ("JWTD_CACHE_TEST_ADMIN", ADMIN),
+        ("JWTD_CACHE_TEST_HS", HS_SECRET),
+    ]);
+    let dir = std::env::temp_dir().join(jwtd_test_support::unique("jwtd-cache"));
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let mut text = format!(
@@ -32,7 +31,7 @@ async fn start(more_issuers: bool) -> (String, Arc<AppState>) {
              algorithms = [\"HS256\"]\nany_audience = true\n",
         );
     }
-    common::serve(l, &text).await
+    common::serve(l, &text, &env).await
 }
 
 /// (hits, misses, entries) of the named issuer's cache.
@@ -50,13 +49,12 @@ fn stats(state: &AppState, name: &str) -> (u64, u64, u64) {
 }
 
 fn hs_token(iss: Option<&str>, sub: &str) -> String {
-    let k = SigningKey::hmac(HS_SECRET.as_bytes(), Algorithm::HS256, None).unwrap();
     let now = jwtd_core::unix_now();
     let mut c = json!({"sub": sub, "iat": now, "exp": now + 600});
     if let Some(iss) = iss {
         c["iss"] = iss.into();
     }
-    jwtd_core::sign(&k, c.as_object().unwrap(), None).unwrap()
+    jwtd_test_support::hs256(HS_SECRET.as_bytes(), &c)
 }
 
 async fn hits_revocation_and_key_removal(more_issuers: bool) {

@@ -2,7 +2,6 @@
 //! loopback: the token travels in `authorization` metadata; rejections are gRPC statuses; the
 //! handler reads the verified identity from the request's extensions.
 
-use jwtd_core::{Algorithm, SigningKey};
 use jwtd_tower::{Identity, JwtdLayer};
 use std::convert::Infallible;
 use std::future::Future;
@@ -81,18 +80,17 @@ impl tower::Service<tonic::Request<HelloRequest>> for SayHello {
 }
 
 fn token(sub: &str, scope: &str, exp_in: i64) -> String {
-    let key = SigningKey::hmac(SECRET.as_bytes(), Algorithm::HS256, None).unwrap();
     let now = jwtd_core::unix_now() as i64;
     let c = serde_json::json!({"iss": "https://app.test", "aud": "grpc", "sub": sub, "scope": scope, "iat": now, "exp": now + exp_in});
-    jwtd_core::sign(&key, c.as_object().unwrap(), None).unwrap()
+    jwtd_test_support::hs256(SECRET.as_bytes(), &c)
 }
 
 async fn serve(require_scope: Option<&str>) -> String {
-    std::env::set_var("JWTD_GRPC_SECRET", SECRET);
-    let config = jwtd_gate::config::GateConfig::parse(
+    let config = jwtd_gate::config::GateConfig::parse_with_env(
         "[[issuer]]\nname = \"app\"\nissuer = \"https://app.test\"\nsecret_env = \"JWTD_GRPC_SECRET\"\n\
          algorithms = [\"HS256\"]\naudiences = [\"grpc\"]\n",
         "test",
+        &jwtd_gate::Env::from_vars([("JWTD_GRPC_SECRET", SECRET)]),
     )
     .unwrap();
     let jwtd = JwtdLayer::from_config(&config).unwrap().grpc();

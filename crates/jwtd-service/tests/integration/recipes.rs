@@ -4,7 +4,7 @@
 
 use axum::routing::get;
 use jwtd_core::{Algorithm, Jwks, SigningKey};
-use jwtd_service::{AppState, Config, Runtime};
+use jwtd_service::{AppState, Config, Env, Runtime};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,6 +13,11 @@ fn recipe(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../examples/recipes")
         .join(name)
+}
+
+/// The recipe `name` as written, read in an environment holding exactly `vars`.
+fn load(name: &str, vars: &[(&str, &str)]) -> Config {
+    Config::load_with_env(&recipe(name), &Env::from_vars(vars.iter().copied())).unwrap()
 }
 
 async fn serve(mut config: Config) -> (String, Arc<AppState>) {
@@ -81,9 +86,14 @@ fn now() -> u64 {
 
 #[tokio::test]
 async fn recipe_1_xapp_hs256_with_client_id() {
-    std::env::set_var("XAPP_API_SECRET", "xapp-secret-0123456789abcdef-0123456789");
-    std::env::set_var("XAPP_API_KEY", "app-key-42");
-    let (base, _) = serve(Config::load(&recipe("xapp-hs256.toml")).unwrap()).await;
+    let config = load(
+        "xapp-hs256.toml",
+        &[
+            ("XAPP_API_SECRET", "xapp-secret-0123456789abcdef-0123456789"),
+            ("XAPP_API_KEY", "app-key-42"),
+        ],
+    );
+    let (base, _) = serve(config).await;
     let key = SigningKey::hmac(
         b"xapp-secret-0123456789abcdef-0123456789",
         Algorithm::HS256,
@@ -127,9 +137,14 @@ async fn recipe_2_oidc_discovery_auth_time_and_namespaced_headers() {
         .with_default_kid();
     let idp = provider(&[&key], None).await;
     let iss = format!("{idp}/");
-    std::env::set_var("OIDC_ISSUER", &iss);
-    std::env::set_var("API_AUDIENCE", "https://api.example.com");
-    let (base, _) = serve(Config::load(&recipe("oidc-rs256.toml")).unwrap()).await;
+    let config = load(
+        "oidc-rs256.toml",
+        &[
+            ("OIDC_ISSUER", &iss),
+            ("API_AUDIENCE", "https://api.example.com"),
+        ],
+    );
+    let (base, _) = serve(config).await;
     let claims = |auth_age: u64| {
         json!({"iss": iss, "aud": ["https://api.example.com", format!("{iss}userinfo")], "sub": "auth0|abc",
             "iat": now(), "exp": now() + 3600, "auth_time": now() - auth_age, "email": "a@example.com",
@@ -158,9 +173,14 @@ async fn recipe_3_passwordless_es256_jwks_and_tokens_endpoint() {
         .unwrap()
         .with_default_kid();
     let idp = provider(&[&key], None).await;
-    std::env::set_var("SITE_DOMAIN", "example.com");
-    std::env::set_var("PROVIDER_JWKS", format!("{idp}/.well-known/jwks.json"));
-    let (base, _) = serve(Config::load(&recipe("passwordless-es256.toml")).unwrap()).await;
+    let config = load(
+        "passwordless-es256.toml",
+        &[
+            ("SITE_DOMAIN", "example.com"),
+            ("PROVIDER_JWKS", &format!("{idp}/.well-known/jwks.json")),
+        ],
+    );
+    let (base, _) = serve(config).await;
     let t = sign(
         &key,
         json!({"iss": "example.com", "aud": "example.com", "sub": "user@example.com", "exp": now() + 600}),
@@ -183,9 +203,14 @@ async fn recipe_3_passwordless_es256_jwks_and_tokens_endpoint() {
 
 #[tokio::test]
 async fn recipe_4_issue_rs256_tokens_to_a_partner() {
-    std::env::set_var("JWTD_ADMIN_KEY", "recipe-admin-key-0123456789");
-    std::env::set_var("PUBLIC_URL", "https://auth.example.com");
-    let (base, _) = serve(Config::load(&recipe("issue-rs256.toml")).unwrap()).await;
+    let config = load(
+        "issue-rs256.toml",
+        &[
+            ("JWTD_ADMIN_KEY", "recipe-admin-key-0123456789"),
+            ("PUBLIC_URL", "https://auth.example.com"),
+        ],
+    );
+    let (base, _) = serve(config).await;
     let r = reqwest::Client::new()
         .post(format!("{base}/v1/tokens"))
         .bearer_auth("recipe-admin-key-0123456789")
@@ -221,11 +246,16 @@ async fn recipe_5_wallet_rs256_partner_audience_and_scope() {
         .unwrap()
         .with_default_kid();
     let idp = provider(&[&key], None).await;
-    std::env::set_var("WALLET_ISSUER", "https://wallet.example");
-    std::env::set_var("WALLET_JWKS", format!("{idp}/.well-known/jwks.json"));
-    std::env::set_var("PARTNER_ID", "partner-42");
-    std::env::set_var("REQUIRED_SCOPE", "payments");
-    let (base, _) = serve(Config::load(&recipe("wallet-rs256.toml")).unwrap()).await;
+    let config = load(
+        "wallet-rs256.toml",
+        &[
+            ("WALLET_ISSUER", "https://wallet.example"),
+            ("WALLET_JWKS", &format!("{idp}/.well-known/jwks.json")),
+            ("PARTNER_ID", "partner-42"),
+            ("REQUIRED_SCOPE", "payments"),
+        ],
+    );
+    let (base, _) = serve(config).await;
     let wallet = "0x52908400098527886E0F7030069857D2E4169EE7";
     let t = |scope: &str| {
         sign(

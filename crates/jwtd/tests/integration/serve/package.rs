@@ -14,7 +14,7 @@
 //! for the whole install-to-purge run (another worktree's run waits), refuses to touch a jwtd
 //! package it did not install, and purges its own on any failure.
 
-use crate::common::{free_port, http_get, http_post, wait_for};
+use crate::common::{free_port, http_get, http_post, wait_for_http};
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -405,7 +405,7 @@ fn debian_package_installs_serves_as_its_unit_would_and_purges() {
         .unwrap();
     let pid = child.id();
     cleanup.0 = Some(child);
-    wait_for(port);
+    wait_for_http(port);
     let (status, _, body) = http_get(port, "/healthz", &[]);
     assert_eq!(status, 200, "{body}");
 

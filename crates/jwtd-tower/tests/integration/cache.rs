@@ -6,7 +6,7 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use jwtd_core::{Algorithm, SigningKey};
+use jwtd_gate::Env;
 use jwtd_tower::{Identity, JwtdLayer};
 use serde_json::json;
 use tower::Service;
@@ -14,10 +14,9 @@ use tower::Service;
 const SECRET: &str = "tower-cache-test-secret-0123456789abcdef";
 
 fn token(sub: &str) -> String {
-    let k = SigningKey::hmac(SECRET.as_bytes(), Algorithm::HS256, None).unwrap();
     let now = jwtd_core::unix_now();
     let c = json!({"iss": "https://hs.test", "sub": sub, "exp": now + 600});
-    jwtd_core::sign(&k, c.as_object().unwrap(), None).unwrap()
+    jwtd_test_support::hs256(SECRET.as_bytes(), &c)
 }
 
 /// The status and body (the subject, or the error's reason) of one request through the layer.
@@ -45,15 +44,21 @@ async fn call(router: &mut axum::Router, token: &str) -> (StatusCode, String) {
 
 #[tokio::test]
 async fn the_layer_answers_repeated_tokens_from_the_cache() {
-    std::env::set_var("JWTD_TOWER_CACHE_TEST_HS", SECRET);
-    let config = jwtd_gate::config::GateConfig::parse(
+    let config = jwtd_gate::config::GateConfig::parse_with_env(
         "[[issuer]]\nname = \"hs\"\nissuer = \"https://hs.test\"\n\
          secret_env = \"JWTD_TOWER_CACHE_TEST_HS\"\nalgorithms = [\"HS256\"]\nany_audience = true\n",
         "test",
+        &Env::from_vars([("JWTD_TOWER_CACHE_TEST_HS", SECRET)]),
     )
     .unwrap();
-    let issuers =
-        jwtd_gate::issuers::Issuers::build(&config.issuers, &config.cache, None, None).unwrap();
+    let issuers = jwtd_gate::issuers::Issuers::build_with_env(
+        &config.issuers,
+        &config.cache,
+        None,
+        None,
+        &config.env,
+    )
+    .unwrap();
     let issuer = issuers.list[0].clone();
     let stats = || {
         let s = issuer.cache.as_ref().expect("on by default").stats();
@@ -94,11 +99,11 @@ async fn the_layer_answers_repeated_tokens_from_the_cache() {
 
 #[tokio::test]
 async fn the_layer_refuses_more_than_one_token_like_the_service() {
-    std::env::set_var("JWTD_TOWER_MULTI_TEST_HS", SECRET);
-    let config = jwtd_gate::config::GateConfig::parse(
+    let config = jwtd_gate::config::GateConfig::parse_with_env(
         "[tokens]\ncookie = \"session\"\n[[issuer]]\nname = \"hs\"\nissuer = \"https://hs.test\"\n\
          secret_env = \"JWTD_TOWER_MULTI_TEST_HS\"\nalgorithms = [\"HS256\"]\nany_audience = true\n",
         "test",
+        &Env::from_vars([("JWTD_TOWER_MULTI_TEST_HS", SECRET)]),
     )
     .unwrap();
     for optional in [false, true] {

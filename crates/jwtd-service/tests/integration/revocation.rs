@@ -1,18 +1,20 @@
 //! Revocation on one instance with the embedded SQLite store: the admin API, each kind of
 //! revocation, the reason code, and persistence across a restart.
 
-mod common;
-
-use common::verify;
-use jwtd_service::AppState;
+use crate::common::{self, verify};
+use jwtd_service::{AppState, Env};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::Arc;
 
 const ADMIN: &str = "revocation-admin-key-0123456789";
 
+/// The environment the tests' configurations are read in.
+fn env() -> Env {
+    Env::from_vars([("JWTD_REVOCATION_TEST_ADMIN", ADMIN)])
+}
+
 async fn start(dir: &Path) -> (String, Arc<AppState>) {
-    std::env::set_var("JWTD_REVOCATION_TEST_ADMIN", ADMIN);
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let text = format!(
@@ -20,7 +22,7 @@ async fn start(dir: &Path) -> (String, Arc<AppState>) {
          [signing]\nissuer = \"https://issuer.test\"\ndata_dir = \"{}\"\n[revocation]\n",
         dir.display()
     );
-    common::serve(l, &text).await
+    common::serve(l, &text, &env()).await
 }
 
 fn claims(token: &str) -> Value {
@@ -30,7 +32,7 @@ fn claims(token: &str) -> Value {
 
 #[tokio::test]
 async fn revocations_take_effect_at_once_and_survive_a_restart() {
-    let dir = std::env::temp_dir().join(common::unique("jwtd-revoke"));
+    let dir = std::env::temp_dir().join(jwtd_test_support::unique("jwtd-revoke"));
     let (base, state) = start(&dir).await;
     let c = reqwest::Client::new();
     let (alice, bob, carol) = (
@@ -140,15 +142,24 @@ async fn revocations_take_effect_at_once_and_survive_a_restart() {
     assert_eq!(status["entries"], 2);
     assert_eq!(status["pending"], 0);
     assert_eq!(status["stale"], false);
-    let metrics = c
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(metrics.contains("jwtd_revocations 2"), "{metrics}");
+    // The gauge is set from this instance's list as /metrics renders, but the recorder is the
+    // process's: an instance of another test rendering at the same moment may set it in
+    // between. One of a few scrapes in a row shows this instance's count.
+    let mut metrics = String::new();
+    for _ in 0..5 {
+        metrics = c
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("jwtd_revocations 2\n") {
+            break;
+        }
+    }
+    assert!(metrics.contains("jwtd_revocations 2\n"), "{metrics}");
 
     // A restart (same data directory) keeps them.
     drop(state);
@@ -171,7 +182,7 @@ async fn revocations_take_effect_at_once_and_survive_a_restart() {
 /// out (or naming another kid) is refused too: the revocation applies to the key that verified.
 #[tokio::test]
 async fn a_revoked_ring_key_refuses_its_tokens_without_or_with_a_forged_kid() {
-    let dir = std::env::temp_dir().join(common::unique("jwtd-revoke-kidless"));
+    let dir = std::env::temp_dir().join(jwtd_test_support::unique("jwtd-revoke-kidless"));
     let (base, state) = start(&dir).await;
     let c = reqwest::Client::new();
     let signing = state.runtime().signing.clone().unwrap();
@@ -200,7 +211,7 @@ async fn a_revoked_ring_key_refuses_its_tokens_without_or_with_a_forged_kid() {
 /// `iat`/`exp` to bound it) is refused: its revocation entry would expire before it does.
 #[tokio::test]
 async fn with_revocation_on_tokens_outliving_max_token_lifetime_are_refused() {
-    let dir = std::env::temp_dir().join(common::unique("jwtd-revoke-lifetime"));
+    let dir = std::env::temp_dir().join(jwtd_test_support::unique("jwtd-revoke-lifetime"));
     let (base, state) = start(&dir).await;
     let c = reqwest::Client::new();
     let signer = state
@@ -236,7 +247,7 @@ async fn with_revocation_on_tokens_outliving_max_token_lifetime_are_refused() {
 /// under two kids (as during a kid rename) is revoked under both, and a token without kid too.
 #[tokio::test]
 async fn a_key_revocation_covers_the_same_key_under_another_kid() {
-    let dir = std::env::temp_dir().join(common::unique("jwtd-revoke-material"));
+    let dir = std::env::temp_dir().join(jwtd_test_support::unique("jwtd-revoke-material"));
     std::fs::create_dir_all(&dir).unwrap();
     let key = jwtd_core::SigningKey::generate(jwtd_core::Algorithm::ES256).unwrap();
     let public = key.public_jwk().unwrap();
@@ -254,7 +265,6 @@ async fn a_key_revocation_covers_the_same_key_under_another_kid() {
         .unwrap(),
     )
     .unwrap();
-    std::env::set_var("JWTD_REVOCATION_TEST_ADMIN", ADMIN);
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let text = format!(
@@ -263,7 +273,7 @@ async fn a_key_revocation_covers_the_same_key_under_another_kid() {
          jwks_file = \"{d}/jwks.json\"\nalgorithms = [\"ES256\"]\nany_audience = true\n",
         d = dir.display()
     );
-    let (base, _state) = common::serve(l, &text).await;
+    let (base, _state) = common::serve(l, &text, &env()).await;
     let c = reqwest::Client::new();
     let now = jwtd_core::unix_now();
     let claims = json!({"iss": "https://idp.test", "sub": "u", "iat": now, "exp": now + 600});

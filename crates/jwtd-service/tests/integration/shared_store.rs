@@ -1,19 +1,17 @@
 //! Two jwtd instances sharing one key ring in PostgreSQL (127.0.0.1:5432, database `test`; override
 //! with JWTD_TEST_POSTGRES_URL). A missing PostgreSQL fails this test.
 
-mod common;
-
-use jwtd_service::{AppState, Config, Runtime};
+use jwtd_service::{AppState, Config, Env, Runtime};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-async fn instance(schema: &str, dir: &std::path::Path) -> (String, Arc<AppState>) {
-    let url = common::pg_url();
+async fn instance(schema: &str, dir: &std::path::Path, env: &Env) -> (String, Arc<AppState>) {
+    let url = jwtd_test_support::pg_url();
     let text = format!(
         "[admin]\napi_key_env = \"JWTD_SHARED_ADMIN\"\n[signing]\nissuer = \"https://auth.example\"\nstore = \"{url}\"\nstore_schema = \"{schema}\"\ndata_dir = \"{}\"\n",
         dir.display()
     );
-    let runtime = Runtime::build(Config::parse(&text, "test").unwrap(), None)
+    let runtime = Runtime::build(Config::parse_with_env(&text, "test", env).unwrap(), None)
         .await
         .unwrap_or_else(|e| panic!("PostgreSQL at {url} is required: {e}"));
     let state = AppState::new(runtime, None);
@@ -26,12 +24,14 @@ async fn instance(schema: &str, dir: &std::path::Path) -> (String, Arc<AppState>
 #[tokio::test]
 async fn two_instances_share_keys_and_rotations() {
     // Same key encryption key on both instances (as in production).
-    std::env::set_var("JWTD_KEK", jwtd_core::b64::encode([11u8; 32]));
-    std::env::set_var("JWTD_SHARED_ADMIN", "shared-admin-key-0123456789");
-    let schema = common::unique("jwtd_svc");
+    let env = Env::from_vars([
+        ("JWTD_KEK", jwtd_core::b64::encode([11u8; 32])),
+        ("JWTD_SHARED_ADMIN", "shared-admin-key-0123456789".into()),
+    ]);
+    let schema = jwtd_test_support::schema("svc");
     let dir = std::env::temp_dir().join(&schema);
-    let (a, sa) = instance(&schema, &dir.join("a")).await;
-    let (b, sb) = instance(&schema, &dir.join("b")).await;
+    let (a, sa) = instance(&schema, &dir.join("a"), &env).await;
+    let (b, sb) = instance(&schema, &dir.join("b"), &env).await;
     let c = reqwest::Client::new();
     // A mints, B verifies (same ring).
     let minted: Value = c

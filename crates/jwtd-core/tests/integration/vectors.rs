@@ -147,7 +147,7 @@ fn rfc8037_ed25519() {
 #[test]
 fn interop_pyjwt() {
     let data: serde_json::Value =
-        serde_json::from_str(include_str!("data/interop-pyjwt.json")).unwrap();
+        serde_json::from_str(include_str!("../data/interop-pyjwt.json")).unwrap();
     assert!(data["provenance"]["library"]
         .as_str()
         .unwrap()

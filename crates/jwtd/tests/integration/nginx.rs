@@ -4,9 +4,7 @@
 //! addresses replaced), so the documented configuration is the tested one. A proxy missing is a
 //! failure, not a skip: `scripts/ensure-deps` installs both.
 
-mod common;
-
-use common::{free_port, http_get, wait_for, Guard};
+use crate::common::{free_port, http_get, wait_for_http, Guard};
 use jwtd_core::{Algorithm, Jwks, SigningKey};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
@@ -16,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 /// The integration guide, whose snippets the proxies run.
-const INTEGRATIONS: &str = include_str!("../../../docs/integrations.md");
+const INTEGRATIONS: &str = include_str!("../../../../docs/integrations.md");
 
 /// The one fenced block of docs/integrations.md whose info string is `lang`.
 fn snippet(lang: &str) -> &'static str {
@@ -181,7 +179,7 @@ any_audience = true
             idp,
             partner,
         };
-        wait_for(jwtd);
+        wait_for_http(jwtd);
         stack
     }
 
@@ -205,7 +203,7 @@ any_audience = true
 
     fn spawn(&mut self, child: Child, port: u16) {
         self.guard.0.push(child);
-        wait_for(port);
+        wait_for_http(port);
     }
 
     /// Requests through the proxy on `port`: no spoofed identity header reaches the upstream,
@@ -490,7 +488,7 @@ impl Stack {
                 self.seen.lock().unwrap().len(),
                 self.admin_seen.lock().unwrap().len(),
             );
-            let (status, _, body) = common::http_request(port, method, path, &sent);
+            let (status, _, body) = crate::common::http_request(port, method, path, &sent);
             let heads = (
                 self.seen.lock().unwrap()[before.0..].to_vec(),
                 self.admin_seen.lock().unwrap()[before.1..].to_vec(),

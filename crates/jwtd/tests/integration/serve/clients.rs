@@ -6,7 +6,7 @@
 //! Node, npm's Express, and the venv's Flask, FastAPI and uvicorn come from
 //! `scripts/ensure-deps` (under `target/`); a missing one fails the test with that advice.
 
-use crate::common::{free_port, http_get, http_post, wait_for, Guard};
+use crate::common::{free_port, http_get, http_post, wait_for_http, Guard};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -80,7 +80,7 @@ fn start_jwtd(dir: &Path) -> Jwtd {
     let mut guard = Guard(vec![child]);
     wait_until_listening(port, &mut guard, &dir.join("none"), "jwtd serve");
     // jwtd binds before it creates its data (admin.key included): wait until it answers.
-    wait_for(port);
+    wait_for_http(port);
     let admin = std::fs::read_to_string(dir.join("jwtd-data/admin.key")).unwrap();
     let (status, body) = http_post(
         port,

@@ -3,22 +3,12 @@
 
 use jwtd_core::{Algorithm, Validation};
 use jwtd_store::{Kek, KeyRing, KeyState, PgStore, RingConfig};
+use jwtd_test_support::pg_url;
 use std::time::Duration;
 
-fn url() -> String {
-    std::env::var("JWTD_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
+/// `jwtd_test_<name>_<time>_<random>`.
 fn schema(name: &str) -> String {
-    let mut r = [0u8; 4];
-    jwtd_core::fill_random(&mut r).unwrap();
-    // The creation time lets scripts/test drop schemas left by old runs.
-    format!(
-        "jwtd_test_{name}_{}_{}",
-        jwtd_core::unix_now(),
-        r.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    )
+    jwtd_test_support::schema(&format!("test_{name}"))
 }
 
 fn cfg() -> RingConfig {
@@ -32,9 +22,9 @@ fn cfg() -> RingConfig {
 }
 
 async fn open(schema: &str, kek: [u8; 32]) -> KeyRing<PgStore> {
-    let store = PgStore::open(&url(), Some(schema))
+    let store = PgStore::open(&pg_url(), Some(schema))
         .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {} is required: {e}", url()));
+        .unwrap_or_else(|e| panic!("PostgreSQL at {} is required: {e}", pg_url()));
     KeyRing::open(store, Kek::from_bytes(&kek).unwrap(), cfg())
         .await
         .unwrap()
@@ -65,7 +55,7 @@ async fn two_instances_share_one_ring() {
     drop(b);
     let b = open(&s, kek).await;
     assert_eq!(b.keys().len(), 2);
-    let store = PgStore::open(&url(), Some(&s)).await.unwrap();
+    let store = PgStore::open(&pg_url(), Some(&s)).await.unwrap();
     let e = KeyRing::open(store, Kek::from_bytes(&[6u8; 32]).unwrap(), cfg())
         .await
         .unwrap_err();
@@ -86,7 +76,7 @@ async fn a_tampered_row_fails_loudly() {
         .execute(ring.store().pool())
         .await
         .unwrap();
-    let store = PgStore::open(&url(), Some(&s)).await.unwrap();
+    let store = PgStore::open(&pg_url(), Some(&s)).await.unwrap();
     let e = KeyRing::open(store, Kek::from_bytes(&[7u8; 32]).unwrap(), cfg())
         .await
         .unwrap_err();
@@ -99,7 +89,7 @@ async fn instances_racing_to_rotate_create_exactly_one_key() {
     let kek = [8u8; 32];
     let mut rings = Vec::new();
     for _ in 0..3 {
-        let store = PgStore::open(&url(), Some(&s)).await.unwrap();
+        let store = PgStore::open(&pg_url(), Some(&s)).await.unwrap();
         let cfg = RingConfig {
             rotate_every: Some(Duration::from_secs(50)),
             ..cfg()
@@ -163,8 +153,8 @@ async fn revocations_are_sequenced_announced_and_purged() {
     use jwtd_core::Revocation;
     use jwtd_store::{Change, RevocationStore};
     let s = schema("revoke");
-    let a = PgStore::open(&url(), Some(&s)).await.unwrap();
-    let b = PgStore::open(&url(), Some(&s)).await.unwrap();
+    let a = PgStore::open(&pg_url(), Some(&s)).await.unwrap();
+    let b = PgStore::open(&pg_url(), Some(&s)).await.unwrap();
     let mut watch = b.watch().await.unwrap();
     let id1 = a
         .add_revocation(
@@ -216,7 +206,7 @@ async fn the_read_only_store_reads_the_ring_and_writes_nothing() {
     let kek = [7u8; 32];
     let ring = open(&s, kek).await;
     ring.ensure_active(1000).await.unwrap();
-    let store = PgStore::open_read_only(&url(), Some(&s)).await.unwrap();
+    let store = PgStore::open_read_only(&pg_url(), Some(&s)).await.unwrap();
     let ro = KeyRing::open(store, Kek::from_bytes(&kek).unwrap(), cfg())
         .await
         .unwrap();
@@ -228,7 +218,7 @@ async fn the_read_only_store_reads_the_ring_and_writes_nothing() {
     assert_eq!(ring.keys().len(), 1, "the failed rotation wrote nothing");
     // A schema that does not exist is not created: the first read fails.
     let absent = schema("readonly_absent");
-    let store = PgStore::open_read_only(&url(), Some(&absent))
+    let store = PgStore::open_read_only(&pg_url(), Some(&absent))
         .await
         .unwrap();
     assert!(KeyRing::open(store, Kek::from_bytes(&kek).unwrap(), cfg())

@@ -3,7 +3,7 @@
 
 use jwtd_core::{Algorithm, Reason, Validation};
 use jwtd_remote::{CacheConfig, HttpConfig, RemoteKeys, Source};
-use jwtd_service::{AppState, Config, Runtime};
+use jwtd_service::{AppState, Config, Env, Runtime};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,8 +14,12 @@ struct Issuer {
     client: reqwest::Client,
 }
 
+/// The environment the issuer's configuration is read in: its admin key, and no `JWTD_KEK`.
+fn env() -> Env {
+    Env::from_vars([("JWTD_SIGNING_TEST_ADMIN", "admin-secret-0123456789")])
+}
+
 async fn start(extra: &str) -> Issuer {
-    std::env::set_var("JWTD_SIGNING_TEST_ADMIN", "admin-secret-0123456789");
     let mut rnd = [0u8; 6];
     jwtd_core::fill_random(&mut rnd).unwrap();
     let dir = std::env::temp_dir().join(format!("jwtd-signing-{}", jwtd_core::b64::encode(rnd)));
@@ -26,7 +30,7 @@ async fn start(extra: &str) -> Issuer {
         dir.display(),
         if extra.contains("max_ttl") { "" } else { "max_ttl = \"1h\"\n" }
     );
-    let config = Config::parse(&text, "test").unwrap();
+    let config = Config::parse_with_env(&text, "test", &env()).unwrap();
     let runtime = Runtime::build(config, None).await.unwrap();
     let state = AppState::new(runtime, None);
     tokio::spawn(jwtd_service::serve(state.clone(), listener));
@@ -202,11 +206,9 @@ async fn token(i: &Issuer, body: Value) -> String {
 /// own (each instance would seal keys no other can open): it refuses to start.
 #[tokio::test]
 async fn a_shared_store_without_a_kek_refuses_to_start() {
-    assert!(
-        std::env::var_os("JWTD_KEK").is_none(),
-        "this test binary never sets JWTD_KEK"
-    );
-    std::env::set_var("JWTD_SIGNING_TEST_ADMIN", "admin-secret-0123456789");
+    // The configuration's environment has no JWTD_KEK, whatever the process has.
+    let env = env();
+    assert_eq!(env.var_os("JWTD_KEK"), None);
     let mut rnd = [0u8; 6];
     jwtd_core::fill_random(&mut rnd).unwrap();
     let dir = std::env::temp_dir().join(format!("jwtd-nokek-{}", jwtd_core::b64::encode(rnd)));
@@ -215,7 +217,7 @@ async fn a_shared_store_without_a_kek_refuses_to_start() {
          store = \"postgres://postgres@127.0.0.1:5432/test\"\n",
         dir.display()
     );
-    let e = Runtime::build(Config::parse(&text, "t").unwrap(), None)
+    let e = Runtime::build(Config::parse_with_env(&text, "t", &env).unwrap(), None)
         .await
         .unwrap_err();
     assert!(

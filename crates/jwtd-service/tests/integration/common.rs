@@ -1,16 +1,17 @@
 //! Helpers shared by the service's HTTP tests.
-#![allow(dead_code)] // each test binary uses its own subset
 
+use jwtd_service::Env;
 use serde_json::{json, Value};
 
-/// Serves the configuration `text` on `l` (whose address its `listen` names); returns the base
-/// URL and the state.
+/// Serves the configuration `text`, read in the environment `env`, on `l` (whose address its
+/// `listen` names); returns the base URL and the state.
 pub async fn serve(
     l: tokio::net::TcpListener,
     text: &str,
+    env: &Env,
 ) -> (String, std::sync::Arc<jwtd_service::AppState>) {
     let addr = l.local_addr().unwrap();
-    let config = jwtd_service::Config::parse(text, "test").unwrap();
+    let config = jwtd_service::Config::parse_with_env(text, "test", env).unwrap();
     let runtime = jwtd_service::Runtime::build(config, None).await.unwrap();
     let state = state(runtime, None);
     tokio::spawn(jwtd_service::serve(state.clone(), l));
@@ -25,22 +26,6 @@ pub fn state(
 ) -> std::sync::Arc<jwtd_service::AppState> {
     let metrics = jwtd_service::install_metrics().expect("no other metrics recorder in the tests");
     jwtd_service::AppState::with_metrics(runtime, config_path, metrics)
-}
-
-/// PostgreSQL for the shared-store tests (127.0.0.1:5432, database `test`; override with
-/// JWTD_TEST_POSTGRES_URL).
-pub fn pg_url() -> String {
-    std::env::var("JWTD_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-/// `prefix`, the time in Unix seconds and 8 random hex digits (schema and directory names).
-pub fn unique(prefix: &str) -> String {
-    let mut r = [0u8; 4];
-    jwtd_core::fill_random(&mut r).unwrap();
-    let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
-    // The creation time lets scripts/test drop PostgreSQL schemas left by old runs.
-    format!("{prefix}_{}_{hex}", jwtd_core::unix_now())
 }
 
 /// Status and reason code of `GET /v1/verify` with `token`; status 0 for a transport error.

@@ -6,10 +6,9 @@
 //! `examples/clients` against a real `jwtd serve` (`clients`).
 
 mod clients;
-mod common;
 mod package;
 
-use common::{free_port, http_get, http_post, wait_for, Guard};
+use crate::common::{free_port, http_get, http_post, wait_for_http, Guard};
 use jwtd_core::{Algorithm, Jwks, SigningKey};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -46,7 +45,7 @@ fn embedded_default_mints_verifies_and_revokes() {
         .unwrap();
     let pid = child.id();
     let mut guard = Guard(vec![child]);
-    wait_for(port);
+    wait_for_http(port);
     // Once it serves: the banner, and the first key as a sentence (not `Created("…", Active)`).
     let log = std::fs::read_to_string(dir.join("stderr")).unwrap();
     assert!(log.contains("mint a token"), "{log}");
@@ -198,7 +197,7 @@ fn sighup_reloads_and_sigterm_drains() {
         .unwrap();
     let pid = child.id();
     let mut guard = Guard(vec![child]);
-    wait_for(port);
+    wait_for_http(port);
     let now = jwtd_core::unix_now();
     let c = serde_json::json!({"iss": "https://idp.example/", "aud": "billing", "sub": "a", "exp": now + 600});
     let auth = format!(
@@ -270,7 +269,7 @@ fn start_limited(name: &str, server: &str) -> Limited {
         .unwrap();
     let pid = child.id();
     let guard = Guard(vec![child]);
-    wait_for(port);
+    wait_for_http(port);
     let now = jwtd_core::unix_now();
     let c = serde_json::json!({"iss": "https://idp.example/", "aud": "api", "sub": "a", "exp": now + 600});
     let bearer = format!(
@@ -707,7 +706,7 @@ fn serve_in(dir: &std::path::Path, file: &str, port: u16) -> Guard {
         .spawn()
         .unwrap();
     let guard = Guard(vec![child]);
-    wait_for(port);
+    wait_for_http(port);
     guard
 }
 
@@ -1163,7 +1162,7 @@ fn serve_logging(dir: &std::path::Path, file: &str, port: u16, log: &std::path::
         .spawn()
         .unwrap();
     let guard = Guard(vec![child]);
-    wait_for(port);
+    wait_for_http(port);
     guard
 }
 
@@ -1343,7 +1342,7 @@ fn serve_answers_ext_authz_on_its_own_listener() {
         .spawn()
         .unwrap();
     let guard = Guard(vec![child]);
-    wait_for(port);
+    wait_for_http(port);
     let key = SigningKey::hmac(secret, Algorithm::HS256, None).unwrap();
     let now = jwtd_core::unix_now();
     let claims = serde_json::json!({"iss": "https://app.test", "sub": "alice", "aud": "api",

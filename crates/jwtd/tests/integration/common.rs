@@ -1,28 +1,11 @@
-//! Helpers shared by the end-to-end tests: free ports, a minimal HTTP client, process guards.
-#![allow(dead_code)]
+//! Helpers shared by the end-to-end tests: a minimal HTTP client, and (from jwtd-test-support)
+//! free ports, waiting for a server, process guards.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::Child;
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
+use std::time::Duration;
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub struct Guard(pub Vec<Child>);
-impl Drop for Guard {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+pub use jwtd_test_support::{free_port, wait_for_http, Guard};
 
 /// A minimal HTTP/1.1 GET; returns status, lower-cased headers and body.
 pub fn http_get(
@@ -83,23 +66,4 @@ pub fn http_post(port: u16, path: &str, bearer: &str, body: &str) -> (u16, Strin
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
     (status, body.to_owned())
-}
-
-/// Waits until an HTTP server answers on `port` (any status to `GET /healthz`). An open port is
-/// not enough: `jwtd serve` binds before it builds its state (data directory, keys), and
-/// answers the connections queued meanwhile once it serves.
-pub fn wait_for(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let answers = || -> std::io::Result<bool> {
-        let mut s = TcpStream::connect(("127.0.0.1", port))?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        s.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")?;
-        let mut head = [0u8; 5];
-        s.read_exact(&mut head)?;
-        Ok(&head == b"HTTP/")
-    };
-    while !matches!(answers(), Ok(true)) {
-        assert!(Instant::now() < deadline, "nothing answers on port {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
