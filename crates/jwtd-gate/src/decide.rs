@@ -331,8 +331,7 @@ impl Engine {
             issuer: Some(issuer.name.clone()),
             scope: None,
         };
-        let allowed_here = requirement.issuers();
-        if !allowed_here.contains(&issuer.name.as_str()) {
+        if !requirement.takes_issuer(&issuer.name) {
             return Err(refuse(Error::new(
                 Reason::WrongIssuer,
                 format!(

@@ -1687,3 +1687,30 @@ fn missing_scope_challenge_names_the_scope() {
         "{www}"
     );
 }
+
+/// The request path's `takes_issuer` answers what the set `issuers()` holds, for every tree.
+#[test]
+fn takes_issuer_is_membership_in_issuers() {
+    use Requirement::*;
+    let i = |n: &str| Issuer(n.to_owned());
+    let trees = [
+        Public,
+        i("a"),
+        Any(vec![i("a"), i("b")]),
+        All(vec![i("a"), Any(vec![i("a"), i("b")])]),
+        All(vec![i("a"), i("b")]),
+        All(vec![]),
+        Any(vec![]),
+        Optional(Box::new(Any(vec![i("b"), All(vec![i("c"), i("c")])]))),
+        Any(vec![Optional(Box::new(i("a"))), All(vec![i("b"), i("c")])]),
+    ];
+    for t in &trees {
+        for name in ["a", "b", "c", "d"] {
+            assert_eq!(
+                t.takes_issuer(name),
+                t.issuers().contains(&name),
+                "{t:?} / {name}"
+            );
+        }
+    }
+}

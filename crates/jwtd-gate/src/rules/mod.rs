@@ -235,6 +235,11 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use path::ShapeSeg;
 use std::cmp::{Ordering, Reverse};
 use std::collections::HashMap;
+
+/// The matcher's maps, looked up once or twice per request segment: foldhash, seeded per
+/// process (their keys come from the configuration; a request only looks up, so it cannot
+/// lengthen a chain).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::fmt;
 use std::ops::Range;
 
@@ -575,7 +580,7 @@ pub fn is_cors_preflight(method: &str, headers: &HeaderMap) -> bool {
 
 #[derive(Clone, Debug, Default)]
 struct Node {
-    literals: HashMap<String, usize>,
+    literals: FastMap<String, usize>,
     param: Option<usize>,
     /// Rules whose path ends here.
     end: Candidates,
@@ -590,7 +595,7 @@ struct Node {
 struct Candidates {
     /// Rules by each exact host they list: an exact host outranks every other host
     /// condition, so these are tried first and only for the request's host.
-    by_host: HashMap<String, Vec<usize>>,
+    by_host: FastMap<String, Vec<usize>>,
     /// Rules without hosts, or with a wildcard host.
     other: Vec<usize>,
 }

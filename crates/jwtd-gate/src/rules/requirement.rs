@@ -96,6 +96,18 @@ impl Requirement {
         self.accepted().into_iter().collect()
     }
 
+    /// Can a token of issuer `name` satisfy this requirement? ([`Requirement::issuers`]
+    /// contains it; without building the set, for the request path.)
+    pub fn takes_issuer(&self, name: &str) -> bool {
+        match self {
+            Requirement::Public => false,
+            Requirement::Issuer(n) => n == name,
+            Requirement::Optional(r) => r.takes_issuer(name),
+            Requirement::Any(rs) => rs.iter().any(|r| r.takes_issuer(name)),
+            Requirement::All(rs) => !rs.is_empty() && rs.iter().all(|r| r.takes_issuer(name)),
+        }
+    }
+
     fn accepted(&self) -> BTreeSet<&str> {
         match self {
             Requirement::Public => BTreeSet::new(),
