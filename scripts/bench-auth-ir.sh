@@ -5,6 +5,8 @@
 #   - hits: cache on, the same N tokens sent once before counting (every counted one a hit);
 #   - misses: N distinct tokens never seen, 100-entry cache (a miss, an insert, an eviction);
 #   - off: the same distinct tokens, cache off;
+#   - rules: as hits, with 200 [[rule]]s (scripts/bench-lib.sh), the request named by
+#     X-Original-URI/-Method as nginx sends them (every request carries these headers);
 # next to a minimal hyper server sent the same requests (the HTTP floor). Counting starts after
 # start-up and warm-up (callgrind_control -z) and ends with a dump (-d).
 # Usage: scripts/bench-auth-ir.sh [N=1000] [ALGS="HS256 RS256 ES256"]
@@ -23,7 +25,8 @@ url = urllib.parse.urlsplit(sys.argv[1])
 conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
 tokens = [t for t in open(sys.argv[2]).read().split("\n") if t]
 for t in tokens:
-    conn.request("GET", url.path, headers={"Authorization": "Bearer " + t})
+    conn.request("GET", url.path, headers={"Authorization": "Bearer " + t,
+        "X-Original-Method": "GET", "X-Original-URI": "/v1/orders/42"})
     r = conn.getresponse()
     r.read()
     if r.status != 200:
@@ -61,26 +64,30 @@ for alg in $ALGS; do
   ir["$alg ceiling"]=$(measure $CP "$work/ceiling" http://127.0.0.1:18094/auth "$work/distinct_$alg.txt" "$work/fill_$alg.txt")
 done
 kill $CP; wait $CP 2>/dev/null || true
-for mode in on miss off; do
+for mode in on rules miss off; do
   RUST_LOG=warn cg "$work/$mode" $J serve --config "$work/$mode.toml" & JP=$!; pids+=($JP); wait_long 18093
   for alg in $ALGS; do
-    if [ $mode = on ]; then
-      ir["$alg on"]=$(measure $JP "$work/$mode" http://127.0.0.1:18093/auth "$work/hit_$alg.txt" "$work/hit_$alg.txt")
+    if [ $mode = on ] || [ $mode = rules ]; then
+      ir["$alg $mode"]=$(measure $JP "$work/$mode" http://127.0.0.1:18093/auth "$work/hit_$alg.txt" "$work/hit_$alg.txt")
     else
       ir["$alg $mode"]=$(measure $JP "$work/$mode" http://127.0.0.1:18093/auth "$work/distinct_$alg.txt" "$work/fill_$alg.txt")
     fi
   done
-  if [ $mode != off ]; then
+  if [ $mode = on ] || [ $mode = miss ]; then
     # Hits and misses indeed: the cache's own counters (warm-up included).
     echo "cache=$mode: $(curl -fsS http://127.0.0.1:18093/metrics | grep -E '^jwtd_token_cache_(hits|misses)_total' | tr '\n' ' ')"
+  fi
+  if [ $mode = rules ]; then
+    # Decided by the one rule that takes the request, among 200.
+    echo "rules: $(curl -fsS http://127.0.0.1:18093/metrics | grep -E '^jwtd_decisions_total' | tr '\n' ' ')"
   fi
   kill $JP; wait $JP 2>/dev/null || true
 done
 echo
 echo "Instructions per /auth request (callgrind Ir, all threads; $N requests, one keep-alive connection)"
-echo "| alg | hyper ceiling | cache on, all hits | 100-entry cache, all misses | cache off | misses vs off |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| alg | hyper ceiling | cache on, all hits | hits, 200 rules | rules vs none | 100-entry cache, all misses | cache off | misses vs off |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 for alg in $ALGS; do
-  awk -v a=$alg -v c="${ir["$alg ceiling"]}" -v on="${ir["$alg on"]}" -v m="${ir["$alg miss"]}" -v off="${ir["$alg off"]}" \
-    'BEGIN { printf "| %s | %d | %d | %d | %d | %+.2f%% |\n", a, c, on, m, off, (m / off - 1) * 100 }'
+  awk -v a=$alg -v c="${ir["$alg ceiling"]}" -v on="${ir["$alg on"]}" -v r="${ir["$alg rules"]}" -v m="${ir["$alg miss"]}" -v off="${ir["$alg off"]}" \
+    'BEGIN { printf "| %s | %d | %d | %d | %+.2f%% | %d | %d | %+.2f%% |\n", a, c, on, r, (r / on - 1) * 100, m, off, (m / off - 1) * 100 }'
 done

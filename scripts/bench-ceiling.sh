@@ -4,6 +4,7 @@
 # are taken run by run to the ceiling measured just before (the machine's speed drifts):
 #   - the ceiling: a minimal hyper server answering 200 to everything, sent the same requests;
 #   - jwtd /auth, 1000 rotating tokens per algorithm, cache on (all hits after warm-up);
+#   - the same with 200 [[rule]]s (scripts/bench-lib.sh: the request named by X-Original-URI);
 #   - 20,000 distinct tokens (DISTINCT) with a 100-entry cache (every request a miss plus an
 #     insert and an eviction; the cache's counters are printed to show it), and with the
 #     cache off.
@@ -18,7 +19,7 @@ export JWTD_BENCH_SECRET=bench-secret-0123456789abcdef0123456789
 for alg in $ALGS; do
   # DISTINCT tokens for the all-misses and cache-off runs, the first 1000 of them for the hits.
   $B mint $alg "$DISTINCT" "https://bench-$alg" bench "$work/d_$alg.txt" "$work/jwks_$alg.json"
-  head -n 1000 "$work/d_$alg.txt" > "$work/on_$alg.txt"
+  head -n 1000 "$work/d_$alg.txt" > "$work/on_$alg.txt"; cp "$work/on_$alg.txt" "$work/rules_$alg.txt"
   cp "$work/d_$alg.txt" "$work/miss_$alg.txt"; cp "$work/d_$alg.txt" "$work/off_$alg.txt"
 done
 cache_configs 18091 "$ALGS"
@@ -32,7 +33,7 @@ record() { runs["$1"]="${runs["$1"]:-} $(rps_of "$2")"; echo "$2"; }
 # ratios are reported.
 $B http-ceiling 127.0.0.1:18099 & CP=$!; pids+=($CP); wait_port 18099
 for round in $(seq "$ROUNDS"); do
-  for mode in on miss off; do
+  for mode in on rules miss off; do
     RUST_LOG=warn $J serve --config "$work/$mode.toml" 2>"$work/jwtd.log" & JP=$!; pids+=($JP); wait_port 18091
     for alg in $ALGS; do
       tokens="$work/${mode}_$alg.txt"
@@ -53,11 +54,12 @@ median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print (NR 
 echo
 echo "Medians of $ROUNDS runs of ${DUR}s (wrk -t$THREADS -c$CONNS). \"of ceiling\": the median of each run's ratio"
 echo "to the hyper ceiling run just before it with the same tokens."
-echo "| alg | hyper ceiling | cache on, all hits | of ceiling | $DISTINCT tokens, 100-entry cache: misses | of ceiling | cache off | of ceiling | misses vs off |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| alg | hyper ceiling | cache on, all hits | of ceiling | hits, 200 rules | of ceiling | $DISTINCT tokens, 100-entry cache: misses | of ceiling | cache off | of ceiling | misses vs off |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for alg in $ALGS; do
   c=$(echo "${runs["$alg ceiling"]}" | median)
   on=$(echo "${runs["$alg on"]}" | median); miss=$(echo "${runs["$alg miss"]}" | median); off=$(echo "${runs["$alg off"]}" | median)
+  rl=$(echo "${runs["$alg rules"]}" | median); rrl=$(echo "${runs["$alg rules ratio"]}" | median)
   ron=$(echo "${runs["$alg on ratio"]}" | median); rmiss=$(echo "${runs["$alg miss ratio"]}" | median); roff=$(echo "${runs["$alg off ratio"]}" | median)
-  awk -v a=$alg -v c=$c -v on=$on -v m=$miss -v off=$off -v ron=$ron -v rm=$rmiss -v roff=$roff 'BEGIN { printf "| %s | %.0f | %.0f | %.1f%% | %.0f | %.1f%% | %.0f | %.1f%% | %+.1f%% |\n", a, c, on, ron * 100, m, rm * 100, off, roff * 100, (rm / roff - 1) * 100 }'
+  awk -v a=$alg -v c=$c -v on=$on -v rl=$rl -v rrl=$rrl -v m=$miss -v off=$off -v ron=$ron -v rm=$rmiss -v roff=$roff 'BEGIN { printf "| %s | %.0f | %.0f | %.1f%% | %.0f | %.1f%% | %.0f | %.1f%% | %.0f | %.1f%% | %+.1f%% |\n", a, c, on, ron * 100, rl, rrl * 100, m, rm * 100, off, roff * 100, (rm / roff - 1) * 100 }'
 done

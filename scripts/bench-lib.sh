@@ -29,7 +29,9 @@ function init(args)
 end
 function request()
   i = (i % #tokens) + 1
-  return wrk.format("GET", nil, { ["Authorization"] = "Bearer " .. tokens[i] })
+  -- The original request as nginx names it: read by jwtd only with rules (rules.toml).
+  return wrk.format("GET", nil, { ["Authorization"] = "Bearer " .. tokens[i],
+    ["X-Original-Method"] = "GET", ["X-Original-URI"] = "/v1/orders/42" })
 end
 LUA
 cat "$work/report.lua" >> "$work/rotate.lua"
@@ -40,7 +42,10 @@ load() { # name url tokens
 }
 # Writes $work/on.toml (jwtd on 127.0.0.1:$1, one issuer per algorithm of $2, each with its
 # key from $work/jwks_<alg>.json or the HS256 secret), and the same with the cache off
-# ($work/off.toml) and with 100 entries ($work/miss.toml).
+# ($work/off.toml), with 100 entries ($work/miss.toml), and with the cache on and 200 rules
+# ($work/rules.toml): 199 that the benchmark's request (GET /v1/orders/42, named by
+# X-Original-URI/-Method) does not take (other paths, rests, hosts, methods) and the one that
+# takes it, any of the issuers.
 cache_configs() {
   local cfg="$work/on.toml" alg src
   echo "listen = \"127.0.0.1:$1\"" > "$cfg"
@@ -50,6 +55,20 @@ cache_configs() {
   done
   { cat "$cfg"; printf '[cache]\nenabled = false\n'; } > "$work/off.toml"
   { cat "$cfg"; printf '[cache]\nmax_entries = 100\n'; } > "$work/miss.toml"
+  local any; any=$(printf '"%s", ' $2); any="[${any%, }]"
+  {
+    cat "$cfg"
+    for i in $(seq 199); do
+      case $((i % 4)) in
+        0) printf '[[rule]]\nid = "d%s"\npath = "/svc%s/items/:id"\nmethods = ["GET"]\nauth = { any = %s }\n' $i $i "$any" ;;
+        1) printf '[[rule]]\nid = "d%s"\npath = "/svc%s/**"\nauth = { any = %s }\nscopes = { all = ["s%s"] }\n' $i $i "$any" $i ;;
+        2) printf '[[rule]]\nid = "d%s"\nhosts = ["h%s.example"]\npath = "/v1/orders/:id"\nauth = { any = %s }\n' $i $i "$any" ;;
+        3) printf '[[rule]]\nid = "d%s"\npath = "/v1/orders/%s"\nmethods = ["GET", "POST"]\nauth = { any = %s }\n' $i $i "$any" ;;
+      esac
+    done
+    printf '[[rule]]\nid = "orders"\npath = "/v1/orders/:id"\nmethods = ["GET"]\nauth = { any = %s }\n' "$any"
+  } > "$work/rules.toml"
+  $J config check "$work/rules.toml" >/dev/null
 }
 rss() { awk '/VmHWM/ {print $2 " kB"}' /proc/$1/status; }
 
