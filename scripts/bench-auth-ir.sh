@@ -9,7 +9,7 @@
 #     X-Original-URI/-Method as nginx sends them (every request carries these headers);
 # next to a minimal hyper server sent the same requests (the HTTP floor). Counting starts after
 # start-up and warm-up (callgrind_control -z) and ends with a dump (-d).
-# Usage: scripts/bench-auth-ir.sh [N=1000] [ALGS="HS256 RS256 ES256"]
+# Usage: [IR_KEEP=dir] scripts/bench-auth-ir.sh [N=1000] [ALGS="HS256 RS256 ES256"]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000}; ALGS=${2:-HS256 RS256 ES256}
@@ -83,6 +83,8 @@ for mode in on rules miss off; do
   fi
   kill $JP; wait $JP 2>/dev/null || true
 done
+# IR_KEEP=dir keeps the callgrind dumps there (for callgrind_annotate).
+if [ -n "${IR_KEEP:-}" ]; then mkdir -p "$IR_KEEP" && cp "$work"/ceiling* "$work"/on* "$work"/rules* "$work"/miss* "$work"/off* "$IR_KEEP"/; fi
 echo
 echo "Instructions per /auth request (callgrind Ir, all threads; $N requests, one keep-alive connection)"
 echo "| alg | hyper ceiling | cache on, all hits | hits, 200 rules | rules vs none | 100-entry cache, all misses | cache off | misses vs off |"

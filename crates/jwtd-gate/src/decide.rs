@@ -306,7 +306,7 @@ impl Engine {
 
     async fn by_rule(
         &self,
-        m: &Matched<'_>,
+        m: &Matched<'_, '_>,
         req: &Request<'_>,
         now: u64,
         out: Outputs,
@@ -324,8 +324,17 @@ impl Engine {
                 Err(_) => Err(Denial::new(missing())),
             };
         };
-        // The issuer by `iss`, before anything is verified or fetched.
-        let issuer = self.issuers.select(token).map_err(Denial::new)?;
+        let policy = match rule.audiences() {
+            Some(_) => Policy::RuleAudiences,
+            None => Policy::Issuer,
+        };
+        // The issuer by `iss` (or by a cache that holds the token), before anything is
+        // verified or fetched.
+        let selected = self
+            .issuers
+            .select_for(token, policy, now)
+            .map_err(Denial::new)?;
+        let issuer = selected.issuer.clone();
         let refuse = |error: Error| Denial {
             error,
             issuer: Some(issuer.name.clone()),
@@ -340,13 +349,9 @@ impl Engine {
                 ),
             )));
         }
-        let policy = match rule.audiences() {
-            Some(_) => Policy::RuleAudiences,
-            None => Policy::Issuer,
-        };
         let verified = self
             .issuers
-            .verify_by(&issuer, policy, token, now)
+            .verify_selected(selected, policy, token, now)
             .await
             .map_err(refuse)?;
         if let Some(auds) = rule.audiences() {

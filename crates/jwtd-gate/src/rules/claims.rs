@@ -55,7 +55,7 @@ impl<T: ClaimSource + ?Sized> ClaimSource for &T {
 #[derive(Clone, Copy, Debug)]
 pub struct Binding<'a> {
     /// Path parameters, decoded (as in [`super::Matched::params`]).
-    pub params: &'a [(&'a str, String)],
+    pub params: &'a [(&'a str, std::borrow::Cow<'a, str>)],
     /// The request headers.
     pub headers: &'a HeaderMap,
 }
@@ -65,7 +65,7 @@ impl Binding<'_> {
         self.params
             .iter()
             .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 
     /// A header's value when it is present exactly once and is visible ASCII; a header sent

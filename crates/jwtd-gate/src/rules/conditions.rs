@@ -1,5 +1,6 @@
 //! Host and method conditions.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -92,14 +93,26 @@ fn ipv6_ok(name: &str) -> bool {
             .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
 }
 
-/// Labels of letters, digits, `-` and `_`, 1 to 63 bytes, separated by single dots.
+/// Labels of letters, digits, `-` and `_`, 1 to 63 bytes, separated by single dots (one pass
+/// over the bytes: this runs for every request's host).
 fn labels_ok(name: &str) -> bool {
-    name.split('.').all(|l| {
-        !l.is_empty()
-            && l.len() <= 63
-            && l.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    })
+    let mut label = 0usize;
+    for &b in name.as_bytes() {
+        if b == b'.' {
+            if label == 0 {
+                return false;
+            }
+            label = 0;
+        } else if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            label += 1;
+            if label > 63 {
+                return false;
+            }
+        } else {
+            return false;
+        }
+    }
+    label > 0
 }
 
 impl fmt::Display for HostPattern {
@@ -113,13 +126,16 @@ impl fmt::Display for HostPattern {
 
 /// A request's host as matched: lowercased, without port or one trailing dot. `None` when it
 /// is not a well-formed host (then only rules without `hosts` match).
-pub fn normalise_host(raw: &str) -> Option<String> {
-    let raw = raw.trim();
+pub fn normalise_host(raw: &str) -> Option<Cow<'_, str>> {
+    let raw = raw.trim_ascii();
     let host = if raw.starts_with('[') {
         let end = raw.find(']')?;
         &raw[..=end]
     } else {
-        raw.split(':').next().unwrap_or_default()
+        raw.as_bytes()
+            .iter()
+            .position(|&b| b == b':')
+            .map_or(raw, |colon| &raw[..colon])
     };
     let host = host.strip_suffix('.').unwrap_or(host);
     if host.is_empty() || host.len() > MAX_HOST_LEN {
@@ -131,7 +147,15 @@ pub fn normalise_host(raw: &str) -> Option<String> {
     } else {
         labels_ok(host)
     };
-    ok.then(|| host.to_ascii_lowercase())
+    if !ok {
+        return None;
+    }
+    // Borrowed unless there is something to lowercase.
+    Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    })
 }
 
 /// Which methods a rule takes.

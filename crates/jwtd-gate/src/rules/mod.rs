@@ -224,7 +224,7 @@ pub use config::{
     ScopesConfig, TrailingSlash,
 };
 pub use path::{
-    normalise, NormPath, PathError, PathPattern, Segment, MAX_PARAM_NAME, MAX_PATH_LEN,
+    normalise, NormPath, Params, PathError, PathPattern, Segment, MAX_PARAM_NAME, MAX_PATH_LEN,
     MAX_PATTERN_LEN, MAX_SEGMENTS,
 };
 pub use requirement::{
@@ -233,6 +233,7 @@ pub use requirement::{
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use path::ShapeSeg;
+use std::borrow::Cow;
 use std::cmp::{Ordering, Reverse};
 use std::collections::HashMap;
 
@@ -307,14 +308,15 @@ pub struct Target<'a> {
 
 /// The rule a request matched, with the path parameters it bound (decoded).
 #[derive(Clone, Debug)]
-pub struct Matched<'r> {
+pub struct Matched<'r, 'p> {
     /// The rule.
     pub rule: &'r Rule,
-    /// `(name, value)` for each `:name` and `*name` of the rule's path, in path order.
-    pub params: Vec<(&'r str, String)>,
+    /// `(name, value)` for each `:name` and `*name` of the rule's path, in path order; the
+    /// values borrowed from the request (`'p`) where nothing was decoded.
+    pub params: Params<'r, 'p>,
 }
 
-impl Matched<'_> {
+impl Matched<'_, '_> {
     /// The binding for templates and `equals` bindings.
     pub fn binding<'a>(&'a self, headers: &'a HeaderMap) -> Binding<'a> {
         Binding {
@@ -480,7 +482,7 @@ impl Rule {
         )
     }
 
-    fn headers_hold(&self, headers: &HeaderMap, params: &[(&str, String)]) -> bool {
+    fn headers_hold(&self, headers: &HeaderMap, params: &[(&str, Cow<'_, str>)]) -> bool {
         let b = Binding { params, headers };
         self.when_headers.iter().all(|(name, t)| {
             let mut all = headers.get_all(name).iter();
@@ -699,11 +701,11 @@ impl RuleSet {
     /// The rule named `id` (e.g. by Envoy's `context_extensions`), if its path, host, method
     /// and header conditions all hold for this request; with its parameters. Matching skips
     /// the trie but normalises the path the same way.
-    pub fn find_named(
-        &self,
+    pub fn find_named<'r, 'p>(
+        &'r self,
         id: &str,
-        target: &Target<'_>,
-    ) -> Result<Option<Matched<'_>>, PathError> {
+        target: &Target<'p>,
+    ) -> Result<Option<Matched<'r, 'p>>, PathError> {
         let Some(rule) = self.get(id) else {
             return Ok(None);
         };
@@ -712,7 +714,7 @@ impl RuleSet {
             self.options.encoded_slashes,
             self.options.trailing_slash,
         )?;
-        let method = target.method.to_ascii_uppercase();
+        let method = upper(target.method);
         let host = normalise_host(target.host);
         if !rule.path.matches(&path)
             || rule.host_rank(host.as_deref()).is_none()
@@ -729,15 +731,18 @@ impl RuleSet {
 
     /// The most specific rule whose conditions hold for this request; `Ok(None)` when none
     /// does (the default applies) or when there is no rule at all (the path is then not read).
-    pub fn find(&self, target: &Target<'_>) -> Result<Option<Matched<'_>>, PathError> {
+    pub fn find<'r, 'p>(
+        &'r self,
+        target: &Target<'p>,
+    ) -> Result<Option<Matched<'r, 'p>>, PathError> {
         self.find_with_stats(target).0
     }
 
     /// [`RuleSet::find`], counting the work done.
-    pub fn find_with_stats(
-        &self,
-        target: &Target<'_>,
-    ) -> (Result<Option<Matched<'_>>, PathError>, FindStats) {
+    pub fn find_with_stats<'r, 'p>(
+        &'r self,
+        target: &Target<'p>,
+    ) -> (Result<Option<Matched<'r, 'p>>, PathError>, FindStats) {
         let mut stats = FindStats::default();
         if self.rules.is_empty() {
             return (Ok(None), stats);
@@ -750,7 +755,7 @@ impl RuleSet {
             Ok(p) => p,
             Err(e) => return (Err(e), stats),
         };
-        let method = target.method.to_ascii_uppercase();
+        let method = upper(target.method);
         let host = normalise_host(target.host);
         let q = Query {
             path: &path,
@@ -767,7 +772,7 @@ impl RuleSet {
     }
 
     /// The best rule of one path shape whose conditions hold.
-    fn pick_in(&self, c: &Candidates, q: &Query<'_>, stats: &mut FindStats) -> Option<usize> {
+    fn pick_in(&self, c: &Candidates, q: &Query<'_, '_>, stats: &mut FindStats) -> Option<usize> {
         if let Some(list) = q.host.and_then(|h| c.by_host.get(h)) {
             if let Some(found) = self.pick(list, q, stats) {
                 return Some(found);
@@ -777,7 +782,7 @@ impl RuleSet {
     }
 
     /// The best rule of a list (sorted by bound) whose conditions hold.
-    fn pick(&self, list: &[usize], q: &Query<'_>, stats: &mut FindStats) -> Option<usize> {
+    fn pick(&self, list: &[usize], q: &Query<'_, '_>, stats: &mut FindStats) -> Option<usize> {
         let mut best: Option<(Rank, usize)> = None;
         for &i in list {
             let Some(rule) = self.rules.get(i) else {
@@ -818,7 +823,7 @@ impl RuleSet {
         &self,
         node: usize,
         depth: usize,
-        q: &Query<'_>,
+        q: &Query<'_, '_>,
         stats: &mut FindStats,
     ) -> Option<usize> {
         let n = self.nodes.get(node)?;
@@ -848,8 +853,17 @@ impl RuleSet {
     }
 }
 
-struct Query<'a> {
-    path: &'a NormPath<'a>,
+/// The method uppercased, borrowed when it already is (the common case).
+fn upper(method: &str) -> Cow<'_, str> {
+    if method.bytes().any(|b| b.is_ascii_lowercase()) {
+        Cow::Owned(method.to_ascii_uppercase())
+    } else {
+        Cow::Borrowed(method)
+    }
+}
+
+struct Query<'a, 'p> {
+    path: &'a NormPath<'p>,
     method: &'a str,
     host: Option<&'a str>,
     headers: &'a HeaderMap,

@@ -2,6 +2,7 @@
 //! encoded slashes, trailing slashes.
 
 use super::config::{EncodedSlashes, TrailingSlash};
+use smallvec::SmallVec;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -77,8 +78,8 @@ impl std::error::Error for PathError {}
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NormPath<'a> {
     /// Decoded segments, dot segments removed. Empty for `/`. Borrowed from the request's
-    /// path where nothing was decoded.
-    pub segments: Vec<Cow<'a, str>>,
+    /// path where nothing was decoded; up to 8 held inline (no allocation per request).
+    pub segments: SmallVec<[Cow<'a, str>; 8]>,
     /// The path ended with `/` after a segment (never set for `/` itself, nor with
     /// `trailing_slash = "ignore"`).
     pub trailing: bool,
@@ -140,18 +141,34 @@ pub fn normalise(
     slashes: EncodedSlashes,
     trailing: TrailingSlash,
 ) -> Result<NormPath<'_>, PathError> {
-    let path = raw.split('?').next().unwrap_or_default();
+    // One pass: where the query starts, refused bytes, and whether anything needs decoding.
+    let bytes = raw.as_bytes();
+    let mut end = bytes.len();
+    let mut escaped = false;
+    let mut refused = false;
+    for (i, &c) in bytes.iter().enumerate() {
+        match c {
+            b'?' => {
+                end = i;
+                break;
+            }
+            b'%' => escaped = true,
+            0..=b' ' | 0x7f | b'#' => refused = true,
+            _ => {}
+        }
+    }
+    let path = &raw[..end];
     if path.len() > MAX_PATH_LEN {
         return Err(PathError::TooLong);
     }
     let Some(rest) = path.strip_prefix('/') else {
         return Err(PathError::NotOriginForm);
     };
-    if path.bytes().any(|c| c <= b' ' || c == 0x7f || c == b'#') {
+    if refused {
         return Err(PathError::InvalidChar);
     }
     let mut parts = rest.split('/').peekable();
-    let mut segments: Vec<Cow<'_, str>> = Vec::with_capacity(8);
+    let mut segments: SmallVec<[Cow<'_, str>; 8]> = SmallVec::new();
     let mut ends_with_slash = false;
     while let Some(part) = parts.next() {
         let is_last = parts.peek().is_none();
@@ -162,7 +179,11 @@ pub fn normalise(
             }
             return Err(PathError::EmptySegment);
         }
-        let seg = decode_segment(part, slashes)?;
+        let seg = if escaped {
+            decode_segment(part, slashes)?
+        } else {
+            Cow::Borrowed(part)
+        };
         match seg.as_ref() {
             "." => ends_with_slash = is_last,
             ".." => {
@@ -339,13 +360,17 @@ impl PathPattern {
     }
 
     /// The parameters of a request this pattern matched.
-    pub(crate) fn params<'r>(&'r self, path: &NormPath) -> Vec<(&'r str, String)> {
-        let mut out = Vec::new();
+    pub(crate) fn params<'r, 'p>(&'r self, path: &NormPath<'p>) -> Params<'r, 'p> {
+        let mut out = Params::new();
         for (i, s) in self.segments.iter().enumerate() {
             match s {
                 Segment::Param(n) => {
                     if let Some(v) = path.segments.get(i) {
-                        out.push((n.as_str(), v.to_string()));
+                        let v = match v {
+                            Cow::Borrowed(b) => Cow::Borrowed(*b),
+                            Cow::Owned(o) => Cow::Owned(o.clone()),
+                        };
+                        out.push((n.as_str(), v));
                     }
                 }
                 Segment::Rest(Some(n)) => {
@@ -358,7 +383,7 @@ impl PathPattern {
                     if path.trailing && !rest.is_empty() {
                         v.push('/');
                     }
-                    out.push((n.as_str(), v));
+                    out.push((n.as_str(), Cow::Owned(v)));
                 }
                 _ => {}
             }
@@ -366,6 +391,10 @@ impl PathPattern {
         out
     }
 }
+
+/// A rule's path parameters for one request: `(name, decoded value)` in path order, the value
+/// borrowed from the request where nothing was decoded; up to 4 held inline.
+pub type Params<'r, 'p> = SmallVec<[(&'r str, Cow<'p, str>); 4]>;
 
 /// A segment of a pattern's shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
