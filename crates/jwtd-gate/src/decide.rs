@@ -117,9 +117,22 @@ pub struct Decision<'e> {
     pub rule: Option<&'e Rule>,
     /// Allowed, or refused.
     pub outcome: Result<Allowed, Denial>,
+    /// The one token the decision looked at, borrowed from the request (`None`: the rule did
+    /// not look at tokens, the request carried none, or several). For a log fingerprint:
+    /// never log the token itself.
+    pub token: Option<&'e str>,
 }
 
 impl Decision<'_> {
+    /// A refusal before any rule or token was looked at.
+    fn refused<'a>(error: Error) -> Decision<'a> {
+        Decision {
+            rule: None,
+            outcome: Err(Denial::new(error)),
+            token: None,
+        }
+    }
+
     /// The rule id for metrics and logs: the rule's id, `-` without rules, `default` when
     /// none matched.
     pub fn rule_id(&self, engine: &Engine) -> &str {
@@ -217,32 +230,30 @@ impl Engine {
 
     /// Decides about `req` at `now` (see the module docs), with the identity headers a
     /// forward-auth answer carries.
-    pub async fn decide(&self, req: &Request<'_>, now: u64) -> Decision<'_> {
+    pub async fn decide<'a>(&'a self, req: &Request<'a>, now: u64) -> Decision<'a> {
         self.decide_as(req, now, Outputs::Headers).await
     }
 
     /// [`Engine::decide`] for a front that forwards no identity headers (the tower layer
     /// hands the verified token to the handler): none are rendered, and a claim that could not
     /// be a header value refuses nothing. Rule `set_headers` are not rendered either.
-    pub async fn decide_in_process(&self, req: &Request<'_>, now: u64) -> Decision<'_> {
+    pub async fn decide_in_process<'a>(&'a self, req: &Request<'a>, now: u64) -> Decision<'a> {
         self.decide_as(req, now, Outputs::None).await
     }
 
-    async fn decide_as(&self, req: &Request<'_>, now: u64, out: Outputs) -> Decision<'_> {
+    async fn decide_as<'a>(&'a self, req: &Request<'a>, now: u64, out: Outputs) -> Decision<'a> {
+        let mut token = None;
         if self.rules.is_empty() {
+            let outcome = self.any_issuer(req, now, out, &mut token).await;
             return Decision {
                 rule: None,
-                outcome: self.any_issuer(req, now, out).await,
+                outcome,
+                token,
             };
         }
         let matched = match self.rules.find(&req.target()) {
             Ok(m) => m,
-            Err(e) => {
-                return Decision {
-                    rule: None,
-                    outcome: Err(Denial::new(bad_path(&e))),
-                }
-            }
+            Err(e) => return Decision::refused(bad_path(&e)),
         };
         let Some(m) = matched else {
             let outcome = match self.rules.default_action() {
@@ -251,49 +262,60 @@ impl Engine {
                     "no rule allows this request",
                 ))),
                 DefaultAction::Public => Ok(self.anonymous(out)),
-                DefaultAction::Authenticated => self.any_issuer(req, now, out).await,
+                DefaultAction::Authenticated => self.any_issuer(req, now, out, &mut token).await,
             };
             return Decision {
                 rule: None,
                 outcome,
+                token,
             };
         };
+        let outcome = self.by_rule(&m, req, now, out, &mut token).await;
         Decision {
             rule: Some(m.rule),
-            outcome: self.by_rule(&m, req, now, out).await,
+            outcome,
+            token,
         }
     }
 
     /// Decides by the rule named `id` (Envoy's `context_extensions`), skipping the matcher
     /// but not the rule's conditions; an unknown id is `no_matching_rule`.
-    pub async fn decide_by_rule(&self, id: &str, req: &Request<'_>, now: u64) -> Decision<'_> {
+    pub async fn decide_by_rule<'a>(
+        &'a self,
+        id: &str,
+        req: &Request<'a>,
+        now: u64,
+    ) -> Decision<'a> {
         match self.rules.find_named(id, &req.target()) {
-            Ok(Some(m)) => Decision {
-                rule: Some(m.rule),
-                outcome: self.by_rule(&m, req, now, Outputs::Headers).await,
-            },
-            Ok(None) => Decision {
-                rule: None,
-                outcome: Err(Denial::new(Error::new(
-                    Reason::NoMatchingRule,
-                    "the named rule does not take this request",
-                ))),
-            },
-            Err(e) => Decision {
-                rule: None,
-                outcome: Err(Denial::new(bad_path(&e))),
-            },
+            Ok(Some(m)) => {
+                let mut token = None;
+                let outcome = self
+                    .by_rule(&m, req, now, Outputs::Headers, &mut token)
+                    .await;
+                Decision {
+                    rule: Some(m.rule),
+                    outcome,
+                    token,
+                }
+            }
+            Ok(None) => Decision::refused(Error::new(
+                Reason::NoMatchingRule,
+                "the named rule does not take this request",
+            )),
+            Err(e) => Decision::refused(bad_path(&e)),
         }
     }
 
     /// Every request needs a valid token from some configured issuer.
-    async fn any_issuer(
+    async fn any_issuer<'a>(
         &self,
-        req: &Request<'_>,
+        req: &Request<'a>,
         now: u64,
         out: Outputs,
+        seen: &mut Option<&'a str>,
     ) -> Result<Allowed, Denial> {
         let token = self.token(req)?.ok_or_else(|| Denial::new(missing()))?;
+        *seen = Some(token);
         match self.issuers.verify(token, now).await {
             Ok((issuer, v)) => self.allowed(issuer, v, None, out),
             Err((issuer, error)) => Err(Denial {
@@ -304,12 +326,13 @@ impl Engine {
         }
     }
 
-    async fn by_rule(
+    async fn by_rule<'a>(
         &self,
         m: &Matched<'_, '_>,
-        req: &Request<'_>,
+        req: &Request<'a>,
         now: u64,
         out: Outputs,
+        seen: &mut Option<&'a str>,
     ) -> Result<Allowed, Denial> {
         let rule = m.rule;
         let requirement = rule.requirement();
@@ -324,6 +347,7 @@ impl Engine {
                 Err(_) => Err(Denial::new(missing())),
             };
         };
+        *seen = Some(token);
         let policy = match rule.audiences() {
             Some(_) => Policy::RuleAudiences,
             None => Policy::Issuer,

@@ -9,7 +9,6 @@ use crate::AppState;
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use jwtd_gate::extract::extract_ref;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -89,7 +88,7 @@ pub(super) async fn forward_auth(
             .is_some_and(|c| rt.trusted_proxies.contains(c.0.ip()));
     let target = original_request(&req, trusted);
     let decision = engine.decide(&target, jwtd_core::unix_now()).await;
-    let token = decision_token(&target, engine);
+    let token = decision.token;
     rt.decisions.record(
         decision.rule,
         decision.outcome.as_ref().err().map(|d| d.error.reason()),
@@ -114,11 +113,4 @@ pub(super) async fn forward_auth(
         }
     };
     (rid, answer)
-}
-
-/// The token of the request, for the log fingerprint only.
-fn decision_token<'a>(req: &jwtd_gate::Request<'a>, engine: &jwtd_gate::Engine) -> Option<&'a str> {
-    extract_ref(req.headers, req.query(), &engine.sources)
-        .ok()
-        .flatten()
 }
