@@ -1042,8 +1042,18 @@ claims = [
         "a string claim equal to the item"
     );
     assert_eq!(
-        fails(json!({"amr": "pwd mfa"})).unwrap(),
-        "amr contains \"mfa\""
+        fails(json!({"amr": "pwd mfa"})),
+        None,
+        "a space-separated string, as [issuer.contains] reads it"
+    );
+    assert_eq!(
+        fails(json!({"amr": "pwd mfa-like"})).unwrap(),
+        "amr contains \"mfa\"",
+        "whole words only"
+    );
+    assert!(
+        fails(json!({"amr": ["pwd mfa"]})).is_some(),
+        "array items compare whole"
     );
     assert!(fails(json!({"amr": null})).is_some());
     assert!(fails(json!({"realm_access": {"roles": ["user"]}})).is_some());
@@ -1611,12 +1621,9 @@ proptest! {
     }
 }
 
-/// The shared conformance table (conformance/), run against the engine itself, twice (the
-/// second time from the caches).
-#[tokio::test]
-async fn conformance_table_against_the_engine() {
-    use jwtd_gate::conformance::{check, Observed, Suite};
-    let suite = Suite::new(&std::env::temp_dir());
+/// The conformance table's configuration, as an engine.
+fn conformance_engine() -> (jwtd_gate::conformance::Suite, jwtd_gate::Engine) {
+    let suite = jwtd_gate::conformance::Suite::new(&std::env::temp_dir());
     let config = jwtd_gate::config::GateConfig::parse(&suite.config, "conformance/jwtd.toml")
         .unwrap_or_else(|e| panic!("{e}"));
     let issuers =
@@ -1624,7 +1631,50 @@ async fn conformance_table_against_the_engine() {
     let engine =
         jwtd_gate::Engine::with_rules(issuers, &config.rules, &config.rule, config.tokens.clone())
             .unwrap();
+    (suite, engine)
+}
+
+/// A public rule reads no token: two are neither verified nor refused there, while a rule that
+/// needs a token refuses them 400 `multiple_tokens`.
+#[tokio::test]
+async fn public_rules_read_no_token_even_two() {
+    let (suite, engine) = conformance_engine();
+    let mut headers = HeaderMap::new();
+    for label in ["corp-orders-read", "partner-orders-read"] {
+        let v = format!("Bearer {}", suite.token(label));
+        headers.append("authorization", HeaderValue::from_str(&v).unwrap());
+    }
+    let decide = |path: &'static str| {
+        let req = jwtd_gate::Request {
+            method: "GET",
+            host: "api.test",
+            path_and_query: path,
+            headers: &headers,
+        };
+        let engine = &engine;
+        async move {
+            let d = engine.decide(&req, jwtd_core::unix_now()).await;
+            (
+                d.token.is_some(),
+                d.outcome.map(|_| ()).map_err(|e| e.error.reason()),
+            )
+        }
+    };
+    assert_eq!(decide("/healthz").await, (false, Ok(())));
+    assert_eq!(
+        decide("/v1/orders/7").await,
+        (false, Err(jwtd_core::Reason::MultipleTokens))
+    );
+}
+
+/// The shared conformance table (conformance/), run against the engine itself, twice (the
+/// second time from the caches).
+#[tokio::test]
+async fn conformance_table_against_the_engine() {
+    use jwtd_gate::conformance::{check, Observed};
+    let (suite, engine) = conformance_engine();
     let mut failures = Vec::new();
+    let mut looked_at = 0;
     // Twice: the second pass is answered from the verified-token caches (two issuers: the
     // issuer is then found by its cache, not by `iss`), and must decide the same.
     for (pass, case) in ["first", "cached"]
@@ -1632,8 +1682,9 @@ async fn conformance_table_against_the_engine() {
         .flat_map(|p| suite.cases.iter().map(move |c| (p, c)))
     {
         let mut headers = HeaderMap::new();
-        if let Some(label) = &case.token {
-            let v = format!("Bearer {}", suite.token(label));
+        let sent = case.token.as_ref().map(|label| suite.token(label));
+        if let Some(t) = &sent {
+            let v = format!("Bearer {t}");
             headers.insert("authorization", HeaderValue::from_str(&v).unwrap());
         }
         let req = jwtd_gate::Request {
@@ -1643,6 +1694,17 @@ async fn conformance_table_against_the_engine() {
             headers: &headers,
         };
         let d = engine.decide(&req, jwtd_core::unix_now()).await;
+        // The token the decision reports (for log fingerprints) is the one sent, when the
+        // decision looked at one.
+        if let Some(t) = d.token {
+            looked_at += 1;
+            if sent.as_deref() != Some(t) {
+                failures.push(format!(
+                    "{pass} pass: {:?}: reported a token not sent",
+                    case.name
+                ));
+            }
+        }
         let rule = d.rule.map(|r| r.id().to_owned());
         let got = match d.outcome {
             Ok(allowed) => Observed {
@@ -1670,6 +1732,10 @@ async fn conformance_table_against_the_engine() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
     assert!(suite.cases.len() >= 20);
+    assert!(
+        looked_at >= 20,
+        "{looked_at} decisions reported their token"
+    );
 }
 
 /// A refusal for a missing scope names the scopes in the RFC 6750 challenge.

@@ -364,9 +364,10 @@ pub enum ClaimOp {
     EqualsBinding(Template),
     /// Equal to one of these.
     OneOf(Vec<Value>),
-    /// An array containing this value, or a string equal to it.
+    /// An array containing this value, or a space-separated string (such as `scope`) one of
+    /// whose words is this string, or equal to it: the same test as `[issuer.contains]`.
     Contains(Value),
-    /// An array containing one of these values, or a string equal to one.
+    /// [`ClaimOp::Contains`] for one of these values.
     ContainsAny(Vec<Value>),
     /// Present (`true`) or absent (`false`).
     Exists(bool),
@@ -410,7 +411,9 @@ pub fn json_eq(a: &Value, b: &Value) -> bool {
 fn contains(found: &Value, item: &Value) -> bool {
     match found {
         Value::Array(items) => items.iter().any(|v| json_eq(v, item)),
-        Value::String(_) => item.is_string() && json_eq(found, item),
+        Value::String(s) => item
+            .as_str()
+            .is_some_and(|i| s == i || s.split_ascii_whitespace().any(|w| w == i)),
         _ => false,
     }
 }

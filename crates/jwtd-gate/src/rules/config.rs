@@ -158,10 +158,10 @@ pub struct ClaimConfig {
     /// Equals one of these values.
     #[serde(default)]
     pub one_of: Option<Vec<Value>>,
-    /// An array claim contains this value, or a string claim equals it.
+    /// An array claim contains this value, or a space-separated string claim holds it as a word.
     #[serde(default)]
     pub contains: Option<Value>,
-    /// An array claim contains one of these values, or a string claim equals one.
+    /// [`ClaimConfig::contains`] for one of these values.
     #[serde(default)]
     pub contains_any: Option<Vec<Value>>,
     /// The claim is present (`true`) or absent (`false`).
