@@ -20,8 +20,7 @@ use tonic::transport::Channel;
 
 type Client = AuthorizationClient<Channel>;
 
-/// The conformance table, written out once per process: `Suite::new` names its directory by
-/// process and second, so tests running at once would rewrite each other's secret files.
+/// The conformance table, written out once per process (its tokens are signed per call).
 fn suite() -> &'static Suite {
     static SUITE: std::sync::OnceLock<Suite> = std::sync::OnceLock::new();
     SUITE.get_or_init(|| Suite::new(&std::env::temp_dir()))

@@ -49,13 +49,16 @@ const CORP: &[u8] = b"conformance-corp-secret-0123456789abcdef";
 const PARTNER: &[u8] = b"conformance-partner-secret-0123456789abcd";
 
 impl Suite {
-    /// Writes the secrets into a fresh directory under `tmp` and reads the table.
+    /// Writes the secrets into a fresh directory under `tmp` (one of its own for every suite,
+    /// also within one process) and reads the table.
     pub fn new(tmp: &Path) -> Suite {
+        static SUITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance");
         let dir = tmp.join(format!(
-            "jwtd-conformance-{}-{}",
+            "jwtd-conformance-{}-{}-{}",
             std::process::id(),
-            jwtd_core::unix_now()
+            jwtd_core::unix_now(),
+            SUITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).expect("conformance dir");
         std::fs::write(dir.join("corp.secret"), CORP).expect("secret");

@@ -198,7 +198,9 @@ pub enum RulesCommand {
         after_help = "The engine is built from --config as `jwtd serve` builds it (issuers, \
 rules, token sources, jwtd's own [signing] issuer, revocation), binding nothing and creating or \
 changing nothing: the key ring and the revocation store are opened read-only and must exist (a \
-configuration whose store was never created exits 2 and says so). Remote keys (jwks_url, \
+configuration whose store was never created exits 2 and says so); the key ring is read as \
+stored, so a rotation step that falls due now (a pending key taking over, a retired key \
+dropped) is not applied here, as `jwtd serve` applies it at its next tick. Remote keys (jwks_url, \
 discovery) are fetched as `jwtd serve` fetches them, waiting at most --fetch-timeout for the \
 token's issuer. The token is sent the way the configuration reads tokens (Authorization: Bearer, \
 else the [tokens] cookie, else its query parameter) and is never printed: the output names it by \
@@ -252,7 +254,7 @@ pub struct RulesTestArgs {
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
     /// The request: `METHOD URL`, with an absolute http(s) URL (its host and its path and
-    /// query are matched), e.g. 'GET https://api.example/v1/orders/7?expand=items'.
+    /// query are matched), e.g. `GET https://api.example/v1/orders/7?expand=items`.
     #[arg(long, value_name = "METHOD URL")]
     pub request: String,
     /// The request's token (`-`: read it from stdin; a pasted `Bearer ` prefix is removed).
@@ -284,12 +286,12 @@ pub struct StoreArgs {
     /// key's algorithm (ES256 for an empty ring), publish lead 1h, max ttl 1h, grace 10m.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["data_dir", "store"])]
     pub config: Option<PathBuf>,
-    /// Data directory of the key store (the KEK comes from JWTD_KEK or <dir>/kek.key)
+    /// Data directory of the key store (the KEK comes from JWTD_KEK or DIR/kek.key)
     /// [default: ./jwtd-data].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// The shared PostgreSQL key store (`postgres://...`) instead of the SQLite file in the
-    /// data directory; the KEK must be the instances' (JWTD_KEK, or <dir>/kek.key if present).
+    /// data directory; the KEK must be the instances' (JWTD_KEK, or DIR/kek.key if present).
     /// Running instances pick changes up at once (NOTIFY).
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
