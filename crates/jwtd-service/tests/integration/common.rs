@@ -18,6 +18,19 @@ pub async fn serve(
     (format!("http://{addr}"), state)
 }
 
+/// Serves `runtime` on a fresh loopback port (its state without a metrics recorder; reloads
+/// read `config_path`); returns the base URL and the state.
+pub async fn serve_runtime(
+    runtime: jwtd_service::Runtime,
+    config_path: Option<std::path::PathBuf>,
+) -> (String, std::sync::Arc<jwtd_service::AppState>) {
+    let state = jwtd_service::AppState::new(runtime, config_path);
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(jwtd_service::serve(state.clone(), l));
+    (base, state)
+}
+
 /// The state `jwtd serve` makes for `runtime`: `/metrics` renders jwtd's Prometheus recorder
 /// (installed once in the test process; every test's series go to it).
 pub fn state(

@@ -37,11 +37,7 @@ async fn serve(mut config: Config) -> (String, Arc<AppState>) {
             .wait_ready(std::time::Duration::from_secs(5))
             .await
     );
-    let state = AppState::new(runtime, None);
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", l.local_addr().unwrap());
-    tokio::spawn(jwtd_service::serve(state.clone(), l));
-    (base, state)
+    crate::common::serve_runtime(runtime, None).await
 }
 
 /// A provider on 127.0.0.1: discovery naming `issuer` (or its own URL) and a JWKS of `keys`.

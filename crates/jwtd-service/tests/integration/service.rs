@@ -1375,10 +1375,7 @@ async fn readiness_means_can_verify_now_and_a_request_ends_an_outage() {
     .unwrap();
     assert!(remote.wait_ready(Duration::from_secs(5)).await);
     issuer.keys = jwtd_service::issuers::Keys::Remote(remote);
-    let state = AppState::new(runtime, None);
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", l.local_addr().unwrap());
-    tokio::spawn(jwtd_service::serve(state.clone(), l));
+    let (base, _state) = common::serve_runtime(runtime, None).await;
     let client = reqwest::Client::new();
     let c = json!({"iss": IDP, "aud": "api", "sub": "u", "iat": now(), "exp": now() + 600});
     let token = jwtd_core::sign(&key, c.as_object().unwrap(), None).unwrap();
@@ -1555,17 +1552,14 @@ async fn conformance_table_against_auth_over_http() {
 #[tokio::test]
 async fn reload_swaps_the_rule_set_whole_or_not_at_all() {
     let suite = jwtd_gate::conformance::Suite::new(&std::env::temp_dir());
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
     let path = suite.dir.join("reload-rules.toml");
     std::fs::write(&path, &suite.config).unwrap();
     let config = jwtd_service::Config::load(&path).unwrap();
     let runtime = jwtd_service::Runtime::build(config, None).await.unwrap();
-    let state = jwtd_service::AppState::new(runtime, Some(path.clone()));
-    tokio::spawn(jwtd_service::serve(state.clone(), l));
+    let (base, state) = common::serve_runtime(runtime, Some(path.clone())).await;
     let c = reqwest::Client::new();
     let auth = |uri: &'static str| {
-        c.get(format!("http://{addr}/auth"))
+        c.get(format!("{base}/auth"))
             .header("x-original-method", "GET")
             .header("x-original-uri", uri)
             .send()

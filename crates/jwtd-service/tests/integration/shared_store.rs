@@ -14,11 +14,7 @@ async fn instance(schema: &str, dir: &std::path::Path, env: &Env) -> (String, Ar
     let runtime = Runtime::build(Config::parse_with_env(&text, "test", env).unwrap(), None)
         .await
         .unwrap_or_else(|e| panic!("PostgreSQL at {url} is required: {e}"));
-    let state = AppState::new(runtime, None);
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", l.local_addr().unwrap());
-    tokio::spawn(jwtd_service::serve(state.clone(), l));
-    (base, state)
+    crate::common::serve_runtime(runtime, None).await
 }
 
 #[tokio::test]
