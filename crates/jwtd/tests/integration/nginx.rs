@@ -111,6 +111,9 @@ struct Stack {
     partner: SigningKey,
 }
 
+/// The request heads each upstream saw (main, admin).
+type Heads = (Vec<String>, Vec<String>);
+
 impl Stack {
     fn start(name: &str) -> Stack {
         Stack::with(name, "")
@@ -201,6 +204,52 @@ any_audience = true
         jwtd_core::sign(&self.partner, c.as_object().unwrap(), None).unwrap()
     }
 
+    /// Sends `method path` through the proxy on `port` with `token` and every identity header
+    /// spoofed (each also spelled with underscores, the same header to CGI-style upstreams,
+    /// when `underscores`); asserts no spoofed value reached an upstream and returns status,
+    /// headers, body and the request heads each upstream saw of it (main, admin).
+    fn send(
+        &self,
+        port: u16,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        underscores: bool,
+    ) -> (u16, Vec<(String, String)>, String, Heads) {
+        let spoofed: Vec<(String, String)> = IDENTITY
+            .iter()
+            .flat_map(|h| {
+                let v = format!("spoofed-{}", h.to_ascii_lowercase());
+                let under = underscores.then(|| (h.replace('-', "_"), v.clone()));
+                std::iter::once((h.to_string(), v)).chain(under)
+            })
+            .collect();
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut sent: Vec<(&str, &str)> = spoofed
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        if let Some(a) = &auth {
+            sent.push(("authorization", a));
+        }
+        let before = (
+            self.seen.lock().unwrap().len(),
+            self.admin_seen.lock().unwrap().len(),
+        );
+        let (status, headers, body) = crate::common::http_request(port, method, path, &sent);
+        let heads = (
+            self.seen.lock().unwrap()[before.0..].to_vec(),
+            self.admin_seen.lock().unwrap()[before.1..].to_vec(),
+        );
+        for h in heads.0.iter().chain(&heads.1) {
+            assert!(
+                !h.to_ascii_lowercase().contains("spoofed"),
+                "{method} {path}: a spoofed identity header reached the upstream:\n{h}"
+            );
+        }
+        (status, headers, body, heads)
+    }
+
     fn spawn(&mut self, child: Child, port: u16) {
         self.guard.0.push(child);
         wait_for_http(port);
@@ -224,27 +273,9 @@ any_audience = true
             want.sort();
             assert_eq!(answered, want, "the identity headers of /auth");
         }
-        // Every identity header, and its spelling with underscores (the same header to
-        // CGI-style upstreams).
-        let spoofed: Vec<(String, String)> = IDENTITY
-            .iter()
-            .flat_map(|h| {
-                let v = format!("spoofed-{}", h.to_ascii_lowercase());
-                [(h.to_string(), v.clone()), (h.replace('-', "_"), v)]
-            })
-            .collect();
         let get = |token: Option<&str>| {
-            let auth = token.map(|t| format!("Bearer {t}"));
-            let mut sent: Vec<(&str, &str)> = spoofed
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            if let Some(a) = &auth {
-                sent.push(("authorization", a));
-            }
-            let before = self.seen.lock().unwrap().len();
-            let (status, headers, body) = http_get(port, "/orders", &sent);
-            let heads = self.seen.lock().unwrap()[before..].to_vec();
+            let (status, headers, body, (heads, _)) =
+                self.send(port, "GET", "/orders", token, true);
             (status, headers, body, heads)
         };
         let one = |seen: &Value, name: &str| -> Option<String> {
@@ -470,35 +501,9 @@ impl Stack {
     /// an upstream. `admin_upstream`: whether `/admin/` goes to the second upstream (nginx's
     /// two locations) or the first (Caddy's one site).
     fn check_rules(&self, port: u16, admin_upstream: bool) {
-        let spoofed: Vec<(String, String)> = IDENTITY
-            .iter()
-            .map(|h| (h.to_string(), format!("spoofed-{}", h.to_ascii_lowercase())))
-            .collect();
-        // (method, path, token) → (status, the upstream that must see it, subject it gets)
+        // (method, path, token) → (status, body, what each upstream saw)
         let send = |method: &str, path: &str, token: Option<String>| {
-            let auth = token.map(|t| format!("Bearer {t}"));
-            let mut sent: Vec<(&str, &str)> = spoofed
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            if let Some(a) = &auth {
-                sent.push(("authorization", a));
-            }
-            let before = (
-                self.seen.lock().unwrap().len(),
-                self.admin_seen.lock().unwrap().len(),
-            );
-            let (status, _, body) = crate::common::http_request(port, method, path, &sent);
-            let heads = (
-                self.seen.lock().unwrap()[before.0..].to_vec(),
-                self.admin_seen.lock().unwrap()[before.1..].to_vec(),
-            );
-            for h in heads.0.iter().chain(&heads.1) {
-                assert!(
-                    !h.to_ascii_lowercase().contains("spoofed"),
-                    "{method} {path}: a spoofed identity header reached the upstream:\n{h}"
-                );
-            }
+            let (status, _, body, heads) = self.send(port, method, path, token.as_deref(), false);
             (status, body, heads)
         };
         let subject = |body: &str| -> String {
