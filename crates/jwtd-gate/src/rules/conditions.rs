@@ -128,30 +128,54 @@ impl fmt::Display for HostPattern {
 /// is not a well-formed host (then only rules without `hosts` match).
 pub fn normalise_host(raw: &str) -> Option<Cow<'_, str>> {
     let raw = raw.trim_ascii();
-    let host = if raw.starts_with('[') {
+    if raw.starts_with('[') {
         let end = raw.find(']')?;
-        &raw[..=end]
-    } else {
-        raw.as_bytes()
-            .iter()
-            .position(|&b| b == b':')
-            .map_or(raw, |colon| &raw[..colon])
-    };
-    let host = host.strip_suffix('.').unwrap_or(host);
-    if host.is_empty() || host.len() > MAX_HOST_LEN {
-        return None;
+        let host = &raw[..=end];
+        if host.len() > MAX_HOST_LEN || !ipv6_ok(host) {
+            return None;
+        }
+        return Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(host.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(host)
+        });
     }
-    // What HostPattern::parse takes as an exact host, checked without building one.
-    let ok = if host.starts_with('[') {
-        ipv6_ok(host)
-    } else {
-        labels_ok(host)
+    // One pass over the name (up to the port): what HostPattern::parse takes as an exact host
+    // (labels of letters, digits, `-` and `_`, 1 to 63 bytes, single dots), and whether there
+    // is anything to lowercase.
+    let b = raw.as_bytes();
+    let (mut label, mut upper, mut end) = (0usize, false, b.len());
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => label += 1,
+            b'A'..=b'Z' => {
+                label += 1;
+                upper = true;
+            }
+            b'.' if label > 0 => label = 0,
+            b':' => {
+                end = i;
+                break;
+            }
+            _ => return None,
+        }
+        if label > 63 {
+            return None;
+        }
+    }
+    let name = &raw[..end];
+    // One trailing dot is the same host; a label must end the name otherwise.
+    let host = match name.strip_suffix('.') {
+        Some(h) if !h.is_empty() => h,
+        Some(_) => return None,
+        None if label == 0 => return None,
+        None => name,
     };
-    if !ok {
+    if host.len() > MAX_HOST_LEN {
         return None;
     }
     // Borrowed unless there is something to lowercase.
-    Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
+    Some(if upper {
         Cow::Owned(host.to_ascii_lowercase())
     } else {
         Cow::Borrowed(host)

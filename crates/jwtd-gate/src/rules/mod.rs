@@ -739,6 +739,7 @@ impl RuleSet {
     }
 
     /// [`RuleSet::find`], counting the work done.
+    #[inline]
     pub fn find_with_stats<'r, 'p>(
         &'r self,
         target: &Target<'p>,
@@ -756,11 +757,11 @@ impl RuleSet {
             Err(e) => return (Err(e), stats),
         };
         let method = upper(target.method);
-        let host = normalise_host(target.host);
         let q = Query {
             path: &path,
             method: &method,
-            host: host.as_deref(),
+            raw_host: target.host,
+            host: std::cell::OnceCell::new(),
             headers: target.headers,
         };
         let found = self.walk(0, 0, &q, &mut stats);
@@ -773,7 +774,10 @@ impl RuleSet {
 
     /// The best rule of one path shape whose conditions hold.
     fn pick_in(&self, c: &Candidates, q: &Query<'_, '_>, stats: &mut FindStats) -> Option<usize> {
-        if let Some(list) = q.host.and_then(|h| c.by_host.get(h)) {
+        if c.by_host.is_empty() {
+            return self.pick(&c.other, q, stats);
+        }
+        if let Some(list) = q.host().and_then(|h| c.by_host.get(h)) {
             if let Some(found) = self.pick(list, q, stats) {
                 return Some(found);
             }
@@ -794,8 +798,13 @@ impl RuleSet {
                 }
             }
             stats.candidates += 1;
-            let Some(h) = rule.host_rank(q.host) else {
-                continue;
+            let h = if rule.hosts.is_empty() {
+                0
+            } else {
+                match rule.host_rank(q.host()) {
+                    Some(h) => h,
+                    None => continue,
+                }
             };
             if !rule.methods.matches(q.method) {
                 continue;
@@ -865,8 +874,20 @@ fn upper(method: &str) -> Cow<'_, str> {
 struct Query<'a, 'p> {
     path: &'a NormPath<'p>,
     method: &'a str,
-    host: Option<&'a str>,
+    /// The request's host as received; normalised on first need (most candidates name no
+    /// host, and then it is never read).
+    raw_host: &'p str,
+    host: std::cell::OnceCell<Option<Cow<'p, str>>>,
     headers: &'a HeaderMap,
+}
+
+impl Query<'_, '_> {
+    /// The normalised host ([`normalise_host`]), computed once.
+    fn host(&self) -> Option<&str> {
+        self.host
+            .get_or_init(|| normalise_host(self.raw_host))
+            .as_deref()
+    }
 }
 
 fn cmp_order(a: &Rule, b: &Rule) -> Ordering {

@@ -167,11 +167,20 @@ pub fn normalise(
     if refused {
         return Err(PathError::InvalidChar);
     }
-    let mut parts = rest.split('/').peekable();
     let mut segments: SmallVec<[Cow<'_, str>; 8]> = SmallVec::new();
     let mut ends_with_slash = false;
-    while let Some(part) = parts.next() {
-        let is_last = parts.peek().is_none();
+    // The segments between slashes, found with a plain byte loop (segments are short: cheaper
+    // than `split`'s searcher on this hot path).
+    let rb = rest.as_bytes();
+    let mut start = 0;
+    loop {
+        let stop = rb[start..]
+            .iter()
+            .position(|&b| b == b'/')
+            .map_or(rb.len(), |p| start + p);
+        let part = &rest[start..stop];
+        let is_last = stop == rb.len();
+        start = stop + 1;
         if part.is_empty() {
             if is_last {
                 ends_with_slash = true;
@@ -196,6 +205,9 @@ pub fn normalise(
                 }
                 segments.push(seg);
             }
+        }
+        if is_last {
+            break;
         }
     }
     let trailing = ends_with_slash && !segments.is_empty() && trailing == TrailingSlash::Strict;

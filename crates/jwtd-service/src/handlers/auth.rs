@@ -25,8 +25,16 @@ fn original_request<'a>(req: &'a Request, trusted: bool) -> jwtd_gate::Request<'
     // on this hot path); each counts only when sent exactly once: two could be read
     // differently by two parsers.
     let mut seen: [(u8, Option<&str>); 5] = [(0, None); 5];
+    // The first Host header, found in the same pass when there is one.
+    let mut first_host: Option<Option<&str>> = None;
     if trusted {
         for (name, value) in headers {
+            if name == header::HOST {
+                if first_host.is_none() {
+                    first_host = Some(value.to_str().ok());
+                }
+                continue;
+            }
             let slot = match name.as_str() {
                 "x-original-method" => 0,
                 "x-forwarded-method" => 1,
@@ -47,11 +55,13 @@ fn original_request<'a>(req: &'a Request, trusted: bool) -> jwtd_gate::Request<'
         })
     };
     let own_path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or(req.uri().host())
-        .unwrap_or("");
+    let host = match first_host {
+        Some(h) => h,
+        None if trusted => None,
+        None => headers.get(header::HOST).and_then(|h| h.to_str().ok()),
+    }
+    .or(req.uri().host())
+    .unwrap_or("");
     if !trusted {
         return jwtd_gate::Request {
             method: req.method().as_str(),
