@@ -16,37 +16,6 @@ N=${1:-1000}; ALGS=${2:-HS256 RS256 ES256}
 . scripts/bench-lib.sh
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
 
-# Sends every token of file $2 once to URL $1, in order, on one keep-alive connection; fails
-# unless every answer is 200.
-once() {
-  python3 - "$1" "$2" <<'PY'
-import http.client, sys, urllib.parse
-url = urllib.parse.urlsplit(sys.argv[1])
-conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
-tokens = [t for t in open(sys.argv[2]).read().split("\n") if t]
-for t in tokens:
-    conn.request("GET", url.path, headers={"Authorization": "Bearer " + t,
-        "X-Original-Method": "GET", "X-Original-URI": "/v1/orders/42"})
-    r = conn.getresponse()
-    r.read()
-    if r.status != 200:
-        sys.exit(f"{sys.argv[1]} answered {r.status}")
-PY
-}
-wait_long() { for _ in $(seq 1200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
-# Instructions per request of the server under callgrind (PID $1, dump prefix $2) for tokens $4
-# sent to URL $3, after warm-up tokens $5.
-measure() {
-  local pid=$1 out=$2 url=$3 tokens=$4 warm=$5
-  once "$url" "$warm"
-  callgrind_control -z "$pid" >/dev/null 2>&1 || { echo "callgrind_control -z $pid failed" >&2; kill $$; }
-  once "$url" "$tokens"
-  callgrind_control -d "$pid" >/dev/null 2>&1 || { echo "callgrind_control -d $pid failed" >&2; kill $$; }
-  local f; f=$(ls -t "$out"* 2>/dev/null | head -1)
-  [ -n "$f" ] || { echo "no callgrind dump for $out" >&2; kill $$; }
-  awk -v n="$(wc -l < "$tokens")" '/^(summary|totals):/ { t = $2 } END { printf "%.0f", t / n }' "$f"
-}
-
 export JWTD_BENCH_SECRET=bench-secret-0123456789abcdef0123456789
 for alg in $ALGS; do
   $B mint $alg $((2 * N + 200)) "https://bench-$alg" bench "$work/all_$alg.txt" "$work/jwks_$alg.json"
@@ -56,8 +25,6 @@ for alg in $ALGS; do
 done
 cache_configs 18093 "$ALGS"
 
-# Started with `&`: exec, so that $! is valgrind's (and the program's) process.
-cg() { exec valgrind --tool=callgrind --callgrind-out-file="$1" "${@:2}" 2>/dev/null; }
 declare -A ir
 cg "$work/ceiling" $B http-ceiling 127.0.0.1:18094 & CP=$!; pids+=($CP); wait_long 18094
 for alg in $ALGS; do

@@ -70,5 +70,43 @@ cache_configs() {
   } > "$work/rules.toml"
   $J config check "$work/rules.toml" >/dev/null
 }
+# Sends every token of file $2 once to URL $1, in order, on one keep-alive connection; fails
+# unless every answer is 200.
+once() {
+  python3 - "$1" "$2" <<'PY'
+import http.client, sys, urllib.parse
+url = urllib.parse.urlsplit(sys.argv[1])
+conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+tokens = [t for t in open(sys.argv[2]).read().split("\n") if t]
+for t in tokens:
+    conn.request("GET", url.path, headers={"Authorization": "Bearer " + t,
+        "X-Original-Method": "GET", "X-Original-URI": "/v1/orders/42"})
+    r = conn.getresponse()
+    r.read()
+    if r.status != 200:
+        sys.exit(f"{sys.argv[1]} answered {r.status}")
+PY
+}
+# The same for jwtd's gRPC external authorizer at ADDR $1 (jwtd-bench grpc-load, one
+# connection): every check must be allowed.
+once_grpc() {
+  local r; r=$($B grpc-load "$1" "$2" 1 --count "$(grep -c . "$2")")
+  case "$r" in *non2xx_or_errors=0) ;; *) echo "gRPC checks at $1 failed: $r" >&2; exit 1 ;; esac
+}
+wait_long() { for _ in $(seq 1200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+# Started with `&`: exec, so that $! is valgrind's (and the program's) process.
+cg() { exec valgrind --tool=callgrind --callgrind-out-file="$1" "${@:2}" 2>/dev/null; }
+# Instructions per request of the server under callgrind (PID $1, dump prefix $2) for tokens $4
+# sent to $3 by the function $6 (default `once`), after warm-up tokens $5.
+measure() {
+  local pid=$1 out=$2 url=$3 tokens=$4 warm=$5 send=${6:-once}
+  $send "$url" "$warm"
+  callgrind_control -z "$pid" >/dev/null 2>&1 || { echo "callgrind_control -z $pid failed" >&2; kill $$; }
+  $send "$url" "$tokens"
+  callgrind_control -d "$pid" >/dev/null 2>&1 || { echo "callgrind_control -d $pid failed" >&2; kill $$; }
+  local f; f=$(ls -t "$out"* 2>/dev/null | head -1)
+  [ -n "$f" ] || { echo "no callgrind dump for $out" >&2; kill $$; }
+  awk -v n="$(wc -l < "$tokens")" '/^(summary|totals):/ { t = $2 } END { printf "%.0f", t / n }' "$f"
+}
 rss() { awk '/VmHWM/ {print $2 " kB"}' /proc/$1/status; }
 

@@ -35,6 +35,7 @@ use std::hint::black_box;
 use std::process::Command;
 use std::time::Instant;
 
+mod grpc;
 mod remote;
 mod serve;
 
@@ -562,9 +563,10 @@ fn main() {
         Some("cache") => cache_table(&args[1..]),
         Some("revocation") => revocation_table(&args[1..]),
         Some("http-ceiling") => serve::ceiling(&args[1..]),
+        Some("grpc-load") => grpc::load(&args[1..]),
         Some("rotation") => remote::rotation(&args[1..]),
         _ => {
-            eprintln!("usage: jwtd-bench instructions|wallclock [ALG...] | run ALG raw|jwtd|jsonwebtoken N | remote-flood ... | rotation ...");
+            eprintln!("usage: jwtd-bench instructions|wallclock [ALG...] | run ALG raw|jwtd|jsonwebtoken N | remote-flood ... | rotation ... | grpc-load ADDR TOKENS CONNS SECONDS|--count N");
             std::process::exit(2);
         }
     }

@@ -1783,6 +1783,16 @@ fn takes_issuer_is_membership_in_issuers() {
                 t.issuers().contains(&name),
                 "{t:?} / {name}"
             );
+            // The engine checks takes_issuer before verifying and relies on it afterwards
+            // instead of evaluating the tree again: the two agree for every rule that reads
+            // tokens (`all = []`, vacuously true, is a load error).
+            if *t != Public && *t != All(vec![]) {
+                assert_eq!(
+                    t.takes_issuer(name),
+                    t.evaluate(TokenState::Verified { issuer: name }).is_ok(),
+                    "{t:?} / {name}"
+                );
+            }
         }
     }
 }

@@ -431,6 +431,7 @@ fn compile(
         methods,
         when_headers,
         requirement: requirement?,
+        takes: Vec::new(),
         audiences: cfg.audiences.clone(),
         scopes,
         claims,
@@ -438,6 +439,12 @@ fn compile(
         set_headers,
     };
     rule.bound = rule.compute_bound();
+    rule.takes = rule
+        .requirement
+        .issuers()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
     Some(rule)
 }
 

@@ -124,6 +124,34 @@ impl fmt::Display for HostPattern {
     }
 }
 
+const INVALID: u8 = 0;
+const LABEL: u8 = 1;
+const UPPER: u8 = 2;
+const DOT: u8 = 3;
+const PORT: u8 = 4;
+
+/// What each byte of a request's host is to [`normalise_host`] (one table load per byte).
+static HOST_BYTE: [u8; 256] = {
+    let mut t = [INVALID; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = if b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' {
+            LABEL
+        } else if b.is_ascii_uppercase() {
+            UPPER
+        } else if b == b'.' {
+            DOT
+        } else if b == b':' {
+            PORT
+        } else {
+            INVALID
+        };
+        c += 1;
+    }
+    t
+};
+
 /// A request's host as matched: lowercased, without port or one trailing dot. `None` when it
 /// is not a well-formed host (then only rules without `hosts` match).
 pub fn normalise_host(raw: &str) -> Option<Cow<'_, str>> {
@@ -146,14 +174,14 @@ pub fn normalise_host(raw: &str) -> Option<Cow<'_, str>> {
     let b = raw.as_bytes();
     let (mut label, mut upper, mut end) = (0usize, false, b.len());
     for (i, &c) in b.iter().enumerate() {
-        match c {
-            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => label += 1,
-            b'A'..=b'Z' => {
+        match HOST_BYTE[usize::from(c)] {
+            LABEL => label += 1,
+            UPPER => {
                 label += 1;
                 upper = true;
             }
-            b'.' if label > 0 => label = 0,
-            b':' => {
+            DOT if label > 0 => label = 0,
+            PORT => {
                 end = i;
                 break;
             }

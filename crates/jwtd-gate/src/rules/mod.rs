@@ -348,6 +348,8 @@ pub struct Rule {
     methods: MethodSet,
     when_headers: Vec<(HeaderName, Template)>,
     requirement: Requirement,
+    /// [`Requirement::issuers`], flattened at load for the request path.
+    takes: Vec<String>,
     audiences: Option<Vec<String>>,
     scopes: Option<ScopeCheck>,
     claims: Vec<ClaimPredicate>,
@@ -397,6 +399,12 @@ impl Rule {
     /// The token requirement.
     pub fn requirement(&self) -> &Requirement {
         &self.requirement
+    }
+
+    /// Can a token of the issuer `name` satisfy this rule's requirement
+    /// ([`Requirement::takes_issuer`], from a list made at load)?
+    pub fn takes_issuer(&self, name: &str) -> bool {
+        self.takes.iter().any(|n| n == name)
     }
 
     /// Audiences overriding the issuer's for this rule (any-of), if set.

@@ -134,6 +134,27 @@ pub(crate) fn decode_segment(
         .map_err(|_| PathError::InvalidUtf8)
 }
 
+const PLAIN: u8 = 0;
+const QUERY: u8 = 1;
+const ESCAPE: u8 = 2;
+const REFUSED: u8 = 3;
+
+/// What each byte of a raw path is to [`normalise`]: `?` ends the path, `%` starts an escape,
+/// controls, space, DEL and `#` are refused, anything else is plain.
+static PATH_BYTE: [u8; 256] = {
+    let mut t = [PLAIN; 256];
+    let mut c = 0;
+    while c <= b' ' as usize {
+        t[c] = REFUSED;
+        c += 1;
+    }
+    t[0x7f] = REFUSED;
+    t[b'#' as usize] = REFUSED;
+    t[b'?' as usize] = QUERY;
+    t[b'%' as usize] = ESCAPE;
+    t
+};
+
 /// Normalises a raw request path: drops `?query`, refuses what cannot be matched safely,
 /// decodes each segment once, removes dot segments (never above the root).
 pub fn normalise(
@@ -147,14 +168,15 @@ pub fn normalise(
     let mut escaped = false;
     let mut refused = false;
     for (i, &c) in bytes.iter().enumerate() {
-        match c {
-            b'?' => {
+        // One table load per byte; most bytes are plain.
+        match PATH_BYTE[usize::from(c)] {
+            PLAIN => {}
+            QUERY => {
                 end = i;
                 break;
             }
-            b'%' => escaped = true,
-            0..=b' ' | 0x7f | b'#' => refused = true,
-            _ => {}
+            ESCAPE => escaped = true,
+            _ => refused = true,
         }
     }
     let path = &raw[..end];
