@@ -225,78 +225,204 @@ pub struct IssuerConfig {
     pub stale_if_error: Option<Seconds>,
 }
 
+/// The keys of an `[[issuer]]` table that name its key source, in the order messages list them.
+pub const KEY_SOURCE_KEYS: [&str; 6] = [
+    "secret_env",
+    "secret_file",
+    "pem_file",
+    "jwks_file",
+    "jwks_url",
+    "discovery",
+];
+
 impl IssuerConfig {
-    /// The key source members that are set.
-    pub fn key_sources(&self) -> Vec<&'static str> {
-        let mut v = Vec::new();
+    /// The keys of [`KEY_SOURCE_KEYS`] that are set, in that order.
+    fn key_source_keys(&self) -> Vec<&'static str> {
         let set = [
-            ("secret_env", self.secret_env.is_some()),
-            ("secret_file", self.secret_file.is_some()),
-            ("pem_file", self.pem_file.is_some()),
-            ("jwks_file", self.jwks_file.is_some()),
-            ("jwks_url", self.jwks_url.is_some()),
-            ("discovery", self.discovery.is_some()),
+            self.secret_env.is_some(),
+            self.secret_file.is_some(),
+            self.pem_file.is_some(),
+            self.jwks_file.is_some(),
+            self.jwks_url.is_some(),
+            self.discovery.is_some(),
         ];
-        for (name, on) in set {
-            if on {
-                v.push(name);
+        KEY_SOURCE_KEYS
+            .into_iter()
+            .zip(set)
+            .filter_map(|(k, on)| on.then_some(k))
+            .collect()
+    }
+
+    /// The issuer's key source, validated: exactly one of the six key-source keys must be set
+    /// (`secret_env` and `secret_file` are two sources, so both set is "several").
+    pub fn key_source(&self) -> Result<KeySource, KeySourceError> {
+        let keys = self.key_source_keys();
+        if keys.len() > 1 {
+            return Err(KeySourceError::Several(keys));
+        }
+        let owned = |v: &Option<String>| v.clone().unwrap_or_default();
+        Ok(match keys.first() {
+            None => return Err(KeySourceError::None),
+            Some(&"secret_env") => KeySource::Secret(SecretRef::Env(owned(&self.secret_env))),
+            Some(&"secret_file") => KeySource::Secret(SecretRef::File(owned(&self.secret_file))),
+            Some(&"pem_file") => KeySource::PemFile(owned(&self.pem_file)),
+            Some(&"jwks_file") => KeySource::JwksFile(owned(&self.jwks_file)),
+            Some(&"jwks_url") => KeySource::JwksUrl(owned(&self.jwks_url)),
+            Some(_) => KeySource::Discovery(owned(&self.discovery)),
+        })
+    }
+}
+
+/// Where an issuer's keys come from: exactly one of the `[[issuer]]` key-source keys,
+/// validated ([`IssuerConfig::key_source`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySource {
+    /// An HMAC secret (`secret_env` or `secret_file`).
+    Secret(SecretRef),
+    /// A public key PEM file (`pem_file`).
+    PemFile(String),
+    /// A JWKS file (`jwks_file`).
+    JwksFile(String),
+    /// A JWKS URL, fetched and cached (`jwks_url`).
+    JwksUrl(String),
+    /// OIDC discovery from this issuer URL (`discovery`).
+    Discovery(String),
+}
+
+impl KeySource {
+    /// The `[[issuer]]` key it was configured with (`secret_env`, `pem_file`, ...).
+    pub fn key(&self) -> &'static str {
+        match self {
+            KeySource::Secret(s) => s.key("secret_env", "secret_file"),
+            KeySource::PemFile(_) => "pem_file",
+            KeySource::JwksFile(_) => "jwks_file",
+            KeySource::JwksUrl(_) => "jwks_url",
+            KeySource::Discovery(_) => "discovery",
+        }
+    }
+
+    /// True for the sources fetched over the network (`jwks_url`, `discovery`).
+    pub fn is_remote(&self) -> bool {
+        matches!(self, KeySource::JwksUrl(_) | KeySource::Discovery(_))
+    }
+}
+
+/// Why an `[[issuer]]` table has no usable key source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySourceError {
+    /// None of the key-source keys is set.
+    None,
+    /// Several are set (their keys, in [`KEY_SOURCE_KEYS`] order).
+    Several(Vec<&'static str>),
+}
+
+impl fmt::Display for KeySourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeySourceError::None => write!(
+                f,
+                "no key source: set one of {}",
+                KEY_SOURCE_KEYS.join(", ")
+            ),
+            KeySourceError::Several(keys) => write!(
+                f,
+                "several key sources ({}); set exactly one",
+                keys.join(", ")
+            ),
+        }
+    }
+}
+
+impl std::error::Error for KeySourceError {}
+
+/// A secret's bytes, wiped from memory when dropped.
+pub type Secret = Zeroizing<Vec<u8>>;
+
+/// Where configuration reads a secret: an environment variable or a file. The TOML surface is
+/// a pair of keys (`secret_env`/`secret_file`, `api_key_env`/`api_key_file`,
+/// `client_secret_env`/`client_secret_file`); [`SecretRef::from_pair`] validates the pair.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    /// The environment variable of this name (of the configuration's [`Env`]).
+    Env(String),
+    /// This file: its content, trailing newlines dropped.
+    File(String),
+}
+
+impl fmt::Debug for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Names and paths only: a reference never holds the secret itself.
+        match self {
+            SecretRef::Env(v) => f.debug_tuple("Env").field(v).finish(),
+            SecretRef::File(p) => f.debug_tuple("File").field(p).finish(),
+        }
+    }
+}
+
+impl SecretRef {
+    /// The reference a pair of keys makes: `env = (key, value)` names a variable, `file = (key,
+    /// value)` a file. `None` when neither is set; an error naming both keys when both are (one
+    /// would silently win otherwise).
+    pub fn from_pair(
+        env: (&str, Option<&str>),
+        file: (&str, Option<&str>),
+    ) -> Result<Option<SecretRef>, String> {
+        match (env.1, file.1) {
+            (Some(_), Some(_)) => Err(format!(
+                "{} and {} are both set; set exactly one",
+                env.0, file.0
+            )),
+            (Some(var), None) => Ok(Some(SecretRef::Env(var.to_owned()))),
+            (None, Some(path)) => Ok(Some(SecretRef::File(path.to_owned()))),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// `env_key` for a variable, `file_key` for a file: the key of the pair it came from.
+    pub fn key<'k>(&self, env_key: &'k str, file_key: &'k str) -> &'k str {
+        match self {
+            SecretRef::Env(_) => env_key,
+            SecretRef::File(_) => file_key,
+        }
+    }
+
+    /// Reads the secret: the variable of `vars`, or the file (trailing newlines dropped).
+    /// Refused when it cannot be read, when it is empty or only whitespace, or when shorter than
+    /// `min` bytes. `what` names it in messages; the secret itself never appears in one.
+    pub fn resolve(&self, vars: &Env, what: &str, min: usize) -> Result<Secret, String> {
+        let (v, source) = match self {
+            SecretRef::Env(var) => {
+                let v = vars
+                    .var_os(var)
+                    .ok_or_else(|| format!("{what}: environment variable {var} is not set"))?;
+                (
+                    Zeroizing::new(v.into_encoded_bytes()),
+                    format!("environment variable {var}"),
+                )
             }
+            SecretRef::File(f) => {
+                let mut v = Zeroizing::new(
+                    std::fs::read(f).map_err(|e| format!("{what}: cannot read {f}: {e}"))?,
+                );
+                while v.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    v.pop();
+                }
+                (v, format!("file {f}"))
+            }
+        };
+        if v.iter().all(u8::is_ascii_whitespace) {
+            return Err(format!(
+                "{what}: {source} is empty; an empty secret would let anyone in"
+            ));
         }
-        v
-    }
-}
-
-/// A secret from an environment variable of the process or a file: [`secret_with_env`] with
-/// [`Env::process`].
-pub fn secret(
-    env: &Option<String>,
-    file: &Option<String>,
-    what: &str,
-    min: usize,
-) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
-    secret_with_env(&Env::process(), env, file, what, min)
-}
-
-/// A secret from the variable `env` of `vars` or from `file` (trailing newlines dropped),
-/// refused when empty, when it is only whitespace, or when shorter than `min` bytes; `None`
-/// when neither is given. `what` names it in messages; the secret itself never appears in one.
-pub fn secret_with_env(
-    vars: &Env,
-    env: &Option<String>,
-    file: &Option<String>,
-    what: &str,
-    min: usize,
-) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
-    let (v, source) = if let Some(var) = env {
-        let v = vars
-            .var_os(var)
-            .ok_or_else(|| format!("{what}: environment variable {var} is not set"))?;
-        (
-            Zeroizing::new(v.into_encoded_bytes()),
-            format!("environment variable {var}"),
-        )
-    } else if let Some(f) = file {
-        let mut v =
-            Zeroizing::new(std::fs::read(f).map_err(|e| format!("{what}: cannot read {f}: {e}"))?);
-        while v.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-            v.pop();
+        if v.len() < min {
+            return Err(format!(
+                "{what}: {source} holds {} bytes; at least {min} are required (e.g. `openssl rand -base64 32`)",
+                v.len()
+            ));
         }
-        (v, format!("file {f}"))
-    } else {
-        return Ok(None);
-    };
-    if v.iter().all(u8::is_ascii_whitespace) {
-        return Err(format!(
-            "{what}: {source} is empty; an empty secret would let anyone in"
-        ));
+        Ok(v)
     }
-    if v.len() < min {
-        return Err(format!(
-            "{what}: {source} holds {} bytes; at least {min} are required (e.g. `openssl rand -base64 32`)",
-            v.len()
-        ));
-    }
-    Ok(Some(v))
 }
 
 /// Configuration errors, each with the line it concerns when known.
@@ -493,11 +619,9 @@ pub fn check_issuers(issuers: &[IssuerConfig], text: &str, errors: &mut Vec<(usi
             None => anonymous += 1,
             _ => {}
         }
-        match i.key_sources().as_slice() {
-                [_] => {}
-                [] => err("no key source: set one of secret_env, secret_file, pem_file, jwks_file, jwks_url, discovery".into()),
-                many => err(format!("several key sources ({}); set exactly one", many.join(", "))),
-            }
+        if let Err(e) = i.key_source() {
+            err(e.to_string());
+        }
         if i.algorithms.is_empty() {
             err("algorithms must name at least one algorithm".into());
         }

@@ -2,8 +2,9 @@
 //! numbers for every error.
 
 pub use jwtd_gate::config::{
-    duration_value, AudienceMode, CacheSettings, ConfigError, IssuerConfig, Seconds, TokenSources,
-    MAX_LEEWAY, MAX_SECONDS, RESERVED_HEADERS,
+    duration_value, AudienceMode, CacheSettings, ConfigError, IssuerConfig, KeySource,
+    KeySourceError, Seconds, SecretRef, TokenSources, KEY_SOURCE_KEYS, MAX_LEEWAY, MAX_SECONDS,
+    RESERVED_HEADERS,
 };
 use jwtd_gate::config::{interpolate_with_env, line_of};
 use jwtd_gate::Env;
@@ -539,6 +540,22 @@ pub struct Introspection {
     pub client_secret_file: Option<String>,
 }
 
+impl Introspection {
+    /// The client secret's source: exactly one of `client_secret_env`, `client_secret_file`.
+    pub fn client_secret(&self) -> Result<SecretRef, String> {
+        match SecretRef::from_pair(
+            ("client_secret_env", self.client_secret_env.as_deref()),
+            ("client_secret_file", self.client_secret_file.as_deref()),
+        ) {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => Err(
+                "introspection needs exactly one of client_secret_env, client_secret_file".into(),
+            ),
+            Err(e) => Err(format!("introspection: {e}")),
+        }
+    }
+}
+
 /// Admin API credentials (`Authorization: Bearer <key>`).
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -553,6 +570,20 @@ pub struct Admin {
     /// `/readyz` answers only its status and `{"ready": bool}`).
     #[serde(default)]
     pub protect_status: bool,
+}
+
+impl Admin {
+    /// The API key's source: exactly one of `api_key_env`, `api_key_file`.
+    pub fn api_key(&self) -> Result<SecretRef, String> {
+        match SecretRef::from_pair(
+            ("api_key_env", self.api_key_env.as_deref()),
+            ("api_key_file", self.api_key_file.as_deref()),
+        ) {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => Err("admin needs exactly one of api_key_env, api_key_file".into()),
+            Err(e) => Err(format!("admin: {e}")),
+        }
+    }
 }
 
 /// True for `IP:port`, `[IPv6]:port` and `localhost:port`: what `listen` and `--listen` take
@@ -1000,21 +1031,11 @@ impl Config {
                 }
                 _ => {}
             }
-            let sources_left_out = [
-                "secret_env",
-                "secret_file",
-                "pem_file",
-                "jwks_file",
-                "jwks_url",
-                "discovery",
-            ]
-            .into_iter()
-            .any(left_out);
-            match i.key_sources().as_slice() {
-                [_] => {}
-                [] if sources_left_out => {}
-                [] => err("name", "no key source: set one of secret_env, secret_file, pem_file, jwks_file, jwks_url, discovery".into()),
-                many => err("name", format!("several key sources ({}); set exactly one", many.join(", "))),
+            let sources_left_out = KEY_SOURCE_KEYS.into_iter().any(left_out);
+            match i.key_source() {
+                Ok(_) => {}
+                Err(KeySourceError::None) if sources_left_out => {}
+                Err(e) => err("name", e.to_string()),
             }
             if i.algorithms.is_empty() {
                 err(
@@ -1080,15 +1101,8 @@ impl Config {
             }
             let secret_left_out = doc.left_out(&["introspection", "client_secret_env"])
                 || doc.left_out(&["introspection", "client_secret_file"]);
-            if intro.client_secret_env.is_none() == intro.client_secret_file.is_none()
-                && !secret_left_out
-            {
-                let line = doc.section_line("introspection", None);
-                errors.push((
-                    line,
-                    "introspection needs exactly one of client_secret_env, client_secret_file"
-                        .into(),
-                ));
+            if let (Err(e), false) = (intro.client_secret(), secret_left_out) {
+                errors.push((doc.section_line("introspection", None), e));
             }
         }
         if let Some(s) = &self.signing {
@@ -1181,12 +1195,8 @@ impl Config {
         if let Some(admin) = &self.admin {
             let key_left_out =
                 doc.left_out(&["admin", "api_key_env"]) || doc.left_out(&["admin", "api_key_file"]);
-            if admin.api_key_env.is_none() == admin.api_key_file.is_none() && !key_left_out {
-                let line = doc.section_line("admin", None);
-                errors.push((
-                    line,
-                    "admin needs exactly one of api_key_env, api_key_file".into(),
-                ));
+            if let (Err(e), false) = (admin.api_key(), key_left_out) {
+                errors.push((doc.section_line("admin", None), e));
             }
         }
     }

@@ -1032,6 +1032,56 @@ async fn empty_or_short_secrets_are_refused_at_start_and_by_check_inputs() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Issue 16: a configuration built in code (not parsed) that names a secret both by variable and
+/// by file is refused when the service is built, naming both keys (one silently won before),
+/// and so is an issuer with both `secret_env` and `secret_file`.
+#[tokio::test]
+async fn config_built_by_hand_with_a_secret_twice_is_refused() {
+    let dir = std::env::temp_dir().join(format!(
+        "jwtd-secret-pairs-{}-{}",
+        std::process::id(),
+        jwtd_core::b64::encode(rand_bytes())
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("secret");
+    std::fs::write(&file, "a-good-long-secret-from-a-file-0123\n").unwrap();
+    let env = Env::from_vars([
+        ("JWTD_PAIRS_GOOD", "a-good-long-secret-0123456789"),
+        ("JWTD_PAIRS_HS", HS_SECRET),
+    ]);
+    let text = "listen = \"127.0.0.1:0\"\n[admin]\napi_key_env = \"JWTD_PAIRS_GOOD\"\n\
+         [introspection]\nclient_id = \"rs\"\nclient_secret_env = \"JWTD_PAIRS_GOOD\"\n\
+         [[issuer]]\nname = \"hs\"\nsecret_env = \"JWTD_PAIRS_HS\"\nalgorithms = [\"HS256\"]\n\
+         any_audience = true\n";
+    let parsed = Config::parse_with_env(text, "t", &env).unwrap();
+    let file = Some(file.display().to_string());
+    let mut admin = parsed.clone();
+    admin.admin.as_mut().unwrap().api_key_file = file.clone();
+    let mut intro = parsed.clone();
+    intro.introspection.as_mut().unwrap().client_secret_file = file.clone();
+    let mut issuer = parsed.clone();
+    issuer.issuers[0].secret_file = file.clone();
+    for (config, says) in [
+        (
+            admin,
+            "admin: api_key_env and api_key_file are both set; set exactly one",
+        ),
+        (
+            intro,
+            "introspection: client_secret_env and client_secret_file are both set; set exactly one",
+        ),
+        (
+            issuer,
+            "issuer \"hs\": several key sources (secret_env, secret_file); set exactly one",
+        ),
+    ] {
+        let e = Runtime::build(config, None).await.unwrap_err();
+        assert_eq!(e, says);
+    }
+    Runtime::build(parsed, None).await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Finding 1: failed admin and introspection authentications are delayed and counted, and an
 /// empty credential never passes.
 #[tokio::test]
