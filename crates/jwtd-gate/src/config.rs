@@ -598,59 +598,110 @@ pub fn interpolate_with_env(text: &str, env: &Env, errors: &mut Vec<(usize, Stri
     out
 }
 
-/// Checks every `[[issuer]]` table as `jwtd serve` does (names and `iss` unique, one key
-/// source, algorithms, leeway, audiences, identity header names), pushing `(line, message)`
-/// pairs onto `errors`; `text` is the (interpolated) file the spans point into.
-pub fn check_issuers(issuers: &[IssuerConfig], text: &str, errors: &mut Vec<(usize, String)>) {
+/// The problems of one `[[issuer]]` table on its own (one key source, algorithms, leeway,
+/// audiences, identity header names), each with the key it concerns (`"name"` for the table as
+/// a whole) and a message that does not name the issuer. `left_out(key)` says a key was in the
+/// file but left out for an error of its own (reported already): no check counts it as absent.
+/// [`issuers_problems`] adds the checks across issuers; `jwtd serve` ([`check_issuers`] and the
+/// service's `Config::check`) reports both.
+pub fn issuer_problems(
+    i: &IssuerConfig,
+    left_out: &dyn Fn(&str) -> bool,
+) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    match i.key_source() {
+        Ok(_) => {}
+        Err(KeySourceError::None) if KEY_SOURCE_KEYS.into_iter().any(left_out) => {}
+        Err(e) => out.push(("name", e.to_string())),
+    }
+    if i.algorithms.is_empty() {
+        out.push((
+            "algorithms",
+            "algorithms must name at least one algorithm".into(),
+        ));
+    }
+    // Revocation entries are kept an hour past their tokens' lifetime: a leeway near that
+    // would let a revoked token outlive its entry.
+    if i.leeway.is_some_and(|l| l.0 > MAX_LEEWAY) {
+        out.push((
+            "leeway",
+            format!("leeway is at most {MAX_LEEWAY} s (clock skew, not lifetime)"),
+        ));
+    }
+    if i.any_audience && !i.audiences.is_empty() {
+        out.push((
+            "audiences",
+            "any_audience and audiences exclude each other".into(),
+        ));
+    }
+    let mut seen = BTreeMap::new();
+    for h in i.headers.keys() {
+        if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+            out.push(("headers", format!("{h:?} is not a valid header name")));
+        } else if RESERVED_HEADERS.contains(&h.to_ascii_lowercase().as_str()) {
+            out.push((
+                "headers",
+                format!(
+                    "{h:?} cannot be an identity header (reserved: {})",
+                    RESERVED_HEADERS.join(", ")
+                ),
+            ));
+        } else if let Some(other) = seen.insert(h.to_ascii_lowercase(), h) {
+            out.push((
+                "headers",
+                format!("{other:?} and {h:?} name the same header"),
+            ));
+        }
+    }
+    out
+}
+
+/// The problems of every `[[issuer]]` table, as `jwtd serve` checks them: names and `iss`
+/// unique, at most one issuer without `iss`, and each table's own ([`issuer_problems`]). Each
+/// problem is `(index in issuers, key, message)`, the message starting with `issuer "name": `;
+/// the key is `"name"` for the table as a whole. `left_out(index, key)` as for
+/// [`issuer_problems`].
+pub fn issuers_problems(
+    issuers: &[IssuerConfig],
+    left_out: &dyn Fn(usize, &str) -> bool,
+) -> Vec<(usize, &'static str, String)> {
+    let mut out = Vec::new();
     let mut names = std::collections::BTreeSet::new();
     let mut seen_iss = std::collections::BTreeSet::new();
     let mut anonymous = 0;
-    for i in issuers {
-        let line = line_of(text, i.name.span().start);
+    for (n, i) in issuers.iter().enumerate() {
         let name = i.name.get_ref();
-        let mut err = |m: String| errors.push((line, format!("issuer {name:?}: {m}")));
+        let mut err =
+            |key: &'static str, m: String| out.push((n, key, format!("issuer {name:?}: {m}")));
         if !names.insert(name.clone()) {
-            err("duplicate issuer name".into());
+            err("name", "duplicate issuer name".into());
         }
         match &i.issuer {
             Some(iss) if !seen_iss.insert(iss.clone()) => {
-                err(format!("iss {iss:?} is configured twice"))
+                err("issuer", format!("iss {iss:?} is configured twice"))
             }
-            None => anonymous += 1,
+            None if left_out(n, "issuer") => {}
+            None => {
+                anonymous += 1;
+                if anonymous == 2 {
+                    err("name", "at most one issuer may omit \"issuer\"".into());
+                }
+            }
             _ => {}
         }
-        if let Err(e) = i.key_source() {
-            err(e.to_string());
-        }
-        if i.algorithms.is_empty() {
-            err("algorithms must name at least one algorithm".into());
-        }
-        // Revocation entries are kept an hour past their tokens' lifetime: a leeway near
-        // that would let a revoked token outlive its entry.
-        if i.leeway.is_some_and(|l| l.0 > MAX_LEEWAY) {
-            err(format!(
-                "leeway is at most {MAX_LEEWAY} s (clock skew, not lifetime)"
-            ));
-        }
-        if i.any_audience && !i.audiences.is_empty() {
-            err("any_audience and audiences exclude each other".into());
-        }
-        let mut seen = std::collections::BTreeMap::new();
-        for h in i.headers.keys() {
-            if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
-                err(format!("{h:?} is not a valid header name"));
-            } else if RESERVED_HEADERS.contains(&h.to_ascii_lowercase().as_str()) {
-                err(format!(
-                    "{h:?} cannot be an identity header (reserved: {})",
-                    RESERVED_HEADERS.join(", ")
-                ));
-            } else if let Some(other) = seen.insert(h.to_ascii_lowercase(), h) {
-                err(format!("{other:?} and {h:?} name the same header"));
-            }
+        for (key, m) in issuer_problems(i, &|k| left_out(n, k)) {
+            err(key, m);
         }
     }
-    if anonymous > 1 {
-        errors.push((0, "at most one issuer may omit \"issuer\"".into()));
+    out
+}
+
+/// Checks every `[[issuer]]` table as `jwtd serve` does ([`issuers_problems`]), pushing
+/// `(line, message)` pairs onto `errors`, each on the line of its issuer's name; `text` is the
+/// (interpolated) file the spans point into.
+pub fn check_issuers(issuers: &[IssuerConfig], text: &str, errors: &mut Vec<(usize, String)>) {
+    for (n, _, message) in issuers_problems(issuers, &|_, _| false) {
+        errors.push((line_of(text, issuers[n].name.span().start), message));
     }
 }
 

@@ -998,84 +998,17 @@ impl Config {
                 ),
             ));
         }
-        let mut names = std::collections::BTreeSet::new();
-        let mut issuers = std::collections::BTreeSet::new();
-        let mut anonymous = 0;
-        for i in &self.issuers {
-            let line = doc.line(i.name.span().start);
-            let name = i.name.get_ref();
-            let name_at = i.name.span().start;
-            // On the line of the key it concerns (the name's for the issuer as a whole).
-            let mut err = |key: &str, m: String| {
-                let line = if key == "name" {
-                    line
-                } else {
-                    doc.issuer_line(name_at, key)
-                };
-                errors.push((line, format!("issuer {name:?}: {m}")))
+        // On the line of the key each concerns (the name's for the issuer as a whole).
+        let left_out =
+            |n: usize, key: &str| doc.issuer_left_out(self.issuers[n].name.span().start, key);
+        for (n, key, message) in jwtd_gate::config::issuers_problems(&self.issuers, &left_out) {
+            let name_at = self.issuers[n].name.span().start;
+            let line = if key == "name" {
+                doc.line(name_at)
+            } else {
+                doc.issuer_line(name_at, key)
             };
-            if !names.insert(name.clone()) {
-                err("name", "duplicate issuer name".into());
-            }
-            let left_out = |key| doc.issuer_left_out(name_at, key);
-            match &i.issuer {
-                Some(iss) if !issuers.insert(iss.clone()) => {
-                    err("issuer", format!("iss {iss:?} is configured twice"))
-                }
-                None if left_out("issuer") => {}
-                None => {
-                    anonymous += 1;
-                    if anonymous == 2 {
-                        err("name", "at most one issuer may omit \"issuer\"".into());
-                    }
-                }
-                _ => {}
-            }
-            let sources_left_out = KEY_SOURCE_KEYS.into_iter().any(left_out);
-            match i.key_source() {
-                Ok(_) => {}
-                Err(KeySourceError::None) if sources_left_out => {}
-                Err(e) => err("name", e.to_string()),
-            }
-            if i.algorithms.is_empty() {
-                err(
-                    "algorithms",
-                    "algorithms must name at least one algorithm".into(),
-                );
-            }
-            // Revocation entries are kept an hour past their tokens' lifetime: a leeway near
-            // that would let a revoked token outlive its entry.
-            if i.leeway.is_some_and(|l| l.0 > MAX_LEEWAY) {
-                err(
-                    "leeway",
-                    format!("leeway is at most {MAX_LEEWAY} s (clock skew, not lifetime)"),
-                );
-            }
-            if i.any_audience && !i.audiences.is_empty() {
-                err(
-                    "audiences",
-                    "any_audience and audiences exclude each other".into(),
-                );
-            }
-            let mut seen = std::collections::BTreeMap::new();
-            for h in i.headers.keys() {
-                if axum::http::HeaderName::from_bytes(h.as_bytes()).is_err() {
-                    err("headers", format!("{h:?} is not a valid header name"));
-                } else if RESERVED_HEADERS.contains(&h.to_ascii_lowercase().as_str()) {
-                    err(
-                        "headers",
-                        format!(
-                            "{h:?} cannot be an identity header (reserved: {})",
-                            RESERVED_HEADERS.join(", ")
-                        ),
-                    );
-                } else if let Some(other) = seen.insert(h.to_ascii_lowercase(), h) {
-                    err(
-                        "headers",
-                        format!("{other:?} and {h:?} name the same header"),
-                    );
-                }
-            }
+            errors.push((line, message));
         }
         if let Err(e) = TrustedProxies::parse(&self.trusted_proxies) {
             let line = doc

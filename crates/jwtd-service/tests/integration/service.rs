@@ -1082,6 +1082,82 @@ async fn config_built_by_hand_with_a_secret_twice_is_refused() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Issue 16: the engine's check of the `[[issuer]]` tables (the tower layer's
+/// `GateConfig::parse`) and `jwtd serve`'s are one: the same messages for the same tables (the
+/// service puts each on its key's line, the engine on the issuer's name line).
+#[test]
+fn config_issuer_checks_are_the_same_in_the_engine_and_the_service() {
+    let text = r#"
+[[issuer]]
+name = "a"
+algorithms = ["RS256"]
+
+[[issuer]]
+name = "a"
+issuer = "https://a.example/"
+jwks_file = "x"
+discovery = "https://a.example/"
+algorithms = []
+leeway = "2h"
+
+[[issuer]]
+name = "b"
+issuer = "https://a.example/"
+pem_file = "p"
+algorithms = ["ES256"]
+any_audience = true
+audiences = ["x"]
+[issuer.headers]
+X-Auth-Subject = "sub"
+"bad header" = "sub"
+X-User = "sub"
+x-user = "email"
+
+[[issuer]]
+name = "c"
+secret_env = "S"
+algorithms = ["HS256"]
+"#;
+    let env = Env::empty();
+    let service = Config::parse_with_env(text, "f", &env).unwrap_err();
+    let gate = jwtd_gate::config::GateConfig::parse_with_env(text, "f", &env).unwrap_err();
+    let messages = |e: &jwtd_gate::config::ConfigError| {
+        let mut m: Vec<String> = e.errors.iter().map(|(_, m)| m.clone()).collect();
+        m.sort();
+        m
+    };
+    assert_eq!(messages(&service), messages(&gate));
+    for needle in [
+        "issuer \"a\": no key source",
+        "issuer \"a\": duplicate issuer name",
+        "issuer \"a\": several key sources (jwks_file, discovery)",
+        "issuer \"a\": algorithms must name at least one algorithm",
+        "issuer \"a\": leeway is at most 600 s",
+        "issuer \"b\": iss \"https://a.example/\" is configured twice",
+        "issuer \"b\": any_audience and audiences exclude each other",
+        "issuer \"b\": \"X-Auth-Subject\" cannot be an identity header",
+        "issuer \"b\": \"bad header\" is not a valid header name",
+        "issuer \"b\": \"X-User\" and \"x-user\" name the same header",
+        "issuer \"c\": at most one issuer may omit \"issuer\"",
+    ] {
+        assert!(
+            messages(&gate).iter().any(|m| m.starts_with(needle)),
+            "{needle} in\n{gate}"
+        );
+    }
+    assert_eq!(gate.errors.len(), 11, "{gate}");
+    // Lines: the engine's on the name, the service's on the key.
+    let line_of = |e: &jwtd_gate::config::ConfigError, needle: &str| {
+        e.errors
+            .iter()
+            .find(|(_, m)| m.contains(needle))
+            .map(|(l, _)| *l)
+    };
+    assert_eq!(line_of(&gate, "leeway is at most"), Some(7));
+    assert_eq!(line_of(&service, "leeway is at most"), Some(12));
+    assert_eq!(line_of(&service, "at most one issuer"), Some(28));
+}
+
 /// Finding 1: failed admin and introspection authentications are delayed and counted, and an
 /// empty credential never passes.
 #[tokio::test]
