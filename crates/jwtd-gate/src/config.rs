@@ -841,17 +841,7 @@ pub fn compile_rules(
 ) -> Result<crate::rules::RuleSet, Vec<crate::rules::RuleError>> {
     let mut names: Vec<&str> = issuers.iter().map(|i| i.name.get_ref().as_str()).collect();
     names.extend_from_slice(extra_names);
-    let mut reserved: Vec<http::HeaderName> = RESERVED_HEADERS
-        .iter()
-        .map(|h| http::HeaderName::from_static(h))
-        .collect();
-    for i in issuers {
-        reserved.extend(
-            i.headers
-                .keys()
-                .filter_map(|h| http::HeaderName::from_bytes(h.as_bytes()).ok()),
-        );
-    }
+    let reserved = crate::issuers::IdentityHeaders::of_configs(issuers).reserved();
     if text.is_empty() {
         crate::rules::RuleSet::build(options.clone(), rules, &names, &reserved)
     } else {

@@ -299,18 +299,58 @@ pub struct IdentityHeaders {
 }
 
 impl IdentityHeaders {
-    /// The union for `list`.
-    pub fn of(list: &[Arc<Issuer>]) -> IdentityHeaders {
-        let mut mapped: Vec<HeaderName> = list
-            .iter()
-            .flat_map(|i| i.headers.iter().map(|(n, _)| n.clone()))
-            .collect();
+    /// The union over issuers, each given by the header names it maps and whether it sends
+    /// `X-Auth-Payload`: what [`IdentityHeaders::of`] and [`IdentityHeaders::of_configs`] both
+    /// compute.
+    pub fn union<I, H>(issuers: I) -> IdentityHeaders
+    where
+        I: IntoIterator<Item = (H, bool)>,
+        H: IntoIterator<Item = HeaderName>,
+    {
+        let mut payload = false;
+        let mut mapped = Vec::new();
+        for (headers, forward_payload) in issuers {
+            payload |= forward_payload;
+            mapped.extend(headers);
+        }
         mapped.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         mapped.dedup();
-        IdentityHeaders {
-            payload: list.iter().any(|i| i.forward_payload),
-            mapped,
-        }
+        IdentityHeaders { payload, mapped }
+    }
+
+    /// The union for the built issuers `list`.
+    pub fn of(list: &[Arc<Issuer>]) -> IdentityHeaders {
+        IdentityHeaders::union(
+            list.iter()
+                .map(|i| (i.headers.iter().map(|(n, _)| n.clone()), i.forward_payload)),
+        )
+    }
+
+    /// The union for the issuers `configs` will build (their `[issuer.headers]` names that are
+    /// valid header names; the others are configuration errors).
+    pub fn of_configs(configs: &[IssuerConfig]) -> IdentityHeaders {
+        IdentityHeaders::union(configs.iter().map(|c| {
+            (
+                c.headers
+                    .keys()
+                    .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
+                c.forward_payload,
+            )
+        }))
+    }
+
+    /// The header names a rule's `set_headers` may not use: jwtd's reserved headers
+    /// ([`crate::config::RESERVED_HEADERS`]) and every mapped identity header (each header has
+    /// one source). The rules are compiled against this list whether from configurations
+    /// ([`crate::config::compile_rules`]) or from built issuers
+    /// ([`crate::Engine::reserved_headers`]).
+    pub fn reserved(&self) -> Vec<HeaderName> {
+        let mut v: Vec<HeaderName> = crate::config::RESERVED_HEADERS
+            .iter()
+            .map(|h| HeaderName::from_static(h))
+            .collect();
+        v.extend(self.mapped.iter().cloned());
+        v
     }
 
     /// Every header, in the order sent: `X-Auth-Subject`, `X-Auth-Issuer`, `X-Auth-Payload`

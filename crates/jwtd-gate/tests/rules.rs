@@ -1851,3 +1851,47 @@ fn config_key_source_is_exactly_one() {
         "issuer \"a\": several key sources (secret_env, secret_file); set exactly one"
     );
 }
+
+/// Issue 16: the headers rules may not set are computed one way, whether the rules are
+/// compiled from configurations (`jwtd config check`, the service's file check) or against
+/// built issuers (the engine): jwtd's reserved headers and every issuer's mapped headers.
+#[test]
+fn config_reserved_headers_are_the_same_from_configs_and_built_issuers() {
+    use jwtd_gate::config::{CacheSettings, IssuerConfig, RESERVED_HEADERS};
+    use jwtd_gate::issuers::{IdentityHeaders, Issuers};
+    let configs: Vec<IssuerConfig> = [
+        "name = \"corp\"\nissuer = \"https://corp\"\nsecret_env = \"JWTD_RH\"\nalgorithms = [\"HS256\"]\n\
+         [headers]\nX-User = \"sub\"\nx-team = \"team\"\n",
+        "name = \"partner\"\nissuer = \"https://partner\"\nsecret_env = \"JWTD_RH\"\nalgorithms = [\"HS256\"]\n\
+         forward_payload = true\n[headers]\nx-user = \"email\"\nX-Partner = \"pid\"\n",
+    ]
+    .iter()
+    .map(|t| toml::from_str(t).unwrap())
+    .collect();
+    let env = jwtd_gate::Env::from_vars([("JWTD_RH", "a-long-enough-hmac-secret-0123456789")]);
+    let built =
+        Issuers::build_with_env(&configs, &CacheSettings::default(), None, None, &env).unwrap();
+    let from_configs = IdentityHeaders::of_configs(&configs);
+    assert_eq!(from_configs, built.identity);
+    assert_eq!(from_configs, IdentityHeaders::of(&built.list));
+    assert!(from_configs.payload);
+    let names: Vec<&str> = from_configs.mapped.iter().map(|h| h.as_str()).collect();
+    assert_eq!(names, ["x-partner", "x-team", "x-user"]);
+    let reserved = from_configs.reserved();
+    assert_eq!(reserved, jwtd_gate::Engine::reserved_headers(&built));
+    assert_eq!(reserved.len(), RESERVED_HEADERS.len() + 3);
+    // A rule setting an issuer's header is refused both ways.
+    let rule: File = toml::from_str(
+        "[[rule]]\nid = \"a\"\npath = \"/\"\nauth = \"corp\"\nset_headers = { X-Team = \"{claim.sub}\" }\n",
+    )
+    .unwrap();
+    let compiled =
+        jwtd_gate::config::compile_rules(&rule.rules, &rule.rule, &configs, &[], "").unwrap_err();
+    assert!(
+        compiled[0].message.contains("\"X-Team\" is reserved"),
+        "{compiled:?}"
+    );
+    let engine = jwtd_gate::Engine::with_rules(built, &rule.rules, &rule.rule, Default::default())
+        .unwrap_err();
+    assert!(engine.contains("\"X-Team\" is reserved"), "{engine}");
+}
