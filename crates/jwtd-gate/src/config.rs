@@ -27,36 +27,72 @@ pub const RESERVED_HEADERS: [&str; 12] = [
     "connection",
 ];
 
+/// The default of every engine setting a configuration may leave out, each defined once here:
+/// the serde defaults, the `Default` impls and the doc comments all refer to these, and a test
+/// checks that docs/configuration.md states the same values.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// `[cache] enabled`: the verified-token cache is on.
+    pub const CACHE_ENABLED: bool = true;
+    /// `[cache] max_entries`: most entries per issuer.
+    pub const CACHE_MAX_ENTRIES: usize = 20_000;
+    /// `[cache] max_bytes`: most bytes per issuer (40 MiB).
+    pub const CACHE_MAX_BYTES: u64 = 40 * 1024 * 1024;
+    /// `[tokens] bearer`: `Authorization: Bearer` is read.
+    pub const TOKENS_BEARER: bool = true;
+    /// `[[issuer]] leeway`, in seconds: the clock skew allowed.
+    pub const LEEWAY: u64 = jwtd_core::DEFAULT_LEEWAY;
+
+    /// `[[issuer]] cooldown` (remote keys): the minimum time between unknown-kid fetches, as
+    /// jwtd-remote defines it.
+    pub fn cooldown() -> Duration {
+        jwtd_remote::CacheConfig::default().cooldown
+    }
+
+    /// `[[issuer]] stale_if_error` (remote keys): how long the last good set serves past its
+    /// lifetime when refreshes fail, as jwtd-remote defines it.
+    pub fn stale_if_error() -> Duration {
+        jwtd_remote::CacheConfig::default().stale_if_error
+    }
+
+    pub(super) fn cache_enabled() -> bool {
+        CACHE_ENABLED
+    }
+    pub(super) fn cache_max_entries() -> usize {
+        CACHE_MAX_ENTRIES
+    }
+    pub(super) fn cache_max_bytes() -> u64 {
+        CACHE_MAX_BYTES
+    }
+    pub(super) fn tokens_bearer() -> bool {
+        TOKENS_BEARER
+    }
+}
+
 /// Verified-token cache settings, per issuer.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CacheSettings {
-    /// On by default.
-    #[serde(default = "yes")]
+    /// On by default ([`defaults::CACHE_ENABLED`]).
+    #[serde(default = "defaults::cache_enabled")]
     pub enabled: bool,
-    /// Most entries per issuer (default 20,000).
-    #[serde(default = "default_cache_entries")]
+    /// Most entries per issuer (default 20,000: [`defaults::CACHE_MAX_ENTRIES`]).
+    #[serde(default = "defaults::cache_max_entries")]
     pub max_entries: usize,
-    /// Most bytes per issuer (default 40 MiB): the heap the entries hold (tokens, their claims
-    /// and headers, and 592 bytes each for the table and the shared value).
-    #[serde(default = "default_cache_bytes")]
+    /// Most bytes per issuer (default 40 MiB: [`defaults::CACHE_MAX_BYTES`]): the heap the
+    /// entries hold (tokens, their claims and headers, and 592 bytes each for the table and the
+    /// shared value).
+    #[serde(default = "defaults::cache_max_bytes")]
     pub max_bytes: u64,
-}
-
-fn default_cache_entries() -> usize {
-    20_000
-}
-
-fn default_cache_bytes() -> u64 {
-    40 * 1024 * 1024
 }
 
 impl Default for CacheSettings {
     fn default() -> Self {
         CacheSettings {
-            enabled: true,
-            max_entries: default_cache_entries(),
-            max_bytes: default_cache_bytes(),
+            enabled: defaults::CACHE_ENABLED,
+            max_entries: defaults::CACHE_MAX_ENTRIES,
+            max_bytes: defaults::CACHE_MAX_BYTES,
         }
     }
 }
@@ -65,8 +101,8 @@ impl Default for CacheSettings {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TokenSources {
-    /// Read `Authorization: Bearer` (default true).
-    #[serde(default = "yes")]
+    /// Read `Authorization: Bearer` (default true: [`defaults::TOKENS_BEARER`]).
+    #[serde(default = "defaults::tokens_bearer")]
     pub bearer: bool,
     /// Read this cookie.
     #[serde(default)]
@@ -76,14 +112,10 @@ pub struct TokenSources {
     pub query: Option<String>,
 }
 
-fn yes() -> bool {
-    true
-}
-
 impl Default for TokenSources {
     fn default() -> Self {
         TokenSources {
-            bearer: true,
+            bearer: defaults::TOKENS_BEARER,
             cookie: None,
             query: None,
         }
@@ -186,7 +218,7 @@ pub struct IssuerConfig {
     /// Skip the audience check (tokens with `aud` are refused otherwise when no audience is set).
     #[serde(default)]
     pub any_audience: bool,
-    /// Clock-skew allowance (default 30 s).
+    /// Clock-skew allowance (default 30 s: [`defaults::LEEWAY`]).
     #[serde(default)]
     pub leeway: Option<Seconds>,
     /// Maximum token age from `iat`.
@@ -216,11 +248,12 @@ pub struct IssuerConfig {
     /// Also send the whole verified payload, base64url-encoded, as `X-Auth-Payload`.
     #[serde(default)]
     pub forward_payload: bool,
-    /// Remote key cache: minimum time between unknown-kid fetches.
+    /// Remote key cache: minimum time between unknown-kid fetches (default 30 s:
+    /// [`defaults::cooldown`]).
     #[serde(default)]
     pub cooldown: Option<Seconds>,
     /// Remote key cache: how long the last good set serves past its lifetime when refreshes
-    /// fail.
+    /// fail (default 24 h: [`defaults::stale_if_error`]).
     #[serde(default)]
     pub stale_if_error: Option<Seconds>,
 }

@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod defaults;
 mod ext_authz;
 mod handlers;
 use jwtd_gate::config::{KeySource, SecretRef};
@@ -294,9 +295,8 @@ pub fn own_issuer(cfg: &SigningConfig, listen: &str) -> String {
 /// Lifetime of a minted token when the request names none: `[signing] default_ttl` (default
 /// 10 min), at most the max ttl.
 pub fn default_ttl(cfg: &SigningConfig) -> u64 {
-    const DEFAULT_TTL: u64 = 600;
     cfg.default_ttl
-        .map_or(DEFAULT_TTL, |s| s.0)
+        .map_or(defaults::DEFAULT_TTL, |s| s.0)
         .min(ring_config(cfg).max_token_ttl.as_secs())
 }
 
@@ -709,7 +709,7 @@ async fn open_revocations(
                     .map_err(|e| format!("revocation store: {e}"))?,
             ),
             None => {
-                let dir = PathBuf::from(cfg.data_dir.as_deref().unwrap_or("./jwtd-data"));
+                let dir = PathBuf::from(cfg.data_dir.as_deref().unwrap_or(defaults::DATA_DIR));
                 let db = dir.join("keys.db");
                 if !db.is_file() {
                     return Err(format!(
@@ -733,7 +733,7 @@ async fn open_revocations(
                     .map_err(|e| e.to_string())?,
             ),
             None => {
-                let dir = PathBuf::from(cfg.data_dir.as_deref().unwrap_or("./jwtd-data"));
+                let dir = PathBuf::from(cfg.data_dir.as_deref().unwrap_or(defaults::DATA_DIR));
                 create_private_dir(&dir)?;
                 AnyStore::Sqlite(
                     SqliteStore::open(&dir.join("keys.db"))
