@@ -269,40 +269,29 @@ pub const KEY_SOURCE_KEYS: [&str; 6] = [
 ];
 
 impl IssuerConfig {
-    /// The keys of [`KEY_SOURCE_KEYS`] that are set, in that order.
-    fn key_source_keys(&self) -> Vec<&'static str> {
-        let set = [
-            self.secret_env.is_some(),
-            self.secret_file.is_some(),
-            self.pem_file.is_some(),
-            self.jwks_file.is_some(),
-            self.jwks_url.is_some(),
-            self.discovery.is_some(),
-        ];
-        KEY_SOURCE_KEYS
-            .into_iter()
-            .zip(set)
-            .filter_map(|(k, on)| on.then_some(k))
-            .collect()
-    }
-
     /// The issuer's key source, validated: exactly one of the six key-source keys must be set
     /// (`secret_env` and `secret_file` are two sources, so both set is "several").
     pub fn key_source(&self) -> Result<KeySource, KeySourceError> {
-        let keys = self.key_source_keys();
-        if keys.len() > 1 {
-            return Err(KeySourceError::Several(keys));
+        let owned = |v: &Option<String>| v.clone();
+        // In the order of KEY_SOURCE_KEYS.
+        let mut set: Vec<KeySource> = [
+            owned(&self.secret_env).map(|v| KeySource::Secret(SecretRef::Env(v))),
+            owned(&self.secret_file).map(|f| KeySource::Secret(SecretRef::File(f))),
+            owned(&self.pem_file).map(KeySource::PemFile),
+            owned(&self.jwks_file).map(KeySource::JwksFile),
+            owned(&self.jwks_url).map(KeySource::JwksUrl),
+            owned(&self.discovery).map(KeySource::Discovery),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        match set.len() {
+            0 => Err(KeySourceError::None),
+            1 => set.pop().ok_or(KeySourceError::None),
+            _ => Err(KeySourceError::Several(
+                set.iter().map(KeySource::key).collect(),
+            )),
         }
-        let owned = |v: &Option<String>| v.clone().unwrap_or_default();
-        Ok(match keys.first() {
-            None => return Err(KeySourceError::None),
-            Some(&"secret_env") => KeySource::Secret(SecretRef::Env(owned(&self.secret_env))),
-            Some(&"secret_file") => KeySource::Secret(SecretRef::File(owned(&self.secret_file))),
-            Some(&"pem_file") => KeySource::PemFile(owned(&self.pem_file)),
-            Some(&"jwks_file") => KeySource::JwksFile(owned(&self.jwks_file)),
-            Some(&"jwks_url") => KeySource::JwksUrl(owned(&self.jwks_url)),
-            Some(_) => KeySource::Discovery(owned(&self.discovery)),
-        })
     }
 }
 
@@ -373,23 +362,14 @@ pub type Secret = Zeroizing<Vec<u8>>;
 
 /// Where configuration reads a secret: an environment variable or a file. The TOML surface is
 /// a pair of keys (`secret_env`/`secret_file`, `api_key_env`/`api_key_file`,
-/// `client_secret_env`/`client_secret_file`); [`SecretRef::from_pair`] validates the pair.
-#[derive(Clone, PartialEq, Eq)]
+/// `client_secret_env`/`client_secret_file`); [`SecretRef::from_pair`] validates the pair. It
+/// holds a name or a path, never the secret ([`SecretRef::resolve`] reads it).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SecretRef {
     /// The environment variable of this name (of the configuration's [`Env`]).
     Env(String),
     /// This file: its content, trailing newlines dropped.
     File(String),
-}
-
-impl fmt::Debug for SecretRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Names and paths only: a reference never holds the secret itself.
-        match self {
-            SecretRef::Env(v) => f.debug_tuple("Env").field(v).finish(),
-            SecretRef::File(p) => f.debug_tuple("File").field(p).finish(),
-        }
-    }
 }
 
 impl SecretRef {
