@@ -27,36 +27,72 @@ pub const RESERVED_HEADERS: [&str; 12] = [
     "connection",
 ];
 
+/// The default of every engine setting a configuration may leave out, each defined once here:
+/// the serde defaults, the `Default` impls and the doc comments all refer to these, and a test
+/// checks that docs/configuration.md states the same values.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// `[cache] enabled`: the verified-token cache is on.
+    pub const CACHE_ENABLED: bool = true;
+    /// `[cache] max_entries`: most entries per issuer.
+    pub const CACHE_MAX_ENTRIES: usize = 20_000;
+    /// `[cache] max_bytes`: most bytes per issuer (40 MiB).
+    pub const CACHE_MAX_BYTES: u64 = 40 * 1024 * 1024;
+    /// `[tokens] bearer`: `Authorization: Bearer` is read.
+    pub const TOKENS_BEARER: bool = true;
+    /// `[[issuer]] leeway`, in seconds: the clock skew allowed.
+    pub const LEEWAY: u64 = jwtd_core::DEFAULT_LEEWAY;
+
+    /// `[[issuer]] cooldown` (remote keys): the minimum time between unknown-kid fetches, as
+    /// jwtd-remote defines it.
+    pub fn cooldown() -> Duration {
+        jwtd_remote::CacheConfig::default().cooldown
+    }
+
+    /// `[[issuer]] stale_if_error` (remote keys): how long the last good set serves past its
+    /// lifetime when refreshes fail, as jwtd-remote defines it.
+    pub fn stale_if_error() -> Duration {
+        jwtd_remote::CacheConfig::default().stale_if_error
+    }
+
+    pub(super) fn cache_enabled() -> bool {
+        CACHE_ENABLED
+    }
+    pub(super) fn cache_max_entries() -> usize {
+        CACHE_MAX_ENTRIES
+    }
+    pub(super) fn cache_max_bytes() -> u64 {
+        CACHE_MAX_BYTES
+    }
+    pub(super) fn tokens_bearer() -> bool {
+        TOKENS_BEARER
+    }
+}
+
 /// Verified-token cache settings, per issuer.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CacheSettings {
-    /// On by default.
-    #[serde(default = "yes")]
+    /// On by default ([`defaults::CACHE_ENABLED`]).
+    #[serde(default = "defaults::cache_enabled")]
     pub enabled: bool,
-    /// Most entries per issuer (default 20,000).
-    #[serde(default = "default_cache_entries")]
+    /// Most entries per issuer (default 20,000: [`defaults::CACHE_MAX_ENTRIES`]).
+    #[serde(default = "defaults::cache_max_entries")]
     pub max_entries: usize,
-    /// Most bytes per issuer (default 40 MiB): the heap the entries hold (tokens, their claims
-    /// and headers, and 592 bytes each for the table and the shared value).
-    #[serde(default = "default_cache_bytes")]
+    /// Most bytes per issuer (default 40 MiB: [`defaults::CACHE_MAX_BYTES`]): the heap the
+    /// entries hold (tokens, their claims and headers, and 592 bytes each for the table and the
+    /// shared value).
+    #[serde(default = "defaults::cache_max_bytes")]
     pub max_bytes: u64,
-}
-
-fn default_cache_entries() -> usize {
-    20_000
-}
-
-fn default_cache_bytes() -> u64 {
-    40 * 1024 * 1024
 }
 
 impl Default for CacheSettings {
     fn default() -> Self {
         CacheSettings {
-            enabled: true,
-            max_entries: default_cache_entries(),
-            max_bytes: default_cache_bytes(),
+            enabled: defaults::CACHE_ENABLED,
+            max_entries: defaults::CACHE_MAX_ENTRIES,
+            max_bytes: defaults::CACHE_MAX_BYTES,
         }
     }
 }
@@ -65,8 +101,8 @@ impl Default for CacheSettings {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TokenSources {
-    /// Read `Authorization: Bearer` (default true).
-    #[serde(default = "yes")]
+    /// Read `Authorization: Bearer` (default true: [`defaults::TOKENS_BEARER`]).
+    #[serde(default = "defaults::tokens_bearer")]
     pub bearer: bool,
     /// Read this cookie.
     #[serde(default)]
@@ -76,14 +112,10 @@ pub struct TokenSources {
     pub query: Option<String>,
 }
 
-fn yes() -> bool {
-    true
-}
-
 impl Default for TokenSources {
     fn default() -> Self {
         TokenSources {
-            bearer: true,
+            bearer: defaults::TOKENS_BEARER,
             cookie: None,
             query: None,
         }
@@ -186,7 +218,7 @@ pub struct IssuerConfig {
     /// Skip the audience check (tokens with `aud` are refused otherwise when no audience is set).
     #[serde(default)]
     pub any_audience: bool,
-    /// Clock-skew allowance (default 30 s).
+    /// Clock-skew allowance (default 30 s: [`defaults::LEEWAY`]).
     #[serde(default)]
     pub leeway: Option<Seconds>,
     /// Maximum token age from `iat`.
@@ -216,87 +248,194 @@ pub struct IssuerConfig {
     /// Also send the whole verified payload, base64url-encoded, as `X-Auth-Payload`.
     #[serde(default)]
     pub forward_payload: bool,
-    /// Remote key cache: minimum time between unknown-kid fetches.
+    /// Remote key cache: minimum time between unknown-kid fetches (default 30 s:
+    /// [`defaults::cooldown`]).
     #[serde(default)]
     pub cooldown: Option<Seconds>,
     /// Remote key cache: how long the last good set serves past its lifetime when refreshes
-    /// fail.
+    /// fail (default 24 h: [`defaults::stale_if_error`]).
     #[serde(default)]
     pub stale_if_error: Option<Seconds>,
 }
 
+/// The keys of an `[[issuer]]` table that name its key source, in the order messages list them.
+pub const KEY_SOURCE_KEYS: [&str; 6] = [
+    "secret_env",
+    "secret_file",
+    "pem_file",
+    "jwks_file",
+    "jwks_url",
+    "discovery",
+];
+
 impl IssuerConfig {
-    /// The key source members that are set.
-    pub fn key_sources(&self) -> Vec<&'static str> {
-        let mut v = Vec::new();
-        let set = [
-            ("secret_env", self.secret_env.is_some()),
-            ("secret_file", self.secret_file.is_some()),
-            ("pem_file", self.pem_file.is_some()),
-            ("jwks_file", self.jwks_file.is_some()),
-            ("jwks_url", self.jwks_url.is_some()),
-            ("discovery", self.discovery.is_some()),
-        ];
-        for (name, on) in set {
-            if on {
-                v.push(name);
+    /// The issuer's key source, validated: exactly one of the six key-source keys must be set
+    /// (`secret_env` and `secret_file` are two sources, so both set is "several").
+    pub fn key_source(&self) -> Result<KeySource, KeySourceError> {
+        let owned = |v: &Option<String>| v.clone();
+        // In the order of KEY_SOURCE_KEYS.
+        let mut set: Vec<KeySource> = [
+            owned(&self.secret_env).map(|v| KeySource::Secret(SecretRef::Env(v))),
+            owned(&self.secret_file).map(|f| KeySource::Secret(SecretRef::File(f))),
+            owned(&self.pem_file).map(KeySource::PemFile),
+            owned(&self.jwks_file).map(KeySource::JwksFile),
+            owned(&self.jwks_url).map(KeySource::JwksUrl),
+            owned(&self.discovery).map(KeySource::Discovery),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        match set.len() {
+            0 => Err(KeySourceError::None),
+            1 => set.pop().ok_or(KeySourceError::None),
+            _ => Err(KeySourceError::Several(
+                set.iter().map(KeySource::key).collect(),
+            )),
+        }
+    }
+}
+
+/// Where an issuer's keys come from: exactly one of the `[[issuer]]` key-source keys,
+/// validated ([`IssuerConfig::key_source`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySource {
+    /// An HMAC secret (`secret_env` or `secret_file`).
+    Secret(SecretRef),
+    /// A public key PEM file (`pem_file`).
+    PemFile(String),
+    /// A JWKS file (`jwks_file`).
+    JwksFile(String),
+    /// A JWKS URL, fetched and cached (`jwks_url`).
+    JwksUrl(String),
+    /// OIDC discovery from this issuer URL (`discovery`).
+    Discovery(String),
+}
+
+impl KeySource {
+    /// The `[[issuer]]` key it was configured with (`secret_env`, `pem_file`, ...).
+    pub fn key(&self) -> &'static str {
+        match self {
+            KeySource::Secret(s) => s.key("secret_env", "secret_file"),
+            KeySource::PemFile(_) => "pem_file",
+            KeySource::JwksFile(_) => "jwks_file",
+            KeySource::JwksUrl(_) => "jwks_url",
+            KeySource::Discovery(_) => "discovery",
+        }
+    }
+
+    /// True for the sources fetched over the network (`jwks_url`, `discovery`).
+    pub fn is_remote(&self) -> bool {
+        matches!(self, KeySource::JwksUrl(_) | KeySource::Discovery(_))
+    }
+}
+
+/// Why an `[[issuer]]` table has no usable key source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySourceError {
+    /// None of the key-source keys is set.
+    None,
+    /// Several are set (their keys, in [`KEY_SOURCE_KEYS`] order).
+    Several(Vec<&'static str>),
+}
+
+impl fmt::Display for KeySourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeySourceError::None => write!(
+                f,
+                "no key source: set one of {}",
+                KEY_SOURCE_KEYS.join(", ")
+            ),
+            KeySourceError::Several(keys) => write!(
+                f,
+                "several key sources ({}); set exactly one",
+                keys.join(", ")
+            ),
+        }
+    }
+}
+
+impl std::error::Error for KeySourceError {}
+
+/// A secret's bytes, wiped from memory when dropped.
+pub type Secret = Zeroizing<Vec<u8>>;
+
+/// Where configuration reads a secret: an environment variable or a file. The TOML surface is
+/// a pair of keys (`secret_env`/`secret_file`, `api_key_env`/`api_key_file`,
+/// `client_secret_env`/`client_secret_file`); [`SecretRef::from_pair`] validates the pair. It
+/// holds a name or a path, never the secret ([`SecretRef::resolve`] reads it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretRef {
+    /// The environment variable of this name (of the configuration's [`Env`]).
+    Env(String),
+    /// This file: its content, trailing newlines dropped.
+    File(String),
+}
+
+impl SecretRef {
+    /// The reference a pair of keys makes: `env = (key, value)` names a variable, `file = (key,
+    /// value)` a file. `None` when neither is set; an error naming both keys when both are (one
+    /// would silently win otherwise).
+    pub fn from_pair(
+        env: (&str, Option<&str>),
+        file: (&str, Option<&str>),
+    ) -> Result<Option<SecretRef>, String> {
+        match (env.1, file.1) {
+            (Some(_), Some(_)) => Err(format!(
+                "{} and {} are both set; set exactly one",
+                env.0, file.0
+            )),
+            (Some(var), None) => Ok(Some(SecretRef::Env(var.to_owned()))),
+            (None, Some(path)) => Ok(Some(SecretRef::File(path.to_owned()))),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// `env_key` for a variable, `file_key` for a file: the key of the pair it came from.
+    pub fn key<'k>(&self, env_key: &'k str, file_key: &'k str) -> &'k str {
+        match self {
+            SecretRef::Env(_) => env_key,
+            SecretRef::File(_) => file_key,
+        }
+    }
+
+    /// Reads the secret: the variable of `vars`, or the file (trailing newlines dropped).
+    /// Refused when it cannot be read, when it is empty or only whitespace, or when shorter than
+    /// `min` bytes. `what` names it in messages; the secret itself never appears in one.
+    pub fn resolve(&self, vars: &Env, what: &str, min: usize) -> Result<Secret, String> {
+        let (v, source) = match self {
+            SecretRef::Env(var) => {
+                let v = vars
+                    .var_os(var)
+                    .ok_or_else(|| format!("{what}: environment variable {var} is not set"))?;
+                (
+                    Zeroizing::new(v.into_encoded_bytes()),
+                    format!("environment variable {var}"),
+                )
             }
+            SecretRef::File(f) => {
+                let mut v = Zeroizing::new(
+                    std::fs::read(f).map_err(|e| format!("{what}: cannot read {f}: {e}"))?,
+                );
+                while v.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    v.pop();
+                }
+                (v, format!("file {f}"))
+            }
+        };
+        if v.iter().all(u8::is_ascii_whitespace) {
+            return Err(format!(
+                "{what}: {source} is empty; an empty secret would let anyone in"
+            ));
         }
-        v
-    }
-}
-
-/// A secret from an environment variable of the process or a file: [`secret_with_env`] with
-/// [`Env::process`].
-pub fn secret(
-    env: &Option<String>,
-    file: &Option<String>,
-    what: &str,
-    min: usize,
-) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
-    secret_with_env(&Env::process(), env, file, what, min)
-}
-
-/// A secret from the variable `env` of `vars` or from `file` (trailing newlines dropped),
-/// refused when empty, when it is only whitespace, or when shorter than `min` bytes; `None`
-/// when neither is given. `what` names it in messages; the secret itself never appears in one.
-pub fn secret_with_env(
-    vars: &Env,
-    env: &Option<String>,
-    file: &Option<String>,
-    what: &str,
-    min: usize,
-) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
-    let (v, source) = if let Some(var) = env {
-        let v = vars
-            .var_os(var)
-            .ok_or_else(|| format!("{what}: environment variable {var} is not set"))?;
-        (
-            Zeroizing::new(v.into_encoded_bytes()),
-            format!("environment variable {var}"),
-        )
-    } else if let Some(f) = file {
-        let mut v =
-            Zeroizing::new(std::fs::read(f).map_err(|e| format!("{what}: cannot read {f}: {e}"))?);
-        while v.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-            v.pop();
+        if v.len() < min {
+            return Err(format!(
+                "{what}: {source} holds {} bytes; at least {min} are required (e.g. `openssl rand -base64 32`)",
+                v.len()
+            ));
         }
-        (v, format!("file {f}"))
-    } else {
-        return Ok(None);
-    };
-    if v.iter().all(u8::is_ascii_whitespace) {
-        return Err(format!(
-            "{what}: {source} is empty; an empty secret would let anyone in"
-        ));
+        Ok(v)
     }
-    if v.len() < min {
-        return Err(format!(
-            "{what}: {source} holds {} bytes; at least {min} are required (e.g. `openssl rand -base64 32`)",
-            v.len()
-        ));
-    }
-    Ok(Some(v))
 }
 
 /// Configuration errors, each with the line it concerns when known.
@@ -472,61 +611,110 @@ pub fn interpolate_with_env(text: &str, env: &Env, errors: &mut Vec<(usize, Stri
     out
 }
 
-/// Checks every `[[issuer]]` table as `jwtd serve` does (names and `iss` unique, one key
-/// source, algorithms, leeway, audiences, identity header names), pushing `(line, message)`
-/// pairs onto `errors`; `text` is the (interpolated) file the spans point into.
-pub fn check_issuers(issuers: &[IssuerConfig], text: &str, errors: &mut Vec<(usize, String)>) {
+/// The problems of one `[[issuer]]` table on its own (one key source, algorithms, leeway,
+/// audiences, identity header names), each with the key it concerns (`"name"` for the table as
+/// a whole) and a message that does not name the issuer. `left_out(key)` says a key was in the
+/// file but left out for an error of its own (reported already): no check counts it as absent.
+/// [`issuers_problems`] adds the checks across issuers; `jwtd serve` ([`check_issuers`] and the
+/// service's `Config::check`) reports both.
+pub fn issuer_problems(
+    i: &IssuerConfig,
+    left_out: &dyn Fn(&str) -> bool,
+) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    match i.key_source() {
+        Ok(_) => {}
+        Err(KeySourceError::None) if KEY_SOURCE_KEYS.into_iter().any(left_out) => {}
+        Err(e) => out.push(("name", e.to_string())),
+    }
+    if i.algorithms.is_empty() {
+        out.push((
+            "algorithms",
+            "algorithms must name at least one algorithm".into(),
+        ));
+    }
+    // Revocation entries are kept an hour past their tokens' lifetime: a leeway near that
+    // would let a revoked token outlive its entry.
+    if i.leeway.is_some_and(|l| l.0 > MAX_LEEWAY) {
+        out.push((
+            "leeway",
+            format!("leeway is at most {MAX_LEEWAY} s (clock skew, not lifetime)"),
+        ));
+    }
+    if i.any_audience && !i.audiences.is_empty() {
+        out.push((
+            "audiences",
+            "any_audience and audiences exclude each other".into(),
+        ));
+    }
+    let mut seen = BTreeMap::new();
+    for h in i.headers.keys() {
+        if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+            out.push(("headers", format!("{h:?} is not a valid header name")));
+        } else if RESERVED_HEADERS.contains(&h.to_ascii_lowercase().as_str()) {
+            out.push((
+                "headers",
+                format!(
+                    "{h:?} cannot be an identity header (reserved: {})",
+                    RESERVED_HEADERS.join(", ")
+                ),
+            ));
+        } else if let Some(other) = seen.insert(h.to_ascii_lowercase(), h) {
+            out.push((
+                "headers",
+                format!("{other:?} and {h:?} name the same header"),
+            ));
+        }
+    }
+    out
+}
+
+/// The problems of every `[[issuer]]` table, as `jwtd serve` checks them: names and `iss`
+/// unique, at most one issuer without `iss`, and each table's own ([`issuer_problems`]). Each
+/// problem is `(index in issuers, key, message)`, the message starting with `issuer "name": `;
+/// the key is `"name"` for the table as a whole. `left_out(index, key)` as for
+/// [`issuer_problems`].
+pub fn issuers_problems(
+    issuers: &[IssuerConfig],
+    left_out: &dyn Fn(usize, &str) -> bool,
+) -> Vec<(usize, &'static str, String)> {
+    let mut out = Vec::new();
     let mut names = std::collections::BTreeSet::new();
     let mut seen_iss = std::collections::BTreeSet::new();
     let mut anonymous = 0;
-    for i in issuers {
-        let line = line_of(text, i.name.span().start);
+    for (n, i) in issuers.iter().enumerate() {
         let name = i.name.get_ref();
-        let mut err = |m: String| errors.push((line, format!("issuer {name:?}: {m}")));
+        let mut err =
+            |key: &'static str, m: String| out.push((n, key, format!("issuer {name:?}: {m}")));
         if !names.insert(name.clone()) {
-            err("duplicate issuer name".into());
+            err("name", "duplicate issuer name".into());
         }
         match &i.issuer {
             Some(iss) if !seen_iss.insert(iss.clone()) => {
-                err(format!("iss {iss:?} is configured twice"))
+                err("issuer", format!("iss {iss:?} is configured twice"))
             }
-            None => anonymous += 1,
+            None if left_out(n, "issuer") => {}
+            None => {
+                anonymous += 1;
+                if anonymous == 2 {
+                    err("name", "at most one issuer may omit \"issuer\"".into());
+                }
+            }
             _ => {}
         }
-        match i.key_sources().as_slice() {
-                [_] => {}
-                [] => err("no key source: set one of secret_env, secret_file, pem_file, jwks_file, jwks_url, discovery".into()),
-                many => err(format!("several key sources ({}); set exactly one", many.join(", "))),
-            }
-        if i.algorithms.is_empty() {
-            err("algorithms must name at least one algorithm".into());
-        }
-        // Revocation entries are kept an hour past their tokens' lifetime: a leeway near
-        // that would let a revoked token outlive its entry.
-        if i.leeway.is_some_and(|l| l.0 > MAX_LEEWAY) {
-            err(format!(
-                "leeway is at most {MAX_LEEWAY} s (clock skew, not lifetime)"
-            ));
-        }
-        if i.any_audience && !i.audiences.is_empty() {
-            err("any_audience and audiences exclude each other".into());
-        }
-        let mut seen = std::collections::BTreeMap::new();
-        for h in i.headers.keys() {
-            if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
-                err(format!("{h:?} is not a valid header name"));
-            } else if RESERVED_HEADERS.contains(&h.to_ascii_lowercase().as_str()) {
-                err(format!(
-                    "{h:?} cannot be an identity header (reserved: {})",
-                    RESERVED_HEADERS.join(", ")
-                ));
-            } else if let Some(other) = seen.insert(h.to_ascii_lowercase(), h) {
-                err(format!("{other:?} and {h:?} name the same header"));
-            }
+        for (key, m) in issuer_problems(i, &|k| left_out(n, k)) {
+            err(key, m);
         }
     }
-    if anonymous > 1 {
-        errors.push((0, "at most one issuer may omit \"issuer\"".into()));
+    out
+}
+
+/// Checks every `[[issuer]]` table as `jwtd serve` does ([`issuers_problems`]), pushing
+/// `(line, message)` pairs onto `errors`, each on the line of its issuer's name; `text` is the
+/// (interpolated) file the spans point into.
+pub fn check_issuers(issuers: &[IssuerConfig], text: &str, errors: &mut Vec<(usize, String)>) {
+    for (n, _, message) in issuers_problems(issuers, &|_, _| false) {
+        errors.push((line_of(text, issuers[n].name.span().start), message));
     }
 }
 
@@ -666,17 +854,7 @@ pub fn compile_rules(
 ) -> Result<crate::rules::RuleSet, Vec<crate::rules::RuleError>> {
     let mut names: Vec<&str> = issuers.iter().map(|i| i.name.get_ref().as_str()).collect();
     names.extend_from_slice(extra_names);
-    let mut reserved: Vec<http::HeaderName> = RESERVED_HEADERS
-        .iter()
-        .map(|h| http::HeaderName::from_static(h))
-        .collect();
-    for i in issuers {
-        reserved.extend(
-            i.headers
-                .keys()
-                .filter_map(|h| http::HeaderName::from_bytes(h.as_bytes()).ok()),
-        );
-    }
+    let reserved = crate::issuers::IdentityHeaders::of_configs(issuers).reserved();
     if text.is_empty() {
         crate::rules::RuleSet::build(options.clone(), rules, &names, &reserved)
     } else {

@@ -218,14 +218,10 @@ impl Engine {
     }
 
     /// The header names a rule's `set_headers` may not use: jwtd's reserved headers and
-    /// every issuer's identity headers (each header has one source).
+    /// every issuer's identity headers (each header has one source), as
+    /// [`IdentityHeaders::reserved`] computes them.
     pub fn reserved_headers(issuers: &Issuers) -> Vec<HeaderName> {
-        let mut v: Vec<HeaderName> = crate::config::RESERVED_HEADERS
-            .iter()
-            .map(|h| HeaderName::from_static(h))
-            .collect();
-        v.extend(issuers.identity.mapped.iter().cloned());
-        v
+        issuers.identity.reserved()
     }
 
     /// Decides about `req` at `now` (see the module docs), with the identity headers a

@@ -1,6 +1,6 @@
 //! Configured issuers at run time: a validation policy, a key source, identity headers.
 
-use crate::config::{AudienceMode, CacheSettings, IssuerConfig};
+use crate::config::{AudienceMode, CacheSettings, IssuerConfig, KeySource, SecretRef};
 use crate::env::Env;
 use http::HeaderName;
 use jwtd_core::{
@@ -299,18 +299,58 @@ pub struct IdentityHeaders {
 }
 
 impl IdentityHeaders {
-    /// The union for `list`.
-    pub fn of(list: &[Arc<Issuer>]) -> IdentityHeaders {
-        let mut mapped: Vec<HeaderName> = list
-            .iter()
-            .flat_map(|i| i.headers.iter().map(|(n, _)| n.clone()))
-            .collect();
+    /// The union over issuers, each given by the header names it maps and whether it sends
+    /// `X-Auth-Payload`: what [`IdentityHeaders::of`] and [`IdentityHeaders::of_configs`] both
+    /// compute.
+    pub fn union<I, H>(issuers: I) -> IdentityHeaders
+    where
+        I: IntoIterator<Item = (H, bool)>,
+        H: IntoIterator<Item = HeaderName>,
+    {
+        let mut payload = false;
+        let mut mapped = Vec::new();
+        for (headers, forward_payload) in issuers {
+            payload |= forward_payload;
+            mapped.extend(headers);
+        }
         mapped.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         mapped.dedup();
-        IdentityHeaders {
-            payload: list.iter().any(|i| i.forward_payload),
-            mapped,
-        }
+        IdentityHeaders { payload, mapped }
+    }
+
+    /// The union for the built issuers `list`.
+    pub fn of(list: &[Arc<Issuer>]) -> IdentityHeaders {
+        IdentityHeaders::union(
+            list.iter()
+                .map(|i| (i.headers.iter().map(|(n, _)| n.clone()), i.forward_payload)),
+        )
+    }
+
+    /// The union for the issuers `configs` will build (their `[issuer.headers]` names that are
+    /// valid header names; the others are configuration errors).
+    pub fn of_configs(configs: &[IssuerConfig]) -> IdentityHeaders {
+        IdentityHeaders::union(configs.iter().map(|c| {
+            (
+                c.headers
+                    .keys()
+                    .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
+                c.forward_payload,
+            )
+        }))
+    }
+
+    /// The header names a rule's `set_headers` may not use: jwtd's reserved headers
+    /// ([`crate::config::RESERVED_HEADERS`]) and every mapped identity header (each header has
+    /// one source). The rules are compiled against this list whether from configurations
+    /// ([`crate::config::compile_rules`]) or from built issuers
+    /// ([`crate::Engine::reserved_headers`]).
+    pub fn reserved(&self) -> Vec<HeaderName> {
+        let mut v: Vec<HeaderName> = crate::config::RESERVED_HEADERS
+            .iter()
+            .map(|h| HeaderName::from_static(h))
+            .collect();
+        v.extend(self.mapped.iter().cloned());
+        v
     }
 
     /// Every header, in the order sent: `X-Auth-Subject`, `X-Auth-Issuer`, `X-Auth-Payload`
@@ -610,9 +650,8 @@ impl Issuer {
 }
 
 fn same_source(a: &IssuerConfig, b: &IssuerConfig) -> bool {
-    (a.jwks_url.is_some() || a.discovery.is_some())
-        && a.jwks_url == b.jwks_url
-        && a.discovery == b.discovery
+    matches!(a.key_source(), Ok(s) if s.is_remote())
+        && a.key_source() == b.key_source()
         && a.algorithms == b.algorithms
         && a.ca_file == b.ca_file
         && a.allow_insecure_http == b.allow_insecure_http
@@ -628,14 +667,15 @@ fn read(path: &str) -> Result<Zeroizing<Vec<u8>>, String> {
 
 fn build_issuer(ic: &IssuerConfig, reuse: Option<RemoteKeys>, env: &Env) -> Result<Issuer, String> {
     let algs = &ic.algorithms;
+    let key_source = ic.key_source().map_err(|e| e.to_string())?;
+    let remote = match &key_source {
+        KeySource::JwksUrl(u) => Some(Source::JwksUrl(u.clone())),
+        KeySource::Discovery(d) => Some(Source::Discovery(d.clone())),
+        _ => None,
+    };
     let keys = if let Some(r) = reuse {
         Keys::Remote(r)
-    } else if ic.jwks_url.is_some() || ic.discovery.is_some() {
-        let source = match (&ic.jwks_url, &ic.discovery) {
-            (Some(u), _) => Source::JwksUrl(u.clone()),
-            (_, Some(d)) => Source::Discovery(d.clone()),
-            _ => unreachable!(),
-        };
+    } else if let Some(source) = remote {
         let http = HttpConfig {
             allow_insecure_http: ic.allow_insecure_http,
             ca_bundle_pem: match &ic.ca_file {
@@ -656,7 +696,7 @@ fn build_issuer(ic: &IssuerConfig, reuse: Option<RemoteKeys>, env: &Env) -> Resu
             RemoteKeys::start(source, algs.clone(), http, cache).map_err(|e| e.to_string())?,
         )
     } else {
-        Keys::Static(Arc::new(static_keys(ic, env)?))
+        Keys::Static(Arc::new(static_keys(ic, &key_source, env)?))
     };
     let mut v = Validation::new(algs);
     if let Some(iss) = &ic.issuer {
@@ -743,75 +783,78 @@ pub fn check_static_keys_with_env(ic: &IssuerConfig, env: &Env) -> Result<(), St
     if let Some(f) = &ic.ca_file {
         read(f)?;
     }
-    if ic.jwks_url.is_some() || ic.discovery.is_some() {
+    let source = ic.key_source().map_err(|e| e.to_string())?;
+    if source.is_remote() {
         return Ok(());
     }
-    static_keys(ic, env).map(|_| ())
+    static_keys(ic, &source, env).map(|_| ())
 }
 
-fn static_keys(ic: &IssuerConfig, env: &Env) -> Result<KeySet, String> {
+fn static_keys(ic: &IssuerConfig, source: &KeySource, env: &Env) -> Result<KeySet, String> {
     let algs = &ic.algorithms;
-    let secret =
-        crate::config::secret_with_env(env, &ic.secret_env, &ic.secret_file, "HMAC secret", 1)?;
-    if let Some(secret) = secret {
-        let hs: Vec<_> = algs
-            .iter()
-            .filter(|a| a.family() == jwtd_core::Family::Hmac)
-            .collect();
-        let [alg] = hs.as_slice() else {
-            return Err("an HMAC secret needs exactly one HS* algorithm".into());
-        };
-        // A secret file may hold the raw secret or the JWK `jwtd keygen --alg HS*` writes.
-        let jwk = match &ic.secret_file {
-            Some(f) => {
-                jwtd_core::Jwk::from_secret_file(&secret).map_err(|e| format!("{f}: {e}"))?
-            }
-            None => None,
-        };
-        let key = match jwk {
-            Some(jwk) => {
-                let f = ic.secret_file.as_deref().unwrap_or_default();
-                let key =
-                    VerifyingKey::from_jwk(&jwk, Some(**alg)).map_err(|e| format!("{f}: {e}"))?;
-                if key.algorithm() != **alg {
-                    return Err(format!(
-                        "{f}: the JWK is for {}, but the issuer allows {alg}",
-                        key.algorithm()
-                    ));
+    match source {
+        KeySource::Secret(secret_ref) => {
+            let secret = secret_ref.resolve(env, "HMAC secret", 1)?;
+            let hs: Vec<_> = algs
+                .iter()
+                .filter(|a| a.family() == jwtd_core::Family::Hmac)
+                .collect();
+            let [alg] = hs.as_slice() else {
+                return Err("an HMAC secret needs exactly one HS* algorithm".into());
+            };
+            // A secret file may hold the raw secret or the JWK `jwtd keygen --alg HS*` writes.
+            let jwk = match secret_ref {
+                SecretRef::File(f) => jwtd_core::Jwk::from_secret_file(&secret)
+                    .map_err(|e| format!("{f}: {e}"))?
+                    .map(|jwk| (f, jwk)),
+                SecretRef::Env(_) => None,
+            };
+            let key = match jwk {
+                Some((f, jwk)) => {
+                    let key = VerifyingKey::from_jwk(&jwk, Some(**alg))
+                        .map_err(|e| format!("{f}: {e}"))?;
+                    if key.algorithm() != **alg {
+                        return Err(format!(
+                            "{f}: the JWK is for {}, but the issuer allows {alg}",
+                            key.algorithm()
+                        ));
+                    }
+                    // Like a raw secret, it matches any kid.
+                    key.with_kid(None)
                 }
-                // Like a raw secret, it matches any kid.
-                key.with_kid(None)
+                None => VerifyingKey::hmac(&secret, **alg, None).map_err(|e| e.to_string())?,
+            };
+            Ok(KeySet::new().with(key))
+        }
+        KeySource::PemFile(f) => {
+            let pem = read(f)?;
+            let mut fits: Vec<VerifyingKey> = algs
+                .iter()
+                .filter_map(|a| VerifyingKey::from_pem(&pem, Some(*a), None).ok())
+                .collect();
+            match fits.len() {
+                1 => Ok(KeySet::new().with(fits.pop().expect("one"))),
+                0 => Err(format!("{f}: no usable key for {algs:?}")),
+                _ => Err(format!(
+                    "{f}: the key fits several algorithms; allow only one"
+                )),
             }
-            None => VerifyingKey::hmac(&secret, **alg, None).map_err(|e| e.to_string())?,
-        };
-        return Ok(KeySet::new().with(key));
-    }
-    if let Some(f) = &ic.pem_file {
-        let pem = read(f)?;
-        let mut fits: Vec<VerifyingKey> = algs
-            .iter()
-            .filter_map(|a| VerifyingKey::from_pem(&pem, Some(*a), None).ok())
-            .collect();
-        return match fits.len() {
-            1 => Ok(KeySet::new().with(fits.pop().expect("one"))),
-            0 => Err(format!("{f}: no usable key for {algs:?}")),
-            _ => Err(format!(
-                "{f}: the key fits several algorithms; allow only one"
-            )),
-        };
-    }
-    if let Some(f) = &ic.jwks_file {
-        let jwks = Jwks::from_json(&read(f)?).map_err(|e| format!("{f}: {e}"))?;
-        let (set, skipped) = KeySet::from_jwks(&jwks, algs);
-        for s in skipped {
-            tracing::warn!(file = %f, index = s.index, kid = ?s.kid, why = %s.why, "JWKS key skipped");
         }
-        if set.is_empty() {
-            return Err(format!("{f}: no usable key for {algs:?}"));
+        KeySource::JwksFile(f) => {
+            let jwks = Jwks::from_json(&read(f)?).map_err(|e| format!("{f}: {e}"))?;
+            let (set, skipped) = KeySet::from_jwks(&jwks, algs);
+            for s in skipped {
+                tracing::warn!(file = %f, index = s.index, kid = ?s.kid, why = %s.why, "JWKS key skipped");
+            }
+            if set.is_empty() {
+                return Err(format!("{f}: no usable key for {algs:?}"));
+            }
+            Ok(set)
         }
-        return Ok(set);
+        KeySource::JwksUrl(_) | KeySource::Discovery(_) => {
+            Err("remote keys are fetched, not read".into())
+        }
     }
-    Err("no key source".into())
 }
 
 #[cfg(test)]

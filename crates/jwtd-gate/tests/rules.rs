@@ -1796,3 +1796,178 @@ fn takes_issuer_is_membership_in_issuers() {
         }
     }
 }
+
+/// Issue 16: a secret pair validates into one reference (both set: an error naming both keys),
+/// and a reference resolves as the configuration reads secrets (trailing newlines dropped;
+/// unset, empty, whitespace-only and short values refused, never shown).
+#[test]
+fn config_secret_ref_from_pair_and_resolve() {
+    use jwtd_gate::config::SecretRef;
+    use jwtd_gate::Env;
+    let pair = |e: Option<&str>, f: Option<&str>| SecretRef::from_pair(("k_env", e), ("k_file", f));
+    assert_eq!(pair(None, None), Ok(None));
+    assert_eq!(pair(Some("V"), None), Ok(Some(SecretRef::Env("V".into()))));
+    assert_eq!(
+        pair(None, Some("/f")),
+        Ok(Some(SecretRef::File("/f".into())))
+    );
+    assert_eq!(
+        pair(Some("V"), Some("/f")),
+        Err("k_env and k_file are both set; set exactly one".into())
+    );
+    assert_eq!(SecretRef::Env("V".into()).key("k_env", "k_file"), "k_env");
+    assert_eq!(
+        SecretRef::File("/f".into()).key("k_env", "k_file"),
+        "k_file"
+    );
+
+    let env = Env::from_vars([
+        ("JWTD_REF_GOOD", "sixteen-bytes-ok"),
+        ("JWTD_REF_EMPTY", ""),
+        ("JWTD_REF_BLANK", " \t "),
+        ("JWTD_REF_SHORT", "short"),
+    ]);
+    let var = |n: &str| SecretRef::Env(n.into()).resolve(&env, "test secret", 16);
+    assert_eq!(&var("JWTD_REF_GOOD").unwrap()[..], b"sixteen-bytes-ok");
+    for (name, says) in [
+        (
+            "JWTD_REF_UNSET",
+            "test secret: environment variable JWTD_REF_UNSET is not set",
+        ),
+        (
+            "JWTD_REF_EMPTY",
+            "test secret: environment variable JWTD_REF_EMPTY is empty; an empty secret would let anyone in",
+        ),
+        (
+            "JWTD_REF_BLANK",
+            "test secret: environment variable JWTD_REF_BLANK is empty; an empty secret would let anyone in",
+        ),
+        (
+            "JWTD_REF_SHORT",
+            "test secret: environment variable JWTD_REF_SHORT holds 5 bytes; at least 16 are required (e.g. `openssl rand -base64 32`)",
+        ),
+    ] {
+        assert_eq!(var(name).unwrap_err(), says);
+    }
+    let dir = std::env::temp_dir().join(format!("jwtd-secret-ref-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("secret");
+    let file = || SecretRef::File(path.display().to_string()).resolve(&env, "test secret", 16);
+    std::fs::write(&path, "sixteen-bytes-ok\r\n\n").unwrap();
+    assert_eq!(&file().unwrap()[..], b"sixteen-bytes-ok");
+    std::fs::write(&path, "\n\n").unwrap();
+    assert!(file()
+        .unwrap_err()
+        .ends_with("is empty; an empty secret would let anyone in"));
+    std::fs::remove_dir_all(&dir).unwrap();
+    let e = file().unwrap_err();
+    assert!(e.starts_with("test secret: cannot read "), "{e}");
+}
+
+/// Issue 16: the six key-source keys validate into one [`KeySource`]; none or several is an
+/// error with the messages `jwtd config check` shows; an issuer built in code with both
+/// `secret_env` and `secret_file` is refused (the variable silently won before).
+#[test]
+fn config_key_source_is_exactly_one() {
+    use jwtd_gate::config::{IssuerConfig, KeySource, KeySourceError, SecretRef};
+    let issuer = |keys: &str| -> IssuerConfig {
+        toml::from_str(&format!("name = \"a\"\nalgorithms = [\"HS256\"]\n{keys}")).unwrap()
+    };
+    for (keys, source) in [
+        (
+            "secret_env = \"S\"",
+            KeySource::Secret(SecretRef::Env("S".into())),
+        ),
+        (
+            "secret_file = \"/s\"",
+            KeySource::Secret(SecretRef::File("/s".into())),
+        ),
+        ("pem_file = \"/p\"", KeySource::PemFile("/p".into())),
+        ("jwks_file = \"/j\"", KeySource::JwksFile("/j".into())),
+        (
+            "jwks_url = \"https://x/j\"",
+            KeySource::JwksUrl("https://x/j".into()),
+        ),
+        (
+            "discovery = \"https://x/\"",
+            KeySource::Discovery("https://x/".into()),
+        ),
+    ] {
+        let got = issuer(keys).key_source().unwrap();
+        assert_eq!(got, source);
+        assert!(keys.starts_with(got.key()), "{keys}");
+        assert_eq!(got.is_remote(), keys.contains("https"));
+    }
+    let none = issuer("").key_source().unwrap_err();
+    assert_eq!(none, KeySourceError::None);
+    assert_eq!(
+        none.to_string(),
+        "no key source: set one of secret_env, secret_file, pem_file, jwks_file, jwks_url, discovery"
+    );
+    let mut both = issuer("secret_env = \"JWTD_KS_HS\"");
+    both.secret_file = Some("/nonexistent/secret".into());
+    assert_eq!(
+        both.key_source().unwrap_err().to_string(),
+        "several key sources (secret_env, secret_file); set exactly one"
+    );
+    let env = jwtd_gate::Env::from_vars([("JWTD_KS_HS", "a-long-enough-hmac-secret-0123456789")]);
+    let cache = jwtd_gate::config::CacheSettings::default();
+    let build = |ic: &IssuerConfig| {
+        jwtd_gate::issuers::Issuers::build_with_env(
+            std::slice::from_ref(ic),
+            &cache,
+            None,
+            None,
+            &env,
+        )
+    };
+    assert!(build(&issuer("secret_env = \"JWTD_KS_HS\"")).is_ok());
+    assert_eq!(
+        build(&both).unwrap_err(),
+        "issuer \"a\": several key sources (secret_env, secret_file); set exactly one"
+    );
+}
+
+/// Issue 16: the headers rules may not set are computed one way, whether the rules are
+/// compiled from configurations (`jwtd config check`, the service's file check) or against
+/// built issuers (the engine): jwtd's reserved headers and every issuer's mapped headers.
+#[test]
+fn config_reserved_headers_are_the_same_from_configs_and_built_issuers() {
+    use jwtd_gate::config::{CacheSettings, IssuerConfig, RESERVED_HEADERS};
+    use jwtd_gate::issuers::{IdentityHeaders, Issuers};
+    let configs: Vec<IssuerConfig> = [
+        "name = \"corp\"\nissuer = \"https://corp\"\nsecret_env = \"JWTD_RH\"\nalgorithms = [\"HS256\"]\n\
+         [headers]\nX-User = \"sub\"\nx-team = \"team\"\n",
+        "name = \"partner\"\nissuer = \"https://partner\"\nsecret_env = \"JWTD_RH\"\nalgorithms = [\"HS256\"]\n\
+         forward_payload = true\n[headers]\nx-user = \"email\"\nX-Partner = \"pid\"\n",
+    ]
+    .iter()
+    .map(|t| toml::from_str(t).unwrap())
+    .collect();
+    let env = jwtd_gate::Env::from_vars([("JWTD_RH", "a-long-enough-hmac-secret-0123456789")]);
+    let built =
+        Issuers::build_with_env(&configs, &CacheSettings::default(), None, None, &env).unwrap();
+    let from_configs = IdentityHeaders::of_configs(&configs);
+    assert_eq!(from_configs, built.identity);
+    assert_eq!(from_configs, IdentityHeaders::of(&built.list));
+    assert!(from_configs.payload);
+    let names: Vec<&str> = from_configs.mapped.iter().map(|h| h.as_str()).collect();
+    assert_eq!(names, ["x-partner", "x-team", "x-user"]);
+    let reserved = from_configs.reserved();
+    assert_eq!(reserved, jwtd_gate::Engine::reserved_headers(&built));
+    assert_eq!(reserved.len(), RESERVED_HEADERS.len() + 3);
+    // A rule setting an issuer's header is refused both ways.
+    let rule: File = toml::from_str(
+        "[[rule]]\nid = \"a\"\npath = \"/\"\nauth = \"corp\"\nset_headers = { X-Team = \"{claim.sub}\" }\n",
+    )
+    .unwrap();
+    let compiled =
+        jwtd_gate::config::compile_rules(&rule.rules, &rule.rule, &configs, &[], "").unwrap_err();
+    assert!(
+        compiled[0].message.contains("\"X-Team\" is reserved"),
+        "{compiled:?}"
+    );
+    let engine = jwtd_gate::Engine::with_rules(built, &rule.rules, &rule.rule, Default::default())
+        .unwrap_err();
+    assert!(engine.contains("\"X-Team\" is reserved"), "{engine}");
+}

@@ -2,8 +2,9 @@
 //! numbers for every error.
 
 pub use jwtd_gate::config::{
-    duration_value, AudienceMode, CacheSettings, ConfigError, IssuerConfig, Seconds, TokenSources,
-    MAX_LEEWAY, MAX_SECONDS, RESERVED_HEADERS,
+    duration_value, AudienceMode, CacheSettings, ConfigError, IssuerConfig, KeySource,
+    KeySourceError, Seconds, SecretRef, TokenSources, KEY_SOURCE_KEYS, MAX_LEEWAY, MAX_SECONDS,
+    RESERVED_HEADERS,
 };
 use jwtd_gate::config::{interpolate_with_env, line_of};
 use jwtd_gate::Env;
@@ -15,11 +16,13 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
 /// The whole configuration.
+///
+/// The defaults the comments below state are defined in [`crate::defaults`].
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Listen address (default `127.0.0.1:8080`).
-    #[serde(default = "default_listen")]
+    #[serde(default = "crate::defaults::listen")]
     pub listen: String,
     /// Log format: `text` (default) or `json`.
     #[serde(default)]
@@ -72,7 +75,7 @@ pub struct Config {
     /// Addresses (`IP` or `IP/prefix`) whose forwarded-request headers (`X-Original-URI`,
     /// `X-Forwarded-Method`, ...) `/auth` believes when it matches rules; from anyone else
     /// they are ignored. Default: loopback (`127.0.0.0/8`, `::1`).
-    #[serde(default = "default_trusted_proxies")]
+    #[serde(default = "crate::defaults::trusted_proxies")]
     pub trusted_proxies: Vec<String>,
     /// The text this configuration was read from, after `${VAR}` expansion: the rules' spans
     /// point into it, so the engine's rules carry their lines (for lint warnings and `jwtd
@@ -104,10 +107,6 @@ impl std::fmt::Debug for ExpandedText {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "ExpandedText({} bytes)", self.0.len())
     }
-}
-
-fn default_trusted_proxies() -> Vec<String> {
-    vec!["127.0.0.0/8".into(), "::1/128".into()]
 }
 
 /// [`Config::trusted_proxies`], parsed.
@@ -169,70 +168,51 @@ impl TrustedProxies {
 
 /// Connection and request limits of the HTTP server (`[server]`). Read at start: a reload keeps
 /// the values the server started with.
+///
+/// The defaults the comments below state are defined in [`crate::defaults`].
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSettings {
     /// Most connections open at once (default 10,000). At the cap, a new connection closes the
     /// connections that waited longest without a request in progress; when every connection
     /// has one, accepting pauses and the kernel's listen backlog holds new connections.
-    #[serde(default = "default_max_connections")]
+    #[serde(default = "crate::defaults::max_connections")]
     pub max_connections: usize,
     /// How long a client may take to send a whole request header, from the moment the
     /// connection is accepted, or from its first byte on a kept-alive connection (default 10 s).
-    #[serde(default = "default_header_read_timeout")]
+    #[serde(default = "crate::defaults::header_read_timeout")]
     pub header_read_timeout: Timeout,
     /// How long a kept-alive connection may wait for the next request (default 60 s).
-    #[serde(default = "default_idle_timeout")]
+    #[serde(default = "crate::defaults::idle_timeout")]
     pub idle_timeout: Timeout,
     /// How long a request may take once its header is in: reading its body and answering
     /// (default 30 s); past it the answer is 408 and the connection is closed.
-    #[serde(default = "default_request_timeout")]
+    #[serde(default = "crate::defaults::request_timeout")]
     pub request_timeout: Timeout,
     /// On SIGTERM or Ctrl-C, how long requests in progress may take to finish before the
     /// remaining connections are dropped and the process exits (default 10 s).
-    #[serde(default = "default_shutdown_timeout")]
+    #[serde(default = "crate::defaults::shutdown_timeout")]
     pub shutdown_timeout: Timeout,
     /// Largest request body, in bytes, of the endpoints that read one (`POST /v1/verify`,
     /// `/introspect`, `/v1/tokens`, `/v1/revocations`; default 64 KiB); larger ones get 413.
-    #[serde(default = "default_max_request_body")]
+    #[serde(default = "crate::defaults::max_request_body")]
     pub max_request_body: usize,
     /// Largest request header, in bytes (default 64 KiB); larger ones get 431.
-    #[serde(default = "default_max_header_bytes")]
+    #[serde(default = "crate::defaults::max_header_bytes")]
     pub max_header_bytes: usize,
-}
-
-fn default_max_connections() -> usize {
-    10_000
-}
-fn default_header_read_timeout() -> Timeout {
-    Timeout(Duration::from_secs(10))
-}
-fn default_idle_timeout() -> Timeout {
-    Timeout(Duration::from_secs(60))
-}
-fn default_request_timeout() -> Timeout {
-    Timeout(Duration::from_secs(30))
-}
-fn default_shutdown_timeout() -> Timeout {
-    Timeout(Duration::from_secs(10))
-}
-fn default_max_request_body() -> usize {
-    64 * 1024
-}
-fn default_max_header_bytes() -> usize {
-    64 * 1024
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
+        use crate::defaults as d;
         ServerSettings {
-            max_connections: default_max_connections(),
-            header_read_timeout: default_header_read_timeout(),
-            idle_timeout: default_idle_timeout(),
-            request_timeout: default_request_timeout(),
-            shutdown_timeout: default_shutdown_timeout(),
-            max_request_body: default_max_request_body(),
-            max_header_bytes: default_max_header_bytes(),
+            max_connections: d::MAX_CONNECTIONS,
+            header_read_timeout: Timeout(d::HEADER_READ_TIMEOUT),
+            idle_timeout: Timeout(d::IDLE_TIMEOUT),
+            request_timeout: Timeout(d::REQUEST_TIMEOUT),
+            shutdown_timeout: Timeout(d::SHUTDOWN_TIMEOUT),
+            max_request_body: d::MAX_REQUEST_BODY,
+            max_header_bytes: d::MAX_HEADER_BYTES,
         }
     }
 }
@@ -281,6 +261,8 @@ impl ServerSettings {
 /// `[ext_authz]`: Envoy's `envoy.service.auth.v3.Authorization/Check` over cleartext HTTP/2
 /// on its own listener (see docs/integrations.md). Read at start, like `listen`: a reload
 /// keeps the running listener (the rules and issuers it decides with are reloaded).
+///
+/// The defaults the comments below state are defined in [`crate::defaults`].
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ExtAuthzSettings {
@@ -292,19 +274,12 @@ pub struct ExtAuthzSettings {
     pub remove_authorization: bool,
     /// Most header entries a check may carry (default 100; 1..=10,000); more is a 400
     /// `bad_headers` denial.
-    #[serde(default = "default_ext_authz_max_headers")]
+    #[serde(default = "crate::defaults::ext_authz_max_headers")]
     pub max_headers: usize,
     /// Most bytes of header names and values a check may carry (default 64 KiB;
     /// 1 KiB..=1 MiB); more is a 400 `bad_headers` denial.
-    #[serde(default = "default_ext_authz_max_header_bytes")]
+    #[serde(default = "crate::defaults::ext_authz_max_header_bytes")]
     pub max_header_bytes: usize,
-}
-
-fn default_ext_authz_max_headers() -> usize {
-    100
-}
-fn default_ext_authz_max_header_bytes() -> usize {
-    64 * 1024
 }
 
 impl ExtAuthzSettings {
@@ -344,6 +319,8 @@ pub enum OnStale {
 }
 
 /// Revocation settings.
+///
+/// The defaults the comments below state are defined in [`crate::defaults`].
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RevocationSettings {
@@ -377,6 +354,8 @@ pub struct RevocationSettings {
 }
 
 /// jwtd's own issuer.
+///
+/// The defaults the comments below state are defined in [`crate::defaults`].
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SigningConfig {
@@ -393,14 +372,14 @@ pub struct SigningConfig {
     #[serde(default)]
     pub store_schema: Option<String>,
     /// Where the key store and generated secrets live (default `./jwtd-data`).
-    #[serde(default = "default_data_dir")]
+    #[serde(default = "crate::defaults::data_dir")]
     pub data_dir: String,
     /// Algorithm of new keys: RS256, PS256, ES256 (default) or EdDSA; HS256 for internal use
     /// (verified by jwtd itself, never published).
-    #[serde(default = "default_signing_alg")]
+    #[serde(default = "crate::defaults::signing_algorithm")]
     pub algorithm: jwtd_core::Algorithm,
     /// RSA modulus size (2048 or 3072).
-    #[serde(default = "default_rsa_bits")]
+    #[serde(default = "crate::defaults::rsa_bits")]
     pub rsa_bits: usize,
     /// Lifetime of a minted token when the request names none (default 10 min).
     #[serde(default)]
@@ -427,22 +406,6 @@ pub struct SigningConfig {
     pub any_audience: bool,
 }
 
-fn default_data_dir() -> String {
-    "./jwtd-data".into()
-}
-
-fn default_signing_alg() -> jwtd_core::Algorithm {
-    jwtd_store::RingConfig::default().alg
-}
-
-fn default_rsa_bits() -> usize {
-    jwtd_store::RingConfig::default().rsa_bits
-}
-
-fn default_listen() -> String {
-    "127.0.0.1:8080".into()
-}
-
 /// Log output format.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -457,6 +420,8 @@ pub enum LogFormat {
 /// Cross-origin resource sharing (`[cors]`) for the two endpoints a site with no backend calls
 /// from the browser: `GET /v1/tokens/{token}` and `GET|POST /v1/verify`. No other endpoint
 /// ever answers cross-origin requests. Read on every request (a reload applies it).
+///
+/// The defaults the comments below state are defined in [`crate::defaults`].
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CorsSettings {
@@ -465,17 +430,13 @@ pub struct CorsSettings {
     pub allowed_origins: Vec<String>,
     /// How long a browser may cache a preflight answer (`Access-Control-Max-Age`; default
     /// 10 minutes, at most 24 hours).
-    #[serde(default = "default_cors_max_age")]
+    #[serde(default = "crate::defaults::cors_max_age")]
     pub max_age: Seconds,
     /// Send `Access-Control-Allow-Credentials: true`, so pages may send cookies (a `[tokens]
     /// cookie`) with `credentials: "include"` (default false; a bearer token in
     /// `Authorization` needs no credentials mode).
     #[serde(default)]
     pub allow_credentials: bool,
-}
-
-fn default_cors_max_age() -> Seconds {
-    Seconds(600)
 }
 
 /// The longest `[cors] max_age`, in seconds (browsers cap it lower anyway).
@@ -539,6 +500,22 @@ pub struct Introspection {
     pub client_secret_file: Option<String>,
 }
 
+impl Introspection {
+    /// The client secret's source: exactly one of `client_secret_env`, `client_secret_file`.
+    pub fn client_secret(&self) -> Result<SecretRef, String> {
+        match SecretRef::from_pair(
+            ("client_secret_env", self.client_secret_env.as_deref()),
+            ("client_secret_file", self.client_secret_file.as_deref()),
+        ) {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => Err(
+                "introspection needs exactly one of client_secret_env, client_secret_file".into(),
+            ),
+            Err(e) => Err(format!("introspection: {e}")),
+        }
+    }
+}
+
 /// Admin API credentials (`Authorization: Bearer <key>`).
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -553,6 +530,20 @@ pub struct Admin {
     /// `/readyz` answers only its status and `{"ready": bool}`).
     #[serde(default)]
     pub protect_status: bool,
+}
+
+impl Admin {
+    /// The API key's source: exactly one of `api_key_env`, `api_key_file`.
+    pub fn api_key(&self) -> Result<SecretRef, String> {
+        match SecretRef::from_pair(
+            ("api_key_env", self.api_key_env.as_deref()),
+            ("api_key_file", self.api_key_file.as_deref()),
+        ) {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => Err("admin needs exactly one of api_key_env, api_key_file".into()),
+            Err(e) => Err(format!("admin: {e}")),
+        }
+    }
 }
 
 /// True for `IP:port`, `[IPv6]:port` and `localhost:port`: what `listen` and `--listen` take
@@ -967,94 +958,17 @@ impl Config {
                 ),
             ));
         }
-        let mut names = std::collections::BTreeSet::new();
-        let mut issuers = std::collections::BTreeSet::new();
-        let mut anonymous = 0;
-        for i in &self.issuers {
-            let line = doc.line(i.name.span().start);
-            let name = i.name.get_ref();
-            let name_at = i.name.span().start;
-            // On the line of the key it concerns (the name's for the issuer as a whole).
-            let mut err = |key: &str, m: String| {
-                let line = if key == "name" {
-                    line
-                } else {
-                    doc.issuer_line(name_at, key)
-                };
-                errors.push((line, format!("issuer {name:?}: {m}")))
+        // On the line of the key each concerns (the name's for the issuer as a whole).
+        let left_out =
+            |n: usize, key: &str| doc.issuer_left_out(self.issuers[n].name.span().start, key);
+        for (n, key, message) in jwtd_gate::config::issuers_problems(&self.issuers, &left_out) {
+            let name_at = self.issuers[n].name.span().start;
+            let line = if key == "name" {
+                doc.line(name_at)
+            } else {
+                doc.issuer_line(name_at, key)
             };
-            if !names.insert(name.clone()) {
-                err("name", "duplicate issuer name".into());
-            }
-            let left_out = |key| doc.issuer_left_out(name_at, key);
-            match &i.issuer {
-                Some(iss) if !issuers.insert(iss.clone()) => {
-                    err("issuer", format!("iss {iss:?} is configured twice"))
-                }
-                None if left_out("issuer") => {}
-                None => {
-                    anonymous += 1;
-                    if anonymous == 2 {
-                        err("name", "at most one issuer may omit \"issuer\"".into());
-                    }
-                }
-                _ => {}
-            }
-            let sources_left_out = [
-                "secret_env",
-                "secret_file",
-                "pem_file",
-                "jwks_file",
-                "jwks_url",
-                "discovery",
-            ]
-            .into_iter()
-            .any(left_out);
-            match i.key_sources().as_slice() {
-                [_] => {}
-                [] if sources_left_out => {}
-                [] => err("name", "no key source: set one of secret_env, secret_file, pem_file, jwks_file, jwks_url, discovery".into()),
-                many => err("name", format!("several key sources ({}); set exactly one", many.join(", "))),
-            }
-            if i.algorithms.is_empty() {
-                err(
-                    "algorithms",
-                    "algorithms must name at least one algorithm".into(),
-                );
-            }
-            // Revocation entries are kept an hour past their tokens' lifetime: a leeway near
-            // that would let a revoked token outlive its entry.
-            if i.leeway.is_some_and(|l| l.0 > MAX_LEEWAY) {
-                err(
-                    "leeway",
-                    format!("leeway is at most {MAX_LEEWAY} s (clock skew, not lifetime)"),
-                );
-            }
-            if i.any_audience && !i.audiences.is_empty() {
-                err(
-                    "audiences",
-                    "any_audience and audiences exclude each other".into(),
-                );
-            }
-            let mut seen = std::collections::BTreeMap::new();
-            for h in i.headers.keys() {
-                if axum::http::HeaderName::from_bytes(h.as_bytes()).is_err() {
-                    err("headers", format!("{h:?} is not a valid header name"));
-                } else if RESERVED_HEADERS.contains(&h.to_ascii_lowercase().as_str()) {
-                    err(
-                        "headers",
-                        format!(
-                            "{h:?} cannot be an identity header (reserved: {})",
-                            RESERVED_HEADERS.join(", ")
-                        ),
-                    );
-                } else if let Some(other) = seen.insert(h.to_ascii_lowercase(), h) {
-                    err(
-                        "headers",
-                        format!("{other:?} and {h:?} name the same header"),
-                    );
-                }
-            }
+            errors.push((line, message));
         }
         if let Err(e) = TrustedProxies::parse(&self.trusted_proxies) {
             let line = doc
@@ -1080,15 +994,8 @@ impl Config {
             }
             let secret_left_out = doc.left_out(&["introspection", "client_secret_env"])
                 || doc.left_out(&["introspection", "client_secret_file"]);
-            if intro.client_secret_env.is_none() == intro.client_secret_file.is_none()
-                && !secret_left_out
-            {
-                let line = doc.section_line("introspection", None);
-                errors.push((
-                    line,
-                    "introspection needs exactly one of client_secret_env, client_secret_file"
-                        .into(),
-                ));
+            if let (Err(e), false) = (intro.client_secret(), secret_left_out) {
+                errors.push((doc.section_line("introspection", None), e));
             }
         }
         if let Some(s) = &self.signing {
@@ -1181,12 +1088,8 @@ impl Config {
         if let Some(admin) = &self.admin {
             let key_left_out =
                 doc.left_out(&["admin", "api_key_env"]) || doc.left_out(&["admin", "api_key_file"]);
-            if admin.api_key_env.is_none() == admin.api_key_file.is_none() && !key_left_out {
-                let line = doc.section_line("admin", None);
-                errors.push((
-                    line,
-                    "admin needs exactly one of api_key_env, api_key_file".into(),
-                ));
+            if let (Err(e), false) = (admin.api_key(), key_left_out) {
+                errors.push((doc.section_line("admin", None), e));
             }
         }
     }

@@ -26,9 +26,10 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod defaults;
 mod ext_authz;
 mod handlers;
-use jwtd_gate::config::secret_with_env;
+use jwtd_gate::config::{KeySource, SecretRef};
 pub use jwtd_gate::issuers;
 mod mint;
 pub mod revocation;
@@ -294,9 +295,8 @@ pub fn own_issuer(cfg: &SigningConfig, listen: &str) -> String {
 /// Lifetime of a minted token when the request names none: `[signing] default_ttl` (default
 /// 10 min), at most the max ttl.
 pub fn default_ttl(cfg: &SigningConfig) -> u64 {
-    const DEFAULT_TTL: u64 = 600;
     cfg.default_ttl
-        .map_or(DEFAULT_TTL, |s| s.0)
+        .map_or(defaults::DEFAULT_TTL, |s| s.0)
         .min(ring_config(cfg).max_token_ttl.as_secs())
 }
 
@@ -404,43 +404,29 @@ pub const MIN_API_SECRET_LEN: usize = 16;
 pub fn check_inputs(config: &Config) -> Vec<(config::Place, String)> {
     use config::Place;
     let mut errors = Vec::new();
-    let key = |env: &Option<String>, env_key, file_key| {
-        if env.is_some() {
-            env_key
-        } else {
-            file_key
-        }
-    };
-    if let Some(a) = &config.admin {
-        if let Err(e) = secret_with_env(
-            &config.env,
-            &a.api_key_env,
-            &a.api_key_file,
-            "admin api key",
-            MIN_API_SECRET_LEN,
-        ) {
-            let at = key(&a.api_key_env, "api_key_env", "api_key_file");
+    // A missing or doubled secret source is refused by [`Config::parse`] already.
+    if let Some(Ok(r)) = config.admin.as_ref().map(config::Admin::api_key) {
+        if let Err(e) = r.resolve(&config.env, "admin api key", MIN_API_SECRET_LEN) {
+            let at = r.key("api_key_env", "api_key_file");
             errors.push((Place::Key("admin", at), e));
         }
     }
-    if let Some(i) = &config.introspection {
-        if let Err(e) = secret_with_env(
+    if let Some(Ok(r)) = config
+        .introspection
+        .as_ref()
+        .map(config::Introspection::client_secret)
+    {
+        if let Err(e) = r.resolve(
             &config.env,
-            &i.client_secret_env,
-            &i.client_secret_file,
             "introspection client secret",
             MIN_API_SECRET_LEN,
         ) {
-            let at = key(
-                &i.client_secret_env,
-                "client_secret_env",
-                "client_secret_file",
-            );
+            let at = r.key("client_secret_env", "client_secret_file");
             errors.push((Place::Key("introspection", at), e));
         }
     }
     for ic in &config.issuers {
-        let [source] = ic.key_sources()[..] else {
+        let Ok(source) = ic.key_source() else {
             continue;
         };
         if ic.algorithms.is_empty() {
@@ -459,7 +445,7 @@ pub fn check_inputs(config: &Config) -> Vec<(config::Place, String)> {
             }
         }
         if let Err(e) = issuers::check_static_keys_with_env(&keys_only, &config.env) {
-            errors.push((at(source), format!("issuer {name:?}: {e}")));
+            errors.push((at(source.key()), format!("issuer {name:?}: {e}")));
         }
     }
     errors
@@ -503,23 +489,19 @@ impl Runtime {
         // Secrets first: a bad one refuses the configuration before any store, KEK or key is
         // created or touched.
         let introspection_secret = match &config.introspection {
-            Some(i) => secret_with_env(
+            Some(i) => Some(i.client_secret()?.resolve(
                 &config.env,
-                &i.client_secret_env,
-                &i.client_secret_file,
                 "introspection client secret",
                 MIN_API_SECRET_LEN,
-            )?,
+            )?),
             None => None,
         };
         let admin_key = match &config.admin {
-            Some(a) => secret_with_env(
+            Some(a) => Some(a.api_key()?.resolve(
                 &config.env,
-                &a.api_key_env,
-                &a.api_key_file,
                 "admin api key",
                 MIN_API_SECRET_LEN,
-            )?,
+            )?),
             None => None,
         };
         let signing = match &config.signing {
@@ -634,15 +616,14 @@ pub fn log_startup(runtime: &Runtime, listen: &str) {
         let source = match &i.keys {
             issuers::Keys::Remote(r) => r.source_redacted(),
             issuers::Keys::Ring(_) => "jwtd's own key ring ([signing])".to_owned(),
-            issuers::Keys::Static(_) => {
-                let file =
-                    |kind: &str, f: &Option<String>| f.as_ref().map(|f| format!("{kind} {f}"));
-                file("jwks_file", &ic.jwks_file)
-                    .or_else(|| file("pem_file", &ic.pem_file))
-                    .or_else(|| file("secret_file", &ic.secret_file))
-                    .or_else(|| ic.secret_env.as_ref().map(|v| format!("secret_env {v}")))
-                    .unwrap_or_else(|| "static keys".to_owned())
-            }
+            issuers::Keys::Static(_) => match &ic.key_source() {
+                Ok(
+                    k @ (KeySource::JwksFile(f)
+                    | KeySource::PemFile(f)
+                    | KeySource::Secret(SecretRef::File(f) | SecretRef::Env(f))),
+                ) => format!("{} {f}", k.key()),
+                _ => "static keys".to_owned(),
+            },
         };
         let ready = i.ready();
         tracing::info!(
@@ -728,7 +709,7 @@ async fn open_revocations(
                     .map_err(|e| format!("revocation store: {e}"))?,
             ),
             None => {
-                let dir = PathBuf::from(cfg.data_dir.as_deref().unwrap_or("./jwtd-data"));
+                let dir = PathBuf::from(cfg.data_dir.as_deref().unwrap_or(defaults::DATA_DIR));
                 let db = dir.join("keys.db");
                 if !db.is_file() {
                     return Err(format!(
@@ -752,7 +733,7 @@ async fn open_revocations(
                     .map_err(|e| e.to_string())?,
             ),
             None => {
-                let dir = PathBuf::from(cfg.data_dir.as_deref().unwrap_or("./jwtd-data"));
+                let dir = PathBuf::from(cfg.data_dir.as_deref().unwrap_or(defaults::DATA_DIR));
                 create_private_dir(&dir)?;
                 AnyStore::Sqlite(
                     SqliteStore::open(&dir.join("keys.db"))

@@ -47,13 +47,18 @@ pub struct Limits {
 impl Limits {
     /// From the configuration section, with defaults.
     pub fn from_settings(s: &RevocationSettings) -> Limits {
+        use crate::defaults as d;
         let secs = |v: Option<crate::config::Seconds>, d: u64| v.map(|s| s.0).unwrap_or(d);
         Limits {
-            max_staleness: secs(s.max_staleness, 300),
+            max_staleness: secs(s.max_staleness, d::MAX_STALENESS),
             on_stale: s.on_stale,
-            resync_interval: Duration::from_secs(secs(s.resync_interval, 10).max(1)),
-            full_resync_interval: Duration::from_secs(secs(s.full_resync_interval, 300).max(1)),
-            max_token_lifetime: secs(s.max_token_lifetime, 86_400),
+            resync_interval: Duration::from_secs(
+                secs(s.resync_interval, d::RESYNC_INTERVAL).max(1),
+            ),
+            full_resync_interval: Duration::from_secs(
+                secs(s.full_resync_interval, d::FULL_RESYNC_INTERVAL).max(1),
+            ),
+            max_token_lifetime: secs(s.max_token_lifetime, d::MAX_TOKEN_LIFETIME),
         }
     }
 }

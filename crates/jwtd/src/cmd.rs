@@ -94,7 +94,10 @@ impl Issuer {
     fn from_args(s: &StoreArgs) -> Result<Issuer> {
         let Some(path) = &s.config else {
             return Ok(Issuer {
-                data_dir: s.data_dir.clone().unwrap_or_else(|| "./jwtd-data".into()),
+                data_dir: s
+                    .data_dir
+                    .clone()
+                    .unwrap_or_else(|| jwtd_service::defaults::DATA_DIR.into()),
                 store: s.store.clone(),
                 store_schema: s.store_schema.clone(),
                 ring: jwtd_store::RingConfig::default(),
@@ -503,7 +506,11 @@ fn serve_config(a: &ServeArgs) -> Result<(jwtd_service::Config, bool)> {
         }
         (None, None) => {
             embedded = true;
-            embedded_default(a.listen.as_deref().unwrap_or("127.0.0.1:8080"))?
+            embedded_default(
+                a.listen
+                    .as_deref()
+                    .unwrap_or(jwtd_service::defaults::LISTEN),
+            )?
         }
     };
     if let Some(l) = &a.listen {
@@ -518,7 +525,7 @@ fn serve_config(a: &ServeArgs) -> Result<(jwtd_service::Config, bool)> {
 }
 
 /// The data directory of the embedded default.
-const EMBEDDED_DATA: &str = "./jwtd-data";
+const EMBEDDED_DATA: &str = jwtd_service::defaults::DATA_DIR;
 
 /// The embedded default: jwtd as its own issuer, data in `./jwtd-data`, an admin API key there
 /// to authorise minting (both created by [`embedded_prepare`], once the port is bound).

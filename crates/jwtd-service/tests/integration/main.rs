@@ -8,6 +8,7 @@ mod common;
 
 mod cache;
 mod cluster;
+mod config;
 mod recipes;
 mod revocation;
 mod service;

@@ -1032,6 +1032,132 @@ async fn empty_or_short_secrets_are_refused_at_start_and_by_check_inputs() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Issue 16: a configuration built in code (not parsed) that names a secret both by variable and
+/// by file is refused when the service is built, naming both keys (one silently won before),
+/// and so is an issuer with both `secret_env` and `secret_file`.
+#[tokio::test]
+async fn config_built_by_hand_with_a_secret_twice_is_refused() {
+    let dir = std::env::temp_dir().join(format!(
+        "jwtd-secret-pairs-{}-{}",
+        std::process::id(),
+        jwtd_core::b64::encode(rand_bytes())
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("secret");
+    std::fs::write(&file, "a-good-long-secret-from-a-file-0123\n").unwrap();
+    let env = Env::from_vars([
+        ("JWTD_PAIRS_GOOD", "a-good-long-secret-0123456789"),
+        ("JWTD_PAIRS_HS", HS_SECRET),
+    ]);
+    let text = "listen = \"127.0.0.1:0\"\n[admin]\napi_key_env = \"JWTD_PAIRS_GOOD\"\n\
+         [introspection]\nclient_id = \"rs\"\nclient_secret_env = \"JWTD_PAIRS_GOOD\"\n\
+         [[issuer]]\nname = \"hs\"\nsecret_env = \"JWTD_PAIRS_HS\"\nalgorithms = [\"HS256\"]\n\
+         any_audience = true\n";
+    let parsed = Config::parse_with_env(text, "t", &env).unwrap();
+    let file = Some(file.display().to_string());
+    let mut admin = parsed.clone();
+    admin.admin.as_mut().unwrap().api_key_file = file.clone();
+    let mut intro = parsed.clone();
+    intro.introspection.as_mut().unwrap().client_secret_file = file.clone();
+    let mut issuer = parsed.clone();
+    issuer.issuers[0].secret_file = file.clone();
+    for (config, says) in [
+        (
+            admin,
+            "admin: api_key_env and api_key_file are both set; set exactly one",
+        ),
+        (
+            intro,
+            "introspection: client_secret_env and client_secret_file are both set; set exactly one",
+        ),
+        (
+            issuer,
+            "issuer \"hs\": several key sources (secret_env, secret_file); set exactly one",
+        ),
+    ] {
+        let e = Runtime::build(config, None).await.unwrap_err();
+        assert_eq!(e, says);
+    }
+    Runtime::build(parsed, None).await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Issue 16: the engine's check of the `[[issuer]]` tables (the tower layer's
+/// `GateConfig::parse`) and `jwtd serve`'s are one: the same messages for the same tables (the
+/// service puts each on its key's line, the engine on the issuer's name line).
+#[test]
+fn config_issuer_checks_are_the_same_in_the_engine_and_the_service() {
+    let text = r#"
+[[issuer]]
+name = "a"
+algorithms = ["RS256"]
+
+[[issuer]]
+name = "a"
+issuer = "https://a.example/"
+jwks_file = "x"
+discovery = "https://a.example/"
+algorithms = []
+leeway = "2h"
+
+[[issuer]]
+name = "b"
+issuer = "https://a.example/"
+pem_file = "p"
+algorithms = ["ES256"]
+any_audience = true
+audiences = ["x"]
+[issuer.headers]
+X-Auth-Subject = "sub"
+"bad header" = "sub"
+X-User = "sub"
+x-user = "email"
+
+[[issuer]]
+name = "c"
+secret_env = "S"
+algorithms = ["HS256"]
+"#;
+    let env = Env::empty();
+    let service = Config::parse_with_env(text, "f", &env).unwrap_err();
+    let gate = jwtd_gate::config::GateConfig::parse_with_env(text, "f", &env).unwrap_err();
+    let messages = |e: &jwtd_gate::config::ConfigError| {
+        let mut m: Vec<String> = e.errors.iter().map(|(_, m)| m.clone()).collect();
+        m.sort();
+        m
+    };
+    assert_eq!(messages(&service), messages(&gate));
+    for needle in [
+        "issuer \"a\": no key source",
+        "issuer \"a\": duplicate issuer name",
+        "issuer \"a\": several key sources (jwks_file, discovery)",
+        "issuer \"a\": algorithms must name at least one algorithm",
+        "issuer \"a\": leeway is at most 600 s",
+        "issuer \"b\": iss \"https://a.example/\" is configured twice",
+        "issuer \"b\": any_audience and audiences exclude each other",
+        "issuer \"b\": \"X-Auth-Subject\" cannot be an identity header",
+        "issuer \"b\": \"bad header\" is not a valid header name",
+        "issuer \"b\": \"X-User\" and \"x-user\" name the same header",
+        "issuer \"c\": at most one issuer may omit \"issuer\"",
+    ] {
+        assert!(
+            messages(&gate).iter().any(|m| m.starts_with(needle)),
+            "{needle} in\n{gate}"
+        );
+    }
+    assert_eq!(gate.errors.len(), 11, "{gate}");
+    // Lines: the engine's on the name, the service's on the key.
+    let line_of = |e: &jwtd_gate::config::ConfigError, needle: &str| {
+        e.errors
+            .iter()
+            .find(|(_, m)| m.contains(needle))
+            .map(|(l, _)| *l)
+    };
+    assert_eq!(line_of(&gate, "leeway is at most"), Some(7));
+    assert_eq!(line_of(&service, "leeway is at most"), Some(12));
+    assert_eq!(line_of(&service, "at most one issuer"), Some(28));
+}
+
 /// Finding 1: failed admin and introspection authentications are delayed and counted, and an
 /// empty credential never passes.
 #[tokio::test]
