@@ -3,10 +3,13 @@
 use jwtd_core::{Algorithm, Family, Jwks, SigningKey};
 use std::io::Write;
 
-/// `mint ALG N ISS AUD TOKENS_OUT JWKS_OUT`
+/// `mint ALG N ISS AUD TOKENS_OUT JWKS_OUT [PEM_OUT]` (PEM_OUT: the public key as a PEM
+/// file, for verifiers that take no JWKS, e.g. HAProxy's `jwt_verify`).
 pub fn mint(args: &[String]) {
-    let [alg, n, iss, aud, tokens_out, jwks_out] = args else {
-        panic!("mint ALG N ISS AUD TOKENS_OUT JWKS_OUT");
+    let (alg, n, iss, aud, tokens_out, jwks_out, pem_out) = match args {
+        [a, n, i, au, t, j] => (a, n, i, au, t, j, None),
+        [a, n, i, au, t, j, p] => (a, n, i, au, t, j, Some(p)),
+        _ => panic!("mint ALG N ISS AUD TOKENS_OUT JWKS_OUT [PEM_OUT]"),
     };
     let alg: Algorithm = alg.parse().expect("algorithm");
     let n: usize = n.parse().expect("count");
@@ -28,6 +31,10 @@ pub fn mint(args: &[String]) {
             jwtd_core::sign(&key, c.as_object().expect("object"), None).expect("sign")
         )
         .expect("write");
+    }
+    if let Some(p) = pem_out {
+        let pem = jwtd_core::public_key_pem(&key.verifying_key()).expect("public key PEM");
+        std::fs::write(p, pem).expect("pem file");
     }
     let jwks = Jwks::from_keys(key.public_jwk());
     std::fs::write(jwks_out, serde_json::to_string(&jwks).expect("json")).expect("jwks file");
