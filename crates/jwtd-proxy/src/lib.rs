@@ -270,6 +270,15 @@ fn tls_config(ca_file: Option<&PathBuf>) -> Result<rustls::ClientConfig, String>
     Ok(config)
 }
 
+/// Checks `options` as [`Proxy::new`] would (the upstream URL, the `ca_file`), without
+/// building anything: for a caller that must refuse a bad configuration before it announces
+/// readiness.
+pub fn check(options: &Options) -> Result<(), String> {
+    Upstream::parse(&options.upstream)?;
+    tls_config(options.ca_file.as_ref())?;
+    Ok(())
+}
+
 impl<S: EngineSource> Proxy<S> {
     /// A proxy deciding with the engines of `source` and forwarding to `options.upstream`;
     /// an error names a bad upstream URL or an unreadable `ca_file`.
