@@ -55,11 +55,15 @@
 //!
 //! ## Limits of the listener ([`Limits`])
 //!
-//! hyper's HTTP/1 server parses every request: a request with both `Content-Length` and
-//! `Transfer-Encoding`, two differing `Content-Length`s, a `Transfer-Encoding` that does not
-//! end in `chunked`, or an obs-folded header line is refused 400 and the connection closed,
-//! before the engine sees it (so no request can be read one way here and another way by the
-//! upstream). A request head larger than [`Limits::max_header_bytes`], or with more than
+//! hyper's HTTP/1 server parses every request strictly, before the engine sees it: two
+//! different `Content-Length`s, a `Content-Length` that is not one number, a
+//! `Transfer-Encoding` whose last coding is not `chunked`, an obs-folded header line, a space
+//! before a colon, a malformed chunk are refused 400 and the connection closed. A request with
+//! both `Content-Length` and `Transfer-Encoding: chunked` is read as chunked (RFC 9112 section
+//! 6.3), its `Content-Length` dropped, and the connection closed after the answer, so bytes
+//! after the chunked body are never read as another request. Every forwarded request is framed
+//! anew by jwtd's client (its own `Content-Length`, or chunked): no request can be read one way
+//! here and another way by the upstream. A request head larger than [`Limits::max_header_bytes`], or with more than
 //! [`Limits::max_headers`] headers, is refused 431; a head not received within
 //! [`Limits::header_read_timeout`] closes the connection.
 
@@ -84,6 +88,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -226,7 +231,7 @@ pub struct Proxy<S> {
     source: S,
     options: Options,
     upstream: Upstream,
-    client: Client<Connector, Incoming>,
+    client: Client<Connector, Watched>,
 }
 
 impl<S> std::fmt::Debug for Proxy<S> {
@@ -388,6 +393,11 @@ impl<S: EngineSource> Proxy<S> {
             Err(_) => return upstream_failure(Reason::UpstreamUnavailable),
         };
         parts.version = Version::HTTP_11;
+        let failed = Arc::new(AtomicBool::new(false));
+        let body = Watched {
+            inner: body,
+            failed: failed.clone(),
+        };
         let outgoing = Request::from_parts(parts, body);
         let sent =
             tokio::time::timeout(self.options.response_timeout, self.client.request(outgoing));
@@ -395,6 +405,15 @@ impl<S: EngineSource> Proxy<S> {
             Err(_) => {
                 tracing::warn!(upstream = %self.options.upstream, "no response head within response_timeout");
                 return upstream_failure(Reason::UpstreamTimeout);
+            }
+            Ok(Err(_)) if failed.load(Ordering::Relaxed) => {
+                // The client's body was malformed (a bad chunk) or cut: its fault, not the
+                // upstream's; hyper's own answer to a malformed request.
+                let mut resp = Response::new(empty());
+                *resp.status_mut() = StatusCode::BAD_REQUEST;
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return resp;
             }
             Ok(Err(e)) => {
                 let reason = classify(&e);
@@ -599,6 +618,36 @@ fn upstream_failure(reason: Reason) -> Response<ProxyBody> {
         _ => "the upstream could not be reached",
     };
     refusal(jwtd_gate::refusal::http(&Error::new(reason, message)))
+}
+
+/// The client's request body on its way to the upstream, noting whether reading it failed.
+struct Watched {
+    inner: Incoming,
+    failed: Arc<AtomicBool>,
+}
+
+impl Body for Watched {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Err(_))) = &polled {
+            self.failed.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// A response body cut when no frame comes for `idle`.

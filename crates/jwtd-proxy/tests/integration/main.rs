@@ -7,6 +7,8 @@ mod wire;
 
 mod forward;
 mod refuse;
+mod smuggle;
+mod upgrade;
 
 use jwtd_gate::Engine;
 use jwtd_proxy::{Limits, Options, Proxy};
