@@ -5,6 +5,7 @@
 
 mod wire;
 
+mod conformance;
 mod forward;
 mod refuse;
 mod smuggle;
