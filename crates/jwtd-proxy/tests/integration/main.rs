@@ -7,6 +7,7 @@ mod wire;
 
 mod conformance;
 mod forward;
+mod lifecycle;
 mod refuse;
 mod smuggle;
 mod upgrade;
@@ -93,11 +94,43 @@ pub struct Upstream {
 /// Starts the upstream and waits (10 s at most) until it listens. python3 missing fails the
 /// test: it is never skipped.
 pub fn upstream() -> Upstream {
+    upstream_with(&[])
+}
+
+/// An HTTPS upstream (a leaf for `localhost` and 127.0.0.1 signed by a test CA made by
+/// rcgen) and the CA's PEM file.
+pub fn tls_upstream() -> (Upstream, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let dir = jwtd_test_support::temp_dir("proxy-tls");
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let (ca, cert, key) = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&ca, ca_cert.pem()).unwrap();
+    std::fs::write(&cert, leaf.pem()).unwrap();
+    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+    let up = upstream_with(&[cert.to_str().unwrap(), key.to_str().unwrap()]);
+    (up, ca)
+}
+
+fn upstream_with(extra: &[&str]) -> Upstream {
     let port = free_port();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/integration/upstream.py");
     let mut child = Command::new("python3")
         .arg(script)
         .arg(port.to_string())
+        .args(extra)
         .stdout(Stdio::piped())
         .spawn()
         .expect("python3 runs the test upstream (install python3)");

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The upstream of the proxy tests: Python's standard library only.
 
-Usage: upstream.py PORT
+Usage: upstream.py PORT [CERT KEY]   (with CERT and KEY, PEM files: HTTPS)
 
 Every path answers with what it received, except those below:
 - the answer's `X-Echo` header holds {"method", "path", "headers": [[name, value], ...],
@@ -17,6 +17,7 @@ Anything else: the JSON above as the body.
 """
 
 import base64
+import ssl
 import hashlib
 import json
 import socketserver
@@ -162,5 +163,9 @@ class Server(socketserver.ThreadingMixIn, HTTPServer):
 if __name__ == "__main__":
     port = int(sys.argv[1])
     server = Server(("127.0.0.1", port), Handler)
+    if len(sys.argv) > 3:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     print("ready", flush=True)
     server.serve_forever()
