@@ -129,6 +129,16 @@ fn the_documented_proxy_configuration_runs() {
     assert_eq!(body["reason"], "missing_token");
     let (status, _, _) = http_request(proxy, "GET", "/healthz", &[]);
     assert_eq!(status, 200, "the public rule");
+    // The proxy's decisions are counted with /auth's.
+    let (_, _, metrics) = http_request(port, "GET", "/metrics", &[]);
+    let counted = |outcome: &str| {
+        metrics.lines().any(|l| {
+            l.starts_with("jwtd_decisions_total")
+                && l.contains("rule=\"app\"")
+                && l.contains(&format!("outcome=\"{outcome}\""))
+        })
+    };
+    assert!(counted("allowed") && counted("denied"), "{metrics}");
 
     // A reload swaps the rules: /healthz now needs a token too.
     std::fs::write(
