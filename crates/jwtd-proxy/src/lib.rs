@@ -65,7 +65,8 @@
 //! anew by jwtd's client (its own `Content-Length`, or chunked): no request can be read one way
 //! here and another way by the upstream. A request head larger than [`Limits::max_header_bytes`], or with more than
 //! [`Limits::max_headers`] headers, is refused 431; a head not received within
-//! [`Limits::header_read_timeout`] closes the connection.
+//! [`Limits::header_read_timeout`] (also the longest a kept-alive connection waits for its next
+//! request) closes the connection; at most [`Limits::max_connections`] are open at once.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -153,8 +154,13 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Most headers of a request; more is refused 431.
     pub max_headers: usize,
-    /// Longest a client may take to send a request head; past it the connection is closed.
+    /// Longest a client may take to send a request head, and longest a kept-alive connection
+    /// may wait for its next request; past it the connection is closed.
     pub header_read_timeout: Duration,
+    /// Most connections open at once; at the cap, accepting waits until one closes (the
+    /// kernel's listen backlog holds new ones). A connection upgraded (WebSocket) no longer
+    /// counts once it is handed over.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -163,6 +169,7 @@ impl Default for Limits {
             max_header_bytes: 64 * 1024,
             max_headers: 100,
             header_read_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
         }
     }
 }
@@ -727,12 +734,21 @@ pub async fn serve<S: EngineSource>(
         .max_buf_size(limits.max_header_bytes.max(8192))
         .max_headers(limits.max_headers);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut conns = tokio::task::JoinSet::new();
+    // One permit per open connection: at the cap, accepting waits (the kernel's backlog holds
+    // new connections); the drain takes them all back.
+    let cap = limits.max_connections.clamp(1, u32::MAX as usize);
+    let permits = Arc::new(tokio::sync::Semaphore::new(cap));
     tokio::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
         tokio::select! {
             _ = &mut shutdown => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(a) => a,
@@ -747,7 +763,8 @@ pub async fn serve<S: EngineSource>(
                 let proxy = proxy.clone();
                 let builder = builder.clone();
                 let mut stopped = stopped.clone();
-                conns.spawn(async move {
+                tokio::spawn(async move {
+                    let _permit = permit;
                     let service = hyper::service::service_fn(move |req| {
                         let proxy = proxy.clone();
                         async move {
@@ -778,6 +795,6 @@ pub async fn serve<S: EngineSource>(
     }
     drop(listener);
     let _ = stop.send(true);
-    while conns.join_next().await.is_some() {}
+    let _ = permits.acquire_many(cap as u32).await;
     Ok(())
 }

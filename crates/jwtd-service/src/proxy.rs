@@ -26,8 +26,9 @@ pub fn proxy_options(upstream: &UpstreamSettings) -> jwtd_proxy::Options {
 
 /// Serves the reverse proxy of `state`'s `[proxy]` and `[upstream]` on `listener` (bound by
 /// the caller before it announces readiness) until `shutdown` resolves, then lets requests in
-/// progress finish. The listener's limits are `[server]`'s `max_header_bytes` and
-/// `header_read_timeout`, and [`PROXY_MAX_HEADERS`] headers. Read at start: a reload keeps
+/// progress finish. The listener's limits are `[server]`'s `max_header_bytes`,
+/// `header_read_timeout` and `max_connections` (its own count, apart from the API's), and
+/// [`PROXY_MAX_HEADERS`] headers. Read at start: a reload keeps
 /// these settings and swaps only the engine. An error without `[upstream]`, or when the
 /// upstream cannot be set up (its `ca_file`).
 pub async fn serve_proxy(
@@ -44,6 +45,7 @@ pub async fn serve_proxy(
         max_header_bytes: server.max_header_bytes,
         max_headers: PROXY_MAX_HEADERS,
         header_read_timeout: server.header_read_timeout.0,
+        max_connections: server.max_connections,
     };
     jwtd_proxy::serve(proxy, listener, &limits, shutdown)
         .await

@@ -122,3 +122,36 @@ async fn shutdown_lets_requests_in_progress_finish() {
         .unwrap()
         .unwrap();
 }
+
+/// At `max_connections`, a new connection waits in the backlog until one closes.
+#[tokio::test]
+async fn at_max_connections_a_new_connection_waits_for_one_to_close() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = upstream();
+    let limits = Limits {
+        max_connections: 2,
+        ..Limits::default()
+    };
+    let proxy = start_with(
+        engine(),
+        Options::new(format!("http://127.0.0.1:{}", up.port)),
+        limits,
+    )
+    .await;
+    let first = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let _second = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let mut third = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    third
+        .write_all(b"GET /public/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let early = tokio::time::timeout(Duration::from_millis(500), third.read_to_end(&mut buf)).await;
+    assert!(early.is_err(), "not served while two connections are open");
+    drop(first);
+    tokio::time::timeout(Duration::from_secs(10), third.read_to_end(&mut buf))
+        .await
+        .expect("served once one closed")
+        .unwrap();
+    assert!(buf.starts_with(b"HTTP/1.1 200"));
+}

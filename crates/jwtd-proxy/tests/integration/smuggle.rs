@@ -143,7 +143,8 @@ async fn oversized_heads_are_refused_431() {
     assert_eq!(a.status, 200);
 }
 
-/// A client that never finishes its head is dropped at header_read_timeout.
+/// A client that never finishes its head, or keeps a connection idle, is dropped at
+/// header_read_timeout.
 #[tokio::test]
 async fn a_slow_head_is_dropped_at_header_read_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -167,5 +168,19 @@ async fn a_slow_head_is_dropped_at_header_read_timeout() {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut buf))
         .await
         .expect("closed within 10 s");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+    // A kept-alive connection waiting for its next request is closed at the same timeout.
+    let mut s = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    s.write_all(b"GET /public/x HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("closed within 10 s")
+        .unwrap();
+    assert!(buf.starts_with(b"HTTP/1.1 200"), "answered first");
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
