@@ -237,3 +237,60 @@ async fn a_trusted_peer_s_forwarded_headers_are_extended() {
     assert_eq!(e.all("x-forwarded-host"), ["shop.test"]);
     assert_eq!(e.all("x-forwarded-proto"), ["https"]);
 }
+
+/// The request body is streamed: the upstream answers after its first chunk, while the client
+/// has not sent the rest.
+#[tokio::test]
+async fn a_request_body_is_streamed_not_buffered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = upstream();
+    let proxy = start(&up, |_| {}).await;
+    let t = token("alice");
+    let mut s = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let head = format!(
+        "POST /first HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {t}\r\n\
+         Transfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    // The rest of the body never comes; the answer does.
+    let mut buf = vec![0u8; 4096];
+    let mut got = Vec::new();
+    tokio::time::timeout(crate::wire::BOUND, async {
+        while !got.ends_with(b"first") {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(
+                n > 0,
+                "closed before the answer: {:?}",
+                String::from_utf8_lossy(&got)
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("answered before the body ended");
+    assert!(got.starts_with(b"HTTP/1.1 200"));
+}
+
+/// Upstream connections are kept alive and reused (`max_idle_per_host`), or not (0).
+#[tokio::test]
+async fn upstream_connections_are_pooled() {
+    let up = upstream();
+    let t = token("alice");
+    let proxy = start(&up, |_| {}).await;
+    let mut ports = Vec::new();
+    for _ in 0..3 {
+        let a = exchange(proxy, &authed("GET", "/x", &t, &[], b"")).await;
+        ports.push(a.echo().peer_port);
+    }
+    assert!(
+        ports.windows(2).all(|w| w[0] == w[1]),
+        "one pooled connection: {ports:?}"
+    );
+    let proxy = start(&up, |o| o.max_idle_per_host = 0).await;
+    let mut ports = Vec::new();
+    for _ in 0..3 {
+        let a = exchange(proxy, &authed("GET", "/x", &t, &[], b"")).await;
+        ports.push(a.echo().peer_port);
+    }
+    assert!(ports.windows(2).all(|w| w[0] != w[1]), "no pool: {ports:?}");
+}

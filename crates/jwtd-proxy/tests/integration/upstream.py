@@ -5,11 +5,14 @@ Usage: upstream.py PORT [CERT KEY]   (with CERT and KEY, PEM files: HTTPS)
 
 Every path answers with what it received, except those below:
 - the answer's `X-Echo` header holds {"method", "path", "headers": [[name, value], ...],
-  "length": bytes of body} as JSON (ASCII), also for HEAD;
+  "length": bytes of body, "peer_port": the connection's client port} as JSON (ASCII), also
+  for HEAD;
 - `/echo`: the body is the request body, byte for byte (`Content-Length`);
 - `/download?n=N`: N bytes of a fixed pattern (byte i is i % 251), chunked, 64 KiB a chunk;
 - `/slow?ms=N`: waits N ms before answering;
 - `/stall`: sends a head and one chunk, then waits 30 s;
+- `/first`: reads only the first chunk of a chunked body and answers it at once (the rest is
+  never read: the connection closes), proving the body was streamed to it, not buffered;
 - `/hop`: answers with hop-by-hop headers (`Connection: x-private`, `X-Private`,
   `Keep-Alive`, `Proxy-Authenticate`) that must not reach the client;
 - `/ws`: a WebSocket echo (RFC 6455: the handshake, then every text or binary frame sent back).
@@ -57,6 +60,7 @@ class Handler(BaseHTTPRequestHandler):
                 "path": self.path,
                 "headers": [[k, v] for k, v in self.headers.items()],
                 "length": len(body),
+                "peer_port": self.client_address[1],
             }
         )
 
@@ -64,6 +68,17 @@ class Handler(BaseHTTPRequestHandler):
         path, _, query = self.path.partition("?")
         if path == "/ws":
             return self.websocket()
+        if path == "/first":
+            line = self.rfile.readline()
+            first = self.rfile.read(int(line.split(b";")[0].strip(), 16))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(first)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(first)
+            self.wfile.flush()
+            self.close_connection = True
+            return
         body = self.read_body()
         echo = self.echo_json(body)
         params = dict(p.split("=", 1) for p in query.split("&") if "=" in p)

@@ -54,6 +54,7 @@ impl Answer {
                 })
                 .collect(),
             length: v["length"].as_u64().unwrap() as usize,
+            peer_port: v["peer_port"].as_u64().unwrap() as u16,
         }
     }
 }
@@ -69,6 +70,8 @@ pub struct Echo {
     pub headers: Vec<(String, String)>,
     /// Bytes of body.
     pub length: usize,
+    /// The client port of the upstream's connection (the proxy's side).
+    pub peer_port: u16,
 }
 
 impl Echo {
