@@ -61,7 +61,7 @@ pub fn body(e: &Error) -> String {
     )
 }
 
-/// The HTTP answer to an engine refusal: [`http`], with the RFC 6750 `scope` challenge
+/// The HTTP answer to an engine refusal: [`http()`], with the RFC 6750 `scope` challenge
 /// parameter naming the scopes the rule needs when the token lacks some.
 pub fn http_denial(d: &crate::Denial) -> HttpRefusal {
     let mut answer = http(&d.error);
