@@ -84,6 +84,14 @@ pub enum Reason {
     /// than the front accepts, or a name or value that is not valid HTTP (Envoy ext_authz:
     /// the `CheckRequest` header map; services only).
     BadHeaders,
+    /// Proxy mode: the request was allowed but the upstream could not be reached (connection
+    /// refused or reset, TLS failure, the connection closed before a response head); answered
+    /// 502 without any internal detail (services only).
+    UpstreamUnavailable,
+    /// Proxy mode: the request was allowed but the upstream took longer than the configured
+    /// timeout to connect, to send its response head, or between two body chunks; answered 504
+    /// (services only).
+    UpstreamTimeout,
 }
 
 /// The `error` a [`Reason`] is reported with: an RFC 6750 section 3.1 code for the three
@@ -154,7 +162,7 @@ pub const RETRY_AFTER_SECS: u32 = 5;
 
 impl Reason {
     /// Every reason, in declaration order.
-    pub const ALL: [Reason; 27] = [
+    pub const ALL: [Reason; 29] = [
         Reason::Malformed,
         Reason::UnsupportedAlgorithm,
         Reason::AlgorithmNotAllowed,
@@ -182,6 +190,8 @@ impl Reason {
         Reason::NoMatchingRule,
         Reason::BadPath,
         Reason::BadHeaders,
+        Reason::UpstreamUnavailable,
+        Reason::UpstreamTimeout,
     ];
 
     /// The stable reason code, e.g. `bad_signature`.
@@ -214,14 +224,17 @@ impl Reason {
             Reason::NoMatchingRule => "no_matching_rule",
             Reason::BadPath => "bad_path",
             Reason::BadHeaders => "bad_headers",
+            Reason::UpstreamUnavailable => "upstream_unavailable",
+            Reason::UpstreamTimeout => "upstream_timeout",
         }
     }
 
     /// The `error` this reason is reported with. Only a failed claim check (a scope or a
     /// claim value the route demands) is `insufficient_scope`, only a request carrying several
     /// tokens, or a path or header set that cannot be taken safely, is `invalid_request`, and
-    /// only the two answers about the server rather than the token (`key_fetch_failed`,
-    /// `revocation_unavailable`) are `temporarily_unavailable`; everything else means the token
+    /// only the answers about the server rather than the token (`key_fetch_failed`,
+    /// `revocation_unavailable`, and the proxy's `upstream_unavailable` and `upstream_timeout`)
+    /// are `temporarily_unavailable`; everything else means the token
     /// itself cannot be trusted (or used): `invalid_token`.
     ///
     /// This, [`Reason::http_status`], [`Reason::grpc_code`] and [`Reason::retry_after`] are
@@ -234,9 +247,10 @@ impl Reason {
             Reason::MultipleTokens | Reason::BadPath | Reason::BadHeaders => {
                 BearerError::InvalidRequest
             }
-            Reason::KeyFetchFailed | Reason::RevocationUnavailable => {
-                BearerError::TemporarilyUnavailable
-            }
+            Reason::KeyFetchFailed
+            | Reason::RevocationUnavailable
+            | Reason::UpstreamUnavailable
+            | Reason::UpstreamTimeout => BearerError::TemporarilyUnavailable,
             _ => BearerError::InvalidToken,
         }
     }
@@ -254,8 +268,14 @@ impl Reason {
     }
 
     /// The HTTP status this reason is answered with: 401, 403 (`insufficient_scope`), 400
-    /// (`invalid_request`) or 503 (`temporarily_unavailable`).
+    /// (`invalid_request`) or 503 (`temporarily_unavailable`); the proxy's upstream failures
+    /// are 502 (`upstream_unavailable`) and 504 (`upstream_timeout`).
     pub fn http_status(self) -> u16 {
+        match self {
+            Reason::UpstreamUnavailable => return 502,
+            Reason::UpstreamTimeout => return 504,
+            _ => {}
+        }
         match self.bearer_error() {
             BearerError::InvalidToken => 401,
             BearerError::InsufficientScope => 403,
@@ -277,9 +297,10 @@ impl Reason {
     }
 
     /// The `Retry-After` (seconds) an HTTP answer carries: [`RETRY_AFTER_SECS`] for the
-    /// reasons that are temporary (503), none otherwise.
+    /// reasons that are temporary (503), none otherwise (the proxy's 502 and 504 carry none:
+    /// the upstream may have acted on a request that is not safe to repeat).
     pub fn retry_after(self) -> Option<u32> {
-        (self.bearer_error() == BearerError::TemporarilyUnavailable).then_some(RETRY_AFTER_SECS)
+        (self.http_status() == 503).then_some(RETRY_AFTER_SECS)
     }
 }
 

@@ -104,11 +104,8 @@ use envoy_types::pb::google::protobuf::{
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use jwtd_core::{BearerError, Error, Reason, Verified};
-use jwtd_gate::rules::Rule;
 use jwtd_gate::{Allowed, Denial, Engine, Request};
 use std::future::Future;
-use std::ops::Deref;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// The context extension naming the rule that decides.
@@ -120,30 +117,9 @@ pub const DEFAULT_MAX_HEADERS: usize = 100;
 /// Default for [`Options::max_header_bytes`] (Envoy's own default header limit is 60 KiB).
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 
-/// Where the authorizer reads the engine in force, once per check.
-pub trait EngineSource: Send + Sync + 'static {
-    /// A handle on the engine, held for one check.
-    type Handle: Deref<Target = Engine> + Send + Sync + 'static;
-
-    /// The engine in force now.
-    fn engine(&self) -> Self::Handle;
-
-    /// Called once per check with what decided it (metrics, e.g. `jwtd serve`'s
-    /// `jwtd_decisions_total`): the rule (`None`: no rule matched, or none was consulted) and
-    /// the reason of a refusal. Nothing by default.
-    fn decided(&self, handle: &Self::Handle, rule: Option<&Rule>, refused: Option<Reason>) {
-        let _ = (handle, rule, refused);
-    }
-}
-
-/// A fixed engine.
-impl EngineSource for Arc<Engine> {
-    type Handle = Arc<Engine>;
-
-    fn engine(&self) -> Arc<Engine> {
-        self.clone()
-    }
-}
+/// Where the authorizer reads the engine in force, once per check (shared with the other
+/// fronts: defined in `jwtd-gate`).
+pub use jwtd_gate::EngineSource;
 
 /// What the authorizer answers besides the decision itself.
 #[derive(Clone, Debug, PartialEq, Eq)]

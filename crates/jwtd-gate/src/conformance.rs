@@ -2,7 +2,8 @@
 //! `conformance/jwtd.toml` (two issuers, the rules of the engine's examples) and
 //! `conformance/cases.json` (request, token → status, reason, rule, identity headers). The
 //! engine's own tests run it against [`crate::Engine`]; `jwtd serve`'s run it against `/auth`
-//! over HTTP, and jwtd-tower's through the layer.
+//! over HTTP, jwtd-tower's through the layer, jwtd-extauthz's over gRPC and jwtd-proxy's
+//! through the proxy to a real upstream.
 
 use jwtd_core::{Algorithm, SigningKey};
 use serde::Deserialize;

@@ -21,6 +21,8 @@ pub mod extract;
 pub mod issuers;
 pub mod refusal;
 pub mod rules;
+pub mod source;
 
 pub use decide::{Allowed, Decision, Denial, Engine, Request};
 pub use env::Env;
+pub use source::EngineSource;

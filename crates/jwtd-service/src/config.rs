@@ -10,7 +10,7 @@ use jwtd_gate::config::{interpolate_with_env, line_of};
 use jwtd_gate::Env;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
@@ -57,6 +57,14 @@ pub struct Config {
     /// at start); off without it.
     #[serde(default)]
     pub ext_authz: Option<ExtAuthzSettings>,
+    /// `[proxy]`: reverse-proxy mode, a listener of its own forwarding allowed requests to
+    /// `[upstream]` (read at start); off without it.
+    #[serde(default)]
+    pub proxy: Option<ProxySettings>,
+    /// `[upstream]`: the one service `[proxy]` forwards to (read at start; required with
+    /// `[proxy]`, refused without it).
+    #[serde(default)]
+    pub upstream: Option<UpstreamSettings>,
     /// Cross-origin (CORS) access to `GET /v1/tokens/{token}` and `GET|POST /v1/verify` from
     /// browsers on other sites; off without it.
     #[serde(default)]
@@ -304,6 +312,119 @@ impl ExtAuthzSettings {
             }
         }
         out
+    }
+}
+
+/// `[proxy]`: jwtd in front of one upstream (`[upstream]`), deciding every request with the
+/// engine `/auth` uses (see docs/proxy.md). Read at start, like `listen`: a reload keeps the
+/// running listener and upstream settings (the rules and issuers it decides with are reloaded).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySettings {
+    /// The proxy's listen address (`address:port`), e.g. `127.0.0.1:8081`: cleartext HTTP/1.1.
+    pub listen: String,
+}
+
+/// `[upstream]`: where `[proxy]` forwards allowed requests.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSettings {
+    /// `http://host:port` or `https://host:port`, perhaps with a path put before every
+    /// request's path.
+    pub url: String,
+    /// Longest a connection to the upstream may take (default 5 s; 10 ms..=5 min); past it
+    /// 504 `upstream_timeout`.
+    #[serde(default = "default_upstream_connect_timeout")]
+    pub connect_timeout: Timeout,
+    /// Longest from sending a request (its body included) to the upstream's response head
+    /// (default 60 s; 10 ms..=1 h); past it 504 `upstream_timeout`.
+    #[serde(default = "default_upstream_response_timeout")]
+    pub response_timeout: Timeout,
+    /// How long an idle upstream connection is kept for reuse, and the longest gap between
+    /// two chunks of a response body before it is cut (default 90 s; 10 ms..=1 h).
+    #[serde(default = "default_upstream_idle_timeout")]
+    pub idle_timeout: Timeout,
+    /// Most idle kept-alive connections to the upstream (default 32; 0..=10,000).
+    #[serde(default = "default_upstream_max_idle")]
+    pub max_idle_per_host: usize,
+    /// Remove the client's `Authorization` header before forwarding (default false).
+    #[serde(default)]
+    pub remove_authorization: bool,
+    /// A PEM file of CA certificates trusted for an `https` upstream, besides the system's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_upstream_connect_timeout() -> Timeout {
+    Timeout(Duration::from_secs(5))
+}
+fn default_upstream_response_timeout() -> Timeout {
+    Timeout(Duration::from_secs(60))
+}
+fn default_upstream_idle_timeout() -> Timeout {
+    Timeout(Duration::from_secs(90))
+}
+fn default_upstream_max_idle() -> usize {
+    32
+}
+
+impl UpstreamSettings {
+    /// Range checks: `(setting, message)` for every value out of its range.
+    fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Some(why) = upstream_url_problem(&self.url) {
+            out.push(("url", format!("url {:?} {why}", self.url)));
+        }
+        let ms = Duration::from_millis;
+        let s = Duration::from_secs;
+        for (name, t, max) in [
+            ("connect_timeout", self.connect_timeout, s(300)),
+            ("response_timeout", self.response_timeout, s(3600)),
+            ("idle_timeout", self.idle_timeout, s(3600)),
+        ] {
+            if t.0 < ms(10) || t.0 > max {
+                out.push((
+                    name,
+                    format!(
+                        "{name} {} is outside 10ms..={}",
+                        humantime::format_duration(t.0),
+                        humantime::format_duration(max)
+                    ),
+                ));
+            }
+        }
+        if self.max_idle_per_host > 10_000 {
+            out.push((
+                "max_idle_per_host",
+                format!(
+                    "max_idle_per_host {} is outside 0..=10000",
+                    self.max_idle_per_host
+                ),
+            ));
+        }
+        if let Some(path) = &self.ca_file {
+            if let Err(e) = std::fs::metadata(path) {
+                out.push(("ca_file", format!("ca_file {}: {e}", path.display())));
+            }
+        }
+        out
+    }
+}
+
+/// Why `url` cannot be an upstream, if it cannot.
+fn upstream_url_problem(url: &str) -> Option<&'static str> {
+    let Ok(uri) = url.parse::<axum::http::Uri>() else {
+        return Some("is not a URL");
+    };
+    if !matches!(uri.scheme_str(), Some("http") | Some("https")) {
+        return Some("must start with http:// or https://");
+    }
+    match uri.authority() {
+        None => Some("has no host"),
+        Some(a) if a.as_str().contains('@') => Some("must not carry credentials"),
+        Some(a) if a.host().is_empty() => Some("has no host"),
+        Some(_) if uri.query().is_some() => Some("must not have a query"),
+        Some(_) => None,
     }
 }
 
@@ -1057,6 +1178,34 @@ impl Config {
             errors.push((
                 doc.section_line("server", Some(key)),
                 format!("server: {p}"),
+            ));
+        }
+        if let Some(p) = &self.proxy {
+            if !listen_address_ok(&p.listen) {
+                errors.push((
+                    doc.section_line("proxy", Some("listen")),
+                    format!(
+                        "proxy: listen {:?} is not an address:port (an IP address or localhost)",
+                        p.listen
+                    ),
+                ));
+            }
+        }
+        match (&self.proxy, &self.upstream) {
+            (Some(_), None) if !doc.left_out(&["upstream"]) => errors.push((
+                doc.section_line("proxy", None),
+                "proxy: [proxy] needs an [upstream] url to forward to".into(),
+            )),
+            (None, Some(_)) => errors.push((
+                doc.section_line("upstream", None),
+                "upstream: [upstream] is used only with [proxy] (add [proxy] listen)".into(),
+            )),
+            _ => {}
+        }
+        for (key, p) in self.upstream.iter().flat_map(|u| u.problems()) {
+            errors.push((
+                doc.section_line("upstream", Some(key)),
+                format!("upstream: {p}"),
             ));
         }
         for (key, p) in self.ext_authz.iter().flat_map(|e| e.problems()) {

@@ -13,12 +13,12 @@ use std::sync::Arc;
 /// through) and above Envoy's default header limit (60 KiB).
 pub const EXT_AUTHZ_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
-/// The engine of the state's runtime in force.
+/// The engine of the state's runtime in force (for the authorizer and the proxy).
 #[derive(Clone, Debug)]
-struct StateEngines(Arc<AppState>);
+pub(crate) struct StateEngines(pub(crate) Arc<AppState>);
 
 /// A runtime held for one check (a reload during it lets it finish on the old one).
-struct Held(Arc<Runtime>);
+pub(crate) struct Held(Arc<Runtime>);
 
 impl Deref for Held {
     type Target = jwtd_gate::Engine;
@@ -28,7 +28,7 @@ impl Deref for Held {
     }
 }
 
-impl jwtd_extauthz::EngineSource for StateEngines {
+impl jwtd_gate::EngineSource for StateEngines {
     type Handle = Held;
 
     fn engine(&self) -> Held {
@@ -43,6 +43,11 @@ impl jwtd_extauthz::EngineSource for StateEngines {
         refused: Option<jwtd_core::Reason>,
     ) {
         held.0.decisions.record(rule, refused);
+    }
+
+    /// `trusted_proxies` of the runtime in force.
+    fn trusts_forwarded(&self, held: &Held, peer: std::net::IpAddr) -> bool {
+        held.0.trusted_proxies.contains(peer)
     }
 }
 

@@ -32,18 +32,22 @@ mod handlers;
 use jwtd_gate::config::{KeySource, SecretRef};
 pub use jwtd_gate::issuers;
 mod mint;
+mod proxy;
 pub mod revocation;
 mod revoke;
 mod server;
 mod telemetry;
 
-pub use config::{Config, ConfigError, ExtAuthzSettings, SigningConfig};
+pub use config::{
+    Config, ConfigError, ExtAuthzSettings, ProxySettings, SigningConfig, UpstreamSettings,
+};
 pub use ext_authz::{ext_authz_options, serve_ext_authz, EXT_AUTHZ_MAX_MESSAGE_BYTES};
 pub use handlers::{bearer_error, router};
 pub use issuers::Issuers;
 pub use jwtd_gate::extract::extract as extract_token;
 pub use jwtd_gate::Env;
 pub use metrics_exporter_prometheus::PrometheusHandle;
+pub use proxy::{check_upstream, proxy_options, serve_proxy, PROXY_MAX_HEADERS};
 pub use revocation::Revocations;
 pub use telemetry::{fingerprint, init_logging, install_metrics};
 
@@ -806,8 +810,8 @@ impl AppState {
     /// 10 s); requests in flight finish on the old one. An invalid file changes nothing.
     /// `${VAR}` values, secrets and key files are read again (variables from the environment
     /// the running configuration was read in, [`Config::env`]); remote key sources restart only
-    /// when their settings changed. `listen`, `[server]` and `[ext_authz]` are read at start
-    /// only: a change is logged as a warning and waits for the next start.
+    /// when their settings changed. `listen`, `[server]`, `[ext_authz]`, `[proxy]` and `[upstream]` are
+    /// read at start only: a change is logged as a warning and waits for the next start.
     pub async fn reload(&self) -> Result<(), String> {
         let _one_at_a_time = self.reload_lock.lock().await;
         let Some(path) = &self.config_path else {
@@ -821,6 +825,11 @@ impl AppState {
                 running = %old.config.listen,
                 configured = %config.listen,
                 "listen changes take effect at the next start; still listening on the running address"
+            );
+        }
+        if config.proxy != old.config.proxy || config.upstream != old.config.upstream {
+            tracing::warn!(
+                "[proxy] and [upstream] changes take effect at the next start; the running proxy stays"
             );
         }
         if config.ext_authz != old.config.ext_authz {

@@ -642,6 +642,25 @@ fn serve(a: ServeArgs) -> Result<()> {
             ),
             None => None,
         };
+        // The proxy's listener too, its upstream checked (URL, ca_file).
+        let proxy = match &config.proxy {
+            Some(p) => {
+                if let Some(u) = &config.upstream {
+                    jwtd_service::check_upstream(u).map_err(Failure::Usage)?;
+                }
+                Some(
+                    tokio::net::TcpListener::bind(&p.listen)
+                        .await
+                        .map_err(|err| {
+                            Failure::Usage(format!(
+                                "cannot listen on {} ([proxy] listen): {err}",
+                                p.listen
+                            ))
+                        })?,
+                )
+            }
+            None => None,
+        };
         if embedded {
             embedded_prepare()?;
         }
@@ -665,12 +684,33 @@ fn serve(a: ServeArgs) -> Result<()> {
             };
             tokio::spawn(jwtd_service::serve_ext_authz(state.clone(), l, shutdown))
         });
+        // The proxy likewise.
+        let (stop_proxy, proxy_stopped) = tokio::sync::oneshot::channel::<()>();
+        let proxy = proxy.map(|l| {
+            let shutdown = async {
+                tokio::select! {
+                    _ = proxy_stopped => {},
+                    _ = termination() => {},
+                }
+            };
+            tokio::spawn(jwtd_service::serve_proxy(state.clone(), l, shutdown))
+        });
         let served = jwtd_service::serve(state, listener)
             .await
             .map_err(|e| Failure::Usage(format!("server error: {e}")));
         let _ = stop.send(());
+        let _ = stop_proxy.send(());
+        // One deadline for both listeners' drains.
+        let deadline = tokio::time::Instant::now() + drain;
+        if let Some(task) = proxy {
+            match tokio::time::timeout_at(deadline, task).await {
+                Ok(Ok(Err(e))) => tracing::error!(error = %e, "proxy server failed"),
+                Ok(_) => {}
+                Err(_) => tracing::warn!("proxy connections still open at the drain deadline"),
+            }
+        }
         if let Some(task) = authorizer {
-            match tokio::time::timeout(drain, task).await {
+            match tokio::time::timeout_at(deadline, task).await {
                 Ok(Ok(Err(e))) => tracing::error!(error = %e, "ext_authz server failed"),
                 Ok(_) => {}
                 Err(_) => tracing::warn!("ext_authz connections still open at the drain deadline"),

@@ -1030,7 +1030,10 @@ fn every_reason_maps_to_rfc6750() {
         let want = match r {
             ClaimMismatch | Reason::MissingScope | Reason::NoMatchingRule => "insufficient_scope",
             Reason::MultipleTokens | Reason::BadPath | Reason::BadHeaders => "invalid_request",
-            Reason::KeyFetchFailed | Reason::RevocationUnavailable => "temporarily_unavailable",
+            Reason::KeyFetchFailed
+            | Reason::RevocationUnavailable
+            | Reason::UpstreamUnavailable
+            | Reason::UpstreamTimeout => "temporarily_unavailable",
             _ => "invalid_token",
         };
         assert_eq!(r.bearer_error().as_str(), want, "{r}");
@@ -1043,9 +1046,11 @@ fn every_reason_maps_to_rfc6750() {
 #[test]
 fn an_outage_is_never_invalid_token() {
     for r in Reason::ALL {
-        let outage = matches!(r, Reason::KeyFetchFailed | Reason::RevocationUnavailable);
-        assert_eq!(r.http_status() == 503, outage, "{r}");
-        assert_eq!(r.retry_after().is_some(), outage, "{r}");
+        let upstream = matches!(r, Reason::UpstreamUnavailable | Reason::UpstreamTimeout);
+        let outage =
+            upstream || matches!(r, Reason::KeyFetchFailed | Reason::RevocationUnavailable);
+        assert_eq!(r.http_status() == 503, outage && !upstream, "{r}");
+        assert_eq!(r.retry_after().is_some(), outage && !upstream, "{r}");
         assert_eq!(
             r.grpc_code() == jwtd_core::GrpcCode::Unavailable,
             outage,
@@ -1060,6 +1065,8 @@ fn an_outage_is_never_invalid_token() {
             assert_eq!(r.grpc_code().as_i32(), 14);
         }
     }
+    assert_eq!(Reason::UpstreamUnavailable.http_status(), 502);
+    assert_eq!(Reason::UpstreamTimeout.http_status(), 504);
     assert_eq!(Reason::MissingToken.challenge_error(), None);
     assert_eq!(
         Reason::MultipleTokens.challenge_error(),

@@ -7,4 +7,5 @@ mod common;
 
 mod cli;
 mod nginx;
+mod proxy;
 mod serve;
