@@ -334,18 +334,18 @@ pub struct UpstreamSettings {
     pub url: String,
     /// Longest a connection to the upstream may take (default 5 s; 10 ms..=5 min); past it
     /// 504 `upstream_timeout`.
-    #[serde(default = "default_upstream_connect_timeout")]
+    #[serde(default = "crate::defaults::upstream_connect_timeout")]
     pub connect_timeout: Timeout,
     /// Longest from sending a request (its body included) to the upstream's response head
     /// (default 60 s; 10 ms..=1 h); past it 504 `upstream_timeout`.
-    #[serde(default = "default_upstream_response_timeout")]
+    #[serde(default = "crate::defaults::upstream_response_timeout")]
     pub response_timeout: Timeout,
     /// How long an idle upstream connection is kept for reuse, and the longest gap between
     /// two chunks of a response body before it is cut (default 90 s; 10 ms..=1 h).
-    #[serde(default = "default_upstream_idle_timeout")]
+    #[serde(default = "crate::defaults::upstream_idle_timeout")]
     pub idle_timeout: Timeout,
     /// Most idle kept-alive connections to the upstream (default 32; 0..=10,000).
-    #[serde(default = "default_upstream_max_idle")]
+    #[serde(default = "crate::defaults::upstream_max_idle_per_host")]
     pub max_idle_per_host: usize,
     /// Remove the client's `Authorization` header before forwarding (default false).
     #[serde(default)]
@@ -353,19 +353,6 @@ pub struct UpstreamSettings {
     /// A PEM file of CA certificates trusted for an `https` upstream, besides the system's.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
-}
-
-fn default_upstream_connect_timeout() -> Timeout {
-    Timeout(Duration::from_secs(5))
-}
-fn default_upstream_response_timeout() -> Timeout {
-    Timeout(Duration::from_secs(60))
-}
-fn default_upstream_idle_timeout() -> Timeout {
-    Timeout(Duration::from_secs(90))
-}
-fn default_upstream_max_idle() -> usize {
-    32
 }
 
 impl UpstreamSettings {

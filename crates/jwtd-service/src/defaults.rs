@@ -33,6 +33,15 @@ pub const EXT_AUTHZ_MAX_HEADERS: usize = 100;
 /// `[ext_authz] max_header_bytes` (64 KiB).
 pub const EXT_AUTHZ_MAX_HEADER_BYTES: usize = 64 * 1024;
 
+/// `[upstream] connect_timeout`.
+pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// `[upstream] response_timeout`.
+pub const UPSTREAM_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// `[upstream] idle_timeout`.
+pub const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// `[upstream] max_idle_per_host`: kept-alive connections to the upstream.
+pub const UPSTREAM_MAX_IDLE_PER_HOST: usize = 32;
+
 /// `[cors] max_age`, in seconds (10 minutes).
 pub const CORS_MAX_AGE: u64 = 600;
 
@@ -92,6 +101,18 @@ pub(crate) fn ext_authz_max_headers() -> usize {
 }
 pub(crate) fn ext_authz_max_header_bytes() -> usize {
     EXT_AUTHZ_MAX_HEADER_BYTES
+}
+pub(crate) fn upstream_connect_timeout() -> crate::config::Timeout {
+    crate::config::Timeout(UPSTREAM_CONNECT_TIMEOUT)
+}
+pub(crate) fn upstream_response_timeout() -> crate::config::Timeout {
+    crate::config::Timeout(UPSTREAM_RESPONSE_TIMEOUT)
+}
+pub(crate) fn upstream_idle_timeout() -> crate::config::Timeout {
+    crate::config::Timeout(UPSTREAM_IDLE_TIMEOUT)
+}
+pub(crate) fn upstream_max_idle_per_host() -> usize {
+    UPSTREAM_MAX_IDLE_PER_HOST
 }
 pub(crate) fn cors_max_age() -> crate::config::Seconds {
     crate::config::Seconds(CORS_MAX_AGE)

@@ -105,6 +105,23 @@ fn the_documented_sample_states_every_default_the_code_has() {
         int("ext_authz.max_header_bytes"),
         service::EXT_AUTHZ_MAX_HEADER_BYTES as u64
     );
+    assert_eq!(
+        secs("upstream.connect_timeout"),
+        service::UPSTREAM_CONNECT_TIMEOUT
+    );
+    assert_eq!(
+        secs("upstream.response_timeout"),
+        service::UPSTREAM_RESPONSE_TIMEOUT
+    );
+    assert_eq!(
+        secs("upstream.idle_timeout"),
+        service::UPSTREAM_IDLE_TIMEOUT
+    );
+    assert_eq!(
+        int("upstream.max_idle_per_host"),
+        service::UPSTREAM_MAX_IDLE_PER_HOST as u64
+    );
+    assert_eq!(get("upstream.remove_authorization").as_bool(), Some(false));
     assert_eq!(secs("cors.max_age").as_secs(), service::CORS_MAX_AGE);
 
     assert_eq!(
@@ -209,4 +226,32 @@ fn the_documented_tables_state_the_defaults_the_code_has() {
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     assert_eq!(ext_authz, expected);
+
+    let proxy = table(&md, "Reverse proxy: `[proxy]` and `[upstream]`");
+    let expected: BTreeMap<String, String> = [
+        ("[proxy] listen", "(required)".to_owned()),
+        ("[upstream] url", "(required with `[proxy]`)".to_owned()),
+        (
+            "connect_timeout",
+            format!("\"{}s\"", service::UPSTREAM_CONNECT_TIMEOUT.as_secs()),
+        ),
+        (
+            "response_timeout",
+            format!("\"{}s\"", service::UPSTREAM_RESPONSE_TIMEOUT.as_secs()),
+        ),
+        (
+            "idle_timeout",
+            format!("\"{}s\"", service::UPSTREAM_IDLE_TIMEOUT.as_secs()),
+        ),
+        (
+            "max_idle_per_host",
+            service::UPSTREAM_MAX_IDLE_PER_HOST.to_string(),
+        ),
+        ("remove_authorization", "false".to_owned()),
+        ("ca_file", "none".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    assert_eq!(proxy, expected);
 }
