@@ -375,16 +375,12 @@ impl<S: EngineSource> Proxy<S> {
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
         let headers = &mut parts.headers;
-        strip_hop_by_hop(headers);
-        for name in engine.identity.names() {
-            headers.remove(name);
-        }
-        for name in OWNED {
-            headers.remove(name);
-        }
-        if self.options.remove_authorization {
-            headers.remove(header::AUTHORIZATION);
-        }
+        scrub_request(
+            headers,
+            &engine.identity.names(),
+            self.options.remove_authorization,
+            trusted,
+        );
         for (name, value) in &identity {
             if !value.is_empty() {
                 headers.insert(name.clone(), value.clone());
@@ -503,24 +499,78 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
-/// Removes `Connection`, every header it names, and the other hop-by-hop headers.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
+/// The headers `Connection` names (each to be removed with it).
+fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
+        .collect()
+}
+
+/// Removes the named headers present (looked up once each: most requests carry none).
+fn remove_all(headers: &mut HeaderMap, doomed: Vec<HeaderName>) {
+    for name in doomed {
         headers.remove(name);
     }
 }
 
-/// `X-Forwarded-For`, `-Proto`, `-Host` (and `Forwarded`), see the crate docs.
+/// Removes `Connection`, every header it names, and the other hop-by-hop headers: one pass
+/// over the names present, then a removal for each that must go.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed = connection_listed(headers);
+    let doomed = headers
+        .keys()
+        .filter(|n| HOP_BY_HOP.contains(&n.as_str()) || listed.contains(n))
+        .cloned()
+        .collect();
+    remove_all(headers, doomed);
+}
+
+/// `name` as a CGI-style upstream reads it (PHP, WSGI, Rack: `_` and `-` both become `_`) is
+/// `owned` (lowercase, spelled with `-`).
+fn same_header(name: &str, owned: &str) -> bool {
+    name.len() == owned.len()
+        && name
+            .bytes()
+            .zip(owned.bytes())
+            .all(|(n, o)| n == o || (n == b'_' && o == b'-'))
+}
+
+/// Everything of the client's request that must not reach the upstream, in one pass over the
+/// names present: the hop-by-hop headers and those `Connection` names, every identity header
+/// jwtd owns (`owned` and [`OWNED`]) also when spelled with `_` for `-` (the same header to
+/// CGI-style upstreams), `Authorization` when `remove_authorization`, and `Forwarded` from an
+/// untrusted peer.
+fn scrub_request(
+    headers: &mut HeaderMap,
+    owned: &[HeaderName],
+    remove_authorization: bool,
+    trusted: bool,
+) {
+    let listed = connection_listed(headers);
+    let doomed = headers
+        .keys()
+        .filter(|n| {
+            let s = n.as_str();
+            HOP_BY_HOP.contains(&s)
+                || listed.contains(n)
+                || owned
+                    .iter()
+                    .chain(&OWNED)
+                    .any(|o| same_header(s, o.as_str()))
+                || (remove_authorization && *n == header::AUTHORIZATION)
+                || (!trusted && *n == header::FORWARDED)
+        })
+        .cloned()
+        .collect();
+    remove_all(headers, doomed);
+}
+
+/// `X-Forwarded-For`, `-Proto`, `-Host` (and `Forwarded`), see the crate docs. Each is set
+/// with `insert`, which drops every value the client sent under that name.
 fn forwarded_headers(
     headers: &mut HeaderMap,
     peer: SocketAddr,
@@ -531,25 +581,24 @@ fn forwarded_headers(
     const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
     const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
     let ip = peer.ip().to_canonical().to_string();
-    let prior: Vec<String> = if trusted {
-        headers
-            .get_all(&XFF)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let mut xff = prior.join(", ");
-    if !xff.is_empty() {
-        xff.push_str(", ");
+    let mut xff = String::new();
+    if trusted {
+        for v in headers.get_all(&XFF).iter().filter_map(|v| v.to_str().ok()) {
+            let v = v.trim();
+            if !v.is_empty() {
+                xff.push_str(v);
+                xff.push_str(", ");
+            }
+        }
     }
     xff.push_str(&ip);
-    headers.remove(&XFF);
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(XFF, v);
+    match HeaderValue::from_str(&xff) {
+        Ok(v) => {
+            headers.insert(XFF, v);
+        }
+        Err(_) => {
+            headers.remove(&XFF);
+        }
     }
     let single = |headers: &HeaderMap, name: &HeaderName| {
         let mut all = headers.get_all(name).iter();
@@ -562,15 +611,14 @@ fn forwarded_headers(
         .then(|| single(headers, &XFP))
         .flatten()
         .unwrap_or(HeaderValue::from_static("http"));
-    headers.remove(&XFP);
     headers.insert(XFP, proto);
-    let fhost = trusted.then(|| single(headers, &XFH)).flatten().or(host);
-    headers.remove(&XFH);
-    if let Some(h) = fhost {
-        headers.insert(XFH, h);
-    }
-    if !trusted {
-        headers.remove(header::FORWARDED);
+    match trusted.then(|| single(headers, &XFH)).flatten().or(host) {
+        Some(h) => {
+            headers.insert(XFH, h);
+        }
+        None => {
+            headers.remove(&XFH);
+        }
     }
 }
 

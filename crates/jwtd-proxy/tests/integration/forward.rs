@@ -82,6 +82,11 @@ async fn spoofed_identity_and_hop_by_hop_headers_never_arrive() {
                 "X-Auth-Issuer: https://evil.test",
                 "X-Auth-Payload: e30",
                 "X-Auth-Email: admin@corp.test",
+                // The same headers to CGI-style upstreams (PHP, WSGI, Rack: `_` and `-` both
+                // become `_`): removed too.
+                "X_Auth_Subject: admin",
+                "x-auth_email: admin@corp.test",
+                "X_AUTH_PAYLOAD: e30",
                 "Connection: x-drop-me, keep-alive",
                 "X-Drop-Me: 1",
                 "Keep-Alive: timeout=5",
@@ -134,6 +139,13 @@ async fn spoofed_identity_and_hop_by_hop_headers_never_arrive() {
     );
     assert_eq!(e.all("x-forwarded-host"), ["app.test"]);
     assert_eq!(e.all("x-forwarded-proto"), ["http"]);
+    for spelled in ["x_auth_subject", "x-auth_email", "x_auth_payload"] {
+        assert!(
+            e.all(spelled).is_empty(),
+            "{spelled} was forwarded: {:?}",
+            e.all(spelled)
+        );
+    }
     assert_eq!(e.all("x-kept"), ["yes"]);
     assert!(
         e.one("authorization").is_some(),
