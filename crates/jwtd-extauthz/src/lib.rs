@@ -106,7 +106,11 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use jwtd_core::{BearerError, Error, Reason, Verified};
 use jwtd_gate::{Allowed, Denial, Engine, Request};
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The context extension naming the rule that decides.
 pub const RULE_EXTENSION: &str = "jwtd_rule";
@@ -158,6 +162,10 @@ pub struct Limits {
     /// Largest HTTP/2 header list of a gRPC request (the call's own metadata, not the
     /// checked request's headers, which travel in the message).
     pub max_header_list_bytes: u32,
+    /// Most connections open at once: at the cap the listener stops accepting (the kernel's
+    /// backlog queues the rest) until one closes. Envoy keeps a few connections per worker and
+    /// many streams on each, so the cap is for floods from anyone else.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -167,6 +175,7 @@ impl Default for Limits {
             max_concurrent_streams: 128,
             request_timeout: Duration::from_secs(5),
             max_header_list_bytes: 16 * 1024,
+            max_connections: 10_000,
         }
     }
 }
@@ -296,7 +305,14 @@ pub async fn serve<S: EngineSource>(
     limits: &Limits,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = Capped {
+        listener,
+        permits: Arc::new(Semaphore::new(
+            limits.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+        )),
+        acquiring: None,
+        permit: None,
+    };
     tonic::transport::Server::builder()
         .max_concurrent_streams(limits.max_concurrent_streams)
         .timeout(limits.request_timeout)
@@ -305,6 +321,112 @@ pub async fn serve<S: EngineSource>(
         .add_service(authorizer.into_service(limits))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
+}
+
+/// The listener's connections, at most [`Limits::max_connections`] open at once: a permit is
+/// taken before each accept and held by the connection until it closes.
+struct Capped {
+    listener: tokio::net::TcpListener,
+    permits: Arc<Semaphore>,
+    /// A permit being waited for (kept across polls: the server's select may drop a poll).
+    acquiring: Option<Pin<Box<dyn Future<Output = OwnedSemaphorePermit> + Send>>>,
+    /// The permit for the next accepted connection.
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl futures_core::Stream for Capped {
+    type Item = std::io::Result<Permitted>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.permit.is_none() {
+            let permits = this.permits.clone();
+            let acquiring = this.acquiring.get_or_insert_with(|| {
+                Box::pin(async move {
+                    permits
+                        .acquire_owned()
+                        .await
+                        .expect("the semaphore is never closed")
+                })
+            });
+            match acquiring.as_mut().poll(cx) {
+                Poll::Ready(p) => {
+                    this.acquiring = None;
+                    this.permit = Some(p);
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        match this.listener.poll_accept(cx) {
+            Poll::Ready(Ok((io, _))) => {
+                let _ = io.set_nodelay(true);
+                let permit = this.permit.take().expect("taken above");
+                Poll::Ready(Some(Ok(Permitted {
+                    io,
+                    _permit: permit,
+                })))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// An accepted connection holding its permit.
+struct Permitted {
+    io: tokio::net::TcpStream,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl tonic::transport::server::Connected for Permitted {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.io.connect_info()
+    }
+}
+
+impl tokio::io::AsyncRead for Permitted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Permitted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 /// The refusal `d` as a `CheckResponse`: the table's gRPC code, and its HTTP answer as a

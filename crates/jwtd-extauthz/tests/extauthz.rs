@@ -711,3 +711,53 @@ async fn jwtd_serve_answers_on_the_ext_authz_listener_and_follows_reloads() {
         "{e}"
     );
 }
+
+/// At `max_connections` the listener accepts no more until one closes: a third connection's
+/// HTTP/2 preface goes unanswered while two are open, and is answered once one closes.
+#[tokio::test]
+async fn connections_past_the_cap_wait_for_one_to_close() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let suite = suite();
+    let engine = engine_of(&suite.config);
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let limits = Limits {
+        max_connections: 2,
+        ..Limits::default()
+    };
+    tokio::spawn(async move {
+        jwtd_extauthz::serve(
+            Authorizer::new(engine, Options::default()),
+            l,
+            &limits,
+            std::future::pending(),
+        )
+        .await
+    });
+    // The client preface and an empty SETTINGS frame; a served connection answers with the
+    // server's SETTINGS frame (type 4).
+    let open = || async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+            .await
+            .unwrap();
+        s
+    };
+    let answered = |mut s: tokio::net::TcpStream, wait: u64| async move {
+        let mut head = [0u8; 9];
+        let got = tokio::time::timeout(
+            std::time::Duration::from_millis(wait),
+            s.read_exact(&mut head),
+        )
+        .await;
+        (matches!(got, Ok(Ok(_))) && head[3] == 4, s)
+    };
+    let (a_ok, a) = answered(open().await, 5000).await;
+    let (b_ok, _b) = answered(open().await, 5000).await;
+    assert!(a_ok && b_ok, "the first two connections are served");
+    let (c_ok, c) = answered(open().await, 300).await;
+    assert!(!c_ok, "a third connection is not served while two are open");
+    drop(a);
+    let (c_ok, _c) = answered(c, 5000).await;
+    assert!(c_ok, "served once one of the two closed");
+}

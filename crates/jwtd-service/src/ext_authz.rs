@@ -81,6 +81,7 @@ pub async fn serve_ext_authz(
     let limits = jwtd_extauthz::Limits {
         max_message_bytes: EXT_AUTHZ_MAX_MESSAGE_BYTES,
         request_timeout: runtime.config.server.request_timeout.0,
+        max_connections: runtime.config.server.max_connections,
         ..jwtd_extauthz::Limits::default()
     };
     drop(runtime);
