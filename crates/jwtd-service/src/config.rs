@@ -225,29 +225,39 @@ impl Default for ServerSettings {
     }
 }
 
+/// A `(setting, message)` for each timeout outside 10 ms..=its maximum.
+fn timeout_problems<const N: usize>(
+    out: &mut Vec<(&'static str, String)>,
+    timeouts: [(&'static str, Timeout, Duration); N],
+) {
+    for (name, t, max) in timeouts {
+        if t.0 < Duration::from_millis(10) || t.0 > max {
+            out.push((
+                name,
+                format!(
+                    "{name} {} is outside 10ms..={}",
+                    humantime::format_duration(t.0),
+                    humantime::format_duration(max)
+                ),
+            ));
+        }
+    }
+}
+
 impl ServerSettings {
     /// Range checks: `(setting, message)` for every value out of its range.
     fn problems(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
-        let ms = Duration::from_millis;
         let s = Duration::from_secs;
-        for (name, t, max) in [
-            ("header_read_timeout", self.header_read_timeout, s(600)),
-            ("idle_timeout", self.idle_timeout, s(3600)),
-            ("request_timeout", self.request_timeout, s(3600)),
-            ("shutdown_timeout", self.shutdown_timeout, s(600)),
-        ] {
-            if t.0 < ms(10) || t.0 > max {
-                out.push((
-                    name,
-                    format!(
-                        "{name} {} is outside 10ms..={}",
-                        humantime::format_duration(t.0),
-                        humantime::format_duration(max)
-                    ),
-                ));
-            }
-        }
+        timeout_problems(
+            &mut out,
+            [
+                ("header_read_timeout", self.header_read_timeout, s(600)),
+                ("idle_timeout", self.idle_timeout, s(3600)),
+                ("request_timeout", self.request_timeout, s(3600)),
+                ("shutdown_timeout", self.shutdown_timeout, s(600)),
+            ],
+        );
         for (name, v, min, max) in [
             ("max_connections", self.max_connections, 1, 1_000_000),
             (
@@ -362,24 +372,15 @@ impl UpstreamSettings {
         if let Some(why) = upstream_url_problem(&self.url) {
             out.push(("url", format!("url {:?} {why}", self.url)));
         }
-        let ms = Duration::from_millis;
         let s = Duration::from_secs;
-        for (name, t, max) in [
-            ("connect_timeout", self.connect_timeout, s(300)),
-            ("response_timeout", self.response_timeout, s(3600)),
-            ("idle_timeout", self.idle_timeout, s(3600)),
-        ] {
-            if t.0 < ms(10) || t.0 > max {
-                out.push((
-                    name,
-                    format!(
-                        "{name} {} is outside 10ms..={}",
-                        humantime::format_duration(t.0),
-                        humantime::format_duration(max)
-                    ),
-                ));
-            }
-        }
+        timeout_problems(
+            &mut out,
+            [
+                ("connect_timeout", self.connect_timeout, s(300)),
+                ("response_timeout", self.response_timeout, s(3600)),
+                ("idle_timeout", self.idle_timeout, s(3600)),
+            ],
+        );
         if self.max_idle_per_host > 10_000 {
             out.push((
                 "max_idle_per_host",
