@@ -22,8 +22,8 @@
 //!   without buffering (no size limit of its own: the upstream's limits apply).
 //! - Hop-by-hop headers are removed both ways (RFC 9110 section 7.6.1): `Connection` and every
 //!   header it names, `Keep-Alive`, `Proxy-Connection`, `Proxy-Authenticate`,
-//!   `Proxy-Authorization`, `TE`, `Trailer`, `Transfer-Encoding` and `Upgrade` (kept, with
-//!   `Connection: upgrade`, on an upgrade request; see below).
+//!   `Proxy-Authorization`, `TE`, `Trailer`, `Transfer-Encoding`, `HTTP2-Settings` and
+//!   `Upgrade` (kept, with `Connection: upgrade`, on an upgrade request; see below).
 //! - **Every identity header jwtd owns** ([`jwtd_gate::issuers::IdentityHeaders::names`] of
 //!   the engine in force, and `X-Auth-Subject`, `X-Auth-Issuer`, `X-Auth-Payload` always) is
 //!   removed from the client's request before the decision's identity headers are added: each
@@ -41,7 +41,10 @@
 //!
 //! A request with `Connection: upgrade` and an `Upgrade` header is decided like any other;
 //! allowed, it is forwarded with both, and when the upstream answers 101 the two connections
-//! are joined and bytes copied both ways until either side closes.
+//! are joined and bytes copied both ways until either side closes. An upgrade to HTTP itself
+//! (`Upgrade: h2c`, `h2`, `HTTP/...`) is never forwarded (the request goes as a plain one,
+//! without `Upgrade`): through such a tunnel every later request would reach the upstream
+//! undecided (h2c smuggling).
 //!
 //! ## Upstream failures
 //!
@@ -475,7 +478,23 @@ const OWNED: [HeaderName; 3] = [
     jwtd_gate::issuers::PAYLOAD,
 ];
 
-/// The `Upgrade` value of an upgrade request (`Connection` names `upgrade`), if it is one.
+/// True when an `Upgrade` value names HTTP itself (`h2c`, `h2`, `HTTP/2.0`, ...), or is not
+/// text: past such an upgrade the tunnel would carry requests jwtd never decides (h2c
+/// smuggling), so the request is forwarded as a plain one, its `Upgrade` removed.
+fn upgrades_to_http(v: &HeaderValue) -> bool {
+    let Ok(s) = v.to_str() else {
+        return true;
+    };
+    s.split(',').any(|t| {
+        let name = t.split('/').next().unwrap_or("").trim();
+        ["h2c", "h2", "http"]
+            .iter()
+            .any(|p| name.eq_ignore_ascii_case(p))
+    })
+}
+
+/// The `Upgrade` value of an upgrade request (`Connection` names `upgrade`), if it is one
+/// (never one to HTTP itself, see [`upgrades_to_http`]).
 fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
     let asks = headers
         .get_all(header::CONNECTION)
@@ -485,14 +504,15 @@ fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
     let mut values = headers.get_all(header::UPGRADE).iter();
     match (asks, values.next(), values.next()) {
-        (true, Some(v), None) => Some(v.clone()),
+        (true, Some(v), None) if !upgrades_to_http(v) => Some(v.clone()),
         _ => None,
     }
 }
 
 /// The hop-by-hop headers (RFC 9110 section 7.6.1) that go whatever `Connection` names.
-const HOP_BY_HOP: [&str; 9] = [
+const HOP_BY_HOP: [&str; 10] = [
     "connection",
+    "http2-settings",
     "keep-alive",
     "proxy-connection",
     "proxy-authenticate",

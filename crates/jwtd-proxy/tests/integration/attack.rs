@@ -1,0 +1,45 @@
+//! An attacker's requests: each would let a request reach the upstream that `/auth` refuses,
+//! or let a client forge what the upstream trusts, were the proxy to forward it as sent.
+
+/// `Upgrade: h2c` on a public path: were it forwarded and the upstream switched, every request
+/// after it on the connection would reach the upstream through the tunnel, undecided. It goes
+/// as a plain request instead, and the next request is decided (and refused) by jwtd.
+#[tokio::test]
+async fn an_h2c_upgrade_is_not_forwarded() {
+    use crate::wire::BOUND;
+    use crate::{start, upstream};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = upstream();
+    let proxy = start(&up, |_| {}).await;
+    for upgrade in ["h2c", "H2C", "websocket, h2c", "HTTP/2.0"] {
+        let raw = format!(
+            "GET /public/x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+             Upgrade: {upgrade}\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n\
+             GET /secret HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        );
+        let mut s = tokio::net::TcpStream::connect(proxy).await.unwrap();
+        s.write_all(raw.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        tokio::time::timeout(BOUND, s.read_to_end(&mut buf))
+            .await
+            .expect("closed within 30 s")
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf);
+        assert!(
+            text.starts_with("HTTP/1.1 200"),
+            "{upgrade}: a plain answer: {text}"
+        );
+        let first = crate::wire::parse(&buf, false);
+        let e = first.echo();
+        assert!(e.all("upgrade").is_empty(), "{upgrade}: {:?}", e.headers);
+        assert!(e.all("http2-settings").is_empty(), "{upgrade}");
+        assert!(
+            !text.contains("\"path\": \"/secret\""),
+            "{upgrade}: /secret reached the upstream undecided: {text}"
+        );
+        assert!(
+            text.contains("HTTP/1.1 401"),
+            "{upgrade}: /secret refused by jwtd: {text}"
+        );
+    }
+}
