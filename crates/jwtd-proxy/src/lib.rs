@@ -29,6 +29,8 @@
 //!   removed from the client's request before the decision's identity headers are added: each
 //!   is either set by jwtd or absent, a spoofed one never reaches the upstream. (`/auth`
 //!   answers a header without a value present and empty; here it is absent, as in ext_authz.)
+//!   Their look-alikes with `_` for `-` (`X_Auth_Subject`, `X_Forwarded_For`) are removed
+//!   too: CGI-style upstreams (WSGI, PHP, Rack) read both spellings as one variable.
 //! - `Authorization` is removed too when [`Options::remove_authorization`] is on.
 //! - `X-Forwarded-For` is set to the peer's address, `X-Forwarded-Proto` to `http` (the
 //!   listener is cleartext) and `X-Forwarded-Host` to the request's `Host`; `Forwarded`
@@ -379,12 +381,13 @@ impl<S: EngineSource> Proxy<S> {
         });
         let headers = &mut parts.headers;
         strip_hop_by_hop(headers);
-        for name in engine.identity.names() {
+        let mut owned = engine.identity.names();
+        owned.extend(OWNED);
+        for name in &owned {
             headers.remove(name);
         }
-        for name in OWNED {
-            headers.remove(name);
-        }
+        owned.extend(FORWARDED);
+        strip_lookalikes(headers, &owned);
         if self.options.remove_authorization {
             headers.remove(header::AUTHORIZATION);
         }
@@ -478,6 +481,31 @@ const OWNED: [HeaderName; 3] = [
     jwtd_gate::issuers::PAYLOAD,
 ];
 
+const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// The forwarding headers jwtd sets (or keeps from a trusted peer).
+const FORWARDED: [HeaderName; 4] = [XFF, XFP, XFH, header::FORWARDED];
+
+/// Removes every header whose name contains `_` and reads as one of `owned` with `_` taken
+/// for `-`: CGI-style upstreams (WSGI, PHP, Rack) see `X_Auth_Subject` as `HTTP_X_AUTH_SUBJECT`,
+/// the same variable as jwtd's `X-Auth-Subject`, so a client's look-alike would forge it.
+fn strip_lookalikes(headers: &mut HeaderMap, owned: &[HeaderName]) {
+    let lookalikes: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| n.as_str().contains('_'))
+        .filter(|n| {
+            let dashed = n.as_str().replace('_', "-");
+            owned.iter().any(|o| o.as_str() == dashed)
+        })
+        .cloned()
+        .collect();
+    for name in lookalikes {
+        headers.remove(name);
+    }
+}
+
 /// True when an `Upgrade` value names HTTP itself (`h2c`, `h2`, `HTTP/2.0`, ...), or is not
 /// text: past such an upgrade the tunnel would carry requests jwtd never decides (h2c
 /// smuggling), so the request is forwarded as a plain one, its `Upgrade` removed.
@@ -547,9 +575,6 @@ fn forwarded_headers(
     host: Option<HeaderValue>,
     trusted: bool,
 ) {
-    const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
-    const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
-    const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
     let ip = peer.ip().to_canonical().to_string();
     let prior: Vec<String> = if trusted {
         headers

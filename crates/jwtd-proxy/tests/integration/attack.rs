@@ -1,6 +1,47 @@
 //! An attacker's requests: each would let a request reach the upstream that `/auth` refuses,
 //! or let a client forge what the upstream trusts, were the proxy to forward it as sent.
 
+/// `X_Auth_Subject` is `HTTP_X_AUTH_SUBJECT` to a CGI-style upstream (WSGI, PHP, Rack), the
+/// variable jwtd's `X-Auth-Subject` fills: a client's look-alike of an identity or forwarding
+/// header never arrives.
+#[tokio::test]
+async fn underscore_look_alikes_of_owned_headers_never_arrive() {
+    use crate::wire::{authed, exchange, request};
+    use crate::{start, token, upstream};
+    let up = upstream();
+    let proxy = start(&up, |_| {}).await;
+    let spoofed = [
+        "X_Auth_Subject: admin",
+        "x_auth_issuer: https://evil.test",
+        "X-Auth_Payload: e30",
+        "X_AUTH_EMAIL: admin@corp.test",
+        "X_Forwarded_For: 203.0.113.9",
+        "X_Forwarded_Host: evil.test",
+        "X_Forwarded_Proto: https",
+        "X_Other: kept",
+    ];
+    let t = token("alice");
+    for (what, req) in [
+        (
+            "allowed with a token",
+            authed("GET", "/x", &t, &spoofed, b""),
+        ),
+        ("public", request("GET", "/public/x", &spoofed, b"")),
+    ] {
+        let a = exchange(proxy, &req).await;
+        assert_eq!(a.status, 200, "{what}");
+        let e = a.echo();
+        let lookalikes: Vec<&(String, String)> = e
+            .headers
+            .iter()
+            .filter(|(n, _)| n.contains('_') && n != "x_other")
+            .collect();
+        assert!(lookalikes.is_empty(), "{what}: {lookalikes:?} arrived");
+        assert_eq!(e.all("x_other"), ["kept"], "{what}: other names stay");
+        assert_eq!(e.all("x-forwarded-for"), ["127.0.0.1"], "{what}");
+    }
+}
+
 /// `Upgrade: h2c` on a public path: were it forwarded and the upstream switched, every request
 /// after it on the connection would reach the upstream through the tunnel, undecided. It goes
 /// as a plain request instead, and the next request is decided (and refused) by jwtd.
