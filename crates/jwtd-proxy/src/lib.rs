@@ -20,6 +20,12 @@
 //! - The method, the path and query as received (after the upstream URL's own path, when it
 //!   has one), the `Host` header as the client sent it, and the body, streamed both ways
 //!   without buffering (no size limit of its own: the upstream's limits apply).
+//! - But a path with dot segments (`/a/../b`, `%2e` spelled either way) is sent resolved
+//!   (`/b`), as the engine resolved it to decide: the upstream gets the path that was decided,
+//!   whether or not it resolves dot segments itself (or does so after routing). Refused 400
+//!   `bad_path` before the engine: `CONNECT`, `OPTIONS *` (any target not starting with
+//!   `/`), a backslash in the path (`\` or `%5C`, which some upstreams read as `/`) and a dot
+//!   segment behind an encoded slash (`..%2F`).
 //! - Hop-by-hop headers are removed both ways (RFC 9110 section 7.6.1): `Connection` and every
 //!   header it names, `Keep-Alive`, `Proxy-Connection`, `Proxy-Authenticate`,
 //!   `Proxy-Authorization`, `TE`, `Trailer`, `Transfer-Encoding`, `HTTP2-Settings` and
@@ -220,9 +226,8 @@ impl Upstream {
         })
     }
 
-    /// The upstream URI of a request for `pq`.
-    fn uri(&self, pq: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
-        let pq = pq.map_or("/", |p| p.as_str());
+    /// The upstream URI of a request for `pq` (a path and query starting with `/`).
+    fn uri(&self, pq: &str) -> Result<Uri, http::Error> {
         let pq = if self.base.is_empty() {
             pq.to_owned()
         } else {
@@ -335,6 +340,16 @@ impl<S: EngineSource> Proxy<S> {
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
         let handle = self.source.engine();
         let engine: &Engine = &handle;
+        let target = match forward_target(req.method(), req.uri()) {
+            Ok(t) => t,
+            Err(message) => {
+                self.source.decided(&handle, None, Some(Reason::BadPath));
+                return refusal(jwtd_gate::refusal::http(&Error::new(
+                    Reason::BadPath,
+                    message,
+                )));
+            }
+        };
         let decision = {
             let headers = req.headers();
             let host = headers
@@ -356,7 +371,7 @@ impl<S: EngineSource> Proxy<S> {
             Err(denial) => refusal(jwtd_gate::refusal::http_denial(&denial)),
             Ok(allowed) => {
                 let trusted = self.source.trusts_forwarded(&handle, peer.ip());
-                self.forward(req, engine, allowed.headers, peer, trusted)
+                self.forward(req, target, engine, allowed.headers, peer, trusted)
                     .await
             }
         }
@@ -365,6 +380,7 @@ impl<S: EngineSource> Proxy<S> {
     async fn forward(
         &self,
         mut req: Request<Incoming>,
+        target: String,
         engine: &Engine,
         identity: HeaderMap,
         peer: SocketAddr,
@@ -401,7 +417,7 @@ impl<S: EngineSource> Proxy<S> {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, up.clone());
         }
-        parts.uri = match self.upstream.uri(parts.uri.path_and_query()) {
+        parts.uri = match self.upstream.uri(&target) {
             Ok(u) => u,
             Err(_) => return upstream_failure(Reason::UpstreamUnavailable),
         };
@@ -504,6 +520,80 @@ fn strip_lookalikes(headers: &mut HeaderMap, owned: &[HeaderName]) {
     for name in lookalikes {
         headers.remove(name);
     }
+}
+
+/// The path and query sent upstream for a request to `uri`: as received, except that dot
+/// segments (`.` and `..`, `%2e` spelled either way) are resolved as the engine resolves them
+/// before matching, so the upstream is sent the path that was decided, never one an upstream
+/// that does not resolve them (or resolves them after routing) reads as another. An error (a
+/// `bad_path` refusal) for a target jwtd does not forward: `CONNECT`, `*`, a backslash (`\`
+/// or `%5C`: some upstreams read it as `/`), or a dot segment behind an encoded slash
+/// (`..%2F`).
+fn forward_target(method: &http::Method, uri: &Uri) -> Result<String, &'static str> {
+    if method == http::Method::CONNECT {
+        return Err("CONNECT is not forwarded");
+    }
+    let raw = uri.path_and_query().map_or("/", PathAndQuery::as_str);
+    let (path, query) = match raw.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (raw, None),
+    };
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err("only a path starting with / is forwarded");
+    };
+    let has_escape = path.contains('%');
+    if path.contains('\\') || (has_escape && path.to_ascii_lowercase().contains("%5c")) {
+        return Err("a backslash in the path is not forwarded");
+    }
+    /// 1 for `.`, 2 for `..`, 0 for any other segment.
+    fn dots(seg: &str) -> usize {
+        if seg.len() > 6 || !(seg.starts_with('.') || seg.starts_with('%')) {
+            return 0;
+        }
+        match seg.to_ascii_lowercase().replace("%2e", ".").as_str() {
+            "." => 1,
+            ".." => 2,
+            _ => 0,
+        }
+    }
+    let mut segments: Vec<&str> = Vec::new();
+    let mut resolved = false;
+    let mut trailing = false;
+    for seg in rest.split('/') {
+        if has_escape && seg.contains('%') {
+            let lower = seg.to_ascii_lowercase();
+            if lower.contains("%2f") && lower.split("%2f").any(|p| dots(p) > 0) {
+                return Err("a dot segment behind an encoded slash is not forwarded");
+            }
+        }
+        match dots(seg) {
+            0 => {
+                segments.push(seg);
+                trailing = false;
+            }
+            n => {
+                if n == 2 {
+                    segments.pop();
+                }
+                resolved = true;
+                trailing = true;
+            }
+        }
+    }
+    if !resolved {
+        return Ok(raw.to_owned());
+    }
+    let mut out = String::with_capacity(raw.len());
+    out.push('/');
+    out.push_str(&segments.join("/"));
+    if trailing && !segments.is_empty() {
+        out.push('/');
+    }
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    Ok(out)
 }
 
 /// True when an `Upgrade` value names HTTP itself (`h2c`, `h2`, `HTTP/2.0`, ...), or is not

@@ -84,3 +84,64 @@ async fn an_h2c_upgrade_is_not_forwarded() {
         );
     }
 }
+
+/// The engine resolves dot segments before matching; the upstream is sent the path it
+/// matched, so an upstream that routes before resolving them (or never does) cannot be
+/// reached at a protected path through a public one.
+#[tokio::test]
+async fn dot_segments_are_forwarded_resolved() {
+    use crate::wire::{exchange, request};
+    use crate::{start, upstream};
+    let up = upstream();
+    let proxy = start(&up, |_| {}).await;
+    for (sent, forwarded) in [
+        ("/admin/../public/x", "/public/x"),
+        ("/admin/%2e%2e/public/x?q=1", "/public/x?q=1"),
+        ("/admin/.%2E/public/x/", "/public/x/"),
+        ("/public/./x/y/..", "/public/x/"),
+        ("/../public/x", "/public/x"),
+    ] {
+        let a = exchange(proxy, &request("GET", sent, &[], b"")).await;
+        assert_eq!(a.status, 200, "{sent}");
+        assert_eq!(a.echo().path, forwarded, "{sent}");
+    }
+    // A path without dot segments goes byte for byte (its escapes too).
+    let a = exchange(
+        proxy,
+        &request("GET", "/public/a%41.b/..c?x=/../", &[], b""),
+    )
+    .await;
+    assert_eq!(a.echo().path, "/public/a%41.b/..c?x=/../");
+    // Still decided on the resolved path: a protected one needs its token.
+    let a = exchange(proxy, &request("GET", "/public/%2e%2e/admin", &[], b"")).await;
+    assert_eq!(a.status, 401);
+}
+
+/// Targets two parsers read differently, or that name no path: refused 400 `bad_path` by
+/// jwtd, never forwarded.
+#[tokio::test]
+async fn ambiguous_targets_are_refused_400() {
+    use crate::wire::{authed, exchange, request};
+    use crate::{start, token, upstream};
+    let up = upstream();
+    let proxy = start(&up, |_| {}).await;
+    let t = token("alice");
+    for (what, raw) in [
+        ("a backslash", request("GET", "/public/..\\admin", &[], b"")),
+        (
+            "an encoded backslash",
+            request("GET", "/public/..%5Cadmin", &[], b""),
+        ),
+        (
+            "a dot segment behind an encoded slash",
+            request("GET", "/public/..%2fadmin", &[], b""),
+        ),
+        ("OPTIONS *", authed("OPTIONS", "*", &t, &[], b"")),
+        ("CONNECT", authed("CONNECT", "127.0.0.1:1", &t, &[], b"")),
+    ] {
+        let a = exchange(proxy, &raw).await;
+        assert_eq!(a.status, 400, "{what}: {a:?}");
+        assert!(a.header("x-echo").is_none(), "{what}: forwarded");
+        assert_eq!(a.json()["reason"], "bad_path", "{what}");
+    }
+}
