@@ -25,9 +25,10 @@
 //!   whether or not it resolves dot segments itself (or does so after routing). Refused 400
 //!   `bad_path` before the engine: `CONNECT`, `OPTIONS *` (any target not starting with
 //!   `/`), a backslash in the path (`\` or `%5C`, which some upstreams read as `/`) and a dot
-//!   segment behind an encoded slash (`..%2F`).
+//!   segment behind an encoded slash (`..%2F`). Refused 400 `bad_headers`: more than one
+//!   `Host` (RFC 9112 section 3.2).
 //! - Hop-by-hop headers are removed both ways (RFC 9110 section 7.6.1): `Connection` and every
-//!   header it names, `Keep-Alive`, `Proxy-Connection`, `Proxy-Authenticate`,
+//!   header it names (but `Host`, which the engine decided on), `Keep-Alive`, `Proxy-Connection`, `Proxy-Authenticate`,
 //!   `Proxy-Authorization`, `TE`, `Trailer`, `Transfer-Encoding`, `HTTP2-Settings` and
 //!   `Upgrade` (kept, with `Connection: upgrade`, on an upgrade request; see below).
 //! - **Every identity header jwtd owns** ([`jwtd_gate::issuers::IdentityHeaders::names`] of
@@ -350,6 +351,15 @@ impl<S: EngineSource> Proxy<S> {
                 )));
             }
         };
+        if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
+            // RFC 9112 section 3.2: 400. The engine would decide on one, the upstream might
+            // read the other.
+            self.source.decided(&handle, None, Some(Reason::BadHeaders));
+            return refusal(jwtd_gate::refusal::http(&Error::new(
+                Reason::BadHeaders,
+                "the request has more than one Host header",
+            )));
+        }
         let decision = {
             let headers = req.headers();
             let host = headers
@@ -641,7 +651,8 @@ const HOP_BY_HOP: [&str; 10] = [
     "upgrade",
 ];
 
-/// Removes `Connection`, every header it names, and the other hop-by-hop headers.
+/// Removes `Connection`, every header it names (but `Host`: the engine decided on it, the
+/// upstream must read the same), and the other hop-by-hop headers.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -649,6 +660,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|n| n != header::HOST)
         .collect();
     for name in named {
         headers.remove(name);

@@ -145,3 +145,22 @@ async fn ambiguous_targets_are_refused_400() {
         assert_eq!(a.json()["reason"], "bad_path", "{what}");
     }
 }
+
+/// The upstream reads the `Host` the engine decided on: two are refused 400 `bad_headers`
+/// (RFC 9112 section 3.2), and `Connection: host` does not remove it (hyper's client would put
+/// the upstream's own).
+#[tokio::test]
+async fn the_host_decided_on_is_the_host_forwarded() {
+    use crate::wire::{authed, exchange};
+    use crate::{start, token, upstream};
+    let up = upstream();
+    let proxy = start(&up, |_| {}).await;
+    let t = token("alice");
+    let a = exchange(proxy, &authed("GET", "/x", &t, &["Host: admin.test"], b"")).await;
+    assert_eq!(a.status, 400, "{a:?}");
+    assert!(a.header("x-echo").is_none(), "forwarded");
+    assert_eq!(a.json()["reason"], "bad_headers");
+    let a = exchange(proxy, &authed("GET", "/x", &t, &["Connection: host"], b"")).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.echo().all("host"), ["app.test"]);
+}
