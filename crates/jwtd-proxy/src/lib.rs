@@ -78,7 +78,8 @@
 //! here and another way by the upstream. A request head larger than [`Limits::max_header_bytes`], or with more than
 //! [`Limits::max_headers`] headers, is refused 431; a head not received within
 //! [`Limits::header_read_timeout`] (also the longest a kept-alive connection waits for its next
-//! request) closes the connection; at most [`Limits::max_connections`] are open at once.
+//! request) closes the connection; at most [`Limits::max_connections`] are open at once,
+//! upgraded (WebSocket) ones included until their tunnel closes.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -170,8 +171,8 @@ pub struct Limits {
     /// may wait for its next request; past it the connection is closed.
     pub header_read_timeout: Duration,
     /// Most connections open at once; at the cap, accepting waits until one closes (the
-    /// kernel's listen backlog holds new ones). A connection upgraded (WebSocket) no longer
-    /// counts once it is handed over.
+    /// kernel's listen backlog holds new ones). A connection upgraded (WebSocket) counts until
+    /// its tunnel closes.
     pub max_connections: usize,
 }
 
@@ -399,6 +400,8 @@ impl<S: EngineSource> Proxy<S> {
         let upgrade = upgrade_of(req.headers());
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
+        // The connection's place under `max_connections`, kept by the tunnel of an upgrade.
+        let held = parts.extensions.remove::<Held>();
         let host = parts.headers.get(header::HOST).cloned().or_else(|| {
             parts
                 .uri
@@ -465,6 +468,7 @@ impl<S: EngineSource> Proxy<S> {
             if let Some(client_upgrade) = client_upgrade {
                 let upstream_upgrade = hyper::upgrade::on(&mut resp);
                 tokio::spawn(async move {
+                    let _held = held;
                     match tokio::try_join!(client_upgrade, upstream_upgrade) {
                         Ok((client, upstream)) => {
                             let mut client = TokioIo::new(client);
@@ -862,11 +866,18 @@ impl Body for IdleBody {
     }
 }
 
+/// A connection's permit under [`Limits::max_connections`], shared by its requests (in their
+/// extensions) so that an upgrade's tunnel keeps it until the tunnel closes.
+#[derive(Clone)]
+struct Held {
+    _permit: Arc<tokio::sync::OwnedSemaphorePermit>,
+}
+
 /// Serves `proxy` on `listener` within `limits` until `shutdown` resolves; then stops
 /// accepting, lets requests in progress finish (each connection closes after its current
 /// answer; upgraded connections are left to end by themselves) and returns once every
-/// connection has closed (bound the wait from outside, as `jwtd serve` does with its
-/// `shutdown_timeout`).
+/// connection has closed, upgraded ones included (bound the wait from outside, as `jwtd
+/// serve` does with its `shutdown_timeout`).
 pub async fn serve<S: EngineSource>(
     proxy: Proxy<S>,
     listener: tokio::net::TcpListener,
@@ -911,8 +922,11 @@ pub async fn serve<S: EngineSource>(
                 let builder = builder.clone();
                 let mut stopped = stopped.clone();
                 tokio::spawn(async move {
-                    let _permit = permit;
-                    let service = hyper::service::service_fn(move |req| {
+                    let held = Held {
+                        _permit: Arc::new(permit),
+                    };
+                    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                        req.extensions_mut().insert(held.clone());
                         let proxy = proxy.clone();
                         async move {
                             Ok::<_, std::convert::Infallible>(proxy.handle(req, peer).await)

@@ -164,3 +164,50 @@ async fn the_host_decided_on_is_the_host_forwarded() {
     assert_eq!(a.status, 200);
     assert_eq!(a.echo().all("host"), ["app.test"]);
 }
+
+/// An upgraded connection (a WebSocket tunnel, which lives as long as the client likes) still
+/// counts under `max_connections`: tunnels cannot be opened without bound past the cap.
+#[tokio::test]
+async fn an_upgraded_connection_counts_until_its_tunnel_closes() {
+    use crate::wire::{request, BOUND};
+    use crate::{token, upstream};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = upstream();
+    let limits = jwtd_proxy::Limits {
+        max_connections: 1,
+        ..jwtd_proxy::Limits::default()
+    };
+    let proxy = crate::start_with(
+        crate::engine(),
+        jwtd_proxy::Options::new(format!("http://127.0.0.1:{}", up.port)),
+        limits,
+    )
+    .await;
+    let t = token("alice");
+    let (tunnel, a) = tokio::time::timeout(BOUND, crate::upgrade::handshake(proxy, Some(&t)))
+        .await
+        .unwrap();
+    assert_eq!(a.status, 101);
+    let mut s = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    s.write_all(&request("GET", "/public/x", &[], b""))
+        .await
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let early =
+        tokio::time::timeout(std::time::Duration::from_millis(500), s.read(&mut byte)).await;
+    assert!(
+        early.is_err(),
+        "answered while the tunnel held the only place"
+    );
+    drop(tunnel);
+    let mut buf = Vec::new();
+    tokio::time::timeout(BOUND, s.read_to_end(&mut buf))
+        .await
+        .expect("answered once the tunnel closed")
+        .unwrap();
+    assert!(
+        buf.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf)
+    );
+}
