@@ -38,7 +38,8 @@
 //!   answers a header without a value present and empty; here it is absent, as in ext_authz.)
 //!   Their look-alikes with `_` for `-` (`X_Auth_Subject`, `X_Forwarded_For`) are removed
 //!   too: CGI-style upstreams (WSGI, PHP, Rack) read both spellings as one variable.
-//! - `Authorization` is removed too when [`Options::remove_authorization`] is on.
+//! - `Authorization` is removed too when [`Options::remove_authorization`] is on, and the
+//!   engine's token cookie from `Cookie` (the other cookies stay).
 //! - `X-Forwarded-For` is set to the peer's address, `X-Forwarded-Proto` to `http` (the
 //!   listener is cleartext) and `X-Forwarded-Host` to the request's `Host`; `Forwarded`
 //!   (RFC 7239) is removed. Only from a peer the [`EngineSource`] trusts
@@ -138,7 +139,9 @@ pub struct Options {
     pub idle_timeout: Duration,
     /// Most idle kept-alive connections to the upstream (0: none kept).
     pub max_idle_per_host: usize,
-    /// Remove the client's `Authorization` header before forwarding (default off).
+    /// Remove the client's `Authorization` header before forwarding (default off), and the
+    /// engine's token cookie (`[tokens] cookie`) from its `Cookie` header. A token in the query
+    /// (`[tokens] query`) is still forwarded.
     pub remove_authorization: bool,
     /// A PEM file of CA certificates trusted for an `https` upstream, besides the system's.
     pub ca_file: Option<PathBuf>,
@@ -419,6 +422,9 @@ impl<S: EngineSource> Proxy<S> {
         strip_lookalikes(headers, &owned);
         if self.options.remove_authorization {
             headers.remove(header::AUTHORIZATION);
+            if let Some(name) = &engine.sources.cookie {
+                strip_cookie(headers, name);
+            }
         }
         for (name, value) in &identity {
             if !value.is_empty() {
@@ -654,6 +660,34 @@ const HOP_BY_HOP: [&str; 10] = [
     "transfer-encoding",
     "upgrade",
 ];
+
+/// Removes the cookie `name` (the engine's token cookie) from every `Cookie` header, names
+/// compared trimmed as the engine reads them; a header left with no cookie goes.
+fn strip_cookie(headers: &mut HeaderMap, name: &str) {
+    let values: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
+    if values.is_empty() {
+        return;
+    }
+    headers.remove(header::COOKIE);
+    for v in values {
+        let kept: Vec<&[u8]> = v
+            .as_bytes()
+            .split(|b| *b == b';')
+            .map(<[u8]>::trim_ascii)
+            .filter(|p| !p.is_empty())
+            .filter(|p| {
+                let key = p.split(|b| *b == b'=').next().unwrap_or_default();
+                key.trim_ascii() != name.as_bytes()
+            })
+            .collect();
+        if kept.is_empty() {
+            continue;
+        }
+        if let Ok(v) = HeaderValue::from_bytes(&kept.join(&b"; "[..])) {
+            headers.append(header::COOKIE, v);
+        }
+    }
+}
 
 /// Removes `Connection`, every header it names (but `Host`: the engine decided on it, the
 /// upstream must read the same), and the other hop-by-hop headers.

@@ -211,3 +211,28 @@ async fn an_upgraded_connection_counts_until_its_tunnel_closes() {
         String::from_utf8_lossy(&buf)
     );
 }
+
+/// `remove_authorization` keeps the token from the upstream when it came in the token cookie
+/// too (the other cookies stay).
+#[tokio::test]
+async fn remove_authorization_removes_the_token_cookie() {
+    use crate::wire::{exchange, request};
+    use crate::{config, engine_of, start_with, token, upstream};
+    let up = upstream();
+    let dir = jwtd_test_support::temp_dir("proxy-cookie");
+    let text = format!("{}\n[tokens]\ncookie = \"jwt\"\n", config(&dir));
+    let mut options = jwtd_proxy::Options::new(format!("http://127.0.0.1:{}", up.port));
+    options.remove_authorization = true;
+    let proxy = start_with(engine_of(&text), options, jwtd_proxy::Limits::default()).await;
+    let t = token("alice");
+    let cookie = format!("Cookie: a=1; jwt={t}; b=2");
+    let a = exchange(proxy, &request("GET", "/x", &[&cookie], b"")).await;
+    assert_eq!(a.status, 200, "{a:?}");
+    let e = a.echo();
+    assert_eq!(e.all("x-auth-subject"), ["alice"]);
+    assert_eq!(e.all("cookie"), ["a=1; b=2"]);
+    let only = format!("Cookie: jwt={t}");
+    let a = exchange(proxy, &request("GET", "/x", &[&only], b"")).await;
+    assert_eq!(a.status, 200);
+    assert!(a.echo().all("cookie").is_empty());
+}
