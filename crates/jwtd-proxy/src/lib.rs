@@ -20,16 +20,26 @@
 //! - The method, the path and query as received (after the upstream URL's own path, when it
 //!   has one), the `Host` header as the client sent it, and the body, streamed both ways
 //!   without buffering (no size limit of its own: the upstream's limits apply).
+//! - But a path with dot segments (`/a/../b`, `%2e` spelled either way) is sent resolved
+//!   (`/b`), as the engine resolved it to decide: the upstream gets the path that was decided,
+//!   whether or not it resolves dot segments itself (or does so after routing). Refused 400
+//!   `bad_path` before the engine: `CONNECT`, `OPTIONS *` (any target not starting with
+//!   `/`), a backslash in the path (`\` or `%5C`, which some upstreams read as `/`) and a dot
+//!   segment behind an encoded slash (`..%2F`). Refused 400 `bad_headers`: more than one
+//!   `Host` (RFC 9112 section 3.2).
 //! - Hop-by-hop headers are removed both ways (RFC 9110 section 7.6.1): `Connection` and every
-//!   header it names, `Keep-Alive`, `Proxy-Connection`, `Proxy-Authenticate`,
-//!   `Proxy-Authorization`, `TE`, `Trailer`, `Transfer-Encoding` and `Upgrade` (kept, with
-//!   `Connection: upgrade`, on an upgrade request; see below).
+//!   header it names (but `Host`, which the engine decided on), `Keep-Alive`, `Proxy-Connection`, `Proxy-Authenticate`,
+//!   `Proxy-Authorization`, `TE`, `Trailer`, `Transfer-Encoding`, `HTTP2-Settings` and
+//!   `Upgrade` (kept, with `Connection: upgrade`, on an upgrade request; see below).
 //! - **Every identity header jwtd owns** ([`jwtd_gate::issuers::IdentityHeaders::names`] of
 //!   the engine in force, and `X-Auth-Subject`, `X-Auth-Issuer`, `X-Auth-Payload` always) is
 //!   removed from the client's request before the decision's identity headers are added: each
 //!   is either set by jwtd or absent, a spoofed one never reaches the upstream. (`/auth`
 //!   answers a header without a value present and empty; here it is absent, as in ext_authz.)
-//! - `Authorization` is removed too when [`Options::remove_authorization`] is on.
+//!   Their look-alikes with `_` for `-` (`X_Auth_Subject`, `X_Forwarded_For`) are removed
+//!   too: CGI-style upstreams (WSGI, PHP, Rack) read both spellings as one variable.
+//! - `Authorization` is removed too when [`Options::remove_authorization`] is on, and the
+//!   engine's token cookie from `Cookie` (the other cookies stay).
 //! - `X-Forwarded-For` is set to the peer's address, `X-Forwarded-Proto` to `http` (the
 //!   listener is cleartext) and `X-Forwarded-Host` to the request's `Host`; `Forwarded`
 //!   (RFC 7239) is removed. Only from a peer the [`EngineSource`] trusts
@@ -41,7 +51,10 @@
 //!
 //! A request with `Connection: upgrade` and an `Upgrade` header is decided like any other;
 //! allowed, it is forwarded with both, and when the upstream answers 101 the two connections
-//! are joined and bytes copied both ways until either side closes.
+//! are joined and bytes copied both ways until either side closes. An upgrade to HTTP itself
+//! (`Upgrade: h2c`, `h2`, `HTTP/...`) is never forwarded (the request goes as a plain one,
+//! without `Upgrade`): through such a tunnel every later request would reach the upstream
+//! undecided (h2c smuggling).
 //!
 //! ## Upstream failures
 //!
@@ -66,7 +79,8 @@
 //! here and another way by the upstream. A request head larger than [`Limits::max_header_bytes`], or with more than
 //! [`Limits::max_headers`] headers, is refused 431; a head not received within
 //! [`Limits::header_read_timeout`] (also the longest a kept-alive connection waits for its next
-//! request) closes the connection; at most [`Limits::max_connections`] are open at once.
+//! request) closes the connection; at most [`Limits::max_connections`] are open at once,
+//! upgraded (WebSocket) ones included until their tunnel closes.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -125,7 +139,9 @@ pub struct Options {
     pub idle_timeout: Duration,
     /// Most idle kept-alive connections to the upstream (0: none kept).
     pub max_idle_per_host: usize,
-    /// Remove the client's `Authorization` header before forwarding (default off).
+    /// Remove the client's `Authorization` header before forwarding (default off), and the
+    /// engine's token cookie (`[tokens] cookie`) from its `Cookie` header. A token in the query
+    /// (`[tokens] query`) is still forwarded.
     pub remove_authorization: bool,
     /// A PEM file of CA certificates trusted for an `https` upstream, besides the system's.
     pub ca_file: Option<PathBuf>,
@@ -158,8 +174,8 @@ pub struct Limits {
     /// may wait for its next request; past it the connection is closed.
     pub header_read_timeout: Duration,
     /// Most connections open at once; at the cap, accepting waits until one closes (the
-    /// kernel's listen backlog holds new ones). A connection upgraded (WebSocket) no longer
-    /// counts once it is handed over.
+    /// kernel's listen backlog holds new ones). A connection upgraded (WebSocket) counts until
+    /// its tunnel closes.
     pub max_connections: usize,
 }
 
@@ -215,9 +231,8 @@ impl Upstream {
         })
     }
 
-    /// The upstream URI of a request for `pq`.
-    fn uri(&self, pq: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
-        let pq = pq.map_or("/", |p| p.as_str());
+    /// The upstream URI of a request for `pq` (a path and query starting with `/`).
+    fn uri(&self, pq: &str) -> Result<Uri, http::Error> {
         let pq = if self.base.is_empty() {
             pq.to_owned()
         } else {
@@ -330,6 +345,25 @@ impl<S: EngineSource> Proxy<S> {
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
         let handle = self.source.engine();
         let engine: &Engine = &handle;
+        let target = match forward_target(req.method(), req.uri()) {
+            Ok(t) => t,
+            Err(message) => {
+                self.source.decided(&handle, None, Some(Reason::BadPath));
+                return refusal(jwtd_gate::refusal::http(&Error::new(
+                    Reason::BadPath,
+                    message,
+                )));
+            }
+        };
+        if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
+            // RFC 9112 section 3.2: 400. The engine would decide on one, the upstream might
+            // read the other.
+            self.source.decided(&handle, None, Some(Reason::BadHeaders));
+            return refusal(jwtd_gate::refusal::http(&Error::new(
+                Reason::BadHeaders,
+                "the request has more than one Host header",
+            )));
+        }
         let decision = {
             let headers = req.headers();
             let host = headers
@@ -351,7 +385,7 @@ impl<S: EngineSource> Proxy<S> {
             Err(denial) => refusal(jwtd_gate::refusal::http_denial(&denial)),
             Ok(allowed) => {
                 let trusted = self.source.trusts_forwarded(&handle, peer.ip());
-                self.forward(req, engine, allowed.headers, peer, trusted)
+                self.forward(req, target, engine, allowed.headers, peer, trusted)
                     .await
             }
         }
@@ -360,6 +394,7 @@ impl<S: EngineSource> Proxy<S> {
     async fn forward(
         &self,
         mut req: Request<Incoming>,
+        target: String,
         engine: &Engine,
         identity: HeaderMap,
         peer: SocketAddr,
@@ -368,6 +403,8 @@ impl<S: EngineSource> Proxy<S> {
         let upgrade = upgrade_of(req.headers());
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
+        // The connection's place under `max_connections`, kept by the tunnel of an upgrade.
+        let held = parts.extensions.remove::<Held>();
         let host = parts.headers.get(header::HOST).cloned().or_else(|| {
             parts
                 .uri
@@ -381,6 +418,11 @@ impl<S: EngineSource> Proxy<S> {
             self.options.remove_authorization,
             trusted,
         );
+        if self.options.remove_authorization {
+            if let Some(name) = &engine.sources.cookie {
+                strip_cookie(headers, name);
+            }
+        }
         for (name, value) in &identity {
             if !value.is_empty() {
                 headers.insert(name.clone(), value.clone());
@@ -391,7 +433,7 @@ impl<S: EngineSource> Proxy<S> {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, up.clone());
         }
-        parts.uri = match self.upstream.uri(parts.uri.path_and_query()) {
+        parts.uri = match self.upstream.uri(&target) {
             Ok(u) => u,
             Err(_) => return upstream_failure(Reason::UpstreamUnavailable),
         };
@@ -429,6 +471,7 @@ impl<S: EngineSource> Proxy<S> {
             if let Some(client_upgrade) = client_upgrade {
                 let upstream_upgrade = hyper::upgrade::on(&mut resp);
                 tokio::spawn(async move {
+                    let _held = held;
                     match tokio::try_join!(client_upgrade, upstream_upgrade) {
                         Ok((client, upstream)) => {
                             let mut client = TokioIo::new(client);
@@ -471,7 +514,104 @@ const OWNED: [HeaderName; 3] = [
     jwtd_gate::issuers::PAYLOAD,
 ];
 
-/// The `Upgrade` value of an upgrade request (`Connection` names `upgrade`), if it is one.
+const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// The forwarding headers jwtd sets (or keeps from a trusted peer).
+const FORWARDED: [HeaderName; 4] = [XFF, XFP, XFH, header::FORWARDED];
+
+/// The path and query sent upstream for a request to `uri`: as received, except that dot
+/// segments (`.` and `..`, `%2e` spelled either way) are resolved as the engine resolves them
+/// before matching, so the upstream is sent the path that was decided, never one an upstream
+/// that does not resolve them (or resolves them after routing) reads as another. An error (a
+/// `bad_path` refusal) for a target jwtd does not forward: `CONNECT`, `*`, a backslash (`\`
+/// or `%5C`: some upstreams read it as `/`), or a dot segment behind an encoded slash
+/// (`..%2F`).
+fn forward_target(method: &http::Method, uri: &Uri) -> Result<String, &'static str> {
+    if method == http::Method::CONNECT {
+        return Err("CONNECT is not forwarded");
+    }
+    let raw = uri.path_and_query().map_or("/", PathAndQuery::as_str);
+    let (path, query) = match raw.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (raw, None),
+    };
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err("only a path starting with / is forwarded");
+    };
+    let has_escape = path.contains('%');
+    if path.contains('\\') || (has_escape && path.to_ascii_lowercase().contains("%5c")) {
+        return Err("a backslash in the path is not forwarded");
+    }
+    /// 1 for `.`, 2 for `..`, 0 for any other segment.
+    fn dots(seg: &str) -> usize {
+        if seg.len() > 6 || !(seg.starts_with('.') || seg.starts_with('%')) {
+            return 0;
+        }
+        match seg.to_ascii_lowercase().replace("%2e", ".").as_str() {
+            "." => 1,
+            ".." => 2,
+            _ => 0,
+        }
+    }
+    let mut segments: Vec<&str> = Vec::new();
+    let mut resolved = false;
+    let mut trailing = false;
+    for seg in rest.split('/') {
+        if has_escape && seg.contains('%') {
+            let lower = seg.to_ascii_lowercase();
+            if lower.contains("%2f") && lower.split("%2f").any(|p| dots(p) > 0) {
+                return Err("a dot segment behind an encoded slash is not forwarded");
+            }
+        }
+        match dots(seg) {
+            0 => {
+                segments.push(seg);
+                trailing = false;
+            }
+            n => {
+                if n == 2 {
+                    segments.pop();
+                }
+                resolved = true;
+                trailing = true;
+            }
+        }
+    }
+    if !resolved {
+        return Ok(raw.to_owned());
+    }
+    let mut out = String::with_capacity(raw.len());
+    out.push('/');
+    out.push_str(&segments.join("/"));
+    if trailing && !segments.is_empty() {
+        out.push('/');
+    }
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    Ok(out)
+}
+
+/// True when an `Upgrade` value names HTTP itself (`h2c`, `h2`, `HTTP/2.0`, ...), or is not
+/// text: past such an upgrade the tunnel would carry requests jwtd never decides (h2c
+/// smuggling), so the request is forwarded as a plain one, its `Upgrade` removed.
+fn upgrades_to_http(v: &HeaderValue) -> bool {
+    let Ok(s) = v.to_str() else {
+        return true;
+    };
+    s.split(',').any(|t| {
+        let name = t.split('/').next().unwrap_or("").trim();
+        ["h2c", "h2", "http"]
+            .iter()
+            .any(|p| name.eq_ignore_ascii_case(p))
+    })
+}
+
+/// The `Upgrade` value of an upgrade request (`Connection` names `upgrade`), if it is one
+/// (never one to HTTP itself, see [`upgrades_to_http`]).
 fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
     let asks = headers
         .get_all(header::CONNECTION)
@@ -481,14 +621,15 @@ fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
     let mut values = headers.get_all(header::UPGRADE).iter();
     match (asks, values.next(), values.next()) {
-        (true, Some(v), None) => Some(v.clone()),
+        (true, Some(v), None) if !upgrades_to_http(v) => Some(v.clone()),
         _ => None,
     }
 }
 
 /// The hop-by-hop headers (RFC 9110 section 7.6.1) that go whatever `Connection` names.
-const HOP_BY_HOP: [&str; 9] = [
+const HOP_BY_HOP: [&str; 10] = [
     "connection",
+    "http2-settings",
     "keep-alive",
     "proxy-connection",
     "proxy-authenticate",
@@ -499,7 +640,8 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
-/// The headers `Connection` names (each to be removed with it).
+/// The headers `Connection` names, each to be removed with it, but `Host`: the engine decided
+/// on it, the upstream must read the same.
 fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
     headers
         .get_all(header::CONNECTION)
@@ -507,6 +649,7 @@ fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|n| n != header::HOST)
         .collect()
 }
 
@@ -514,6 +657,34 @@ fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
 fn remove_all(headers: &mut HeaderMap, doomed: Vec<HeaderName>) {
     for name in doomed {
         headers.remove(name);
+    }
+}
+
+/// Removes the cookie `name` (the engine's token cookie) from every `Cookie` header, names
+/// compared trimmed as the engine reads them; a header left with no cookie goes.
+fn strip_cookie(headers: &mut HeaderMap, name: &str) {
+    let values: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
+    if values.is_empty() {
+        return;
+    }
+    headers.remove(header::COOKIE);
+    for v in values {
+        let kept: Vec<&[u8]> = v
+            .as_bytes()
+            .split(|b| *b == b';')
+            .map(<[u8]>::trim_ascii)
+            .filter(|p| !p.is_empty())
+            .filter(|p| {
+                let key = p.split(|b| *b == b'=').next().unwrap_or_default();
+                key.trim_ascii() != name.as_bytes()
+            })
+            .collect();
+        if kept.is_empty() {
+            continue;
+        }
+        if let Ok(v) = HeaderValue::from_bytes(&kept.join(&b"; "[..])) {
+            headers.append(header::COOKIE, v);
+        }
     }
 }
 
@@ -541,9 +712,11 @@ fn same_header(name: &str, owned: &str) -> bool {
 
 /// Everything of the client's request that must not reach the upstream, in one pass over the
 /// names present: the hop-by-hop headers and those `Connection` names, every identity header
-/// jwtd owns (`owned` and [`OWNED`]) also when spelled with `_` for `-` (the same header to
-/// CGI-style upstreams), `Authorization` when `remove_authorization`, and `Forwarded` from an
-/// untrusted peer.
+/// jwtd owns (`owned` and [`OWNED`]) also when spelled with `_` for `-` (CGI-style upstreams,
+/// WSGI, PHP, Rack, read `X_Auth_Subject` as `HTTP_X_AUTH_SUBJECT`, the same variable as
+/// jwtd's `X-Auth-Subject`), such spellings of the forwarding headers jwtd sets ([`FORWARDED`];
+/// the names themselves are replaced by [`forwarded_headers`]), `Authorization` when
+/// `remove_authorization`, and `Forwarded` from an untrusted peer.
 fn scrub_request(
     headers: &mut HeaderMap,
     owned: &[HeaderName],
@@ -561,6 +734,7 @@ fn scrub_request(
                     .iter()
                     .chain(&OWNED)
                     .any(|o| same_header(s, o.as_str()))
+                || (s.contains('_') && FORWARDED.iter().any(|o| same_header(s, o.as_str())))
                 || (remove_authorization && *n == header::AUTHORIZATION)
                 || (!trusted && *n == header::FORWARDED)
         })
@@ -577,9 +751,6 @@ fn forwarded_headers(
     host: Option<HeaderValue>,
     trusted: bool,
 ) {
-    const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
-    const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
-    const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
     let ip = peer.ip().to_canonical().to_string();
     let mut xff = String::new();
     if trusted {
@@ -763,11 +934,18 @@ impl Body for IdleBody {
     }
 }
 
+/// A connection's permit under [`Limits::max_connections`], shared by its requests (in their
+/// extensions) so that an upgrade's tunnel keeps it until the tunnel closes.
+#[derive(Clone)]
+struct Held {
+    _permit: Arc<tokio::sync::OwnedSemaphorePermit>,
+}
+
 /// Serves `proxy` on `listener` within `limits` until `shutdown` resolves; then stops
 /// accepting, lets requests in progress finish (each connection closes after its current
 /// answer; upgraded connections are left to end by themselves) and returns once every
-/// connection has closed (bound the wait from outside, as `jwtd serve` does with its
-/// `shutdown_timeout`).
+/// connection has closed, upgraded ones included (bound the wait from outside, as `jwtd
+/// serve` does with its `shutdown_timeout`).
 pub async fn serve<S: EngineSource>(
     proxy: Proxy<S>,
     listener: tokio::net::TcpListener,
@@ -812,8 +990,11 @@ pub async fn serve<S: EngineSource>(
                 let builder = builder.clone();
                 let mut stopped = stopped.clone();
                 tokio::spawn(async move {
-                    let _permit = permit;
-                    let service = hyper::service::service_fn(move |req| {
+                    let held = Held {
+                        _permit: Arc::new(permit),
+                    };
+                    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                        req.extensions_mut().insert(held.clone());
                         let proxy = proxy.clone();
                         async move {
                             Ok::<_, std::convert::Infallible>(proxy.handle(req, peer).await)

@@ -357,7 +357,8 @@ pub struct UpstreamSettings {
     /// Most idle kept-alive connections to the upstream (default 32; 0..=10,000).
     #[serde(default = "crate::defaults::upstream_max_idle_per_host")]
     pub max_idle_per_host: usize,
-    /// Remove the client's `Authorization` header before forwarding (default false).
+    /// Remove the client's `Authorization` header, and the `[tokens] cookie` from `Cookie`,
+    /// before forwarding (default false).
     #[serde(default)]
     pub remove_authorization: bool,
     /// A PEM file of CA certificates trusted for an `https` upstream, besides the system's.

@@ -1,10 +1,12 @@
 //! The proxy's integration tests in one binary: a real upstream (tests/integration/upstream.py,
 //! Python's standard library) on 127.0.0.1, the proxy in this process on a listener of its
 //! own, and clients speaking raw HTTP/1.1 over TCP (so the tests control every byte: chunked
-//! bodies, hop-by-hop and spoofed headers, smuggling attempts, a WebSocket handshake).
+//! bodies, hop-by-hop and spoofed headers, smuggling attempts, a WebSocket handshake, an
+//! attacker's requests).
 
 mod wire;
 
+mod attack;
 mod conformance;
 mod forward;
 mod lifecycle;

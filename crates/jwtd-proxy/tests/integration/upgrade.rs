@@ -56,7 +56,7 @@ async fn read_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
 }
 
 /// Writes the handshake (without `Connection: close`) and reads the answer head.
-async fn handshake(
+pub(crate) async fn handshake(
     addr: std::net::SocketAddr,
     token: Option<&str>,
 ) -> (TcpStream, crate::wire::Answer) {

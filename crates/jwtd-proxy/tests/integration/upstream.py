@@ -15,7 +15,10 @@ Every path answers with what it received, except those below:
   never read: the connection closes), proving the body was streamed to it, not buffered;
 - `/hop`: answers with hop-by-hop headers (`Connection: x-private`, `X-Private`,
   `Keep-Alive`, `Proxy-Authenticate`) that must not reach the client;
-- `/ws`: a WebSocket echo (RFC 6455: the handshake, then every text or binary frame sent back).
+- `/ws`: a WebSocket echo (RFC 6455: the handshake, then every text or binary frame sent back);
+- any path with `Upgrade: h2c`: 101, then what follows on the connection is read as HTTP/1.1
+  requests (a stand-in for an h2c server: either way, requests through the tunnel would reach
+  the app without jwtd deciding them).
 Anything else: the JSON above as the body.
 """
 
@@ -66,6 +69,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def handle_any(self):
         path, _, query = self.path.partition("?")
+        if self.headers.get("Upgrade", "").lower() == "h2c":
+            self.send_response(101)
+            self.send_header("Upgrade", "h2c")
+            self.send_header("Connection", "Upgrade")
+            self.end_headers()
+            self.wfile.flush()
+            return
         if path == "/ws":
             return self.websocket()
         if path == "/first":
