@@ -355,13 +355,23 @@ impl<S: EngineSource> Proxy<S> {
                 )));
             }
         };
-        if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
+        let mut hosts = req.headers().get_all(header::HOST).iter();
+        let host_problem = match (hosts.next(), hosts.next()) {
             // RFC 9112 section 3.2: 400. The engine would decide on one, the upstream might
             // read the other.
+            (Some(_), Some(_)) => Some("the request has more than one Host header"),
+            // Also 400 for HTTP/1.1, and for an absolute-form target at all: the upstream
+            // would be sent its own address as Host, not the authority decided on.
+            (None, _) if req.version() != Version::HTTP_10 || req.uri().authority().is_some() => {
+                Some("the request has no Host header")
+            }
+            _ => None,
+        };
+        if let Some(message) = host_problem {
             self.source.decided(&handle, None, Some(Reason::BadHeaders));
             return refusal(jwtd_gate::refusal::http(&Error::new(
                 Reason::BadHeaders,
-                "the request has more than one Host header",
+                message,
             )));
         }
         let decision = {

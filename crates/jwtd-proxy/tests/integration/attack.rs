@@ -163,6 +163,22 @@ async fn the_host_decided_on_is_the_host_forwarded() {
     let a = exchange(proxy, &authed("GET", "/x", &t, &["Connection: host"], b"")).await;
     assert_eq!(a.status, 200);
     assert_eq!(a.echo().all("host"), ["app.test"]);
+    // No Host: an HTTP/1.1 request, or an absolute-form target (whose authority the engine
+    // would decide on while the upstream is sent its own address), is refused.
+    let auth = format!("Authorization: Bearer {t}");
+    for raw in [
+        format!("GET /x HTTP/1.1\r\n{auth}\r\nConnection: close\r\n\r\n"),
+        format!("GET http://admin.test/x HTTP/1.1\r\n{auth}\r\nConnection: close\r\n\r\n"),
+        format!("GET http://admin.test/x HTTP/1.0\r\n{auth}\r\n\r\n"),
+    ] {
+        let a = exchange(proxy, raw.as_bytes()).await;
+        assert_eq!(a.status, 400, "{raw}: {a:?}");
+        assert!(a.header("x-echo").is_none(), "{raw}: forwarded");
+        assert_eq!(a.json()["reason"], "bad_headers", "{raw}");
+    }
+    // An HTTP/1.0 request in origin form may omit Host: decided without one, forwarded.
+    let raw = format!("GET /x HTTP/1.0\r\n{auth}\r\n\r\n");
+    assert_eq!(exchange(proxy, raw.as_bytes()).await.status, 200);
 }
 
 /// An upgraded connection (a WebSocket tunnel, which lives as long as the client likes) still
