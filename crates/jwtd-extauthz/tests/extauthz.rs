@@ -29,11 +29,7 @@ fn suite() -> &'static Suite {
 fn engine_of(text: &str) -> Arc<Engine> {
     let config =
         jwtd_gate::config::GateConfig::parse(text, "test").unwrap_or_else(|e| panic!("{e}"));
-    let issuers =
-        jwtd_gate::issuers::Issuers::build(&config.issuers, &config.cache, None, None).unwrap();
-    Arc::new(
-        Engine::with_rules(issuers, &config.rules, &config.rule, config.tokens.clone()).unwrap(),
-    )
+    Arc::new(Engine::from_config(&config).unwrap())
 }
 
 /// A client of an authorizer over `engine`, on a loopback listener of its own.

@@ -180,6 +180,16 @@ impl Engine {
         }
     }
 
+    /// The engine of a parsed configuration (`[[issuer]]`, `[cache]`, `[tokens]`, `[rules]`,
+    /// `[[rule]]`), its secrets read from the environment it was parsed in
+    /// ([`GateConfig::env`](crate::config::GateConfig)). Must run inside a tokio runtime:
+    /// remote key sources start fetching.
+    pub fn from_config(config: &crate::config::GateConfig) -> Result<Engine, String> {
+        let issuers =
+            Issuers::build_with_env(&config.issuers, &config.cache, None, None, &config.env)?;
+        Engine::with_rules(issuers, &config.rules, &config.rule, config.tokens.clone())
+    }
+
     /// An engine over `issuers` with the rules of `options` and `rules` compiled against them
     /// (the issuers' names, [`Engine::reserved_headers`]); every rule error, one per line.
     pub fn with_rules(

@@ -1626,12 +1626,7 @@ fn conformance_engine() -> (jwtd_gate::conformance::Suite, jwtd_gate::Engine) {
     let suite = jwtd_gate::conformance::Suite::new(&std::env::temp_dir());
     let config = jwtd_gate::config::GateConfig::parse(&suite.config, "conformance/jwtd.toml")
         .unwrap_or_else(|e| panic!("{e}"));
-    let issuers =
-        jwtd_gate::issuers::Issuers::build(&config.issuers, &config.cache, None, None).unwrap();
-    let engine =
-        jwtd_gate::Engine::with_rules(issuers, &config.rules, &config.rule, config.tokens.clone())
-            .unwrap();
-    (suite, engine)
+    (suite, jwtd_gate::Engine::from_config(&config).unwrap())
 }
 
 /// A public rule reads no token: two are neither verified nor refused there, while a rule that

@@ -170,11 +170,7 @@ impl JwtdLayer {
     /// read from the environment it was parsed in ([`GateConfig::env`]; see
     /// [`GateConfig::parse_with_env`]). Must run inside a tokio runtime.
     pub fn from_config(config: &GateConfig) -> Result<JwtdLayer, String> {
-        let issuers =
-            Issuers::build_with_env(&config.issuers, &config.cache, None, None, &config.env)?;
-        let engine =
-            Engine::with_rules(issuers, &config.rules, &config.rule, config.tokens.clone())?;
-        Ok(JwtdLayer::from_engine(engine))
+        Ok(JwtdLayer::from_engine(Engine::from_config(config)?))
     }
 
     /// A layer deciding with `engine`.

@@ -62,11 +62,7 @@ auth = "corp"
 pub fn engine_of(text: &str) -> Arc<Engine> {
     let config =
         jwtd_gate::config::GateConfig::parse(text, "test").unwrap_or_else(|e| panic!("{e}"));
-    let issuers =
-        jwtd_gate::issuers::Issuers::build(&config.issuers, &config.cache, None, None).unwrap();
-    Arc::new(
-        Engine::with_rules(issuers, &config.rules, &config.rule, config.tokens.clone()).unwrap(),
-    )
+    Arc::new(Engine::from_config(&config).unwrap())
 }
 
 /// The engine of [`config`].
