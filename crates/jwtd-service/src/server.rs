@@ -80,7 +80,7 @@ struct Conn {
     since: AtomicU64,
     /// Told to close to make room for a new connection.
     evicted: AtomicBool,
-    /// Wakes the watchdog (an earlier deadline, or eviction).
+    /// Wakes the watchdog (eviction).
     wake: Notify,
 }
 
@@ -257,10 +257,10 @@ impl AsyncRead for Tracked {
             && self.conn.in_flight.load(Ordering::Acquire) == 0
             && self.conn.state.load(Ordering::Relaxed) == IDLE
         {
+            // No wake-up: the watchdog never sleeps longer than the header deadline, so it
+            // looks again before this request's header is due (one wake-up a request less).
             self.conn.since.store(self.conn.now_ms(), Ordering::Relaxed);
             self.conn.state.store(READING, Ordering::Relaxed);
-            // The header deadline may come before the idle one the watchdog sleeps until.
-            self.conn.wake.notify_one();
         }
         r
     }
@@ -322,7 +322,10 @@ impl Closed {
 async fn watchdog(conn: &Conn, registry: &Registry, limits: &ServerSettings) -> Closed {
     let header = limits.header_read_timeout.0;
     let idle = limits.idle_timeout.0;
-    // While a request is in progress nothing is due; look again this often.
+    // While a request is in progress nothing is due; look again this often. No sleep is
+    // longer: a request that begins on an idle connection (or ends) does not wake the
+    // watchdog, whose next look then comes before the new deadline (it began after this
+    // sleep did, and is at least this far away).
     let recheck = header.min(idle);
     loop {
         let wake = conn.wake.notified();
@@ -360,7 +363,7 @@ async fn watchdog(conn: &Conn, registry: &Registry, limits: &ServerSettings) -> 
             if now >= due {
                 return reason;
             }
-            Duration::from_millis(due - now)
+            Duration::from_millis(due - now).min(recheck)
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -392,6 +395,7 @@ async fn connection(
     conn: Arc<Conn>,
     registry: Arc<Registry>,
     builder: Arc<hyper_util::server::conn::auto::Builder<TokioExecutor>>,
+    state: Arc<AppState>,
     router: axum::Router,
     limits: Arc<ServerSettings>,
     mut phase: watch::Receiver<Phase>,
@@ -405,8 +409,10 @@ async fn connection(
     let c = conn.clone();
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         let guard = InFlight::new(c.clone());
+        // `/auth`, the hottest path, is answered without the router (the same handler code).
+        let auth = crate::handlers::is_auth_path(req.uri().path());
         // The peer, for the forwarded-request headers of trusted proxies (`/auth`).
-        if let Some(peer) = peer {
+        if let (Some(peer), false) = (peer, auth) {
             req.extensions_mut()
                 .insert(axum::extract::ConnectInfo(peer));
         }
@@ -417,8 +423,17 @@ async fn connection(
             req.map(move |b| Body::new(Receiving::new(b, &conn)))
         };
         let mut router = router.clone();
+        let state = state.clone();
         async move {
-            let answer = tower::Service::call(&mut router, req);
+            let answer = async {
+                if auth {
+                    // The body is never read (and not `Sync`, so not held across the decision).
+                    let (parts, _) = req.into_parts();
+                    Ok(crate::handlers::auth_answer(&state, &parts, peer).await)
+                } else {
+                    tower::Service::call(&mut router, req).await
+                }
+            };
             let response = match tokio::time::timeout(request_timeout, answer).await {
                 Ok(Ok(response)) => response,
                 Ok(Err(never)) => match never {},
@@ -593,6 +608,7 @@ pub(crate) async fn run(
             conn,
             registry.clone(),
             builder.clone(),
+            state.clone(),
             router.clone(),
             limits.clone(),
             phase_rx.clone(),

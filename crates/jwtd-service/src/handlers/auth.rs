@@ -7,8 +7,10 @@ use super::extract::RequestId;
 use super::observe::By;
 use crate::AppState;
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,8 +21,8 @@ use std::time::Instant;
 /// the original path to `/auth`. From anyone else they are ignored and the `/auth` request
 /// itself is what is matched (so a rule set can never be steered by a client that reaches jwtd
 /// directly).
-fn original_request<'a>(req: &'a Request, trusted: bool) -> jwtd_gate::Request<'a> {
-    let headers = req.headers();
+fn original_request<'a>(req: &'a Parts, trusted: bool) -> jwtd_gate::Request<'a> {
+    let headers = &req.headers;
     // The five forwarded names in one pass over the headers (cheaper than five hash lookups
     // on this hot path); each counts only when sent exactly once: two could be read
     // differently by two parsers.
@@ -54,17 +56,17 @@ fn original_request<'a>(req: &'a Request, trusted: bool) -> jwtd_gate::Request<'
             _ => None,
         })
     };
-    let own_path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let own_path = req.uri.path_and_query().map_or("/", |p| p.as_str());
     let host = match first_host {
         Some(h) => h,
         None if trusted => None,
         None => headers.get(header::HOST).and_then(|h| h.to_str().ok()),
     }
-    .or(req.uri().host())
+    .or(req.uri.host())
     .unwrap_or("");
     if !trusted {
         return jwtd_gate::Request {
-            method: req.method().as_str(),
+            method: req.method.as_str(),
             host,
             path_and_query: own_path,
             headers,
@@ -74,7 +76,7 @@ fn original_request<'a>(req: &'a Request, trusted: bool) -> jwtd_gate::Request<'
         .strip_prefix("/auth")
         .filter(|rest| rest.starts_with('/'));
     jwtd_gate::Request {
-        method: get(&[0, 1]).unwrap_or(req.method().as_str()),
+        method: get(&[0, 1]).unwrap_or(req.method.as_str()),
         host: get(&[2]).unwrap_or(host),
         path_and_query: get(&[3, 4]).or(envoy).unwrap_or(own_path),
         headers,
@@ -82,21 +84,38 @@ fn original_request<'a>(req: &'a Request, trusted: bool) -> jwtd_gate::Request<'
 }
 
 /// Answers the proxy: 200 with the identity headers, or the refusal; with the request id.
-pub(super) async fn forward_auth(
-    State(state): State<Arc<AppState>>,
-    rid: RequestId,
-    req: Request,
-) -> impl IntoResponse {
+/// The axum route of `/auth` (for [`crate::router`] embedders); `jwtd serve` calls [`answer`]
+/// without the router.
+pub(super) async fn forward_auth(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    // The body is never read (and not `Sync`, so not held across the decision).
+    let (parts, _) = req.into_parts();
+    answer(&state, &parts, peer).await
+}
+
+/// Whether `path` is served by `/auth` (`/auth`, or `/auth/<original path>` for Envoy): the
+/// same paths as the router's two `/auth` routes (a catch-all matches one byte at least, so
+/// `/auth/` is not one of them).
+pub(crate) fn is_auth_path(path: &str) -> bool {
+    path.strip_prefix("/auth")
+        .is_some_and(|rest| rest.is_empty() || (rest.len() > 1 && rest.starts_with('/')))
+}
+
+/// `/auth` for the request `req` from `peer`: what [`forward_auth`] answers, called by the
+/// server directly for the paths of [`is_auth_path`] (the hottest path skips the router's
+/// boxed services, its request extensions and the `ConnectInfo` insert).
+pub(crate) async fn answer(state: &AppState, req: &Parts, peer: Option<SocketAddr>) -> Response {
     // The request is borrowed, not its headers cloned: this is the hottest path.
     let started = Instant::now();
+    let rid = RequestId::of(&req.headers, state);
     let rt = state.runtime_guard();
     let engine = &rt.engine;
-    let trusted = !engine.rules.is_empty()
-        && req
-            .extensions()
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .is_some_and(|c| rt.trusted_proxies.contains(c.0.ip()));
-    let target = original_request(&req, trusted);
+    let trusted =
+        !engine.rules.is_empty() && peer.is_some_and(|p| rt.trusted_proxies.contains(p.ip()));
+    let target = original_request(req, trusted);
     let decision = engine.decide(&target, jwtd_core::unix_now()).await;
     let token = decision.token;
     rt.decisions.record(
@@ -112,7 +131,10 @@ pub(super) async fn forward_auth(
             state
                 .series
                 .observe("auth", started, by, Ok(()), &rid, token);
-            Ok((StatusCode::OK, allowed.headers).into_response())
+            // 200 with no body: the identity headers are the answer's header map as built.
+            let mut r = Response::new(axum::body::Body::empty());
+            *r.headers_mut() = allowed.headers;
+            Ok(r)
         }
         Err(denial) => {
             let by = By::Named(denial.issuer.as_deref());
@@ -122,5 +144,5 @@ pub(super) async fn forward_auth(
             Err(ApiError::Denied(denial))
         }
     };
-    (rid, answer)
+    (rid, answer).into_response()
 }

@@ -30,7 +30,7 @@ pub(super) struct RequestId(HeaderValue);
 
 impl RequestId {
     /// The id of a request with `headers`.
-    fn of(headers: &HeaderMap, state: &AppState) -> RequestId {
+    pub(super) fn of(headers: &HeaderMap, state: &AppState) -> RequestId {
         if state.runtime_guard().config.trust_request_id {
             if let Some(v) = headers.get(&X_REQUEST_ID).filter(|v| {
                 let b = v.as_bytes();

@@ -22,6 +22,7 @@ use axum::routing::{any, get, post};
 use axum::Router;
 use std::sync::Arc;
 
+pub(crate) use auth::{answer as auth_answer, is_auth_path};
 pub use error::bearer_error;
 pub(crate) use observe::RequestSeries;
 
