@@ -146,3 +146,27 @@ pub(crate) async fn answer(state: &AppState, req: &Parts, peer: Option<SocketAdd
     };
     (rid, answer).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_auth_path;
+
+    /// The router's `/auth` and `/auth/{*original}`: a catch-all needs one byte at least.
+    #[test]
+    fn auth_paths_are_the_routers() {
+        for p in ["/auth", "/auth/x", "/auth/v1/orders/7", "/auth//x"] {
+            assert!(is_auth_path(p), "{p}");
+        }
+        for p in [
+            "/auth/",
+            "/authx",
+            "/",
+            "/v1/verify",
+            "//auth",
+            "/Auth",
+            "/auth?x",
+        ] {
+            assert!(!is_auth_path(p), "{p}");
+        }
+    }
+}

@@ -130,8 +130,15 @@ pub fn bearer_error(e: &Error) -> Response {
 
 /// A refusal from the gate's table as an HTTP answer.
 fn refusal(answer: jwtd_gate::refusal::HttpRefusal) -> Response {
-    let mut r = (answer.status, answer.body).into_response();
-    r.headers_mut().extend(answer.headers);
+    // The table's headers only (its Content-Type, not also the text/plain a String body
+    // would get: two Content-Types are read differently by different clients); appended,
+    // so a header the table sends twice (challenges of two schemes) stays twice.
+    let mut r = Response::new(axum::body::Body::from(answer.body));
+    *r.status_mut() = answer.status;
+    let headers = r.headers_mut();
+    for (name, value) in answer.headers {
+        headers.append(name, value);
+    }
     r
 }
 

@@ -143,6 +143,9 @@ async fn get(s: &Service, path: &str, token: Option<&str>) -> reqwest::Response 
 
 async fn error_of(r: reqwest::Response, status: StatusCode, reason: &str) -> Value {
     assert_eq!(r.status(), status);
+    // One Content-Type, JSON's (two would be read differently by different clients).
+    let types: Vec<_> = r.headers().get_all("content-type").iter().collect();
+    assert_eq!(types, ["application/json"], "{reason}");
     let www = r
         .headers()
         .get("www-authenticate")

@@ -522,6 +522,50 @@ fn idle_connections_are_closed_after_their_timeouts() {
     );
 }
 
+/// A kept-alive connection that starts its next request and never finishes the header is
+/// closed at the header deadline, not at the (much later) idle one: the watchdog is not woken
+/// by the request's first byte, so its sleeps must never outlast the header deadline.
+#[test]
+fn a_header_started_on_a_kept_alive_connection_times_out_at_the_header_deadline() {
+    use std::io::{Read, Write};
+    let s = start_limited(
+        "kept-slow-header",
+        "header_read_timeout = \"1s\"\nidle_timeout = \"60s\"\n",
+    );
+    let mut kept = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    kept.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 4096];
+    // Two answered requests, then idle for longer than the header deadline (the watchdog's
+    // sleep is under way), then half a header.
+    for _ in 0..2 {
+        write!(
+            kept,
+            "GET /v1/verify HTTP/1.1\r\nhost: localhost\r\nauthorization: {}\r\n\r\n",
+            s.bearer
+        )
+        .unwrap();
+        let n = kept.read(&mut buf).unwrap();
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    kept.write_all(b"GET /v1/verify HTTP/1.1\r\nhost: loc")
+        .unwrap();
+    let started = Instant::now();
+    assert!(
+        closed_by(&kept, started + Duration::from_millis(2500)),
+        "a header started on a kept-alive connection outlived the header deadline"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "closed before the header deadline: {:?}",
+        started.elapsed()
+    );
+}
+
 #[test]
 fn request_bodies_and_headers_are_limited_and_slow_bodies_time_out() {
     use std::io::{Read, Write};
