@@ -96,6 +96,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod timer;
 
 pub use jwtd_gate::EngineSource;
 
@@ -107,7 +108,7 @@ use http::{Request, Response, StatusCode, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use jwtd_core::{Error, Reason};
 use jwtd_gate::Engine;
 use std::future::Future;
@@ -454,7 +455,7 @@ impl<S: EngineSource> Proxy<S> {
 
     async fn forward(
         &self,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
         sent: Sent,
         engine: &Engine,
         identity: HeaderMap,
@@ -465,16 +466,21 @@ impl<S: EngineSource> Proxy<S> {
             host,
             trusted,
         } = sent;
-        let upgrade = upgrade_of(req.headers());
-        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         let headers = &mut parts.headers;
-        scrub_request(
+        let seen = scrub_request(
             headers,
             &engine.identity.mapped,
             self.options.remove_authorization,
             trusted,
         );
+        let upgrade = seen.upgrade.as_ref();
+        // The client's side of the upgrade (hyper's server puts it there for an upgrade
+        // request).
+        let client_upgrade =
+            upgrade.and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
+        // The identity headers and the forwarding ones: room made once.
+        headers.reserve(identity.len() + 4);
         if self.options.remove_authorization {
             if let Some(name) = &engine.sources.cookie {
                 strip_cookie(headers, name);
@@ -486,12 +492,12 @@ impl<S: EngineSource> Proxy<S> {
             }
         }
         let missing_host = host.is_none();
-        forwarded_headers(headers, peer, host, trusted);
+        forwarded_headers(headers, peer, host, trusted, &seen);
         if missing_host {
             // An HTTP/1.0 request without one: the upstream's own (HTTP/1.1 needs a Host).
             headers.insert(header::HOST, self.upstream.host.clone());
         }
-        if let Some(up) = &upgrade {
+        if let Some(up) = upgrade {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, up.clone());
         }
@@ -614,6 +620,10 @@ fn forward_target(method: &http::Method, uri: &Uri) -> Result<Option<String>, &'
     let Some(rest) = path.strip_prefix('/') else {
         return Err("only a path starting with / is forwarded");
     };
+    // Most paths: nothing to resolve or refuse without a dot, an escape or a backslash.
+    if !path.bytes().any(|b| matches!(b, b'.' | b'%' | b'\\')) {
+        return Ok(None);
+    }
     let has_escape = path.contains('%');
     if path.contains('\\') || (has_escape && path.to_ascii_lowercase().contains("%5c")) {
         return Err("a backslash in the path is not forwarded");
@@ -701,18 +711,21 @@ fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
 }
 
 /// The hop-by-hop headers (RFC 9110 section 7.6.1) that go whatever `Connection` names.
-const HOP_BY_HOP: [&str; 10] = [
-    "connection",
-    "http2-settings",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
+fn hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "http2-settings"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
 
 /// The headers `Connection` names, each to be removed with it, but `Host`: the engine decided
 /// on it, the upstream must read the same.
@@ -765,12 +778,17 @@ fn strip_cookie(headers: &mut HeaderMap, name: &str) {
 /// Removes `Connection`, every header it names, and the other hop-by-hop headers: one pass
 /// over the names present, then a removal for each that must go.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let listed = connection_listed(headers);
-    let doomed = headers
-        .keys()
-        .filter(|n| HOP_BY_HOP.contains(&n.as_str()) || listed.contains(n))
-        .cloned()
-        .collect();
+    let mut doomed = Vec::new();
+    let mut connection = false;
+    for name in headers.keys() {
+        if hop_by_hop(name.as_str()) {
+            connection |= name == header::CONNECTION;
+            doomed.push(name.clone());
+        }
+    }
+    if connection {
+        doomed.extend(connection_listed(headers));
+    }
     remove_all(headers, doomed);
 }
 
@@ -784,37 +802,68 @@ fn same_header(name: &str, owned: &str) -> bool {
             .all(|(n, o)| n == o || (n == b'_' && o == b'-'))
 }
 
+/// What [`scrub_request`] saw of the request: the forwarding headers it left (a trusted peer's
+/// are kept), and an upgrade asked for.
+#[derive(Default)]
+struct Seen {
+    xff: bool,
+    xfp: bool,
+    xfh: bool,
+    upgrade: Option<HeaderValue>,
+}
+
 /// Everything of the client's request that must not reach the upstream, in one pass over the
 /// names present: the hop-by-hop headers and those `Connection` names, every identity header
-/// jwtd owns (`owned` and [`OWNED`]) also when spelled with `_` for `-` (CGI-style upstreams,
+/// jwtd owns (`mapped` and [`OWNED`]) also when spelled with `_` for `-` (CGI-style upstreams,
 /// WSGI, PHP, Rack, read `X_Auth_Subject` as `HTTP_X_AUTH_SUBJECT`, the same variable as
 /// jwtd's `X-Auth-Subject`), such spellings of the forwarding headers jwtd sets ([`FORWARDED`];
 /// the names themselves are replaced by [`forwarded_headers`]), `Authorization` when
-/// `remove_authorization`, and `Forwarded` from an untrusted peer.
+/// `remove_authorization`, and `Forwarded` from an untrusted peer. The upgrade asked for
+/// ([`upgrade_of`]) is read before `Connection` and `Upgrade` go.
 fn scrub_request(
     headers: &mut HeaderMap,
     mapped: &[HeaderName],
     remove_authorization: bool,
     trusted: bool,
-) {
-    let listed = connection_listed(headers);
-    let doomed = headers
-        .keys()
-        .filter(|n| {
-            let s = n.as_str();
-            HOP_BY_HOP.contains(&s)
-                || listed.contains(n)
-                || OWNED
-                    .iter()
-                    .chain(mapped)
-                    .any(|o| same_header(s, o.as_str()))
+) -> Seen {
+    let mut seen = Seen::default();
+    let mut doomed = Vec::new();
+    let (mut connection, mut upgrade) = (false, false);
+    for n in headers.keys() {
+        let s = n.as_str();
+        let gone = if hop_by_hop(s) {
+            connection |= n == header::CONNECTION;
+            upgrade |= n == header::UPGRADE;
+            true
+        } else {
+            OWNED
+                .iter()
+                .chain(mapped)
+                .any(|o| same_header(s, o.as_str()))
                 || (s.contains('_') && FORWARDED.iter().any(|o| same_header(s, o.as_str())))
-                || (remove_authorization && *n == header::AUTHORIZATION)
-                || (!trusted && *n == header::FORWARDED)
-        })
-        .cloned()
-        .collect();
+                || (remove_authorization && n == header::AUTHORIZATION)
+                || (!trusted && n == header::FORWARDED)
+        };
+        if gone {
+            doomed.push(n.clone());
+        } else if s.starts_with("x-forwarded-") {
+            seen.xff |= n == XFF;
+            seen.xfp |= n == XFP;
+            seen.xfh |= n == XFH;
+        }
+    }
+    if connection {
+        if upgrade {
+            seen.upgrade = upgrade_of(headers);
+        }
+        let listed = connection_listed(headers);
+        seen.xff &= !listed.contains(&XFF);
+        seen.xfp &= !listed.contains(&XFP);
+        seen.xfh &= !listed.contains(&XFH);
+        doomed.extend(listed);
+    }
     remove_all(headers, doomed);
+    seen
 }
 
 /// `X-Forwarded-For`, `-Proto`, `-Host` (and `Forwarded`), see the crate docs. Each is set
@@ -824,8 +873,9 @@ fn forwarded_headers(
     peer: &Peer,
     host: Option<HeaderValue>,
     trusted: bool,
+    seen: &Seen,
 ) {
-    let xff = if trusted && headers.contains_key(&XFF) {
+    let xff = if trusted && seen.xff {
         let mut xff = String::new();
         for v in headers.get_all(&XFF).iter().filter_map(|v| v.to_str().ok()) {
             let v = v.trim();
@@ -854,12 +904,16 @@ fn forwarded_headers(
             _ => None,
         }
     };
-    let proto = trusted
+    let proto = (trusted && seen.xfp)
         .then(|| single(headers, &XFP))
         .flatten()
         .unwrap_or(HeaderValue::from_static("http"));
     headers.insert(XFP, proto);
-    match trusted.then(|| single(headers, &XFH)).flatten().or(host) {
+    match (trusted && seen.xfh)
+        .then(|| single(headers, &XFH))
+        .flatten()
+        .or(host)
+    {
         Some(h) => {
             headers.insert(XFH, h);
         }
@@ -1002,7 +1056,6 @@ pub async fn serve<S: EngineSource>(
     let proxy = Arc::new(proxy);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .max_headers(limits.max_headers);
@@ -1034,7 +1087,9 @@ pub async fn serve<S: EngineSource>(
                 };
                 let _ = stream.set_nodelay(true);
                 let proxy = proxy.clone();
-                let builder = builder.clone();
+                // Each connection its own header read timer (see timer.rs).
+                let mut builder = builder.clone();
+                builder.timer(timer::HeadTimer::default());
                 let mut stopped = stopped.clone();
                 tokio::spawn(async move {
                     let held = Held {
