@@ -338,7 +338,7 @@ enum Io {
 /// Closes the pool's connections idle for `idle_timeout` (or closed by the upstream), every
 /// half of it, until the pool is gone.
 async fn reap(pool: Weak<Client>, idle_timeout: Duration) {
-    let every = (idle_timeout / 2).max(Duration::from_millis(50));
+    let every = (idle_timeout / 2).max(Duration::from_millis(1));
     loop {
         tokio::time::sleep(every).await;
         let Some(client) = pool.upgrade() else {

@@ -17,7 +17,7 @@
 //! instructions a request for its per-host map, boxed futures and checkout). A connection goes
 //! back to the pool when its response body has been read to the end and it can take another
 //! request; one that failed, was upgraded, or was told to close is dropped. An idle connection
-//! is not used past [`Options::idle_timeout`] (and is closed by then, give or take half of it).
+//! is never used past [`Options::idle_timeout`], and is closed by 1.5 times it.
 //! A request that a kept-alive connection closed before writing any of it (the upstream closed
 //! the idle connection as it was taken) is sent on another; a request written in part or whole
 //! is never sent again. Pingora would add a second HTTP stack with its own runtime and its own
