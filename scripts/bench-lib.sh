@@ -2,8 +2,10 @@
 # wrk scripts that rotate through a token file and print one RESULT line, and helpers.
 # Expects DUR, THREADS, CONNS set by the caller.
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-cargo build --release --locked -p jwtd -p jwtd-bench >/dev/null
-ROOT=$PWD; J=$ROOT/target/release/jwtd; B=$ROOT/target/release/jwtd-bench
+# BENCH_NO_BUILD=1: use the release binaries as they are; JWTD_BIN / JWTD_BENCH_BIN: other
+# copies of them (e.g. a build kept from before a change).
+[ -n "${BENCH_NO_BUILD:-}" ] || cargo build --release --locked -p jwtd -p jwtd-bench >/dev/null
+ROOT=$PWD; J=${JWTD_BIN:-$ROOT/target/release/jwtd}; B=${JWTD_BENCH_BIN:-$ROOT/target/release/jwtd-bench}
 work=$(mktemp -d); pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT

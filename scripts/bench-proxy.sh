@@ -9,7 +9,9 @@
 # (401). Medians of ROUNDS runs of SECONDS each with wrk -t2 -cCONNS, alternating so that drift
 # hits every row alike; each run's ratio to the (b) run right before it, medians of those;
 # peak RSS of each proxy (jwtd's own for c, nginx's workers not included).
-# Usage: [ROWS="a b c d_on d_off"] scripts/bench-proxy.sh [SECONDS=5] [CONNS=32] [ROUNDS=3]
+# BASE=path/to/another/jwtd adds the rows d_on_base and d_off_base (that binary, e.g. a build
+# from before a change, with the same configurations) to the default rows.
+# Usage: [ROWS="a b c d_on d_off"] [BASE=jwtd] scripts/bench-proxy.sh [SECONDS=5] [CONNS=32] [ROUNDS=3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-5}; CONNS=${2:-32}; ROUNDS=${3:-3}; THREADS=2
@@ -80,7 +82,7 @@ for m in on off; do
     printf '[proxy]\nlisten = "127.0.0.1:%s"\n[upstream]\nurl = "http://127.0.0.1:%s"\n' $port $UP
     [ $m = off ] && printf '[cache]\nenabled = false\n'
   } > "$work/proxy_$m.toml"
-  case " ${ROWS:-d_on} " in *" d_$m "*) $J config check "$work/proxy_$m.toml" >/dev/null ;; esac
+  case " ${ROWS:-d_on} " in *" d_$m "*|*" d_${m}_base "*) $J config check "$work/proxy_$m.toml" >/dev/null ;; esac
 done
 mkdir -p "$work/nginx"
 cat > "$work/nginx.conf" <<EOF
@@ -128,15 +130,17 @@ start_row() {
        bg nginx -c "$work/nginx.conf" -p "$work/nginx" -g 'daemon off;'; wait_port $NG ;;
     d_on) RUST_LOG=warn bg $J serve --config "$work/proxy_on.toml"; wait_port $JP_ON ;;
     d_off) RUST_LOG=warn bg $J serve --config "$work/proxy_off.toml"; wait_port $JP_OFF ;;
+    d_on_base) RUST_LOG=warn bg "$BASE" serve --config "$work/proxy_on.toml"; wait_port $JP_ON ;;
+    d_off_base) RUST_LOG=warn bg "$BASE" serve --config "$work/proxy_off.toml"; wait_port $JP_OFF ;;
   esac
 }
-port_of() { case $1 in a) echo $HA ;; b) echo $HJ ;; c) echo $NG ;; d_on) echo $JP_ON ;; d_off) echo $JP_OFF ;; esac; }
+port_of() { case $1 in a) echo $HA ;; b) echo $HJ ;; c) echo $NG ;; d_on|d_on_base) echo $JP_ON ;; d_off|d_off_base) echo $JP_OFF ;; esac; }
 status() { curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $2" "http://127.0.0.1:$1/v1/orders/42"; }
 
 declare -A runs rss_of
 rps_of() { echo "$1" | sed -E 's/.*rps=([0-9]+).*/\1/'; }
 p99_of() { echo "$1" | sed -E 's/.*p99_ms=([0-9.]+).*/\1/'; }
-ROWS=${ROWS:-a b c d_on d_off}
+ROWS=${ROWS:-a b c d_on d_off${BASE:+ d_on_base d_off_base}}
 for round in $(seq "$ROUNDS"); do
   for row in $ROWS; do
     start_row $row
@@ -163,6 +167,6 @@ a=$(echo "${runs["a rps"]}" | median)
 for row in $ROWS; do
   r=$(echo "${runs["$row rps"]}" | median); p=$(echo "${runs["$row p99"]}" | median)
   vb=$( [ $row = a ] || [ $row = b ] && echo "-" || echo "${runs["$row ratio"]}" | median)
-  name=$(case $row in a) echo "(a) HAProxy, no check" ;; b) echo "(b) HAProxy jwt_verify" ;; c) echo "(c) nginx auth_request -> jwtd" ;; d_on) echo "(d) jwtd proxy, cache on" ;; d_off) echo "(d) jwtd proxy, cache off" ;; esac)
+  name=$(case $row in a) echo "(a) HAProxy, no check" ;; b) echo "(b) HAProxy jwt_verify" ;; c) echo "(c) nginx auth_request -> jwtd" ;; d_on) echo "(d) jwtd proxy, cache on" ;; d_off) echo "(d) jwtd proxy, cache off" ;; d_on_base) echo "(d) cache on, BASE binary" ;; d_off_base) echo "(d) cache off, BASE binary" ;; esac)
   awk -v n="$name" -v r=$r -v p=$p -v a=$a -v vb="$vb" -v m="${rss_of[$row]}" 'BEGIN { printf "| %s | %.0f | %.2f | %.1f%% | %s | %s |\n", n, r, p, r / a * 100, (vb == "-" ? "-" : sprintf("%.2fx", vb)), m }'
 done

@@ -6,14 +6,23 @@
 //! challenge, from [`jwtd_gate::refusal`]), or forwarded to the upstream with the decision's
 //! identity headers. No nginx in front is needed.
 //!
-//! ## Why hyper-util
+//! ## Why hyper
 //!
 //! hyper 1 and hyper-util are already the workspace's HTTP stack (`jwtd serve`, the remote key
-//! client through reqwest); the proxy's server and its client (a keep-alive pool,
-//! `hyper_util::client::legacy`) are built from them, with rustls (aws-lc-rs) for an `https`
-//! upstream. Pingora would add a second HTTP stack with its own runtime and its own
-//! configuration model beside tokio's, for features (load balancing, caching) a proxy in
-//! front of one upstream does not need.
+//! client through reqwest); the proxy's server (`hyper::server::conn::http1`) and its client
+//! are built from them, with rustls (aws-lc-rs, through tokio-rustls) for an `https` upstream.
+//! The client is hyper's connection API (`hyper::client::conn::http1`) under a pool of jwtd's
+//! own: the upstream is one, so the pool is one bounded list of idle connections, most
+//! recently used first, with no key to hash (hyper-util's general `Client` costs about 10,000
+//! instructions a request for its per-host map, boxed futures and checkout). A connection goes
+//! back to the pool when its response body has been read to the end and it can take another
+//! request; one that failed, was upgraded, or was told to close is dropped. An idle connection
+//! is never used past [`Options::idle_timeout`], and is closed by 1.5 times it.
+//! A request that a kept-alive connection closed before writing any of it (the upstream closed
+//! the idle connection as it was taken) is sent on another; a request written in part or whole
+//! is never sent again. Pingora would add a second HTTP stack with its own runtime and its own
+//! configuration model beside tokio's, for features (load balancing, caching) a proxy in front
+//! of one upstream does not need.
 //!
 //! ## What is forwarded
 //!
@@ -59,7 +68,8 @@
 //! ## Upstream failures
 //!
 //! The upstream not reachable (refused, reset, TLS failure, closed before a response head):
-//! 502 `upstream_unavailable`. Not connected within [`Options::connect_timeout`], or no
+//! 502 `upstream_unavailable`. Not connected (TCP, and TLS for https) within
+//! [`Options::connect_timeout`], or no
 //! response head within [`Options::response_timeout`] of sending the request: 504
 //! `upstream_timeout`. Both in `/auth`'s JSON shape (`{"error": "temporarily_unavailable",
 //! "reason", "message"}`), the message without internal detail (addresses, errors: those go to
@@ -85,25 +95,26 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod client;
+mod timer;
+
 pub use jwtd_gate::EngineSource;
 
 use bytes::Bytes;
+use client::{Client, Failure, Lease, Outgoing};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::uri::{Authority, PathAndQuery, Scheme, Uri};
+use http::uri::{Authority, PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use jwtd_core::{Error, Reason};
 use jwtd_gate::Engine;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -129,10 +140,12 @@ pub struct Options {
     /// The upstream: `http://host:port` or `https://host:port`, perhaps with a path that is
     /// put before every request's path (`http://127.0.0.1:9000/api` sends `/x` as `/api/x`).
     pub upstream: String,
-    /// Longest a TCP connection to the upstream may take (504 `upstream_timeout` past it).
+    /// Longest a new connection to the upstream may take, its TLS handshake included for an
+    /// `https` upstream (504 `upstream_timeout` past it).
     pub connect_timeout: Duration,
-    /// Longest from sending a request (its body included) until the upstream's response head
-    /// (504 `upstream_timeout` past it).
+    /// Longest from sending a request (its body included, and connecting when no idle
+    /// connection is pooled) until the upstream's response head (504 `upstream_timeout` past
+    /// it).
     pub response_timeout: Duration,
     /// How long an idle kept-alive upstream connection stays in the pool, and the longest gap
     /// between two chunks of a response body before the response is cut.
@@ -193,10 +206,13 @@ impl Default for Limits {
 /// The upstream URL, parsed.
 #[derive(Clone, Debug)]
 struct Upstream {
-    scheme: Scheme,
+    https: bool,
     authority: Authority,
     /// The URL's path without a trailing `/` (empty for none).
     base: String,
+    /// The `Host` of a request that has none (HTTP/1.0): the upstream's authority, its port
+    /// only when not the scheme's default.
+    host: HeaderValue,
 }
 
 impl Upstream {
@@ -204,9 +220,9 @@ impl Upstream {
         let uri: Uri = url
             .parse()
             .map_err(|e| format!("upstream url {url:?} is not a URL: {e}"))?;
-        let scheme = match uri.scheme_str() {
-            Some("http") => Scheme::HTTP,
-            Some("https") => Scheme::HTTPS,
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
             _ => {
                 return Err(format!(
                     "upstream url {url:?} must start http:// or https://"
@@ -224,36 +240,47 @@ impl Upstream {
             return Err(format!("upstream url {url:?} must not have a query"));
         }
         let base = uri.path().trim_end_matches('/').to_owned();
+        let default_port = if https { 443 } else { 80 };
+        let host = match authority.port_u16() {
+            Some(p) if p != default_port => format!("{}:{p}", authority.host()),
+            _ => authority.host().to_owned(),
+        };
+        let host = HeaderValue::from_str(&host)
+            .map_err(|_| format!("upstream url {url:?} has a host that is not a Host value"))?;
         Ok(Upstream {
-            scheme,
+            https,
             authority,
             base,
+            host,
         })
     }
 
-    /// The upstream URI of a request for `pq` (a path and query starting with `/`).
-    fn uri(&self, pq: &str) -> Result<Uri, http::Error> {
+    /// The origin-form target sent upstream: `uri` as received when it is one and neither
+    /// the URL's path nor a resolved path (`resolved`, from [`forward_target`]) changes it.
+    fn target(&self, resolved: Option<String>, uri: Uri) -> Result<Uri, http::Error> {
+        let pq = match resolved {
+            Some(pq) => pq,
+            None if self.base.is_empty() && uri.scheme().is_none() => return Ok(uri),
+            None => uri
+                .path_and_query()
+                .map_or("/", PathAndQuery::as_str)
+                .to_owned(),
+        };
         let pq = if self.base.is_empty() {
-            pq.to_owned()
+            pq
         } else {
             format!("{}{pq}", self.base)
         };
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(pq)
-            .build()
+        Ok(Uri::try_from(pq)?)
     }
 }
-
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
 /// The reverse proxy: an [`EngineSource`], the upstream and its client pool.
 pub struct Proxy<S> {
     source: S,
     options: Options,
     upstream: Upstream,
-    client: Client<Connector, Watched>,
+    client: Arc<Client>,
 }
 
 impl<S> std::fmt::Debug for Proxy<S> {
@@ -301,37 +328,51 @@ fn tls_config(ca_file: Option<&PathBuf>) -> Result<rustls::ClientConfig, String>
 /// building anything: for a caller that must refuse a bad configuration before it announces
 /// readiness.
 pub fn check(options: &Options) -> Result<(), String> {
-    Upstream::parse(&options.upstream)?;
-    tls_config(options.ca_file.as_ref())?;
-    Ok(())
+    client_of(options).map(drop)
+}
+
+/// The upstream and its client, from `options`.
+fn client_of(options: &Options) -> Result<(Upstream, Client), String> {
+    let upstream = Upstream::parse(&options.upstream)?;
+    let tls = tls_config(options.ca_file.as_ref())?;
+    let client = Client::new(
+        upstream.https,
+        &upstream.authority,
+        Some(tls),
+        options.connect_timeout,
+        options.idle_timeout,
+        options.max_idle_per_host,
+    )?;
+    Ok((upstream, client))
+}
+
+/// A client connection, as the proxy's requests on it see it.
+struct Peer {
+    addr: SocketAddr,
+    /// `X-Forwarded-For` for this peer alone (its address, made once per connection).
+    xff: HeaderValue,
+    /// The connection's place under `max_connections`, kept by the tunnel of an upgrade.
+    held: Option<Held>,
+}
+
+impl Peer {
+    fn new(addr: SocketAddr, held: Option<Held>) -> Peer {
+        let ip = addr.ip().to_canonical().to_string();
+        let xff = HeaderValue::from_str(&ip).unwrap_or(HeaderValue::from_static("unknown"));
+        Peer { addr, xff, held }
+    }
 }
 
 impl<S: EngineSource> Proxy<S> {
     /// A proxy deciding with the engines of `source` and forwarding to `options.upstream`;
     /// an error names a bad upstream URL or an unreadable `ca_file`.
     pub fn new(source: S, options: Options) -> Result<Proxy<S>, String> {
-        let upstream = Upstream::parse(&options.upstream)?;
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(options.connect_timeout));
-        http.set_nodelay(true);
-        let tls = tls_config(options.ca_file.as_ref())?;
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(options.idle_timeout)
-            .pool_max_idle_per_host(options.max_idle_per_host)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector);
+        let (upstream, client) = client_of(&options)?;
         Ok(Proxy {
             source,
             options,
             upstream,
-            client,
+            client: Arc::new(client),
         })
     }
 
@@ -343,6 +384,10 @@ impl<S: EngineSource> Proxy<S> {
     /// Answers one request from `peer`: the refusal, or the upstream's answer (see the crate
     /// docs).
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+        self.respond(req, &Peer::new(peer, None)).await
+    }
+
+    async fn respond(&self, req: Request<Incoming>, peer: &Peer) -> Response<ProxyBody> {
         let handle = self.source.engine();
         let engine: &Engine = &handle;
         let target = match forward_target(req.method(), req.uri()) {
@@ -355,37 +400,40 @@ impl<S: EngineSource> Proxy<S> {
                 )));
             }
         };
+        // The one read of `Host`: checked, decided on, forwarded, and `X-Forwarded-Host`.
         let mut hosts = req.headers().get_all(header::HOST).iter();
-        let host_problem = match (hosts.next(), hosts.next()) {
+        let host = match (hosts.next(), hosts.next()) {
             // RFC 9112 section 3.2: 400. The engine would decide on one, the upstream might
             // read the other.
-            (Some(_), Some(_)) => Some("the request has more than one Host header"),
+            (Some(_), Some(_)) => Err("the request has more than one Host header"),
+            (Some(h), None) => Ok(Some(h.clone())),
             // Also 400 for HTTP/1.1, and for an absolute-form target at all: the upstream
             // would be sent its own address as Host, not the authority decided on.
             (None, _) if req.version() != Version::HTTP_10 || req.uri().authority().is_some() => {
-                Some("the request has no Host header")
+                Err("the request has no Host header")
             }
-            _ => None,
+            (None, _) => Ok(None),
         };
-        if let Some(message) = host_problem {
-            self.source.decided(&handle, None, Some(Reason::BadHeaders));
-            return refusal(jwtd_gate::refusal::http(&Error::new(
-                Reason::BadHeaders,
-                message,
-            )));
-        }
+        let host = match host {
+            Ok(h) => h,
+            Err(message) => {
+                self.source.decided(&handle, None, Some(Reason::BadHeaders));
+                return refusal(jwtd_gate::refusal::http(&Error::new(
+                    Reason::BadHeaders,
+                    message,
+                )));
+            }
+        };
         let decision = {
-            let headers = req.headers();
-            let host = headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .or(req.uri().authority().map(Authority::as_str))
-                .unwrap_or("");
             let target = jwtd_gate::Request {
                 method: req.method().as_str(),
-                host,
+                host: host
+                    .as_ref()
+                    .and_then(|h| h.to_str().ok())
+                    .or(req.uri().authority().map(Authority::as_str))
+                    .unwrap_or(""),
                 path_and_query: req.uri().path_and_query().map_or("/", |p| p.as_str()),
-                headers,
+                headers: req.headers(),
             };
             engine.decide(&target, jwtd_core::unix_now()).await
         };
@@ -394,40 +442,45 @@ impl<S: EngineSource> Proxy<S> {
         match decision.outcome {
             Err(denial) => refusal(jwtd_gate::refusal::http_denial(&denial)),
             Ok(allowed) => {
-                let trusted = self.source.trusts_forwarded(&handle, peer.ip());
-                self.forward(req, target, engine, allowed.headers, peer, trusted)
-                    .await
+                let trusted = self.source.trusts_forwarded(&handle, peer.addr.ip());
+                let sent = Sent {
+                    target,
+                    host,
+                    trusted,
+                };
+                self.forward(req, sent, engine, allowed.headers, peer).await
             }
         }
     }
 
     async fn forward(
         &self,
-        mut req: Request<Incoming>,
-        target: String,
+        req: Request<Incoming>,
+        sent: Sent,
         engine: &Engine,
         identity: HeaderMap,
-        peer: SocketAddr,
-        trusted: bool,
+        peer: &Peer,
     ) -> Response<ProxyBody> {
-        let upgrade = upgrade_of(req.headers());
-        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        let Sent {
+            target,
+            host,
+            trusted,
+        } = sent;
         let (mut parts, body) = req.into_parts();
-        // The connection's place under `max_connections`, kept by the tunnel of an upgrade.
-        let held = parts.extensions.remove::<Held>();
-        let host = parts.headers.get(header::HOST).cloned().or_else(|| {
-            parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
         let headers = &mut parts.headers;
-        scrub_request(
+        let seen = scrub_request(
             headers,
-            &engine.identity.names(),
+            &engine.identity.mapped,
             self.options.remove_authorization,
             trusted,
         );
+        let upgrade = seen.upgrade.as_ref();
+        // The client's side of the upgrade (hyper's server puts it there for an upgrade
+        // request).
+        let client_upgrade =
+            upgrade.and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
+        // The identity headers and the forwarding ones: room made once.
+        headers.reserve(identity.len() + 4);
         if self.options.remove_authorization {
             if let Some(name) = &engine.sources.cookie {
                 strip_cookie(headers, name);
@@ -438,30 +491,29 @@ impl<S: EngineSource> Proxy<S> {
                 headers.insert(name.clone(), value.clone());
             }
         }
-        forwarded_headers(headers, peer, host, trusted);
-        if let Some(up) = &upgrade {
+        let missing_host = host.is_none();
+        forwarded_headers(headers, peer, host, trusted, &seen);
+        if missing_host {
+            // An HTTP/1.0 request without one: the upstream's own (HTTP/1.1 needs a Host).
+            headers.insert(header::HOST, self.upstream.host.clone());
+        }
+        if let Some(up) = upgrade {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, up.clone());
         }
-        parts.uri = match self.upstream.uri(&target) {
+        parts.uri = match self.upstream.target(target, std::mem::take(&mut parts.uri)) {
             Ok(u) => u,
             Err(_) => return upstream_failure(Reason::UpstreamUnavailable),
         };
         parts.version = Version::HTTP_11;
-        let failed = Arc::new(AtomicBool::new(false));
-        let body = Watched {
-            inner: body,
-            failed: failed.clone(),
-        };
-        let outgoing = Request::from_parts(parts, body);
-        let sent =
-            tokio::time::timeout(self.options.response_timeout, self.client.request(outgoing));
-        let mut resp = match sent.await {
+        let outgoing = Request::from_parts(parts, Outgoing(body));
+        let sent = tokio::time::timeout(self.options.response_timeout, self.client.send(outgoing));
+        let (mut resp, lease) = match sent.await {
             Err(_) => {
                 tracing::warn!(upstream = %self.options.upstream, "no response head within response_timeout");
                 return upstream_failure(Reason::UpstreamTimeout);
             }
-            Ok(Err(_)) if failed.load(Ordering::Relaxed) => {
+            Ok(Err(e)) if e.client_body() => {
                 // The client's body was malformed (a bad chunk) or cut: its fault, not the
                 // upstream's; hyper's own answer to a malformed request.
                 let mut resp = Response::new(empty());
@@ -471,15 +523,24 @@ impl<S: EngineSource> Proxy<S> {
                 return resp;
             }
             Ok(Err(e)) => {
-                let reason = classify(&e);
-                tracing::warn!(upstream = %self.options.upstream, error = %error_chain(&e), "upstream request failed");
+                let reason = match &e {
+                    Failure::ConnectTimeout => Reason::UpstreamTimeout,
+                    Failure::Connect(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+                        Reason::UpstreamTimeout
+                    }
+                    _ => Reason::UpstreamUnavailable,
+                };
+                tracing::warn!(upstream = %self.options.upstream, error = %e, "upstream request failed");
                 return upstream_failure(reason);
             }
             Ok(Ok(r)) => r,
         };
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // The connection is the tunnel's now: never back to the pool.
+            drop(lease);
             if let Some(client_upgrade) = client_upgrade {
                 let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                let held = peer.held.clone();
                 tokio::spawn(async move {
                     let _held = held;
                     match tokio::try_join!(client_upgrade, upstream_upgrade) {
@@ -508,13 +569,22 @@ impl<S: EngineSource> Proxy<S> {
         }
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        let body = IdleBody {
+        let body = UpstreamBody {
             inner: body,
             idle: self.options.idle_timeout,
             timer: None,
+            lease: Some(lease),
         };
         Response::from_parts(parts, body.boxed())
     }
+}
+
+/// What the decision gives the forwarding: the target (`None`: as received), the `Host`
+/// decided on, and whether the peer's forwarded headers are kept.
+struct Sent {
+    target: Option<String>,
+    host: Option<HeaderValue>,
+    trusted: bool,
 }
 
 /// The identity headers removed from every client request whatever the engine owns.
@@ -531,14 +601,14 @@ const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
 /// The forwarding headers jwtd sets (or keeps from a trusted peer).
 const FORWARDED: [HeaderName; 4] = [XFF, XFP, XFH, header::FORWARDED];
 
-/// The path and query sent upstream for a request to `uri`: as received, except that dot
+/// The path and query sent upstream for a request to `uri` (`None`: as received): as received, except that dot
 /// segments (`.` and `..`, `%2e` spelled either way) are resolved as the engine resolves them
 /// before matching, so the upstream is sent the path that was decided, never one an upstream
 /// that does not resolve them (or resolves them after routing) reads as another. An error (a
 /// `bad_path` refusal) for a target jwtd does not forward: `CONNECT`, `*`, a backslash (`\`
 /// or `%5C`: some upstreams read it as `/`), or a dot segment behind an encoded slash
 /// (`..%2F`).
-fn forward_target(method: &http::Method, uri: &Uri) -> Result<String, &'static str> {
+fn forward_target(method: &http::Method, uri: &Uri) -> Result<Option<String>, &'static str> {
     if method == http::Method::CONNECT {
         return Err("CONNECT is not forwarded");
     }
@@ -550,6 +620,10 @@ fn forward_target(method: &http::Method, uri: &Uri) -> Result<String, &'static s
     let Some(rest) = path.strip_prefix('/') else {
         return Err("only a path starting with / is forwarded");
     };
+    // Most paths: nothing to resolve or refuse without a dot, an escape or a backslash.
+    if !path.bytes().any(|b| matches!(b, b'.' | b'%' | b'\\')) {
+        return Ok(None);
+    }
     let has_escape = path.contains('%');
     if path.contains('\\') || (has_escape && path.to_ascii_lowercase().contains("%5c")) {
         return Err("a backslash in the path is not forwarded");
@@ -590,7 +664,7 @@ fn forward_target(method: &http::Method, uri: &Uri) -> Result<String, &'static s
         }
     }
     if !resolved {
-        return Ok(raw.to_owned());
+        return Ok(None);
     }
     let mut out = String::with_capacity(raw.len());
     out.push('/');
@@ -602,7 +676,7 @@ fn forward_target(method: &http::Method, uri: &Uri) -> Result<String, &'static s
         out.push('?');
         out.push_str(q);
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
 /// True when an `Upgrade` value names HTTP itself (`h2c`, `h2`, `HTTP/2.0`, ...), or is not
@@ -637,18 +711,21 @@ fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
 }
 
 /// The hop-by-hop headers (RFC 9110 section 7.6.1) that go whatever `Connection` names.
-const HOP_BY_HOP: [&str; 10] = [
-    "connection",
-    "http2-settings",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
+fn hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "http2-settings"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
 
 /// The headers `Connection` names, each to be removed with it, but `Host`: the engine decided
 /// on it, the upstream must read the same.
@@ -701,12 +778,17 @@ fn strip_cookie(headers: &mut HeaderMap, name: &str) {
 /// Removes `Connection`, every header it names, and the other hop-by-hop headers: one pass
 /// over the names present, then a removal for each that must go.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let listed = connection_listed(headers);
-    let doomed = headers
-        .keys()
-        .filter(|n| HOP_BY_HOP.contains(&n.as_str()) || listed.contains(n))
-        .cloned()
-        .collect();
+    let mut doomed = Vec::new();
+    let mut connection = false;
+    for name in headers.keys() {
+        if hop_by_hop(name.as_str()) {
+            connection |= name == header::CONNECTION;
+            doomed.push(name.clone());
+        }
+    }
+    if connection {
+        doomed.extend(connection_listed(headers));
+    }
     remove_all(headers, doomed);
 }
 
@@ -720,50 +802,81 @@ fn same_header(name: &str, owned: &str) -> bool {
             .all(|(n, o)| n == o || (n == b'_' && o == b'-'))
 }
 
+/// What [`scrub_request`] saw of the request: the forwarding headers it left (a trusted peer's
+/// are kept), and an upgrade asked for.
+#[derive(Default)]
+struct Seen {
+    xff: bool,
+    xfp: bool,
+    xfh: bool,
+    upgrade: Option<HeaderValue>,
+}
+
 /// Everything of the client's request that must not reach the upstream, in one pass over the
 /// names present: the hop-by-hop headers and those `Connection` names, every identity header
-/// jwtd owns (`owned` and [`OWNED`]) also when spelled with `_` for `-` (CGI-style upstreams,
+/// jwtd owns (`mapped` and [`OWNED`]) also when spelled with `_` for `-` (CGI-style upstreams,
 /// WSGI, PHP, Rack, read `X_Auth_Subject` as `HTTP_X_AUTH_SUBJECT`, the same variable as
 /// jwtd's `X-Auth-Subject`), such spellings of the forwarding headers jwtd sets ([`FORWARDED`];
 /// the names themselves are replaced by [`forwarded_headers`]), `Authorization` when
-/// `remove_authorization`, and `Forwarded` from an untrusted peer.
+/// `remove_authorization`, and `Forwarded` from an untrusted peer. The upgrade asked for
+/// ([`upgrade_of`]) is read before `Connection` and `Upgrade` go.
 fn scrub_request(
     headers: &mut HeaderMap,
-    owned: &[HeaderName],
+    mapped: &[HeaderName],
     remove_authorization: bool,
     trusted: bool,
-) {
-    let listed = connection_listed(headers);
-    let doomed = headers
-        .keys()
-        .filter(|n| {
-            let s = n.as_str();
-            HOP_BY_HOP.contains(&s)
-                || listed.contains(n)
-                || owned
-                    .iter()
-                    .chain(&OWNED)
-                    .any(|o| same_header(s, o.as_str()))
+) -> Seen {
+    let mut seen = Seen::default();
+    let mut doomed = Vec::new();
+    let (mut connection, mut upgrade) = (false, false);
+    for n in headers.keys() {
+        let s = n.as_str();
+        let gone = if hop_by_hop(s) {
+            connection |= n == header::CONNECTION;
+            upgrade |= n == header::UPGRADE;
+            true
+        } else {
+            OWNED
+                .iter()
+                .chain(mapped)
+                .any(|o| same_header(s, o.as_str()))
                 || (s.contains('_') && FORWARDED.iter().any(|o| same_header(s, o.as_str())))
-                || (remove_authorization && *n == header::AUTHORIZATION)
-                || (!trusted && *n == header::FORWARDED)
-        })
-        .cloned()
-        .collect();
+                || (remove_authorization && n == header::AUTHORIZATION)
+                || (!trusted && n == header::FORWARDED)
+        };
+        if gone {
+            doomed.push(n.clone());
+        } else if s.starts_with("x-forwarded-") {
+            seen.xff |= n == XFF;
+            seen.xfp |= n == XFP;
+            seen.xfh |= n == XFH;
+        }
+    }
+    if connection {
+        if upgrade {
+            seen.upgrade = upgrade_of(headers);
+        }
+        let listed = connection_listed(headers);
+        seen.xff &= !listed.contains(&XFF);
+        seen.xfp &= !listed.contains(&XFP);
+        seen.xfh &= !listed.contains(&XFH);
+        doomed.extend(listed);
+    }
     remove_all(headers, doomed);
+    seen
 }
 
 /// `X-Forwarded-For`, `-Proto`, `-Host` (and `Forwarded`), see the crate docs. Each is set
 /// with `insert`, which drops every value the client sent under that name.
 fn forwarded_headers(
     headers: &mut HeaderMap,
-    peer: SocketAddr,
+    peer: &Peer,
     host: Option<HeaderValue>,
     trusted: bool,
+    seen: &Seen,
 ) {
-    let ip = peer.ip().to_canonical().to_string();
-    let mut xff = String::new();
-    if trusted {
+    let xff = if trusted && seen.xff {
+        let mut xff = String::new();
         for v in headers.get_all(&XFF).iter().filter_map(|v| v.to_str().ok()) {
             let v = v.trim();
             if !v.is_empty() {
@@ -771,13 +884,16 @@ fn forwarded_headers(
                 xff.push_str(", ");
             }
         }
-    }
-    xff.push_str(&ip);
-    match HeaderValue::from_str(&xff) {
-        Ok(v) => {
+        xff.push_str(peer.xff.to_str().unwrap_or_default());
+        HeaderValue::from_str(&xff).ok()
+    } else {
+        Some(peer.xff.clone())
+    };
+    match xff {
+        Some(v) => {
             headers.insert(XFF, v);
         }
-        Err(_) => {
+        None => {
             headers.remove(&XFF);
         }
     }
@@ -788,12 +904,16 @@ fn forwarded_headers(
             _ => None,
         }
     };
-    let proto = trusted
+    let proto = (trusted && seen.xfp)
         .then(|| single(headers, &XFP))
         .flatten()
         .unwrap_or(HeaderValue::from_static("http"));
     headers.insert(XFP, proto);
-    match trusted.then(|| single(headers, &XFH)).flatten().or(host) {
+    match (trusted && seen.xfh)
+        .then(|| single(headers, &XFH))
+        .flatten()
+        .or(host)
+    {
         Some(h) => {
             headers.insert(XFH, h);
         }
@@ -801,32 +921,6 @@ fn forwarded_headers(
             headers.remove(&XFH);
         }
     }
-}
-
-/// 504 for a timeout anywhere in the error's chain, else 502.
-fn classify(e: &hyper_util::client::legacy::Error) -> Reason {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return Reason::UpstreamTimeout;
-            }
-        }
-        source = s.source();
-    }
-    Reason::UpstreamUnavailable
-}
-
-/// The error and its causes, for the log.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 fn empty() -> ProxyBody {
@@ -856,41 +950,30 @@ fn upstream_failure(reason: Reason) -> Response<ProxyBody> {
     refusal(jwtd_gate::refusal::http(&Error::new(reason, message)))
 }
 
-/// The client's request body on its way to the upstream, noting whether reading it failed.
-struct Watched {
-    inner: Incoming,
-    failed: Arc<AtomicBool>,
-}
-
-impl Body for Watched {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Err(_))) = &polled {
-            self.failed.store(true, Ordering::Relaxed);
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// A response body cut when no frame comes for `idle`.
-struct IdleBody {
+/// The upstream's response body, cut when no frame comes for `idle`; read to the end, its
+/// connection goes back to the pool.
+struct UpstreamBody {
     inner: Incoming,
     idle: Duration,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    lease: Option<Lease>,
+}
+
+impl UpstreamBody {
+    fn put_back(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.put_back();
+        }
+    }
+}
+
+impl Drop for UpstreamBody {
+    /// hyper's server does not poll a body that says it has ended.
+    fn drop(&mut self) {
+        if self.inner.is_end_stream() {
+            self.put_back();
+        }
+    }
 }
 
 /// A response body stalled past `idle_timeout`.
@@ -905,7 +988,7 @@ impl std::fmt::Display for Stalled {
 
 impl std::error::Error for Stalled {}
 
-impl Body for IdleBody {
+impl Body for UpstreamBody {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -917,6 +1000,13 @@ impl Body for IdleBody {
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(r) => {
                 this.timer = None;
+                match &r {
+                    None => this.put_back(),
+                    Some(Ok(_)) if this.inner.is_end_stream() => this.put_back(),
+                    Some(Ok(_)) => {}
+                    // The connection goes with its failed response.
+                    Some(Err(_)) => this.lease = None,
+                }
                 Poll::Ready(r.map(|f| f.map_err(BoxError::from)))
             }
             Poll::Pending => {
@@ -927,6 +1017,7 @@ impl Body for IdleBody {
                 match timer.as_mut().poll(cx) {
                     Poll::Ready(()) => {
                         tracing::warn!("upstream response body stalled past idle_timeout");
+                        this.lease = None;
                         Poll::Ready(Some(Err(Box::new(Stalled))))
                     }
                     Poll::Pending => Poll::Pending,
@@ -944,8 +1035,8 @@ impl Body for IdleBody {
     }
 }
 
-/// A connection's permit under [`Limits::max_connections`], shared by its requests (in their
-/// extensions) so that an upgrade's tunnel keeps it until the tunnel closes.
+/// A connection's permit under [`Limits::max_connections`], shared by its requests so that an
+/// upgrade's tunnel keeps it until the tunnel closes.
 #[derive(Clone)]
 struct Held {
     _permit: Arc<tokio::sync::OwnedSemaphorePermit>,
@@ -965,7 +1056,6 @@ pub async fn serve<S: EngineSource>(
     let proxy = Arc::new(proxy);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .max_headers(limits.max_headers);
@@ -997,17 +1087,20 @@ pub async fn serve<S: EngineSource>(
                 };
                 let _ = stream.set_nodelay(true);
                 let proxy = proxy.clone();
-                let builder = builder.clone();
+                // Each connection its own header read timer (see timer.rs).
+                let mut builder = builder.clone();
+                builder.timer(timer::HeadTimer::default());
                 let mut stopped = stopped.clone();
                 tokio::spawn(async move {
                     let held = Held {
                         _permit: Arc::new(permit),
                     };
-                    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                        req.extensions_mut().insert(held.clone());
+                    let peer = Arc::new(Peer::new(peer, Some(held)));
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let proxy = proxy.clone();
+                        let peer = peer.clone();
                         async move {
-                            Ok::<_, std::convert::Infallible>(proxy.handle(req, peer).await)
+                            Ok::<_, std::convert::Infallible>(proxy.respond(req, &peer).await)
                         }
                     });
                     let conn = builder

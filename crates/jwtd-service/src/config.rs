@@ -342,8 +342,8 @@ pub struct UpstreamSettings {
     /// `http://host:port` or `https://host:port`, perhaps with a path put before every
     /// request's path.
     pub url: String,
-    /// Longest a connection to the upstream may take (default 5 s; 10 ms..=5 min); past it
-    /// 504 `upstream_timeout`.
+    /// Longest a connection to the upstream may take, its TLS handshake included for https
+    /// (default 5 s; 10 ms..=5 min); past it 504 `upstream_timeout`.
     #[serde(default = "crate::defaults::upstream_connect_timeout")]
     pub connect_timeout: Timeout,
     /// Longest from sending a request (its body included) to the upstream's response head

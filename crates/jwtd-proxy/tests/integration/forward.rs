@@ -306,3 +306,73 @@ async fn upstream_connections_are_pooled() {
     }
     assert!(ports.windows(2).all(|w| w[0] != w[1]), "no pool: {ports:?}");
 }
+
+/// A pooled connection is not used past `idle_timeout`; one the upstream closes (saying
+/// `Connection: close`, or silently after its answer) is not used again: the next request
+/// goes on a new connection and is answered, not refused 502.
+#[tokio::test]
+async fn pooled_connections_end_at_idle_timeout_and_when_the_upstream_closes() {
+    let up = upstream();
+    let t = token("alice");
+    let proxy = start(&up, |o| {
+        o.idle_timeout = std::time::Duration::from_millis(300)
+    })
+    .await;
+    let port = |a: &crate::wire::Answer| {
+        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+        a.echo().peer_port
+    };
+    let first = port(&exchange(proxy, &authed("GET", "/x", &t, &[], b"")).await);
+    let again = port(&exchange(proxy, &authed("GET", "/x", &t, &[], b"")).await);
+    assert_eq!(first, again, "pooled");
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let later = port(&exchange(proxy, &authed("GET", "/x", &t, &[], b"")).await);
+    assert_ne!(later, first, "not used past idle_timeout");
+    for path in ["/close", "/bye"] {
+        let closed = port(&exchange(proxy, &authed("GET", path, &t, &[], b"")).await);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let next = port(&exchange(proxy, &authed("GET", "/x", &t, &[], b"")).await);
+        assert_ne!(
+            next, closed,
+            "{path}: a closed connection is not used again"
+        );
+        let pooled = port(&exchange(proxy, &authed("GET", "/x", &t, &[], b"")).await);
+        assert_eq!(pooled, next, "{path}: the new connection is pooled");
+    }
+}
+
+/// At most `max_idle_per_host` idle connections are kept: with 1, of three connections opened
+/// for three requests at once, one is used again by the next two requests at once.
+#[tokio::test]
+async fn at_most_max_idle_per_host_connections_are_kept() {
+    let up = upstream();
+    let t = token("alice");
+    let proxy = start(&up, |o| o.max_idle_per_host = 1).await;
+    let at_once = |n: usize| {
+        let t = t.clone();
+        async move {
+            let all = (0..n).map(|_| {
+                let t = t.clone();
+                tokio::spawn(async move {
+                    let a = exchange(proxy, &authed("GET", "/slow?ms=300", &t, &[], b"")).await;
+                    assert_eq!(a.status, 200);
+                    a.echo().peer_port
+                })
+            });
+            let mut ports = Vec::new();
+            for p in all.collect::<Vec<_>>() {
+                ports.push(p.await.unwrap());
+            }
+            ports
+        }
+    };
+    let first = at_once(3).await;
+    let mut distinct = first.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "three connections: {first:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let second = at_once(2).await;
+    let reused = second.iter().filter(|p| first.contains(p)).count();
+    assert_eq!(reused, 1, "one kept of {first:?}, then {second:?}");
+}

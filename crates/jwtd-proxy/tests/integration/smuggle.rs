@@ -184,3 +184,80 @@ async fn a_slow_head_is_dropped_at_header_read_timeout() {
     assert!(buf.starts_with(b"HTTP/1.1 200"), "answered first");
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+/// A kept-alive connection whose requests each come within header_read_timeout stays open
+/// however long it lives in all, and is closed at (not before) the timeout once it idles.
+#[tokio::test]
+async fn a_connection_in_use_stays_open_and_idle_closes_at_header_read_timeout() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = upstream();
+    let timeout = Duration::from_millis(300);
+    let limits = Limits {
+        header_read_timeout: timeout,
+        ..Limits::default()
+    };
+    let proxy = start_with(
+        engine(),
+        Options::new(format!("http://127.0.0.1:{}", up.port)),
+        limits,
+    )
+    .await;
+    let mut s = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    // One answer: its head, then its Content-Length body.
+    async fn answer(s: &mut tokio::net::TcpStream) -> String {
+        let mut buf = Vec::new();
+        let mut byte = [0u8; 1];
+        while !buf.ends_with(b"\r\n\r\n") {
+            let n = s.read(&mut byte).await.unwrap();
+            assert_eq!(
+                n,
+                1,
+                "closed before an answer: {}",
+                String::from_utf8_lossy(&buf)
+            );
+            buf.push(byte[0]);
+        }
+        let head = String::from_utf8(buf).unwrap();
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().unwrap())
+            })
+            .expect("a Content-Length");
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).await.unwrap();
+        head
+    }
+    let started = Instant::now();
+    for _ in 0..5 {
+        s.write_all(b"GET /public/x HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let head = tokio::time::timeout(Duration::from_secs(10), answer(&mut s))
+            .await
+            .expect("answered within 10 s");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        tokio::time::sleep(timeout * 2 / 3).await;
+    }
+    assert!(
+        started.elapsed() > timeout * 3,
+        "lived past several timeouts"
+    );
+    // Idle now (for 2/3 of the timeout already): closed at the timeout, not before.
+    let idle = Instant::now() - timeout * 2 / 3;
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest))
+        .await
+        .expect("closed within 10 s")
+        .unwrap();
+    assert!(rest.is_empty());
+    let waited = idle.elapsed();
+    assert!(
+        waited >= timeout - Duration::from_millis(20),
+        "closed early: {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(3), "closed late: {waited:?}");
+}

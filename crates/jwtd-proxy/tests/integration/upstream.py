@@ -13,6 +13,9 @@ Every path answers with what it received, except those below:
 - `/stall`: sends a head and one chunk, then waits 30 s;
 - `/first`: reads only the first chunk of a chunked body and answers it at once (the rest is
   never read: the connection closes), proving the body was streamed to it, not buffered;
+- `/close`: answers with `Connection: close`, then closes the connection;
+- `/bye`: answers as any path (keep-alive, as far as the answer says), then closes the
+  connection: an upstream ending an idle kept-alive connection;
 - `/hop`: answers with hop-by-hop headers (`Connection: x-private`, `X-Private`,
   `Keep-Alive`, `Proxy-Authenticate`) that must not reach the client;
 - `/ws`: a WebSocket echo (RFC 6455: the handshake, then every text or binary frame sent back);
@@ -122,6 +125,10 @@ class Handler(BaseHTTPRequestHandler):
         out = body if path == "/echo" else echo.encode()
         self.send_response(200)
         self.send_header("X-Echo", echo)
+        if path == "/close":
+            self.send_header("Connection", "close")
+        if path in ("/close", "/bye"):
+            self.close_connection = True
         if path == "/hop":
             self.send_header("Connection", "x-private")
             self.send_header("X-Private", "secret")
