@@ -56,7 +56,7 @@ pub struct Header {
 const EMBEDDED_KEY_MEMBERS: [&str; 4] = ["jwk", "jku", "x5u", "x5c"];
 
 impl Header {
-    fn from_json(bytes: Vec<u8>, max_depth: usize) -> Result<Header, Error> {
+    pub(crate) fn from_json(bytes: Vec<u8>, max_depth: usize) -> Result<Header, Error> {
         let json = String::from_utf8(bytes).map_err(|_| Error::malformed("header is not UTF-8"))?;
         let m = Members::parse_bounded(&json, max_depth, MAX_HEADER_MEMBERS)
             .map_err(|e| Error::malformed(format!("header is not valid JSON: {e}")))?;
