@@ -16,6 +16,33 @@
 //!
 //! Every refusal is a [`DpopError`] with a stable [`DpopReason`] code (`dpop_...`), listed with
 //! its answer in docs/security.md ("DPoP proofs").
+//!
+//! ```
+//! use jwtd_core::{make_proof, Algorithm, DpopPolicy, DpopReason, DpopRequest, ProofClaims, SigningKey};
+//!
+//! let client = SigningKey::generate(Algorithm::ES256).unwrap();
+//! let (token, now) = ("an-access-token", 1_800_000_000);
+//! let proof = make_proof(&client, &ProofClaims {
+//!     method: "GET",
+//!     url: "https://api.example/orders",
+//!     access_token: Some(token),
+//!     iat: now,
+//!     ..ProofClaims::default()
+//! })
+//! .unwrap();
+//! let headers: &[&[u8]] = &[proof.as_bytes()]; // every DPoP header value the request had
+//! let request = |method| DpopRequest {
+//!     proofs: headers,
+//!     method,
+//!     uri: "https://api.example/orders?page=2",
+//!     access_token: Some(token),
+//! };
+//! let checked = DpopPolicy::default().verify(&request("GET"), now).unwrap();
+//! assert_eq!(Some(checked.jkt), client.public_jwk().unwrap().thumbprint());
+//! let refused = DpopPolicy::default().verify(&request("POST"), now).unwrap_err();
+//! assert_eq!(refused.reason(), DpopReason::HtmMismatch);
+//! assert_eq!(refused.reason().error_code(), "invalid_dpop_proof");
+//! ```
 
 use crate::alg::{Algorithm, Family};
 use crate::b64;
