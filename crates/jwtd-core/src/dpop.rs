@@ -439,14 +439,13 @@ fn verify(policy: &DpopPolicy, req: &DpopRequest<'_>, now: u64) -> Result<DpopPr
     let signing_input = &proof[..second];
     let header_bytes =
         b64::decode(header_b64).ok_or_else(|| invalid("the header is not canonical base64url"))?;
-    let header = Header::from_json(header_bytes, policy::DEFAULT_MAX_JSON_DEPTH).map_err(|e| {
-        match e.reason() {
+    let (header, jwk_at) = Header::from_json_with_jwk(header_bytes, policy::DEFAULT_MAX_JSON_DEPTH)
+        .map_err(|e| match e.reason() {
             Reason::UnsupportedAlgorithm => {
                 err(DpopReason::AlgorithmNotAllowed, e.message().to_owned())
             }
             _ => invalid(e.message().to_owned()),
-        }
-    })?;
+        })?;
     match header.typ.as_deref() {
         Some(DPOP_TYP) => {}
         Some(other) => {
@@ -475,7 +474,7 @@ fn verify(policy: &DpopPolicy, req: &DpopRequest<'_>, now: u64) -> Result<DpopPr
             ),
         ));
     }
-    let (jwk, key) = proof_key(&header, alg)?;
+    let (jwk, key) = proof_key(&header, jwk_at, alg)?;
     if sig_b64.len() > MAX_SIGNATURE_LEN / 3 * 4 + 4 {
         return Err(err(
             DpopReason::BadSignature,
@@ -534,23 +533,35 @@ fn verify(policy: &DpopPolicy, req: &DpopRequest<'_>, now: u64) -> Result<DpopPr
             ),
         ));
     }
-    let proof_htu = normalize_htu(&htu, Htu::Proof)
-        .map_err(|why| err(DpopReason::HtuInvalid, format!("htu {why}")))?;
-    let request_htu = normalize_htu(req.uri, Htu::Request).map_err(|why| {
-        err(
-            DpopReason::HtuMismatch,
-            format!("the request URI {why}, so no htu can match it"),
-        )
-    })?;
-    if proof_htu != request_htu {
-        return Err(err(
-            DpopReason::HtuMismatch,
-            format!(
-                "htu is {} once normalised; the request URI is {}",
-                policy::shown(&Value::String(proof_htu)),
-                policy::shown(&Value::String(request_htu))
-            ),
-        ));
+    // The usual case first: the htu is the request URI's own text up to its query; the same
+    // text normalises the same, so only the request URI is normalised (which checks it).
+    let request_prefix = req.uri.find(['?', '#']).map_or(req.uri, |i| &req.uri[..i]);
+    if htu != request_prefix {
+        let proof_htu = normalize_htu(&htu, Htu::Proof)
+            .map_err(|why| err(DpopReason::HtuInvalid, format!("htu {why}")))?;
+        let request_htu = normalize_htu(req.uri, Htu::Request).map_err(|why| {
+            err(
+                DpopReason::HtuMismatch,
+                format!("the request URI {why}, so no htu can match it"),
+            )
+        })?;
+        if proof_htu != request_htu {
+            return Err(err(
+                DpopReason::HtuMismatch,
+                format!(
+                    "htu is {} once normalised; the request URI is {}",
+                    policy::shown(&Value::String(proof_htu)),
+                    policy::shown(&Value::String(request_htu))
+                ),
+            ));
+        }
+    } else {
+        normalize_htu(req.uri, Htu::Request).map_err(|why| {
+            err(
+                DpopReason::HtuInvalid,
+                format!("htu (the request URI's own text) {why}"),
+            )
+        })?;
     }
     let now_f = now as f64;
     if iat > now_f + policy.leeway as f64 {
@@ -591,9 +602,7 @@ fn verify(policy: &DpopPolicy, req: &DpopRequest<'_>, now: u64) -> Result<DpopPr
             ));
         }
     }
-    let jkt = jwk
-        .thumbprint()
-        .ok_or_else(|| err(DpopReason::BadKey, "the jwk has no thumbprint"))?;
+    let jkt = jkt(&jwk).ok_or_else(|| err(DpopReason::BadKey, "the jwk has no thumbprint"))?;
     Ok(DpopProof {
         jkt,
         jti: jti.into_owned(),
@@ -603,27 +612,65 @@ fn verify(policy: &DpopPolicy, req: &DpopRequest<'_>, now: u64) -> Result<DpopPr
     })
 }
 
-/// The header's `jwk`, checked to be a public key for `alg`, and parsed.
-fn proof_key(header: &Header, alg: Algorithm) -> Result<(Jwk, VerifyingKey), DpopError> {
-    let members = Members::parse(header.json(), policy::DEFAULT_MAX_JSON_DEPTH)
-        .map_err(|e| invalid(format!("header is not valid JSON: {e}")))?;
-    let raw = members
-        .get("jwk")
+/// The header's `jwk` (the raw JSON at `at` in the header), checked to be a public key for
+/// `alg`, and parsed: read member by member from the raw text, no value tree built.
+fn proof_key(
+    header: &Header,
+    at: Option<std::ops::Range<usize>>,
+    alg: Algorithm,
+) -> Result<(Jwk, VerifyingKey), DpopError> {
+    let raw = at
+        .and_then(|r| header.json().get(r))
         .ok_or_else(|| err(DpopReason::BadKey, "the header has no \"jwk\""))?;
-    let map = json::parse_object(raw.get().as_bytes(), policy::DEFAULT_MAX_JSON_DEPTH)
+    let members = Members::parse(raw, policy::DEFAULT_MAX_JSON_DEPTH)
         .map_err(|_| err(DpopReason::BadKey, "header \"jwk\" is not a JSON object"))?;
-    if let Some(private) = PRIVATE_MEMBERS.iter().find(|m| map.contains_key(**m)) {
+    if let Some(private) = PRIVATE_MEMBERS.iter().find(|m| members.contains(m)) {
         return Err(err(
             DpopReason::PrivateKey,
             format!("header \"jwk\" has the private member \"{private}\": a proof carries a public key only"),
         ));
     }
-    let jwk: Jwk = serde_json::from_value(Value::Object(map)).map_err(|e| {
-        err(
-            DpopReason::BadKey,
-            format!("header \"jwk\" is not a JWK: {e}"),
-        )
-    })?;
+    let string = |name: &'static str| -> Result<Option<String>, DpopError> {
+        match members.get(name) {
+            None => Ok(None),
+            Some(v) => json::as_str(v.get())
+                .map(|s| Some(s.into_owned()))
+                .ok_or_else(|| {
+                    err(
+                        DpopReason::BadKey,
+                        format!("jwk \"{name}\" must be a string"),
+                    )
+                }),
+        }
+    };
+    let key_ops = match members.get("key_ops") {
+        None => None,
+        Some(v) => Some(
+            json::as_str_list(v.get())
+                .ok_or_else(|| {
+                    err(
+                        DpopReason::BadKey,
+                        "jwk \"key_ops\" must be an array of strings",
+                    )
+                })?
+                .into_iter()
+                .map(Cow::into_owned)
+                .collect(),
+        ),
+    };
+    let jwk = Jwk {
+        kty: string("kty")?.ok_or_else(|| err(DpopReason::BadKey, "the jwk has no \"kty\""))?,
+        kid: string("kid")?,
+        alg: string("alg")?,
+        use_: string("use")?,
+        key_ops,
+        crv: string("crv")?,
+        n: string("n")?,
+        e: string("e")?,
+        x: string("x")?,
+        y: string("y")?,
+        ..Jwk::default()
+    };
     if !matches!(jwk.kty.as_str(), "RSA" | "EC" | "OKP") {
         return Err(err(
             DpopReason::BadKey,
@@ -649,6 +696,36 @@ fn proof_key(header: &Header, alg: Algorithm) -> Result<(Jwk, VerifyingKey), Dpo
         ));
     }
     Ok((jwk, key))
+}
+
+/// The RFC 7638 SHA-256 thumbprint of a proof's key, written straight into its canonical form:
+/// the members were checked by [`VerifyingKey::from_jwk`] (canonical base64url, a known `crv`),
+/// so none needs escaping. Equal to [`Jwk::thumbprint`] (tested), without the value tree.
+fn jkt(jwk: &Jwk) -> Option<String> {
+    fn m(v: &Option<String>) -> Option<&str> {
+        v.as_deref()
+    }
+    let canonical = match jwk.kty.as_str() {
+        "RSA" => format!(
+            r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
+            m(&jwk.e)?,
+            m(&jwk.n)?
+        ),
+        "EC" => format!(
+            r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
+            m(&jwk.crv)?,
+            m(&jwk.x)?,
+            m(&jwk.y)?
+        ),
+        "OKP" => format!(
+            r#"{{"crv":"{}","kty":"OKP","x":"{}"}}"#,
+            m(&jwk.crv)?,
+            m(&jwk.x)?
+        ),
+        _ => return None,
+    };
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes());
+    Some(b64::encode(digest.as_ref()))
 }
 
 fn required<T>(name: &'static str, v: Option<T>) -> Result<T, DpopError> {
@@ -1416,6 +1493,10 @@ mod tests {
         assert!(check_with(&p, "GET", "https://api.example/?q#f", Some(TOKEN), NOW).is_ok());
         let e = check_with(&p, "GET", "/", Some(TOKEN), NOW).unwrap_err();
         assert_eq!(e.reason(), DpopReason::HtuMismatch);
+        // The same text on both sides is still checked.
+        let p = with(false, "htu", json!("ftp://api.example/orders"));
+        let e = check_with(&p, "GET", "ftp://api.example/orders", Some(TOKEN), NOW).unwrap_err();
+        assert_eq!(e.reason(), DpopReason::HtuInvalid);
     }
 
     #[test]
@@ -1530,19 +1611,21 @@ mod tests {
         // leaves out (alg, kid).
         let rfc = json!({"kty":"RSA","n":"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw","e":"AQAB","alg":"RS256","kid":"2011-04-29"});
         let h = json!({"typ": "dpop+jwt", "alg": "RS256", "jwk": rfc});
-        let header = Header::from_json(h.to_string().into_bytes(), 8).unwrap();
-        let (jwk, key) = proof_key(&header, Algorithm::RS256).unwrap();
+        let (header, at) = Header::from_json_with_jwk(h.to_string().into_bytes(), 8).unwrap();
+        let (jwk, key) = proof_key(&header, at, Algorithm::RS256).unwrap();
         assert_eq!(key.algorithm(), Algorithm::RS256);
         assert_eq!(
-            jwk.thumbprint().as_deref(),
+            jkt(&jwk).as_deref(),
             Some("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs")
         );
+        assert_eq!(jkt(&jwk), jwk.thumbprint());
         // RFC 9449 section 4.1's example proof key and its section 6.1 jkt.
         let ec = json!({"typ":"dpop+jwt","alg":"ES256","jwk":{"kty":"EC","x":"l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs","y":"9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA","crv":"P-256"}});
-        let header = Header::from_json(ec.to_string().into_bytes(), 8).unwrap();
-        let (jwk, _) = proof_key(&header, Algorithm::ES256).unwrap();
+        let (header, at) = Header::from_json_with_jwk(ec.to_string().into_bytes(), 8).unwrap();
+        let (jwk, _) = proof_key(&header, at, Algorithm::ES256).unwrap();
+        assert_eq!(jkt(&jwk), jwk.thumbprint());
         assert_eq!(
-            jwk.thumbprint().as_deref(),
+            jkt(&jwk).as_deref(),
             Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I")
         );
     }
