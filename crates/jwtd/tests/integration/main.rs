@@ -6,6 +6,7 @@
 mod common;
 
 mod cli;
+mod dpop;
 mod nginx;
 mod proxy;
 mod serve;
