@@ -80,6 +80,11 @@ pub struct Config {
     /// issuer, as before rules existed).
     #[serde(default)]
     pub rule: Vec<jwtd_gate::rules::RuleConfig>,
+    /// `[[resource]]`: protected resources whose RFC 9728 metadata `jwtd serve` (and the
+    /// proxy mode) publish at `/.well-known/oauth-protected-resource...`, and whose rules'
+    /// refusals name it (MCP servers).
+    #[serde(default)]
+    pub resource: Vec<jwtd_gate::resource::ResourceConfig>,
     /// Addresses (`IP` or `IP/prefix`) whose forwarded-request headers (`X-Original-URI`,
     /// `X-Forwarded-Method`, ...) `/auth` believes when it matches rules; from anyone else
     /// they are ignored. Default: loopback (`127.0.0.0/8`, `::1`).
@@ -1094,6 +1099,23 @@ impl Config {
             &self.rule,
             &self.issuers,
             self.own_issuer_names(),
+            doc.text,
+            errors,
+        );
+        // The resources, against the issuers (by `iss`; jwtd's own is known once it runs)
+        // and the rules.
+        let own: &[(&str, Option<&str>)] = if self.signing.is_some() {
+            &[("self", Some("(jwtd's own iss)"))]
+        } else {
+            &[]
+        };
+        jwtd_gate::config::check_resources(
+            &self.resource,
+            &self.rules,
+            &self.rule,
+            &self.issuers,
+            own,
+            &self.tokens,
             doc.text,
             errors,
         );
