@@ -54,6 +54,10 @@ pub const MAX_LIST: usize = 64;
 /// max-age=…`), in seconds: an hour. A reload that changes a document is seen within it.
 pub const MAX_AGE: u64 = 3600;
 
+/// How long a browser may keep a metadata preflight's answer (`Access-Control-Max-Age`), in
+/// seconds: a day.
+pub const PREFLIGHT_MAX_AGE: u32 = 86_400;
+
 /// One `[[resource]]` table as written.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -430,8 +434,41 @@ impl Resources {
 
     /// The answer to `method path` on `host` when `path` (query ignored) is [`WELL_KNOWN`] or
     /// under it, else `None`: 200 with the document (`GET`, `HEAD`), 405 for another method,
-    /// 404 when no resource has this metadata path.
+    /// 404 when no resource has this metadata path; [`Resources::answer_request`] also
+    /// answers a CORS preflight.
     pub fn answer(&self, method: &str, host: &str, path_and_query: &str) -> Option<MetadataAnswer> {
+        self.answer_inner(method, host, path_and_query, None)
+    }
+
+    /// [`Resources::answer`] given the request's headers, so that a CORS preflight (`OPTIONS`
+    /// with `Origin` and `Access-Control-Request-Method`, [`crate::rules::is_cors_preflight`])
+    /// of a known path is answered 204 with `Access-Control-Allow-Origin: *`,
+    /// `Access-Control-Allow-Methods: GET, HEAD`, the asked `Access-Control-Request-Headers`
+    /// allowed (when they are a list of header names) and `Access-Control-Max-Age`
+    /// ([`PREFLIGHT_MAX_AGE`]): browser-based MCP clients send `MCP-Protocol-Version`.
+    pub fn answer_request(
+        &self,
+        method: &str,
+        host: &str,
+        path_and_query: &str,
+        headers: &http::HeaderMap,
+    ) -> Option<MetadataAnswer> {
+        let preflight = crate::rules::is_cors_preflight(method, headers).then(|| {
+            headers
+                .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+        });
+        self.answer_inner(method, host, path_and_query, preflight)
+    }
+
+    fn answer_inner(
+        &self,
+        method: &str,
+        host: &str,
+        path_and_query: &str,
+        preflight: Option<&str>,
+    ) -> Option<MetadataAnswer> {
         let path = path_and_query
             .split_once('?')
             .map_or(path_and_query, |(p, _)| p);
@@ -457,6 +494,34 @@ impl Resources {
                 "no protected resource has metadata here",
             ));
         };
+        if method == "OPTIONS" && preflight.is_some() {
+            // A browser-based client's CORS preflight (MCP clients send
+            // `MCP-Protocol-Version`): the document is public, every origin may read it.
+            let mut headers = vec![
+                (
+                    header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                    HeaderValue::from_static("*"),
+                ),
+                (
+                    header::ACCESS_CONTROL_ALLOW_METHODS,
+                    HeaderValue::from_static("GET, HEAD"),
+                ),
+                (
+                    header::ACCESS_CONTROL_MAX_AGE,
+                    HeaderValue::from(PREFLIGHT_MAX_AGE),
+                ),
+            ];
+            if let Some(asked) = preflight.filter(|h| !h.is_empty() && is_header_list(h)) {
+                if let Ok(v) = HeaderValue::from_str(asked) {
+                    headers.push((header::ACCESS_CONTROL_ALLOW_HEADERS, v));
+                }
+            }
+            return Some(MetadataAnswer {
+                status: StatusCode::NO_CONTENT,
+                headers,
+                body: String::new(),
+            });
+        }
         if method != "GET" && method != "HEAD" {
             let mut a = error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -483,6 +548,15 @@ impl Resources {
             body: r.document.clone(),
         })
     }
+}
+
+/// A comma-separated list of header names (RFC 9110 tokens), at most 1,024 bytes.
+fn is_header_list(s: &str) -> bool {
+    s.len() <= 1024
+        && s.split(',').all(|t| {
+            let t = t.trim();
+            !t.is_empty() && http::HeaderName::from_bytes(t.as_bytes()).is_ok()
+        })
 }
 
 /// `host[:port]` lower-cased, without a default port (443 or 80) or a trailing dot.

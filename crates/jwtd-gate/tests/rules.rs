@@ -2234,6 +2234,46 @@ async fn metadata_answers_by_path_and_host() {
         assert_eq!(status, 405, "{method}");
         assert!(headers.contains(&("allow".into(), "GET, HEAD".into())));
     }
+    // A browser's CORS preflight: 204, every origin, the asked headers when they are names.
+    let preflight = |asked: &str, path: &str| {
+        let mut h = headers(&[
+            ("origin", "https://app.example"),
+            ("access-control-request-method", "GET"),
+        ]);
+        if !asked.is_empty() {
+            h.insert(
+                "access-control-request-headers",
+                HeaderValue::from_str(asked).unwrap(),
+            );
+        }
+        let a = engine
+            .resources
+            .answer_request("OPTIONS", "mcp.example.com", path, &h)
+            .unwrap();
+        let hs: Map<String, Value> = a
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), json!(v.to_str().unwrap())))
+            .collect();
+        (a.status.as_u16(), Value::Object(hs))
+    };
+    let mcp_path = format!("{wk}/mcp");
+    assert_eq!(
+        preflight("mcp-protocol-version, content-type", &mcp_path),
+        (
+            204,
+            json!({
+                "access-control-allow-origin": "*",
+                "access-control-allow-methods": "GET, HEAD",
+                "access-control-max-age": "86400",
+                "access-control-allow-headers": "mcp-protocol-version, content-type",
+            })
+        )
+    );
+    let (status, hs) = preflight("a b, c", &mcp_path);
+    assert_eq!(status, 204);
+    assert!(hs.get("access-control-allow-headers").is_none(), "{hs}");
+    assert_eq!(preflight("", &format!("{wk}/other")).0, 404);
     for path in [
         format!("{wk}/other"),
         format!("{wk}/mcp/"),

@@ -19,8 +19,8 @@
 //!
 //! For each configured `[[resource]]` (RFC 9728), `GET`/`HEAD` of its well-known path
 //! (`/.well-known/oauth-protected-resource/mcp` for `https://host/mcp`) is answered by the
-//! proxy itself with the engine's document ([`jwtd_gate::resource::Resources::answer`]; 405
-//! for another method), before any rule and without reaching the upstream. Other paths under
+//! proxy itself with the engine's document ([`jwtd_gate::resource::Resources::answer_request`];
+//! 204 for a CORS preflight, 405 for another method), before any rule and without reaching the upstream. Other paths under
 //! the prefix are decided and forwarded as usual.
 //!
 //! ## What is forwarded
@@ -348,8 +348,8 @@ impl<S: EngineSource> Proxy<S> {
         &self.options
     }
 
-    /// The metadata answer for a configured resource's well-known path (200, or 405 for a
-    /// method other than `GET`/`HEAD`); `None` for any other path.
+    /// The metadata answer for a configured resource's well-known path (200, 204 for a CORS
+    /// preflight, or 405 for another method than `GET`/`HEAD`); `None` for any other path.
     fn metadata(
         &self,
         engine: &Engine,
@@ -367,7 +367,7 @@ impl<S: EngineSource> Proxy<S> {
             .unwrap_or("");
         let a = engine
             .resources
-            .answer(req.method().as_str(), host, target)
+            .answer_request(req.method().as_str(), host, target, req.headers())
             .filter(|a| a.status != http::StatusCode::NOT_FOUND)?;
         Some(refusal(jwtd_gate::refusal::HttpRefusal {
             status: a.status,

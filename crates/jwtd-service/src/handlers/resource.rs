@@ -2,7 +2,7 @@
 //! (`/.well-known/oauth-protected-resource/mcp` for `https://host/mcp`): the RFC 9728
 //! metadata of the configured `[[resource]]`s, answered by the engine's one table
 //! ([`jwtd_gate::resource::Resources::answer`]): 200 for `GET`/`HEAD`, 405 for another
-//! method, 404 for a path no resource publishes at.
+//! method (a CORS preflight is answered 204), 404 for a path no resource publishes at.
 
 use crate::AppState;
 use axum::extract::State;
@@ -24,7 +24,11 @@ pub(super) async fn metadata(
         .or(uri.authority().map(|a| a.as_str()))
         .unwrap_or("");
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    match rt.engine.resources.answer(method.as_str(), host, path) {
+    match rt
+        .engine
+        .resources
+        .answer_request(method.as_str(), host, path, &headers)
+    {
         Some(a) => {
             let mut r = (a.status, a.body).into_response();
             for (n, v) in a.headers {

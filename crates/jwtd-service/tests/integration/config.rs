@@ -260,7 +260,9 @@ fn the_documented_tables_state_the_defaults_the_code_has() {
 /// of `ResourceConfig` documented (and only those), the limits and the `Cache-Control` age.
 #[test]
 fn the_documented_resource_table_states_the_code() {
-    use jwtd_gate::resource::{MAX_AGE, MAX_LIST, MAX_NAME_LEN, MAX_RESOURCES, MAX_URI_LEN};
+    use jwtd_gate::resource::{
+        MAX_AGE, MAX_LIST, MAX_NAME_LEN, MAX_RESOURCES, MAX_URI_LEN, PREFLIGHT_MAX_AGE,
+    };
     use jwtd_service::Env;
     let md = docs();
     let rows = table(&md, "Protected resources: `[[resource]]`");
@@ -288,6 +290,7 @@ fn the_documented_resource_table_states_the_code() {
     let section = &md[at..at + md[at + 1..].find("\n## ").unwrap()];
     for want in [
         format!("public, max-age={MAX_AGE}"),
+        format!("Access-Control-Max-Age: {PREFLIGHT_MAX_AGE}"),
         format!("1 to {MAX_LIST} names"),
         format!("at most {MAX_LIST})"),
         format!("1 to {MAX_NAME_LEN} bytes"),

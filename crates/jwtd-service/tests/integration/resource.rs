@@ -99,6 +99,24 @@ async fn serve_publishes_the_metadata_in_both_forms() {
         assert_eq!(r.status(), 405, "{method}");
         assert_eq!(r.headers()["allow"], "GET, HEAD");
     }
+    // A browser-based client's CORS preflight.
+    let r = c
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{base}/.well-known/oauth-protected-resource/mcp"),
+        )
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "mcp-protocol-version")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert_eq!(
+        r.headers()["access-control-allow-headers"],
+        "mcp-protocol-version"
+    );
     for path in [
         "/.well-known/oauth-protected-resource/other",
         "/.well-known/oauth-protected-resource/mcp/x",
