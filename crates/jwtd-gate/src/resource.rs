@@ -176,7 +176,10 @@ fn check_url(text: &str, what: &str, strict: bool) -> Result<(String, String), S
     };
     let path = uri.path();
     // http::Uri gives "/" for no path at all.
-    let written_path = if text[scheme.len() + 3 + auth.as_str().len()..].is_empty() {
+    let written_path = if text
+        .get(scheme.len() + 3 + auth.as_str().len()..)
+        .map_or(true, str::is_empty)
+    {
         ""
     } else {
         path
