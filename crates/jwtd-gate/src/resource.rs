@@ -388,6 +388,45 @@ impl Resources {
         }
     }
 
+    /// Warnings about resources that load but probably do not do what was meant: a resource no
+    /// rule names (its metadata is published, but no request is audience-bound to it or
+    /// challenged with it), and a rule under a resource that takes tokens of an issuer the
+    /// resource's `issuers` (its `authorization_servers`) do not name (a client following the
+    /// metadata cannot get such a token).
+    pub fn lint(&self, configs: &[ResourceConfig], rules: &RuleSet) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, r) in self.list.iter().enumerate() {
+            let under: Vec<_> = rules
+                .rules()
+                .iter()
+                .filter(|rule| self.of_rule(rule.index()).is_some_and(|x| x.uri == r.uri))
+                .collect();
+            if under.is_empty() {
+                out.push(format!(
+                    "resource {:?}: no rule names it (resource = ...): its metadata is published, but no request is audience-bound to it or challenged with it",
+                    r.uri
+                ));
+            }
+            let Some(cfg) = configs.get(i) else { continue };
+            for rule in under {
+                for name in rule.requirement().issuers() {
+                    if !cfg.issuers.get_ref().iter().any(|n| n == name) {
+                        let at = rule
+                            .line()
+                            .map(|l| format!(" (line {l})"))
+                            .unwrap_or_default();
+                        out.push(format!(
+                            "rule {:?}{at} takes tokens of issuer {name:?}, which resource {:?} does not list in issuers (its authorization_servers)",
+                            rule.id(),
+                            r.uri
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// The resources, in file order.
     pub fn list(&self) -> &[Resource] {
         &self.list

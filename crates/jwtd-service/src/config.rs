@@ -920,12 +920,35 @@ impl Config {
         )
     }
 
-    /// The warnings about the rules ([`jwtd_gate::rules::RuleSet::lint`]): rules that load
+    /// The warnings about the rules ([`jwtd_gate::rules::RuleSet::lint`], and the resources'
+    /// [`jwtd_gate::resource::Resources::lint`]): rules that load
     /// but probably do not do what was meant, each naming its rules with their lines. `jwtd
     /// config check` prints them, `jwtd serve` logs them at start. Empty when the rules do not
     /// compile (a checked configuration's always do).
     pub fn rule_warnings(&self) -> Vec<String> {
-        self.rule_set().map(|set| set.lint()).unwrap_or_default()
+        let Ok(set) = self.rule_set() else {
+            return Vec::new();
+        };
+        let mut out = set.lint();
+        // And the resources' ([`jwtd_gate::resource::Resources::lint`]).
+        let mut issuers: Vec<(&str, Option<&str>)> = self
+            .issuers
+            .iter()
+            .map(|i| (i.name.get_ref().as_str(), i.issuer.as_deref()))
+            .collect();
+        if self.signing.is_some() {
+            issuers.push(("self", Some("(jwtd's own iss)")));
+        }
+        if let Ok(r) = jwtd_gate::resource::Resources::build(
+            &self.resource,
+            &issuers,
+            &set,
+            &self.tokens,
+            &self.text.0,
+        ) {
+            out.extend(r.lint(&self.resource, &set));
+        }
+        out
     }
 
     /// The rules compiled as the engine compiles them (against the `[[issuer]]`s and jwtd's

@@ -239,3 +239,28 @@ fn resource_errors_are_refused_on_their_lines() {
         "{e}"
     );
 }
+
+/// `jwtd config check`'s warnings (and `jwtd serve`'s at start) about resources: one no rule
+/// names, and a rule under a resource taking tokens of an issuer the resource does not list.
+#[test]
+fn resource_warnings_name_what_is_probably_wrong() {
+    let config = jwtd_service::Config::parse_with_env(CONFIG, "jwtd.toml", &env()).unwrap();
+    assert_eq!(config.rule_warnings(), Vec::<String>::new());
+    let text = format!(
+        "{CONFIG}\n[[issuer]]\nname = \"partner\"\nissuer = \"https://partner.example\"\n\
+         secret_env = \"RESOURCE_SECRET\"\nalgorithms = [\"HS256\"]\n\
+         [[resource]]\nuri = \"https://unused.example.com\"\nissuers = [\"corp\"]\n"
+    )
+    .replace(
+        "auth = \"corp\"",
+        "auth = { any = [\"corp\", \"partner\"] }",
+    );
+    let config = jwtd_service::Config::parse_with_env(&text, "jwtd.toml", &env()).unwrap();
+    assert_eq!(
+        config.rule_warnings(),
+        [
+            "rule \"mcp\" (line 17) takes tokens of issuer \"partner\", which resource \"https://mcp.example.com/mcp\" does not list in issuers (its authorization_servers)",
+            "resource \"https://unused.example.com\": no rule names it (resource = ...): its metadata is published, but no request is audience-bound to it or challenged with it",
+        ]
+    );
+}
