@@ -62,16 +62,29 @@ pub fn body(e: &Error) -> String {
 }
 
 /// The HTTP answer to an engine refusal: [`http()`], with the RFC 6750 `scope` challenge
-/// parameter naming the scopes the rule needs when the token lacks some.
+/// parameter naming the scopes the rule needs (when the token lacks some, or on any 401/403
+/// of a rule under a `[[resource]]`) and the RFC 9728 `resource_metadata` parameter naming
+/// the resource's metadata URL (a rule under a `[[resource]]`).
 pub fn http_denial(d: &crate::Denial) -> HttpRefusal {
     let mut answer = http(&d.error);
+    if d.scope.is_none() && d.resource_metadata.is_none() {
+        return answer;
+    }
+    let mut www = challenge(&d.error);
+    // A URL checked at load (http::Uri): visible ASCII without quotes; never truncated.
+    if let Some(url) = d.resource_metadata.as_deref().filter(|u| {
+        u.bytes()
+            .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\')
+    }) {
+        www.push_str(&format!(", resource_metadata=\"{url}\""));
+    }
     if let Some(scope) = &d.scope {
-        let www = format!("{}, scope=\"{}\"", challenge(&d.error), description(scope));
-        if let Ok(v) = HeaderValue::from_str(&www) {
-            for (n, value) in answer.headers.iter_mut() {
-                if *n == header::WWW_AUTHENTICATE {
-                    *value = v.clone();
-                }
+        www.push_str(&format!(", scope=\"{}\"", description(scope)));
+    }
+    if let Ok(v) = HeaderValue::from_str(&www) {
+        for (n, value) in answer.headers.iter_mut() {
+            if *n == header::WWW_AUTHENTICATE {
+                *value = v.clone();
             }
         }
     }
