@@ -425,12 +425,9 @@ impl Engine {
         };
         *seen = Some(token);
         // A rule under a resource takes only tokens issued for it (RFC 8707), unless it
-        // names its own audiences.
-        let audiences = rule.audiences().or_else(|| {
-            self.resources
-                .of_rule(rule.index())
-                .map(|r| std::slice::from_ref(&r.uri))
-        });
+        // names its own audiences. From the rule itself, not the resource table: an engine
+        // built without `with_resources` must not fall back to the issuer's audiences.
+        let audiences = rule.audiences().or_else(|| rule.resource_audience());
         let policy = match audiences {
             Some(_) => Policy::RuleAudiences,
             None => Policy::Issuer,

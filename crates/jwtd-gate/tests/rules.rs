@@ -2548,3 +2548,45 @@ async fn resource_cost() {
         }
     }
 }
+
+/// A rule that names a resource is audience-bound to it however the engine was built: an
+/// engine made with `Engine::with_rules` alone (no `with_resources`, so no resource table)
+/// must not fall back to the issuer's audiences and take a token for another audience.
+#[tokio::test]
+async fn a_rule_under_a_resource_is_audience_bound_without_the_resource_table() {
+    let config = mcp_config(MCP_CONFIG).unwrap();
+    let issuers = jwtd_gate::issuers::Issuers::build_with_env(
+        &config.issuers,
+        &config.cache,
+        None,
+        None,
+        &config.env,
+    )
+    .unwrap();
+    let engine =
+        jwtd_gate::Engine::with_rules(issuers, &config.rules, &config.rule, config.tokens.clone())
+            .unwrap();
+    assert!(engine.resources.is_empty());
+    let decide = |aud: &'static str| {
+        let engine = &engine;
+        async move {
+            let mut h = HeaderMap::new();
+            let tok = mcp_token(json!({"aud": aud, "scope": "mcp:read mcp:tools"}));
+            h.insert(
+                "authorization",
+                HeaderValue::from_str(&format!("Bearer {tok}")).unwrap(),
+            );
+            let req = jwtd_gate::Request {
+                method: "POST",
+                host: "mcp.example.com",
+                path_and_query: "/mcp",
+                headers: &h,
+            };
+            let d = engine.decide(&req, jwtd_core::unix_now()).await;
+            d.outcome.err().map(|e| e.error.reason().as_str())
+        }
+    };
+    // The issuer's own audience: not the resource, refused.
+    assert_eq!(decide("other-api").await, Some("wrong_audience"));
+    assert_eq!(decide("https://mcp.example.com/mcp").await, None);
+}

@@ -442,6 +442,13 @@ impl Rule {
         self.resource.as_ref().map(|(u, _)| u.as_str())
     }
 
+    /// The audience a token must name under this rule's resource: the resource URI, as a
+    /// one-entry list ([`Rule::audiences`] takes precedence). Read from the rule itself, so
+    /// the binding holds even for an engine built without the resource table.
+    pub fn resource_audience(&self) -> Option<&[String]> {
+        self.resource.as_ref().map(|(u, _)| std::slice::from_ref(u))
+    }
+
     /// The byte range of its `resource` value in the configuration text.
     pub fn resource_span(&self) -> Option<Range<usize>> {
         self.resource.as_ref().map(|(_, s)| s.clone())
