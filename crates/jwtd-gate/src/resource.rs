@@ -64,7 +64,7 @@ pub const PREFLIGHT_MAX_AGE: u32 = 86_400;
 pub struct ResourceConfig {
     /// The canonical resource URI (`https://mcp.example.com/mcp`): absolute, `https` (`http`
     /// only for a loopback host), lower-case scheme and host, no default port, no query, no
-    /// fragment, no user info.
+    /// fragment, no user info, RFC 3986 characters only.
     pub uri: Spanned<String>,
     /// Names of `[[issuer]]`s (or `self`) whose `iss` are the `authorization_servers`; at
     /// least one.
@@ -124,6 +124,14 @@ pub struct MetadataAnswer {
 fn check_url(text: &str, what: &str, strict: bool) -> Result<(String, String), String> {
     if text.len() > MAX_URI_LEN {
         return Err(format!("{what} is longer than {MAX_URI_LEN} bytes"));
+    }
+    // RFC 3986 characters only: `http::Uri` also takes `"`, `\`, `{`, `|`, non-ASCII... in a
+    // path, which a challenge's quoted `resource_metadata` (and a client) cannot carry.
+    let rfc3986 = |b: u8| b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=%".contains(&b);
+    if !text.bytes().all(rfc3986) {
+        return Err(format!(
+            "{what} {text:?} has a character outside RFC 3986 (percent-encode it)"
+        ));
     }
     if strict && text.contains('#') {
         return Err(format!(

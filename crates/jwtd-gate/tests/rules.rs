@@ -2590,3 +2590,36 @@ async fn a_rule_under_a_resource_is_audience_bound_without_the_resource_table() 
     assert_eq!(decide("other-api").await, Some("wrong_audience"));
     assert_eq!(decide("https://mcp.example.com/mcp").await, None);
 }
+
+/// A resource URI (or documentation URL) with a character a challenge's quoted string or a
+/// plain URI cannot carry (`"`, `\`, `{`, `|`, non-ASCII: `http::Uri` takes them in a path) is
+/// refused at load: it used to load, and every challenge then silently lacked
+/// `resource_metadata`.
+#[test]
+fn resource_uris_outside_rfc_3986_are_refused_at_load() {
+    let base = "[[issuer]]\nname = \"corp\"\nissuer = \"https://auth.example.com\"\n\
+                secret_env = \"MCP_SECRET\"\nalgorithms = [\"HS256\"]\n";
+    for uri in [
+        r#"https://mcp.example.com/m\"cp"#,
+        r"https://mcp.example.com/m\\cp",
+        "https://mcp.example.com/m{cp}",
+        "https://mcp.example.com/m|cp",
+        "https://mcp.example.com/m^cp",
+        "https://mcp.example.com/mcé",
+    ] {
+        let text = format!("{base}[[resource]]\nuri = \"{uri}\"\nissuers = [\"corp\"]\n");
+        let e = mcp_config(&text).expect_err(&text).to_string();
+        assert!(e.contains("RFC 3986"), "{uri}: {e}");
+        let text = format!(
+            "{base}[[resource]]\nuri = \"https://mcp.example.com/mcp\"\nissuers = [\"corp\"]\n\
+             resource_documentation = \"{uri}\"\n"
+        );
+        let e = mcp_config(&text).expect_err(&text).to_string();
+        assert!(e.contains("RFC 3986"), "doc {uri}: {e}");
+    }
+    // Percent-encoding, sub-delims, ':' and '@' in a path are fine.
+    let text = format!(
+        "{base}[[resource]]\nuri = \"https://mcp.example.com/a%20b/c;d=e/f:g@h~i\"\nissuers = [\"corp\"]\n"
+    );
+    mcp_config(&text).unwrap();
+}
