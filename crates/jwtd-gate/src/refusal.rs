@@ -36,6 +36,26 @@ pub fn description(message: &str) -> String {
         .collect()
 }
 
+/// The longest `scope` challenge parameter, in bytes.
+pub const MAX_SCOPE_PARAMETER: usize = 2048;
+
+/// The `scope` challenge parameter: whole scope tokens (never cut inside one, unlike
+/// [`description`]; a token is never `"` or `\`), as many as fit in [`MAX_SCOPE_PARAMETER`]
+/// bytes.
+pub fn scope_parameter(scope: &str) -> String {
+    let mut out = String::new();
+    for t in scope.split(' ').filter(|t| crate::rules::is_scope_token(t)) {
+        if out.len() + usize::from(!out.is_empty()) + t.len() > MAX_SCOPE_PARAMETER {
+            break;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(t);
+    }
+    out
+}
+
 /// The `WWW-Authenticate` challenge for `e`: a bare `Bearer realm="jwtd"` for a missing token
 /// and for a temporary failure, else with the RFC 6750 `error` and an `error_description`.
 pub fn challenge(e: &Error) -> String {
@@ -79,7 +99,7 @@ pub fn http_denial(d: &crate::Denial) -> HttpRefusal {
         www.push_str(&format!(", resource_metadata=\"{url}\""));
     }
     if let Some(scope) = &d.scope {
-        www.push_str(&format!(", scope=\"{}\"", description(scope)));
+        www.push_str(&format!(", scope=\"{}\"", scope_parameter(scope)));
     }
     if let Ok(v) = HeaderValue::from_str(&www) {
         for (n, value) in answer.headers.iter_mut() {

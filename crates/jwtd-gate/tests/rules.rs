@@ -2623,3 +2623,38 @@ fn resource_uris_outside_rfc_3986_are_refused_at_load() {
     );
     mcp_config(&text).unwrap();
 }
+
+/// The challenge of a rule under a resource names every scope the rule requires, whole: the
+/// `scope` parameter used to be cut at 200 characters, in the middle of a scope token, so a
+/// client asked for a scope that does not exist.
+#[tokio::test]
+async fn challenge_scope_is_never_cut_inside_a_scope() {
+    let scopes: Vec<String> = (0..12).map(|i| format!("mcp:tool-number-{i:02}")).collect();
+    let text = format!(
+        "[[issuer]]\nname = \"corp\"\nissuer = \"https://auth.example.com\"\n\
+         secret_env = \"MCP_SECRET\"\nalgorithms = [\"HS256\"]\n\
+         [[resource]]\nuri = \"https://mcp.example.com/mcp\"\nissuers = [\"corp\"]\n\
+         [[rule]]\nid = \"mcp\"\npath = \"/mcp\"\nauth = \"corp\"\n\
+         resource = \"https://mcp.example.com/mcp\"\nscopes = {{ all = {scopes:?} }}\n"
+    );
+    let engine = jwtd_gate::Engine::from_config(&mcp_config(&text).unwrap()).unwrap();
+    let h = HeaderMap::new();
+    let req = jwtd_gate::Request {
+        method: "POST",
+        host: "mcp.example.com",
+        path_and_query: "/mcp",
+        headers: &h,
+    };
+    let d = engine.decide(&req, jwtd_core::unix_now()).await;
+    let (status, www) = challenge_of(&d);
+    assert_eq!(status, 401);
+    let want = format!("scope=\"{}\"", scopes.join(" "));
+    assert!(want.len() > 200);
+    assert!(www.ends_with(&want), "{www}");
+    // Bounded, still at a token boundary.
+    use jwtd_gate::refusal::{scope_parameter, MAX_SCOPE_PARAMETER};
+    let many = vec!["s".repeat(100); 30].join(" ");
+    let p = scope_parameter(&many);
+    assert!(p.len() <= MAX_SCOPE_PARAMETER && p.len() > MAX_SCOPE_PARAMETER - 101);
+    assert!(p.split(' ').all(|t| t.len() == 100), "{p}");
+}
