@@ -1701,4 +1701,87 @@ mod tests {
         assert_eq!(DpopReason::HtmMismatch.error_code(), "invalid_dpop_proof");
         assert_eq!(DpopReason::JktMismatch.error_code(), "invalid_token");
     }
+
+    /// A cheap fuzz loop: mutated proofs and random URIs never panic, every refusal has a
+    /// reason, and `htu` normalisation is idempotent (a normalised URI normalises to itself,
+    /// so no second pass can make two different URIs equal).
+    #[test]
+    fn random_inputs_never_panic_and_normalisation_is_idempotent() {
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let good = forge(es(), &header(es()), &claims());
+        for _ in 0..3000 {
+            let mut p = good.clone().into_bytes();
+            for _ in 0..(next() % 4 + 1) {
+                let i = (next() as usize) % p.len();
+                p[i] = match next() % 4 {
+                    0 => b'.',
+                    1 => (next() % 256) as u8,
+                    2 => b"AQgw_-="[(next() % 7) as usize],
+                    _ => p[(next() as usize) % p.len()],
+                };
+            }
+            let r = DpopPolicy::default().verify(
+                &DpopRequest {
+                    proofs: &[&p],
+                    method: "GET",
+                    uri: URI,
+                    access_token: Some(TOKEN),
+                },
+                NOW,
+            );
+            if p != good.as_bytes() {
+                assert!(
+                    r.is_err() || p.len() != good.len(),
+                    "a mutated proof passed"
+                );
+            }
+        }
+        const PARTS: [&str; 24] = [
+            "https://",
+            "HTTP://",
+            "a.example",
+            "[::1]",
+            "[",
+            "]",
+            ":",
+            ":443",
+            ":80",
+            ":0",
+            "/",
+            "//",
+            ".",
+            "..",
+            "%2e",
+            "%2E",
+            "%2f",
+            "%41",
+            "%",
+            "?",
+            "#",
+            "@",
+            "x",
+            "\\",
+        ];
+        for _ in 0..20_000 {
+            let mut u = String::new();
+            for _ in 0..(next() % 8 + 1) {
+                u.push_str(PARTS[(next() as usize) % PARTS.len()]);
+            }
+            for what in [Htu::Proof, Htu::Request] {
+                if let Ok(n) = normalize_htu(&u, what) {
+                    assert_eq!(
+                        normalize_htu(&n, Htu::Proof).as_deref(),
+                        Ok(n.as_str()),
+                        "{u}"
+                    );
+                }
+            }
+        }
+    }
 }
