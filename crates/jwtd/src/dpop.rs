@@ -203,10 +203,10 @@ fn as_text(r: &std::result::Result<DpopProof, DpopError>) -> String {
         Ok(p) => format!(
             "proof:   valid\njkt:     {}\njti:     {}\niat:     {}\nalg:     {}\nnonce:   {}\n",
             p.jkt,
-            p.jti,
+            shown(&p.jti),
             p.iat,
             p.alg,
-            p.nonce.as_deref().unwrap_or("-")
+            p.nonce.as_deref().map_or_else(|| "-".to_owned(), shown)
         ),
         Err(e) => format!(
             "proof:   refused\nreason:  {}\nerror:   {}\nmessage: {}\n",
@@ -215,4 +215,22 @@ fn as_text(r: &std::result::Result<DpopProof, DpopError>) -> String {
             e.message()
         ),
     }
+}
+
+/// A proof's own text (`jti`, `nonce`: the client's) as printed: control characters, bidi
+/// overrides and `\` escaped (Rust `escape_debug` form), so a proof cannot write terminal
+/// escapes or extra lines.
+fn shown(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let bidi = matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if bidi {
+            out.extend(c.escape_unicode());
+        } else if c.is_control() || c == '\\' {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

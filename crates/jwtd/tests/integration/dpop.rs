@@ -223,3 +223,58 @@ fn dpop_usage_errors_exit_2() {
     assert_eq!(v["nonce"], "n1");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A proof's `jti` and `nonce` are the client's text: `jwtd dpop verify` prints them escaped,
+/// so a proof cannot write terminal escapes or forge output lines (a `reason:` line) on the
+/// operator's terminal.
+#[test]
+fn verify_prints_the_proofs_own_text_escaped() {
+    let dir = tmp("escape");
+    assert!(
+        run(&["keygen", "--alg", "ES256", "--out", "client.pem"], &dir)
+            .status
+            .success()
+    );
+    let url = "https://api.example/x";
+    let o = run(
+        &[
+            "dpop",
+            "proof",
+            "--key",
+            "client.pem",
+            "--method",
+            "GET",
+            "--url",
+            url,
+            "--jti",
+            "\u{1b}[2Kj\u{7}\u{202e}",
+            "--nonce",
+            "n\nreason:  forged",
+        ],
+        &dir,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let proof = String::from_utf8(o.stdout).unwrap();
+    let o = run(
+        &[
+            "dpop",
+            "verify",
+            "--proof",
+            proof.trim(),
+            "--method",
+            "GET",
+            "--url",
+            url,
+        ],
+        &dir,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
+    assert!(!out.lines().any(|l| l.starts_with("reason:")), "{out}");
+    assert!(
+        out.contains("jti:     \\u{1b}[2Kj\\u{7}\\u{202e}\n"),
+        "{out}"
+    );
+    assert!(out.contains("nonce:   n\\nreason:  forged\n"), "{out}");
+}
