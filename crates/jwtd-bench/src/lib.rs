@@ -131,20 +131,7 @@ impl Fixture {
             _ => {
                 let spki = jwtd_core::public_key_pem(&key.verifying_key()).expect("pem");
                 let der = pem_body(&spki);
-                let v: &'static dyn aws_lc_rs::signature::VerificationAlgorithm = match alg {
-                    Algorithm::RS256 => &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
-                    Algorithm::RS384 => &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA384,
-                    Algorithm::RS512 => &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA512,
-                    Algorithm::PS256 => &aws_lc_rs::signature::RSA_PSS_2048_8192_SHA256,
-                    Algorithm::PS384 => &aws_lc_rs::signature::RSA_PSS_2048_8192_SHA384,
-                    Algorithm::PS512 => &aws_lc_rs::signature::RSA_PSS_2048_8192_SHA512,
-                    Algorithm::ES256 => &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
-                    Algorithm::ES384 => &aws_lc_rs::signature::ECDSA_P384_SHA384_FIXED,
-                    Algorithm::ES512 => &aws_lc_rs::signature::ECDSA_P521_SHA512_FIXED,
-                    Algorithm::ES256K => &aws_lc_rs::signature::ECDSA_P256K1_SHA256_FIXED,
-                    Algorithm::EdDSA => &aws_lc_rs::signature::ED25519,
-                    _ => unreachable!(),
-                };
+                let v = verification(alg);
                 Raw::Public(ParsedPublicKey::new(v, der).expect("raw key"))
             }
         };
@@ -268,6 +255,110 @@ impl Fixture {
         self.jsonwebtoken
             .as_ref()
             .map(|(k, v)| jsonwebtoken::decode::<Map<String, Value>>(&self.token, k, v).is_ok())
+    }
+}
+
+/// The aws-lc-rs verification algorithm of an asymmetric `alg` (panics for HMAC).
+pub fn verification(alg: Algorithm) -> &'static dyn aws_lc_rs::signature::VerificationAlgorithm {
+    match alg {
+        Algorithm::RS256 => &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+        Algorithm::RS384 => &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA384,
+        Algorithm::RS512 => &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA512,
+        Algorithm::PS256 => &aws_lc_rs::signature::RSA_PSS_2048_8192_SHA256,
+        Algorithm::PS384 => &aws_lc_rs::signature::RSA_PSS_2048_8192_SHA384,
+        Algorithm::PS512 => &aws_lc_rs::signature::RSA_PSS_2048_8192_SHA512,
+        Algorithm::ES256 => &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+        Algorithm::ES384 => &aws_lc_rs::signature::ECDSA_P384_SHA384_FIXED,
+        Algorithm::ES512 => &aws_lc_rs::signature::ECDSA_P521_SHA512_FIXED,
+        Algorithm::ES256K => &aws_lc_rs::signature::ECDSA_P256K1_SHA256_FIXED,
+        Algorithm::EdDSA => &aws_lc_rs::signature::ED25519,
+        _ => unreachable!(),
+    }
+}
+
+/// A DPoP proof for the fixture's token, made by the fixture's key (what a client sends with
+/// it), and what checking it costs at least: its signature on a pre-parsed key, and on a key
+/// parsed for each check (a proof brings its own key).
+pub struct DpopFixture {
+    /// The proof.
+    pub proof: String,
+    /// The default policy.
+    pub policy: jwtd_core::DpopPolicy,
+    /// `header.payload` of the proof.
+    pub signing_input: Vec<u8>,
+    /// The proof's decoded signature.
+    pub signature: Vec<u8>,
+    /// The proof key as SubjectPublicKeyInfo DER.
+    pub spki: Vec<u8>,
+}
+
+/// The request URI of the DPoP fixture (with a query, as requests have).
+pub const DPOP_URI: &str = "https://api.example.com/v1/orders/7?expand=items";
+
+impl Fixture {
+    /// The DPoP proof fixture (asymmetric algorithms only).
+    pub fn dpop(&self) -> DpopFixture {
+        let key = signing_key(self.alg);
+        let proof = jwtd_core::make_proof(
+            &key,
+            &jwtd_core::ProofClaims {
+                method: "GET",
+                url: DPOP_URI,
+                access_token: Some(&self.token),
+                iat: NOW,
+                ..Default::default()
+            },
+        )
+        .expect("proof");
+        let (input, sig) = proof.rsplit_once('.').expect("three parts");
+        let spki = pem_body(&jwtd_core::public_key_pem(&key.verifying_key()).expect("pem"));
+        let d = DpopFixture {
+            signing_input: input.as_bytes().to_vec(),
+            signature: jwtd_core::b64::decode(sig.as_bytes()).expect("b64"),
+            proof,
+            policy: jwtd_core::DpopPolicy::default(),
+            spki,
+        };
+        assert!(
+            self.run_dpop(&d) && self.run_dpop_raw(&d) && self.run_dpop_raw_parsing(&d),
+            "{} DPoP fixture verifies",
+            self.alg
+        );
+        d
+    }
+
+    /// One DPoP proof check (`DpopPolicy::verify`) for the fixture's token.
+    #[inline]
+    pub fn run_dpop(&self, d: &DpopFixture) -> bool {
+        d.policy
+            .verify(
+                &jwtd_core::DpopRequest {
+                    proofs: &[d.proof.as_bytes()],
+                    method: "GET",
+                    uri: DPOP_URI,
+                    access_token: Some(&self.token),
+                },
+                NOW,
+            )
+            .is_ok()
+    }
+
+    /// The proof's signature alone, on the pre-parsed key.
+    #[inline]
+    pub fn run_dpop_raw(&self, d: &DpopFixture) -> bool {
+        match &self.raw {
+            Raw::Public(k) => k.verify_sig(&d.signing_input, &d.signature).is_ok(),
+            Raw::Hmac(_) => false,
+        }
+    }
+
+    /// The proof's signature alone, the key parsed from its DER first (as a proof's key is).
+    #[inline]
+    pub fn run_dpop_raw_parsing(&self, d: &DpopFixture) -> bool {
+        match ParsedPublicKey::new(verification(self.alg), &d.spki) {
+            Ok(k) => k.verify_sig(&d.signing_input, &d.signature).is_ok(),
+            Err(_) => false,
+        }
     }
 }
 

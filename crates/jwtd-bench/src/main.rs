@@ -18,6 +18,8 @@
 //! - `jwtd-bench junk [ALG...]`: instructions per refusal of the costliest unauthenticated junk
 //!   of one size (the size of a token whose header has 1,050 members) next to a valid token of
 //!   that size: the pre-signature work must stay within 3x of a valid token's whole verify.
+//! - `jwtd-bench dpop [ALG...]`: a DPoP proof check (`DpopPolicy::verify`) next to a token
+//!   verification of the same algorithm and the proof's bare signature check, in instructions.
 //! - `jwtd-bench kid-flood [TOKENS [KID_LEN]]`: the resident memory a flood of tokens naming
 //!   unknown `kid`s costs a remote key source (its negative cache), against an in-process JWKS
 //!   server.
@@ -73,6 +75,9 @@ fn miss_cache() -> &'static jwtd_core::TokenCache {
     })
 }
 
+/// The DPoP proof of the `dpop*` loops (made before the loop).
+static DPOP: std::sync::OnceLock<jwtd_bench::DpopFixture> = std::sync::OnceLock::new();
+
 /// The token of the `padded`, `many-claims` and `junk:*` loops (made before the loop).
 static CASE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
@@ -89,6 +94,9 @@ fn measured_loop(f: &Fixture, which: &str, n: u64) -> u64 {
                 let t = &MISS_TOKENS.get().expect("made before the loop")[MISS_FILL + i as usize];
                 f.run_jwtd_cache_miss(miss_cache(), t)
             }
+            "dpop" => f.run_dpop(DPOP.get().expect("made")),
+            "dpop-raw" => f.run_dpop_raw(DPOP.get().expect("made")),
+            "dpop-raw-parsing" => f.run_dpop_raw_parsing(DPOP.get().expect("made")),
             "padded" | "many-claims" => f
                 .jwtd
                 .verify(CASE.get().expect("made"), jwtd_bench::NOW)
@@ -466,6 +474,53 @@ fn junk_table(args: &[String]) {
     }
 }
 
+/// `jwtd-bench dpop [ALG...]`: a DPoP proof check next to one token verification of the same
+/// algorithm, and the proof's signature alone (pre-parsed key, and key parsed per check), in
+/// callgrind instructions. The bar: the check costs at most one signature verification
+/// of the proof plus 10% of the token's verification.
+fn dpop_table(args: &[String]) {
+    let algs = if args.is_empty() {
+        vec![
+            Algorithm::ES256,
+            Algorithm::EdDSA,
+            Algorithm::RS256,
+            Algorithm::PS256,
+        ]
+    } else {
+        algs(args)
+    };
+    println!("DPoP proof check vs token verification: instructions per call (callgrind, Ir)");
+    println!(
+        "| alg | token verify | proof sig (raw, parsed key) | proof sig (raw, key parsed per call) | proof check | check - sig (parsed key) | as % of token verify | check - sig (key parsed) | as % of token verify |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for alg in algs {
+        let f = jwtd_bench::Fixture::new(alg);
+        f.dpop(); // warms the key cache outside valgrind
+        let n = 100;
+        let token = callgrind(alg, "jwtd", n);
+        let raw = callgrind(alg, "dpop-raw", n);
+        let raw_parsing = callgrind(alg, "dpop-raw-parsing", n);
+        let check = callgrind(alg, "dpop", n);
+        let over = |base: Option<f64>| match (check, base, token) {
+            (Some(c), Some(b), Some(t)) if t > 0.0 => (
+                format!("{:.0}", c - b),
+                format!("{:.1}%", 100.0 * (c - b) / t),
+            ),
+            _ => ("n/a".into(), "n/a".into()),
+        };
+        let (o1, p1) = over(raw);
+        let (o2, p2) = over(raw_parsing);
+        println!(
+            "| {alg} | {} | {} | {} | {} | {o1} | {p1} | {o2} | {p2} |",
+            fmt(token),
+            fmt(raw),
+            fmt(raw_parsing),
+            fmt(check)
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -488,6 +543,9 @@ fn main() {
                     miss_cache().stats().evictions > 0,
                     "full: inserts now evict"
                 );
+            }
+            if args[2].starts_with("dpop") {
+                assert!(DPOP.set(f.dpop()).is_ok(), "set once");
             }
             let case = match args[2].as_str() {
                 "padded" => Some(f.padded_token(f.junk_len())),
@@ -556,6 +614,7 @@ fn main() {
             table("Nanoseconds per verify (median of 7 rounds)", "ns", rows);
         }
         Some("junk") => junk_table(&args[1..]),
+        Some("dpop") => dpop_table(&args[1..]),
         Some("kid-flood") => remote::kid_flood(&args[1..]),
         Some("remote-flood") => remote::flood(&args[1..]),
         Some("mint") => serve::mint(&args[1..]),

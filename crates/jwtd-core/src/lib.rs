@@ -39,6 +39,7 @@ pub mod security {}
 mod alg;
 pub mod b64;
 mod cache;
+mod dpop;
 mod error;
 mod json;
 mod jwk;
@@ -49,6 +50,12 @@ mod token;
 
 pub use alg::{Algorithm, Curve, Family, UnknownAlgorithm};
 pub use cache::{TokenCache, TokenCacheConfig, TokenCacheStats, TokenLookup};
+pub use dpop::{
+    access_token_hash, check_token_binding, make_proof, normalize_htu, DpopError, DpopPolicy,
+    DpopProof, DpopReason, DpopRequest, Htu, ProofClaims, DEFAULT_DPOP_ALGORITHMS,
+    DEFAULT_DPOP_LEEWAY, DEFAULT_DPOP_MAX_AGE, DEFAULT_MAX_JTI_LEN, DEFAULT_MAX_PROOF_LEN,
+    DPOP_TYP, MAX_HTU_LEN, MAX_NONCE_LEN,
+};
 pub use error::{BearerError, Error, GrpcCode, KeyError, Reason, RETRY_AFTER_SECS};
 pub use jwk::{Jwk, Jwks};
 pub use key::{public_key_pem, SigningKey, VerifyingKey, MIN_RSA_BITS};

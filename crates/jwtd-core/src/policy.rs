@@ -600,7 +600,7 @@ pub fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<f6
     date(claims, name)
 }
 
-fn date(claims: &dyn ClaimSet, name: &str) -> Result<Option<f64>, Error> {
+pub(crate) fn date(claims: &dyn ClaimSet, name: &str) -> Result<Option<f64>, Error> {
     let Some(raw) = claims.raw(name) else {
         return Ok(None);
     };

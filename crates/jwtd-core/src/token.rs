@@ -56,7 +56,16 @@ pub struct Header {
 const EMBEDDED_KEY_MEMBERS: [&str; 4] = ["jwk", "jku", "x5u", "x5c"];
 
 impl Header {
-    fn from_json(bytes: Vec<u8>, max_depth: usize) -> Result<Header, Error> {
+    pub(crate) fn from_json(bytes: Vec<u8>, max_depth: usize) -> Result<Header, Error> {
+        Header::from_json_with_jwk(bytes, max_depth).map(|(h, _)| h)
+    }
+
+    /// [`Header::from_json`], also returning where the raw JSON of the `jwk` member sits in
+    /// [`Header::json`], if it has one (a DPoP proof's key), from the one parse.
+    pub(crate) fn from_json_with_jwk(
+        bytes: Vec<u8>,
+        max_depth: usize,
+    ) -> Result<(Header, Option<std::ops::Range<usize>>), Error> {
         let json = String::from_utf8(bytes).map_err(|_| Error::malformed("header is not UTF-8"))?;
         let m = Members::parse_bounded(&json, max_depth, MAX_HEADER_MEMBERS)
             .map_err(|e| Error::malformed(format!("header is not valid JSON: {e}")))?;
@@ -130,15 +139,23 @@ impl Header {
             return Err(long_kid());
         }
         let embedded_key = EMBEDDED_KEY_MEMBERS.into_iter().find(|n| m.contains(n));
+        // `raw` borrows from `json`: its offset is a plain address difference.
+        let jwk = m.get("jwk").map(|raw| {
+            let start = raw.get().as_ptr() as usize - json.as_ptr() as usize;
+            start..start + raw.get().len()
+        });
         drop(m);
-        Ok(Header {
-            alg,
-            kid,
-            typ,
-            cty,
-            embedded_key,
-            json,
-        })
+        Ok((
+            Header {
+                alg,
+                kid,
+                typ,
+                cty,
+                embedded_key,
+                json,
+            },
+            jwk,
+        ))
     }
 
     /// The header JSON exactly as the token carried it.

@@ -757,3 +757,76 @@ async fn connections_past_the_cap_wait_for_one_to_close() {
     let (c_ok, _c) = answered(c, 5000).await;
     assert!(c_ok, "served once one of the two closed");
 }
+
+/// A rule under a `[[resource]]` (RFC 9728, MCP): the denied response's `WWW-Authenticate`
+/// names the resource metadata and every scope the rule needs, found by the matcher or named
+/// by `context_extensions`; a token for the resource is allowed, one for another audience is
+/// not.
+#[tokio::test]
+async fn denials_under_a_resource_carry_resource_metadata() {
+    let secret = "extauthz-resource-secret-0123456789abcdef";
+    let text = r#"
+[[issuer]]
+name = "corp"
+issuer = "https://auth.example.com"
+secret_env = "RS_SECRET"
+algorithms = ["HS256"]
+audiences = ["api"]
+
+[[resource]]
+uri = "https://mcp.example.com/mcp"
+issuers = ["corp"]
+
+[[rule]]
+id = "mcp"
+path = "/mcp"
+auth = "corp"
+resource = "https://mcp.example.com/mcp"
+scopes = { all = ["mcp:read", "mcp:tools"] }
+"#;
+    let env = jwtd_gate::Env::from_vars([("RS_SECRET", secret)]);
+    let config = jwtd_gate::config::GateConfig::parse_with_env(text, "test", &env).unwrap();
+    let engine = Arc::new(Engine::from_config(&config).unwrap());
+    let mut c = start(engine, Options::default()).await;
+    let want = "Bearer realm=\"jwtd\", resource_metadata=\"https://mcp.example.com/.well-known/oauth-protected-resource/mcp\", scope=\"mcp:read mcp:tools\"";
+    for rule in [None, Some("mcp")] {
+        let r = call(&mut c, request("POST", "/mcp", &[], rule)).await;
+        let d = refusal(&r);
+        assert_eq!(d.status.as_ref().unwrap().code, 401);
+        assert_eq!(header(d, "www-authenticate"), Some(want), "{rule:?}");
+    }
+    let now = jwtd_core::unix_now();
+    let token = |aud: &str| {
+        format!(
+            "Bearer {}",
+            jwtd_core::sign(
+                &jwtd_core::SigningKey::hmac(secret.as_bytes(), jwtd_core::Algorithm::HS256, None)
+                    .unwrap(),
+                serde_json::json!({"iss": "https://auth.example.com", "sub": "alice", "aud": aud,
+                    "scope": "mcp:read mcp:tools", "iat": now, "exp": now + 60})
+                .as_object()
+                .unwrap(),
+                None,
+            )
+            .unwrap()
+        )
+    };
+    let t = token("api");
+    let r = call(
+        &mut c,
+        request("POST", "/mcp", &[("authorization", &t)], None),
+    )
+    .await;
+    let www = header(refusal(&r), "www-authenticate").unwrap().to_owned();
+    assert!(
+        www.contains("error=\"invalid_token\"") && www.contains("resource_metadata="),
+        "{www}"
+    );
+    let t = token("https://mcp.example.com/mcp");
+    let r = call(
+        &mut c,
+        request("POST", "/mcp", &[("authorization", &t)], None),
+    )
+    .await;
+    ok(&r);
+}

@@ -737,6 +737,9 @@ pub struct GateConfig {
     /// `[[rule]]`: per-route rules.
     #[serde(default)]
     pub rule: Vec<crate::rules::RuleConfig>,
+    /// `[[resource]]`: protected resources (RFC 9728 metadata, MCP servers).
+    #[serde(default)]
+    pub resource: Vec<crate::resource::ResourceConfig>,
     /// The environment the text was read in (not a key of the file): its `${VAR}`s were
     /// replaced from it, and the issuers' `secret_env` secrets are read from it when they are
     /// built ([`crate::issuers::Issuers::build_with_env`]).
@@ -812,7 +815,8 @@ impl GateConfig {
                     line,
                     "[revocation] needs jwtd serve's store; an embedding application passes its own revocation check instead".into(),
                 ));
-            } else if !["tokens", "cache", "issuer", "rules", "rule"].contains(&key.as_str())
+            } else if !["tokens", "cache", "issuer", "rules", "rule", "resource"]
+                .contains(&key.as_str())
                 && !SERVICE_KEYS.contains(&key.as_str())
             {
                 errors.push((line, format!("unknown key {key:?}")));
@@ -828,6 +832,16 @@ impl GateConfig {
             &config.rule,
             &config.issuers,
             &[],
+            &expanded,
+            &mut errors,
+        );
+        check_resources(
+            &config.resource,
+            &config.rules,
+            &config.rule,
+            &config.issuers,
+            &[],
+            &config.tokens,
             &expanded,
             &mut errors,
         );
@@ -882,5 +896,32 @@ pub fn check_rules(
             };
             errors.push((e.line.unwrap_or(0), message));
         }
+    }
+}
+
+/// Checks the `[[resource]]` tables ([`crate::resource::Resources::build`]) against the
+/// issuers they may name (each `[[issuer]]` by its `iss`, plus `extra`, e.g. jwtd's own
+/// `("self", iss)`) and the rules (when they compile; their own errors are
+/// [`check_rules`]'), pushing every error with its line onto `errors`.
+#[allow(clippy::too_many_arguments)]
+pub fn check_resources(
+    resources: &[crate::resource::ResourceConfig],
+    options: &crate::rules::RuleOptions,
+    rules: &[crate::rules::RuleConfig],
+    issuers: &[IssuerConfig],
+    extra: &[(&str, Option<&str>)],
+    tokens: &TokenSources,
+    text: &str,
+    errors: &mut Vec<(usize, String)>,
+) {
+    let names: Vec<&str> = extra.iter().map(|(n, _)| *n).collect();
+    let set = compile_rules(options, rules, issuers, &names, text).unwrap_or_default();
+    let mut known: Vec<(&str, Option<&str>)> = issuers
+        .iter()
+        .map(|i| (i.name.get_ref().as_str(), i.issuer.as_deref()))
+        .collect();
+    known.extend_from_slice(extra);
+    if let Err(e) = crate::resource::Resources::build(resources, &known, &set, tokens, text) {
+        errors.extend(e);
     }
 }

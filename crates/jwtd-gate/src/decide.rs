@@ -14,15 +14,19 @@
 //!    and must be one the rule's requirement names (else 401 `wrong_issuer`: no fan-out of key
 //!    fetches to issuers the rule does not take). The token is verified with that issuer's
 //!    policy (with the rule's audiences instead of the issuer's, when it names some), through
-//!    the verified-token cache, and revocation is checked.
+//!    the verified-token cache, and revocation is checked. A rule under a `[[resource]]`
+//!    ([`crate::resource`]) takes the resource URI as its audience unless it names its own.
 //! 5. The requirement tree is evaluated, then scopes (403 `missing_scope`, with the RFC 6750
 //!    `scope` parameter naming what is needed) and claim predicates (403 `claim_mismatch`).
+//!    Every 401/403 of a rule under a `[[resource]]` names the resource's metadata URL and
+//!    every scope the rule requires ([`Denial::resource_metadata`], [`Denial::scope`]).
 //! 6. The identity headers are rendered: the union of every issuer's and every rule's identity
 //!    headers, each present (empty when this decision has no value for it), so a proxy that
 //!    copies the answer's headers overwrites whatever a client sent under those names.
 
 use crate::config::TokenSources;
 use crate::issuers::{IdentityHeaders, Issuer, Issuers, Policy, ISSUER, PAYLOAD, SUBJECT};
+use crate::resource::{ResourceConfig, Resources};
 use crate::rules::{
     is_cors_preflight, DefaultAction, Matched, PathError, Requirement, Rule, RuleSet, Target,
     TokenState,
@@ -79,8 +83,12 @@ pub struct Denial {
     pub error: Error,
     /// The issuer that refused, when one was selected.
     pub issuer: Option<String>,
-    /// For `missing_scope`: the scopes the rule needs (the RFC 6750 `scope` parameter).
+    /// For `missing_scope`: the scopes the rule needs (the RFC 6750 `scope` parameter); for
+    /// any 401/403 of a rule under a `[[resource]]`: every scope the rule requires.
     pub scope: Option<String>,
+    /// For a 401/403 of a rule under a `[[resource]]`: its metadata URL (the RFC 9728
+    /// `resource_metadata` challenge parameter).
+    pub resource_metadata: Option<Arc<str>>,
 }
 
 impl From<Error> for Denial {
@@ -96,6 +104,7 @@ impl Denial {
             error,
             issuer: None,
             scope: None,
+            resource_metadata: None,
         }
     }
 }
@@ -158,6 +167,8 @@ pub struct Engine {
     /// The identity headers every allowed answer carries: the issuers' union plus every
     /// rule's `set_headers`.
     pub identity: IdentityHeaders,
+    /// The `[[resource]]`s (RFC 9728) and which rule guards which ([`Engine::with_resources`]).
+    pub resources: Resources,
 }
 
 impl Engine {
@@ -177,7 +188,43 @@ impl Engine {
             rules,
             sources,
             identity,
+            resources: Resources::default(),
         }
+    }
+
+    /// This engine with the `[[resource]]` tables `configs` checked and built against its
+    /// issuers and rules ([`Resources::build`]); `text` is the (interpolated) file the spans
+    /// point into, for lines in errors. Every error, one per line.
+    pub fn with_resources(
+        mut self,
+        configs: &[ResourceConfig],
+        text: Option<&str>,
+    ) -> Result<Engine, String> {
+        let issuers: Vec<(&str, Option<&str>)> = self
+            .issuers
+            .list
+            .iter()
+            .map(|i| (i.name.as_str(), i.iss.as_deref()))
+            .collect();
+        let built = Resources::build(
+            configs,
+            &issuers,
+            &self.rules,
+            &self.sources,
+            text.unwrap_or(""),
+        )
+        .map_err(|errors| {
+            errors
+                .iter()
+                .map(|(line, m)| match line {
+                    0 => m.clone(),
+                    l => format!("line {l}: {m}"),
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        })?;
+        self.resources = built;
+        Ok(self)
     }
 
     /// The engine of a parsed configuration (`[[issuer]]`, `[cache]`, `[tokens]`, `[rules]`,
@@ -187,7 +234,8 @@ impl Engine {
     pub fn from_config(config: &crate::config::GateConfig) -> Result<Engine, String> {
         let issuers =
             Issuers::build_with_env(&config.issuers, &config.cache, None, None, &config.env)?;
-        Engine::with_rules(issuers, &config.rules, &config.rule, config.tokens.clone())
+        Engine::with_rules(issuers, &config.rules, &config.rule, config.tokens.clone())?
+            .with_resources(&config.resource, None)
     }
 
     /// An engine over `issuers` with the rules of `options` and `rules` compiled against them
@@ -276,7 +324,10 @@ impl Engine {
                 token,
             };
         };
-        let outcome = self.by_rule(&m, req, now, out, &mut token).await;
+        let outcome = self
+            .by_rule(&m, req, now, out, &mut token)
+            .await
+            .map_err(|d| self.under_resource(m.rule, d));
         Decision {
             rule: Some(m.rule),
             outcome,
@@ -297,7 +348,8 @@ impl Engine {
                 let mut token = None;
                 let outcome = self
                     .by_rule(&m, req, now, Outputs::Headers, &mut token)
-                    .await;
+                    .await
+                    .map_err(|d| self.under_resource(m.rule, d));
                 Decision {
                     rule: Some(m.rule),
                     outcome,
@@ -310,6 +362,23 @@ impl Engine {
             )),
             Err(e) => Decision::refused(bad_path(&e)),
         }
+    }
+
+    /// A 401/403 of a rule under a `[[resource]]` names the resource's metadata and every
+    /// scope the rule requires (MCP: all of them in one challenge, so a client asking for
+    /// them does not lose the ones it had).
+    fn under_resource(&self, rule: &Rule, mut d: Denial) -> Denial {
+        let Some(r) = self.resources.of_rule(rule.index()) else {
+            return d;
+        };
+        if !matches!(d.error.reason().http_status(), 401 | 403) {
+            return d;
+        }
+        d.resource_metadata = Some(r.metadata_url.clone());
+        if let Some(s) = rule.scopes() {
+            d.scope = Some(s.scopes.join(" "));
+        }
+        d
     }
 
     /// Every request needs a valid token from some configured issuer.
@@ -328,6 +397,7 @@ impl Engine {
                 error,
                 issuer,
                 scope: None,
+                resource_metadata: None,
             }),
         }
     }
@@ -354,7 +424,11 @@ impl Engine {
             };
         };
         *seen = Some(token);
-        let policy = match rule.audiences() {
+        // A rule under a resource takes only tokens issued for it (RFC 8707), unless it
+        // names its own audiences. From the rule itself, not the resource table: an engine
+        // built without `with_resources` must not fall back to the issuer's audiences.
+        let audiences = rule.audiences().or_else(|| rule.resource_audience());
+        let policy = match audiences {
             Some(_) => Policy::RuleAudiences,
             None => Policy::Issuer,
         };
@@ -369,6 +443,7 @@ impl Engine {
             error,
             issuer: Some(issuer.name.clone()),
             scope: None,
+            resource_metadata: None,
         };
         if !rule.takes_issuer(&issuer.name) {
             return Err(refuse(Error::new(
@@ -384,7 +459,7 @@ impl Engine {
             .verify_selected(selected, policy, token, now)
             .await
             .map_err(refuse)?;
-        if let Some(auds) = rule.audiences() {
+        if let Some(auds) = audiences {
             if !audience_matches(&verified, auds) {
                 return Err(refuse(Error::new(
                     Reason::WrongAudience,
@@ -410,6 +485,7 @@ impl Engine {
                     ),
                     issuer: Some(issuer.name.clone()),
                     scope: Some(needed),
+                    resource_metadata: None,
                 });
             }
         }
@@ -471,6 +547,7 @@ impl Engine {
                 error,
                 issuer: Some(issuer.name.clone()),
                 scope: None,
+                resource_metadata: None,
             }),
         }
     }

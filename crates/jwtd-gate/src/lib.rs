@@ -20,6 +20,7 @@ pub mod env;
 pub mod extract;
 pub mod issuers;
 pub mod refusal;
+pub mod resource;
 pub mod rules;
 pub mod source;
 

@@ -36,6 +36,26 @@ pub fn description(message: &str) -> String {
         .collect()
 }
 
+/// The longest `scope` challenge parameter, in bytes.
+pub const MAX_SCOPE_PARAMETER: usize = 2048;
+
+/// The `scope` challenge parameter: whole scope tokens (never cut inside one, unlike
+/// [`description`]; a token is never `"` or `\`), as many as fit in [`MAX_SCOPE_PARAMETER`]
+/// bytes.
+pub fn scope_parameter(scope: &str) -> String {
+    let mut out = String::new();
+    for t in scope.split(' ').filter(|t| crate::rules::is_scope_token(t)) {
+        if out.len() + usize::from(!out.is_empty()) + t.len() > MAX_SCOPE_PARAMETER {
+            break;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(t);
+    }
+    out
+}
+
 /// The `WWW-Authenticate` challenge for `e`: a bare `Bearer realm="jwtd"` for a missing token
 /// and for a temporary failure, else with the RFC 6750 `error` and an `error_description`.
 pub fn challenge(e: &Error) -> String {
@@ -62,16 +82,29 @@ pub fn body(e: &Error) -> String {
 }
 
 /// The HTTP answer to an engine refusal: [`http()`], with the RFC 6750 `scope` challenge
-/// parameter naming the scopes the rule needs when the token lacks some.
+/// parameter naming the scopes the rule needs (when the token lacks some, or on any 401/403
+/// of a rule under a `[[resource]]`) and the RFC 9728 `resource_metadata` parameter naming
+/// the resource's metadata URL (a rule under a `[[resource]]`).
 pub fn http_denial(d: &crate::Denial) -> HttpRefusal {
     let mut answer = http(&d.error);
+    if d.scope.is_none() && d.resource_metadata.is_none() {
+        return answer;
+    }
+    let mut www = challenge(&d.error);
+    // A URL checked at load (http::Uri): visible ASCII without quotes; never truncated.
+    if let Some(url) = d.resource_metadata.as_deref().filter(|u| {
+        u.bytes()
+            .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\')
+    }) {
+        www.push_str(&format!(", resource_metadata=\"{url}\""));
+    }
     if let Some(scope) = &d.scope {
-        let www = format!("{}, scope=\"{}\"", challenge(&d.error), description(scope));
-        if let Ok(v) = HeaderValue::from_str(&www) {
-            for (n, value) in answer.headers.iter_mut() {
-                if *n == header::WWW_AUTHENTICATE {
-                    *value = v.clone();
-                }
+        www.push_str(&format!(", scope=\"{}\"", scope_parameter(scope)));
+    }
+    if let Ok(v) = HeaderValue::from_str(&www) {
+        for (n, value) in answer.headers.iter_mut() {
+            if *n == header::WWW_AUTHENTICATE {
+                *value = v.clone();
             }
         }
     }

@@ -24,6 +24,14 @@
 //! configuration model beside tokio's, for features (load balancing, caching) a proxy in front
 //! of one upstream does not need.
 //!
+//! ## Protected-resource metadata
+//!
+//! For each configured `[[resource]]` (RFC 9728), `GET`/`HEAD` of its well-known path
+//! (`/.well-known/oauth-protected-resource/mcp` for `https://host/mcp`) is answered by the
+//! proxy itself with the engine's document ([`jwtd_gate::resource::Resources::answer_request`];
+//! 204 for a CORS preflight, 405 for another method), before any rule and without reaching the upstream. Other paths under
+//! the prefix are decided and forwarded as usual.
+//!
 //! ## What is forwarded
 //!
 //! - The method, the path and query as received (after the upstream URL's own path, when it
@@ -381,6 +389,34 @@ impl<S: EngineSource> Proxy<S> {
         &self.options
     }
 
+    /// The metadata answer for a configured resource's well-known path (200, 204 for a CORS
+    /// preflight, or 405 for another method than `GET`/`HEAD`); `None` for any other path.
+    fn metadata(
+        &self,
+        engine: &Engine,
+        req: &Request<Incoming>,
+        target: &str,
+    ) -> Option<Response<ProxyBody>> {
+        if engine.resources.is_empty() {
+            return None;
+        }
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or(req.uri().authority().map(Authority::as_str))
+            .unwrap_or("");
+        let a = engine
+            .resources
+            .answer_request(req.method().as_str(), host, target, req.headers())
+            .filter(|a| a.status != http::StatusCode::NOT_FOUND)?;
+        Some(refusal(jwtd_gate::refusal::HttpRefusal {
+            status: a.status,
+            headers: a.headers,
+            body: a.body,
+        }))
+    }
+
     /// Answers one request from `peer`: the refusal, or the upstream's answer (see the crate
     /// docs).
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
@@ -424,6 +460,15 @@ impl<S: EngineSource> Proxy<S> {
                 )));
             }
         };
+        // The RFC 9728 metadata of a configured `[[resource]]` is answered here, before any
+        // rule: it is public, and the upstream does not know it. Other paths under the
+        // well-known prefix are decided and forwarded like any request.
+        let decided_target = target
+            .as_deref()
+            .unwrap_or_else(|| req.uri().path_and_query().map_or("/", |p| p.as_str()));
+        if let Some(answer) = self.metadata(engine, &req, decided_target) {
+            return answer;
+        }
         let decision = {
             let target = jwtd_gate::Request {
                 method: req.method().as_str(),

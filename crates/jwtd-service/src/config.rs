@@ -80,6 +80,11 @@ pub struct Config {
     /// issuer, as before rules existed).
     #[serde(default)]
     pub rule: Vec<jwtd_gate::rules::RuleConfig>,
+    /// `[[resource]]`: protected resources whose RFC 9728 metadata `jwtd serve` (and the
+    /// proxy mode) publish at `/.well-known/oauth-protected-resource...`, and whose rules'
+    /// refusals name it (MCP servers).
+    #[serde(default)]
+    pub resource: Vec<jwtd_gate::resource::ResourceConfig>,
     /// Addresses (`IP` or `IP/prefix`) whose forwarded-request headers (`X-Original-URI`,
     /// `X-Forwarded-Method`, ...) `/auth` believes when it matches rules; from anyone else
     /// they are ignored. Default: loopback (`127.0.0.0/8`, `::1`).
@@ -915,12 +920,35 @@ impl Config {
         )
     }
 
-    /// The warnings about the rules ([`jwtd_gate::rules::RuleSet::lint`]): rules that load
+    /// The warnings about the rules ([`jwtd_gate::rules::RuleSet::lint`], and the resources'
+    /// [`jwtd_gate::resource::Resources::lint`]): rules that load
     /// but probably do not do what was meant, each naming its rules with their lines. `jwtd
     /// config check` prints them, `jwtd serve` logs them at start. Empty when the rules do not
     /// compile (a checked configuration's always do).
     pub fn rule_warnings(&self) -> Vec<String> {
-        self.rule_set().map(|set| set.lint()).unwrap_or_default()
+        let Ok(set) = self.rule_set() else {
+            return Vec::new();
+        };
+        let mut out = set.lint();
+        // And the resources' ([`jwtd_gate::resource::Resources::lint`]).
+        let mut issuers: Vec<(&str, Option<&str>)> = self
+            .issuers
+            .iter()
+            .map(|i| (i.name.get_ref().as_str(), i.issuer.as_deref()))
+            .collect();
+        if self.signing.is_some() {
+            issuers.push(("self", Some("(jwtd's own iss)")));
+        }
+        if let Ok(r) = jwtd_gate::resource::Resources::build(
+            &self.resource,
+            &issuers,
+            &set,
+            &self.tokens,
+            &self.text.0,
+        ) {
+            out.extend(r.lint(&self.resource, &set));
+        }
+        out
     }
 
     /// The rules compiled as the engine compiles them (against the `[[issuer]]`s and jwtd's
@@ -1094,6 +1122,23 @@ impl Config {
             &self.rule,
             &self.issuers,
             self.own_issuer_names(),
+            doc.text,
+            errors,
+        );
+        // The resources, against the issuers (by `iss`; jwtd's own is known once it runs)
+        // and the rules.
+        let own: &[(&str, Option<&str>)] = if self.signing.is_some() {
+            &[("self", Some("(jwtd's own iss)"))]
+        } else {
+            &[]
+        };
+        jwtd_gate::config::check_resources(
+            &self.resource,
+            &self.rules,
+            &self.rule,
+            &self.issuers,
+            own,
+            &self.tokens,
             doc.text,
             errors,
         );

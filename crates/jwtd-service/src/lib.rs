@@ -554,7 +554,8 @@ impl Runtime {
             &config.rule,
             config.tokens.clone(),
             Some(&config.text.0),
-        )?;
+        )?
+        .with_resources(&config.resource, Some(&config.text.0))?;
         Ok(Runtime {
             decisions: telemetry::DecisionCounters::new(engine.rules.len()),
             trusted_proxies: config::TrustedProxies::parse(&config.trusted_proxies)?,

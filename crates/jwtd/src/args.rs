@@ -26,7 +26,7 @@ fn examples(lines: &[&str]) -> String {
     version,
     about,
     after_help = "Exit codes: 0 ok, 1 token rejected or remote keys unreachable (JSON error on stderr), \
-or a request `jwtd rules test` denies; 2 usage, configuration or key error.",
+or a request `jwtd rules test` denies, or a proof `jwtd dpop verify` refuses; 2 usage, configuration or key error.",
         help_template = examples(&[
             "jwtd keygen --alg ES256 --out signing.pem --public-out jwks.json",
             "TOKEN=$(jwtd sign --key signing.pem --iss https://id.example --aud api --sub alice --ttl 10m)",
@@ -128,6 +128,9 @@ max_connections + 256.",
     /// Tokens from the issuer's key ring.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// DPoP (RFC 9449) proofs: make one for testing, or check one as a resource server does.
+    #[command(subcommand)]
+    Dpop(DpopCommand),
     /// Turn public (or private) key PEM files into a JWKS of public keys on stdout.
     #[command(
         help_template = examples(&[
@@ -275,6 +278,125 @@ pub struct RulesTestArgs {
     /// How long to wait for the remote keys of the token's issuer (seconds or a duration).
     #[arg(long, value_name = "S", default_value = "10", value_parser = parse_seconds)]
     pub fetch_timeout: u64,
+}
+
+/// `jwtd dpop ...`.
+#[derive(Subcommand, Debug)]
+pub enum DpopCommand {
+    /// Make a DPoP proof (the `DPoP` request header) for a request, signed with a private key;
+    /// print it. For testing resource servers and jwtd itself.
+    #[command(
+        after_help = "The header is {\"typ\": \"dpop+jwt\", \"alg\", \"jwk\"} with the key's \
+public members only; the claims are jti (random, 128 bits, unless --jti), htm (--method, as given), \
+htu (--url without its query and fragment), iat (now, or --now), ath with --token or \
+--token-file (the base64url SHA-256 of the token) and nonce with --nonce. The proof's jkt is the \
+key's RFC 7638 thumbprint (the kid `jwtd keygen` names a key by). The key is a private PEM (PKCS#8, PKCS#1, \
+SEC1) or a private JWK of an asymmetric algorithm (RSA keys need --alg unless the JWK names it); \
+HMAC secrets cannot sign proofs. Exit 0 with the proof on stdout, 2 for a usage or key error.",
+        help_template = examples(&[
+            "jwtd dpop proof --key client.pem --method GET --url https://api.example/v1/orders/7 --token \"$TOKEN\"",
+            "jwtd dpop proof --key client.jwk --method POST --url https://as.example/token --nonce \"$NONCE\"",
+            "curl -H \"Authorization: DPoP $TOKEN\" -H \"DPoP: $(jwtd dpop proof --key client.pem --method GET --url \"$URL\" --token \"$TOKEN\")\" \"$URL\"",
+        ])
+    )]
+    Proof(DpopProofArgs),
+    /// Check a DPoP proof against a request as a resource server does (RFC 9449 section 4.3);
+    /// print the key's thumbprint (jkt), jti, iat and nonce, or the reason it is refused.
+    #[command(
+        after_help = "Checks: a compact JWS of typ dpop+jwt under an allowed asymmetric alg \
+(--alg; none and HS* never), signed by the public jwk of its header (a jwk with a private member \
+is refused), with jti, htm equal to --method (case-sensitive), htu equal to --url without query \
+and fragment (both normalised: scheme and host case, default port, percent-encoding, dot \
+segments; an htu with a query or fragment is refused), iat within --max-age plus --leeway, and, \
+with --token or --token-file, ath equal to the token's base64url SHA-256. The jti replay cache, \
+server nonces and the token's cnf.jkt are for the caller (compare the printed jkt). Output: \
+proof (valid or refused), then jkt, jti, iat, alg and nonce, or reason (a dpop_* code, \
+docs/security.md), error (the RFC 9449 error, invalid_dpop_proof) and message. --json prints \
+{\"valid\": bool, \"jkt\", \"jti\", \"iat\", \"alg\", \"nonce\", \"reason\", \"error\", \"message\"} \
+(null where not applicable). Exit 0 valid, 1 refused, 2 usage error.",
+        help_template = examples(&[
+            "jwtd dpop verify --proof \"$PROOF\" --method GET --url https://api.example/v1/orders/7 --token \"$TOKEN\"",
+            "jwtd dpop verify --proof - --method POST --url https://as.example/token --json < proof.txt",
+        ])
+    )]
+    Verify(DpopVerifyArgs),
+}
+
+/// `jwtd dpop proof`.
+#[derive(Args, Debug)]
+pub struct DpopProofArgs {
+    /// The private key: a PEM (PKCS#8, PKCS#1, SEC1) or a private JWK JSON file.
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// The key's algorithm (needed for RSA keys; EC and Ed25519 keys imply theirs).
+    #[arg(long, value_name = "ALG")]
+    pub alg: Option<Algorithm>,
+    /// The request method (`htm`), as it is sent.
+    #[arg(long, value_name = "METHOD")]
+    pub method: String,
+    /// The request URL (`htu`: its query and fragment are left out).
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+    /// The access token sent with the proof (sets `ath`; `-` reads it from stdin).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        allow_hyphen_values = true,
+        conflicts_with = "token_file"
+    )]
+    pub token: Option<String>,
+    /// A file holding the access token.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// A nonce the server sent (`DPoP-Nonce`).
+    #[arg(long, value_name = "NONCE")]
+    pub nonce: Option<String>,
+    /// The `jti` (default: 128 random bits, base64url).
+    #[arg(long, value_name = "ID")]
+    pub jti: Option<String>,
+    /// Make the proof as if the time were UNIX (its `iat`).
+    #[arg(long, value_name = "UNIX")]
+    pub now: Option<u64>,
+}
+
+/// `jwtd dpop verify`.
+#[derive(Args, Debug)]
+pub struct DpopVerifyArgs {
+    /// The proof (the `DPoP` header's value; `-` reads it from stdin).
+    #[arg(long, value_name = "PROOF", allow_hyphen_values = true)]
+    pub proof: String,
+    /// The request method.
+    #[arg(long, value_name = "METHOD")]
+    pub method: String,
+    /// The request's absolute URL (its query and fragment are ignored).
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+    /// The access token presented with the proof (`ath` is checked; `-` reads it from stdin).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        allow_hyphen_values = true,
+        conflicts_with = "token_file"
+    )]
+    pub token: Option<String>,
+    /// A file holding the access token.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Allowed algorithm(s), asymmetric only [default: ES256, ES384, RS256, PS256, EdDSA].
+    #[arg(long = "alg", value_name = "ALG", value_delimiter = ',')]
+    pub algs: Vec<Algorithm>,
+    /// How old a proof may be (seconds or a duration).
+    #[arg(long, value_name = "S", default_value = "60", value_parser = parse_seconds)]
+    pub max_age: u64,
+    /// Clock leeway for `iat`, both ways (seconds or a duration).
+    #[arg(long, value_name = "S", default_value = "5", value_parser = parse_seconds)]
+    pub leeway: u64,
+    /// Check as if the time were UNIX (seconds since the epoch).
+    #[arg(long, value_name = "UNIX")]
+    pub now: Option<u64>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where the issuer's store is, and its policy.

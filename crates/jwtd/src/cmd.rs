@@ -1,8 +1,9 @@
 //! The commands.
 
 use crate::args::{
-    Cli, Command, ConfigCommand, DecodeArgs, JwksArgs, KeySource, KeygenArgs, KeysCommand,
-    RemoteArgs, RulesCommand, ServeArgs, SignArgs, StoreArgs, TokenCommand, VerifyArgs,
+    Cli, Command, ConfigCommand, DecodeArgs, DpopCommand, JwksArgs, KeySource, KeygenArgs,
+    KeysCommand, RemoteArgs, RulesCommand, ServeArgs, SignArgs, StoreArgs, TokenCommand,
+    VerifyArgs,
 };
 use crate::io;
 use jwtd_core::Reason;
@@ -48,6 +49,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Rules(RulesCommand::Explain { config, json }) => {
             crate::rules::explain(&config, json)
         }
+        Command::Dpop(DpopCommand::Proof(a)) => crate::dpop::proof(a),
+        Command::Dpop(DpopCommand::Verify(a)) => crate::dpop::verify(a),
         Command::Keys(k) => keys(k),
         Command::Token(TokenCommand::Mint {
             store,

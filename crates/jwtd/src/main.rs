@@ -2,11 +2,12 @@
 //!
 //! Exit codes: 0 success; 1 the token was rejected (a JSON error with a stable reason code on
 //! stderr), or remote keys could not be fetched within `--fetch-timeout` (`key_fetch_failed`),
-//! or `jwtd rules test` printed a denial; 2 usage or configuration error (bad flag, unreadable or unusable key file, a remote key
+//! or `jwtd rules test` printed a denial, or `jwtd dpop verify` printed a refusal; 2 usage or configuration error (bad flag, unreadable or unusable key file, a remote key
 //! source that answers with something unusable), at once.
 
 mod args;
 mod cmd;
+mod dpop;
 mod io;
 mod rules;
 

@@ -3,6 +3,8 @@
 
 mod cache;
 mod cache_memory;
+mod dpop_peer;
+mod dpop_reasons;
 mod fuzz_seeds;
 mod negative;
 mod properties;

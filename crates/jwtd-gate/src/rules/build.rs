@@ -437,6 +437,10 @@ fn compile(
         claims,
         cors_preflight_bypass,
         set_headers,
+        resource: cfg
+            .resource
+            .as_ref()
+            .map(|r| (r.get_ref().clone(), r.span())),
     };
     rule.bound = rule.compute_bound();
     rule.takes = rule

@@ -233,4 +233,9 @@ pub struct RuleConfig {
     /// Headers to set on an allowed request: name → template (`{claim.PATH}`, `{path.NAME}`).
     #[serde(default)]
     pub set_headers: BTreeMap<String, String>,
+    /// The protected resource this rule guards: the `uri` of a `[[resource]]` table. Its
+    /// refusals then carry the resource's `resource_metadata` URL and the rule's scopes, and
+    /// its tokens must name the resource URI in `aud` unless the rule sets `audiences`.
+    #[serde(default)]
+    pub resource: Option<Spanned<String>>,
 }

@@ -73,6 +73,9 @@
 //!   `Access-Control-Request-Method` ([`is_cors_preflight`]) matching this rule passes without a
 //!   token. The rule's methods must take `OPTIONS` (a load error otherwise: the bypass could
 //!   never apply).
+//! - `resource` (optional): the `uri` of a `[[resource]]` (RFC 9728 protected-resource
+//!   metadata, see [`crate::resource`]): refusals carry `resource_metadata` and the rule's
+//!   scopes, and tokens must name the resource in `aud` unless `audiences` is set.
 //! - `[rule.set_headers]` (optional): header name → [`Template`] over `{claim.PATH}` and
 //!   `{path.NAME}` (text between placeholders allowed; `{{`/`}}` for braces).
 //!
@@ -355,6 +358,8 @@ pub struct Rule {
     claims: Vec<ClaimPredicate>,
     cors_preflight_bypass: bool,
     set_headers: Vec<(HeaderName, Template)>,
+    /// The `[[resource]]` URI it guards, and the span of that value.
+    resource: Option<(String, Range<usize>)>,
 }
 
 /// Static rank of a rule's conditions (the best the rule can rank on any request).
@@ -430,6 +435,23 @@ impl Rule {
     /// The headers to set on an allowed request.
     pub fn set_headers(&self) -> &[(HeaderName, Template)] {
         &self.set_headers
+    }
+
+    /// The protected resource (`[[resource]] uri`) this rule guards, if it names one.
+    pub fn resource(&self) -> Option<&str> {
+        self.resource.as_ref().map(|(u, _)| u.as_str())
+    }
+
+    /// The audience a token must name under this rule's resource: the resource URI, as a
+    /// one-entry list ([`Rule::audiences`] takes precedence). Read from the rule itself, so
+    /// the binding holds even for an engine built without the resource table.
+    pub fn resource_audience(&self) -> Option<&[String]> {
+        self.resource.as_ref().map(|(u, _)| std::slice::from_ref(u))
+    }
+
+    /// The byte range of its `resource` value in the configuration text.
+    pub fn resource_span(&self) -> Option<Range<usize>> {
+        self.resource.as_ref().map(|(_, s)| s.clone())
     }
 
     /// The first claim predicate that fails, if any (for the reason and `explain`).

@@ -1,6 +1,7 @@
 //! HTTP endpoints, by group: [`verify`] (`/v1/verify`, `/v1/tokens/{token}`), [`auth`]
 //! (forward-auth), [`introspect`], [`admin`] (reload, status, readiness, metrics), [`issuer`]
-//! (JWKS, discovery, minting), [`revocations`]; [`cors`] for the routes browsers call. Every
+//! (JWKS, discovery, minting), [`revocations`], [`resource`] (RFC 9728 protected-resource
+//! metadata); [`cors`] for the routes browsers call. Every
 //! refusal is an [`ApiError`]; the admin key, the introspection client and the request id are
 //! extractors ([`extract`]); [`observe`] counts, times and logs verifications.
 
@@ -12,6 +13,7 @@ mod extract;
 mod introspect;
 mod issuer;
 mod observe;
+mod resource;
 mod revocations;
 mod verify;
 
@@ -57,6 +59,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/status", get(admin::admin_status))
         .route("/.well-known/jwks.json", get(issuer::jwks))
         .route("/.well-known/openid-configuration", get(issuer::discovery))
+        .route(
+            "/.well-known/oauth-protected-resource",
+            any(resource::metadata),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource/{*path}",
+            any(resource::metadata),
+        )
         .route("/v1/tokens", post(issuer::mint).layer(limit))
         .route(
             "/v1/revocations",

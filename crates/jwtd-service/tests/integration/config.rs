@@ -255,3 +255,48 @@ fn the_documented_tables_state_the_defaults_the_code_has() {
     .collect();
     assert_eq!(proxy, expected);
 }
+
+/// The `[[resource]]` table and limits of docs/configuration.md against the code: every key
+/// of `ResourceConfig` documented (and only those), the limits and the `Cache-Control` age.
+#[test]
+fn the_documented_resource_table_states_the_code() {
+    use jwtd_gate::resource::{
+        MAX_AGE, MAX_LIST, MAX_NAME_LEN, MAX_RESOURCES, MAX_URI_LEN, PREFLIGHT_MAX_AGE,
+    };
+    use jwtd_service::Env;
+    let md = docs();
+    let rows = table(&md, "Protected resources: `[[resource]]`");
+    let keys: Vec<&str> = rows.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "issuers",
+            "resource_documentation",
+            "resource_name",
+            "scopes_supported",
+            "uri"
+        ]
+    );
+    assert_eq!(rows["uri"], "(required)");
+    assert_eq!(rows["issuers"], "(required)");
+    // Every documented key is one the code reads (an unknown one is a load error).
+    let env = Env::from_vars([("S", "resource-docs-secret-0123456789abcdef")]);
+    let text = "[[issuer]]\nname = \"corp\"\nissuer = \"https://a.example\"\nsecret_env = \"S\"\n\
+                algorithms = [\"HS256\"]\n[[resource]]\nuri = \"https://r.example/mcp\"\n\
+                issuers = [\"corp\"]\nscopes_supported = [\"a\"]\nresource_name = \"R\"\n\
+                resource_documentation = \"https://docs.example\"\n";
+    jwtd_service::Config::parse_with_env(text, "t", &env).unwrap();
+    let at = md.find("\n## Protected resources").unwrap();
+    let section = &md[at..at + md[at + 1..].find("\n## ").unwrap()];
+    for want in [
+        format!("public, max-age={MAX_AGE}"),
+        format!("Access-Control-Max-Age: {PREFLIGHT_MAX_AGE}"),
+        format!("1 to {MAX_LIST} names"),
+        format!("at most {MAX_LIST})"),
+        format!("1 to {MAX_NAME_LEN} bytes"),
+        format!("At most {MAX_RESOURCES} `[[resource]]` tables"),
+        format!("{},{:03} bytes", MAX_URI_LEN / 1000, MAX_URI_LEN % 1000),
+    ] {
+        assert!(section.contains(&want), "{want:?} in the section");
+    }
+}

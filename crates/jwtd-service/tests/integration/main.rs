@@ -10,6 +10,7 @@ mod cache;
 mod cluster;
 mod config;
 mod recipes;
+mod resource;
 mod revocation;
 mod service;
 mod shared_store;

@@ -2,7 +2,7 @@
 //! answered from it, a refused one is never cached, and hits answer exactly like the miss did),
 //! and it refuses a request carrying more than one token the way the service does; and every
 //! reason code is answered as docs/security.md says, by the service, the layer and its gRPC
-//! form alike.
+//! form alike; a rule under a `[[resource]]` challenges with its metadata.
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -323,4 +323,72 @@ async fn conformance_table_through_the_layer() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// A rule under a `[[resource]]` (RFC 9728, MCP) through the layer: the 401 and 403 carry
+/// `resource_metadata` and every scope the rule needs, and the audience is the resource URI.
+#[tokio::test]
+async fn the_layer_challenges_name_the_resource_metadata() {
+    let config = jwtd_gate::config::GateConfig::parse_with_env(
+        "[[issuer]]\nname = \"hs\"\nissuer = \"https://hs.test\"\n\
+         secret_env = \"JWTD_TOWER_RESOURCE_HS\"\nalgorithms = [\"HS256\"]\naudiences = [\"api\"]\n\
+         [[resource]]\nuri = \"https://mcp.test/mcp\"\nissuers = [\"hs\"]\n\
+         [[rule]]\nid = \"mcp\"\npath = \"/mcp\"\nauth = \"hs\"\nresource = \"https://mcp.test/mcp\"\n\
+         scopes = { all = [\"mcp:read\", \"mcp:tools\"] }\n",
+        "test",
+        &Env::from_vars([("JWTD_TOWER_RESOURCE_HS", SECRET)]),
+    )
+    .unwrap();
+    let mut router = axum::Router::new()
+        .fallback(|| async { "through" })
+        .layer(JwtdLayer::from_config(&config).unwrap());
+    let md = "resource_metadata=\"https://mcp.test/.well-known/oauth-protected-resource/mcp\"";
+    let scope = "scope=\"mcp:read mcp:tools\"";
+    assert_eq!(
+        ask(&mut router, None, "").await,
+        (401, Some(format!("Bearer realm=\"jwtd\", {md}, {scope}")))
+    );
+    let (status, www) = ask(&mut router, Some("api"), "mcp:read mcp:tools").await;
+    let www = www.unwrap();
+    assert_eq!(status, 401);
+    assert!(
+        www.contains("error=\"invalid_token\"") && www.ends_with(&format!("{md}, {scope}")),
+        "{www}"
+    );
+    let (status, www) = ask(&mut router, Some("https://mcp.test/mcp"), "mcp:read").await;
+    let www = www.unwrap();
+    assert_eq!(status, 403);
+    assert!(
+        www.contains("error=\"insufficient_scope\"") && www.ends_with(&format!("{md}, {scope}")),
+        "{www}"
+    );
+    assert_eq!(
+        ask(
+            &mut router,
+            Some("https://mcp.test/mcp"),
+            "mcp:read mcp:tools"
+        )
+        .await,
+        (200, None)
+    );
+}
+
+/// Status and `WWW-Authenticate` of `POST /mcp` with a token for `aud` (none: no token).
+async fn ask(router: &mut axum::Router, aud: Option<&str>, scope: &str) -> (u16, Option<String>) {
+    let mut req = Request::post("/mcp").header("host", "mcp.test");
+    if let Some(aud) = aud {
+        let c = json!({"iss": "https://hs.test", "sub": "a", "aud": aud, "scope": scope,
+            "exp": jwtd_core::unix_now() + 600});
+        let t = jwtd_test_support::hs256(SECRET.as_bytes(), &c);
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    std::future::poll_fn(|cx| Service::<Request<Body>>::poll_ready(router, cx))
+        .await
+        .unwrap();
+    let r = router.call(req.body(Body::empty()).unwrap()).await.unwrap();
+    let www = r
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (r.status().as_u16(), www)
 }

@@ -426,6 +426,15 @@ fn every_command_has_help_with_examples_that_can_be_pasted() {
             "jwtd token mint --config jwtd.toml --sub alice --aud partner-42 --ttl 10m",
             "jwtd token mint --iss https://auth.example.com --sub alice --claim client_id=12345 --claim-json admin=true",
         ]),
+        (&["dpop", "proof"], &[
+            "jwtd dpop proof --key client.pem --method GET --url https://api.example/v1/orders/7 --token \"$TOKEN\"",
+            "jwtd dpop proof --key client.jwk --method POST --url https://as.example/token --nonce \"$NONCE\"",
+            "curl -H \"Authorization: DPoP $TOKEN\" -H \"DPoP: $(jwtd dpop proof --key client.pem --method GET --url \"$URL\" --token \"$TOKEN\")\" \"$URL\"",
+        ]),
+        (&["dpop", "verify"], &[
+            "jwtd dpop verify --proof \"$PROOF\" --method GET --url https://api.example/v1/orders/7 --token \"$TOKEN\"",
+            "jwtd dpop verify --proof - --method POST --url https://as.example/token --json < proof.txt",
+        ]),
         (&["jwks"], &[
             "jwtd jwks signing.pem old-signing.pem > jwks.json",
             "jwtd jwks --alg PS256 rsa-public.pem",
