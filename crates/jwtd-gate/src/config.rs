@@ -748,7 +748,7 @@ pub struct GateConfig {
 }
 
 /// The top-level keys of `jwtd serve`'s file the engine leaves to the service.
-pub const SERVICE_KEYS: [&str; 9] = [
+pub const SERVICE_KEYS: [&str; 13] = [
     "listen",
     "log_format",
     "trust_request_id",
@@ -758,6 +758,10 @@ pub const SERVICE_KEYS: [&str; 9] = [
     "revocation",
     "server",
     "cors",
+    "ext_authz",
+    "proxy",
+    "upstream",
+    "trusted_proxies",
 ];
 
 impl GateConfig {

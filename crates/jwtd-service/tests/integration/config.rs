@@ -300,3 +300,26 @@ fn the_documented_resource_table_states_the_code() {
         assert!(section.contains(&want), "{want:?} in the section");
     }
 }
+
+/// The tower layer reads the same file as `jwtd serve` (`GateConfig`): every top-level key of
+/// the documented sample is one it knows (the engine's, or one it leaves to the service), so
+/// a `jwtd.toml` with `[ext_authz]`, `[proxy]`, `[upstream]` or `trusted_proxies` is not
+/// refused as unknown there.
+#[test]
+fn the_engine_reads_every_key_of_the_documented_sample() {
+    let md = docs();
+    let start = md.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let len = md[start..].find("```").expect("the block ends");
+    let block = &md[start..start + len];
+    let keys: Vec<String> = sample(&md).keys().cloned().collect();
+    for key in ["ext_authz", "proxy", "upstream"] {
+        assert!(keys.iter().any(|k| k == key), "the sample shows {key}");
+    }
+    // Not in the sample: a top-level key, so before the tables.
+    let block = format!("trusted_proxies = [\"127.0.0.1/32\"]\n{block}");
+    let env = jwtd_gate::Env::from_vars([("JWTD_HS_SECRET", "0123456789abcdef0123456789abcdef")]);
+    if let Err(e) = jwtd_gate::config::GateConfig::parse_with_env(&block, "sample.toml", &env) {
+        let text = e.to_string();
+        assert!(!text.contains("unknown key"), "{text}");
+    }
+}
