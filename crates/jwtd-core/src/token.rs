@@ -227,7 +227,37 @@ pub struct Verified {
     ids: Ids,
     /// The key whose signature check passed (shared with its key set, not copied).
     key: Arc<VerifyingKey>,
+    /// What a front derived from this token, kept with it (see [`Verified::keep_memo`]).
+    memo: Memo,
 }
+
+/// A value derived from a verified token by a front (the identity headers it renders for it),
+/// kept with the token for as long as the token is shared (e.g. held by the verified-token
+/// cache), so repeated requests with the same token do not derive it again. Set at most once;
+/// never copied by [`Clone`] (a clone starts without one); ignored by equality.
+#[derive(Default)]
+struct Memo {
+    value: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl Clone for Memo {
+    fn clone(&self) -> Memo {
+        Memo::default()
+    }
+}
+
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.value.get().is_some() {
+            "Memo(kept)"
+        } else {
+            "Memo(none)"
+        })
+    }
+}
+
+/// Bytes a memo may always weigh, whatever the claims' size (see [`Verified::memo_budget`]).
+const MEMO_BASE: usize = 256;
 
 impl PartialEq for Verified {
     fn eq(&self, other: &Verified) -> bool {
@@ -312,6 +342,31 @@ impl Verified {
             + self.ids.iss.heap_bytes()
             + self.ids.sub.heap_bytes()
             + self.ids.jti.heap_bytes()
+            // Counted whether or not a memo is ever kept: the cache weighs an entry once.
+            + self.memo_budget()
+    }
+
+    /// The most a memo may weigh, in bytes: 256 plus half the claims' length. The
+    /// verified-token cache counts this much for every entry, so what
+    /// [`Verified::keep_memo`] keeps stays inside the cache's byte bound.
+    pub fn memo_budget(&self) -> usize {
+        MEMO_BASE + self.claims_json.len() / 2
+    }
+
+    /// The memo of type `T` kept with this token, if any.
+    pub fn memo<T: std::any::Any + Send + Sync>(&self) -> Option<&T> {
+        self.memo.value.get().and_then(|m| m.downcast_ref::<T>())
+    }
+
+    /// Keeps `value`, which weighs about `bytes` (heap and inline), with this token when no
+    /// memo is kept yet and `bytes` is within [`Verified::memo_budget`]; returns the memo of
+    /// type `T` now kept (this one, or one kept before), `None` when there is none.
+    pub fn keep_memo<T: std::any::Any + Send + Sync>(&self, value: T, bytes: usize) -> Option<&T> {
+        if bytes <= self.memo_budget() {
+            // A concurrent keeper may win; either value was derived the same way.
+            let _ = self.memo.value.set(Box::new(value));
+        }
+        self.memo()
     }
 
     /// The verified claims set as JSON text, exactly as signed (no re-serialization).
@@ -806,6 +861,7 @@ pub(crate) fn verify_with_times(
             claims_json,
             ids,
             key,
+            memo: Memo::default(),
         },
         times,
     ))

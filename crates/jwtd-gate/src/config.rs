@@ -37,8 +37,8 @@ pub mod defaults {
     pub const CACHE_ENABLED: bool = true;
     /// `[cache] max_entries`: most entries per issuer.
     pub const CACHE_MAX_ENTRIES: usize = 20_000;
-    /// `[cache] max_bytes`: most bytes per issuer (40 MiB).
-    pub const CACHE_MAX_BYTES: u64 = 40 * 1024 * 1024;
+    /// `[cache] max_bytes`: most bytes per issuer (48 MiB).
+    pub const CACHE_MAX_BYTES: u64 = 48 * 1024 * 1024;
     /// `[tokens] bearer`: `Authorization: Bearer` is read.
     pub const TOKENS_BEARER: bool = true;
     /// `[[issuer]] leeway`, in seconds: the clock skew allowed.
@@ -80,9 +80,9 @@ pub struct CacheSettings {
     /// Most entries per issuer (default 20,000: [`defaults::CACHE_MAX_ENTRIES`]).
     #[serde(default = "defaults::cache_max_entries")]
     pub max_entries: usize,
-    /// Most bytes per issuer (default 40 MiB: [`defaults::CACHE_MAX_BYTES`]): the heap the
-    /// entries hold (tokens, their claims and headers, and 592 bytes each for the table and the
-    /// shared value).
+    /// Most bytes per issuer (default 48 MiB: [`defaults::CACHE_MAX_BYTES`]): the heap the
+    /// entries hold (tokens, their claims and headers, room for the identity headers rendered
+    /// for them, and 616 bytes each for the table and the shared value).
     #[serde(default = "defaults::cache_max_bytes")]
     pub max_bytes: u64,
 }

@@ -538,7 +538,7 @@ impl Engine {
             Some((rule, binding)) => rule.render_headers(v.as_ref(), binding),
             None => Vec::new(),
         };
-        match identity_headers(&self.identity, &issuer, &v, &extra) {
+        match self.identity_of(&issuer, &v, &extra) {
             Ok(headers) => Ok(Allowed {
                 identity: Some((issuer, v)),
                 headers,
@@ -550,6 +550,67 @@ impl Engine {
                 resource_metadata: None,
             }),
         }
+    }
+}
+
+impl Engine {
+    /// [`identity_headers`] for `v` from `issuer`, reusing the values rendered for the same
+    /// token before when the token is shared (held by the verified-token cache): a cache hit
+    /// then clones the values instead of reading, validating and copying each claim again.
+    /// The memo holds the values without the rule's `extra` (which depend on the request),
+    /// and is used only under the issuer instance and the union of headers it was made for.
+    fn identity_of(
+        &self,
+        issuer: &Issuer,
+        v: &Arc<Verified>,
+        extra: &[(HeaderName, Option<HeaderValue>)],
+    ) -> Result<HeaderMap, Error> {
+        let union = &self.identity;
+        if let Some(m) = v.memo::<RenderedIdentity>() {
+            if m.issuer == issuer.id && m.union == *union {
+                return Ok(assemble(union, issuer, m.values.iter().cloned(), extra));
+            }
+            // Made under another engine or issuer (never by this one's cache).
+            return identity_headers(union, issuer, v, extra);
+        }
+        let values = identity_values(union, issuer, v)?;
+        // A token nobody else holds (no verified-token cache) is dropped after this request.
+        if Arc::strong_count(v) < 2 {
+            return Ok(assemble(union, issuer, values, extra));
+        }
+        let rendered = RenderedIdentity {
+            issuer: issuer.id,
+            union: union.clone(),
+            values,
+        };
+        let bytes = rendered.weight();
+        match v.keep_memo(rendered, bytes) {
+            Some(m) if m.issuer == issuer.id && m.union == *union => {
+                Ok(assemble(union, issuer, m.values.iter().cloned(), extra))
+            }
+            _ => identity_headers(union, issuer, v, extra),
+        }
+    }
+}
+
+/// The identity header values rendered for a token (without a rule's extra headers, in the
+/// order of [`IdentityHeaders::names`]), kept with it ([`Verified::keep_memo`]) under the
+/// issuer instance and the union they were rendered for.
+struct RenderedIdentity {
+    issuer: u64,
+    union: IdentityHeaders,
+    values: Vec<HeaderValue>,
+}
+
+impl RenderedIdentity {
+    /// About what this memo weighs, inline and on the heap (the union's custom names share
+    /// their bytes with the engine's).
+    fn weight(&self) -> usize {
+        std::mem::size_of::<RenderedIdentity>()
+            + 16
+            + self.values.capacity() * std::mem::size_of::<HeaderValue>()
+            + self.values.iter().map(HeaderValue::len).sum::<usize>()
+            + self.union.mapped.capacity() * std::mem::size_of::<HeaderName>()
     }
 }
 
@@ -583,7 +644,22 @@ pub fn identity_headers(
     v: &Verified,
     extra: &[(HeaderName, Option<HeaderValue>)],
 ) -> Result<HeaderMap, Error> {
-    let mut h = HeaderMap::with_capacity(union.mapped.len() + 4);
+    Ok(assemble(
+        union,
+        issuer,
+        identity_values(union, issuer, v)?,
+        extra,
+    ))
+}
+
+/// The values of [`identity_headers`] without the rule's `extra`, in the order of
+/// [`IdentityHeaders::names`].
+fn identity_values(
+    union: &IdentityHeaders,
+    issuer: &Issuer,
+    v: &Verified,
+) -> Result<Vec<HeaderValue>, Error> {
+    let mut out = Vec::with_capacity(union.mapped.len() + 3);
     let id_header = |found: Option<&str>, claim: &str, name: &HeaderName| {
         match found {
             Some(s) if plain_text(s) => HeaderValue::from_str(s).map_err(|_| "not a header value"),
@@ -592,31 +668,57 @@ pub fn identity_headers(
         }
         .map_err(|why| unrepresentable(claim, name.as_str(), why))
     };
-    h.insert(SUBJECT, id_header(v.sub(), "sub", &SUBJECT)?);
-    h.insert(ISSUER, id_header(v.iss(), "iss", &ISSUER)?);
+    out.push(id_header(v.sub(), "sub", &SUBJECT)?);
+    out.push(id_header(v.iss(), "iss", &ISSUER)?);
     if union.payload {
-        let value = if issuer.forward_payload {
+        out.push(if issuer.forward_payload {
             HeaderValue::from_str(&jwtd_core::b64::encode(v.claims_json()))
                 .expect("base64url is visible ASCII")
         } else {
             HeaderValue::from_static("")
-        };
-        h.insert(PAYLOAD, value);
+        });
     }
     for name in &union.mapped {
-        let value = if let Some((_, path)) = issuer.headers.iter().find(|(n, _)| n == name) {
-            header_value(v.claim(path).as_ref())
-                .map_err(|why| unrepresentable(path, name.as_str(), why))?
-        } else if let Some((_, value)) = extra.iter().find(|(n, _)| n == name) {
-            value
-                .clone()
-                .unwrap_or_else(|| HeaderValue::from_static(""))
-        } else {
-            HeaderValue::from_static("")
+        out.push(match issuer.headers.iter().find(|(n, _)| n == name) {
+            Some((_, path)) => header_value(v.claim(path).as_ref())
+                .map_err(|why| unrepresentable(path, name.as_str(), why))?,
+            None => HeaderValue::from_static(""),
+        });
+    }
+    Ok(out)
+}
+
+/// The header map of [`identity_values`] `values` (in the order of [`IdentityHeaders::names`]):
+/// a mapped header the issuer does not map takes the rule's `extra` value when it has one.
+fn assemble(
+    union: &IdentityHeaders,
+    issuer: &Issuer,
+    values: impl IntoIterator<Item = HeaderValue>,
+    extra: &[(HeaderName, Option<HeaderValue>)],
+) -> HeaderMap {
+    let mut values = values.into_iter();
+    let mut next = || {
+        values
+            .next()
+            .unwrap_or_else(|| HeaderValue::from_static(""))
+    };
+    let mut h = HeaderMap::with_capacity(union.mapped.len() + 4);
+    h.insert(SUBJECT, next());
+    h.insert(ISSUER, next());
+    if union.payload {
+        h.insert(PAYLOAD, next());
+    }
+    for name in &union.mapped {
+        let value = next();
+        let value = match extra.iter().find(|(n, _)| n == name) {
+            Some((_, rule)) if !issuer.headers.iter().any(|(n, _)| n == name) => {
+                rule.clone().unwrap_or_else(|| HeaderValue::from_static(""))
+            }
+            _ => value,
         };
         h.insert(name.clone(), value);
     }
-    Ok(h)
+    h
 }
 
 /// A string that can be an identity header value as it is: visible ASCII and inner spaces only

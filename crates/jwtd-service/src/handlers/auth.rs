@@ -110,8 +110,8 @@ pub(crate) fn is_auth_path(path: &str) -> bool {
 pub(crate) async fn answer(state: &AppState, req: &Parts, peer: Option<SocketAddr>) -> Response {
     // The request is borrowed, not its headers cloned: this is the hottest path.
     let started = Instant::now();
-    let rid = RequestId::of(&req.headers, state);
     let rt = state.runtime_guard();
+    let rid = RequestId::of_in(&req.headers, &rt);
     let engine = &rt.engine;
     let trusted =
         !engine.rules.is_empty() && peer.is_some_and(|p| rt.trusted_proxies.contains(p.ip()));

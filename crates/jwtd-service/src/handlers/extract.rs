@@ -31,7 +31,12 @@ pub(super) struct RequestId(HeaderValue);
 impl RequestId {
     /// The id of a request with `headers`.
     pub(super) fn of(headers: &HeaderMap, state: &AppState) -> RequestId {
-        if state.runtime_guard().config.trust_request_id {
+        RequestId::of_in(headers, &state.runtime_guard())
+    }
+
+    /// [`RequestId::of`] under a runtime already loaded (one atomic load fewer on `/auth`).
+    pub(super) fn of_in(headers: &HeaderMap, rt: &Runtime) -> RequestId {
+        if rt.config.trust_request_id {
             if let Some(v) = headers.get(&X_REQUEST_ID).filter(|v| {
                 let b = v.as_bytes();
                 !b.is_empty() && b.len() <= 64 && b.iter().all(u8::is_ascii_graphic)
