@@ -296,6 +296,11 @@ where
                     .unwrap_or(""),
                 path_and_query: req.uri().path_and_query().map_or("/", |p| p.as_str()),
                 headers: req.headers(),
+                // The application's TLS acceptor may put the peer's certificate here.
+                client_cert: match req.extensions().get::<jwtd_gate::mtls::PeerCertificate>() {
+                    Some(c) => jwtd_gate::ClientCert::Der(&c.0),
+                    None => jwtd_gate::ClientCert::None,
+                },
             };
             // `optional` without rules: no token is fine (several are still refused; a present
             // one must verify). With rules, each rule says whether a token is optional.
