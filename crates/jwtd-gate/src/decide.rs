@@ -204,8 +204,7 @@ impl Engine {
     /// when `thumbprint_header` (the front may see client certificates: a TLS listener with
     /// a client CA, a forwarded certificate, ext_authz), with
     /// [`crate::mtls::THUMBPRINT_HEADER`] among its identity headers (the thumbprint of the
-    /// request's certificate on an allowed request, empty otherwise). The resources'
-    /// metadata then says whether their issuers require bound tokens.
+    /// request's certificate on an allowed request, empty otherwise).
     pub fn with_client_certificates(
         mut self,
         forwarded: Option<Forwarded>,

@@ -202,6 +202,39 @@ async fn enforce_cnf_checks_what_the_token_demands() {
     }
 }
 
+/// A `cnf` spelled with JSON escapes (`"\u0063nf"`, `"x5t\u0023S256"`) is the same member:
+/// the shortcut for unbound tokens never skips it.
+#[tokio::test]
+async fn an_escaped_cnf_is_still_a_binding() {
+    let e = engine(&config(""));
+    let (mine, other) = (der(11), der(12));
+    let now = jwtd_core::unix_now();
+    let payload = format!(
+        r#"{{"iss":"https://auth.example.com","sub":"alice","iat":{now},"exp":{},"\u0063nf":{{"x5t\u0023S256":"{}"}}}}"#,
+        now + 300,
+        encode_thumbprint(&thumbprint_of(&mine))
+    );
+    let signing_input = format!(
+        "{}.{}",
+        jwtd_core::b64::encode(r#"{"alg":"HS256","typ":"JWT"}"#),
+        jwtd_core::b64::encode(&payload)
+    );
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, SECRET.as_bytes());
+    let tag = aws_lc_rs::hmac::sign(&key, signing_input.as_bytes());
+    let t = format!("{signing_input}.{}", jwtd_core::b64::encode(tag.as_ref()));
+    assert!(decide(&e, "/x", &t, &[], ClientCert::Der(&mine))
+        .await
+        .is_ok());
+    assert_eq!(
+        reason(decide(&e, "/x", &t, &[], ClientCert::Der(&other)).await),
+        Reason::MtlsCertificateMismatch
+    );
+    assert_eq!(
+        reason(decide(&e, "/x", &t, &[], ClientCert::None).await),
+        Reason::MtlsCertificateMissing
+    );
+}
+
 /// `require` refuses unbound tokens; `off` reads neither; a rule's `mtls` replaces the
 /// issuer's mode on its route only.
 #[tokio::test]
