@@ -262,9 +262,16 @@ fn the_documented_mtls_configuration_runs() {
     let port = free_port();
     let untrusted = doc_example()
         .replace("127.0.0.1:8443", &format!("127.0.0.1:{port}"))
-        .replace("trusted_proxies = [\"127.0.0.1\"]", "trusted_proxies = []");
+        .replace("trusted_proxies = [\"127.0.0.1\"]", "trusted_proxies = []")
+        .replace(
+            "[tls]\n",
+            "[server]\nheader_read_timeout = \"1s\"\n\n[tls]\n",
+        );
     assert!(untrusted.contains("trusted_proxies = []"));
+    assert!(untrusted.contains("header_read_timeout"));
     let _jwtd = serve(&dir, &untrusted, port, &ca);
+    // A connection that never starts its handshake is closed at the header deadline.
+    closed_within(port, Duration::from_secs(3));
     let a = tls_request(
         port,
         &ca,
@@ -322,6 +329,18 @@ fn url_encode(s: &str) -> String {
     out
 }
 
+/// A TCP connection that sends nothing is closed by the server within `limit`.
+fn closed_within(port: u16, limit: Duration) {
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(limit + Duration::from_secs(2)))
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    let n = tcp.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the server sent bytes to a silent client");
+    assert!(started.elapsed() < limit, "{:?}", started.elapsed());
+}
+
 fn upstream() -> (u16, Guard) {
     let port = free_port();
     let script = concat!(
@@ -375,6 +394,7 @@ fn proxy_tls_listener_and_ext_authz_check_the_binding() {
          [proxy.tls]\ncert_file = \"tls/server.pem\"\nkey_file = \"tls/server.key\"\n\
          client_ca_file = \"tls/client-ca.pem\"\nclient_auth = \"required\"\n\
          [upstream]\nurl = \"http://127.0.0.1:{up}\"\n\
+         [server]\nheader_read_timeout = \"1s\"\n\
          [ext_authz]\nlisten = \"127.0.0.1:{grpc}\"\n\
          [[issuer]]\nname = \"corp\"\nissuer = \"https://idp.example.com\"\n\
          secret_file = \"corp.secret\"\nalgorithms = [\"HS256\"]\naudiences = [\"api\"]\n"
@@ -422,6 +442,8 @@ fn proxy_tls_listener_and_ext_authz_check_the_binding() {
     assert!(header(&a, "x-echo").is_none());
     // client_auth = "required": no certificate, no connection.
     assert!(tls_request(proxy, &ca, None, "/orders", &[("authorization", &plain)]).is_err());
+    // A silent connection is closed at the header deadline, handshake or not.
+    closed_within(proxy, Duration::from_secs(3));
     // A client's Client-Cert (not a trusted proxy) neither counts nor reaches the upstream;
     // nor does its own X-Auth-Cert-Thumbprint.
     let a = tls_request(
@@ -520,4 +542,57 @@ fn proxy_tls_listener_and_ext_authz_check_the_binding() {
             (16, "mtls_certificate_missing")
         );
     });
+}
+
+/// TLS files that cannot be used, and `client_auth` without a CA, stop `jwtd serve` with exit 2
+/// naming the key and the file, before it serves anything.
+#[test]
+fn tls_configuration_errors_exit_2_naming_the_file() {
+    let dir = jwtd_test_support::temp_dir("serve-mtls-errors");
+    std::fs::write(dir.join("corp.secret"), SECRET).unwrap();
+    let (_ca, _, _) = pki(&dir);
+    let issuer = "[[issuer]]\nname = \"corp\"\nissuer = \"https://idp.example.com\"\n\
+                  secret_file = \"corp.secret\"\nalgorithms = [\"HS256\"]\naudiences = [\"api\"]\n";
+    let run = |config: &str| {
+        std::fs::write(dir.join("jwtd.toml"), config).unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_jwtd"))
+            .args(["serve", "--config", "jwtd.toml"])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&format!(
+        "listen = \"127.0.0.1:0\"\n[tls]\ncert_file = \"tls/missing.pem\"\nkey_file = \"tls/server.key\"\n{issuer}"
+    ));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("[tls] cert_file tls/missing.pem"), "{err}");
+    let (code, err) = run(&format!(
+        "listen = \"127.0.0.1:0\"\n[tls]\ncert_file = \"tls/server.pem\"\nkey_file = \"tls/server.pem\"\n{issuer}"
+    ));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("[tls] key_file tls/server.pem"), "{err}");
+    let (code, err) = run(&format!(
+        "listen = \"127.0.0.1:0\"\n[tls]\ncert_file = \"tls/server.pem\"\nkey_file = \"tls/server.key\"\n\
+         client_auth = \"required\"\n{issuer}"
+    ));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("jwtd.toml:2: [tls] client_auth needs client_ca_file"),
+        "{err}"
+    );
+    let (code, err) = run(&format!(
+        "listen = \"127.0.0.1:0\"\n[proxy]\nlisten = \"127.0.0.1:0\"\n[proxy.tls]\n\
+         cert_file = \"tls/server.pem\"\nkey_file = \"tls/server.key\"\nclient_ca_file = \"tls/none.pem\"\n\
+         [upstream]\nurl = \"http://127.0.0.1:9\"\n{issuer}"
+    ));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("[proxy.tls] client_ca_file tls/none.pem"),
+        "{err}"
+    );
 }
