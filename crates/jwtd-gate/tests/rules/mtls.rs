@@ -571,3 +571,59 @@ async fn resource_metadata_says_when_bound_tokens_are_required() {
         json!(true)
     );
 }
+
+/// The cost of the binding check per request, printed (run it in release:
+/// `cargo test --release -p jwtd-gate --test rules mtls::cost -- --ignored --nocapture`):
+/// an unbound token, a bound token with the TLS peer's DER (its SHA-256 included), and with
+/// an RFC 9440 header (base64 decoding included). Ignored in the normal run: it measures, it
+/// does not assert beyond the checks passing.
+#[test]
+#[ignore = "a measurement: run in release with --ignored --nocapture"]
+fn cost() {
+    use jwtd_gate::mtls::{check, resolve, Forwarded, ForwardedFormat, Mode};
+    // A certificate-sized DER (about 800 bytes, as an ECDSA P-256 leaf with a few names).
+    let mut cert = vec![0x30, 0x82, 0x03, 0x1c];
+    cert.extend(std::iter::repeat_n(0x5a, 0x031c));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _in_runtime = rt.enter();
+    let e = engine(&config(""));
+    let verify = |t: &str| {
+        rt.block_on(e.issuers.verify(t, jwtd_core::unix_now()))
+            .unwrap()
+            .1
+    };
+    let unbound = verify(&token(None));
+    let bound = verify(&bound_to(&cert));
+    let header = http::HeaderMap::from_iter([(
+        http::HeaderName::from_static("client-cert"),
+        HeaderValue::from_str(&format!(":{}:", b64_std(&cert))).unwrap(),
+    )]);
+    let fwd = Forwarded {
+        format: ForwardedFormat::Rfc9440,
+        header: http::HeaderName::from_static("client-cert"),
+    };
+    let empty = HeaderMap::new();
+    let n = 200_000;
+    let time = |what: &str, f: &dyn Fn()| {
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        println!("{what}: {} ns", t.elapsed().as_nanos() / n);
+    };
+    time("unbound token, no certificate", &|| {
+        let c = resolve(ClientCert::None, &empty, None).unwrap();
+        check(Mode::EnforceCnf, &unbound, c.as_ref()).unwrap();
+    });
+    time("bound token, TLS peer DER", &|| {
+        let c = resolve(ClientCert::Der(&cert), &empty, None).unwrap();
+        check(Mode::EnforceCnf, &bound, c.as_ref()).unwrap();
+    });
+    time("bound token, RFC 9440 header", &|| {
+        let c = resolve(ClientCert::Trusted { tls: None }, &header, Some(&fwd)).unwrap();
+        check(Mode::EnforceCnf, &bound, c.as_ref()).unwrap();
+    });
+}
