@@ -583,7 +583,7 @@ fn cost() {
     use jwtd_gate::mtls::{check, resolve, Forwarded, ForwardedFormat, Mode};
     // A certificate-sized DER (about 800 bytes, as an ECDSA P-256 leaf with a few names).
     let mut cert = vec![0x30, 0x82, 0x03, 0x1c];
-    cert.extend(std::iter::repeat_n(0x5a, 0x031c));
+    cert.extend(vec![0x5a; 0x031c]);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
