@@ -1,7 +1,8 @@
 //! Certificate-bound tokens (RFC 8705) through `jwtd serve` as a process: docs/mtls.md's
 //! configuration as written (its files replaced by the test's), with a CA, a server
 //! certificate and two client certificates made here (rcgen), and a real rustls client:
-//! `/auth` over jwtd's own TLS listener (the right certificate, another, none), a bound token
+//! `/auth` over jwtd's own TLS listener (the right certificate, another, none; the thumbprint
+//! cross-checked with OpenSSL, and docs/mtls.md's curl call over HTTP/2), a bound token
 //! through a trusted proxy's `Client-Cert` header, the same header from a peer that is not
 //! trusted (ignored), the proxy mode on its TLS listener (required client certificates, the
 //! thumbprint header and `X-Forwarded-Proto: https` upstream, a client's `Client-Cert`
@@ -53,11 +54,20 @@ fn pki(dir: &Path) -> (PathBuf, Client, Client) {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // Distinct names: OpenSSL (curl) reads a leaf named like its issuer as self-signed.
+    ca_params.distinguished_name = rcgen::DistinguishedName::new();
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "jwtd test CA");
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca_params, ca_key);
     let server_key = KeyPair::generate().unwrap();
     let mut server = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
     server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    server.distinguished_name = rcgen::DistinguishedName::new();
+    server
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "localhost");
     let server = server.signed_by(&server_key, &issuer).unwrap();
     std::fs::write(tls.join("ca.pem"), ca.pem()).unwrap();
     std::fs::write(tls.join("client-ca.pem"), ca.pem()).unwrap();
@@ -66,6 +76,7 @@ fn pki(dir: &Path) -> (PathBuf, Client, Client) {
     let client = |name: &str| {
         let key = KeyPair::generate().unwrap();
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name = rcgen::DistinguishedName::new();
         p.distinguished_name
             .push(rcgen::DnType::CommonName, name.to_owned());
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
@@ -215,6 +226,37 @@ fn the_documented_mtls_configuration_runs() {
     assert_eq!(
         header(&a, "x-auth-cert-thumbprint"),
         Some(alice.thumbprint().as_str())
+    );
+    // The thumbprint as OpenSSL computes it (an implementation other than jwtd's), and the
+    // documented curl call over HTTP/2 with the client certificate.
+    std::fs::write(dir.join("client.pem"), &alice.pem).unwrap();
+    std::fs::write(dir.join("client.key"), &alice.key).unwrap();
+    let sh = |script: &str| {
+        let o = Command::new("sh")
+            .args(["-c", script])
+            .current_dir(&dir)
+            .output()
+            .expect("sh runs");
+        assert!(
+            o.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let openssl = sh(
+        "openssl x509 -in client.pem -outform DER | openssl dgst -sha256 -binary \
+                      | base64 | tr '+/' '-_' | tr -d '=\n'",
+    );
+    assert_eq!(openssl, alice.thumbprint());
+    let curl = sh(&format!(
+        "curl -sS --http2 --resolve localhost:{port}:127.0.0.1 -D - -o /dev/null --cacert tls/ca.pem --cert client.pem --key client.key \
+         -H 'Authorization: {bound}' https://localhost:{port}/auth"
+    ));
+    assert!(curl.starts_with("HTTP/2 200"), "{curl}");
+    assert!(
+        curl.contains(&format!("x-auth-cert-thumbprint: {openssl}")),
+        "{curl}"
     );
     // Another certificate, or none: 401 invalid_token with the reason.
     let a = auth(Some(&mallory), &[("authorization", &bound)]);
