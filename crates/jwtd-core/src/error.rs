@@ -92,6 +92,19 @@ pub enum Reason {
     /// timeout to connect, to send its response head, or between two body chunks; answered 504
     /// (services only).
     UpstreamTimeout,
+    /// The token is bound to a client certificate (RFC 8705 `cnf["x5t#S256"]`), or the rule or
+    /// issuer requires mTLS-bound tokens, and the request came without one (services only).
+    MtlsCertificateMissing,
+    /// The token's `cnf["x5t#S256"]` is not the SHA-256 thumbprint of the request's client
+    /// certificate, or is not a base64url SHA-256 digest (services only).
+    MtlsCertificateMismatch,
+    /// mTLS-bound tokens are required (`[issuer.mtls] mode = "require"`, or the rule's `mtls`)
+    /// and the token has no `cnf["x5t#S256"]` (services only).
+    MtlsTokenNotBound,
+    /// A trusted proxy forwarded a client certificate that cannot be read (bad encoding, not
+    /// one certificate, over the size limit), or ext_authz's `source.certificate` is one
+    /// (services only).
+    MtlsBadForwardedCertificate,
 }
 
 /// The `error` a [`Reason`] is reported with: an RFC 6750 section 3.1 code for the three
@@ -162,7 +175,7 @@ pub const RETRY_AFTER_SECS: u32 = 5;
 
 impl Reason {
     /// Every reason, in declaration order.
-    pub const ALL: [Reason; 29] = [
+    pub const ALL: [Reason; 33] = [
         Reason::Malformed,
         Reason::UnsupportedAlgorithm,
         Reason::AlgorithmNotAllowed,
@@ -192,6 +205,10 @@ impl Reason {
         Reason::BadHeaders,
         Reason::UpstreamUnavailable,
         Reason::UpstreamTimeout,
+        Reason::MtlsCertificateMissing,
+        Reason::MtlsCertificateMismatch,
+        Reason::MtlsTokenNotBound,
+        Reason::MtlsBadForwardedCertificate,
     ];
 
     /// The stable reason code, e.g. `bad_signature`.
@@ -226,6 +243,10 @@ impl Reason {
             Reason::BadHeaders => "bad_headers",
             Reason::UpstreamUnavailable => "upstream_unavailable",
             Reason::UpstreamTimeout => "upstream_timeout",
+            Reason::MtlsCertificateMissing => "mtls_certificate_missing",
+            Reason::MtlsCertificateMismatch => "mtls_certificate_mismatch",
+            Reason::MtlsTokenNotBound => "mtls_token_not_bound",
+            Reason::MtlsBadForwardedCertificate => "mtls_bad_forwarded_certificate",
         }
     }
 

@@ -219,11 +219,17 @@ impl<S: EngineSource> Authorizer<S> {
                 return denied("-", &Denial::new(e));
             }
         };
+        // Envoy's own view of the downstream TLS peer: authoritative (URL-encoded PEM, empty
+        // without a client certificate); no forwarded header is read.
+        let certificate = attributes
+            .and_then(|a| a.source.as_ref())
+            .map_or("", |s| s.certificate.as_str());
         let request = Request {
             method: &http.method,
             host: &http.host,
             path_and_query: &http.path,
             headers: &headers,
+            client_cert: jwtd_gate::ClientCert::Pem(certificate),
         };
         let named = attributes.and_then(|a| a.context_extensions.get(RULE_EXTENSION));
         let decision = match named {

@@ -459,6 +459,7 @@ async fn denied_answers_carry_status_challenge_and_the_auth_body() {
             host: "api.test",
             path_and_query: path,
             headers: &headers,
+            client_cert: Default::default(),
         };
         let denial = engine
             .decide(&req, jwtd_core::unix_now())

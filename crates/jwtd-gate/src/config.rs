@@ -12,10 +12,11 @@ use zeroize::Zeroizing;
 
 /// Header names `[issuer.headers]` cannot map a claim to: jwtd's own identity headers and
 /// request id, and headers that carry credentials or frame the answer.
-pub const RESERVED_HEADERS: [&str; 12] = [
+pub const RESERVED_HEADERS: [&str; 13] = [
     "x-auth-subject",
     "x-auth-issuer",
     "x-auth-payload",
+    "x-auth-cert-thumbprint",
     "x-request-id",
     "authorization",
     "cookie",
@@ -256,6 +257,16 @@ pub struct IssuerConfig {
     /// fail (default 24 h: [`defaults::stale_if_error`]).
     #[serde(default)]
     pub stale_if_error: Option<Seconds>,
+    /// `[issuer.mtls]`: certificate-bound tokens (RFC 8705); default `enforce-cnf`.
+    #[serde(default)]
+    pub mtls: Option<crate::mtls::IssuerMtls>,
+}
+
+impl IssuerConfig {
+    /// The issuer's certificate-binding policy (`[issuer.mtls] mode`, default `enforce-cnf`).
+    pub fn mtls_mode(&self) -> crate::mtls::Mode {
+        self.mtls.map(|m| m.mode).unwrap_or_default()
+    }
 }
 
 /// The keys of an `[[issuer]]` table that name its key source, in the order messages list them.
@@ -740,6 +751,9 @@ pub struct GateConfig {
     /// `[[resource]]`: protected resources (RFC 9728 metadata, MCP servers).
     #[serde(default)]
     pub resource: Vec<crate::resource::ResourceConfig>,
+    /// `[forwarded]`: the client certificate a trusted proxy forwards (RFC 8705 bound tokens).
+    #[serde(default)]
+    pub forwarded: crate::mtls::ForwardedConfig,
     /// The environment the text was read in (not a key of the file): its `${VAR}`s were
     /// replaced from it, and the issuers' `secret_env` secrets are read from it when they are
     /// built ([`crate::issuers::Issuers::build_with_env`]).
@@ -748,7 +762,7 @@ pub struct GateConfig {
 }
 
 /// The top-level keys of `jwtd serve`'s file the engine leaves to the service.
-pub const SERVICE_KEYS: [&str; 13] = [
+pub const SERVICE_KEYS: [&str; 14] = [
     "listen",
     "log_format",
     "trust_request_id",
@@ -762,6 +776,7 @@ pub const SERVICE_KEYS: [&str; 13] = [
     "proxy",
     "upstream",
     "trusted_proxies",
+    "tls",
 ];
 
 impl GateConfig {
@@ -819,8 +834,16 @@ impl GateConfig {
                     line,
                     "[revocation] needs jwtd serve's store; an embedding application passes its own revocation check instead".into(),
                 ));
-            } else if !["tokens", "cache", "issuer", "rules", "rule", "resource"]
-                .contains(&key.as_str())
+            } else if ![
+                "tokens",
+                "cache",
+                "issuer",
+                "rules",
+                "rule",
+                "resource",
+                "forwarded",
+            ]
+            .contains(&key.as_str())
                 && !SERVICE_KEYS.contains(&key.as_str())
             {
                 errors.push((line, format!("unknown key {key:?}")));
@@ -849,6 +872,13 @@ impl GateConfig {
             &expanded,
             &mut errors,
         );
+        if let Err(e) = config.forwarded.compile() {
+            let line = expanded
+                .find("[forwarded]")
+                .map(|o| line_of(&expanded, o))
+                .unwrap_or(0);
+            errors.push((line, e));
+        }
         if errors.is_empty() {
             config.env = env.clone();
             Ok(config)

@@ -26,6 +26,7 @@
 
 use crate::config::TokenSources;
 use crate::issuers::{IdentityHeaders, Issuer, Issuers, Policy, ISSUER, PAYLOAD, SUBJECT};
+use crate::mtls::{ClientCert, Forwarded, Thumbprint};
 use crate::resource::{ResourceConfig, Resources};
 use crate::rules::{
     is_cors_preflight, DefaultAction, Matched, PathError, Requirement, Rule, RuleSet, Target,
@@ -47,6 +48,9 @@ pub struct Request<'a> {
     pub path_and_query: &'a str,
     /// The request headers (the token sources, header conditions and bindings).
     pub headers: &'a HeaderMap,
+    /// The client certificate, as the front knows it (RFC 8705 bound tokens, see
+    /// [`crate::mtls`]).
+    pub client_cert: ClientCert<'a>,
 }
 
 impl<'a> Request<'a> {
@@ -169,6 +173,9 @@ pub struct Engine {
     pub identity: IdentityHeaders,
     /// The `[[resource]]`s (RFC 9728) and which rule guards which ([`Engine::with_resources`]).
     pub resources: Resources,
+    /// Where a trusted proxy's client certificate is read (`[forwarded] client_cert`,
+    /// [`Engine::with_client_certificates`]).
+    pub forwarded_cert: Option<Forwarded>,
 }
 
 impl Engine {
@@ -189,7 +196,29 @@ impl Engine {
             sources,
             identity,
             resources: Resources::default(),
+            forwarded_cert: None,
         }
+    }
+
+    /// This engine reading a trusted proxy's client certificate as `forwarded` says, and,
+    /// when `thumbprint_header` (the front may see client certificates: a TLS listener with
+    /// a client CA, a forwarded certificate, ext_authz), with
+    /// [`crate::mtls::THUMBPRINT_HEADER`] among its identity headers (the thumbprint of the
+    /// request's certificate on an allowed request, empty otherwise).
+    pub fn with_client_certificates(
+        mut self,
+        forwarded: Option<Forwarded>,
+        thumbprint_header: bool,
+    ) -> Engine {
+        self.forwarded_cert = forwarded;
+        let h = crate::mtls::THUMBPRINT_HEADER;
+        if thumbprint_header && !self.identity.mapped.contains(&h) {
+            self.identity.mapped.push(h);
+            self.identity
+                .mapped
+                .sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        }
+        self
     }
 
     /// This engine with the `[[resource]]` tables `configs` checked and built against its
@@ -224,6 +253,7 @@ impl Engine {
                 .join("\n")
         })?;
         self.resources = built;
+        self.mark_bound_resources();
         Ok(self)
     }
 
@@ -234,8 +264,13 @@ impl Engine {
     pub fn from_config(config: &crate::config::GateConfig) -> Result<Engine, String> {
         let issuers =
             Issuers::build_with_env(&config.issuers, &config.cache, None, None, &config.env)?;
-        Engine::with_rules(issuers, &config.rules, &config.rule, config.tokens.clone())?
-            .with_resources(&config.resource, None)
+        let forwarded = config.forwarded.compile()?;
+        let header = forwarded.is_some();
+        Ok(
+            Engine::with_rules(issuers, &config.rules, &config.rule, config.tokens.clone())?
+                .with_resources(&config.resource, None)?
+                .with_client_certificates(forwarded, header),
+        )
     }
 
     /// An engine over `issuers` with the rules of `options` and `rules` compiled against them
@@ -392,7 +427,15 @@ impl Engine {
         let token = self.token(req)?.ok_or_else(|| Denial::new(missing()))?;
         *seen = Some(token);
         match self.issuers.verify(token, now).await {
-            Ok((issuer, v)) => self.allowed(issuer, v, None, out),
+            Ok((issuer, v)) => match self.binding(req, &issuer, None, &v) {
+                Ok(cert) => self.allowed(issuer, v, None, out, cert),
+                Err(error) => Err(Denial {
+                    error,
+                    issuer: Some(issuer.name.clone()),
+                    scope: None,
+                    resource_metadata: None,
+                }),
+            },
             Err((issuer, error)) => Err(Denial {
                 error,
                 issuer,
@@ -467,6 +510,10 @@ impl Engine {
                 )));
             }
         }
+        // RFC 8705: a certificate-bound token only with its certificate.
+        let cert = self
+            .binding(req, &issuer, Some(rule), &verified)
+            .map_err(refuse)?;
         // The requirement holds: for a verified token it holds exactly when the rule takes
         // its issuer (checked above, before anything was verified).
         debug_assert!(requirement
@@ -495,7 +542,66 @@ impl Engine {
                 format!("claim {:?} does not satisfy this route", p.path),
             )));
         }
-        self.allowed(issuer.clone(), verified, Some((rule, &binding)), out)
+        self.allowed(issuer.clone(), verified, Some((rule, &binding)), out, cert)
+    }
+
+    /// The certificate-binding check (RFC 8705, [`crate::mtls::check`]) of a verified token
+    /// under the rule's `mtls` or else the issuer's `[issuer.mtls] mode`: the request's
+    /// certificate thumbprint when it has one (and the policy is not `off`).
+    fn binding(
+        &self,
+        req: &Request<'_>,
+        issuer: &Issuer,
+        rule: Option<&Rule>,
+        v: &Verified,
+    ) -> Result<Option<Thumbprint>, Error> {
+        let mode = rule
+            .and_then(Rule::mtls)
+            .unwrap_or_else(|| issuer.config.mtls_mode());
+        if mode == crate::mtls::Mode::Off {
+            return Ok(None);
+        }
+        let cert =
+            crate::mtls::resolve(req.client_cert, req.headers, self.forwarded_cert.as_ref())?;
+        crate::mtls::check(mode, v, cert.as_ref())?;
+        Ok(cert)
+    }
+
+    /// RFC 9728 `tls_client_certificate_bound_access_tokens`: true for a resource whose every
+    /// issuer has `[issuer.mtls] mode = "require"` and whose every rule keeps that (no rule
+    /// under it sets another `mtls`), or whose every rule sets `mtls = "require"`.
+    fn mark_bound_resources(&mut self) {
+        let n = self.resources.list().len();
+        for i in 0..n {
+            let r = &self.resources.list()[i];
+            let rules: Vec<&Rule> = self
+                .rules
+                .rules()
+                .iter()
+                .filter(|rule| {
+                    self.resources
+                        .of_rule(rule.index())
+                        .is_some_and(|of| std::ptr::eq(of, r))
+                })
+                .collect();
+            let issuers_require = !r.issuers.is_empty()
+                && r.issuers.iter().all(|name| {
+                    self.issuers.list.iter().any(|i| {
+                        i.name == *name && i.config.mtls_mode() == crate::mtls::Mode::Require
+                    })
+                });
+            let required = if rules.is_empty() {
+                issuers_require
+            } else {
+                rules.iter().all(|rule| match rule.mtls() {
+                    Some(m) => m == crate::mtls::Mode::Require,
+                    None => issuers_require,
+                })
+            };
+            if required {
+                self.resources.set_tls_bound(i);
+            }
+        }
     }
 
     /// The request's one token, if any (several: `multiple_tokens`).
@@ -527,6 +633,7 @@ impl Engine {
         v: Arc<Verified>,
         rule: Option<(&Rule, &crate::rules::Binding<'_>)>,
         out: Outputs,
+        cert: Option<Thumbprint>,
     ) -> Result<Allowed, Denial> {
         if out == Outputs::None {
             return Ok(Allowed {
@@ -539,10 +646,18 @@ impl Engine {
             None => Vec::new(),
         };
         match self.identity_of(&issuer, &v, &extra) {
-            Ok(headers) => Ok(Allowed {
-                identity: Some((issuer, v)),
-                headers,
-            }),
+            Ok(mut headers) => {
+                if let (Some(t), Some(slot)) =
+                    (cert, headers.get_mut(crate::mtls::THUMBPRINT_HEADER))
+                {
+                    *slot = HeaderValue::from_str(&crate::mtls::encode_thumbprint(&t))
+                        .expect("base64url is visible ASCII");
+                }
+                Ok(Allowed {
+                    identity: Some((issuer, v)),
+                    headers,
+                })
+            }
             Err(error) => Err(Denial {
                 error,
                 issuer: Some(issuer.name.clone()),

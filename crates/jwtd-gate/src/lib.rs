@@ -19,6 +19,7 @@ pub mod decide;
 pub mod env;
 pub mod extract;
 pub mod issuers;
+pub mod mtls;
 pub mod refusal;
 pub mod resource;
 pub mod rules;
@@ -26,4 +27,5 @@ pub mod source;
 
 pub use decide::{Allowed, Decision, Denial, Engine, Request};
 pub use env::Env;
+pub use mtls::ClientCert;
 pub use source::EngineSource;

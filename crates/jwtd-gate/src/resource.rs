@@ -28,10 +28,11 @@
 //! The metadata document ([`Resource::document`]) is built once at load. Its
 //! `bearer_methods_supported` follows `[tokens]`: `"header"` when `Authorization: Bearer` is
 //! read, `"query"` when a query parameter is; a cookie is not an RFC 6750 method and is not
-//! listed. `dpop_bound_access_tokens_required` and `tls_client_certificate_bound_access_tokens`
-//! are `false` and `dpop_signing_alg_values_supported` absent: jwtd does not yet check
-//! sender-constrained tokens (issue 18's DPoP and mTLS work will set them from its
-//! configuration).
+//! listed. `tls_client_certificate_bound_access_tokens` is true when every route of the
+//! resource takes only certificate-bound tokens (RFC 8705, [`crate::mtls`]: its issuers'
+//! `[issuer.mtls] mode = "require"`, or its rules' `mtls = "require"`; set by the engine,
+//! [`crate::Engine::with_resources`]). `dpop_bound_access_tokens_required` is `false` and
+//! `dpop_signing_alg_values_supported` absent: jwtd does not yet check DPoP in the engine.
 
 use crate::config::{line_of, TokenSources};
 use crate::rules::{is_scope_token, RuleSet};
@@ -97,6 +98,8 @@ pub struct Resource {
     pub scopes: Vec<String>,
     /// The JSON metadata document (RFC 9728 section 2).
     pub document: String,
+    /// The `[[issuer]]` names of its `issuers` (its authorization servers).
+    pub issuers: Vec<String>,
 }
 
 /// The configured resources and which rule guards which.
@@ -352,7 +355,8 @@ impl Resources {
             if let Some(d) = &cfg.resource_documentation {
                 doc.insert("resource_documentation".into(), d.get_ref().clone().into());
             }
-            // Not checked by jwtd yet (issue 18's DPoP and mTLS work sets these).
+            // The engine sets it from the mTLS policies (`Engine::with_resources`); DPoP is not
+            // checked by the engine yet.
             doc.insert(
                 "tls_client_certificate_bound_access_tokens".into(),
                 false.into(),
@@ -367,6 +371,7 @@ impl Resources {
                 well_known_path,
                 scopes,
                 document: serde_json::Value::Object(doc).to_string(),
+                issuers: cfg.issuers.get_ref().clone(),
             });
         }
         let mut by_rule = Vec::new();
@@ -438,6 +443,24 @@ impl Resources {
     /// The resources, in file order.
     pub fn list(&self) -> &[Resource] {
         &self.list
+    }
+
+    /// Marks resource `index` of [`Resources::list`] as taking only certificate-bound tokens:
+    /// its document's `tls_client_certificate_bound_access_tokens` becomes true (the engine
+    /// decides, from its issuers' and rules' `mtls` policies).
+    pub(crate) fn set_tls_bound(&mut self, index: usize) {
+        let Some(r) = self.list.get_mut(index) else {
+            return;
+        };
+        if let Ok(mut doc) =
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&r.document)
+        {
+            doc.insert(
+                "tls_client_certificate_bound_access_tokens".into(),
+                true.into(),
+            );
+            r.document = serde_json::Value::Object(doc).to_string();
+        }
     }
 
     /// No resource is configured.

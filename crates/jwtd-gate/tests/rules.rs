@@ -1645,6 +1645,7 @@ async fn public_rules_read_no_token_even_two() {
             host: "api.test",
             path_and_query: path,
             headers: &headers,
+            client_cert: Default::default(),
         };
         let engine = &engine;
         async move {
@@ -1687,6 +1688,7 @@ async fn conformance_table_against_the_engine() {
             host: "api.test",
             path_and_query: &case.path,
             headers: &headers,
+            client_cert: Default::default(),
         };
         let d = engine.decide(&req, jwtd_core::unix_now()).await;
         // The token the decision reports (for log fingerprints) is the one sent, when the
@@ -2357,6 +2359,7 @@ async fn challenges_under_a_resource_carry_metadata_and_every_scope() {
                 host: "mcp.example.com",
                 path_and_query: path,
                 headers: &h,
+                client_cert: Default::default(),
             };
             let d = engine.decide(&req, jwtd_core::unix_now()).await;
             let rule = d.rule.map(|r| r.id().to_owned());
@@ -2532,6 +2535,7 @@ async fn resource_cost() {
                 host: "mcp.example.com",
                 path_and_query: "/mcp",
                 headers: h,
+                client_cert: Default::default(),
             };
             let now = jwtd_core::unix_now();
             for _ in 0..1000 {
@@ -2581,6 +2585,7 @@ async fn a_rule_under_a_resource_is_audience_bound_without_the_resource_table() 
                 host: "mcp.example.com",
                 path_and_query: "/mcp",
                 headers: &h,
+                client_cert: Default::default(),
             };
             let d = engine.decide(&req, jwtd_core::unix_now()).await;
             d.outcome.err().map(|e| e.error.reason().as_str())
@@ -2644,6 +2649,7 @@ async fn challenge_scope_is_never_cut_inside_a_scope() {
         host: "mcp.example.com",
         path_and_query: "/mcp",
         headers: &h,
+        client_cert: Default::default(),
     };
     let d = engine.decide(&req, jwtd_core::unix_now()).await;
     let (status, www) = challenge_of(&d);
@@ -2658,3 +2664,6 @@ async fn challenge_scope_is_never_cut_inside_a_scope() {
     assert!(p.len() <= MAX_SCOPE_PARAMETER && p.len() > MAX_SCOPE_PARAMETER - 101);
     assert!(p.split(' ').all(|t| t.len() == 100), "{p}");
 }
+
+#[path = "rules/mtls.rs"]
+mod mtls;

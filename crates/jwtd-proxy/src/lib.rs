@@ -57,8 +57,12 @@
 //!   too: CGI-style upstreams (WSGI, PHP, Rack) read both spellings as one variable.
 //! - `Authorization` is removed too when [`Options::remove_authorization`] is on, and the
 //!   engine's token cookie from `Cookie` (the other cookies stay).
-//! - `X-Forwarded-For` is set to the peer's address, `X-Forwarded-Proto` to `http` (the
-//!   listener is cleartext) and `X-Forwarded-Host` to the request's `Host`; `Forwarded`
+//! - The client certificate header of `[forwarded] client_cert`
+//!   ([`jwtd_gate::Engine::forwarded_cert`]), and its `_` spelling, is removed from the
+//!   request of a peer the [`EngineSource`] does not trust (the engine ignored it); a
+//!   trusted proxy's is kept.
+//! - `X-Forwarded-For` is set to the peer's address, `X-Forwarded-Proto` to `http` (`https`
+//!   on a TLS listener, [`serve_tls`]) and `X-Forwarded-Host` to the request's `Host`; `Forwarded`
 //!   (RFC 7239) is removed. Only from a peer the [`EngineSource`] trusts
 //!   ([`EngineSource::trusts_forwarded`], `jwtd serve`'s `trusted_proxies`) are the client's
 //!   values kept: its `X-Forwarded-For` gets the peer appended, its `-Proto` and `-Host` and
@@ -361,13 +365,23 @@ struct Peer {
     xff: HeaderValue,
     /// The connection's place under `max_connections`, kept by the tunnel of an upgrade.
     held: Option<Held>,
+    /// The connection is TLS (`X-Forwarded-Proto: https`).
+    tls: bool,
+    /// The DER of the client's TLS certificate, when it sent one.
+    cert: Option<Arc<[u8]>>,
 }
 
 impl Peer {
     fn new(addr: SocketAddr, held: Option<Held>) -> Peer {
         let ip = addr.ip().to_canonical().to_string();
         let xff = HeaderValue::from_str(&ip).unwrap_or(HeaderValue::from_static("unknown"));
-        Peer { addr, xff, held }
+        Peer {
+            addr,
+            xff,
+            held,
+            tls: false,
+            cert: None,
+        }
     }
 }
 
@@ -469,6 +483,10 @@ impl<S: EngineSource> Proxy<S> {
         if let Some(answer) = self.metadata(engine, &req, decided_target) {
             return answer;
         }
+        // A trusted peer's forwarded headers are kept (and its forwarded client certificate
+        // read); anyone else's are replaced (and a forwarded certificate ignored, then
+        // removed before forwarding).
+        let trusted = self.source.trusts_forwarded(&handle, peer.addr.ip());
         let decision = {
             let target = jwtd_gate::Request {
                 method: req.method().as_str(),
@@ -479,6 +497,11 @@ impl<S: EngineSource> Proxy<S> {
                     .unwrap_or(""),
                 path_and_query: req.uri().path_and_query().map_or("/", |p| p.as_str()),
                 headers: req.headers(),
+                client_cert: match (trusted, peer.cert.as_deref()) {
+                    (true, tls) => jwtd_gate::ClientCert::Trusted { tls },
+                    (false, Some(der)) => jwtd_gate::ClientCert::Der(der),
+                    (false, None) => jwtd_gate::ClientCert::None,
+                },
             };
             engine.decide(&target, jwtd_core::unix_now()).await
         };
@@ -487,7 +510,6 @@ impl<S: EngineSource> Proxy<S> {
         match decision.outcome {
             Err(denial) => refusal(jwtd_gate::refusal::http_denial(&denial)),
             Ok(allowed) => {
-                let trusted = self.source.trusts_forwarded(&handle, peer.addr.ip());
                 let sent = Sent {
                     target,
                     host,
@@ -518,6 +540,7 @@ impl<S: EngineSource> Proxy<S> {
             &engine.identity.mapped,
             self.options.remove_authorization,
             trusted,
+            engine.forwarded_cert.as_ref().map(|f| &f.header),
         );
         let upgrade = seen.upgrade.as_ref();
         // The client's side of the upgrade (hyper's server puts it there for an upgrade
@@ -870,6 +893,7 @@ fn scrub_request(
     mapped: &[HeaderName],
     remove_authorization: bool,
     trusted: bool,
+    client_cert: Option<&HeaderName>,
 ) -> Seen {
     let mut seen = Seen::default();
     let mut doomed = Vec::new();
@@ -888,6 +912,7 @@ fn scrub_request(
                 || (s.contains('_') && FORWARDED.iter().any(|o| same_header(s, o.as_str())))
                 || (remove_authorization && n == header::AUTHORIZATION)
                 || (!trusted && n == header::FORWARDED)
+                || (!trusted && client_cert.is_some_and(|c| same_header(s, c.as_str())))
         };
         if gone {
             doomed.push(n.clone());
@@ -952,7 +977,11 @@ fn forwarded_headers(
     let proto = (trusted && seen.xfp)
         .then(|| single(headers, &XFP))
         .flatten()
-        .unwrap_or(HeaderValue::from_static("http"));
+        .unwrap_or(HeaderValue::from_static(if peer.tls {
+            "https"
+        } else {
+            "http"
+        }));
     headers.insert(XFP, proto);
     match (trusted && seen.xfh)
         .then(|| single(headers, &XFH))
@@ -1080,6 +1109,42 @@ impl Body for UpstreamBody {
     }
 }
 
+/// Serves the requests of one client connection `io` until it ends, or, once `stopped`,
+/// after its current answer.
+async fn serve_connection<S, I>(
+    builder: hyper::server::conn::http1::Builder,
+    io: TokioIo<I>,
+    proxy: Arc<Proxy<S>>,
+    peer: Peer,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) where
+    S: EngineSource,
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = Arc::new(peer);
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let proxy = proxy.clone();
+        let peer = peer.clone();
+        async move { Ok::<_, std::convert::Infallible>(proxy.respond(req, &peer).await) }
+    });
+    let conn = builder.serve_connection(io, service).with_upgrades();
+    tokio::pin!(conn);
+    let done = tokio::select! {
+        r = conn.as_mut() => Some(r),
+        _ = stopped.wait_for(|s| *s) => None,
+    };
+    let result = match done {
+        Some(r) => r,
+        None => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "proxy connection ended with an error");
+    }
+}
+
 /// A connection's permit under [`Limits::max_connections`], shared by its requests so that an
 /// upgrade's tunnel keeps it until the tunnel closes.
 #[derive(Clone)]
@@ -1098,6 +1163,23 @@ pub async fn serve<S: EngineSource>(
     limits: &Limits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_tls(proxy, listener, limits, None, shutdown).await
+}
+
+/// [`serve`], with every connection speaking TLS when `tls` is given: the handshake first,
+/// within [`Limits::header_read_timeout`] of the accept (a connection that does not finish it
+/// is closed); the client's certificate (verified by `tls`'s client verifier), when it sent
+/// one, is the request's client certificate for the engine (RFC 8705 bound tokens), and
+/// `X-Forwarded-Proto` is `https`.
+pub async fn serve_tls<S: EngineSource>(
+    proxy: Proxy<S>,
+    listener: tokio::net::TcpListener,
+    limits: &Limits,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let handshake_timeout = limits.header_read_timeout;
     let proxy = Arc::new(proxy);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -1136,36 +1218,40 @@ pub async fn serve<S: EngineSource>(
                 let mut builder = builder.clone();
                 builder.timer(timer::HeadTimer::default());
                 let mut stopped = stopped.clone();
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     let held = Held {
                         _permit: Arc::new(permit),
                     };
-                    let peer = Arc::new(Peer::new(peer, Some(held)));
-                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let proxy = proxy.clone();
-                        let peer = peer.clone();
-                        async move {
-                            Ok::<_, std::convert::Infallible>(proxy.respond(req, &peer).await)
-                        }
-                    });
-                    let conn = builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .with_upgrades();
-                    tokio::pin!(conn);
-                    let done = tokio::select! {
-                        r = conn.as_mut() => Some(r),
-                        _ = stopped.wait_for(|s| *s) => None,
+                    let mut peer = Peer::new(peer, Some(held));
+                    let Some(acceptor) = acceptor else {
+                        serve_connection(builder, TokioIo::new(stream), proxy, peer, stopped)
+                            .await;
+                        return;
                     };
-                    let result = match done {
-                        Some(r) => r,
-                        None => {
-                            conn.as_mut().graceful_shutdown();
-                            conn.await
-                        }
+                    let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
+                    let stream = tokio::select! {
+                        r = handshake => match r {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, "proxy TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!("proxy TLS handshake timed out");
+                                return;
+                            }
+                        },
+                        _ = stopped.wait_for(|s| *s) => return,
                     };
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, "proxy connection ended with an error");
-                    }
+                    peer.tls = true;
+                    peer.cert = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|c| Arc::from(c.as_ref()));
+                    serve_connection(builder, TokioIo::new(stream), proxy, peer, stopped).await;
                 });
             }
         }

@@ -90,6 +90,15 @@ pub struct Config {
     /// they are ignored. Default: loopback (`127.0.0.0/8`, `::1`).
     #[serde(default = "crate::defaults::trusted_proxies")]
     pub trusted_proxies: Vec<String>,
+    /// `[tls]`: the API listener (`listen`) speaks TLS, with client certificates when
+    /// `client_ca_file` is set (read at start).
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
+    /// `[forwarded]`: the client certificate a trusted proxy forwards (RFC 9440
+    /// `Client-Cert`, Envoy's `x-forwarded-client-cert`, or a URL-encoded PEM header such as
+    /// nginx's `$ssl_client_escaped_cert`), read only from `trusted_proxies`.
+    #[serde(default)]
+    pub forwarded: jwtd_gate::mtls::ForwardedConfig,
     /// The text this configuration was read from, after `${VAR}` expansion: the rules' spans
     /// point into it, so the engine's rules carry their lines (for lint warnings and `jwtd
     /// rules explain`). Not a key of the file; empty for a configuration built otherwise.
@@ -336,8 +345,45 @@ impl ExtAuthzSettings {
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ProxySettings {
-    /// The proxy's listen address (`address:port`), e.g. `127.0.0.1:8081`: cleartext HTTP/1.1.
+    /// The proxy's listen address (`address:port`), e.g. `127.0.0.1:8081`: HTTP/1.1,
+    /// cleartext unless `[proxy.tls]`.
     pub listen: String,
+    /// `[proxy.tls]`: the proxy's listener speaks TLS (rustls), with client certificates
+    /// when `client_ca_file` is set.
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
+}
+
+/// `[tls]` (the API listener, `listen`) and `[proxy.tls]` (the proxy's): jwtd terminates TLS
+/// itself, and with `client_ca_file` asks for client certificates (RFC 8705 certificate-bound
+/// tokens). Read at start, like the listeners.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// The server's certificate chain (PEM, end-entity first).
+    pub cert_file: PathBuf,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// CA certificates (PEM) client certificates must chain to; none: no client
+    /// certificate is asked for.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// `optional` (default: a client without a certificate is served, and its bound tokens
+    /// are refused) or `required` (the handshake fails without a valid one). Needs
+    /// `client_ca_file`.
+    #[serde(default)]
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// [`TlsSettings::client_auth`].
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// A client may send a certificate (verified when it does).
+    #[default]
+    Optional,
+    /// A client must send a valid certificate.
+    Required,
 }
 
 /// `[upstream]`: where `[proxy]` forwards allowed requests.
@@ -1085,6 +1131,18 @@ impl Config {
         Some(config)
     }
 
+    /// True when a front may be told client certificates: a TLS listener (`[tls]`,
+    /// `[proxy.tls]`) with a `client_ca_file`, a forwarded certificate (`[forwarded]
+    /// client_cert`), or the Envoy authorizer (`[ext_authz]`, whose `source.certificate`
+    /// names it). The identity headers then include `X-Auth-Cert-Thumbprint`.
+    pub fn sees_client_certificates(&self) -> bool {
+        let asks = |t: Option<&TlsSettings>| t.is_some_and(|t| t.client_ca_file.is_some());
+        asks(self.tls.as_ref())
+            || asks(self.proxy.as_ref().and_then(|p| p.tls.as_ref()))
+            || self.forwarded.client_cert.is_some()
+            || self.ext_authz.is_some()
+    }
+
     fn check(&self, doc: &Doc<'_>, errors: &mut Vec<(usize, String)>) {
         if !listen_address_ok(&self.listen) {
             let line = doc.section_line("listen", None);
@@ -1115,6 +1173,25 @@ impl Config {
                 .map(|o| line_of(doc.text, o))
                 .unwrap_or(0);
             errors.push((line, e));
+        }
+        if let Err(e) = self.forwarded.compile() {
+            errors.push((doc.section_line("forwarded", None), e));
+        }
+        for (section, tls) in [
+            ("tls", self.tls.as_ref()),
+            ("proxy", self.proxy.as_ref().and_then(|p| p.tls.as_ref())),
+        ] {
+            if let Some(t) = tls {
+                if t.client_auth.is_some() && t.client_ca_file.is_none() {
+                    errors.push((
+                        doc.section_line(section, None),
+                        format!(
+                            "[{}] client_auth needs client_ca_file (the CAs client certificates chain to)",
+                            if section == "tls" { "tls" } else { "proxy.tls" }
+                        ),
+                    ));
+                }
+            }
         }
         // The rules, checked against the issuers they name (jwtd's own is "self").
         jwtd_gate::config::check_rules(

@@ -37,6 +37,7 @@ pub mod revocation;
 mod revoke;
 mod server;
 mod telemetry;
+pub mod tls;
 
 pub use config::{
     Config, ConfigError, ExtAuthzSettings, ProxySettings, SigningConfig, UpstreamSettings,
@@ -555,7 +556,11 @@ impl Runtime {
             config.tokens.clone(),
             Some(&config.text.0),
         )?
-        .with_resources(&config.resource, Some(&config.text.0))?;
+        .with_resources(&config.resource, Some(&config.text.0))?
+        .with_client_certificates(
+            config.forwarded.compile()?,
+            config.sees_client_certificates(),
+        );
         Ok(Runtime {
             decisions: telemetry::DecisionCounters::new(engine.rules.len()),
             trusted_proxies: config::TrustedProxies::parse(&config.trusted_proxies)?,
@@ -675,7 +680,10 @@ pub fn log_startup(runtime: &Runtime, listen: &str) {
         }
     }
     tracing::info!(
-        listen = %format!("http://{listen}"),
+        listen = %format!(
+            "{}://{listen}",
+            if c.tls.is_some() { "https" } else { "http" }
+        ),
         endpoints = %endpoints.join(" "),
         "listening"
     );
@@ -811,7 +819,8 @@ impl AppState {
     /// 10 s); requests in flight finish on the old one. An invalid file changes nothing.
     /// `${VAR}` values, secrets and key files are read again (variables from the environment
     /// the running configuration was read in, [`Config::env`]); remote key sources restart only
-    /// when their settings changed. `listen`, `[server]`, `[ext_authz]`, `[proxy]` and `[upstream]` are
+    /// when their settings changed. `listen`, `[server]`, `[tls]`, `[ext_authz]`, `[proxy]` (and
+    /// `[proxy.tls]`) and `[upstream]` are
     /// read at start only: a change is logged as a warning and waits for the next start.
     pub async fn reload(&self) -> Result<(), String> {
         let _one_at_a_time = self.reload_lock.lock().await;
@@ -831,6 +840,11 @@ impl AppState {
         if config.proxy != old.config.proxy || config.upstream != old.config.upstream {
             tracing::warn!(
                 "[proxy] and [upstream] changes take effect at the next start; the running proxy stays"
+            );
+        }
+        if config.tls != old.config.tls {
+            tracing::warn!(
+                "[tls] changes take effect at the next start; the running listener keeps its certificate and client CAs"
             );
         }
         if config.ext_authz != old.config.ext_authz {
@@ -862,10 +876,33 @@ pub async fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener) -> s
     serve_until(state, listener, termination()).await
 }
 
-/// [`serve`] until `shutdown` resolves instead of a signal (SIGHUP still reloads).
+/// [`serve`] until `shutdown` resolves instead of a signal (SIGHUP still reloads). With a
+/// `[tls]` table the listener speaks TLS: its files are read here (an error when they
+/// cannot be used); `jwtd serve` reads them before it announces anything ([`serve_tls`]).
 pub async fn serve_until(
     state: Arc<AppState>,
     listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    let tls = tls::api_config(&state.runtime().config).map_err(std::io::Error::other)?;
+    serve_tls_until(state, listener, tls, shutdown).await
+}
+
+/// [`serve`] with the TLS configuration `tls` already loaded ([`tls::api_config`]; `None`:
+/// cleartext), until SIGTERM or Ctrl-C.
+pub async fn serve_tls(
+    state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> std::io::Result<()> {
+    serve_tls_until(state, listener, tls, termination()).await
+}
+
+/// [`serve_tls`] until `shutdown` resolves.
+pub async fn serve_tls_until(
+    state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     #[cfg(unix)]
@@ -885,7 +922,7 @@ pub async fn serve_until(
         });
     }
     let app = router(state.clone());
-    server::run(state, listener, app, shutdown).await
+    server::run(state, listener, app, tls, shutdown).await
 }
 
 /// SIGTERM or Ctrl-C.

@@ -31,9 +31,14 @@ pub fn proxy_options(upstream: &UpstreamSettings) -> jwtd_proxy::Options {
 /// [`PROXY_MAX_HEADERS`] headers. Read at start: a reload keeps
 /// these settings and swaps only the engine. An error without `[upstream]`, or when the
 /// upstream cannot be set up (its `ca_file`).
+///
+/// With `tls` (`[proxy.tls]`, loaded before the listener is announced:
+/// [`crate::tls::proxy_config`]) the listener speaks TLS, its handshake within
+/// `header_read_timeout`, and the clients' certificates are the requests' (RFC 8705).
 pub async fn serve_proxy(
     state: Arc<AppState>,
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), String> {
     let proxy = proxy_of(&state)?;
@@ -47,7 +52,7 @@ pub async fn serve_proxy(
         header_read_timeout: server.header_read_timeout.0,
         max_connections: server.max_connections,
     };
-    jwtd_proxy::serve(proxy, listener, &limits, shutdown)
+    jwtd_proxy::serve_tls(proxy, listener, &limits, tls, shutdown)
         .await
         .map_err(|e| format!("proxy server: {e}"))
 }

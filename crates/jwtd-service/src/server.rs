@@ -239,13 +239,14 @@ impl Drop for InFlight {
     }
 }
 
-/// The socket, noting the first byte of each request that arrives on a kept-alive connection.
-struct Tracked {
-    io: TcpStream,
+/// The socket (or the TLS stream over it), noting the first byte of each request that arrives
+/// on a kept-alive connection.
+struct Tracked<S> {
+    io: S,
     conn: Arc<Conn>,
 }
 
-impl AsyncRead for Tracked {
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -266,7 +267,7 @@ impl AsyncRead for Tracked {
     }
 }
 
-impl AsyncWrite for Tracked {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -388,9 +389,13 @@ fn timeout_response() -> Response<Body> {
 }
 
 /// Serves one connection until it ends, its watchdog fires, or the drain deadline passes.
+/// With `tls`, the TLS handshake comes first, within `header_read_timeout` of the accept (and
+/// cut by an eviction or the shutdown); the client's certificate, when it sent one, goes with
+/// every request of the connection.
 #[allow(clippy::too_many_arguments)]
 async fn connection(
     stream: TcpStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     id: u64,
     conn: Arc<Conn>,
     registry: Arc<Registry>,
@@ -401,6 +406,72 @@ async fn connection(
     mut phase: watch::Receiver<Phase>,
 ) {
     let peer = stream.peer_addr().ok();
+    let closed = match tls {
+        None => {
+            serve_requests(
+                stream, peer, None, &conn, &registry, &builder, state, router, &limits, &mut phase,
+            )
+            .await
+        }
+        Some(acceptor) => {
+            let handshake = tokio::time::timeout(
+                crate::tls::handshake_timeout(&limits),
+                acceptor.accept(stream),
+            );
+            let outcome = tokio::select! {
+                r = handshake => match r {
+                    Ok(Ok(s)) => Ok(s),
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "TLS handshake failed");
+                        Err("tls_handshake")
+                    }
+                    Err(_) => Err("header_timeout"),
+                },
+                _ = conn.wake.notified() => Err("evicted"),
+                _ = phase.wait_for(|p| *p != Phase::Running) => Err("shutdown"),
+            };
+            match outcome {
+                Ok(stream) => {
+                    let cert = crate::tls::peer_certificate(stream.get_ref().1);
+                    serve_requests(
+                        stream, peer, cert, &conn, &registry, &builder, state, router, &limits,
+                        &mut phase,
+                    )
+                    .await
+                }
+                Err(reason) => Some(reason),
+            }
+        }
+    };
+    if let Some(reason) = closed {
+        if reason != "evicted" {
+            metrics::counter!("jwtd_connections_closed_total", "reason" => reason).increment(1);
+        }
+        tracing::debug!(reason, "connection closed");
+    }
+    registry.retire(&conn);
+    registry.conns.lock().expect("lock").remove(&id);
+    registry.open.decrement(1.0);
+    registry.ended.notify_waiters();
+}
+
+/// The requests of one connection (see [`connection`]).
+#[allow(clippy::too_many_arguments)]
+async fn serve_requests<S>(
+    stream: S,
+    peer: Option<std::net::SocketAddr>,
+    cert: Option<Arc<[u8]>>,
+    conn: &Arc<Conn>,
+    registry: &Registry,
+    builder: &hyper_util::server::conn::auto::Builder<TokioExecutor>,
+    state: Arc<AppState>,
+    router: axum::Router,
+    limits: &ServerSettings,
+    phase: &mut watch::Receiver<Phase>,
+) -> Option<&'static str>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let io = TokioIo::new(Tracked {
         io: stream,
         conn: conn.clone(),
@@ -416,6 +487,10 @@ async fn connection(
             req.extensions_mut()
                 .insert(axum::extract::ConnectInfo(peer));
         }
+        if let (Some(cert), false) = (&cert, auth) {
+            req.extensions_mut()
+                .insert(jwtd_gate::mtls::PeerCertificate(cert.clone()));
+        }
         let req = if hyper::body::Body::is_end_stream(req.body()) {
             req.map(Body::new)
         } else {
@@ -424,12 +499,13 @@ async fn connection(
         };
         let mut router = router.clone();
         let state = state.clone();
+        let cert = cert.clone();
         async move {
             let answer = async {
                 if auth {
                     // The body is never read (and not `Sync`, so not held across the decision).
                     let (parts, _) = req.into_parts();
-                    Ok(crate::handlers::auth_answer(&state, &parts, peer).await)
+                    Ok(crate::handlers::auth_answer(&state, &parts, peer, cert.as_deref()).await)
                 } else {
                     tower::Service::call(&mut router, req).await
                 }
@@ -447,7 +523,7 @@ async fn connection(
         }
     });
     // The connection (and its socket) is dropped at the end of this block.
-    let closed = {
+    {
         let mut served = pin!(builder.serve_connection(io, service));
         let mut draining = false;
         // Evicted with a request in progress: hyper finishes it and closes.
@@ -473,7 +549,7 @@ async fn connection(
                     }
                     break None;
                 }
-                reason = watchdog(&conn, &registry, &limits), if !finishing => match reason {
+                reason = watchdog(conn, registry, limits), if !finishing => match reason {
                     Closed::EvictedBusy => {
                         // Answer the request in progress, read no other; request_timeout and
                         // the drain deadline still bound it.
@@ -489,17 +565,7 @@ async fn connection(
                 }
             }
         }
-    };
-    if let Some(reason) = closed {
-        if reason != "evicted" {
-            metrics::counter!("jwtd_connections_closed_total", "reason" => reason).increment(1);
-        }
-        tracing::debug!(reason, "connection closed");
     }
-    registry.retire(&conn);
-    registry.conns.lock().expect("lock").remove(&id);
-    registry.open.decrement(1.0);
-    registry.ended.notify_waiters();
 }
 
 /// The soft `RLIMIT_NOFILE` of this process, where `/proc` tells it.
@@ -519,12 +585,15 @@ const RESERVED_FDS: u64 = 256;
 
 /// Serves `router` on `listener` with `limits` until `shutdown` resolves; then stops accepting,
 /// lets requests in progress finish for at most `shutdown_timeout` and drops what remains.
+/// With `tls`, every connection speaks TLS (its handshake bounded as [`connection`] says).
 pub(crate) async fn run(
     state: Arc<AppState>,
     listener: tokio::net::TcpListener,
     router: axum::Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let limits = Arc::new(state.runtime().config.server.clone());
     if let Some(nofile) = open_file_limit() {
         if limits.max_connections as u64 + RESERVED_FDS > nofile {
@@ -604,6 +673,7 @@ pub(crate) async fn run(
         registry.open.increment(1.0);
         tokio::spawn(connection(
             stream,
+            tls.clone(),
             next_id,
             conn,
             registry.clone(),

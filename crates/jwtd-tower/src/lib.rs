@@ -33,6 +33,12 @@
 //! `temporarily_unavailable` with `Retry-After` when the keys or the revocation list are
 //! unavailable.
 //!
+//! Certificate-bound tokens (RFC 8705, `cnf["x5t#S256"]`) are checked against the client
+//! certificate the application's TLS acceptor puts in the request's extensions as a
+//! [`jwtd_gate::mtls::PeerCertificate`] (the DER of the peer's end-entity certificate);
+//! without one the request has none, and a bound token is refused `mtls_certificate_missing`
+//! (docs/mtls.md).
+//!
 //! For a tonic (gRPC) server, [`JwtdLayer::grpc`] reads the token from the `authorization`
 //! metadata the same way and answers rejections as gRPC statuses instead: `UNAUTHENTICATED`,
 //! `PERMISSION_DENIED` (failed scope or claim check), `UNAVAILABLE` (keys or revocation list
@@ -296,6 +302,11 @@ where
                     .unwrap_or(""),
                 path_and_query: req.uri().path_and_query().map_or("/", |p| p.as_str()),
                 headers: req.headers(),
+                // The application's TLS acceptor may put the peer's certificate here.
+                client_cert: match req.extensions().get::<jwtd_gate::mtls::PeerCertificate>() {
+                    Some(c) => jwtd_gate::ClientCert::Der(&c.0),
+                    None => jwtd_gate::ClientCert::None,
+                },
             };
             // `optional` without rules: no token is fine (several are still refused; a present
             // one must verify). With rules, each rule says whether a token is optional.

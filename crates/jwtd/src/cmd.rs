@@ -664,6 +664,10 @@ fn serve(a: ServeArgs) -> Result<()> {
             }
             None => None,
         };
+        // The TLS certificates, keys and client CAs of both listeners, read before anything is
+        // created or announced.
+        let api_tls = jwtd_service::tls::api_config(&config).map_err(Failure::Usage)?;
+        let proxy_tls = jwtd_service::tls::proxy_config(&config).map_err(Failure::Usage)?;
         if embedded {
             embedded_prepare()?;
         }
@@ -696,9 +700,14 @@ fn serve(a: ServeArgs) -> Result<()> {
                     _ = termination() => {},
                 }
             };
-            tokio::spawn(jwtd_service::serve_proxy(state.clone(), l, shutdown))
+            tokio::spawn(jwtd_service::serve_proxy(
+                state.clone(),
+                l,
+                proxy_tls,
+                shutdown,
+            ))
         });
-        let served = jwtd_service::serve(state, listener)
+        let served = jwtd_service::serve_tls(state, listener, api_tls)
             .await
             .map_err(|e| Failure::Usage(format!("server error: {e}")));
         let _ = stop.send(());

@@ -214,6 +214,7 @@ pub fn test(a: RulesTestArgs) -> Result<()> {
             host: &req.host,
             path_and_query: &path_and_query,
             headers: &headers,
+            client_cert: Default::default(),
         };
         let decision = engine.decide(&target, jwtd_core::unix_now()).await;
         let out = report(&decision, engine, token.as_deref());

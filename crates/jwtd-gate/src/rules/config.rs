@@ -238,4 +238,8 @@ pub struct RuleConfig {
     /// its tokens must name the resource URI in `aud` unless the rule sets `audiences`.
     #[serde(default)]
     pub resource: Option<Spanned<String>>,
+    /// Certificate-bound tokens (RFC 8705) on this route, instead of the issuer's
+    /// `[issuer.mtls] mode`: `enforce-cnf`, `require` or `off`.
+    #[serde(default)]
+    pub mtls: Option<crate::mtls::Mode>,
 }

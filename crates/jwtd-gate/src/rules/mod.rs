@@ -360,6 +360,8 @@ pub struct Rule {
     set_headers: Vec<(HeaderName, Template)>,
     /// The `[[resource]]` URI it guards, and the span of that value.
     resource: Option<(String, Range<usize>)>,
+    /// `mtls`: the certificate-binding policy instead of the issuer's.
+    mtls: Option<crate::mtls::Mode>,
 }
 
 /// Static rank of a rule's conditions (the best the rule can rank on any request).
@@ -369,6 +371,11 @@ impl Rule {
     /// The id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Its `mtls` policy, when it overrides the issuer's.
+    pub fn mtls(&self) -> Option<crate::mtls::Mode> {
+        self.mtls
     }
 
     /// Position in the file (0-based).

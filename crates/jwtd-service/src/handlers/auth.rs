@@ -21,7 +21,23 @@ use std::time::Instant;
 /// the original path to `/auth`. From anyone else they are ignored and the `/auth` request
 /// itself is what is matched (so a rule set can never be steered by a client that reaches jwtd
 /// directly).
-fn original_request<'a>(req: &'a Parts, trusted: bool) -> jwtd_gate::Request<'a> {
+///
+/// The client certificate (RFC 8705 bound tokens): from a trusted proxy, the one it forwards
+/// (`[forwarded] client_cert`) when it sends one; otherwise the TLS peer's (`cert`, when
+/// jwtd terminates TLS with client certificates). A certificate header from anyone else is
+/// ignored. `peer_trusted` is the peer's trust whether or not rules exist (`trusted` is
+/// false without rules: forwarded URIs only matter to rules).
+fn original_request<'a>(
+    req: &'a Parts,
+    trusted: bool,
+    peer_trusted: bool,
+    cert: Option<&'a [u8]>,
+) -> jwtd_gate::Request<'a> {
+    let client_cert = match (peer_trusted, cert) {
+        (true, tls) => jwtd_gate::ClientCert::Trusted { tls },
+        (false, Some(der)) => jwtd_gate::ClientCert::Der(der),
+        (false, None) => jwtd_gate::ClientCert::None,
+    };
     let headers = &req.headers;
     // The five forwarded names in one pass over the headers (cheaper than five hash lookups
     // on this hot path); each counts only when sent exactly once: two could be read
@@ -70,6 +86,7 @@ fn original_request<'a>(req: &'a Parts, trusted: bool) -> jwtd_gate::Request<'a>
             host,
             path_and_query: own_path,
             headers,
+            client_cert,
         };
     }
     let envoy = own_path
@@ -80,6 +97,7 @@ fn original_request<'a>(req: &'a Parts, trusted: bool) -> jwtd_gate::Request<'a>
         host: get(&[2]).unwrap_or(host),
         path_and_query: get(&[3, 4]).or(envoy).unwrap_or(own_path),
         headers,
+        client_cert,
     }
 }
 
@@ -92,8 +110,12 @@ pub(super) async fn forward_auth(State(state): State<Arc<AppState>>, req: Reques
         .get::<axum::extract::ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
     // The body is never read (and not `Sync`, so not held across the decision).
+    let cert = req
+        .extensions()
+        .get::<jwtd_gate::mtls::PeerCertificate>()
+        .cloned();
     let (parts, _) = req.into_parts();
-    answer(&state, &parts, peer).await
+    answer(&state, &parts, peer, cert.as_ref().map(|c| &*c.0)).await
 }
 
 /// Whether `path` is served by `/auth` (`/auth`, or `/auth/<original path>` for Envoy): the
@@ -107,15 +129,22 @@ pub(crate) fn is_auth_path(path: &str) -> bool {
 /// `/auth` for the request `req` from `peer`: what [`forward_auth`] answers, called by the
 /// server directly for the paths of [`is_auth_path`] (the hottest path skips the router's
 /// boxed services, its request extensions and the `ConnectInfo` insert).
-pub(crate) async fn answer(state: &AppState, req: &Parts, peer: Option<SocketAddr>) -> Response {
+/// `cert` is the DER of the TLS peer's certificate, when jwtd terminated TLS and the client
+/// sent one.
+pub(crate) async fn answer(
+    state: &AppState,
+    req: &Parts,
+    peer: Option<SocketAddr>,
+    cert: Option<&[u8]>,
+) -> Response {
     // The request is borrowed, not its headers cloned: this is the hottest path.
     let started = Instant::now();
     let rt = state.runtime_guard();
     let rid = RequestId::of_in(&req.headers, &rt);
     let engine = &rt.engine;
-    let trusted =
-        !engine.rules.is_empty() && peer.is_some_and(|p| rt.trusted_proxies.contains(p.ip()));
-    let target = original_request(req, trusted);
+    let peer_trusted = peer.is_some_and(|p| rt.trusted_proxies.contains(p.ip()));
+    let trusted = !engine.rules.is_empty() && peer_trusted;
+    let target = original_request(req, trusted, peer_trusted, cert);
     let decision = engine.decide(&target, jwtd_core::unix_now()).await;
     let token = decision.token;
     rt.decisions.record(

@@ -249,11 +249,47 @@ fn the_documented_tables_state_the_defaults_the_code_has() {
         ),
         ("remove_authorization", "false".to_owned()),
         ("ca_file", "none".to_owned()),
+        ("[proxy.tls]", "none".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     assert_eq!(proxy, expected);
+
+    // [tls], [proxy.tls] and [forwarded]: the defaults the code has.
+    let tls = table(
+        &md,
+        "TLS and client certificates: `[tls]`, `[proxy.tls]`, `[forwarded]`",
+    );
+    assert_eq!(
+        jwtd_service::config::ClientAuth::default(),
+        jwtd_service::config::ClientAuth::Optional
+    );
+    let forwarded = jwtd_gate::mtls::ForwardedConfig::default();
+    assert_eq!(forwarded.client_cert, None);
+    let header = |format: &str| {
+        let c: jwtd_gate::mtls::ForwardedConfig =
+            toml::from_str(&format!("client_cert = \"{format}\"")).unwrap();
+        c.compile().map(|f| f.map(|f| f.header.to_string()))
+    };
+    assert_eq!(header("rfc9440"), Ok(Some("client-cert".into())));
+    assert_eq!(header("xfcc"), Ok(Some("x-forwarded-client-cert".into())));
+    assert!(header("pem").is_err(), "pem needs a header");
+    let expected: BTreeMap<String, String> = [
+        ("cert_file", "(required)"),
+        ("key_file", "(required)"),
+        ("client_ca_file", "none"),
+        ("client_auth", "\"optional\""),
+        ("[forwarded] client_cert", "none"),
+        (
+            "[forwarded] client_cert_header",
+            "Client-Cert` (`rfc9440`), `x-forwarded-client-cert` (`xfcc`)",
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    assert_eq!(tls, expected);
 }
 
 /// The `[[resource]]` table and limits of docs/configuration.md against the code: every key

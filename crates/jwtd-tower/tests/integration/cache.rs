@@ -392,3 +392,74 @@ async fn ask(router: &mut axum::Router, aud: Option<&str>, scope: &str) -> (u16,
         .map(|v| v.to_str().unwrap().to_owned());
     (r.status().as_u16(), www)
 }
+
+/// Certificate-bound tokens (RFC 8705) through the layer: checked against the
+/// `PeerCertificate` the application's TLS acceptor put in the extensions; without one, a
+/// bound token is refused `mtls_certificate_missing` and an unbound one passes.
+#[tokio::test]
+async fn the_layer_checks_certificate_bound_tokens_against_the_peer_certificate() {
+    use jwtd_gate::mtls::{encode_thumbprint, thumbprint_of};
+    let config = jwtd_gate::config::GateConfig::parse_with_env(
+        "[[issuer]]\nname = \"hs\"\nissuer = \"https://hs.test\"\n\
+         secret_env = \"JWTD_TOWER_MTLS_TEST_HS\"\nalgorithms = [\"HS256\"]\nany_audience = true\n",
+        "test",
+        &Env::from_vars([("JWTD_TOWER_MTLS_TEST_HS", SECRET)]),
+    )
+    .unwrap();
+    let mut router = axum::Router::new()
+        .route("/", axum::routing::get(|| async { "through" }))
+        .layer(JwtdLayer::from_config(&config).unwrap());
+    let (mine, other) = (b"alice's certificate".to_vec(), b"another".to_vec());
+    let now = jwtd_core::unix_now();
+    let bound = jwtd_test_support::hs256(
+        SECRET.as_bytes(),
+        &json!({"iss": "https://hs.test", "sub": "alice", "exp": now + 600,
+            "cnf": {"x5t#S256": encode_thumbprint(&thumbprint_of(&mine))}}),
+    );
+    assert_eq!(
+        ask_with_cert(&mut router, &bound, Some(&mine)).await,
+        (200, "through".into())
+    );
+    assert_eq!(
+        ask_with_cert(&mut router, &bound, Some(&other)).await,
+        (401, "mtls_certificate_mismatch".into())
+    );
+    assert_eq!(
+        ask_with_cert(&mut router, &bound, None).await,
+        (401, "mtls_certificate_missing".into())
+    );
+    assert_eq!(
+        ask_with_cert(&mut router, &token("bob"), None).await,
+        (200, "through".into())
+    );
+}
+
+/// One request through `router` with `t` and, when given, a `PeerCertificate`: the status and
+/// the body (or the refusal's reason).
+async fn ask_with_cert(router: &mut axum::Router, t: &str, cert: Option<&[u8]>) -> (u16, String) {
+    let mut req = Request::get("/")
+        .header("authorization", format!("Bearer {t}"))
+        .body(Body::empty())
+        .unwrap();
+    if let Some(c) = cert {
+        req.extensions_mut()
+            .insert(jwtd_gate::mtls::PeerCertificate(c.into()));
+    }
+    std::future::poll_fn(|cx| Service::<Request<Body>>::poll_ready(router, cx))
+        .await
+        .unwrap();
+    let r = router.call(req).await.unwrap();
+    let status = r.status();
+    let bytes = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+    let body = String::from_utf8(bytes.to_vec()).unwrap();
+    match status {
+        StatusCode::OK => (200, body),
+        s => (
+            s.as_u16(),
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()["reason"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        ),
+    }
+}
