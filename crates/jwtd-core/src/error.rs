@@ -92,6 +92,11 @@ pub enum Reason {
     /// timeout to connect, to send its response head, or between two body chunks; answered 504
     /// (services only).
     UpstreamTimeout,
+    /// A DPoP refusal (RFC 9449; services only): the request's proof, or the binding of its
+    /// token to the proof's key, or the way the token was presented. Its code is the
+    /// [`crate::DpopReason`]'s (`dpop_htm_mismatch`, ...); answered 401 with a
+    /// `WWW-Authenticate: DPoP` challenge (503 for `dpop_replay_unavailable`).
+    Dpop(crate::DpopReason),
 }
 
 /// The `error` a [`Reason`] is reported with: an RFC 6750 section 3.1 code for the three
@@ -161,7 +166,8 @@ impl GrpcCode {
 pub const RETRY_AFTER_SECS: u32 = 5;
 
 impl Reason {
-    /// Every reason, in declaration order.
+    /// Every reason, in declaration order, but the DPoP ones ([`Reason::Dpop`] of each of
+    /// [`crate::DpopReason::ALL`], listed apart in docs/security.md).
     pub const ALL: [Reason; 29] = [
         Reason::Malformed,
         Reason::UnsupportedAlgorithm,
@@ -226,6 +232,7 @@ impl Reason {
             Reason::BadHeaders => "bad_headers",
             Reason::UpstreamUnavailable => "upstream_unavailable",
             Reason::UpstreamTimeout => "upstream_timeout",
+            Reason::Dpop(r) => r.as_str(),
         }
     }
 
@@ -250,7 +257,10 @@ impl Reason {
             Reason::KeyFetchFailed
             | Reason::RevocationUnavailable
             | Reason::UpstreamUnavailable
-            | Reason::UpstreamTimeout => BearerError::TemporarilyUnavailable,
+            | Reason::UpstreamTimeout
+            | Reason::Dpop(crate::DpopReason::ReplayUnavailable) => {
+                BearerError::TemporarilyUnavailable
+            }
             _ => BearerError::InvalidToken,
         }
     }
@@ -348,6 +358,12 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+impl From<crate::DpopError> for Error {
+    fn from(e: crate::DpopError) -> Error {
+        Error::new(Reason::Dpop(e.reason()), e.message().to_owned())
+    }
+}
 
 /// Why a key could not be imported or used.
 #[derive(Clone, Debug, PartialEq, Eq)]
