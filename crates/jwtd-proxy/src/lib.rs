@@ -469,9 +469,11 @@ impl<S: EngineSource> Proxy<S> {
         if let Some(answer) = self.metadata(engine, &req, decided_target) {
             return answer;
         }
+        let trusted = self.source.trusts_forwarded(&handle, peer.addr.ip());
         let decision = {
             let target = jwtd_gate::Request {
                 method: req.method().as_str(),
+                scheme: request_scheme(req.headers(), trusted),
                 host: host
                     .as_ref()
                     .and_then(|h| h.to_str().ok())
@@ -487,11 +489,14 @@ impl<S: EngineSource> Proxy<S> {
         match decision.outcome {
             Err(denial) => refusal(jwtd_gate::refusal::http_denial(&denial)),
             Ok(allowed) => {
-                let trusted = self.source.trusts_forwarded(&handle, peer.addr.ip());
                 let sent = Sent {
                     target,
                     host,
                     trusted,
+                    strip_dpop: allowed
+                        .dpop
+                        .as_ref()
+                        .is_some_and(|p| p.on_pass == jwtd_gate::config::OnPass::Strip),
                 };
                 self.forward(req, sent, engine, allowed.headers, peer).await
             }
@@ -510,9 +515,13 @@ impl<S: EngineSource> Proxy<S> {
             target,
             host,
             trusted,
+            strip_dpop,
         } = sent;
         let (mut parts, body) = req.into_parts();
         let headers = &mut parts.headers;
+        if strip_dpop {
+            strip_dpop_headers(headers);
+        }
         let seen = scrub_request(
             headers,
             &engine.identity.mapped,
@@ -630,6 +639,40 @@ struct Sent {
     target: Option<String>,
     host: Option<HeaderValue>,
     trusted: bool,
+    /// The request passed with a DPoP proof whose issuer strips it (`on_pass = "strip"`).
+    strip_dpop: bool,
+}
+
+/// The scheme the engine decides on (a DPoP proof's `htu`): the listener's, `http`, unless a
+/// trusted proxy (`trusted_proxies`) sent exactly one `X-Forwarded-Proto` of `http` or
+/// `https` (a TLS-terminating load balancer in front).
+fn request_scheme(headers: &HeaderMap, trusted: bool) -> &'static str {
+    if trusted {
+        let mut all = headers.get_all(XFP).iter();
+        if let (Some(v), None) = (all.next(), all.next()) {
+            if v.as_bytes().eq_ignore_ascii_case(b"https") {
+                return "https";
+            }
+        }
+    }
+    "http"
+}
+
+/// `on_pass = "strip"`: the `DPoP` proof removed and `Authorization: DPoP <token>` sent as
+/// `Authorization: Bearer <token>` (the upstream sees a bearer token it can read as before).
+fn strip_dpop_headers(headers: &mut HeaderMap) {
+    headers.remove(jwtd_gate::dpop::DPOP);
+    let rewritten = headers.get(header::AUTHORIZATION).and_then(|v| {
+        let v = v.to_str().ok()?;
+        let (scheme, token) = v.split_once([' ', '\t'])?;
+        scheme
+            .eq_ignore_ascii_case("dpop")
+            .then(|| HeaderValue::from_str(&format!("Bearer {}", token.trim())).ok())
+            .flatten()
+    });
+    if let Some(v) = rewritten {
+        headers.insert(header::AUTHORIZATION, v);
+    }
 }
 
 /// The identity headers removed from every client request whatever the engine owns.

@@ -441,6 +441,7 @@ fn compile(
             .resource
             .as_ref()
             .map(|r| (r.get_ref().clone(), r.span())),
+        dpop: cfg.dpop,
     };
     rule.bound = rule.compute_bound();
     rule.takes = rule

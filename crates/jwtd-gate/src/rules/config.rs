@@ -238,4 +238,8 @@ pub struct RuleConfig {
     /// its tokens must name the resource URI in `aud` unless the rule sets `audiences`.
     #[serde(default)]
     pub resource: Option<Spanned<String>>,
+    /// DPoP for this rule, overriding its issuers' `[issuer.dpop] mode`: `"require"`,
+    /// `"enforce-cnf"` or `"off"` (absent: the issuer's).
+    #[serde(default)]
+    pub dpop: Option<crate::config::DpopMode>,
 }

@@ -360,6 +360,8 @@ pub struct Rule {
     set_headers: Vec<(HeaderName, Template)>,
     /// The `[[resource]]` URI it guards, and the span of that value.
     resource: Option<(String, Range<usize>)>,
+    /// `dpop`: the DPoP mode overriding its issuers'.
+    dpop: Option<crate::config::DpopMode>,
 }
 
 /// Static rank of a rule's conditions (the best the rule can rank on any request).
@@ -447,6 +449,12 @@ impl Rule {
     /// the binding holds even for an engine built without the resource table.
     pub fn resource_audience(&self) -> Option<&[String]> {
         self.resource.as_ref().map(|(u, _)| std::slice::from_ref(u))
+    }
+
+    /// The DPoP mode this rule sets (`dpop = ...`), overriding its issuers' `[issuer.dpop]
+    /// mode; `None`: the issuer's.
+    pub fn dpop(&self) -> Option<crate::config::DpopMode> {
+        self.dpop
     }
 
     /// The byte range of its `resource` value in the configuration text.

@@ -14,10 +14,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The request the proxy is asking about, for rule matching. From a trusted proxy
-/// (`trusted_proxies`, default loopback) the forwarded headers are believed: nginx's
-/// `X-Original-Method` / `X-Original-URI` (set in the documented snippet), Traefik's and
-/// Caddy's `X-Forwarded-Method` / `-Uri` / `-Host`, and Envoy's HTTP ext_authz, which appends
+/// The request the proxy is asking about, for rule matching (and a DPoP proof's `htm` and
+/// `htu`). From a trusted proxy (`trusted_proxies`, default loopback) the forwarded headers
+/// are believed: nginx's `X-Original-Method` / `X-Original-URI` (set in the documented
+/// snippet), Traefik's and Caddy's `X-Forwarded-Method` / `-Uri` / `-Host` / `-Proto`, and Envoy's HTTP ext_authz, which appends
 /// the original path to `/auth`. From anyone else they are ignored and the `/auth` request
 /// itself is what is matched (so a rule set can never be steered by a client that reaches jwtd
 /// directly).
@@ -26,7 +26,7 @@ fn original_request<'a>(req: &'a Parts, trusted: bool) -> jwtd_gate::Request<'a>
     // The five forwarded names in one pass over the headers (cheaper than five hash lookups
     // on this hot path); each counts only when sent exactly once: two could be read
     // differently by two parsers.
-    let mut seen: [(u8, Option<&str>); 5] = [(0, None); 5];
+    let mut seen: [(u8, Option<&str>); 6] = [(0, None); 6];
     // The first Host header, found in the same pass when there is one.
     let mut first_host: Option<Option<&str>> = None;
     if trusted {
@@ -43,6 +43,7 @@ fn original_request<'a>(req: &'a Parts, trusted: bool) -> jwtd_gate::Request<'a>
                 "x-forwarded-host" => 2,
                 "x-original-uri" => 3,
                 "x-forwarded-uri" => 4,
+                "x-forwarded-proto" => 5,
                 _ => continue,
             };
             let (count, v) = &mut seen[slot];
@@ -64,9 +65,11 @@ fn original_request<'a>(req: &'a Parts, trusted: bool) -> jwtd_gate::Request<'a>
     }
     .or(req.uri.host())
     .unwrap_or("");
+    // jwtd serve listens in plain HTTP: its own scheme is `http`.
     if !trusted {
         return jwtd_gate::Request {
             method: req.method.as_str(),
+            scheme: "http",
             host,
             path_and_query: own_path,
             headers,
@@ -77,6 +80,10 @@ fn original_request<'a>(req: &'a Parts, trusted: bool) -> jwtd_gate::Request<'a>
         .filter(|rest| rest.starts_with('/'));
     jwtd_gate::Request {
         method: get(&[0, 1]).unwrap_or(req.method.as_str()),
+        scheme: match get(&[5]) {
+            Some(p) if p.eq_ignore_ascii_case("https") => "https",
+            _ => "http",
+        },
         host: get(&[2]).unwrap_or(host),
         path_and_query: get(&[3, 4]).or(envoy).unwrap_or(own_path),
         headers,
@@ -113,8 +120,9 @@ pub(crate) async fn answer(state: &AppState, req: &Parts, peer: Option<SocketAdd
     let rid = RequestId::of(&req.headers, state);
     let rt = state.runtime_guard();
     let engine = &rt.engine;
-    let trusted =
-        !engine.rules.is_empty() && peer.is_some_and(|p| rt.trusted_proxies.contains(p.ip()));
+    // Believed with rules (matching) and for DPoP (a proof's `htm` and `htu` name the
+    // original request): both read the forwarded method, host, URI and scheme.
+    let trusted = peer.is_some_and(|p| rt.trusted_proxies.contains(p.ip()));
     let target = original_request(req, trusted);
     let decision = engine.decide(&target, jwtd_core::unix_now()).await;
     let token = decision.token;
