@@ -1,6 +1,6 @@
 //! DPoP through every front of one `jwtd serve` process, with tokens and proofs made by
 //! panva's `jose` (crates/jwtd/tests/dpop-peer/fronts.mjs): `/auth` behind a trusted proxy
-//! (the forwarded method, scheme, host and URI), the reverse proxy (its own `http` and `Host`)
+//! (the forwarded method, scheme, host and URI), `/v1/verify` (its own request), the reverse proxy (its own `http` and `Host`)
 //! in front of the Python test upstream, and Envoy ext_authz over gRPC
 //! (`attributes.request.http.{scheme,host,path,method}`). A valid proof passes (the upstream
 //! gets `Authorization: Bearer` and no `DPoP`: `on_pass = "strip"`); its replay, a wrong
@@ -103,6 +103,7 @@ fn dpop_proofs_by_jose_through_auth_proxy_and_ext_authz() {
         "auth": {"method": "GET", "htu": "https://api.example/v1/orders/7"},
         "proxy": {"method": "GET", "htu": "http://localhost/v1/orders/7"},
         "extauthz": {"method": "GET", "htu": "https://api.example/v1/orders/7"},
+        "verify": {"method": "GET", "htu": "http://localhost/v1/verify"},
     });
     let doc = jose(&fronts);
     std::fs::write(dir.join("jwks.json"), doc["jwks"].to_string()).unwrap();
@@ -215,6 +216,50 @@ auth = "as"
         ],
     );
     assert_eq!(reason(status, &body), "dpop_htu_mismatch", "{body}");
+
+    // /v1/verify: the proof is made for the /v1/verify request itself (http, its Host).
+    for case in doc["cases"]["verify"].as_array().unwrap() {
+        let (name, proof, expect) = (
+            case["name"].as_str().unwrap(),
+            case["proof"].as_str().unwrap(),
+            case["expect"].as_str().unwrap(),
+        );
+        let (status, headers, body) = http_request(
+            port,
+            "GET",
+            "/v1/verify?x=1",
+            &[("authorization", &dpop_auth), ("dpop", proof)],
+        );
+        assert_eq!(
+            reason(status, &body),
+            expect,
+            "/v1/verify {name}: {status} {body}"
+        );
+        if expect == "ok" {
+            let v: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["claims"]["cnf"]["jkt"], jkt);
+            valid = proof.to_owned();
+        } else {
+            let www = header(&headers, "www-authenticate");
+            assert!(
+                www[0].starts_with("DPoP algs=\"") && www[0].contains("ES256"),
+                "{www:?}"
+            );
+        }
+    }
+    let (status, _, body) = http_request(
+        port,
+        "GET",
+        "/v1/verify",
+        &[("authorization", &dpop_auth), ("dpop", &valid)],
+    );
+    assert_eq!(reason(status, &body), "dpop_replay", "/v1/verify replayed");
+    let (status, _, body) = http_request(port, "GET", "/v1/verify", &[("authorization", &bearer)]);
+    assert_eq!(
+        reason(status, &body),
+        "dpop_token_bound_as_bearer",
+        "/v1/verify"
+    );
 
     // The proxy: its own scheme (http) and the Host it was sent.
     for case in doc["cases"]["proxy"].as_array().unwrap() {
