@@ -676,10 +676,11 @@ fn strip_dpop_headers(headers: &mut HeaderMap) {
 }
 
 /// The identity headers removed from every client request whatever the engine owns.
-const OWNED: [HeaderName; 3] = [
+const OWNED: [HeaderName; 4] = [
     jwtd_gate::issuers::SUBJECT,
     jwtd_gate::issuers::ISSUER,
     jwtd_gate::issuers::PAYLOAD,
+    jwtd_gate::dpop::X_AUTH_JKT,
 ];
 
 const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -1023,8 +1024,10 @@ fn refusal(answer: jwtd_gate::refusal::HttpRefusal) -> Response<ProxyBody> {
             .boxed(),
     );
     *resp.status_mut() = answer.status;
+    // Appended: a DPoP refusal has two `WWW-Authenticate` fields (`DPoP`, then `Bearer`); the
+    // table sends every other name once.
     for (name, value) in answer.headers {
-        resp.headers_mut().insert(name, value);
+        resp.headers_mut().append(name, value);
     }
     resp
 }

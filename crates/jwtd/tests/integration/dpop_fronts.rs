@@ -279,6 +279,12 @@ auth = "as"
             expect,
             "proxy {name}: {status} {body}"
         );
+        if expect != "ok" {
+            let www = header(&headers, "www-authenticate");
+            assert_eq!(www.len(), 2, "proxy {name}: {www:?}");
+            assert!(www[0].starts_with("DPoP algs=\""), "{www:?}");
+            assert_eq!(www[1], "Bearer realm=\"jwtd\"");
+        }
         if expect == "ok" {
             let echo: Value = serde_json::from_str(header(&headers, "x-echo")[0]).unwrap();
             let got = |n: &str| -> Vec<String> {
