@@ -49,7 +49,8 @@
 //!   `Proxy-Authorization`, `TE`, `Trailer`, `Transfer-Encoding`, `HTTP2-Settings` and
 //!   `Upgrade` (kept, with `Connection: upgrade`, on an upgrade request; see below).
 //! - **Every identity header jwtd owns** ([`jwtd_gate::issuers::IdentityHeaders::names`] of
-//!   the engine in force, and `X-Auth-Subject`, `X-Auth-Issuer`, `X-Auth-Payload` always) is
+//!   the engine in force, and `X-Auth-Subject`, `X-Auth-Issuer`, `X-Auth-Payload`, `X-Auth-Jkt`
+//!   always) is
 //!   removed from the client's request before the decision's identity headers are added: each
 //!   is either set by jwtd or absent, a spoofed one never reaches the upstream. (`/auth`
 //!   answers a header without a value present and empty; here it is absent, as in ext_authz.)
