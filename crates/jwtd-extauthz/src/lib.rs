@@ -279,6 +279,13 @@ impl<S: EngineSource> Authorizer<S> {
                 ok.headers.push(overwrite(&http::header::AUTHORIZATION, &v));
             }
         }
+        if let Some(n) = allowed.dpop.as_ref().and_then(|p| p.nonce.as_deref()) {
+            // A fresh server nonce, to the client (RFC 9449 section 8.2).
+            if let Ok(v) = HeaderValue::from_str(n) {
+                ok.response_headers_to_add
+                    .push(overwrite(&jwtd_gate::refusal::DPOP_NONCE, &v));
+            }
+        }
         if allowed
             .dpop
             .as_ref()

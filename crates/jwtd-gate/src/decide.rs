@@ -156,6 +156,9 @@ pub struct Proven {
     /// `strip`: the front removes `DPoP` and forwards `Authorization: Bearer <token>`;
     /// `keep`: both as they came.
     pub on_pass: OnPass,
+    /// A fresh server nonce the front sends back to the client as `DPoP-Nonce` (the issuer
+    /// issues nonces and the proof's was absent or of the previous epoch).
+    pub nonce: Option<String>,
 }
 
 /// The engine's answer for one request.
@@ -612,6 +615,7 @@ impl Engine {
         a.dpop = Some(Proven {
             jkt: p.jkt,
             on_pass: p.on_pass,
+            nonce: p.nonce,
         });
         Ok(a)
     }

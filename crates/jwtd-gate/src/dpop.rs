@@ -172,6 +172,9 @@ pub struct Passed {
     pub jkt: String,
     /// What reaches the upstream.
     pub on_pass: OnPass,
+    /// A fresh server nonce for the answer (`DPoP-Nonce`): when the issuer issues nonces and
+    /// the proof's is absent, not valid, or of the previous epoch.
+    pub nonce: Option<String>,
     key: [u8; 16],
     expires: u64,
     replay: ReplayMode,
@@ -299,8 +302,17 @@ pub fn check(
     if let Err(e) = jwtd_core::check_token_binding(verified, &proof) {
         return fail(e.into());
     }
+    let mut fresh = None;
     if let Some((k, required)) = &d.nonce {
         let good = proof.nonce.as_deref().is_some_and(|n| k.accepts(n, now));
+        if !good
+            || proof
+                .nonce
+                .as_deref()
+                .is_some_and(|n| k.is_previous(n, now))
+        {
+            fresh = Some(k.issue(now));
+        }
         if *required && !good {
             let mut c = challenge.clone();
             c.nonce = Some(k.issue(now));
@@ -330,6 +342,7 @@ pub fn check(
     Ok(Some(Passed {
         jkt: proof.jkt,
         on_pass: d.on_pass,
+        nonce: fresh,
         key,
         expires,
         replay: d.replay,

@@ -498,6 +498,11 @@ impl<S: EngineSource> Proxy<S> {
                         .dpop
                         .as_ref()
                         .is_some_and(|p| p.on_pass == jwtd_gate::config::OnPass::Strip),
+                    nonce: allowed
+                        .dpop
+                        .as_ref()
+                        .and_then(|p| p.nonce.as_deref())
+                        .and_then(|n| HeaderValue::from_str(n).ok()),
                 };
                 self.forward(req, sent, engine, allowed.headers, peer).await
             }
@@ -517,6 +522,7 @@ impl<S: EngineSource> Proxy<S> {
             host,
             trusted,
             strip_dpop,
+            nonce,
         } = sent;
         let (mut parts, body) = req.into_parts();
         let headers = &mut parts.headers;
@@ -624,6 +630,10 @@ impl<S: EngineSource> Proxy<S> {
         }
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
+        if let Some(n) = nonce {
+            // A fresh server nonce for the client (RFC 9449 section 8.2), jwtd's, not the app's.
+            parts.headers.insert(jwtd_gate::refusal::DPOP_NONCE, n);
+        }
         let body = UpstreamBody {
             inner: body,
             idle: self.options.idle_timeout,
@@ -642,6 +652,8 @@ struct Sent {
     trusted: bool,
     /// The request passed with a DPoP proof whose issuer strips it (`on_pass = "strip"`).
     strip_dpop: bool,
+    /// A fresh server nonce for the client's answer (`DPoP-Nonce`).
+    nonce: Option<HeaderValue>,
 }
 
 /// The scheme the engine decides on (a DPoP proof's `htu`): the listener's, `http`, unless a

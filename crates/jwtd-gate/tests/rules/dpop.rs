@@ -596,6 +596,40 @@ async fn a_required_nonce_is_challenged_and_then_accepted() {
         code_of(decide(&e, "GET", "/v1/orders/7", &auth, &[&with(&foreign)]).await),
         "dpop_use_nonce"
     );
+    // Not required: a proof without a nonce passes, and the answer carries a fresh one (the
+    // front sends it as DPoP-Nonce); a proof with the current nonce gets none.
+    let optional = text.replace("nonce = {", "nonce = { required = false,");
+    let e = engine(&optional);
+    let allowed = |proof: String| {
+        let e = &e;
+        let auth = auth.clone();
+        async move {
+            let mut h = HeaderMap::new();
+            h.insert("authorization", HeaderValue::from_str(&auth).unwrap());
+            h.insert("dpop", HeaderValue::from_str(&proof).unwrap());
+            let req = jwtd_gate::Request {
+                method: "GET",
+                scheme: "https",
+                host: "api.example",
+                path_and_query: "/v1/orders/7",
+                headers: &h,
+            };
+            e.decide(&req, jwtd_core::unix_now())
+                .await
+                .outcome
+                .unwrap()
+                .dpop
+                .unwrap()
+        }
+    };
+    let p = allowed(c.proof("GET", URL)).await;
+    assert_eq!(
+        p.nonce.as_deref(),
+        Some(nonce.as_str()),
+        "a fresh nonce offered"
+    );
+    let p = allowed(with(&nonce)).await;
+    assert_eq!(p.nonce, None, "the current nonce: none offered");
     // A short secret is refused at load.
     std::fs::write(&secret, [42u8; 16]).unwrap();
     let err = Engine::from_config(&config(&text).unwrap()).unwrap_err();

@@ -142,6 +142,13 @@ pub(crate) async fn answer(state: &AppState, req: &Parts, peer: Option<SocketAdd
             // 200 with no body: the identity headers are the answer's header map as built.
             let mut r = Response::new(axum::body::Body::empty());
             *r.headers_mut() = allowed.headers;
+            // A fresh DPoP server nonce, for the proxy to pass to the client (nginx:
+            // `auth_request_set` and `add_header`).
+            if let Some(n) = allowed.dpop.as_ref().and_then(|p| p.nonce.as_deref()) {
+                if let Ok(v) = axum::http::HeaderValue::from_str(n) {
+                    r.headers_mut().insert(jwtd_gate::refusal::DPOP_NONCE, v);
+                }
+            }
             Ok(r)
         }
         Err(denial) => {
