@@ -143,11 +143,28 @@ pub enum DpopReason {
     /// The access token is not bound to a key (no `cnf.jkt`), so no proof can be checked
     /// against it.
     TokenNotBound,
+    /// The access token is bound to a key (`cnf.jkt`) but was presented as a bearer token
+    /// (`Authorization: Bearer`, a cookie, a query parameter): the downgrade RFC 9449 section
+    /// 7.2 forbids (engine only).
+    TokenBoundAsBearer,
+    /// The route requires DPoP (`dpop = "require"`) and the token came as a bearer token
+    /// (engine only).
+    Required,
+    /// The proof's `jti` was already used by this key within the replay window (engine only).
+    Replay,
+    /// The replay cache is full of live entries: the proof cannot be checked for a replay
+    /// now, so it is refused rather than admitted unchecked; answered 503 with `Retry-After`
+    /// (engine only).
+    ReplayUnavailable,
+    /// The issuer requires a server nonce (`nonce.required`) and the proof has none, or one
+    /// that is not the current or the previous epoch's; answered with `error="use_dpop_nonce"`
+    /// and a fresh `DPoP-Nonce` (engine only).
+    UseNonce,
 }
 
 impl DpopReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DpopReason; 18] = [
+    pub const ALL: [DpopReason; 23] = [
         DpopReason::Missing,
         DpopReason::Multiple,
         DpopReason::TooLarge,
@@ -166,6 +183,11 @@ impl DpopReason {
         DpopReason::AthMismatch,
         DpopReason::JktMismatch,
         DpopReason::TokenNotBound,
+        DpopReason::TokenBoundAsBearer,
+        DpopReason::Required,
+        DpopReason::Replay,
+        DpopReason::ReplayUnavailable,
+        DpopReason::UseNonce,
     ];
 
     /// The stable reason code, e.g. `dpop_htm_mismatch`.
@@ -189,23 +211,40 @@ impl DpopReason {
             DpopReason::AthMismatch => "dpop_ath_mismatch",
             DpopReason::JktMismatch => "dpop_jkt_mismatch",
             DpopReason::TokenNotBound => "dpop_token_not_bound",
+            DpopReason::TokenBoundAsBearer => "dpop_token_bound_as_bearer",
+            DpopReason::Required => "dpop_required",
+            DpopReason::Replay => "dpop_replay",
+            DpopReason::ReplayUnavailable => "dpop_replay_unavailable",
+            DpopReason::UseNonce => "dpop_use_nonce",
         }
     }
 
     /// The RFC 9449 section 7.1 `error` the client is answered with, in a
     /// `WWW-Authenticate: DPoP` challenge: `invalid_token` when the token is not bound to the
     /// proof's key (RFC 9449's own example for a key binding mismatch), `invalid_dpop_proof`
-    /// for every fault of the proof itself.
+    /// for every fault of the proof itself. A token that must come with a proof and came
+    /// without one (`dpop_token_bound_as_bearer`, `dpop_required`) is `invalid_token` too;
+    /// `dpop_replay_unavailable` (the server cannot decide now) is `temporarily_unavailable`,
+    /// and its challenge names no error; `dpop_use_nonce` is RFC 9449's `use_dpop_nonce`.
     pub fn error_code(self) -> &'static str {
         match self {
-            DpopReason::JktMismatch | DpopReason::TokenNotBound => "invalid_token",
+            DpopReason::JktMismatch
+            | DpopReason::TokenNotBound
+            | DpopReason::TokenBoundAsBearer
+            | DpopReason::Required => "invalid_token",
+            DpopReason::ReplayUnavailable => "temporarily_unavailable",
+            DpopReason::UseNonce => "use_dpop_nonce",
             _ => "invalid_dpop_proof",
         }
     }
 
-    /// The HTTP status: 401 for every reason (RFC 9449 section 7.1).
+    /// The HTTP status: 401 for every reason (RFC 9449 section 7.1), but 503 for
+    /// `dpop_replay_unavailable`.
     pub fn http_status(self) -> u16 {
-        401
+        match self {
+            DpopReason::ReplayUnavailable => 503,
+            _ => 401,
+        }
     }
 }
 
@@ -782,6 +821,103 @@ pub fn check_token_binding(token: &Verified, proof: &DpopProof) -> Result<(), Dp
             "the access token's cnf.jkt is not the thumbprint of the proof's key",
         ))
     }
+}
+
+/// Shortest DPoP nonce secret accepted, in bytes.
+pub const MIN_NONCE_SECRET: usize = 32;
+
+/// Stateless server nonces (RFC 9449 section 8): `base64url(t || HMAC-SHA256(secret,
+/// "jwtd/dpop-nonce/v1" || t)[..16])` with `t` the epoch number (`now / period`, 8 bytes big
+/// endian). A nonce is accepted for the current and the previous epoch, so instances sharing
+/// the secret accept each other's nonces without any state. The secret never leaves the key.
+pub struct NonceKey {
+    key: aws_lc_rs::hmac::Key,
+    period: u64,
+}
+
+impl fmt::Debug for NonceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NonceKey")
+            .field("period", &self.period)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NonceKey {
+    /// A key over `secret` (at least [`MIN_NONCE_SECRET`] bytes) whose epochs last `period`
+    /// seconds (at least 1).
+    pub fn new(secret: &[u8], period: u64) -> Result<NonceKey, Error> {
+        if secret.len() < MIN_NONCE_SECRET {
+            return Err(Error::new(
+                Reason::WeakKey,
+                format!("a DPoP nonce secret must be at least {MIN_NONCE_SECRET} bytes"),
+            ));
+        }
+        Ok(NonceKey {
+            key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret),
+            period: period.max(1),
+        })
+    }
+
+    /// The epoch length, in seconds.
+    pub fn period(&self) -> u64 {
+        self.period
+    }
+
+    fn mac(&self, t: u64) -> [u8; 24] {
+        let mut ctx = aws_lc_rs::hmac::Context::with_key(&self.key);
+        ctx.update(b"jwtd/dpop-nonce/v1");
+        ctx.update(&t.to_be_bytes());
+        let tag = ctx.sign();
+        let mut out = [0u8; 24];
+        out[..8].copy_from_slice(&t.to_be_bytes());
+        out[8..].copy_from_slice(&tag.as_ref()[..16]);
+        out
+    }
+
+    /// The nonce of the epoch `now` falls in.
+    pub fn issue(&self, now: u64) -> String {
+        b64::encode(self.mac(now / self.period))
+    }
+
+    /// True when `nonce` is the nonce of `now`'s epoch or the one before (compared in constant
+    /// time).
+    pub fn accepts(&self, nonce: &str, now: u64) -> bool {
+        let mut raw = [0u8; 24];
+        if nonce.len() != 32 || b64::decode_slice(nonce.as_bytes(), &mut raw) != Some(24) {
+            return false;
+        }
+        let mut t = [0u8; 8];
+        t.copy_from_slice(&raw[..8]);
+        let t = u64::from_be_bytes(t);
+        let cur = now / self.period;
+        (t == cur || t.checked_add(1) == Some(cur)) && constant_time_eq(&self.mac(t), &raw)
+    }
+
+    /// True when `nonce` is of the previous epoch (a fresh one should be sent with the answer).
+    pub fn is_previous(&self, nonce: &str, now: u64) -> bool {
+        let mut raw = [0u8; 24];
+        if b64::decode_slice(nonce.as_bytes(), &mut raw) != Some(24) {
+            return false;
+        }
+        let mut t = [0u8; 8];
+        t.copy_from_slice(&raw[..8]);
+        u64::from_be_bytes(t) != now / self.period
+    }
+}
+
+/// The key a replay cache files a proof under: SHA-256 of `jkt`, a NUL and `jti`, truncated
+/// to 16 bytes, so an entry has one small fixed size whatever the client sent (a `jti` is
+/// unique per key, RFC 9449 section 11.1; two keys may use the same `jti`).
+pub fn replay_key(proof: &DpopProof) -> [u8; 16] {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(proof.jkt.as_bytes());
+    ctx.update(&[0]);
+    ctx.update(proof.jti.as_bytes());
+    let d = ctx.finish();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d.as_ref()[..16]);
+    out
 }
 
 /// The base64url SHA-256 of an access token: a proof's `ath` for it (RFC 9449 section 4.2).
@@ -1696,10 +1832,35 @@ mod tests {
         assert_eq!(names.len(), DpopReason::ALL.len());
         for r in DpopReason::ALL {
             assert!(r.as_str().starts_with("dpop_"));
-            assert_eq!(r.http_status(), 401);
+            let status = if r == DpopReason::ReplayUnavailable {
+                503
+            } else {
+                401
+            };
+            assert_eq!(r.http_status(), status);
         }
         assert_eq!(DpopReason::HtmMismatch.error_code(), "invalid_dpop_proof");
         assert_eq!(DpopReason::JktMismatch.error_code(), "invalid_token");
+    }
+
+    #[test]
+    fn nonces_pass_for_two_epochs_and_only_under_their_key() {
+        let k = NonceKey::new(&[7u8; 32], 300).unwrap();
+        let n = k.issue(1_000_000);
+        assert_eq!(n.len(), 32);
+        assert!(k.accepts(&n, 1_000_000));
+        assert!(k.accepts(&n, 1_000_000 + 300), "the previous epoch");
+        assert!(!k.accepts(&n, 1_000_000 + 600), "two epochs later");
+        assert!(!k.accepts(&n, 1_000_000 - 300), "from the future");
+        assert!(k.is_previous(&n, 1_000_000 + 300));
+        assert!(!k.is_previous(&n, 1_000_000));
+        let other = NonceKey::new(&[8u8; 32], 300).unwrap();
+        assert!(!other.accepts(&n, 1_000_000));
+        let mut bad = n.clone().into_bytes();
+        bad[31] = if bad[31] == b'A' { b'B' } else { b'A' };
+        assert!(!k.accepts(std::str::from_utf8(&bad).unwrap(), 1_000_000));
+        assert!(!k.accepts("", 1_000_000));
+        assert!(NonceKey::new(&[1u8; 31], 300).is_err());
     }
 
     /// A cheap fuzz loop: mutated proofs and random URIs never panic, every refusal has a

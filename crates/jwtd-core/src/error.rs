@@ -105,6 +105,11 @@ pub enum Reason {
     /// one certificate, over the size limit), or ext_authz's `source.certificate` is one
     /// (services only).
     MtlsBadForwardedCertificate,
+    /// A DPoP refusal (RFC 9449; services only): the request's proof, or the binding of its
+    /// token to the proof's key, or the way the token was presented. Its code is the
+    /// [`crate::DpopReason`]'s (`dpop_htm_mismatch`, ...); answered 401 with a
+    /// `WWW-Authenticate: DPoP` challenge (503 for `dpop_replay_unavailable`).
+    Dpop(crate::DpopReason),
 }
 
 /// The `error` a [`Reason`] is reported with: an RFC 6750 section 3.1 code for the three
@@ -174,7 +179,8 @@ impl GrpcCode {
 pub const RETRY_AFTER_SECS: u32 = 5;
 
 impl Reason {
-    /// Every reason, in declaration order.
+    /// Every reason, in declaration order, but the DPoP ones ([`Reason::Dpop`] of each of
+    /// [`crate::DpopReason::ALL`], listed apart in docs/security.md).
     pub const ALL: [Reason; 33] = [
         Reason::Malformed,
         Reason::UnsupportedAlgorithm,
@@ -247,6 +253,7 @@ impl Reason {
             Reason::MtlsCertificateMismatch => "mtls_certificate_mismatch",
             Reason::MtlsTokenNotBound => "mtls_token_not_bound",
             Reason::MtlsBadForwardedCertificate => "mtls_bad_forwarded_certificate",
+            Reason::Dpop(r) => r.as_str(),
         }
     }
 
@@ -271,7 +278,10 @@ impl Reason {
             Reason::KeyFetchFailed
             | Reason::RevocationUnavailable
             | Reason::UpstreamUnavailable
-            | Reason::UpstreamTimeout => BearerError::TemporarilyUnavailable,
+            | Reason::UpstreamTimeout
+            | Reason::Dpop(crate::DpopReason::ReplayUnavailable) => {
+                BearerError::TemporarilyUnavailable
+            }
             _ => BearerError::InvalidToken,
         }
     }
@@ -369,6 +379,12 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+impl From<crate::DpopError> for Error {
+    fn from(e: crate::DpopError) -> Error {
+        Error::new(Reason::Dpop(e.reason()), e.message().to_owned())
+    }
+}
 
 /// Why a key could not be imported or used.
 #[derive(Clone, Debug, PartialEq, Eq)]

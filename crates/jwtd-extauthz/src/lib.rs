@@ -226,6 +226,8 @@ impl<S: EngineSource> Authorizer<S> {
             .map_or("", |s| s.certificate.as_str());
         let request = Request {
             method: &http.method,
+            // Envoy's own view of the request, authoritative (the DPoP proof's `htu`).
+            scheme: &http.scheme,
             host: &http.host,
             path_and_query: &http.path,
             headers: &headers,
@@ -239,8 +241,9 @@ impl<S: EngineSource> Authorizer<S> {
         let refused = decision.outcome.as_ref().err().map(|d| d.error.reason());
         self.source.decided(&handle, decision.rule, refused);
         let rule = decision.rule_id(engine).to_owned();
+        let token = decision.token;
         match decision.outcome {
-            Ok(allowed) => self.allowed(engine, &rule, allowed),
+            Ok(allowed) => self.allowed(engine, &rule, allowed, token),
             Err(denial) => denied(&rule, &denial),
         }
     }
@@ -252,7 +255,13 @@ impl<S: EngineSource> Authorizer<S> {
             .max_encoding_message_size(limits.max_message_bytes)
     }
 
-    fn allowed(&self, engine: &Engine, rule: &str, allowed: Allowed) -> CheckResponse {
+    fn allowed(
+        &self,
+        engine: &Engine,
+        rule: &str,
+        allowed: Allowed,
+        token: Option<&str>,
+    ) -> CheckResponse {
         let mut ok = OkHttpResponse::default();
         let owned = engine.identity.names();
         for name in &owned {
@@ -270,6 +279,26 @@ impl<S: EngineSource> Authorizer<S> {
         if self.options.remove_authorization {
             ok.headers_to_remove
                 .push(http::header::AUTHORIZATION.as_str().to_owned());
+        } else if let Some(token) = strip_dpop(&allowed, token) {
+            // `on_pass = "strip"`: the upstream gets a bearer token and no proof.
+            if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
+                ok.headers.push(overwrite(&http::header::AUTHORIZATION, &v));
+            }
+        }
+        if let Some(n) = allowed.dpop.as_ref().and_then(|p| p.nonce.as_deref()) {
+            // A fresh server nonce, to the client (RFC 9449 section 8.2).
+            if let Ok(v) = HeaderValue::from_str(n) {
+                ok.response_headers_to_add
+                    .push(overwrite(&jwtd_gate::refusal::DPOP_NONCE, &v));
+            }
+        }
+        if allowed
+            .dpop
+            .as_ref()
+            .is_some_and(|p| p.on_pass == jwtd_gate::config::OnPass::Strip)
+        {
+            ok.headers_to_remove
+                .push(jwtd_gate::dpop::DPOP.as_str().to_owned());
         }
         // rule, issuer, sub, iss, client_id, scope, jti: room for all without growing.
         let mut meta = Struct {
@@ -447,7 +476,16 @@ fn denied(rule: &str, d: &Denial) -> CheckResponse {
         headers: answer
             .headers
             .iter()
-            .map(|(n, v)| overwrite(n, v))
+            .enumerate()
+            .map(|(i, (n, v))| {
+                // A second field of a name (the `Bearer` challenge beside a `DPoP` one) is
+                // appended, not written over the first.
+                if answer.headers[..i].iter().any(|(m, _)| m == n) {
+                    append(n, v)
+                } else {
+                    overwrite(n, v)
+                }
+            })
             .collect(),
         body: answer.body,
     };
@@ -492,6 +530,26 @@ fn overwrite(name: &HeaderName, value: &HeaderValue) -> HeaderValueOption {
         append: Some(BoolValue { value: false }),
         append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
         ..Default::default()
+    }
+}
+
+/// The token to send upstream as `Authorization: Bearer` when the request passed with a DPoP
+/// proof and its issuer strips proofs (`on_pass = "strip"`).
+fn strip_dpop<'t>(allowed: &Allowed, token: Option<&'t str>) -> Option<&'t str> {
+    allowed
+        .dpop
+        .as_ref()
+        .filter(|p| p.on_pass == jwtd_gate::config::OnPass::Strip)
+        .and(token)
+}
+
+/// `name: value`, appended to the fields of that name already set.
+#[allow(deprecated)]
+fn append(name: &HeaderName, value: &HeaderValue) -> HeaderValueOption {
+    HeaderValueOption {
+        append: Some(BoolValue { value: true }),
+        append_action: HeaderAppendAction::AppendIfExistsOrAdd as i32,
+        ..overwrite(name, value)
     }
 }
 

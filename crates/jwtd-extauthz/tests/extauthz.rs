@@ -456,6 +456,7 @@ async fn denied_answers_carry_status_challenge_and_the_auth_body() {
         }
         let req = jwtd_gate::Request {
             method: "GET",
+            scheme: "https",
             host: "api.test",
             path_and_query: path,
             headers: &headers,

@@ -12,11 +12,13 @@ use zeroize::Zeroizing;
 
 /// Header names `[issuer.headers]` cannot map a claim to: jwtd's own identity headers and
 /// request id, and headers that carry credentials or frame the answer.
-pub const RESERVED_HEADERS: [&str; 13] = [
+pub const RESERVED_HEADERS: [&str; 15] = [
     "x-auth-subject",
     "x-auth-issuer",
     "x-auth-payload",
     "x-auth-cert-thumbprint",
+    "x-auth-jkt",
+    "dpop",
     "x-request-id",
     "authorization",
     "cookie",
@@ -57,6 +59,22 @@ pub mod defaults {
         jwtd_remote::CacheConfig::default().stale_if_error
     }
 
+    /// `[issuer.dpop] nonce.rotate`, in seconds: the epoch of a server nonce.
+    pub const DPOP_NONCE_ROTATE: u64 = 300;
+    /// `[issuer.dpop] nonce.required`.
+    pub const DPOP_NONCE_REQUIRED: bool = true;
+
+    pub(super) fn nonce_required() -> bool {
+        DPOP_NONCE_REQUIRED
+    }
+
+    /// `[issuer.dpop] replay_max_entries`: most `jti`s the replay cache holds per issuer
+    /// (measured: about 3.3 MiB when full, see docs/dpop.md).
+    pub const DPOP_REPLAY_MAX_ENTRIES: usize = 100_000;
+
+    pub(super) fn dpop_replay_max_entries() -> usize {
+        DPOP_REPLAY_MAX_ENTRIES
+    }
     pub(super) fn cache_enabled() -> bool {
         CACHE_ENABLED
     }
@@ -260,12 +278,252 @@ pub struct IssuerConfig {
     /// `[issuer.mtls]`: certificate-bound tokens (RFC 8705); default `enforce-cnf`.
     #[serde(default)]
     pub mtls: Option<crate::mtls::IssuerMtls>,
+    /// DPoP (RFC 9449) for this issuer's tokens (`[issuer.dpop]`); absent: the defaults of
+    /// [`DpopConfig`] (`mode = "enforce-cnf"`: a token bound to a key must come with a proof).
+    #[serde(default)]
+    pub dpop: Option<DpopConfig>,
 }
 
 impl IssuerConfig {
     /// The issuer's certificate-binding policy (`[issuer.mtls] mode`, default `enforce-cnf`).
     pub fn mtls_mode(&self) -> crate::mtls::Mode {
         self.mtls.map(|m| m.mode).unwrap_or_default()
+    }
+}
+
+/// How DPoP is enforced for an issuer (`[issuer.dpop] mode`) or a rule (`[[rule]] dpop`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum DpopMode {
+    /// A token with `cnf.jkt` must come as `Authorization: DPoP` with a valid proof of that
+    /// key (as `Bearer`: `dpop_token_bound_as_bearer`); a token without `cnf.jkt` may come as
+    /// `Bearer` and is refused as `DPoP` (`dpop_token_not_bound`). The default.
+    #[default]
+    EnforceCnf,
+    /// Every token must be bound (`cnf.jkt`) and come with a valid proof; a bearer token is
+    /// refused (`dpop_required`, or `dpop_token_bound_as_bearer` when it is bound).
+    Require,
+    /// DPoP is not looked at: `cnf.jkt` is ignored and `DPoP` headers are not read (an
+    /// `Authorization: DPoP` token is taken like a bearer token, for an app that checks
+    /// proofs itself).
+    Off,
+}
+
+impl DpopMode {
+    /// The configuration spelling (`enforce-cnf`, `require`, `off`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DpopMode::EnforceCnf => "enforce-cnf",
+            DpopMode::Require => "require",
+            DpopMode::Off => "off",
+        }
+    }
+}
+
+/// What the engine does with a proof's `jti` (`[issuer.dpop] replay`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplayMode {
+    /// A `jti` seen before (same key, inside the window) is refused (`dpop_replay`); an
+    /// allowed request's `jti` is recorded, only once every other check passed. The default.
+    #[default]
+    Consume,
+    /// A `jti` seen before is refused, but none is recorded (the application consumes them,
+    /// e.g. with `on_pass = "keep"`).
+    Check,
+    /// No replay check (not recommended: a captured proof can be replayed within its
+    /// `max_age`).
+    Off,
+}
+
+/// What reaches the upstream of an allowed DPoP request (`[issuer.dpop] on_pass`; proxy mode
+/// and Envoy ext_authz, which can change the request).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnPass {
+    /// The `DPoP` header is removed and `Authorization: DPoP <t>` is sent as
+    /// `Authorization: Bearer <t>`. The default.
+    #[default]
+    Strip,
+    /// Both are forwarded as they came (for an application that checks the proof again).
+    Keep,
+}
+
+/// `[issuer.dpop] max_age` at most (seconds): a proof is meant to be made just before use.
+pub const MAX_DPOP_MAX_AGE: u64 = 3600;
+
+/// `[issuer.dpop] leeway` is the issuer's `leeway`, at most this (seconds).
+pub const MAX_DPOP_LEEWAY: u64 = 30;
+
+/// `[issuer.dpop] replay_max_entries` at most.
+pub const MAX_DPOP_REPLAY_ENTRIES: usize = 10_000_000;
+
+/// `[issuer.dpop]`: how this issuer's DPoP-bound tokens and their proofs are checked (see
+/// docs/dpop.md, "In the engine").
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DpopConfig {
+    /// `enforce-cnf` (default), `require` or `off`.
+    #[serde(default)]
+    pub mode: DpopMode,
+    /// The algorithms a proof may be signed with (asymmetric only); default
+    /// [`jwtd_core::DEFAULT_DPOP_ALGORITHMS`].
+    #[serde(default)]
+    pub algorithms: Option<Vec<Algorithm>>,
+    /// How old a proof's `iat` may be (default [`jwtd_core::DEFAULT_DPOP_MAX_AGE`], 60 s; 1 s
+    /// to [`MAX_DPOP_MAX_AGE`]).
+    #[serde(default)]
+    pub max_age: Option<Seconds>,
+    /// `consume` (default), `check` or `off`.
+    #[serde(default)]
+    pub replay: ReplayMode,
+    /// Most `jti`s the in-memory replay cache holds for this issuer (default
+    /// [`defaults::DPOP_REPLAY_MAX_ENTRIES`]; 1 to [`MAX_DPOP_REPLAY_ENTRIES`]). When it is
+    /// full of entries still inside their window, new proofs are refused with 503
+    /// `dpop_replay_unavailable`, never admitted unchecked.
+    #[serde(default = "defaults::dpop_replay_max_entries")]
+    pub replay_max_entries: usize,
+    /// `strip` (default) or `keep`.
+    #[serde(default)]
+    pub on_pass: OnPass,
+    /// Server nonces (`DPoP-Nonce`, RFC 9449 section 8); absent: none are issued or required.
+    #[serde(default)]
+    pub nonce: Option<NonceConfig>,
+}
+
+/// `[issuer.dpop] nonce = { required, secret_file, rotate }`: stateless server nonces, an HMAC
+/// of the epoch under a secret every instance shares (docs/dpop.md, "Nonces").
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NonceConfig {
+    /// Every proof must carry a nonce of the current or the previous epoch (else 401
+    /// `error="use_dpop_nonce"` with a fresh `DPoP-Nonce`). Default true: a nonce table is
+    /// there to require them.
+    #[serde(default = "defaults::nonce_required")]
+    pub required: bool,
+    /// The secret (at least 32 bytes; trailing newlines dropped).
+    pub secret_file: String,
+    /// The epoch length (default 5 min: [`defaults::DPOP_NONCE_ROTATE`]; 10 s to 1 h). A
+    /// nonce is accepted for two epochs.
+    #[serde(default)]
+    pub rotate: Option<Seconds>,
+}
+
+impl Default for DpopConfig {
+    fn default() -> Self {
+        DpopConfig {
+            mode: DpopMode::default(),
+            algorithms: None,
+            max_age: None,
+            replay: ReplayMode::default(),
+            replay_max_entries: defaults::DPOP_REPLAY_MAX_ENTRIES,
+            on_pass: OnPass::default(),
+            nonce: None,
+        }
+    }
+}
+
+/// Why an `[issuer.dpop]` table is refused at load.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DpopConfigError {
+    /// `algorithms` is empty.
+    NoAlgorithms,
+    /// `algorithms` names an HMAC algorithm (a proof is signed with the client's own key).
+    SymmetricAlgorithm(Algorithm),
+    /// `max_age` is 0 or longer than [`MAX_DPOP_MAX_AGE`] (the configured seconds).
+    MaxAge(u64),
+    /// `replay_max_entries` is 0 or more than [`MAX_DPOP_REPLAY_ENTRIES`].
+    ReplayEntries(usize),
+    /// `nonce.secret_file` cannot be read or is shorter than 32 bytes (why).
+    NonceSecret(String),
+    /// `nonce.rotate` is under 10 s or over 1 h (the configured seconds).
+    NonceRotate(u64),
+}
+
+impl fmt::Display for DpopConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DpopConfigError::NoAlgorithms => {
+                write!(f, "[issuer.dpop] algorithms is empty: name at least one")
+            }
+            DpopConfigError::SymmetricAlgorithm(a) => write!(
+                f,
+                "[issuer.dpop] algorithms names {a}: a proof is signed with the client's own \
+                 key, never a shared secret (use ES256, EdDSA, RS256, PS256, ...)"
+            ),
+            DpopConfigError::MaxAge(s) => write!(
+                f,
+                "[issuer.dpop] max_age is {s} s: it must be 1 s to {MAX_DPOP_MAX_AGE} s"
+            ),
+            DpopConfigError::NonceSecret(why) => write!(f, "[issuer.dpop] nonce: {why}"),
+            DpopConfigError::NonceRotate(s) => write!(
+                f,
+                "[issuer.dpop] nonce.rotate is {s} s: it must be 10 s to 3600 s"
+            ),
+            DpopConfigError::ReplayEntries(n) => write!(
+                f,
+                "[issuer.dpop] replay_max_entries is {n}: it must be 1 to \
+                 {MAX_DPOP_REPLAY_ENTRIES}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for DpopConfigError {}
+
+impl NonceConfig {
+    /// The nonce key: the secret read from `secret_file` (trailing newlines dropped), epochs of
+    /// `rotate`.
+    pub fn key(&self) -> Result<jwtd_core::NonceKey, DpopConfigError> {
+        let mut secret = Zeroizing::new(std::fs::read(&self.secret_file).map_err(|e| {
+            DpopConfigError::NonceSecret(format!("cannot read {}: {e}", self.secret_file))
+        })?);
+        while secret.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            secret.pop();
+        }
+        let rotate = self.rotate.map_or(defaults::DPOP_NONCE_ROTATE, |s| s.0);
+        jwtd_core::NonceKey::new(&secret, rotate).map_err(|_| {
+            DpopConfigError::NonceSecret(format!(
+                "{} holds {} bytes: at least {} are needed",
+                self.secret_file,
+                secret.len(),
+                jwtd_core::MIN_NONCE_SECRET
+            ))
+        })
+    }
+}
+
+impl DpopConfig {
+    /// The proof policy this table makes, with `leeway` (the issuer's, in seconds) capped at
+    /// [`MAX_DPOP_LEEWAY`]; an error when the table is not usable.
+    pub fn policy(&self, leeway: u64) -> Result<jwtd_core::DpopPolicy, DpopConfigError> {
+        let algs: &[Algorithm] = match &self.algorithms {
+            Some(a) => a,
+            None => &jwtd_core::DEFAULT_DPOP_ALGORITHMS,
+        };
+        if algs.is_empty() {
+            return Err(DpopConfigError::NoAlgorithms);
+        }
+        if let Some(a) = algs.iter().find(|a| a.family() == jwtd_core::Family::Hmac) {
+            return Err(DpopConfigError::SymmetricAlgorithm(*a));
+        }
+        let max_age = self
+            .max_age
+            .map_or(jwtd_core::DEFAULT_DPOP_MAX_AGE, |s| s.0);
+        if max_age == 0 || max_age > MAX_DPOP_MAX_AGE {
+            return Err(DpopConfigError::MaxAge(max_age));
+        }
+        if self.replay_max_entries == 0 || self.replay_max_entries > MAX_DPOP_REPLAY_ENTRIES {
+            return Err(DpopConfigError::ReplayEntries(self.replay_max_entries));
+        }
+        if let Some(n) = &self.nonce {
+            let r = n.rotate.map_or(defaults::DPOP_NONCE_ROTATE, |s| s.0);
+            if !(10..=3600).contains(&r) {
+                return Err(DpopConfigError::NonceRotate(r));
+            }
+        }
+        let policy = jwtd_core::DpopPolicy::new(algs).map_err(|_| DpopConfigError::NoAlgorithms)?;
+        Ok(policy.max_age(max_age).leeway(leeway.min(MAX_DPOP_LEEWAY)))
     }
 }
 

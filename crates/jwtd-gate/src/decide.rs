@@ -16,15 +16,23 @@
 //!    policy (with the rule's audiences instead of the issuer's, when it names some), through
 //!    the verified-token cache, and revocation is checked. A rule under a `[[resource]]`
 //!    ([`crate::resource`]) takes the resource URI as its audience unless it names its own.
-//! 5. The requirement tree is evaluated, then scopes (403 `missing_scope`, with the RFC 6750
+//! 5. DPoP ([`crate::dpop`]): by the issuer's `[issuer.dpop]` mode (or the rule's `dpop`), a
+//!    token bound to a key (`cnf.jkt`) presented as a bearer token is refused
+//!    (`dpop_token_bound_as_bearer`), as is an unbound one presented as `DPoP`; a `DPoP` token's
+//!    proof is checked against the request (method, scheme, host, target), the verified token
+//!    (`ath`) and its `cnf.jkt`, and looked up in the replay cache. Its `jti` is recorded last,
+//!    after step 6 and the identity headers, so a refused request never burns the proof.
+//! 6. The requirement tree is evaluated, then scopes (403 `missing_scope`, with the RFC 6750
 //!    `scope` parameter naming what is needed) and claim predicates (403 `claim_mismatch`).
 //!    Every 401/403 of a rule under a `[[resource]]` names the resource's metadata URL and
 //!    every scope the rule requires ([`Denial::resource_metadata`], [`Denial::scope`]).
-//! 6. The identity headers are rendered: the union of every issuer's and every rule's identity
+//! 7. The identity headers are rendered (with `X-Auth-Jkt` when some issuer has an
+//!    `[issuer.dpop]` table): the union of every issuer's and every rule's identity
 //!    headers, each present (empty when this decision has no value for it), so a proxy that
 //!    copies the answer's headers overwrites whatever a client sent under those names.
 
-use crate::config::TokenSources;
+use crate::config::{DpopMode, OnPass, TokenSources};
+use crate::dpop::{DpopChallenge, DpopEngine, Passed, Presented, ProofTarget, X_AUTH_JKT};
 use crate::issuers::{IdentityHeaders, Issuer, Issuers, Policy, ISSUER, PAYLOAD, SUBJECT};
 use crate::mtls::{ClientCert, Forwarded, Thumbprint};
 use crate::resource::{ResourceConfig, Resources};
@@ -42,6 +50,10 @@ use std::sync::Arc;
 pub struct Request<'a> {
     /// The method, as received (matched uppercased).
     pub method: &'a str,
+    /// The request URI's scheme (`http` or `https`) as the front trusts it: its own
+    /// listener's, or a trusted proxy's `X-Forwarded-Proto`, or Envoy's. Only a DPoP proof's
+    /// `htu` is compared with it; empty when unknown (every proof then fails `htu`).
+    pub scheme: &'a str,
     /// The host (`Host` or `:authority`), perhaps with a port.
     pub host: &'a str,
     /// The request target's path and query, raw (percent-encoded) as received.
@@ -93,6 +105,9 @@ pub struct Denial {
     /// For a 401/403 of a rule under a `[[resource]]`: its metadata URL (the RFC 9728
     /// `resource_metadata` challenge parameter).
     pub resource_metadata: Option<Arc<str>>,
+    /// For a DPoP refusal (`dpop_*`): the `algs` its `DPoP` challenge names, and whether a
+    /// `Bearer` challenge goes beside it ([`crate::refusal::http_denial`]).
+    pub dpop: Option<Box<DpopChallenge>>,
 }
 
 impl From<Error> for Denial {
@@ -109,6 +124,17 @@ impl Denial {
             issuer: None,
             scope: None,
             resource_metadata: None,
+            dpop: None,
+        }
+    }
+
+    fn dpop(issuer: &str, (error, challenge): (Error, DpopChallenge)) -> Denial {
+        Denial {
+            error,
+            issuer: Some(issuer.to_owned()),
+            scope: None,
+            resource_metadata: None,
+            dpop: Some(Box::new(challenge)),
         }
     }
 }
@@ -121,6 +147,22 @@ pub struct Allowed {
     /// Every identity header of the union, in a stable order (empty values where this
     /// decision has none).
     pub headers: HeaderMap,
+    /// The DPoP proof the request passed with, if any: the proven key's thumbprint and what
+    /// the front does with the `DPoP` and `Authorization` headers upstream (proxy, ext_authz).
+    pub dpop: Option<Proven>,
+}
+
+/// A request's DPoP proof that passed (see [`Allowed::dpop`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Proven {
+    /// The RFC 7638 thumbprint of the proven key (the token's `cnf.jkt`).
+    pub jkt: String,
+    /// `strip`: the front removes `DPoP` and forwards `Authorization: Bearer <token>`;
+    /// `keep`: both as they came.
+    pub on_pass: OnPass,
+    /// A fresh server nonce the front sends back to the client as `DPoP-Nonce` (the issuer
+    /// issues nonces and the proof's was absent or of the previous epoch).
+    pub nonce: Option<String>,
 }
 
 /// The engine's answer for one request.
@@ -176,6 +218,8 @@ pub struct Engine {
     /// Where a trusted proxy's client certificate is read (`[forwarded] client_cert`,
     /// [`Engine::with_client_certificates`]).
     pub forwarded_cert: Option<Forwarded>,
+    /// Every issuer's DPoP settings and replay cache ([`crate::dpop`]).
+    pub dpop: DpopEngine,
 }
 
 impl Engine {
@@ -189,6 +233,10 @@ impl Engine {
                 }
             }
         }
+        let dpop = DpopEngine::new(&issuers);
+        if dpop.jkt_header && !identity.mapped.contains(&X_AUTH_JKT) {
+            identity.mapped.push(X_AUTH_JKT);
+        }
         identity.mapped.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         Engine {
             issuers,
@@ -197,6 +245,7 @@ impl Engine {
             identity,
             resources: Resources::default(),
             forwarded_cert: None,
+            dpop,
         }
     }
 
@@ -252,7 +301,7 @@ impl Engine {
                 .collect::<Vec<_>>()
                 .join("\n")
         })?;
-        self.resources = built;
+        self.resources = built.with_dpop(configs, &self.dpop);
         self.mark_bound_resources();
         Ok(self)
     }
@@ -424,23 +473,34 @@ impl Engine {
         out: Outputs,
         seen: &mut Option<&'a str>,
     ) -> Result<Allowed, Denial> {
-        let token = self.token(req)?.ok_or_else(|| Denial::new(missing()))?;
+        let (token, presented) = self.token(req)?.ok_or_else(|| Denial::new(missing()))?;
         *seen = Some(token);
         match self.issuers.verify(token, now).await {
-            Ok((issuer, v)) => match self.binding(req, &issuer, None, &v) {
-                Ok(cert) => self.allowed(issuer, v, None, out, cert),
-                Err(error) => Err(Denial {
-                    error,
-                    issuer: Some(issuer.name.clone()),
-                    scope: None,
-                    resource_metadata: None,
-                }),
-            },
+            Ok((issuer, v)) => {
+                // RFC 8705 first: the DPoP jti is consumed last, once everything passed.
+                let cert = match self.binding(req, &issuer, None, &v) {
+                    Ok(cert) => cert,
+                    Err(error) => {
+                        return Err(Denial {
+                            error,
+                            issuer: Some(issuer.name.clone()),
+                            scope: None,
+                            resource_metadata: None,
+                            dpop: None,
+                        })
+                    }
+                };
+                let passed = self.dpop_check(&issuer.name, None, req, presented, token, &v, now)?;
+                let name = issuer.name.clone();
+                let allowed = self.allowed(issuer, v, None, out, cert);
+                self.dpop_finish(&name, allowed, passed, out, now)
+            }
             Err((issuer, error)) => Err(Denial {
                 error,
                 issuer,
                 scope: None,
                 resource_metadata: None,
+                dpop: None,
             }),
         }
     }
@@ -460,7 +520,7 @@ impl Engine {
         {
             return Ok(self.anonymous(out));
         }
-        let Some(token) = self.token(req)? else {
+        let Some((token, presented)) = self.token(req)? else {
             return match requirement.evaluate(TokenState::Absent) {
                 Ok(()) => Ok(self.anonymous(out)),
                 Err(_) => Err(Denial::new(missing())),
@@ -487,6 +547,7 @@ impl Engine {
             issuer: Some(issuer.name.clone()),
             scope: None,
             resource_metadata: None,
+            dpop: None,
         };
         if !rule.takes_issuer(&issuer.name) {
             return Err(refuse(Error::new(
@@ -514,6 +575,17 @@ impl Engine {
         let cert = self
             .binding(req, &issuer, Some(rule), &verified)
             .map_err(refuse)?;
+        // DPoP: the mode, the proof and its binding, the replay look-up; its jti is consumed
+        // last, once everything else passed.
+        let passed = self.dpop_check(
+            &issuer.name,
+            rule.dpop(),
+            req,
+            presented,
+            token,
+            &verified,
+            now,
+        )?;
         // The requirement holds: for a verified token it holds exactly when the rule takes
         // its issuer (checked above, before anything was verified).
         debug_assert!(requirement
@@ -533,6 +605,7 @@ impl Engine {
                     issuer: Some(issuer.name.clone()),
                     scope: Some(needed),
                     resource_metadata: None,
+                    dpop: None,
                 });
             }
         }
@@ -542,7 +615,8 @@ impl Engine {
                 format!("claim {:?} does not satisfy this route", p.path),
             )));
         }
-        self.allowed(issuer.clone(), verified, Some((rule, &binding)), out, cert)
+        let allowed = self.allowed(issuer.clone(), verified, Some((rule, &binding)), out, cert);
+        self.dpop_finish(&issuer.name, allowed, passed, out, now)
     }
 
     /// The certificate-binding check (RFC 8705, [`crate::mtls::check`]) of a verified token
@@ -604,9 +678,64 @@ impl Engine {
         }
     }
 
-    /// The request's one token, if any (several: `multiple_tokens`).
-    fn token<'r>(&self, req: &Request<'r>) -> Result<Option<&'r str>, Denial> {
-        crate::extract::extract_ref(req.headers, req.query(), &self.sources).map_err(Denial::new)
+    /// The DPoP step for a token of issuer `issuer` ([`crate::dpop::check`]).
+    #[allow(clippy::too_many_arguments)]
+    fn dpop_check(
+        &self,
+        issuer: &str,
+        rule_mode: Option<DpopMode>,
+        req: &Request<'_>,
+        presented: Presented,
+        token: &str,
+        verified: &Verified,
+        now: u64,
+    ) -> Result<Option<Passed>, Denial> {
+        let Some(d) = self.dpop.of(issuer) else {
+            return Ok(None);
+        };
+        let target = ProofTarget {
+            method: req.method,
+            scheme: req.scheme,
+            host: req.host,
+            path_and_query: req.path_and_query,
+            headers: req.headers,
+        };
+        crate::dpop::check(d, rule_mode, &target, presented, token, verified, now)
+            .map_err(|e| Denial::dpop(issuer, e))
+    }
+
+    /// An allowed request with a proof: its `jti` consumed (last), `X-Auth-Jkt` set.
+    fn dpop_finish(
+        &self,
+        issuer: &str,
+        allowed: Result<Allowed, Denial>,
+        passed: Option<Passed>,
+        out: Outputs,
+        now: u64,
+    ) -> Result<Allowed, Denial> {
+        let mut a = allowed?;
+        let Some(p) = passed else {
+            return Ok(a);
+        };
+        p.consume(now).map_err(|e| Denial::dpop(issuer, e))?;
+        if out == Outputs::Headers && self.dpop.jkt_header {
+            if let Ok(v) = HeaderValue::from_str(&p.jkt) {
+                a.headers.insert(X_AUTH_JKT, v);
+            }
+        }
+        a.dpop = Some(Proven {
+            jkt: p.jkt,
+            on_pass: p.on_pass,
+            nonce: p.nonce,
+        });
+        Ok(a)
+    }
+
+    /// The request's one token and how it was presented, if any (several:
+    /// `multiple_tokens`).
+    fn token<'r>(&self, req: &Request<'r>) -> Result<Option<(&'r str, Presented)>, Denial> {
+        crate::extract::extract_presented(req.headers, req.query(), &self.sources, true)
+            .map_err(Denial::new)
     }
 
     /// Allowed without an identity: every identity header present and empty.
@@ -615,6 +744,7 @@ impl Engine {
             return Allowed {
                 identity: None,
                 headers: HeaderMap::new(),
+                dpop: None,
             };
         }
         let mut h = HeaderMap::with_capacity(self.identity.mapped.len() + 3);
@@ -624,6 +754,7 @@ impl Engine {
         Allowed {
             identity: None,
             headers: h,
+            dpop: None,
         }
     }
 
@@ -639,6 +770,7 @@ impl Engine {
             return Ok(Allowed {
                 identity: Some((issuer, v)),
                 headers: HeaderMap::new(),
+                dpop: None,
             });
         }
         let extra = match rule {
@@ -656,6 +788,7 @@ impl Engine {
                 Ok(Allowed {
                     identity: Some((issuer, v)),
                     headers,
+                    dpop: None,
                 })
             }
             Err(error) => Err(Denial {
@@ -663,6 +796,7 @@ impl Engine {
                 issuer: Some(issuer.name.clone()),
                 scope: None,
                 resource_metadata: None,
+                dpop: None,
             }),
         }
     }

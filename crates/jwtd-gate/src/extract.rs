@@ -2,6 +2,7 @@
 //! refusal when it carries more than one.
 
 use crate::config::TokenSources;
+pub use crate::dpop::Presented;
 use http::{header, HeaderMap};
 use jwtd_core::{Error, Reason};
 
@@ -33,10 +34,24 @@ pub fn extract_ref<'a>(
     query: Option<&'a str>,
     sources: &TokenSources,
 ) -> Result<Option<&'a str>, Error> {
+    extract_presented(headers, query, sources, false).map(|t| t.map(|(t, _)| t))
+}
+
+/// [`extract_ref`], telling how the token was presented; with `dpop`, `Authorization: DPoP
+/// <token>` (scheme case-insensitive, RFC 9449 section 7.1) is read too, from the same one
+/// `Authorization` header (so only when `sources.bearer`): a token source like `Bearer`,
+/// counted with the others for `multiple_tokens`. The cookie and the query parameter never
+/// carry DPoP tokens.
+pub fn extract_presented<'a>(
+    headers: &'a HeaderMap,
+    query: Option<&'a str>,
+    sources: &TokenSources,
+    dpop: bool,
+) -> Result<Option<(&'a str, Presented)>, Error> {
     let mut found = None;
-    let mut take = |t: &'a str| match found {
+    let mut take = |t: &'a str, how: Presented| match found {
         None => {
-            found = Some(t);
+            found = Some((t, how));
             Ok(())
         }
         Some(_) => Err(several("more than one token")),
@@ -58,7 +73,9 @@ pub fn extract_ref<'a>(
             if let Some((scheme, rest)) = v.split_once([' ', '\t']) {
                 let t = rest.trim();
                 if scheme.eq_ignore_ascii_case("bearer") && !t.is_empty() {
-                    take(t)?;
+                    take(t, Presented::Bearer)?;
+                } else if dpop && scheme.eq_ignore_ascii_case("dpop") && !t.is_empty() {
+                    take(t, Presented::Dpop)?;
                 }
             }
         }
@@ -85,7 +102,7 @@ pub fn extract_ref<'a>(
                     // the request fuzz target).
                     let v = v.trim().trim_matches('"');
                     if k.trim() == name && !v.is_empty() {
-                        take(v)?;
+                        take(v, Presented::Cookie)?;
                     }
                 }
             }
@@ -97,7 +114,7 @@ pub fn extract_ref<'a>(
                 // Names compared percent-decoded (`access%5Ftoken` is `access_token` to every
                 // framework upstream).
                 if name_is(k, name) && !v.is_empty() {
-                    take(v)?;
+                    take(v, Presented::Query)?;
                 }
             }
         }

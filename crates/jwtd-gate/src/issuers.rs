@@ -666,6 +666,7 @@ fn read(path: &str) -> Result<Zeroizing<Vec<u8>>, String> {
 }
 
 fn build_issuer(ic: &IssuerConfig, reuse: Option<RemoteKeys>, env: &Env) -> Result<Issuer, String> {
+    crate::dpop::IssuerDpop::build(ic).map_err(|e| e.to_string())?;
     let algs = &ic.algorithms;
     let key_source = ic.key_source().map_err(|e| e.to_string())?;
     let remote = match &key_source {

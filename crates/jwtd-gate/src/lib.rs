@@ -16,6 +16,7 @@ pub mod config;
 #[doc(hidden)]
 pub mod conformance;
 pub mod decide;
+pub mod dpop;
 pub mod env;
 pub mod extract;
 pub mod issuers;
@@ -25,7 +26,7 @@ pub mod resource;
 pub mod rules;
 pub mod source;
 
-pub use decide::{Allowed, Decision, Denial, Engine, Request};
+pub use decide::{Allowed, Decision, Denial, Engine, Proven, Request};
 pub use env::Env;
 pub use mtls::ClientCert;
 pub use source::EngineSource;

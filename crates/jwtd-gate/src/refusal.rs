@@ -4,8 +4,9 @@
 //! answer through it; docs/security.md ("Reason codes") lists every row and a test checks the
 //! document against what is sent.
 
+use crate::dpop::DpopChallenge;
 use http::{header, HeaderName, HeaderValue, StatusCode};
-use jwtd_core::Error;
+use jwtd_core::{DpopReason, Error, Reason};
 
 /// The realm every challenge names.
 pub const REALM: &str = "jwtd";
@@ -15,7 +16,8 @@ pub const REALM: &str = "jwtd";
 pub struct HttpRefusal {
     /// 401, 403, 400 or 503.
     pub status: StatusCode,
-    /// `Content-Type`, `WWW-Authenticate`, and `Retry-After` when the refusal is temporary.
+    /// `Content-Type`, `WWW-Authenticate` (two fields for a DPoP refusal on a route that also
+    /// takes bearer tokens), and `Retry-After` when the refusal is temporary.
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// `{"error", "reason", "message"}`.
     pub body: String,
@@ -57,8 +59,12 @@ pub fn scope_parameter(scope: &str) -> String {
 }
 
 /// The `WWW-Authenticate` challenge for `e`: a bare `Bearer realm="jwtd"` for a missing token
-/// and for a temporary failure, else with the RFC 6750 `error` and an `error_description`.
+/// and for a temporary failure, else with the RFC 6750 `error` and an `error_description`. A
+/// DPoP refusal's is its `DPoP` challenge ([`challenges`], with the default `algs`).
 pub fn challenge(e: &Error) -> String {
+    if let Reason::Dpop(r) = e.reason() {
+        return dpop_challenge(r, e.message(), &DpopChallenge::default());
+    }
     match e.reason().challenge_error() {
         None => format!("Bearer realm=\"{REALM}\""),
         Some(code) => format!(
@@ -69,13 +75,51 @@ pub fn challenge(e: &Error) -> String {
     }
 }
 
+/// A DPoP refusal's `DPoP` challenge (RFC 9449 section 7.1): `algs`, and the `error`
+/// (`invalid_dpop_proof`, or `invalid_token` for a token not bound to the proof's key) with an
+/// `error_description`; none for `dpop_replay_unavailable`, which is about the server.
+fn dpop_challenge(r: DpopReason, message: &str, c: &DpopChallenge) -> String {
+    let algs = description(&c.algs);
+    if r.http_status() == 503 {
+        return format!("DPoP algs=\"{algs}\"");
+    }
+    format!(
+        "DPoP algs=\"{algs}\", error=\"{}\", error_description=\"{}\"",
+        r.error_code(),
+        description(message)
+    )
+}
+
+/// Every `WWW-Authenticate` challenge of a refusal, one header field each: the one of
+/// [`challenge`]; for a DPoP refusal (`dpop_*`) the `DPoP` challenge, then a bare
+/// `Bearer realm="jwtd"` when the route also takes bearer tokens (`enforce-cnf`).
+pub fn challenges(e: &Error, dpop: Option<&DpopChallenge>) -> Vec<String> {
+    match e.reason() {
+        Reason::Dpop(r) => {
+            let default = DpopChallenge::default();
+            let c = dpop.unwrap_or(&default);
+            let mut out = vec![dpop_challenge(r, e.message(), c)];
+            if c.bearer {
+                out.push(format!("Bearer realm=\"{REALM}\""));
+            }
+            out
+        }
+        _ => vec![challenge(e)],
+    }
+}
+
 /// The JSON body: `{"error": <RFC 6750 code or temporarily_unavailable>, "reason": <reason
-/// code>, "message": <for humans>}`.
+/// code>, "message": <for humans>}`; a DPoP refusal's `error` is its RFC 9449 one
+/// (`invalid_dpop_proof`, `invalid_token`, `temporarily_unavailable`).
 pub fn body(e: &Error) -> String {
     let reason = e.reason();
+    let error = match reason {
+        Reason::Dpop(r) => r.error_code(),
+        r => r.bearer_error().as_str(),
+    };
     format!(
         "{{\"error\":{},\"reason\":{},\"message\":{}}}",
-        serde_json::Value::from(reason.bearer_error().as_str()),
+        serde_json::Value::from(error),
         serde_json::Value::from(reason.as_str()),
         serde_json::Value::from(e.message())
     )
@@ -84,42 +128,50 @@ pub fn body(e: &Error) -> String {
 /// The HTTP answer to an engine refusal: [`http()`], with the RFC 6750 `scope` challenge
 /// parameter naming the scopes the rule needs (when the token lacks some, or on any 401/403
 /// of a rule under a `[[resource]]`) and the RFC 9728 `resource_metadata` parameter naming
-/// the resource's metadata URL (a rule under a `[[resource]]`).
+/// the resource's metadata URL (a rule under a `[[resource]]`), on every challenge; a DPoP
+/// refusal's challenges name the issuer's DPoP algorithms ([`challenges`]), and a
+/// `dpop_use_nonce` refusal carries a fresh `DPoP-Nonce`.
 pub fn http_denial(d: &crate::Denial) -> HttpRefusal {
-    let mut answer = http(&d.error);
-    if d.scope.is_none() && d.resource_metadata.is_none() {
-        return answer;
+    let mut www = challenges(&d.error, d.dpop.as_deref());
+    for c in &mut www {
+        // A URL checked at load (http::Uri): visible ASCII without quotes; never truncated.
+        if let Some(url) = d.resource_metadata.as_deref().filter(|u| {
+            u.bytes()
+                .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\')
+        }) {
+            c.push_str(&format!(", resource_metadata=\"{url}\""));
+        }
+        if let Some(scope) = &d.scope {
+            c.push_str(&format!(", scope=\"{}\"", scope_parameter(scope)));
+        }
     }
-    let mut www = challenge(&d.error);
-    // A URL checked at load (http::Uri): visible ASCII without quotes; never truncated.
-    if let Some(url) = d.resource_metadata.as_deref().filter(|u| {
-        u.bytes()
-            .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\')
-    }) {
-        www.push_str(&format!(", resource_metadata=\"{url}\""));
-    }
-    if let Some(scope) = &d.scope {
-        www.push_str(&format!(", scope=\"{}\"", scope_parameter(scope)));
-    }
-    if let Ok(v) = HeaderValue::from_str(&www) {
-        for (n, value) in answer.headers.iter_mut() {
-            if *n == header::WWW_AUTHENTICATE {
-                *value = v.clone();
-            }
+    let mut answer = render(&d.error, &www);
+    if let Some(n) = d.dpop.as_ref().and_then(|c| c.nonce.as_deref()) {
+        if let Ok(v) = HeaderValue::from_str(n) {
+            answer.headers.push((DPOP_NONCE, v));
         }
     }
     answer
 }
 
+/// The response header carrying a fresh server nonce (RFC 9449 section 8).
+pub const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
+
 /// The HTTP answer to `e` (see the module docs).
 pub fn http(e: &Error) -> HttpRefusal {
+    render(e, &challenges(e, None))
+}
+
+fn render(e: &Error, www: &[String]) -> HttpRefusal {
     let reason = e.reason();
     let mut headers = vec![(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     )];
-    if let Ok(v) = HeaderValue::from_str(&challenge(e)) {
-        headers.push((header::WWW_AUTHENTICATE, v));
+    for c in www {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            headers.push((header::WWW_AUTHENTICATE, v));
+        }
     }
     if let Some(secs) = reason.retry_after() {
         headers.push((header::RETRY_AFTER, HeaderValue::from(secs)));

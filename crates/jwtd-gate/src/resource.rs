@@ -217,6 +217,50 @@ fn check_url(text: &str, what: &str, strict: bool) -> Result<(String, String), S
 }
 
 impl Resources {
+    /// Sets each resource's DPoP metadata (RFC 9449 section 5.2, in the RFC 9728 document)
+    /// from the DPoP settings of the issuers it names (`configs`, in the order the resources
+    /// were built from): `dpop_signing_alg_values_supported`, the algorithms a proof may use
+    /// under any of them (absent when every one has `mode = "off"`), and
+    /// `dpop_bound_access_tokens_required`, true when every one has `mode = "require"`.
+    pub fn with_dpop(
+        mut self,
+        configs: &[ResourceConfig],
+        dpop: &crate::dpop::DpopEngine,
+    ) -> Resources {
+        for (r, cfg) in self.list.iter_mut().zip(configs) {
+            let settings: Vec<_> = cfg
+                .issuers
+                .get_ref()
+                .iter()
+                .filter_map(|n| dpop.of(n))
+                .collect();
+            let mut algs: Vec<&str> = Vec::new();
+            for d in settings
+                .iter()
+                .filter(|d| d.mode != crate::config::DpopMode::Off)
+            {
+                for a in d.policy.algorithms() {
+                    if !algs.contains(&a.as_str()) {
+                        algs.push(a.as_str());
+                    }
+                }
+            }
+            let required = !settings.is_empty()
+                && settings
+                    .iter()
+                    .all(|d| d.mode == crate::config::DpopMode::Require);
+            let Ok(serde_json::Value::Object(mut doc)) = serde_json::from_str(&r.document) else {
+                continue;
+            };
+            if !algs.is_empty() {
+                doc.insert("dpop_signing_alg_values_supported".into(), algs.into());
+            }
+            doc.insert("dpop_bound_access_tokens_required".into(), required.into());
+            r.document = serde_json::Value::Object(doc).to_string();
+        }
+        self
+    }
+
     /// Checks and builds the `[[resource]]` tables. `issuers` are the configured issuers as
     /// `(name, iss)` (jwtd's own `self` included when it signs); `rules` are the compiled
     /// rules, whose `resource` must each name a configured `uri`; `tokens` gives
@@ -355,8 +399,8 @@ impl Resources {
             if let Some(d) = &cfg.resource_documentation {
                 doc.insert("resource_documentation".into(), d.get_ref().clone().into());
             }
-            // The engine sets it from the mTLS policies (`Engine::with_resources`); DPoP is not
-            // checked by the engine yet.
+            // The engine sets it from the mTLS policies (`Engine::with_resources`). The DPoP
+            // members are set by `Resources::with_dpop` from the issuers' `[issuer.dpop]`.
             doc.insert(
                 "tls_client_certificate_bound_access_tokens".into(),
                 false.into(),

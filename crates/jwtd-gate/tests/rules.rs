@@ -14,6 +14,9 @@ struct File {
     rule: Vec<RuleConfig>,
 }
 
+#[path = "rules/dpop.rs"]
+mod dpop;
+
 const ISSUERS: [&str; 3] = ["corp", "partner", "partner-api"];
 
 fn reserved() -> Vec<HeaderName> {
@@ -1642,6 +1645,7 @@ async fn public_rules_read_no_token_even_two() {
     let decide = |path: &'static str| {
         let req = jwtd_gate::Request {
             method: "GET",
+            scheme: "https",
             host: "api.test",
             path_and_query: path,
             headers: &headers,
@@ -1685,6 +1689,7 @@ async fn conformance_table_against_the_engine() {
         }
         let req = jwtd_gate::Request {
             method: &case.method,
+            scheme: "https",
             host: "api.test",
             path_and_query: &case.path,
             headers: &headers,
@@ -1743,6 +1748,7 @@ fn missing_scope_challenge_names_the_scope() {
         issuer: None,
         scope: Some("orders:read".into()),
         resource_metadata: None,
+        dpop: None,
     };
     let answer = jwtd_gate::refusal::http_denial(&d);
     assert_eq!(answer.status.as_u16(), 403);
@@ -2042,7 +2048,8 @@ fn mcp_token(claims: Value) -> String {
 /// Every field of the metadata document: `resource`, `authorization_servers` from the
 /// issuer's `iss`, `scopes_supported` derived from the rules under it (in file order, once
 /// each), `bearer_methods_supported` from `[tokens]` (the cookie is no RFC 6750 method),
-/// name, documentation, and the sender-constraint fields as false.
+/// name, documentation, the mTLS field as false and the DPoP ones from the issuer's DPoP
+/// settings.
 #[tokio::test]
 async fn resource_metadata_document_has_every_field() {
     let engine = jwtd_gate::Engine::from_config(&mcp_config(MCP_CONFIG).unwrap()).unwrap();
@@ -2067,6 +2074,8 @@ async fn resource_metadata_document_has_every_field() {
             "resource_name": "Example MCP",
             "resource_documentation": "https://docs.example.com/mcp",
             "tls_client_certificate_bound_access_tokens": false,
+            // The issuer's DPoP (no [issuer.dpop]: enforce-cnf, the default algorithms).
+            "dpop_signing_alg_values_supported": ["RS256", "PS256", "ES256", "ES384", "EdDSA"],
             "dpop_bound_access_tokens_required": false,
         })
     );
@@ -2076,6 +2085,11 @@ async fn resource_metadata_document_has_every_field() {
         .replace(
             "resource_name = \"Example MCP\"\nresource_documentation = \"https://docs.example.com/mcp\"\n",
             "scopes_supported = [\"mcp:read\"]\n",
+        )
+        // DPoP required by the one issuer: the metadata says so, with its algorithms.
+        .replace(
+            "audiences = [\"other-api\"]\n",
+            "audiences = [\"other-api\"]\n[issuer.dpop]\nmode = \"require\"\nalgorithms = [\"ES256\"]\n",
         );
     let engine = jwtd_gate::Engine::from_config(&mcp_config(&text).unwrap()).unwrap();
     let doc: Value = serde_json::from_str(&engine.resources.list()[0].document).unwrap();
@@ -2087,9 +2101,19 @@ async fn resource_metadata_document_has_every_field() {
             "scopes_supported": ["mcp:read"],
             "bearer_methods_supported": ["header"],
             "tls_client_certificate_bound_access_tokens": false,
-            "dpop_bound_access_tokens_required": false,
+            "dpop_signing_alg_values_supported": ["ES256"],
+            "dpop_bound_access_tokens_required": true,
         })
     );
+    // DPoP off: no algorithms advertised, not required.
+    let off = text.replace("mode = \"require\"", "mode = \"off\"");
+    let engine = jwtd_gate::Engine::from_config(&mcp_config(&off).unwrap()).unwrap();
+    let doc: Value = serde_json::from_str(&engine.resources.list()[0].document).unwrap();
+    assert!(
+        doc.get("dpop_signing_alg_values_supported").is_none(),
+        "{doc}"
+    );
+    assert_eq!(doc["dpop_bound_access_tokens_required"], false);
     // Only a cookie: no RFC 6750 method at all (an empty list, as RFC 9728 allows).
     let text = MCP_CONFIG.replace(
         "[tokens]\nquery = \"access_token\"\n",
@@ -2356,6 +2380,7 @@ async fn challenges_under_a_resource_carry_metadata_and_every_scope() {
         async move {
             let req = jwtd_gate::Request {
                 method: "POST",
+                scheme: "https",
                 host: "mcp.example.com",
                 path_and_query: path,
                 headers: &h,
@@ -2532,6 +2557,7 @@ async fn resource_cost() {
             }
             let req = jwtd_gate::Request {
                 method: "POST",
+                scheme: "https",
                 host: "mcp.example.com",
                 path_and_query: "/mcp",
                 headers: h,
@@ -2582,6 +2608,7 @@ async fn a_rule_under_a_resource_is_audience_bound_without_the_resource_table() 
             );
             let req = jwtd_gate::Request {
                 method: "POST",
+                scheme: "https",
                 host: "mcp.example.com",
                 path_and_query: "/mcp",
                 headers: &h,
@@ -2646,6 +2673,7 @@ async fn challenge_scope_is_never_cut_inside_a_scope() {
     let h = HeaderMap::new();
     let req = jwtd_gate::Request {
         method: "POST",
+        scheme: "https",
         host: "mcp.example.com",
         path_and_query: "/mcp",
         headers: &h,

@@ -49,7 +49,8 @@
 //!   `Proxy-Authorization`, `TE`, `Trailer`, `Transfer-Encoding`, `HTTP2-Settings` and
 //!   `Upgrade` (kept, with `Connection: upgrade`, on an upgrade request; see below).
 //! - **Every identity header jwtd owns** ([`jwtd_gate::issuers::IdentityHeaders::names`] of
-//!   the engine in force, and `X-Auth-Subject`, `X-Auth-Issuer`, `X-Auth-Payload` always) is
+//!   the engine in force, and `X-Auth-Subject`, `X-Auth-Issuer`, `X-Auth-Payload`, `X-Auth-Jkt`
+//!   always) is
 //!   removed from the client's request before the decision's identity headers are added: each
 //!   is either set by jwtd or absent, a spoofed one never reaches the upstream. (`/auth`
 //!   answers a header without a value present and empty; here it is absent, as in ext_authz.)
@@ -490,6 +491,7 @@ impl<S: EngineSource> Proxy<S> {
         let decision = {
             let target = jwtd_gate::Request {
                 method: req.method().as_str(),
+                scheme: request_scheme(req.headers(), trusted),
                 host: host
                     .as_ref()
                     .and_then(|h| h.to_str().ok())
@@ -514,6 +516,15 @@ impl<S: EngineSource> Proxy<S> {
                     target,
                     host,
                     trusted,
+                    strip_dpop: allowed
+                        .dpop
+                        .as_ref()
+                        .is_some_and(|p| p.on_pass == jwtd_gate::config::OnPass::Strip),
+                    nonce: allowed
+                        .dpop
+                        .as_ref()
+                        .and_then(|p| p.nonce.as_deref())
+                        .and_then(|n| HeaderValue::from_str(n).ok()),
                 };
                 self.forward(req, sent, engine, allowed.headers, peer).await
             }
@@ -532,9 +543,14 @@ impl<S: EngineSource> Proxy<S> {
             target,
             host,
             trusted,
+            strip_dpop,
+            nonce,
         } = sent;
         let (mut parts, body) = req.into_parts();
         let headers = &mut parts.headers;
+        if strip_dpop {
+            strip_dpop_headers(headers);
+        }
         let seen = scrub_request(
             headers,
             &engine.identity.mapped,
@@ -637,6 +653,10 @@ impl<S: EngineSource> Proxy<S> {
         }
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
+        if let Some(n) = nonce {
+            // A fresh server nonce for the client (RFC 9449 section 8.2), jwtd's, not the app's.
+            parts.headers.insert(jwtd_gate::refusal::DPOP_NONCE, n);
+        }
         let body = UpstreamBody {
             inner: body,
             idle: self.options.idle_timeout,
@@ -653,13 +673,50 @@ struct Sent {
     target: Option<String>,
     host: Option<HeaderValue>,
     trusted: bool,
+    /// The request passed with a DPoP proof whose issuer strips it (`on_pass = "strip"`).
+    strip_dpop: bool,
+    /// A fresh server nonce for the client's answer (`DPoP-Nonce`).
+    nonce: Option<HeaderValue>,
+}
+
+/// The scheme the engine decides on (a DPoP proof's `htu`): the listener's, `http`, unless a
+/// trusted proxy (`trusted_proxies`) sent exactly one `X-Forwarded-Proto` of `http` or
+/// `https` (a TLS-terminating load balancer in front).
+fn request_scheme(headers: &HeaderMap, trusted: bool) -> &'static str {
+    if trusted {
+        let mut all = headers.get_all(XFP).iter();
+        if let (Some(v), None) = (all.next(), all.next()) {
+            if v.as_bytes().eq_ignore_ascii_case(b"https") {
+                return "https";
+            }
+        }
+    }
+    "http"
+}
+
+/// `on_pass = "strip"`: the `DPoP` proof removed and `Authorization: DPoP <token>` sent as
+/// `Authorization: Bearer <token>` (the upstream sees a bearer token it can read as before).
+fn strip_dpop_headers(headers: &mut HeaderMap) {
+    headers.remove(jwtd_gate::dpop::DPOP);
+    let rewritten = headers.get(header::AUTHORIZATION).and_then(|v| {
+        let v = v.to_str().ok()?;
+        let (scheme, token) = v.split_once([' ', '\t'])?;
+        scheme
+            .eq_ignore_ascii_case("dpop")
+            .then(|| HeaderValue::from_str(&format!("Bearer {}", token.trim())).ok())
+            .flatten()
+    });
+    if let Some(v) = rewritten {
+        headers.insert(header::AUTHORIZATION, v);
+    }
 }
 
 /// The identity headers removed from every client request whatever the engine owns.
-const OWNED: [HeaderName; 3] = [
+const OWNED: [HeaderName; 4] = [
     jwtd_gate::issuers::SUBJECT,
     jwtd_gate::issuers::ISSUER,
     jwtd_gate::issuers::PAYLOAD,
+    jwtd_gate::dpop::X_AUTH_JKT,
 ];
 
 const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -1009,8 +1066,10 @@ fn refusal(answer: jwtd_gate::refusal::HttpRefusal) -> Response<ProxyBody> {
             .boxed(),
     );
     *resp.status_mut() = answer.status;
+    // Appended: a DPoP refusal has two `WWW-Authenticate` fields (`DPoP`, then `Bearer`); the
+    // table sends every other name once.
     for (name, value) in answer.headers {
-        resp.headers_mut().insert(name, value);
+        resp.headers_mut().append(name, value);
     }
     resp
 }

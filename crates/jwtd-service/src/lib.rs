@@ -549,7 +549,7 @@ impl Runtime {
         issuers.revocations = revocations
             .clone()
             .map(|r| r as Arc<dyn jwtd_gate::issuers::RevocationCheck>);
-        let engine = jwtd_gate::Engine::with_rules_in(
+        let mut engine = jwtd_gate::Engine::with_rules_in(
             issuers,
             &config.rules,
             &config.rule,
@@ -561,6 +561,10 @@ impl Runtime {
             config.forwarded.compile()?,
             config.sees_client_certificates(),
         );
+        // A reload keeps the DPoP jti's seen: a proof must not become replayable by it.
+        if let Some(p) = previous {
+            engine.dpop.adopt_replay_caches(&p.engine.dpop);
+        }
         Ok(Runtime {
             decisions: telemetry::DecisionCounters::new(engine.rules.len()),
             trusted_proxies: config::TrustedProxies::parse(&config.trusted_proxies)?,

@@ -294,6 +294,9 @@ where
             let engine = &shared.engine;
             let target = jwtd_gate::Request {
                 method: req.method().as_str(),
+                // An in-process request carries no scheme unless it came in absolute form:
+                // `http` then (a DPoP proof's `htu` is compared with it).
+                scheme: req.uri().scheme_str().unwrap_or("http"),
                 host: req
                     .headers()
                     .get(axum::http::header::HOST)

@@ -15,6 +15,8 @@ use std::path::Path;
 #[derive(Debug, PartialEq, Eq)]
 struct ParsedRequest {
     method: String,
+    /// `http` or `https`, lower-cased.
+    scheme: String,
     /// `host[:port]` from the URL.
     host: String,
     /// The path and query, raw (percent-encoded) as given; `/` when the URL has no path.
@@ -77,6 +79,7 @@ fn parse_request(s: &str) -> Result<ParsedRequest> {
     };
     Ok(ParsedRequest {
         method: method.to_owned(),
+        scheme: scheme.to_ascii_lowercase(),
         host: authority.as_str().to_owned(),
         path_and_query,
     })
@@ -211,6 +214,7 @@ pub fn test(a: RulesTestArgs) -> Result<()> {
         }
         let target = jwtd_gate::Request {
             method: &req.method,
+            scheme: &req.scheme,
             host: &req.host,
             path_and_query: &path_and_query,
             headers: &headers,
@@ -487,6 +491,7 @@ mod tests {
             r,
             ParsedRequest {
                 method: "POST".into(),
+                scheme: "https".into(),
                 host: "API.example:8443".into(),
                 path_and_query: "/v1/orders/7?x=1".into(),
             }

@@ -442,6 +442,7 @@ fn compile(
             .as_ref()
             .map(|r| (r.get_ref().clone(), r.span())),
         mtls: cfg.mtls,
+        dpop: cfg.dpop,
     };
     rule.bound = rule.compute_bound();
     rule.takes = rule

@@ -242,4 +242,8 @@ pub struct RuleConfig {
     /// `[issuer.mtls] mode`: `enforce-cnf`, `require` or `off`.
     #[serde(default)]
     pub mtls: Option<crate::mtls::Mode>,
+    /// DPoP for this rule, overriding its issuers' `[issuer.dpop] mode`: `"require"`,
+    /// `"enforce-cnf"` or `"off"` (absent: the issuer's).
+    #[serde(default)]
+    pub dpop: Option<crate::config::DpopMode>,
 }

@@ -362,6 +362,8 @@ pub struct Rule {
     resource: Option<(String, Range<usize>)>,
     /// `mtls`: the certificate-binding policy instead of the issuer's.
     mtls: Option<crate::mtls::Mode>,
+    /// `dpop`: the DPoP mode overriding its issuers'.
+    dpop: Option<crate::config::DpopMode>,
 }
 
 /// Static rank of a rule's conditions (the best the rule can rank on any request).
@@ -454,6 +456,12 @@ impl Rule {
     /// the binding holds even for an engine built without the resource table.
     pub fn resource_audience(&self) -> Option<&[String]> {
         self.resource.as_ref().map(|(u, _)| std::slice::from_ref(u))
+    }
+
+    /// The DPoP mode this rule sets (`dpop = ...`), overriding its issuers' `[issuer.dpop]
+    /// mode; `None`: the issuer's.
+    pub fn dpop(&self) -> Option<crate::config::DpopMode> {
+        self.dpop
     }
 
     /// The byte range of its `resource` value in the configuration text.

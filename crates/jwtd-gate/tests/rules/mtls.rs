@@ -119,6 +119,7 @@ async fn decide(
     }
     let req = jwtd_gate::Request {
         method: "GET",
+        scheme: "https",
         host: "api.example.com",
         path_and_query: path,
         headers: &h,

@@ -14,35 +14,39 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The request the proxy is asking about, for rule matching. From a trusted proxy
-/// (`trusted_proxies`, default loopback) the forwarded headers are believed: nginx's
-/// `X-Original-Method` / `X-Original-URI` (set in the documented snippet), Traefik's and
-/// Caddy's `X-Forwarded-Method` / `-Uri` / `-Host`, and Envoy's HTTP ext_authz, which appends
-/// the original path to `/auth`. From anyone else they are ignored and the `/auth` request
-/// itself is what is matched (so a rule set can never be steered by a client that reaches jwtd
-/// directly).
+/// The request the proxy is asking about, for rule matching (and a DPoP proof's `htm` and
+/// `htu`). From a trusted proxy (`trusted_proxies`, default loopback) the forwarded headers
+/// are believed: nginx's `X-Original-Method` / `X-Original-URI` (set in the documented
+/// snippet), Traefik's and Caddy's `X-Forwarded-Method` / `-Uri` / `-Host` / `-Proto`, and
+/// Envoy's HTTP ext_authz, which appends the original path to `/auth`. From anyone else they
+/// are ignored and the `/auth` request itself is what is matched (so a rule set can never be
+/// steered by a client that reaches jwtd directly).
+///
+/// A trusted proxy passes on the client's own headers besides the ones it sets (nginx's
+/// `auth_request`, Caddy's and Traefik's forward auth all do), so a client can add the other
+/// proxies' spellings: `X-Original-URI: /healthz` through Caddy, `X-Forwarded-Uri` through
+/// nginx. Two spellings of the method or of the URI (or one and Envoy's path) that disagree,
+/// a forwarded header sent twice, or one that is not visible ASCII are refused (400
+/// `bad_headers`), never resolved by a precedence the client could exploit.
 ///
 /// The client certificate (RFC 8705 bound tokens): from a trusted proxy, the one it forwards
 /// (`[forwarded] client_cert`) when it sends one; otherwise the TLS peer's (`cert`, when
 /// jwtd terminates TLS with client certificates). A certificate header from anyone else is
-/// ignored. `peer_trusted` is the peer's trust whether or not rules exist (`trusted` is
-/// false without rules: forwarded URIs only matter to rules).
+/// ignored.
 fn original_request<'a>(
     req: &'a Parts,
     trusted: bool,
-    peer_trusted: bool,
     cert: Option<&'a [u8]>,
-) -> jwtd_gate::Request<'a> {
-    let client_cert = match (peer_trusted, cert) {
+) -> Result<jwtd_gate::Request<'a>, jwtd_core::Error> {
+    let client_cert = match (trusted, cert) {
         (true, tls) => jwtd_gate::ClientCert::Trusted { tls },
         (false, Some(der)) => jwtd_gate::ClientCert::Der(der),
         (false, None) => jwtd_gate::ClientCert::None,
     };
     let headers = &req.headers;
-    // The five forwarded names in one pass over the headers (cheaper than five hash lookups
-    // on this hot path); each counts only when sent exactly once: two could be read
-    // differently by two parsers.
-    let mut seen: [(u8, Option<&str>); 5] = [(0, None); 5];
+    // The six forwarded names in one pass over the headers (cheaper than six hash lookups
+    // on this hot path).
+    let mut seen: [(u8, Option<&str>); 6] = [(0, None); 6];
     // The first Host header, found in the same pass when there is one.
     let mut first_host: Option<Option<&str>> = None;
     if trusted {
@@ -59,6 +63,7 @@ fn original_request<'a>(
                 "x-forwarded-host" => 2,
                 "x-original-uri" => 3,
                 "x-forwarded-uri" => 4,
+                "x-forwarded-proto" => 5,
                 _ => continue,
             };
             let (count, v) = &mut seen[slot];
@@ -66,12 +71,6 @@ fn original_request<'a>(
             *v = value.to_str().ok();
         }
     }
-    let get = |slots: &[usize]| {
-        slots.iter().find_map(|&i| match seen[i] {
-            (1, v) => v,
-            _ => None,
-        })
-    };
     let own_path = req.uri.path_and_query().map_or("/", |p| p.as_str());
     let host = match first_host {
         Some(h) => h,
@@ -80,25 +79,53 @@ fn original_request<'a>(
     }
     .or(req.uri.host())
     .unwrap_or("");
+    // jwtd serve listens in plain HTTP: its own scheme is `http`.
     if !trusted {
-        return jwtd_gate::Request {
+        return Ok(jwtd_gate::Request {
             method: req.method.as_str(),
+            scheme: "http",
             host,
             path_and_query: own_path,
             headers,
             client_cert,
-        };
+        });
     }
+    let refuse = |why: &str| {
+        jwtd_core::Error::new(
+            jwtd_core::Reason::BadHeaders,
+            format!("the forwarded request is ambiguous: {why}"),
+        )
+    };
+    for (count, v) in &seen {
+        match (count, v) {
+            (0, _) | (1, Some(_)) => {}
+            (1, None) => return Err(refuse("a forwarded header that is not visible ASCII")),
+            _ => return Err(refuse("a forwarded header sent more than once")),
+        }
+    }
+    let one = |i: usize| seen[i].1;
+    // Two spellings of one attribute: the same value, or a refusal.
+    let agree = |a: Option<&'a str>, b: Option<&'a str>, what: &str| match (a, b) {
+        (Some(x), Some(y)) if x != y => Err(refuse(what)),
+        _ => Ok(a.or(b)),
+    };
     let envoy = own_path
         .strip_prefix("/auth")
         .filter(|rest| rest.starts_with('/'));
-    jwtd_gate::Request {
-        method: get(&[0, 1]).unwrap_or(req.method.as_str()),
-        host: get(&[2]).unwrap_or(host),
-        path_and_query: get(&[3, 4]).or(envoy).unwrap_or(own_path),
+    let method = agree(one(0), one(1), "X-Original-Method and X-Forwarded-Method differ")?;
+    let uri = agree(one(3), one(4), "X-Original-URI and X-Forwarded-Uri differ")?;
+    let uri = agree(uri, envoy, "a forwarded URI header and the /auth path differ")?;
+    Ok(jwtd_gate::Request {
+        method: method.unwrap_or(req.method.as_str()),
+        scheme: match one(5) {
+            Some(p) if p.eq_ignore_ascii_case("https") => "https",
+            _ => "http",
+        },
+        host: one(2).unwrap_or(host),
+        path_and_query: uri.unwrap_or(own_path),
         headers,
         client_cert,
-    }
+    })
 }
 
 /// Answers the proxy: 200 with the identity headers, or the refusal; with the request id.
@@ -142,9 +169,25 @@ pub(crate) async fn answer(
     let rt = state.runtime_guard();
     let rid = RequestId::of_in(&req.headers, &rt);
     let engine = &rt.engine;
-    let peer_trusted = peer.is_some_and(|p| rt.trusted_proxies.contains(p.ip()));
-    let trusted = !engine.rules.is_empty() && peer_trusted;
-    let target = original_request(req, trusted, peer_trusted, cert);
+    // Believed for matching and for DPoP (a proof's `htm` and `htu` name the original
+    // request): both read the forwarded method, host, URI and scheme.
+    let trusted = peer.is_some_and(|p| rt.trusted_proxies.contains(p.ip()));
+    let target = match original_request(req, trusted, cert) {
+        Ok(target) => target,
+        Err(error) => {
+            rt.decisions.record(None, Some(error.reason()));
+            let denial = jwtd_gate::Denial::new(error);
+            state.series.observe(
+                "auth",
+                started,
+                By::Named(None),
+                Err(&denial.error),
+                &rid,
+                None,
+            );
+            return (rid, Err::<Response, _>(ApiError::Denied(denial))).into_response();
+        }
+    };
     let decision = engine.decide(&target, jwtd_core::unix_now()).await;
     let token = decision.token;
     rt.decisions.record(
@@ -163,6 +206,13 @@ pub(crate) async fn answer(
             // 200 with no body: the identity headers are the answer's header map as built.
             let mut r = Response::new(axum::body::Body::empty());
             *r.headers_mut() = allowed.headers;
+            // A fresh DPoP server nonce, for the proxy to pass to the client (nginx:
+            // `auth_request_set` and `add_header`).
+            if let Some(n) = allowed.dpop.as_ref().and_then(|p| p.nonce.as_deref()) {
+                if let Ok(v) = axum::http::HeaderValue::from_str(n) {
+                    r.headers_mut().insert(jwtd_gate::refusal::DPOP_NONCE, v);
+                }
+            }
             Ok(r)
         }
         Err(denial) => {

@@ -11,7 +11,8 @@ use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use jwtd_core::{Error, Reason, Verified};
-use jwtd_gate::extract::extract;
+use jwtd_gate::dpop::{Presented, ProofTarget};
+use jwtd_gate::extract::extract_presented;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,14 +34,63 @@ fn missing() -> Error {
     Error::new(Reason::MissingToken, "no token in the request (Authorization: Bearer, or the configured cookie or query parameter)")
 }
 
+/// The `/v1/verify` request a DPoP proof is checked against: how the token came, and the
+/// request itself (jwtd serve listens in plain HTTP: scheme `http`, its `Host`).
+struct DpopContext<'a> {
+    presented: Presented,
+    method: &'a str,
+    host: &'a str,
+    path_and_query: &'a str,
+    headers: &'a HeaderMap,
+}
+
+/// The DPoP step of `/v1/verify` for a verified token: the issuer's `[issuer.dpop]` mode, the
+/// proof (against the `/v1/verify` request) and its binding, the replay cache.
+fn check_dpop(
+    state: &AppState,
+    issuer: &Issuer,
+    token: &str,
+    v: &Verified,
+    cx: &DpopContext<'_>,
+) -> Result<(), ApiError> {
+    let rt = state.runtime();
+    let Some(d) = rt.engine.dpop.of(&issuer.name) else {
+        return Ok(());
+    };
+    let target = ProofTarget {
+        method: cx.method,
+        scheme: "http",
+        host: cx.host,
+        path_and_query: cx.path_and_query,
+        headers: cx.headers,
+    };
+    let now = jwtd_core::unix_now();
+    let denied = |(error, c): (Error, jwtd_gate::dpop::DpopChallenge)| {
+        ApiError::Denied(jwtd_gate::Denial {
+            error,
+            issuer: Some(issuer.name.clone()),
+            scope: None,
+            resource_metadata: None,
+            dpop: Some(Box::new(c)),
+        })
+    };
+    match jwtd_gate::dpop::check(d, None, &target, cx.presented, token, v, now) {
+        Ok(Some(p)) => p.consume(now).map_err(denied),
+        Ok(None) => Ok(()),
+        Err(e) => Err(denied(e)),
+    }
+}
+
 /// Shared body of `/v1/verify` (`with_header`: 200 `{"issuer", "iss", "header", "claims"}`)
-/// and `/v1/tokens/{token}` (200 with the claims alone).
+/// and `/v1/tokens/{token}` (200 with the claims alone). With `dpop` (`/v1/verify`), the
+/// issuer's DPoP settings apply to the token as it was presented.
 async fn verify_token(
     state: &AppState,
     endpoint: &'static str,
     token: Option<String>,
     rid: &RequestId,
     with_header: bool,
+    dpop: Option<DpopContext<'_>>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let Some(token) = token else {
@@ -50,7 +100,14 @@ async fn verify_token(
             .observe(endpoint, started, By::Nobody, Err(&e), rid, None);
         return Err(e.into());
     };
-    match check(state, &token).await {
+    let checked = match check(state, &token).await {
+        Ok((issuer, v)) => match dpop.map(|cx| check_dpop(state, &issuer, &token, &v, &cx)) {
+            Some(Err(ApiError::Denied(d))) => Err((Some(issuer.name.clone()), d)),
+            _ => Ok((issuer, v)),
+        },
+        Err((issuer, e)) => Err((issuer, jwtd_gate::Denial::new(e))),
+    };
+    match checked {
         Ok((issuer, v)) => {
             state.series.observe(
                 endpoint,
@@ -75,16 +132,19 @@ async fn verify_token(
             };
             Ok((StatusCode::OK, [(header::CONTENT_TYPE, JSON)], body).into_response())
         }
-        Err((issuer, e)) => {
+        Err((issuer, d)) => {
             state.series.observe(
                 endpoint,
                 started,
                 By::Named(issuer.as_deref()),
-                Err(&e),
+                Err(&d.error),
                 rid,
                 Some(&token),
             );
-            Err(e.into())
+            Err(match d.dpop {
+                Some(_) => ApiError::Denied(d),
+                None => d.error.into(),
+            })
         }
     }
 }
@@ -104,13 +164,28 @@ pub(super) async fn verify(
     rid: RequestId,
     req: Request,
 ) -> impl IntoResponse {
-    let found = extract(
+    let found = extract_presented(
         req.headers(),
         req.uri().query(),
         &state.runtime().config.tokens,
+        true,
     );
     let answer = match found {
-        Ok(token) => verify_token(&state, "verify", token, &rid, true).await,
+        Ok(token) => {
+            let cx = DpopContext {
+                presented: token.map_or(Presented::Bearer, |(_, p)| p),
+                method: req.method().as_str(),
+                host: req
+                    .headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or(""),
+                path_and_query: req.uri().path_and_query().map_or("/", |p| p.as_str()),
+                headers: req.headers(),
+            };
+            let token = token.map(|(t, _)| t.to_owned());
+            verify_token(&state, "verify", token, &rid, true, Some(cx)).await
+        }
         Err(e) => Err(refuse_request(&state, e, &rid)),
     };
     (rid, answer)
@@ -125,13 +200,16 @@ pub(super) async fn verify_post(
     uri: Uri,
     body: Bytes,
 ) -> impl IntoResponse {
-    let answer = match extract(&headers, uri.query(), &state.runtime().config.tokens) {
-        Err(e) => Err(refuse_request(&state, e, &rid)),
-        Ok(token) => {
-            let in_body = serde_json::from_slice::<Map<String, Value>>(&body)
-                .ok()
-                .and_then(|m| m.get("token").and_then(Value::as_str).map(str::to_owned));
-            match (token, in_body) {
+    let answer =
+        match extract_presented(&headers, uri.query(), &state.runtime().config.tokens, true) {
+            Err(e) => Err(refuse_request(&state, e, &rid)),
+            Ok(found) => {
+                let presented = found.map_or(Presented::Bearer, |(_, p)| p);
+                let token = found.map(|(t, _)| t.to_owned());
+                let in_body = serde_json::from_slice::<Map<String, Value>>(&body)
+                    .ok()
+                    .and_then(|m| m.get("token").and_then(Value::as_str).map(str::to_owned));
+                match (token, in_body) {
                 (Some(_), Some(_)) => Err(refuse_request(
                     &state,
                     Error::new(
@@ -140,10 +218,22 @@ pub(super) async fn verify_post(
                     ),
                     &rid,
                 )),
-                (t, b) => verify_token(&state, "verify", t.or(b), &rid, true).await,
+                (t, b) => {
+                    let cx = DpopContext {
+                        presented,
+                        method: "POST",
+                        host: headers
+                            .get(header::HOST)
+                            .and_then(|h| h.to_str().ok())
+                            .unwrap_or(""),
+                        path_and_query: uri.path_and_query().map_or("/", |p| p.as_str()),
+                        headers: &headers,
+                    };
+                    verify_token(&state, "verify", t.or(b), &rid, true, Some(cx)).await
+                }
             }
-        }
-    };
+            }
+        };
     (rid, answer)
 }
 
@@ -153,6 +243,7 @@ pub(super) async fn token_path(
     rid: RequestId,
     Path(token): Path<String>,
 ) -> impl IntoResponse {
-    let answer = verify_token(&state, "tokens", Some(token), &rid, false).await;
+    // A token in the path has no DPoP proof to go with it: no DPoP check.
+    let answer = verify_token(&state, "tokens", Some(token), &rid, false, None).await;
     (rid, answer)
 }

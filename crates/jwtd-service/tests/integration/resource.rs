@@ -65,6 +65,8 @@ async fn serve_publishes_the_metadata_in_both_forms() {
         "bearer_methods_supported": ["header"],
         "resource_name": "MCP",
         "tls_client_certificate_bound_access_tokens": false,
+        // Its issuer's DPoP: no [issuer.dpop], so enforce-cnf and the default algorithms.
+        "dpop_signing_alg_values_supported": ["RS256", "PS256", "ES256", "ES384", "EdDSA"],
         "dpop_bound_access_tokens_required": false,
     });
     for path in [

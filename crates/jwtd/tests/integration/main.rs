@@ -8,6 +8,7 @@ mod common;
 
 mod cli;
 mod dpop;
+mod dpop_fronts;
 mod mcp;
 mod mtls;
 mod nginx;
