@@ -393,6 +393,9 @@ struct Peer {
     tls: bool,
     /// The DER of the client's TLS certificate, when it sent one.
     cert: Option<Arc<[u8]>>,
+    /// The `response_timeout` timer of the connection's requests (one at a time on HTTP/1.1),
+    /// kept between them: see [`Peer::response_timer`].
+    timer: std::sync::Mutex<Option<Pin<Box<tokio::time::Sleep>>>>,
 }
 
 impl Peer {
@@ -405,7 +408,35 @@ impl Peer {
             held,
             tls: false,
             cert: None,
+            timer: std::sync::Mutex::new(None),
         }
+    }
+
+    /// A timer for `deadline`: the connection's own, moved there, or a new one. A new tokio
+    /// timer per request is an entry put in the timer wheel and taken out again (about 1,700
+    /// instructions a request); moving a kept one to a later deadline only notes it (tokio
+    /// moves it in the wheel if it fires before), and deadlines only grow.
+    fn response_timer(&self, deadline: tokio::time::Instant) -> Pin<Box<tokio::time::Sleep>> {
+        let kept = self
+            .timer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        match kept {
+            Some(mut t) => {
+                t.as_mut().reset(deadline);
+                t
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline)),
+        }
+    }
+
+    /// Keeps `timer` for the connection's next request.
+    fn keep_timer(&self, timer: Pin<Box<tokio::time::Sleep>>) {
+        *self
+            .timer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(timer);
     }
 }
 
@@ -616,9 +647,31 @@ impl<S: EngineSource> Proxy<S> {
         };
         parts.version = Version::HTTP_11;
         let outgoing = Request::from_parts(parts, Outgoing::new(body, self.options.body_timeout));
-        let sent = tokio::time::timeout(self.options.response_timeout, self.client.send(outgoing));
-        let (mut resp, lease) = match sent.await {
-            Err(_) => {
+        // Within `response_timeout`, on the connection's one timer (see `Peer::response_timer`).
+        let now = tokio::time::Instant::now();
+        let deadline = now
+            .checked_add(self.options.response_timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(1 << 30));
+        let mut timer = peer.response_timer(deadline);
+        let mut send = std::pin::pin!(self.client.send(outgoing));
+        let sent = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = send.as_mut().poll(cx) {
+                return Poll::Ready(Ok(r));
+            }
+            match timer.as_mut().poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(()) if tokio::time::Instant::now() >= deadline => Poll::Ready(Err(())),
+                // Fired for an earlier deadline (it never is: they only grow): moved, once.
+                Poll::Ready(()) => {
+                    timer.as_mut().reset(deadline);
+                    timer.as_mut().poll(cx).map(Err)
+                }
+            }
+        })
+        .await;
+        peer.keep_timer(timer);
+        let (mut resp, lease) = match sent {
+            Err(()) => {
                 tracing::warn!(upstream = %self.options.upstream, "no response head within response_timeout");
                 return upstream_failure(Reason::UpstreamTimeout);
             }
