@@ -561,6 +561,73 @@ fn path_refusals() {
     assert_eq!(f(&"/a/..".repeat(100)), Ok(Some("r".into())));
 }
 
+/// `;` path parameters (the attack review's `/admin;x/secret`): Tomcat, Jetty and Spring strip
+/// them before routing, so by default a path with one is refused (raw or `%3B`), never matched
+/// as a literal segment that misses `/admin/**` and falls to a public rule.
+#[test]
+fn semicolon_path_parameters() {
+    let rules = "[[rule]]\nid = \"admin\"\npath = \"/admin/**\"\nauth = \"corp\"\n\
+                 [[rule]]\nid = \"pub\"\npath = \"/**\"\nauth = \"public\"\n";
+    let h = HeaderMap::new();
+    let set = load(rules);
+    let f = |set: &RuleSet, p: &str| find_in(set, "GET", "h", p, &h).map(|o| o.map(|x| x.0));
+    for p in [
+        "/admin;x/secret",
+        "/admin;/secret",
+        "/admin/secret;jsessionid=1",
+        "/public/..;/admin/secret",
+        "/admin%3bx/secret",
+        "/admin%3Bx/secret",
+        "/;/admin",
+    ] {
+        assert_eq!(f(&set, p), Err(PathError::Semicolon), "{p}");
+    }
+    assert_eq!(PathError::Semicolon.code(), "path_semicolon");
+    // In the query, `;` is not the path's.
+    assert_eq!(f(&set, "/admin/secret?a=1;b=2"), Ok(Some("admin".into())));
+    assert_eq!(f(&set, "/x?;"), Ok(Some("pub".into())));
+    // `allow`: matched as text, as before (only for upstreams that do not strip them).
+    let allow = load(&format!("[rules]\nsemicolons = \"allow\"\n{rules}"));
+    assert_eq!(f(&allow, "/admin;x/secret"), Ok(Some("pub".into())));
+    assert_eq!(f(&allow, "/admin/x;y"), Ok(Some("admin".into())));
+    assert_eq!(f(&allow, "/admin%3Bx/secret"), Ok(Some("pub".into())));
+    // The engine's own normalisation, used by every front.
+    assert_eq!(
+        normalise("/a;b", EncodedSlashes::Reject, TrailingSlash::Strict),
+        Err(PathError::Semicolon)
+    );
+    assert_eq!(
+        normalise_with(
+            "/a;b",
+            EncodedSlashes::Reject,
+            TrailingSlash::Strict,
+            Semicolons::Allow
+        )
+        .unwrap()
+        .segments
+        .len(),
+        1
+    );
+    // A pattern with `;` could never match under `reject`: a load error naming the option.
+    assert_error(
+        "[[rule]]\nid = \"a\"\npath = \"/a;b\"\nauth = \"corp\"\n",
+        "semicolons = \"allow\"",
+    );
+    assert_error(
+        "[[rule]]\nid = \"a\"\npath = \"/a%3Bb\"\nauth = \"corp\"\n",
+        "can never match",
+    );
+    let allowed = load(
+        "[rules]\nsemicolons = \"allow\"\n[[rule]]\nid = \"a\"\npath = \"/a;b\"\nauth = \"corp\"\n",
+    );
+    assert_eq!(f(&allowed, "/a;b"), Ok(Some("a".into())));
+    let e = toml::from_str::<File>("[rules]\nsemicolons = \"strip\"\n")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("unknown variant"), "{e}");
+}
+
 #[test]
 fn no_rules_reads_no_path() {
     let set = load("");

@@ -16,6 +16,7 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use std::collections::VecDeque;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,22 +25,60 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 /// The client's request body on its way to the upstream: its error is told apart from the
-/// upstream's (a malformed or cut request body is the client's fault, answered 400).
-pub(crate) struct Outgoing(pub(crate) Incoming);
+/// upstream's (a malformed or cut request body is the client's fault, answered 400), and a
+/// gap of `timeout` between two of its chunks (or before the first) fails it
+/// ([`ClientBodyError::Stalled`]).
+pub(crate) struct Outgoing {
+    inner: Incoming,
+    timeout: Duration,
+    /// Armed while the body is waited for; dropped at each chunk.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
 
-/// The client's request body failed (a malformed chunk, the client gone).
+impl Outgoing {
+    /// The client's body `inner`, failed past `timeout` without a chunk.
+    pub(crate) fn new(inner: Incoming, timeout: Duration) -> Outgoing {
+        Outgoing {
+            inner,
+            timeout,
+            timer: None,
+        }
+    }
+}
+
+/// The client's request body failed.
 #[derive(Debug)]
-pub(crate) struct ClientBodyError(hyper::Error);
+pub(crate) enum ClientBodyError {
+    /// A malformed chunk, the client gone.
+    Read(hyper::Error),
+    /// No chunk within `body_timeout`.
+    Stalled,
+}
+
+impl ClientBodyError {
+    /// The body stalled past `body_timeout` (rather than failing).
+    pub(crate) fn stalled(&self) -> bool {
+        matches!(self, ClientBodyError::Stalled)
+    }
+}
 
 impl std::fmt::Display for ClientBodyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "reading the client's request body: {}", self.0)
+        match self {
+            ClientBodyError::Read(e) => write!(f, "reading the client's request body: {e}"),
+            ClientBodyError::Stalled => {
+                f.write_str("the client's request body stalled past body_timeout")
+            }
+        }
     }
 }
 
 impl std::error::Error for ClientBodyError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
+        match self {
+            ClientBodyError::Read(e) => Some(e),
+            ClientBodyError::Stalled => None,
+        }
     }
 }
 
@@ -51,17 +90,31 @@ impl Body for Outgoing {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
-        Pin::new(&mut self.0)
-            .poll_frame(cx)
-            .map(|f| f.map(|r| r.map_err(ClientBodyError)))
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(f) => {
+                this.timer = None;
+                Poll::Ready(f.map(|r| r.map_err(ClientBodyError::Read)))
+            }
+            Poll::Pending => {
+                let timeout = this.timeout;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(ClientBodyError::Stalled))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.0.is_end_stream()
+        self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
-        self.0.size_hint()
+        self.inner.size_hint()
     }
 }
 
@@ -78,20 +131,20 @@ pub(crate) enum Failure {
 }
 
 impl Failure {
-    /// The client's request body failed, not the upstream.
-    pub(crate) fn client_body(&self) -> bool {
+    /// The client's request body failed (not the upstream): how.
+    pub(crate) fn client_body(&self) -> Option<&ClientBodyError> {
         match self {
             Failure::Exchange(e) => {
                 let mut source = std::error::Error::source(e);
                 while let Some(s) = source {
-                    if s.is::<ClientBodyError>() {
-                        return true;
+                    if let Some(c) = s.downcast_ref::<ClientBodyError>() {
+                        return Some(c);
                     }
                     source = s.source();
                 }
-                false
+                None
             }
-            _ => false,
+            _ => None,
         }
     }
 }

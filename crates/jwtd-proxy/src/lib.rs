@@ -73,7 +73,9 @@
 //!
 //! A request with `Connection: upgrade` and an `Upgrade` header is decided like any other;
 //! allowed, it is forwarded with both, and when the upstream answers 101 the two connections
-//! are joined and bytes copied both ways until either side closes. An upgrade to HTTP itself
+//! are joined and bytes copied both ways until either side closes, no byte has gone either way
+//! for [`Options::tunnel_idle_timeout`], or [`Options::tunnel_max_lifetime`] has passed since
+//! the upgrade (the token is checked once, at the handshake). An upgrade to HTTP itself
 //! (`Upgrade: h2c`, `h2`, `HTTP/...`) is never forwarded (the request goes as a plain one,
 //! without `Upgrade`): through such a tunnel every later request would reach the upstream
 //! undecided (h2c smuggling).
@@ -87,7 +89,9 @@
 //! `upstream_timeout`. Both in `/auth`'s JSON shape (`{"error": "temporarily_unavailable",
 //! "reason", "message"}`), the message without internal detail (addresses, errors: those go to
 //! the log). A response body that stalls for [`Options::idle_timeout`] between two chunks is
-//! cut (the client sees the connection end early: its head is already sent).
+//! cut (the client sees the connection end early: its head is already sent). A request body
+//! that stalls for [`Options::body_timeout`] is the client's: answered 408 (connection closed)
+//! before the upstream's response head, the connection closed after it.
 //!
 //! ## Limits of the listener ([`Limits`])
 //!
@@ -128,6 +132,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -146,6 +151,12 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Default for [`Options::max_idle_per_host`].
 pub const DEFAULT_MAX_IDLE_PER_HOST: usize = 32;
+/// Default for [`Options::body_timeout`].
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default for [`Options::tunnel_idle_timeout`] (5 minutes).
+pub const DEFAULT_TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default for [`Options::tunnel_max_lifetime`] (1 hour).
+pub const DEFAULT_TUNNEL_MAX_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// How the proxy reaches its upstream.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -171,6 +182,16 @@ pub struct Options {
     pub remove_authorization: bool,
     /// A PEM file of CA certificates trusted for an `https` upstream, besides the system's.
     pub ca_file: Option<PathBuf>,
+    /// The longest gap between two chunks of the client's request body (and before its first
+    /// chunk). Past it the request is cut: answered 408 (connection closed) when the upstream
+    /// has not answered yet, the connection closed when it has.
+    pub body_timeout: Duration,
+    /// An upgraded (WebSocket) tunnel in which no byte has gone either way for this long is
+    /// closed, both connections.
+    pub tunnel_idle_timeout: Duration,
+    /// An upgraded tunnel is closed this long after the upgrade, busy or not: the token was
+    /// checked once, at the handshake, and is not checked again.
+    pub tunnel_max_lifetime: Duration,
 }
 
 impl Options {
@@ -184,6 +205,9 @@ impl Options {
             max_idle_per_host: DEFAULT_MAX_IDLE_PER_HOST,
             remove_authorization: false,
             ca_file: None,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            tunnel_idle_timeout: DEFAULT_TUNNEL_IDLE_TIMEOUT,
+            tunnel_max_lifetime: DEFAULT_TUNNEL_MAX_LIFETIME,
         }
     }
 }
@@ -370,6 +394,9 @@ struct Peer {
     tls: bool,
     /// The DER of the client's TLS certificate, when it sent one.
     cert: Option<Arc<[u8]>>,
+    /// The `response_timeout` timer of the connection's requests (one at a time on HTTP/1.1),
+    /// kept between them: see [`Peer::response_timer`].
+    timer: std::sync::Mutex<Option<Pin<Box<tokio::time::Sleep>>>>,
 }
 
 impl Peer {
@@ -382,7 +409,35 @@ impl Peer {
             held,
             tls: false,
             cert: None,
+            timer: std::sync::Mutex::new(None),
         }
+    }
+
+    /// A timer for `deadline`: the connection's own, moved there, or a new one. A new tokio
+    /// timer per request is an entry put in the timer wheel and taken out again (about 1,700
+    /// instructions a request); moving a kept one to a later deadline only notes it (tokio
+    /// moves it in the wheel if it fires before), and deadlines only grow.
+    fn response_timer(&self, deadline: tokio::time::Instant) -> Pin<Box<tokio::time::Sleep>> {
+        let kept = self
+            .timer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        match kept {
+            Some(mut t) => {
+                t.as_mut().reset(deadline);
+                t
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline)),
+        }
+    }
+
+    /// Keeps `timer` for the connection's next request.
+    fn keep_timer(&self, timer: Pin<Box<tokio::time::Sleep>>) {
+        *self
+            .timer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(timer);
     }
 }
 
@@ -570,9 +625,26 @@ impl<S: EngineSource> Proxy<S> {
                 strip_cookie(headers, name);
             }
         }
-        for (name, value) in &identity {
-            if !value.is_empty() {
-                headers.insert(name.clone(), value.clone());
+        // Moved, not cloned (cloning a header made from a `Vec` allocates). The client's
+        // identity headers are gone already (`scrub_request`).
+        let mut identity = identity.into_iter().peekable();
+        while let Some((name, value)) = identity.next() {
+            // `None` only follows a name (another value of it), taken below.
+            let Some(name) = name else { continue };
+            if !matches!(identity.peek(), Some((None, _))) {
+                if !value.is_empty() {
+                    headers.insert(name, value);
+                }
+                continue;
+            }
+            // Several values of one name (rare): all of them.
+            headers.remove(&name);
+            let mut value = Some(value);
+            while let Some(v) = value.take() {
+                if !v.is_empty() {
+                    headers.append(&name, v);
+                }
+                value = identity.next_if(|(n, _)| n.is_none()).map(|(_, v)| v);
             }
         }
         let missing_host = host.is_none();
@@ -590,18 +662,49 @@ impl<S: EngineSource> Proxy<S> {
             Err(_) => return upstream_failure(Reason::UpstreamUnavailable),
         };
         parts.version = Version::HTTP_11;
-        let outgoing = Request::from_parts(parts, Outgoing(body));
-        let sent = tokio::time::timeout(self.options.response_timeout, self.client.send(outgoing));
-        let (mut resp, lease) = match sent.await {
-            Err(_) => {
+        let outgoing = Request::from_parts(parts, Outgoing::new(body, self.options.body_timeout));
+        // Within `response_timeout`, on the connection's one timer (see `Peer::response_timer`).
+        let now = tokio::time::Instant::now();
+        let deadline = now
+            .checked_add(self.options.response_timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(1 << 30));
+        let mut timer = peer.response_timer(deadline);
+        let mut send = std::pin::pin!(self.client.send(outgoing));
+        let sent = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = send.as_mut().poll(cx) {
+                return Poll::Ready(Ok(r));
+            }
+            match timer.as_mut().poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(()) if tokio::time::Instant::now() >= deadline => Poll::Ready(Err(())),
+                // Fired for an earlier deadline (it never is: they only grow): moved, once.
+                Poll::Ready(()) => {
+                    timer.as_mut().reset(deadline);
+                    timer.as_mut().poll(cx).map(Err)
+                }
+            }
+        })
+        .await;
+        peer.keep_timer(timer);
+        let (mut resp, lease) = match sent {
+            Err(()) => {
                 tracing::warn!(upstream = %self.options.upstream, "no response head within response_timeout");
                 return upstream_failure(Reason::UpstreamTimeout);
             }
-            Ok(Err(e)) if e.client_body() => {
+            Ok(Err(e)) if e.client_body().is_some() => {
                 // The client's body was malformed (a bad chunk) or cut: its fault, not the
-                // upstream's; hyper's own answer to a malformed request.
+                // upstream's; hyper's own answer to a malformed request. Stalled past
+                // `body_timeout`: 408.
+                let stalled = e.client_body().is_some_and(|c| c.stalled());
+                if stalled {
+                    tracing::info!("client request body stalled past body_timeout");
+                }
                 let mut resp = Response::new(empty());
-                *resp.status_mut() = StatusCode::BAD_REQUEST;
+                *resp.status_mut() = if stalled {
+                    StatusCode::REQUEST_TIMEOUT
+                } else {
+                    StatusCode::BAD_REQUEST
+                };
                 resp.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
                 return resp;
@@ -625,13 +728,15 @@ impl<S: EngineSource> Proxy<S> {
             if let Some(client_upgrade) = client_upgrade {
                 let upstream_upgrade = hyper::upgrade::on(&mut resp);
                 let held = peer.held.clone();
+                let limits = (
+                    self.options.tunnel_idle_timeout,
+                    self.options.tunnel_max_lifetime,
+                );
                 tokio::spawn(async move {
                     let _held = held;
                     match tokio::try_join!(client_upgrade, upstream_upgrade) {
                         Ok((client, upstream)) => {
-                            let mut client = TokioIo::new(client);
-                            let mut upstream = TokioIo::new(upstream);
-                            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                            tunnel(TokioIo::new(client), TokioIo::new(upstream), limits).await;
                         }
                         Err(e) => tracing::debug!(error = %e, "upgrade not completed"),
                     }
@@ -1201,6 +1306,97 @@ async fn serve_connection<S, I>(
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "proxy connection ended with an error");
+    }
+}
+
+/// Copies bytes both ways between an upgraded client connection and its upstream until either
+/// side closes, no byte has gone either way for `idle` (the first of `limits`), or `lifetime`
+/// (the second) has passed since the upgrade; then both are dropped (closed).
+async fn tunnel<A, B>(client: A, upstream: B, (idle, lifetime): (Duration, Duration))
+where
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let start = tokio::time::Instant::now();
+    // Past what a tunnel may live (a `Duration` that large from an embedder): no panic.
+    let after = |t: tokio::time::Instant, d: Duration| {
+        t.checked_add(d)
+            .unwrap_or_else(|| t + Duration::from_secs(1 << 30))
+    };
+    let end = after(start, lifetime);
+    // Milliseconds from `start` to the last byte read either way.
+    let last = AtomicU64::new(0);
+    let mut client = Active {
+        io: client,
+        start,
+        last: &last,
+    };
+    let mut upstream = Active {
+        io: upstream,
+        start,
+        last: &last,
+    };
+    let watch = async {
+        loop {
+            let at = after(
+                start + Duration::from_millis(last.load(Ordering::Relaxed)),
+                idle,
+            );
+            tokio::time::sleep_until(at.min(end)).await;
+            let now = tokio::time::Instant::now();
+            if now >= end {
+                return "tunnel_max_lifetime";
+            }
+            let since = start + Duration::from_millis(last.load(Ordering::Relaxed));
+            if now.duration_since(since) >= idle {
+                return "tunnel_idle_timeout";
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+        limit = watch => tracing::debug!(limit, "upgraded tunnel closed at its limit"),
+    }
+}
+
+/// One side of a tunnel, noting when it last read a byte.
+struct Active<'a, T> {
+    io: T,
+    start: tokio::time::Instant,
+    last: &'a AtomicU64,
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Active<'_, T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.io).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            let ms = self.start.elapsed().as_millis().min(u128::from(u64::MAX)) as u64;
+            self.last.store(ms, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Active<'_, T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

@@ -352,6 +352,40 @@ pub struct ProxySettings {
     /// when `client_ca_file` is set.
     #[serde(default)]
     pub tls: Option<TlsSettings>,
+    /// The longest gap between two chunks of a client's request body, and before its first
+    /// (default 60 s; 10 ms..=1 h); past it the request is cut (408 before the upstream's
+    /// answer, the connection closed after).
+    #[serde(default = "crate::defaults::proxy_body_timeout")]
+    pub body_timeout: Timeout,
+    /// An upgraded (WebSocket) tunnel with no byte either way for this long is closed (default
+    /// 5 min; 10 ms..=24 h).
+    #[serde(default = "crate::defaults::proxy_tunnel_idle_timeout")]
+    pub tunnel_idle_timeout: Timeout,
+    /// An upgraded tunnel is closed this long after its handshake, busy or not: its token was
+    /// checked once, at the handshake (default 1 h; 10 ms..=7 days).
+    #[serde(default = "crate::defaults::proxy_tunnel_max_lifetime")]
+    pub tunnel_max_lifetime: Timeout,
+}
+
+impl ProxySettings {
+    /// Range checks: `(setting, message)` for every value out of its range.
+    fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let s = Duration::from_secs;
+        timeout_problems(
+            &mut out,
+            [
+                ("body_timeout", self.body_timeout, s(3600)),
+                ("tunnel_idle_timeout", self.tunnel_idle_timeout, s(86_400)),
+                (
+                    "tunnel_max_lifetime",
+                    self.tunnel_max_lifetime,
+                    s(7 * 86_400),
+                ),
+            ],
+        );
+        out
+    }
 }
 
 /// `[tls]` (the API listener, `listen`) and `[proxy.tls]` (the proxy's): jwtd terminates TLS
@@ -1312,6 +1346,9 @@ impl Config {
                 "upstream: [upstream] is used only with [proxy] (add [proxy] listen)".into(),
             )),
             _ => {}
+        }
+        for (key, p) in self.proxy.iter().flat_map(|p| p.problems()) {
+            errors.push((doc.section_line("proxy", Some(key)), format!("proxy: {p}")));
         }
         for (key, p) in self.upstream.iter().flat_map(|u| u.problems()) {
             errors.push((

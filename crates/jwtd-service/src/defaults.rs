@@ -42,6 +42,13 @@ pub const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// `[upstream] max_idle_per_host`: kept-alive connections to the upstream.
 pub const UPSTREAM_MAX_IDLE_PER_HOST: usize = 32;
 
+/// `[proxy] body_timeout`: the longest gap in a client's request body.
+pub const PROXY_BODY_TIMEOUT: Duration = jwtd_proxy::DEFAULT_BODY_TIMEOUT;
+/// `[proxy] tunnel_idle_timeout` (5 minutes).
+pub const PROXY_TUNNEL_IDLE_TIMEOUT: Duration = jwtd_proxy::DEFAULT_TUNNEL_IDLE_TIMEOUT;
+/// `[proxy] tunnel_max_lifetime` (1 hour).
+pub const PROXY_TUNNEL_MAX_LIFETIME: Duration = jwtd_proxy::DEFAULT_TUNNEL_MAX_LIFETIME;
+
 /// `[cors] max_age`, in seconds (10 minutes).
 pub const CORS_MAX_AGE: u64 = 600;
 
@@ -113,6 +120,15 @@ pub(crate) fn upstream_idle_timeout() -> crate::config::Timeout {
 }
 pub(crate) fn upstream_max_idle_per_host() -> usize {
     UPSTREAM_MAX_IDLE_PER_HOST
+}
+pub(crate) fn proxy_body_timeout() -> crate::config::Timeout {
+    crate::config::Timeout(PROXY_BODY_TIMEOUT)
+}
+pub(crate) fn proxy_tunnel_idle_timeout() -> crate::config::Timeout {
+    crate::config::Timeout(PROXY_TUNNEL_IDLE_TIMEOUT)
+}
+pub(crate) fn proxy_tunnel_max_lifetime() -> crate::config::Timeout {
+    crate::config::Timeout(PROXY_TUNNEL_MAX_LIFETIME)
 }
 pub(crate) fn cors_max_age() -> crate::config::Seconds {
     crate::config::Seconds(CORS_MAX_AGE)

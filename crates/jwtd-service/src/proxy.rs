@@ -2,7 +2,7 @@
 //! deciding with the runtime in force: the engine is read from the state on every request, so
 //! a reload swaps it here as it does for `/auth` (and `trusted_proxies` with it).
 
-use crate::config::UpstreamSettings;
+use crate::config::{ProxySettings, UpstreamSettings};
 use crate::ext_authz::StateEngines;
 use crate::AppState;
 use std::future::Future;
@@ -11,8 +11,8 @@ use std::sync::Arc;
 /// Most headers of a request the proxy takes (more: 431).
 pub const PROXY_MAX_HEADERS: usize = 100;
 
-/// The proxy's options from `[upstream]`.
-pub fn proxy_options(upstream: &UpstreamSettings) -> jwtd_proxy::Options {
+/// The proxy's options from `[proxy]` and `[upstream]`.
+pub fn proxy_options(proxy: &ProxySettings, upstream: &UpstreamSettings) -> jwtd_proxy::Options {
     jwtd_proxy::Options {
         upstream: upstream.url.clone(),
         connect_timeout: upstream.connect_timeout.0,
@@ -21,6 +21,9 @@ pub fn proxy_options(upstream: &UpstreamSettings) -> jwtd_proxy::Options {
         max_idle_per_host: upstream.max_idle_per_host,
         remove_authorization: upstream.remove_authorization,
         ca_file: upstream.ca_file.clone(),
+        body_timeout: proxy.body_timeout.0,
+        tunnel_idle_timeout: proxy.tunnel_idle_timeout.0,
+        tunnel_max_lifetime: proxy.tunnel_max_lifetime.0,
     }
 }
 
@@ -60,7 +63,11 @@ pub async fn serve_proxy(
 /// Checks `[upstream]` as the proxy will use it (its URL, its `ca_file` read and parsed):
 /// `jwtd serve` calls it before anything is created or announced.
 pub fn check_upstream(upstream: &UpstreamSettings) -> Result<(), String> {
-    jwtd_proxy::check(&proxy_options(upstream)).map_err(|e| format!("[upstream] {e}"))
+    let options = jwtd_proxy::Options {
+        ca_file: upstream.ca_file.clone(),
+        ..jwtd_proxy::Options::new(upstream.url.clone())
+    };
+    jwtd_proxy::check(&options).map_err(|e| format!("[upstream] {e}"))
 }
 
 /// The proxy over `state`.
@@ -71,6 +78,11 @@ fn proxy_of(state: &Arc<AppState>) -> Result<jwtd_proxy::Proxy<StateEngines>, St
         .upstream
         .as_ref()
         .ok_or("[proxy] needs an [upstream] url")?;
-    jwtd_proxy::Proxy::new(StateEngines(state.clone()), proxy_options(upstream))
+    let proxy = runtime
+        .config
+        .proxy
+        .as_ref()
+        .ok_or("[upstream] needs a [proxy] listen")?;
+    jwtd_proxy::Proxy::new(StateEngines(state.clone()), proxy_options(proxy, upstream))
         .map_err(|e| format!("[upstream] {e}"))
 }

@@ -5,7 +5,7 @@ use super::claims::{
     MAX_CLAIM_PREDICATES, MAX_SCOPES, MAX_VALUES,
 };
 use super::conditions::{HostPattern, MethodSet, MAX_HOSTS};
-use super::config::{ClaimConfig, CorsPreflight, RuleConfig, RuleOptions};
+use super::config::{ClaimConfig, CorsPreflight, RuleConfig, RuleOptions, Semicolons};
 use super::path::{PathPattern, Segment};
 use super::requirement::Requirement;
 use super::{
@@ -159,11 +159,21 @@ fn compile(
     }
 
     // Path.
-    let path = match PathPattern::parse(
-        cfg.path.get_ref(),
-        options.encoded_slashes,
-        options.trailing_slash,
-    ) {
+    let source = cfg.path.get_ref();
+    let semicolon = source.contains(';') || source.to_ascii_lowercase().contains("%3b");
+    let path = match PathPattern::parse(source, options.encoded_slashes, options.trailing_slash) {
+        Ok(_) if semicolon && options.semicolons == Semicolons::Reject => {
+            err(
+                cx,
+                Some(cfg.path.span()),
+                format!(
+                    "path {source:?}: has a ; (or %3B), and requests with one are refused \
+                     (`[rules] semicolons = \"reject\"`), so it can never match; set \
+                     semicolons = \"allow\" to match ; as text"
+                ),
+            );
+            None
+        }
         Ok(p) => Some(p),
         Err(m) => {
             err(

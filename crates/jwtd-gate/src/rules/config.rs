@@ -52,6 +52,23 @@ pub enum TrailingSlash {
     Ignore,
 }
 
+/// What a `;` in a request path (a path parameter, `/admin;x/secret`, also encoded as `%3B`)
+/// means.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Semicolons {
+    /// The request is refused ([`super::PathError::Semicolon`]); the default, because servlet
+    /// containers and frameworks (Tomcat, Jetty, Spring) strip path parameters before routing:
+    /// `/admin;x/secret` would be matched here as the literal segment `admin;x` (missing
+    /// `/admin/**`, perhaps taken by a public fallback) while the application serves
+    /// `/admin/secret` (CWE-436), and `/public/..;/admin` would be decided under `/public/**`.
+    #[default]
+    Reject,
+    /// Matched as text: `;` is an ordinary character of its segment (`admin;x` is not `admin`).
+    /// Safe only when no application behind jwtd strips path parameters.
+    Allow,
+}
+
 /// The `[rules]` table: options for the whole rule set. Every field is optional.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -62,6 +79,8 @@ pub struct RuleOptions {
     pub encoded_slashes: EncodedSlashes,
     /// Trailing-slash policy (default [`TrailingSlash::Strict`]).
     pub trailing_slash: TrailingSlash,
+    /// `;` (or `%3B`) in a path (default [`Semicolons::Reject`]).
+    pub semicolons: Semicolons,
     /// The claim scopes are read from unless a rule names another (default `scope`): a
     /// space-delimited string, or an array of strings (e.g. `scp`).
     pub scope_claim: String,
@@ -73,6 +92,7 @@ impl Default for RuleOptions {
             default: DefaultAction::Deny,
             encoded_slashes: EncodedSlashes::Reject,
             trailing_slash: TrailingSlash::Strict,
+            semicolons: Semicolons::Reject,
             scope_claim: "scope".to_owned(),
         }
     }

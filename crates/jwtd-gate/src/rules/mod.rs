@@ -13,6 +13,7 @@
 //! default = "deny"              # no rule matches: "deny" (default) | "public" | "authenticated"
 //! encoded_slashes = "reject"    # %2F in a segment: "reject" (default) | "decode" | "keep"
 //! trailing_slash = "strict"     # "strict" (default: /a/ is not /a) | "ignore"
+//! semicolons = "reject"         # ; or %3B in the path: "reject" (default) | "allow"
 //! scope_claim = "scope"         # where scopes are read (a space-delimited string or an array)
 //!
 //! [[rule]]
@@ -94,7 +95,12 @@
 //!
 //! 1. `?` and what follows are ignored. The rest must start with `/` (absolute-form and `*`
 //!    are for the caller to normalise), be at most [`MAX_PATH_LEN`] bytes, and hold no raw
-//!    control character, space or `#`.
+//!    control character, space or `#`. A `;` (raw, or `%3B` once decoded) is refused
+//!    ([`PathError::Semicolon`]) unless `semicolons = "allow"`: Tomcat, Jetty and Spring strip
+//!    `;` path parameters before routing, so `/admin;x/secret` is `/admin/secret` to them but
+//!    the literal segment `admin;x` here (missing `/admin/**`, maybe taken by a public
+//!    fallback), and `/public/..;/admin` is `/admin` to them but under `/public/**` here. With
+//!    `allow`, `;` is an ordinary character of its segment.
 //! 2. It is split on `/`. An **empty segment** (`//`) anywhere but at the end is refused
 //!    ([`PathError::EmptySegment`]). Collapsing `//` to `/` is what some backends do (nginx
 //!    `merge_slashes`) and others do not; treating `//` as an empty segment makes `//admin` miss
@@ -224,11 +230,11 @@ pub use conditions::{
 };
 pub use config::{
     AuthConfig, ClaimConfig, CorsPreflight, DefaultAction, EncodedSlashes, RuleConfig, RuleOptions,
-    ScopesConfig, TrailingSlash,
+    ScopesConfig, Semicolons, TrailingSlash,
 };
 pub use path::{
-    normalise, NormPath, Params, PathError, PathPattern, Segment, MAX_PARAM_NAME, MAX_PATH_LEN,
-    MAX_PATTERN_LEN, MAX_SEGMENTS,
+    normalise, normalise_with, NormPath, Params, PathError, PathPattern, Segment, MAX_PARAM_NAME,
+    MAX_PATH_LEN, MAX_PATTERN_LEN, MAX_SEGMENTS,
 };
 pub use requirement::{
     Requirement, TokenState, Unmet, MAX_REQUIREMENT_DEPTH, MAX_REQUIREMENT_ITEMS,
@@ -754,10 +760,11 @@ impl RuleSet {
         let Some(rule) = self.get(id) else {
             return Ok(None);
         };
-        let path = normalise(
+        let path = normalise_with(
             target.path,
             self.options.encoded_slashes,
             self.options.trailing_slash,
+            self.options.semicolons,
         )?;
         let method = upper(target.method);
         let host = normalise_host(target.host);
@@ -793,10 +800,11 @@ impl RuleSet {
         if self.rules.is_empty() {
             return (Ok(None), stats);
         }
-        let path = match normalise(
+        let path = match normalise_with(
             target.path,
             self.options.encoded_slashes,
             self.options.trailing_slash,
+            self.options.semicolons,
         ) {
             Ok(p) => p,
             Err(e) => return (Err(e), stats),

@@ -1,7 +1,7 @@
 //! Request paths and path patterns: percent-decoding once, dot segments, empty segments,
 //! encoded slashes, trailing slashes.
 
-use super::config::{EncodedSlashes, TrailingSlash};
+use super::config::{EncodedSlashes, Semicolons, TrailingSlash};
 use smallvec::SmallVec;
 use std::borrow::Cow;
 use std::fmt;
@@ -37,6 +37,9 @@ pub enum PathError {
     InvalidUtf8,
     /// A raw control character, space or `#` in the path.
     InvalidChar,
+    /// A `;` in the path (raw, or `%3B` once decoded) while `semicolons = "reject"`: a path
+    /// parameter, which servlet containers and frameworks strip before routing.
+    Semicolon,
 }
 
 impl PathError {
@@ -52,6 +55,7 @@ impl PathError {
             PathError::Nul => "path_nul",
             PathError::InvalidUtf8 => "path_invalid_utf8",
             PathError::InvalidChar => "path_invalid_char",
+            PathError::Semicolon => "path_semicolon",
         }
     }
 }
@@ -68,6 +72,9 @@ impl fmt::Display for PathError {
             PathError::Nul => "the path has a NUL byte",
             PathError::InvalidUtf8 => "the path is not UTF-8 after percent-decoding",
             PathError::InvalidChar => "the path has a control character, space or #",
+            PathError::Semicolon => {
+                "the path has a ; (a path parameter, which some servers strip before routing)"
+            }
         })
     }
 }
@@ -138,9 +145,11 @@ const PLAIN: u8 = 0;
 const QUERY: u8 = 1;
 const ESCAPE: u8 = 2;
 const REFUSED: u8 = 3;
+const SEMICOLON: u8 = 4;
 
 /// What each byte of a raw path is to [`normalise`]: `?` ends the path, `%` starts an escape,
-/// controls, space, DEL and `#` are refused, anything else is plain.
+/// controls, space, DEL and `#` are refused, `;` is noted (refused or not per
+/// [`Semicolons`]), anything else is plain.
 static PATH_BYTE: [u8; 256] = {
     let mut t = [PLAIN; 256];
     let mut c = 0;
@@ -152,21 +161,34 @@ static PATH_BYTE: [u8; 256] = {
     t[b'#' as usize] = REFUSED;
     t[b'?' as usize] = QUERY;
     t[b'%' as usize] = ESCAPE;
+    t[b';' as usize] = SEMICOLON;
     t
 };
 
-/// Normalises a raw request path: drops `?query`, refuses what cannot be matched safely,
-/// decodes each segment once, removes dot segments (never above the root).
+/// [`normalise_with`] with the default `semicolons = "reject"`.
 pub fn normalise(
     raw: &str,
     slashes: EncodedSlashes,
     trailing: TrailingSlash,
+) -> Result<NormPath<'_>, PathError> {
+    normalise_with(raw, slashes, trailing, Semicolons::Reject)
+}
+
+/// Normalises a raw request path: drops `?query`, refuses what cannot be matched safely
+/// (a `;`, raw or `%3B`, per `semicolons`), decodes each segment once, removes dot segments
+/// (never above the root).
+pub fn normalise_with(
+    raw: &str,
+    slashes: EncodedSlashes,
+    trailing: TrailingSlash,
+    semicolons: Semicolons,
 ) -> Result<NormPath<'_>, PathError> {
     // One pass: where the query starts, refused bytes, and whether anything needs decoding.
     let bytes = raw.as_bytes();
     let mut end = bytes.len();
     let mut escaped = false;
     let mut refused = false;
+    let mut semicolon = false;
     for (i, &c) in bytes.iter().enumerate() {
         // One table load per byte; most bytes are plain.
         match PATH_BYTE[usize::from(c)] {
@@ -176,6 +198,7 @@ pub fn normalise(
                 break;
             }
             ESCAPE => escaped = true,
+            SEMICOLON => semicolon = true,
             _ => refused = true,
         }
     }
@@ -188,6 +211,10 @@ pub fn normalise(
     };
     if refused {
         return Err(PathError::InvalidChar);
+    }
+    let reject_semicolons = semicolons == Semicolons::Reject;
+    if semicolon && reject_semicolons {
+        return Err(PathError::Semicolon);
     }
     let mut segments: SmallVec<[Cow<'_, str>; 8]> = SmallVec::new();
     let mut ends_with_slash = false;
@@ -211,7 +238,12 @@ pub fn normalise(
             return Err(PathError::EmptySegment);
         }
         let seg = if escaped {
-            decode_segment(part, slashes)?
+            let seg = decode_segment(part, slashes)?;
+            // `%3B`: the same `;` once decoded (a server may decode before stripping).
+            if reject_semicolons && matches!(seg, Cow::Owned(_)) && seg.contains(';') {
+                return Err(PathError::Semicolon);
+            }
+            seg
         } else {
             Cow::Borrowed(part)
         };

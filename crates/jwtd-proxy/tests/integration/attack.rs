@@ -146,6 +146,34 @@ async fn ambiguous_targets_are_refused_400() {
     }
 }
 
+/// `;` path parameters, which Tomcat, Jetty and Spring strip before routing: `/public/..;/x`
+/// is `/x` to them, and used to be decided here under `/public/**` (no token) and forwarded.
+/// The engine's normalisation refuses `;` (and `%3B`) by default: 400 `bad_path`, with or
+/// without a token, never forwarded; a `;` in the query is the query's.
+#[tokio::test]
+async fn semicolon_path_parameters_are_refused_400() {
+    use crate::wire::{authed, exchange, request};
+    use crate::{start, token, upstream};
+    let up = upstream();
+    let proxy = start(&up, |_| {}).await;
+    let t = token("alice");
+    for raw in [
+        request("GET", "/public/..;/admin", &[], b""),
+        request("GET", "/public;x/y", &[], b""),
+        request("GET", "/public/%2e%2e%3b/admin", &[], b""),
+        authed("GET", "/admin;jsessionid=1/x", &t, &[], b""),
+    ] {
+        let a = exchange(proxy, &raw).await;
+        let what = String::from_utf8_lossy(&raw[..raw.len().min(40)]).into_owned();
+        assert_eq!(a.status, 400, "{what}: {a:?}");
+        assert!(a.header("x-echo").is_none(), "{what}: forwarded");
+        assert_eq!(a.json()["reason"], "bad_path", "{what}");
+    }
+    let a = exchange(proxy, &request("GET", "/public/x?a=1;b=2", &[], b"")).await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.echo().path, "/public/x?a=1;b=2");
+}
+
 /// The upstream reads the `Host` the engine decided on: two are refused 400 `bad_headers`
 /// (RFC 9112 section 3.2), and `Connection: host` does not remove it (hyper's client would put
 /// the upstream's own).

@@ -10,6 +10,7 @@ mod attack;
 mod conformance;
 mod forward;
 mod lifecycle;
+mod limits;
 mod refuse;
 mod smuggle;
 mod upgrade;

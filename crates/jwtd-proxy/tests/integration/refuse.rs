@@ -115,3 +115,76 @@ async fn a_stalled_response_body_is_cut_at_idle_timeout() {
         "cut after idle_timeout, not after the upstream's 30 s"
     );
 }
+
+/// Reads one answer from a kept-alive connection (its body by `Content-Length`).
+async fn read_one(s: &mut tokio::net::TcpStream) -> crate::wire::Answer {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).await.unwrap(), 1, "closed mid-head");
+        buf.push(byte[0]);
+    }
+    let head = crate::wire::parse(&buf, true);
+    let n: usize = head
+        .header("content-length")
+        .and_then(|v| v.parse().ok())
+        .expect("a Content-Length");
+    let mut body = vec![0u8; n];
+    s.read_exact(&mut body).await.unwrap();
+    buf.extend_from_slice(&body);
+    crate::wire::parse(&buf, false)
+}
+
+/// `response_timeout` holds for every request of a kept-alive connection, which keeps one
+/// timer for all of them (moved to each request's deadline): a slow answer after fast ones is
+/// a 504 at its own deadline, and the requests after it are not cut by the timer that fired.
+#[tokio::test]
+async fn response_timeout_holds_for_each_request_of_a_kept_alive_connection() {
+    use tokio::io::AsyncWriteExt;
+    let up = upstream();
+    let proxy = start(&up, |o| {
+        o.response_timeout = std::time::Duration::from_millis(400)
+    })
+    .await;
+    let t = token("alice");
+    let req = |target: &str| {
+        let r = authed("GET", target, &t, &[], b"");
+        String::from_utf8(r)
+            .unwrap()
+            .replace("Connection: close\r\n", "")
+            .into_bytes()
+    };
+    tokio::time::timeout(crate::wire::BOUND, async {
+        let mut s = tokio::net::TcpStream::connect(proxy).await.unwrap();
+        for _ in 0..3 {
+            s.write_all(&req("/slow?ms=10")).await.unwrap();
+            assert_eq!(read_one(&mut s).await.status, 200);
+        }
+        // Waited past one response_timeout since the first request: its timer must not cut
+        // the next one early.
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        s.write_all(&req("/slow?ms=200")).await.unwrap();
+        assert_eq!(
+            read_one(&mut s).await.status,
+            200,
+            "200 ms is within 400 ms"
+        );
+        let started = std::time::Instant::now();
+        s.write_all(&req("/slow?ms=3000")).await.unwrap();
+        let a = read_one(&mut s).await;
+        assert_eq!(a.status, 504, "{a:?}");
+        assert_eq!(a.json()["reason"], "upstream_timeout");
+        let took = started.elapsed();
+        assert!(
+            took >= std::time::Duration::from_millis(350)
+                && took < std::time::Duration::from_secs(2),
+            "{took:?}"
+        );
+        // After the timer fired: the next request has its own 400 ms.
+        s.write_all(&req("/slow?ms=200")).await.unwrap();
+        assert_eq!(read_one(&mut s).await.status, 200);
+    })
+    .await
+    .expect("within 30 s");
+}

@@ -14,7 +14,7 @@ const HANDSHAKE: [&str; 4] = [
 ];
 
 /// A masked client frame.
-fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mask = [0x37u8, 0xfa, 0x21, 0x3d];
     let mut out = vec![0x80 | opcode];
     match payload.len() {
@@ -34,7 +34,7 @@ fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 /// Reads one unmasked server frame: (opcode, payload).
-async fn read_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
+pub(crate) async fn read_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
     let mut head = [0u8; 2];
     s.read_exact(&mut head).await.unwrap();
     let n = match head[1] & 0x7f {

@@ -13,6 +13,9 @@ Every path answers with what it received, except those below:
 - `/stall`: sends a head and one chunk, then waits 30 s;
 - `/first`: reads only the first chunk of a chunked body and answers it at once (the rest is
   never read: the connection closes), proving the body was streamed to it, not buffered;
+- `/relay`: sends its answer's head at once, then each chunk of the (chunked) request body
+  back as a chunk as it arrives, to the end of the request body: a response in progress while
+  the request body is still coming;
 - `/close`: answers with `Connection: close`, then closes the connection;
 - `/bye`: answers as any path (keep-alive, as far as the answer says), then closes the
   connection: an upstream ending an idle kept-alive connection;
@@ -89,6 +92,26 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(first)
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        if path == "/relay":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            while True:
+                line = self.rfile.readline()
+                if not line:
+                    break
+                size = int(line.split(b";")[0].strip(), 16)
+                if size == 0:
+                    self.rfile.readline()
+                    break
+                data = self.rfile.read(size)
+                self.rfile.readline()
+                self.wfile.write(b"%x\r\n" % len(data) + data + b"\r\n")
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
             self.close_connection = True
             return

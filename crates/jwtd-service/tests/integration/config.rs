@@ -122,6 +122,15 @@ fn the_documented_sample_states_every_default_the_code_has() {
         service::UPSTREAM_MAX_IDLE_PER_HOST as u64
     );
     assert_eq!(get("upstream.remove_authorization").as_bool(), Some(false));
+    assert_eq!(secs("proxy.body_timeout"), service::PROXY_BODY_TIMEOUT);
+    assert_eq!(
+        secs("proxy.tunnel_idle_timeout"),
+        service::PROXY_TUNNEL_IDLE_TIMEOUT
+    );
+    assert_eq!(
+        secs("proxy.tunnel_max_lifetime"),
+        service::PROXY_TUNNEL_MAX_LIFETIME
+    );
     assert_eq!(secs("cors.max_age").as_secs(), service::CORS_MAX_AGE);
 
     assert_eq!(
@@ -230,6 +239,21 @@ fn the_documented_tables_state_the_defaults_the_code_has() {
     let proxy = table(&md, "Reverse proxy: `[proxy]` and `[upstream]`");
     let expected: BTreeMap<String, String> = [
         ("[proxy] listen", "(required)".to_owned()),
+        (
+            "[proxy] body_timeout",
+            format!("\"{}s\"", service::PROXY_BODY_TIMEOUT.as_secs()),
+        ),
+        (
+            "[proxy] tunnel_idle_timeout",
+            format!("\"{}m\"", service::PROXY_TUNNEL_IDLE_TIMEOUT.as_secs() / 60),
+        ),
+        (
+            "[proxy] tunnel_max_lifetime",
+            format!(
+                "\"{}h\"",
+                service::PROXY_TUNNEL_MAX_LIFETIME.as_secs() / 3600
+            ),
+        ),
         ("[upstream] url", "(required with `[proxy]`)".to_owned()),
         (
             "connect_timeout",

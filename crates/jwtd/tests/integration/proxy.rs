@@ -196,6 +196,19 @@ fn proxy_configuration_errors_name_their_line() {
         assert!(err.contains(want), "{want:?} in {err}");
     }
     let (code, err) = run(&format!(
+        "listen = \"127.0.0.1:0\"\n[proxy]\nlisten = \"127.0.0.1:0\"\nbody_timeout = \"5ms\"\n\
+         tunnel_idle_timeout = \"2d\"\ntunnel_max_lifetime = \"8days\"\n\
+         [upstream]\nurl = \"http://127.0.0.1:1\"\n{issuer}"
+    ));
+    assert_eq!(code, Some(2), "{err}");
+    for want in [
+        "jwtd.toml:4: proxy: body_timeout 5ms is outside 10ms..=1h",
+        "jwtd.toml:5: proxy: tunnel_idle_timeout 2days is outside 10ms..=1day",
+        "jwtd.toml:6: proxy: tunnel_max_lifetime 8days is outside 10ms..=7days",
+    ] {
+        assert!(err.contains(want), "{want:?} in {err}");
+    }
+    let (code, err) = run(&format!(
         "listen = \"127.0.0.1:0\"\n[proxy]\nlisten = \"127.0.0.1:0\"\n{issuer}"
     ));
     assert_eq!(code, Some(2), "{err}");
