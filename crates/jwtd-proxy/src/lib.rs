@@ -60,8 +60,9 @@
 //!   engine's token cookie from `Cookie` (the other cookies stay).
 //! - The client certificate header of `[forwarded] client_cert`
 //!   ([`jwtd_gate::Engine::forwarded_cert`]), and its `_` spelling, is removed from the
-//!   request of a peer the [`EngineSource`] does not trust (the engine ignored it); a
-//!   trusted proxy's is kept.
+//!   request of a peer the [`EngineSource`] does not trust (the engine ignored it), and so are
+//!   `Client-Cert`, `Client-Cert-Chain` and `X-Forwarded-Client-Cert` whatever is configured;
+//!   a trusted proxy's are kept. `X-Auth-Cert-Thumbprint` is always removed (jwtd sets it).
 //! - `X-Forwarded-For` is set to the peer's address, `X-Forwarded-Proto` to `http` (`https`
 //!   on a TLS listener, [`serve_tls`]) and `X-Forwarded-Host` to the request's `Host`; `Forwarded`
 //!   (RFC 7239) is removed. Only from a peer the [`EngineSource`] trusts
@@ -817,11 +818,22 @@ fn strip_dpop_headers(headers: &mut HeaderMap) {
 }
 
 /// The identity headers removed from every client request whatever the engine owns.
-const OWNED: [HeaderName; 4] = [
+const OWNED: [HeaderName; 5] = [
     jwtd_gate::issuers::SUBJECT,
     jwtd_gate::issuers::ISSUER,
     jwtd_gate::issuers::PAYLOAD,
     jwtd_gate::dpop::X_AUTH_JKT,
+    jwtd_gate::mtls::THUMBPRINT_HEADER,
+];
+
+/// The client-certificate headers of the common front proxies (RFC 9440, Envoy), removed
+/// from an untrusted peer's request whatever `[forwarded] client_cert` says: jwtd is then the
+/// TLS end, so such a header can only be the client's own forgery, which an upstream that
+/// reads it must not see.
+const CERT_HEADERS: [&str; 3] = [
+    "client-cert",
+    "client-cert-chain",
+    "x-forwarded-client-cert",
 ];
 
 const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -1074,7 +1086,9 @@ fn scrub_request(
                 || (s.contains('_') && FORWARDED.iter().any(|o| same_header(s, o.as_str())))
                 || (remove_authorization && n == header::AUTHORIZATION)
                 || (!trusted && n == header::FORWARDED)
-                || (!trusted && client_cert.is_some_and(|c| same_header(s, c.as_str())))
+                || (!trusted
+                    && (client_cert.is_some_and(|c| same_header(s, c.as_str()))
+                        || CERT_HEADERS.iter().any(|c| same_header(s, c))))
         };
         if gone {
             doomed.push(n.clone());

@@ -409,7 +409,8 @@ async fn connection(
     let closed = match tls {
         None => {
             serve_requests(
-                stream, peer, None, &conn, &registry, &builder, state, router, &limits, &mut phase,
+                stream, false, peer, None, &conn, &registry, &builder, state, router, &limits,
+                &mut phase,
             )
             .await
         }
@@ -434,8 +435,8 @@ async fn connection(
                 Ok(stream) => {
                     let cert = crate::tls::peer_certificate(stream.get_ref().1);
                     serve_requests(
-                        stream, peer, cert, &conn, &registry, &builder, state, router, &limits,
-                        &mut phase,
+                        stream, true, peer, cert, &conn, &registry, &builder, state, router,
+                        &limits, &mut phase,
                     )
                     .await
                 }
@@ -455,10 +456,16 @@ async fn connection(
     registry.ended.notify_waiters();
 }
 
-/// The requests of one connection (see [`connection`]).
+/// A request extension: the request came over jwtd's own TLS listener (`[tls]`), so its
+/// scheme is `https` (a DPoP proof's `htu` names it).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OverTls;
+
+/// The requests of one connection (see [`connection`]); `tls` when it is over jwtd's TLS.
 #[allow(clippy::too_many_arguments)]
 async fn serve_requests<S>(
     stream: S,
+    tls: bool,
     peer: Option<std::net::SocketAddr>,
     cert: Option<Arc<[u8]>>,
     conn: &Arc<Conn>,
@@ -491,6 +498,9 @@ where
             req.extensions_mut()
                 .insert(jwtd_gate::mtls::PeerCertificate(cert.clone()));
         }
+        if tls && !auth {
+            req.extensions_mut().insert(OverTls);
+        }
         let req = if hyper::body::Body::is_end_stream(req.body()) {
             req.map(Body::new)
         } else {
@@ -505,7 +515,10 @@ where
                 if auth {
                     // The body is never read (and not `Sync`, so not held across the decision).
                     let (parts, _) = req.into_parts();
-                    Ok(crate::handlers::auth_answer(&state, &parts, peer, cert.as_deref()).await)
+                    Ok(
+                        crate::handlers::auth_answer(&state, &parts, peer, cert.as_deref(), tls)
+                            .await,
+                    )
                 } else {
                     tower::Service::call(&mut router, req).await
                 }

@@ -99,6 +99,10 @@ async fn spoofed_identity_and_hop_by_hop_headers_never_arrive() {
                 "X-Forwarded-Host: evil.test",
                 "X-Forwarded-Proto: https",
                 "Forwarded: for=203.0.113.9",
+                "Client-Cert: :AAAA:",
+                "X-Forwarded-Client-Cert: Hash=00",
+                "Client_Cert_Chain: :AAAA:",
+                "X-Auth-Cert-Thumbprint: forged",
                 "X-Kept: yes",
             ],
             b"",
@@ -123,6 +127,11 @@ async fn spoofed_identity_and_hop_by_hop_headers_never_arrive() {
         "proxy-connection",
         "upgrade",
         "forwarded",
+        // Forged certificate headers: jwtd is the TLS end for an untrusted peer.
+        "client-cert",
+        "x-forwarded-client-cert",
+        "client_cert_chain",
+        "x-auth-cert-thumbprint",
     ] {
         assert!(
             e.all(hop).is_empty(),

@@ -37,6 +37,7 @@ fn original_request<'a>(
     req: &'a Parts,
     trusted: bool,
     cert: Option<&'a [u8]>,
+    own_scheme: &'static str,
 ) -> Result<jwtd_gate::Request<'a>, jwtd_core::Error> {
     let client_cert = match (trusted, cert) {
         (true, tls) => jwtd_gate::ClientCert::Trusted { tls },
@@ -79,11 +80,11 @@ fn original_request<'a>(
     }
     .or(req.uri.host())
     .unwrap_or("");
-    // jwtd serve listens in plain HTTP: its own scheme is `http`.
+    // The /auth request's own scheme: `https` over jwtd's TLS listener.
     if !trusted {
         return Ok(jwtd_gate::Request {
             method: req.method.as_str(),
-            scheme: "http",
+            scheme: own_scheme,
             host,
             path_and_query: own_path,
             headers,
@@ -112,14 +113,23 @@ fn original_request<'a>(
     let envoy = own_path
         .strip_prefix("/auth")
         .filter(|rest| rest.starts_with('/'));
-    let method = agree(one(0), one(1), "X-Original-Method and X-Forwarded-Method differ")?;
+    let method = agree(
+        one(0),
+        one(1),
+        "X-Original-Method and X-Forwarded-Method differ",
+    )?;
     let uri = agree(one(3), one(4), "X-Original-URI and X-Forwarded-Uri differ")?;
-    let uri = agree(uri, envoy, "a forwarded URI header and the /auth path differ")?;
+    let uri = agree(
+        uri,
+        envoy,
+        "a forwarded URI header and the /auth path differ",
+    )?;
     Ok(jwtd_gate::Request {
         method: method.unwrap_or(req.method.as_str()),
         scheme: match one(5) {
             Some(p) if p.eq_ignore_ascii_case("https") => "https",
-            _ => "http",
+            Some(_) => "http",
+            None => own_scheme,
         },
         host: one(2).unwrap_or(host),
         path_and_query: uri.unwrap_or(own_path),
@@ -141,8 +151,9 @@ pub(super) async fn forward_auth(State(state): State<Arc<AppState>>, req: Reques
         .extensions()
         .get::<jwtd_gate::mtls::PeerCertificate>()
         .cloned();
+    let tls = req.extensions().get::<crate::server::OverTls>().is_some();
     let (parts, _) = req.into_parts();
-    answer(&state, &parts, peer, cert.as_ref().map(|c| &*c.0)).await
+    answer(&state, &parts, peer, cert.as_ref().map(|c| &*c.0), tls).await
 }
 
 /// Whether `path` is served by `/auth` (`/auth`, or `/auth/<original path>` for Envoy): the
@@ -157,12 +168,13 @@ pub(crate) fn is_auth_path(path: &str) -> bool {
 /// server directly for the paths of [`is_auth_path`] (the hottest path skips the router's
 /// boxed services, its request extensions and the `ConnectInfo` insert).
 /// `cert` is the DER of the TLS peer's certificate, when jwtd terminated TLS and the client
-/// sent one.
+/// sent one; `tls` when the request came over jwtd's own TLS listener.
 pub(crate) async fn answer(
     state: &AppState,
     req: &Parts,
     peer: Option<SocketAddr>,
     cert: Option<&[u8]>,
+    tls: bool,
 ) -> Response {
     // The request is borrowed, not its headers cloned: this is the hottest path.
     let started = Instant::now();
@@ -172,7 +184,8 @@ pub(crate) async fn answer(
     // Believed for matching and for DPoP (a proof's `htm` and `htu` name the original
     // request): both read the forwarded method, host, URI and scheme.
     let trusted = peer.is_some_and(|p| rt.trusted_proxies.contains(p.ip()));
-    let target = match original_request(req, trusted, cert) {
+    let own_scheme = if tls { "https" } else { "http" };
+    let target = match original_request(req, trusted, cert, own_scheme) {
         Ok(target) => target,
         Err(error) => {
             rt.decisions.record(None, Some(error.reason()));

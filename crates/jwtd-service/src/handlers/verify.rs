@@ -30,14 +30,24 @@ pub(super) async fn check(
         .await
 }
 
+/// The request's scheme: `https` over jwtd's TLS listener.
+fn scheme_of(tls: bool) -> &'static str {
+    if tls {
+        "https"
+    } else {
+        "http"
+    }
+}
+
 fn missing() -> Error {
     Error::new(Reason::MissingToken, "no token in the request (Authorization: Bearer, or the configured cookie or query parameter)")
 }
 
 /// The `/v1/verify` request a DPoP proof is checked against: how the token came, and the
-/// request itself (jwtd serve listens in plain HTTP: scheme `http`, its `Host`).
+/// request itself (its scheme: `https` over jwtd's TLS listener, else `http`; its `Host`).
 struct DpopContext<'a> {
     presented: Presented,
+    scheme: &'static str,
     method: &'a str,
     host: &'a str,
     path_and_query: &'a str,
@@ -59,7 +69,7 @@ fn check_dpop(
     };
     let target = ProofTarget {
         method: cx.method,
-        scheme: "http",
+        scheme: cx.scheme,
         host: cx.host,
         path_and_query: cx.path_and_query,
         headers: cx.headers,
@@ -174,6 +184,7 @@ pub(super) async fn verify(
         Ok(token) => {
             let cx = DpopContext {
                 presented: token.map_or(Presented::Bearer, |(_, p)| p),
+                scheme: scheme_of(req.extensions().get::<crate::server::OverTls>().is_some()),
                 method: req.method().as_str(),
                 host: req
                     .headers()
@@ -198,6 +209,7 @@ pub(super) async fn verify_post(
     rid: RequestId,
     headers: HeaderMap,
     uri: Uri,
+    tls: Option<axum::Extension<crate::server::OverTls>>,
     body: Bytes,
 ) -> impl IntoResponse {
     let answer =
@@ -221,6 +233,7 @@ pub(super) async fn verify_post(
                 (t, b) => {
                     let cx = DpopContext {
                         presented,
+                        scheme: scheme_of(tls.is_some()),
                         method: "POST",
                         host: headers
                             .get(header::HOST)

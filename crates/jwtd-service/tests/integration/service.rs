@@ -1675,6 +1675,81 @@ async fn conformance_table_against_auth_over_http() {
     assert!(r.text().await.unwrap().contains("no_matching_rule"));
 }
 
+/// A trusted proxy passes the client's own headers on (nginx's `auth_request`, Caddy's and
+/// Traefik's forward auth), so a client can add another proxy's spelling of the original
+/// request. Two spellings that disagree, or one sent twice, are refused 400 `bad_headers`:
+/// neither may win (through Caddy, a client's `X-Original-URI: /healthz` used to be believed
+/// over Caddy's own `X-Forwarded-Uri`).
+#[tokio::test]
+async fn auth_refuses_forwarded_requests_a_client_could_have_steered() {
+    let suite = jwtd_gate::conformance::Suite::new(&std::env::temp_dir());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (base, _state) = common::serve(l, &suite.config, &Env::empty()).await;
+    let c = reqwest::Client::new();
+    let send = |path: &str, headers: &[(&'static str, &'static str)]| {
+        let mut r = c.get(format!("{base}{path}"));
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        r.send()
+    };
+    let refused = [
+        // Caddy sets X-Forwarded-*; the client adds nginx's spelling.
+        vec![
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-uri", "/admin/users"),
+            ("x-original-uri", "/healthz"),
+        ],
+        vec![
+            ("x-forwarded-method", "DELETE"),
+            ("x-forwarded-uri", "/healthz"),
+            ("x-original-method", "GET"),
+        ],
+        // nginx sets X-Original-*; the client adds Caddy's.
+        vec![
+            ("x-original-method", "GET"),
+            ("x-original-uri", "/admin/users"),
+            ("x-forwarded-uri", "/healthz"),
+        ],
+        // One spelling twice.
+        vec![
+            ("x-original-uri", "/admin/users"),
+            ("x-original-uri", "/healthz"),
+        ],
+        vec![
+            ("x-forwarded-host", "a.example"),
+            ("x-forwarded-host", "b.example"),
+            ("x-original-uri", "/healthz"),
+        ],
+    ];
+    for headers in &refused {
+        let r = send("/auth", headers).await.unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{headers:?}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains("bad_headers"), "{headers:?}: {body}");
+    }
+    // Envoy's path and a forwarded URI header that differ.
+    let r = send("/auth/admin/users", &[("x-original-uri", "/healthz")])
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    // Two spellings that agree decide as one.
+    let r = send(
+        "/auth",
+        &[
+            ("x-original-uri", "/healthz"),
+            ("x-forwarded-uri", "/healthz"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = send("/auth/healthz", &[("x-forwarded-uri", "/healthz")])
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}
+
 /// A reload builds the whole new rule set first and swaps it in at once; a rule set that does
 /// not load (two rules taking the same requests) is refused with both rules named, and the
 /// running rules keep deciding.
