@@ -690,9 +690,7 @@ impl Engine {
         verified: &Verified,
         now: u64,
     ) -> Result<Option<Passed>, Denial> {
-        let Some(d) = self.dpop.of(issuer) else {
-            return Ok(None);
-        };
+        let d = self.dpop.of_or_default(issuer);
         let target = ProofTarget {
             method: req.method,
             scheme: req.scheme,

@@ -148,6 +148,22 @@ impl DpopEngine {
             .map(|(_, d)| d)
     }
 
+    /// [`DpopEngine::of`], or the strict defaults (`enforce-cnf`, with a replay cache of
+    /// their own) for an issuer this engine does not know (an issuer of another engine, e.g.
+    /// across a reload): a missing entry never skips the check.
+    pub fn of_or_default(&self, name: &str) -> &Arc<IssuerDpop> {
+        static DEFAULT: std::sync::OnceLock<Arc<IssuerDpop>> = std::sync::OnceLock::new();
+        self.of(name).unwrap_or_else(|| {
+            DEFAULT.get_or_init(|| {
+                Arc::new(IssuerDpop::with(
+                    &DpopConfig::default(),
+                    DpopPolicy::default(),
+                    false,
+                ))
+            })
+        })
+    }
+
     /// Keeps the replay caches of `previous` (the engine a reload replaces) for each issuer
     /// of the same name and `replay_max_entries`, so a reload does not forget the `jti`s
     /// seen (a proof could be replayed right after it otherwise).

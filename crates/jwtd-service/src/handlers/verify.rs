@@ -64,9 +64,7 @@ fn check_dpop(
     cx: &DpopContext<'_>,
 ) -> Result<(), ApiError> {
     let rt = state.runtime();
-    let Some(d) = rt.engine.dpop.of(&issuer.name) else {
-        return Ok(());
-    };
+    let d = rt.engine.dpop.of_or_default(&issuer.name);
     let target = ProofTarget {
         method: cx.method,
         scheme: cx.scheme,
