@@ -183,9 +183,13 @@ async fn enforce_cnf_checks_what_the_token_demands() {
         assert!(decide(&e, "/x", &plain, &[], ClientCert::Der(&other))
             .await
             .is_ok());
-        // A cnf with only a DPoP key binding is no certificate binding.
+        // A cnf with only a DPoP key binding is no certificate binding: the mTLS check lets it
+        // through, and DPoP (enforce-cnf by default) refuses it sent as Bearer.
         let jkt = token(Some(json!({"jkt": "abc"})));
-        assert!(decide(&e, "/x", &jkt, &[], ClientCert::None).await.is_ok());
+        assert_eq!(
+            reason(decide(&e, "/x", &jkt, &[], ClientCert::None).await),
+            Reason::Dpop(jwtd_core::DpopReason::TokenBoundAsBearer)
+        );
         // Malformed bindings are refused, never read as "unbound".
         for cnf in [
             json!({"x5t#S256": 7}),
