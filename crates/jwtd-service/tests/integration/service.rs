@@ -1683,8 +1683,14 @@ async fn conformance_table_against_auth_over_http() {
 #[tokio::test]
 async fn auth_refuses_forwarded_requests_a_client_could_have_steered() {
     let suite = jwtd_gate::conformance::Suite::new(&std::env::temp_dir());
+    // Its own rule id: decisions are counted per rule id in the process's one recorder, and
+    // the conformance test counts the table's.
+    let config = suite
+        .config
+        .replace("id = \"health\"", "id = \"health-steered\"");
+    assert_ne!(config, suite.config);
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (base, _state) = common::serve(l, &suite.config, &Env::empty()).await;
+    let (base, _state) = common::serve(l, &config, &Env::empty()).await;
     let c = reqwest::Client::new();
     let send = |path: &str, headers: &[(&'static str, &'static str)]| {
         let mut r = c.get(format!("{base}{path}"));
