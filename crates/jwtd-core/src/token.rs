@@ -238,6 +238,8 @@ pub struct Verified {
 #[derive(Default)]
 struct Memo {
     value: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
+    /// [`Verified::may_have_cnf`], found once.
+    cnf: std::sync::OnceLock<bool>,
 }
 
 impl Clone for Memo {
@@ -351,6 +353,17 @@ impl Verified {
     /// [`Verified::keep_memo`] keeps stays inside the cache's byte bound.
     pub fn memo_budget(&self) -> usize {
         MEMO_BASE + self.claims_json.len() / 2
+    }
+
+    /// False when the claims cannot hold a `cnf` member (RFC 7800 confirmation, the binding
+    /// of DPoP- and certificate-bound tokens): its text has no `cnf` and no `\u` escape that
+    /// could spell it. Found once per token (a cached token answers without a scan), so the
+    /// binding checks of most tokens, which are not bound, parse no claims.
+    pub fn may_have_cnf(&self) -> bool {
+        *self
+            .memo
+            .cnf
+            .get_or_init(|| self.claims_json.contains("cnf") || self.claims_json.contains("\\u"))
     }
 
     /// The memo of type `T` kept with this token, if any.

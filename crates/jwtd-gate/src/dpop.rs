@@ -233,7 +233,8 @@ fn replayed() -> Error {
 /// True when the verified token carries `cnf.jkt` (any value: a non-string one is refused by
 /// the binding check).
 fn is_bound(v: &Verified) -> bool {
-    matches!(v.claim("cnf"), Some(Value::Object(c)) if c.contains_key("jkt"))
+    // Most tokens are not bound: no parse of the claims for them.
+    v.may_have_cnf() && matches!(v.claim("cnf"), Some(Value::Object(c)) if c.contains_key("jkt"))
 }
 
 /// The request facts the proof is checked against.
@@ -267,12 +268,13 @@ pub fn check(
     if mode == DpopMode::Off {
         return Ok(None);
     }
-    let challenge = DpopChallenge {
+    // Made only for a refusal (its `algs` is a string built from the policy).
+    let challenge = || DpopChallenge {
         algs: d.policy.algs_parameter(),
         bearer: mode == DpopMode::EnforceCnf,
         nonce: None,
     };
-    let fail = |e: Error| Err((e, challenge.clone()));
+    let fail = |e: Error| Err((e, challenge()));
     let bound = is_bound(verified);
     if presented != Presented::Dpop {
         if bound {
@@ -330,7 +332,7 @@ pub fn check(
             fresh = Some(k.issue(now));
         }
         if *required && !good {
-            let mut c = challenge.clone();
+            let mut c = challenge();
             c.nonce = Some(k.issue(now));
             return Err((
                 dpop(
@@ -363,7 +365,7 @@ pub fn check(
         expires,
         replay: d.replay,
         cache: d.cache.clone(),
-        challenge,
+        challenge: challenge(),
     }))
 }
 

@@ -446,8 +446,7 @@ pub fn check(mode: Mode, token: &Verified, cert: Option<&Thumbprint>) -> Result<
     }
     // Most tokens are not bound: without `cnf` in the claims text (and no `\u` escape that
     // could spell it), there is no `cnf` member, and no parse is needed.
-    let json = token.claims_json();
-    let bound = if !json.contains("cnf") && !json.contains("\\u") {
+    let bound = if !token.may_have_cnf() {
         None
     } else {
         cnf_thumbprint(token)?
