@@ -67,3 +67,27 @@ pub fn http_post(port: u16, path: &str, bearer: &str, body: &str) -> (u16, Strin
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
     (status, body.to_owned())
 }
+
+/// The proxy tests' upstream (crates/jwtd-proxy/tests/integration/upstream.py) on a free
+/// port, once it says it is ready; the guard stops it.
+pub fn proxy_upstream() -> (u16, Guard) {
+    let port = free_port();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../jwtd-proxy/tests/integration/upstream.py"
+    );
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .arg(port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs the test upstream");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "ready");
+    (port, Guard(vec![child]))
+}

@@ -18,7 +18,6 @@ use jwtd_extauthz::envoy_types::pb::envoy::service::auth::v3::{
     AttributeContext, CheckRequest,
 };
 use serde_json::{json, Value};
-use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -55,26 +54,6 @@ fn jose(fronts: &Value) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn upstream() -> (u16, Guard) {
-    let port = free_port();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../jwtd-proxy/tests/integration/upstream.py"
-    );
-    let mut child = Command::new("python3")
-        .arg(script)
-        .arg(port.to_string())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 runs the test upstream");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "ready");
-    (port, Guard(vec![child]))
-}
-
 fn header<'a>(h: &'a [(String, String)], name: &str) -> Vec<&'a str> {
     h.iter()
         .filter(|(n, _)| n == name)
@@ -97,7 +76,7 @@ fn dpop_proofs_by_jose_through_auth_proxy_and_ext_authz() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let (port, pport, grpc) = (free_port(), free_port(), free_port());
-    let (uport, _up) = upstream();
+    let (uport, _up) = crate::common::proxy_upstream();
     // `http_request` sends `host: localhost`: the proxy's request URI is http://localhost/....
     let fronts = json!({
         "auth": {"method": "GET", "htu": "https://api.example/v1/orders/7"},

@@ -5,7 +5,6 @@
 //! audience, 403 for the `deploy` tool, 200 with the MCP server never seeing the token.
 
 use crate::common::{free_port, http_request, wait_for_http, Guard};
-use std::io::BufRead;
 use std::process::{Command, Stdio};
 
 fn doc() -> String {
@@ -21,26 +20,6 @@ fn block(doc: &str, marker: &str) -> String {
         .unwrap_or_else(|| panic!("the {marker} marker in docs/mcp.md"));
     let body = after.split_once('\n').unwrap().1;
     body.split("\n```").next().unwrap().to_owned()
-}
-
-fn upstream() -> (u16, Guard) {
-    let port = free_port();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../jwtd-proxy/tests/integration/upstream.py"
-    );
-    let mut child = Command::new("python3")
-        .arg(script)
-        .arg(port.to_string())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 runs the test upstream");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "ready");
-    (port, Guard(vec![child]))
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -62,7 +41,7 @@ fn the_documented_mcp_configuration_runs() {
         serde_json::to_string(&jwtd_core::Jwks::from_keys(key.public_jwk())).unwrap(),
     )
     .unwrap();
-    let (up, _upstream) = upstream();
+    let (up, _upstream) = crate::common::proxy_upstream();
     let (port, proxy) = (free_port(), free_port());
     let config = block(&doc, "mcp-example")
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))

@@ -10,7 +10,7 @@
 
 use crate::common::{free_port, Guard};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -383,26 +383,6 @@ fn closed_within(port: u16, limit: Duration) {
     assert!(started.elapsed() < limit, "{:?}", started.elapsed());
 }
 
-fn upstream() -> (u16, Guard) {
-    let port = free_port();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../jwtd-proxy/tests/integration/upstream.py"
-    );
-    let mut child = Command::new("python3")
-        .arg(script)
-        .arg(port.to_string())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 runs the test upstream");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "ready");
-    (port, Guard(vec![child]))
-}
-
 fn received(a: &Answer, name: &str) -> Vec<String> {
     let echo: serde_json::Value =
         serde_json::from_str(header(a, "x-echo").expect("X-Echo")).unwrap();
@@ -427,7 +407,7 @@ fn proxy_tls_listener_and_ext_authz_check_the_binding() {
     let dir = jwtd_test_support::temp_dir("serve-mtls-proxy");
     std::fs::write(dir.join("corp.secret"), SECRET).unwrap();
     let (ca, alice, mallory) = pki(&dir);
-    let (up, _upstream) = upstream();
+    let (up, _upstream) = crate::common::proxy_upstream();
     let (port, proxy, grpc) = (free_port(), free_port(), free_port());
     let config = format!(
         "listen = \"127.0.0.1:{port}\"\ntrusted_proxies = []\n\

@@ -5,7 +5,6 @@
 //! the proxy decides with, SIGTERM drains it; configuration errors exit 2 with their line.
 
 use crate::common::{free_port, http_request, wait_for_http, Guard};
-use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,26 +20,6 @@ fn doc_example() -> String {
         .expect("the example marker in docs/proxy.md");
     let block = after.split("```toml\n").nth(1).unwrap();
     block.split("\n```").next().unwrap().to_owned()
-}
-
-fn upstream() -> (u16, Guard) {
-    let port = free_port();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../jwtd-proxy/tests/integration/upstream.py"
-    );
-    let mut child = Command::new("python3")
-        .arg(script)
-        .arg(port.to_string())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 runs the test upstream");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "ready");
-    (port, Guard(vec![child]))
 }
 
 fn token(sub: &str) -> String {
@@ -84,7 +63,7 @@ fn kill(pid: u32, sig: &str) {
 fn the_documented_proxy_configuration_runs() {
     let dir = jwtd_test_support::temp_dir("serve-proxy");
     std::fs::write(dir.join("corp.secret"), SECRET).unwrap();
-    let (up, _upstream) = upstream();
+    let (up, _upstream) = crate::common::proxy_upstream();
     let (port, proxy) = (free_port(), free_port());
     let config = doc_example()
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
