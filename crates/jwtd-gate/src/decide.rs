@@ -309,17 +309,26 @@ impl Engine {
     /// The engine of a parsed configuration (`[[issuer]]`, `[cache]`, `[tokens]`, `[rules]`,
     /// `[[rule]]`), its secrets read from the environment it was parsed in
     /// ([`GateConfig::env`](crate::config::GateConfig)). Must run inside a tokio runtime:
-    /// remote key sources start fetching.
+    /// remote key sources start fetching. An issuer with `replay_store = "shared"` is an
+    /// error here: this engine has no shared store (`jwtd serve` wires its `[dpop_replay]`
+    /// table; an embedder calls [`crate::dpop::DpopEngine::with_shared_replay`] on an engine
+    /// it builds otherwise).
     pub fn from_config(config: &crate::config::GateConfig) -> Result<Engine, String> {
         let issuers =
             Issuers::build_with_env(&config.issuers, &config.cache, None, None, &config.env)?;
         let forwarded = config.forwarded.compile()?;
         let header = forwarded.is_some();
-        Ok(
+        let engine =
             Engine::with_rules(issuers, &config.rules, &config.rule, config.tokens.clone())?
                 .with_resources(&config.resource, None)?
-                .with_client_certificates(forwarded, header),
-        )
+                .with_client_certificates(forwarded, header);
+        if let Some(name) = engine.dpop.unwired_shared() {
+            return Err(format!(
+                "issuer {name:?}: [issuer.dpop] replay_store = \"shared\" needs a shared replay \
+                 store, and this front has none (jwtd serve's [dpop_replay] table provides one)"
+            ));
+        }
+        Ok(engine)
     }
 
     /// An engine over `issuers` with the rules of `options` and `rules` compiled against them
@@ -494,6 +503,7 @@ impl Engine {
                 let name = issuer.name.clone();
                 let allowed = self.allowed(issuer, v, None, out, cert);
                 self.dpop_finish(&name, allowed, passed, out, now)
+                    .await
             }
             Err((issuer, error)) => Err(Denial {
                 error,
@@ -617,6 +627,7 @@ impl Engine {
         }
         let allowed = self.allowed(issuer.clone(), verified, Some((rule, &binding)), out, cert);
         self.dpop_finish(&issuer.name, allowed, passed, out, now)
+            .await
     }
 
     /// The certificate-binding check (RFC 8705, [`crate::mtls::check`]) of a verified token
@@ -703,7 +714,7 @@ impl Engine {
     }
 
     /// An allowed request with a proof: its `jti` consumed (last), `X-Auth-Jkt` set.
-    fn dpop_finish(
+    async fn dpop_finish(
         &self,
         issuer: &str,
         allowed: Result<Allowed, Denial>,
@@ -715,7 +726,9 @@ impl Engine {
         let Some(p) = passed else {
             return Ok(a);
         };
-        p.consume(now).map_err(|e| Denial::dpop(issuer, e))?;
+        p.consume(now)
+            .await
+            .map_err(|e| Denial::dpop(issuer, e))?;
         if out == Outputs::Headers && self.dpop.jkt_header {
             if let Ok(v) = HeaderValue::from_str(&p.jkt) {
                 a.headers.insert(X_AUTH_JKT, v);

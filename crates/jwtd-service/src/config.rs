@@ -50,6 +50,10 @@ pub struct Config {
     /// Revocation (`POST /v1/revocations`, checked on every request); off without it.
     #[serde(default)]
     pub revocation: Option<RevocationSettings>,
+    /// `[dpop_replay]`: the PostgreSQL table the `replay_store = "shared"` issuers record DPoP
+    /// proof `jti`s in, so a replay to another instance is caught; none without it.
+    #[serde(default)]
+    pub dpop_replay: Option<DpopReplaySettings>,
     /// Connection and request limits of the HTTP server (read at start).
     #[serde(default)]
     pub server: ServerSettings,
@@ -546,6 +550,66 @@ pub struct RevocationSettings {
     /// lifetime of every issuer's tokens).
     #[serde(default)]
     pub max_token_lifetime: Option<Seconds>,
+}
+
+/// `[dpop_replay]`: the shared DPoP `jti` table (docs/dpop.md, "Replay").
+///
+/// The defaults the comments below state are defined in [`crate::defaults`].
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DpopReplaySettings {
+    /// The PostgreSQL database (`postgres://...`) every instance shares.
+    pub store: String,
+    /// Schema for the table (created when missing; default: the connection's default).
+    #[serde(default)]
+    pub store_schema: Option<String>,
+    /// Longest one look-up may take, waiting for a connection included (default 250 ms;
+    /// 10 ms..=10 s); past it the store counts as unavailable for that request.
+    #[serde(default = "crate::defaults::dpop_replay_timeout")]
+    pub timeout: Timeout,
+    /// While the store cannot answer: `reject` (default: 503 `dpop_replay_unavailable`) or
+    /// `local` (this instance's memory cache alone decides).
+    #[serde(default)]
+    pub on_unavailable: jwtd_gate::config::OnUnavailable,
+    /// How often each instance deletes expired rows (default 60 s; 1 s..=1 h), in batches of
+    /// [`crate::defaults::DPOP_REPLAY_PURGE_BATCH`].
+    #[serde(default = "crate::defaults::dpop_replay_purge_interval")]
+    pub purge_interval: Timeout,
+    /// Most connections of this instance's pool (default 8; 1..=100).
+    #[serde(default = "crate::defaults::dpop_replay_max_connections")]
+    pub max_connections: u32,
+}
+
+impl DpopReplaySettings {
+    /// Range checks: `(setting, message)` for every value out of its range.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        timeout_problems(&mut out, [("timeout", self.timeout, Duration::from_secs(10))]);
+        if self.purge_interval.0 < Duration::from_secs(1)
+            || self.purge_interval.0 > Duration::from_secs(3600)
+        {
+            out.push((
+                "purge_interval",
+                format!(
+                    "purge_interval {} is outside 1s..=1h",
+                    humantime::format_duration(self.purge_interval.0)
+                ),
+            ));
+        }
+        if !(1..=100).contains(&self.max_connections) {
+            out.push((
+                "max_connections",
+                format!("max_connections {} is outside 1..=100", self.max_connections),
+            ));
+        }
+        if !self.store.starts_with("postgres://") && !self.store.starts_with("postgresql://") {
+            out.push((
+                "store",
+                "store must be a PostgreSQL URL (postgres://...)".to_owned(),
+            ));
+        }
+        out
+    }
 }
 
 /// jwtd's own issuer.
@@ -1318,6 +1382,30 @@ impl Config {
                 line,
                 "revocation needs an [admin] api key to authorise POST /v1/revocations".into(),
             ));
+        }
+        if let Some(d) = &self.dpop_replay {
+            for (key, p) in d.problems() {
+                errors.push((
+                    doc.section_line("dpop_replay", Some(key)),
+                    format!("dpop_replay: {p}"),
+                ));
+            }
+        }
+        if self.dpop_replay.is_none() {
+            for i in &self.issuers {
+                if i.dpop.as_ref().is_some_and(|d| {
+                    d.replay_store == jwtd_gate::config::ReplayStoreKind::Shared
+                }) {
+                    errors.push((
+                        doc.issuer_line(i.name.span().start, "dpop"),
+                        format!(
+                            "issuer {:?}: [issuer.dpop] replay_store = \"shared\" needs a \
+                             [dpop_replay] table naming the PostgreSQL store the instances share",
+                            i.name.get_ref()
+                        ),
+                    ));
+                }
+            }
         }
         for (key, p) in self.server.problems() {
             errors.push((

@@ -56,7 +56,7 @@ struct DpopContext<'a> {
 
 /// The DPoP step of `/v1/verify` for a verified token: the issuer's `[issuer.dpop]` mode, the
 /// proof (against the `/v1/verify` request) and its binding, the replay cache.
-fn check_dpop(
+async fn check_dpop(
     state: &AppState,
     issuer: &Issuer,
     token: &str,
@@ -83,7 +83,7 @@ fn check_dpop(
         })
     };
     match jwtd_gate::dpop::check(d, None, &target, cx.presented, token, v, now) {
-        Ok(Some(p)) => p.consume(now).map_err(denied),
+        Ok(Some(p)) => p.consume(now).await.map_err(denied),
         Ok(None) => Ok(()),
         Err(e) => Err(denied(e)),
     }
@@ -109,10 +109,16 @@ async fn verify_token(
         return Err(e.into());
     };
     let checked = match check(state, &token).await {
-        Ok((issuer, v)) => match dpop.map(|cx| check_dpop(state, &issuer, &token, &v, &cx)) {
-            Some(Err(ApiError::Denied(d))) => Err((Some(issuer.name.clone()), d)),
-            _ => Ok((issuer, v)),
-        },
+        Ok((issuer, v)) => {
+            let dpop = match &dpop {
+                Some(cx) => Some(check_dpop(state, &issuer, &token, &v, cx).await),
+                None => None,
+            };
+            match dpop {
+                Some(Err(ApiError::Denied(d))) => Err((Some(issuer.name.clone()), d)),
+                _ => Ok((issuer, v)),
+            }
+        }
         Err((issuer, e)) => Err((issuer, jwtd_gate::Denial::new(e))),
     };
     match checked {
