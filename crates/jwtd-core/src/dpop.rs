@@ -239,9 +239,7 @@ impl DpopReason {
             | DpopReason::TokenNotBound
             | DpopReason::TokenBoundAsBearer
             | DpopReason::Required => "invalid_token",
-            DpopReason::ReplayUnavailable | DpopReason::ReplayKeyLimit => {
-                "temporarily_unavailable"
-            }
+            DpopReason::ReplayUnavailable | DpopReason::ReplayKeyLimit => "temporarily_unavailable",
             DpopReason::UseNonce => "use_dpop_nonce",
             _ => "invalid_dpop_proof",
         }
@@ -1841,7 +1839,10 @@ mod tests {
         assert_eq!(names.len(), DpopReason::ALL.len());
         for r in DpopReason::ALL {
             assert!(r.as_str().starts_with("dpop_"));
-            let status = if matches!(r, DpopReason::ReplayUnavailable | DpopReason::ReplayKeyLimit) {
+            let status = if matches!(
+                r,
+                DpopReason::ReplayUnavailable | DpopReason::ReplayKeyLimit
+            ) {
                 503
             } else {
                 401

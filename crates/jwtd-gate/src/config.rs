@@ -420,7 +420,8 @@ pub struct DpopConfig {
     #[serde(default = "defaults::dpop_replay_max_entries")]
     pub replay_max_entries: usize,
     /// Most live `jti`s one proof key (`jkt`) may hold in the replay cache (default
-    /// [`defaults::DPOP_REPLAY_MAX_PER_KEY`]; 1 to `replay_max_entries`). Beyond it that key's
+    /// [`defaults::DPOP_REPLAY_MAX_PER_KEY`]; 1 to [`MAX_DPOP_REPLAY_ENTRIES`], and never more
+    /// than the cache's per-shard share of `replay_max_entries`). Beyond it that key's
     /// proofs are refused with 503 `dpop_replay_key_limit` until some expire; other keys are
     /// unaffected.
     #[serde(default = "defaults::dpop_replay_max_per_key")]
@@ -481,7 +482,8 @@ pub enum DpopConfigError {
     MaxAge(u64),
     /// `replay_max_entries` is 0 or more than [`MAX_DPOP_REPLAY_ENTRIES`].
     ReplayEntries(usize),
-    /// `replay_max_per_key` is 0 or more than `replay_max_entries` (the configured value).
+    /// `replay_max_per_key` is 0 or more than [`MAX_DPOP_REPLAY_ENTRIES`] (the configured
+    /// value).
     ReplayPerKey(usize),
     /// `replay = "check"` with the memory cache: nothing would ever record a `jti`.
     CheckWithoutSharedStore,
@@ -513,7 +515,8 @@ impl fmt::Display for DpopConfigError {
             ),
             DpopConfigError::ReplayPerKey(n) => write!(
                 f,
-                "[issuer.dpop] replay_max_per_key is {n}: it must be 1 to replay_max_entries"
+                "[issuer.dpop] replay_max_per_key is {n}: it must be 1 to \
+                 {MAX_DPOP_REPLAY_ENTRIES}"
             ),
             DpopConfigError::CheckWithoutSharedStore => write!(
                 f,
@@ -578,7 +581,7 @@ impl DpopConfig {
         if self.replay_max_entries == 0 || self.replay_max_entries > MAX_DPOP_REPLAY_ENTRIES {
             return Err(DpopConfigError::ReplayEntries(self.replay_max_entries));
         }
-        if self.replay_max_per_key == 0 || self.replay_max_per_key > self.replay_max_entries {
+        if self.replay_max_per_key == 0 || self.replay_max_per_key > MAX_DPOP_REPLAY_ENTRIES {
             return Err(DpopConfigError::ReplayPerKey(self.replay_max_per_key));
         }
         if self.replay == ReplayMode::Check && self.replay_store == ReplayStoreKind::Memory {

@@ -502,8 +502,7 @@ impl Engine {
                 let passed = self.dpop_check(&issuer.name, None, req, presented, token, &v, now)?;
                 let name = issuer.name.clone();
                 let allowed = self.allowed(issuer, v, None, out, cert);
-                self.dpop_finish(&name, allowed, passed, out, now)
-                    .await
+                self.dpop_finish(&name, allowed, passed, out, now).await
             }
             Err((issuer, error)) => Err(Denial {
                 error,
@@ -726,9 +725,7 @@ impl Engine {
         let Some(p) = passed else {
             return Ok(a);
         };
-        p.consume(now)
-            .await
-            .map_err(|e| Denial::dpop(issuer, e))?;
+        p.consume(now).await.map_err(|e| Denial::dpop(issuer, e))?;
         if out == Outputs::Headers && self.dpop.jkt_header {
             if let Ok(v) = HeaderValue::from_str(&p.jkt) {
                 a.headers.insert(X_AUTH_JKT, v);

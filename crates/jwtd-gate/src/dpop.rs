@@ -649,7 +649,10 @@ impl ReplayCache {
         let h = self.hasher.hash_one(jkt);
         let m = &self.shards[(h as usize) % SHARDS];
         // A poisoned shard holds consistent data (no operation panics half-way).
-        (m.lock().unwrap_or_else(|p| p.into_inner()), (h >> 32) as u32)
+        (
+            m.lock().unwrap_or_else(|p| p.into_inner()),
+            (h >> 32) as u32,
+        )
     }
 
     /// True when `key` (a proof of `jkt`) is recorded and still inside its window at `now`.
@@ -767,7 +770,11 @@ mod tests {
         assert_eq!(c.insert("a", k, 50, 10), Ok(()));
         k[1] = 1;
         assert_eq!(c.insert("a", k, 50, 10), Err(Full::Full));
-        assert_eq!(c.insert("a", k, 80, 50), Ok(()), "swept once the first expired");
+        assert_eq!(
+            c.insert("a", k, 80, 50),
+            Ok(()),
+            "swept once the first expired"
+        );
         assert_eq!(c.len(), 1);
     }
 
@@ -782,7 +789,15 @@ mod tests {
             assert_eq!(c.insert("b", [100 + i; 16], 50, 10), Ok(()));
         }
         c.remove("a", &[0; 16]);
-        assert_eq!(c.insert("a", [9; 16], 50, 10), Ok(()), "room after a removal");
-        assert_eq!(c.insert("a", [10; 16], 90, 50), Ok(()), "swept once they expired");
+        assert_eq!(
+            c.insert("a", [9; 16], 50, 10),
+            Ok(()),
+            "room after a removal"
+        );
+        assert_eq!(
+            c.insert("a", [10; 16], 90, 50),
+            Ok(()),
+            "swept once they expired"
+        );
     }
 }

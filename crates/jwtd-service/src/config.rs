@@ -584,7 +584,10 @@ impl DpopReplaySettings {
     /// Range checks: `(setting, message)` for every value out of its range.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
-        timeout_problems(&mut out, [("timeout", self.timeout, Duration::from_secs(10))]);
+        timeout_problems(
+            &mut out,
+            [("timeout", self.timeout, Duration::from_secs(10))],
+        );
         if self.purge_interval.0 < Duration::from_secs(1)
             || self.purge_interval.0 > Duration::from_secs(3600)
         {
@@ -599,7 +602,10 @@ impl DpopReplaySettings {
         if !(1..=100).contains(&self.max_connections) {
             out.push((
                 "max_connections",
-                format!("max_connections {} is outside 1..=100", self.max_connections),
+                format!(
+                    "max_connections {} is outside 1..=100",
+                    self.max_connections
+                ),
             ));
         }
         if !self.store.starts_with("postgres://") && !self.store.starts_with("postgresql://") {
@@ -1393,9 +1399,10 @@ impl Config {
         }
         if self.dpop_replay.is_none() {
             for i in &self.issuers {
-                if i.dpop.as_ref().is_some_and(|d| {
-                    d.replay_store == jwtd_gate::config::ReplayStoreKind::Shared
-                }) {
+                if i.dpop
+                    .as_ref()
+                    .is_some_and(|d| d.replay_store == jwtd_gate::config::ReplayStoreKind::Shared)
+                {
                     errors.push((
                         doc.issuer_line(i.name.span().start, "dpop"),
                         format!(

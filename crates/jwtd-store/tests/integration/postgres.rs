@@ -247,11 +247,17 @@ async fn dpop_jti_is_recorded_once_across_instances_and_purged() {
     let b = PgStore::open(&pg_url(), Some(&s)).await.unwrap();
     let k = [1u8; 16];
     assert!(a.record_dpop_jti(&k, 100, 10).await.unwrap());
-    assert!(!b.record_dpop_jti(&k, 100, 20).await.unwrap(), "a replay on b");
+    assert!(
+        !b.record_dpop_jti(&k, 100, 20).await.unwrap(),
+        "a replay on b"
+    );
     assert!(!a.record_dpop_jti(&k, 100, 99).await.unwrap(), "and on a");
     assert!(b.dpop_jti_seen(&k, 99).await.unwrap());
     assert!(!b.dpop_jti_seen(&k, 100).await.unwrap(), "expired at 100");
-    assert!(b.record_dpop_jti(&k, 200, 100).await.unwrap(), "an expired row is replaced");
+    assert!(
+        b.record_dpop_jti(&k, 200, 100).await.unwrap(),
+        "an expired row is replaced"
+    );
     assert!(!a.record_dpop_jti(&k, 300, 150).await.unwrap());
     // 25 rows expiring at 50, one (k) at 200: purged in batches of 10 at 60.
     for i in 0..25u8 {
@@ -266,7 +272,10 @@ async fn dpop_jti_is_recorded_once_across_instances_and_purged() {
         }
     }
     assert_eq!(deleted, [10, 10, 5]);
-    assert!(a.dpop_jti_seen(&k, 150).await.unwrap(), "a live row is kept");
+    assert!(
+        a.dpop_jti_seen(&k, 150).await.unwrap(),
+        "a live row is kept"
+    );
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM dpop_jti")
         .fetch_one(a.pool())
         .await
@@ -282,9 +291,13 @@ async fn dpop_jti_is_recorded_once_across_instances_and_purged() {
     let per = start.elapsed() / 1000;
     println!("dpop_jti: one record (INSERT ... ON CONFLICT) takes {per:?} over 1000");
     // A store whose database is down answers an error, not a hang past its acquire timeout.
-    let down =
-        PgStore::open_for_replay("postgres://postgres@127.0.0.1:1/test", None, 1, Duration::from_millis(300))
-            .unwrap();
+    let down = PgStore::open_for_replay(
+        "postgres://postgres@127.0.0.1:1/test",
+        None,
+        1,
+        Duration::from_millis(300),
+    )
+    .unwrap();
     let t = std::time::Instant::now();
     assert!(down.record_dpop_jti(&k, 100, 10).await.is_err());
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
