@@ -1707,6 +1707,38 @@ X-Ok = 3
     }
 
     #[test]
+    fn dpop_replay_section_is_checked() {
+        let issuer = "[[issuer]]\nname = \"as\"\njwks_file = \"j.json\"\n\
+                      algorithms = [\"ES256\"]\nany_audience = true\n\
+                      [issuer.dpop]\nreplay_store = \"shared\"\n";
+        let e = Config::parse(issuer, "f").unwrap_err();
+        assert!(e.to_string().contains("needs a [dpop_replay] table"), "{e}");
+        assert_eq!(e.errors[0].0, 6, "{e}");
+        let e = Config::parse(
+            "[dpop_replay]\nstore = \"mysql://x\"\ntimeout = \"1ms\"\npurge_interval = \"2h\"\n\
+             max_connections = 0\non_unavailable = \"local\"\n",
+            "f",
+        )
+        .unwrap_err();
+        let lines: Vec<usize> = e.errors.iter().map(|(l, _)| *l).collect();
+        assert_eq!(lines, [2, 3, 4, 5], "{e}");
+        let e = Config::parse(
+            "[dpop_replay]\non_unavailable = \"maybe\"\nstore = \"postgres://x\"\n",
+            "f",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown variant"), "{e}");
+        let c = Config::parse(
+            &format!("{issuer}[dpop_replay]\nstore = \"postgres://db/jwtd\"\non_unavailable = \"local\"\n"),
+            "f",
+        )
+        .unwrap();
+        let d = c.dpop_replay.unwrap();
+        assert_eq!(d.on_unavailable, jwtd_gate::config::OnUnavailable::Local);
+        assert_eq!(d.timeout.0, crate::defaults::DPOP_REPLAY_TIMEOUT);
+    }
+
+    #[test]
     fn revocation_section_is_checked() {
         let e = Config::parse("[revocation]\nmax_staleness = \"1m\"\n", "f").unwrap_err();
         assert_eq!(e.errors[0].0, 1, "{e}");
