@@ -1397,21 +1397,26 @@ impl Config {
                 ));
             }
         }
-        if self.dpop_replay.is_none() {
-            for i in &self.issuers {
-                if i.dpop
-                    .as_ref()
-                    .is_some_and(|d| d.replay_store == jwtd_gate::config::ReplayStoreKind::Shared)
-                {
-                    errors.push((
-                        doc.issuer_line(i.name.span().start, "dpop"),
-                        format!(
-                            "issuer {:?}: [issuer.dpop] replay_store = \"shared\" needs a \
-                             [dpop_replay] table naming the PostgreSQL store the instances share",
-                            i.name.get_ref()
-                        ),
-                    ));
-                }
+        for i in &self.issuers {
+            let Some(d) = &i.dpop else { continue };
+            let line = doc.issuer_line(i.name.span().start, "dpop");
+            // The table's own checks (the nonce secret is read when the service is built).
+            let leeway = i
+                .leeway
+                .map_or(jwtd_gate::config::defaults::LEEWAY, |s| s.0);
+            if let Err(e) = d.policy(leeway) {
+                errors.push((line, format!("issuer {:?}: {e}", i.name.get_ref())));
+            } else if self.dpop_replay.is_none()
+                && d.replay_store == jwtd_gate::config::ReplayStoreKind::Shared
+            {
+                errors.push((
+                    line,
+                    format!(
+                        "issuer {:?}: [issuer.dpop] replay_store = \"shared\" needs a \
+                         [dpop_replay] table naming the PostgreSQL store the instances share",
+                        i.name.get_ref()
+                    ),
+                ));
             }
         }
         for (key, p) in self.server.problems() {
@@ -1714,6 +1719,16 @@ X-Ok = 3
         let e = Config::parse(issuer, "f").unwrap_err();
         assert!(e.to_string().contains("needs a [dpop_replay] table"), "{e}");
         assert_eq!(e.errors[0].0, 6, "{e}");
+        // The table's own checks run at load too (`jwtd config check`), review L2's among them.
+        for (table, want) in [
+            ("replay = \"check\"", "it would check nothing"),
+            ("max_age = 0", "max_age is 0 s"),
+            ("replay_max_per_key = 0", "replay_max_per_key is 0"),
+        ] {
+            let text = issuer.replace("replay_store = \"shared\"", table);
+            let e = Config::parse(&text, "f").unwrap_err();
+            assert!(e.to_string().contains(want), "{table}: {e}");
+        }
         let e = Config::parse(
             "[dpop_replay]\nstore = \"mysql://x\"\ntimeout = \"1ms\"\npurge_interval = \"2h\"\n\
              max_connections = 0\non_unavailable = \"local\"\n",
