@@ -93,8 +93,15 @@ impl SharedReplay {
         }
     }
 
-    /// Logs (once until the store answers again) that it cannot be reached.
+    /// Counts a call that got no answer (`jwtd_dpop_replay_store_failures_total`, by what the
+    /// proof got: `rejected` or `local`) and logs it (once until the store answers again).
     fn warn(&self, why: &str) {
+        let outcome = match self.on_unavailable {
+            OnUnavailable::Reject => "rejected",
+            OnUnavailable::Local => "local",
+        };
+        metrics::counter!("jwtd_dpop_replay_store_failures_total", "outcome" => outcome)
+            .increment(1);
         if !self.warned.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 error = why,

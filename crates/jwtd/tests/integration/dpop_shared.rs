@@ -233,4 +233,16 @@ fn a_proof_accepted_by_one_instance_is_a_replay_on_another() {
     let t = Instant::now();
     assert_eq!(auth(reject, token, proofs[5]).1, "dpop_replay_unavailable");
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    // Each call the store did not answer is counted, by what the proof got.
+    let metric = |port: u16, outcome: &str| -> String {
+        let (_, _, body) = http_request(port, "GET", "/metrics", &[]);
+        let name = format!("jwtd_dpop_replay_store_failures_total{{outcome=\"{outcome}\"}} ");
+        body.lines()
+            .find_map(|l| l.strip_prefix(&name))
+            .unwrap_or_else(|| panic!("no {name}in {body}"))
+            .to_owned()
+    };
+    assert_eq!(metric(reject, "rejected"), "3");
+    // The second sighting of proofs[3] was caught by the memory cache: no call.
+    assert_eq!(metric(local, "local"), "1");
 }
