@@ -170,10 +170,11 @@ impl PgStore {
     /// `acquire_timeout` bounds the wait for a connection; `max_connections` the pool.
     ///
     /// Its sessions commit with `synchronous_commit = off`: an insert does not wait for the
-    /// WAL to reach the disk (one flush per request otherwise: 3.7 ms per insert against 0.3 to 0.7 ms
-    /// on the development machine, debug build). The price: a PostgreSQL crash (not a jwtd one) may lose the
-    /// `jti`s of its last moments (at most 3 × `wal_writer_delay`, 600 ms by default), whose
-    /// proofs could then be replayed inside their window. Use it for nothing else.
+    /// WAL to reach the disk (one flush per request otherwise: 3.7 ms per insert against 0.3
+    /// to 0.7 ms on the development machine, debug build). The price: a PostgreSQL crash (not
+    /// a jwtd one) may lose the `jti`s of its last moments (at most 3 × `wal_writer_delay`,
+    /// 600 ms by default), whose proofs could then be replayed inside their window. Use it
+    /// for nothing else.
     pub fn open_for_replay(
         url: &str,
         schema: Option<&str>,
