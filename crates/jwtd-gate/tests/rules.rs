@@ -561,6 +561,61 @@ fn path_refusals() {
     assert_eq!(f(&"/a/..".repeat(100)), Ok(Some("r".into())));
 }
 
+/// Double-encoded escapes (review L11): jwtd decodes once, so `%252e%252e` is the text
+/// `%2e%2e` here, but `..` to an upstream that decodes twice: `/public/%252e%252e/admin` would
+/// be decided under `/public/**` and served as `/admin`. Refused by default.
+#[test]
+fn double_encoded_escapes() {
+    let rules = "[[rule]]\nid = \"admin\"\npath = \"/admin/**\"\nauth = \"corp\"\n\
+                 [[rule]]\nid = \"pub\"\npath = \"/public/**\"\nauth = \"public\"\n";
+    let h = HeaderMap::new();
+    let set = load(rules);
+    let f = |set: &RuleSet, p: &str| find_in(set, "GET", "h", p, &h).map(|o| o.map(|x| x.0));
+    for p in [
+        "/public/%252e%252e/admin/x",
+        "/public/%252E%252E/admin/x",
+        "/public/..%252fadmin",
+        "/admin%253bx/secret",
+        "/public/%25%32%65%25%32%65/admin",
+        "/public/%25%32e",
+        "/public/%252%65",
+        "/public/%25252e",
+    ] {
+        assert_eq!(f(&set, p), Err(PathError::DoubleEncoded), "{p}");
+    }
+    assert_eq!(PathError::DoubleEncoded.code(), "path_double_encoded");
+    // A `%25` that is a plain percent sign once decoded is fine, and so is a query's.
+    assert_eq!(f(&set, "/public/100%25"), Ok(Some("pub".into())));
+    assert_eq!(f(&set, "/public/100%25off"), Ok(Some("pub".into())));
+    assert_eq!(f(&set, "/public/%25zz"), Ok(Some("pub".into())));
+    assert_eq!(f(&set, "/public/x?q=%252e"), Ok(Some("pub".into())));
+    // Under every encoded-slash mode.
+    for mode in ["decode", "keep"] {
+        let s = load(&format!("[rules]\nencoded_slashes = \"{mode}\"\n{rules}"));
+        assert_eq!(
+            f(&s, "/public/%252F"),
+            Err(PathError::DoubleEncoded),
+            "{mode}"
+        );
+    }
+    // `allow`: decoded once, the rest text (only when nothing behind decodes twice).
+    let allow = load(&format!("[rules]\ndouble_encoding = \"allow\"\n{rules}"));
+    assert_eq!(
+        f(&allow, "/public/%252e%252e/admin/x"),
+        Ok(Some("pub".into()))
+    );
+    // A pattern with one could never match under `reject`: a load error naming the option.
+    assert_error(
+        "[[rule]]\nid = \"a\"\npath = \"/a%252eb\"\nauth = \"corp\"\n",
+        "double_encoding = \"allow\"",
+    );
+    let e = toml::from_str::<File>("[rules]\ndouble_encoding = \"decode\"\n")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("unknown variant"), "{e}");
+}
+
 /// `;` path parameters (the attack review's `/admin;x/secret`): Tomcat, Jetty and Spring strip
 /// them before routing, so by default a path with one is refused (raw or `%3B`), never matched
 /// as a literal segment that misses `/admin/**` and falls to a public rule.
@@ -601,7 +656,8 @@ fn semicolon_path_parameters() {
             "/a;b",
             EncodedSlashes::Reject,
             TrailingSlash::Strict,
-            Semicolons::Allow
+            Semicolons::Allow,
+            DoubleEncoding::Reject,
         )
         .unwrap()
         .segments
