@@ -89,6 +89,17 @@ fn check(
     r.map(|p| p.jkt).map_err(|e| e.reason().as_str())
 }
 
+/// A case: its name, the policy, the proof, the token presented, the expected answer, and
+/// whether the cache answers it from the kept header.
+type Case<'a> = (
+    &'static str,
+    &'a DpopPolicy,
+    String,
+    &'static str,
+    Result<String, &'static str>,
+    bool,
+);
+
 #[test]
 fn a_cache_hit_refuses_exactly_what_a_miss_refuses() {
     for (alg, wrong_alg, other_policy) in [
@@ -118,8 +129,7 @@ fn a_cache_hit_refuses_exactly_what_a_miss_refuses() {
             assemble(&h, &claims("h"), &good)
         };
         let only_other = DpopPolicy::new(&[other_policy]).unwrap();
-        // (case, policy, proof, token, expected, answered from the kept header)
-        let cases: Vec<(&str, &DpopPolicy, String, &str, Result<String, &str>, bool)> = vec![
+        let cases: Vec<Case<'_>> = vec![
             (
                 "same header, a fresh jti",
                 &policy,
