@@ -10,6 +10,8 @@
 //! `ath` (base64url SHA-256 of the token). It returns the key's RFC 7638 thumbprint (`jkt`),
 //! the `jti`, the `iat` and the `nonce` (for the caller's own nonce check). The `jti` replay set
 //! and server nonces are the caller's: nothing here keeps state or reads a clock.
+//! [`DpopPolicy::verify_with`] takes the caller's cache of parsed proof keys ([`ProofKeys`])
+//! and the token's SHA-256 when it has it; its answers are [`DpopPolicy::verify`]'s.
 //!
 //! [`check_token_binding`] then compares a verified access token's `cnf.jkt` with the proof's
 //! `jkt`, in constant time.
