@@ -10,9 +10,13 @@
 use crate::config::{DpopConfig, DpopConfigError, DpopMode, IssuerConfig, OnPass, ReplayMode};
 use crate::issuers::Issuers;
 use http::{HeaderMap, HeaderName};
-use jwtd_core::{DpopPolicy, DpopReason, DpopRequest, Error, Reason, Verified};
+use jwtd_core::{
+    DpopError, DpopPolicy, DpopProof, DpopReason, DpopRequest, Error, ProofHeader, ProofKeys,
+    Reason, Verified,
+};
 use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The identity header naming the thumbprint (`cnf.jkt`) of the key an allowed request proved
@@ -78,6 +82,9 @@ pub struct IssuerDpop {
     pub cache: Arc<ReplayCache>,
     /// Server nonces, and whether every proof must carry one.
     pub nonce: Option<(jwtd_core::NonceKey, bool)>,
+    /// The parsed proof keys (the process's one cache, [`ProofKeyCache::shared`], unless
+    /// replaced).
+    pub proof_keys: Arc<ProofKeyCache>,
     /// `replay_max_entries`.
     max_entries: usize,
 }
@@ -108,6 +115,7 @@ impl IssuerDpop {
             explicit,
             cache: Arc::new(ReplayCache::new(cfg.replay_max_entries)),
             nonce: None,
+            proof_keys: ProofKeyCache::shared().clone(),
             max_entries: cfg.replay_max_entries,
         }
     }
@@ -305,13 +313,15 @@ pub fn check(
         proofs.push(v.as_bytes());
     }
     let uri = format!("{}://{}{}", req.scheme, req.host, req.path_and_query);
-    let proof = match d.policy.verify(
+    let proof = match d.proof_keys.verify(
+        &d.policy,
         &DpopRequest {
             proofs: &proofs,
             method: req.method,
             uri: &uri,
             access_token: Some(token),
         },
+        Some(&verified.token_sha256(token)),
         now,
     ) {
         Ok(p) => p,
@@ -367,6 +377,154 @@ pub fn check(
         cache: d.cache.clone(),
         challenge: challenge(),
     }))
+}
+
+/// Default most proof keys [`ProofKeyCache::shared`] holds.
+pub const DEFAULT_PROOF_KEYS: usize = 10_000;
+
+/// Default most bytes [`ProofKeyCache::shared`] holds (counted by
+/// [`ProofHeader::heap_bytes`]: about 1.6 KiB per EC key, 3.6 KiB per RSA-2048 key, so about
+/// 10,000 EC or 4,600 RSA-2048 keys).
+pub const DEFAULT_PROOF_KEY_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The cache of parsed DPoP proof keys: a proof's base64url header segment, byte for byte, to
+/// its checked header ([`ProofHeader`]: the `alg`, the parsed public key and its RFC 7638
+/// thumbprint). Clients sign many proofs with one key, so a hit skips the header's base64 and
+/// JSON, the key's parse (for RSA, its Montgomery set-up) and the thumbprint's hash. Only
+/// headers of proofs that passed every check are kept; a hit answers only for the exact bytes
+/// parsed, and the `alg` is checked against the issuer's allow-list again (the one check that
+/// depends on the policy), so a hit refuses exactly what a miss refuses. Bounded by entries
+/// and by bytes (each entry weighs at least `max_bytes / max_entries`), evicting the least
+/// useful (quick_cache's CLOCK-Pro); a header heavier than the whole bound is never kept.
+pub struct ProofKeyCache {
+    cache: quick_cache::sync::Cache<Arc<[u8]>, Arc<ProofHeader>, KeyWeight>,
+    max_entries: usize,
+    max_bytes: u64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl std::fmt::Debug for ProofKeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProofKeyCache")
+            .field("entries", &self.len())
+            .field("bytes", &self.bytes())
+            .field("max_entries", &self.max_entries)
+            .field("max_bytes", &self.max_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone)]
+struct KeyWeight {
+    min: u64,
+}
+
+impl quick_cache::Weighter<Arc<[u8]>, Arc<ProofHeader>> for KeyWeight {
+    fn weight(&self, _: &Arc<[u8]>, h: &Arc<ProofHeader>) -> u64 {
+        (h.heap_bytes() as u64).max(self.min)
+    }
+}
+
+impl ProofKeyCache {
+    /// A cache of at most `max_entries` keys (at least 1) and `max_bytes` bytes.
+    pub fn new(max_entries: usize, max_bytes: u64) -> ProofKeyCache {
+        let max_entries = max_entries.max(1);
+        let min = (max_bytes / max_entries as u64).max(1);
+        ProofKeyCache {
+            cache: quick_cache::sync::Cache::with_weighter(
+                max_entries,
+                max_bytes.max(min),
+                KeyWeight { min },
+            ),
+            max_entries,
+            max_bytes,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// The process's one cache ([`DEFAULT_PROOF_KEYS`], [`DEFAULT_PROOF_KEY_BYTES`]), shared
+    /// by every issuer and every engine a reload builds: what it holds depends on the header
+    /// bytes alone.
+    pub fn shared() -> &'static Arc<ProofKeyCache> {
+        static SHARED: std::sync::OnceLock<Arc<ProofKeyCache>> = std::sync::OnceLock::new();
+        SHARED.get_or_init(|| {
+            Arc::new(ProofKeyCache::new(
+                DEFAULT_PROOF_KEYS,
+                DEFAULT_PROOF_KEY_BYTES,
+            ))
+        })
+    }
+
+    /// Checks a request's proof under `policy` ([`DpopPolicy::verify_with`]), its header from
+    /// this cache when it holds one parsed from the same bytes; `token_sha256` is the access
+    /// token's SHA-256 when the caller has it.
+    pub fn verify(
+        &self,
+        policy: &DpopPolicy,
+        request: &DpopRequest<'_>,
+        token_sha256: Option<&[u8; 32]>,
+        now: u64,
+    ) -> Result<DpopProof, DpopError> {
+        policy.verify_with(request, now, self, token_sha256)
+    }
+
+    /// True when the header parsed from exactly `segment` is held (not counted as a look-up).
+    pub fn holds(&self, segment: &[u8]) -> bool {
+        self.cache.peek(segment).is_some()
+    }
+
+    /// Keys held.
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// True when no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty()
+    }
+
+    /// Bytes held, as weighed ([`ProofHeader::heap_bytes`], at least `max_bytes /
+    /// max_entries` each).
+    pub fn bytes(&self) -> u64 {
+        self.cache.weight()
+    }
+
+    /// The byte bound.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// The entry bound.
+    pub fn max_entries(&self) -> usize {
+        self.max_entries
+    }
+
+    /// Look-ups answered from the cache, and look-ups that parsed the header.
+    pub fn hits_misses(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
+    }
+}
+
+impl ProofKeys for ProofKeyCache {
+    fn get(&self, segment: &[u8]) -> Option<Arc<ProofHeader>> {
+        let h = self.cache.get(segment);
+        let counter = if h.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        h
+    }
+
+    fn keep(&self, header: Arc<ProofHeader>) {
+        self.cache.insert(header.segment().clone(), header);
+    }
 }
 
 /// Why a `jti` could not be recorded.

@@ -17,6 +17,9 @@ struct File {
 #[path = "rules/dpop.rs"]
 mod dpop;
 
+#[path = "rules/dpop_keys.rs"]
+mod dpop_keys;
+
 const ISSUERS: [&str; 3] = ["corp", "partner", "partner-api"];
 
 fn reserved() -> Vec<HeaderName> {

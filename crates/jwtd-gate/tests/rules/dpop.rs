@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 const SECRET: &str = "dpop-test-secret-0123456789abcdef-0123456789";
 
-const CONFIG: &str = r#"
+pub(super) const CONFIG: &str = r#"
 [[issuer]]
 name = "corp"
 issuer = "https://as.example"
@@ -49,7 +49,7 @@ fn config(text: &str) -> Result<GateConfig, jwtd_gate::config::ConfigError> {
     GateConfig::parse_with_env(text, "dpop.toml", &env)
 }
 
-fn engine(text: &str) -> Engine {
+pub(super) fn engine(text: &str) -> Engine {
     Engine::from_config(&config(text).unwrap()).unwrap()
 }
 
@@ -64,13 +64,13 @@ fn token(claims: Value) -> String {
 }
 
 /// A client: its key, and a token bound to it.
-struct Client {
+pub(super) struct Client {
     key: SigningKey,
     jkt: String,
-    token: String,
+    pub(super) token: String,
 }
 
-fn client(extra: Value) -> Client {
+pub(super) fn client(extra: Value) -> Client {
     let key = SigningKey::generate(Algorithm::ES256).unwrap();
     let jkt = key.public_jwk().unwrap().thumbprint().unwrap();
     let mut claims = json!({"cnf": {"jkt": jkt}, "scope": "pay"});
@@ -85,11 +85,11 @@ fn client(extra: Value) -> Client {
 }
 
 impl Client {
-    fn proof(&self, method: &str, url: &str) -> String {
+    pub(super) fn proof(&self, method: &str, url: &str) -> String {
         self.proof_with(method, url, jwtd_core::unix_now(), None, Some(&self.token))
     }
 
-    fn proof_with(
+    pub(super) fn proof_with(
         &self,
         method: &str,
         url: &str,
@@ -114,7 +114,7 @@ impl Client {
 
 /// Decides `method https://api.example<path>` with `Authorization: <auth>` and these `DPoP`
 /// headers: the reason code of a refusal, or `ok` and the answer's `X-Auth-Jkt`.
-async fn decide(
+pub(super) async fn decide(
     e: &Engine,
     method: &str,
     path: &str,
@@ -145,7 +145,7 @@ async fn decide(
     }
 }
 
-fn code(r: Result<String, (String, jwtd_gate::Denial)>) -> String {
+pub(super) fn code(r: Result<String, (String, jwtd_gate::Denial)>) -> String {
     match r {
         Ok(_) => "ok".into(),
         Err((c, _)) => c,
