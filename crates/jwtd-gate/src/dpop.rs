@@ -275,6 +275,11 @@ pub fn check(
         nonce: None,
     };
     let fail = |e: Error| Err((e, challenge()));
+    // A `cnf` that is not an object is a malformed token here as in the mTLS check (never
+    // an unbound one taken as a bearer token).
+    if let Err(e) = crate::mtls::cnf_shape(verified) {
+        return fail(e);
+    }
     let bound = is_bound(verified);
     if presented != Presented::Dpop {
         if bound {

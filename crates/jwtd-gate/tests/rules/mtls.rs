@@ -195,7 +195,6 @@ async fn enforce_cnf_checks_what_the_token_demands() {
             json!({"x5t#S256": 7}),
             json!({"x5t#S256": "not-a-thumbprint"}),
             json!({"x5t#S256": encode_thumbprint(&thumbprint_of(&mine)) + "A"}),
-            json!("x5t"),
         ] {
             let t = token(Some(cnf.clone()));
             assert_eq!(
@@ -205,6 +204,40 @@ async fn enforce_cnf_checks_what_the_token_demands() {
             );
         }
     }
+}
+
+/// A `cnf` that is not an object (`null` included) is a malformed token (`malformed`) for
+/// the mTLS check and for the DPoP check alike, whichever runs: never an unbound token taken
+/// as a bearer one (review L8).
+#[tokio::test]
+async fn a_cnf_that_is_not_an_object_is_malformed_for_both_checks() {
+    let mine = der(1);
+    for text in [
+        config(""),
+        config("[issuer.mtls]\nmode = \"off\"\n"),
+        config("[issuer.dpop]\nmode = \"off\"\n"),
+    ] {
+        let e = engine(&text);
+        for cnf in [json!("x5t"), json!(7), json!(["jkt"]), Value::Null] {
+            let t = token(Some(cnf.clone()));
+            for cert in [ClientCert::Der(&mine), ClientCert::None] {
+                assert_eq!(
+                    reason(decide(&e, "/x", &t, &[], cert).await),
+                    Reason::Malformed,
+                    "{cnf} under {text}"
+                );
+            }
+        }
+    }
+    // Both off: the binding is not read, the token is taken.
+    let e = engine(&config(
+        "[issuer.mtls]\nmode = \"off\"\n[issuer.dpop]\nmode = \"off\"\n",
+    ));
+    assert!(
+        decide(&e, "/x", &token(Some(json!("x"))), &[], ClientCert::None)
+            .await
+            .is_ok()
+    );
 }
 
 /// A `cnf` spelled with JSON escapes (`"\u0063nf"`, `"x5t\u0023S256"`) is the same member:
@@ -357,6 +390,20 @@ async fn forwarded_certificates_in_every_format() {
             decide(&e, "/x", &bound, &sent, other).await.is_ok(),
             "{setting}"
         );
+        // Trusted, with the header empty: the client had no certificate, and the
+        // connection's (the proxy's own) never stands in for it (review L7).
+        let mut empties = vec![""];
+        if header == "client-cert" {
+            empties.push("::");
+        }
+        for empty in empties {
+            let sent = [(header, empty.to_owned())];
+            assert_eq!(
+                reason(decide(&e, "/x", &bound, &sent, tls).await),
+                Reason::MtlsCertificateMissing,
+                "{setting}: {empty:?}"
+            );
+        }
         // Twice: refused, whatever the values.
         let twice = [(header, value.clone()), (header, value.clone())];
         assert_eq!(
