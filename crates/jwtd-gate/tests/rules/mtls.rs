@@ -537,8 +537,8 @@ async fn malformed_forwarded_certificates_are_refused() {
     assert!(err.contains("reserved"), "{err}");
 }
 
-/// The thumbprint identity header: present (empty without a certificate) once the engine
-/// may see certificates; absent from the union otherwise.
+/// The thumbprint identity header: always in the union, the request's certificate's
+/// thumbprint on an allowed request, empty without one.
 #[tokio::test]
 async fn the_thumbprint_header() {
     let cert = der(10);
@@ -556,19 +556,20 @@ async fn the_thumbprint_header() {
         .identity
         .names()
         .contains(&jwtd_gate::mtls::THUMBPRINT_HEADER));
+    // Without any certificate source configured, the header is still jwtd's (review L1): the
+    // thumbprint of a TLS peer's certificate, empty without one, so a front overwrites a
+    // client's own.
     let e = engine(&config(""));
-    assert_eq!(
-        decide(&e, "/x", &plain, &[], ClientCert::Der(&cert)).await,
-        Ok(None)
-    );
-    // Told it may see certificates (a TLS listener with a client CA): in the union.
-    let e = e.with_client_certificates(None, true);
     assert_eq!(
         decide(&e, "/x", &plain, &[], ClientCert::Der(&cert)).await,
         Ok(Some(encode_thumbprint(&thumbprint_of(&cert))))
     );
+    assert_eq!(
+        decide(&e, "/x", &plain, &[], ClientCert::None).await,
+        Ok(Some(String::new()))
+    );
     // `off`: the certificate is not read, the header stays empty.
-    let e = engine(&config("[issuer.mtls]\nmode = \"off\"\n")).with_client_certificates(None, true);
+    let e = engine(&config("[issuer.mtls]\nmode = \"off\"\n"));
     assert_eq!(
         decide(&e, "/x", &plain, &[], ClientCert::Der(&cert)).await,
         Ok(Some(String::new()))

@@ -382,7 +382,7 @@ fn the_documented_mtls_configuration_runs() {
 }
 
 /// Standard base64 with padding (RFC 8941 byte sequences).
-fn b64_std(b: &[u8]) -> String {
+pub(crate) fn b64_std(b: &[u8]) -> String {
     const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in b.chunks(3) {
