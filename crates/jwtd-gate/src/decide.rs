@@ -300,6 +300,7 @@ impl Engine {
         })?;
         self.resources = built.with_dpop(configs, &self.dpop);
         self.mark_bound_resources();
+        self.mark_dpop_resources();
         Ok(self)
     }
 
@@ -671,6 +672,40 @@ impl Engine {
             if required {
                 self.resources.set_tls_bound(i);
             }
+        }
+    }
+
+    /// RFC 9449 `dpop_bound_access_tokens_required`, from the rules too (review L9): true for a
+    /// resource whose every rule requires DPoP (its `dpop = "require"`, or, without a `dpop`
+    /// of its own, every issuer of the resource has `[issuer.dpop] mode = "require"`); without
+    /// a rule under it, the issuers decide ([`Resources::with_dpop`]).
+    fn mark_dpop_resources(&mut self) {
+        for i in 0..self.resources.list().len() {
+            let r = &self.resources.list()[i];
+            let rules: Vec<&Rule> = self
+                .rules
+                .rules()
+                .iter()
+                .filter(|rule| {
+                    self.resources
+                        .of_rule(rule.index())
+                        .is_some_and(|of| std::ptr::eq(of, r))
+                })
+                .collect();
+            if rules.is_empty() {
+                continue;
+            }
+            let issuers_require = !r.issuers.is_empty()
+                && r.issuers.iter().all(|name| {
+                    self.dpop
+                        .of(name)
+                        .is_some_and(|d| d.mode == DpopMode::Require)
+                });
+            let required = rules.iter().all(|rule| match rule.dpop() {
+                Some(m) => m == DpopMode::Require,
+                None => issuers_require,
+            });
+            self.resources.set_dpop_required(i, required);
         }
     }
 

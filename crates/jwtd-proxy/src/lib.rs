@@ -58,6 +58,9 @@
 //!   too: CGI-style upstreams (WSGI, PHP, Rack) read both spellings as one variable.
 //! - `Authorization` is removed too when [`Options::remove_authorization`] is on, and the
 //!   engine's token cookie from `Cookie` (the other cookies stay).
+//! - `DPoP` is removed whenever present under `[issuer.dpop] on_pass = "strip"` (the default;
+//!   [`jwtd_gate::Allowed::strip_dpop`]), a proof checked or not; after a proof passed,
+//!   `Authorization: DPoP <token>` goes as `Authorization: Bearer <token>`.
 //! - The client certificate header of `[forwarded] client_cert`
 //!   ([`jwtd_gate::Engine::forwarded_cert`]), and its `_` spelling, is removed from the
 //!   request of a peer the [`EngineSource`] does not trust (the engine ignored it), and so are

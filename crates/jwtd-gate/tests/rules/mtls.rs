@@ -625,6 +625,60 @@ async fn resource_metadata_says_when_bound_tokens_are_required() {
     );
 }
 
+/// RFC 9449 `dpop_bound_access_tokens_required` follows the rules that name the resource
+/// too (review L9): true exactly when every route of the resource requires DPoP (a rule's
+/// `dpop`, or its issuers' mode).
+#[tokio::test]
+async fn resource_metadata_says_when_dpop_is_required() {
+    let resource = "[[resource]]\nuri = \"https://api.example.com/mcp\"\nissuers = [\"corp\"]\n";
+    let rule = |id: &str, extra: &str| {
+        format!(
+            "[[rule]]\nid = \"{id}\"\npath = \"/{id}\"\nauth = \"corp\"\nresource = \"https://api.example.com/mcp\"\n{extra}"
+        )
+    };
+    let required = |text: String| {
+        let e = engine(&text);
+        let doc: Value = serde_json::from_str(&e.resources.list()[0].document).unwrap();
+        doc["dpop_bound_access_tokens_required"].clone()
+    };
+    let strict = "[issuer.dpop]\nmode = \"require\"\n";
+    // Every rule requires it, the issuer does not: required.
+    assert_eq!(
+        required(config(&format!(
+            "{resource}{}{}",
+            rule("a", "dpop = \"require\"\n"),
+            rule("b", "dpop = \"require\"\n")
+        ))),
+        json!(true)
+    );
+    // One rule of two does not: not required.
+    assert_eq!(
+        required(config(&format!(
+            "{resource}{}{}",
+            rule("a", "dpop = \"require\"\n"),
+            rule("b", "")
+        ))),
+        json!(false)
+    );
+    // The issuer requires it, a rule relaxes it: not required.
+    assert_eq!(
+        required(config(&format!(
+            "{strict}{resource}{}",
+            rule("a", "dpop = \"enforce-cnf\"\n")
+        ))),
+        json!(false)
+    );
+    // The issuer requires it and no rule says otherwise (or no rule names the resource).
+    assert_eq!(
+        required(config(&format!("{strict}{resource}{}", rule("a", "")))),
+        json!(true)
+    );
+    assert_eq!(
+        required(config(&format!("{strict}{resource}"))),
+        json!(true)
+    );
+}
+
 /// The cost of the binding check per request, printed (run it in release:
 /// `cargo test --release -p jwtd-gate --test rules mtls::cost -- --ignored --nocapture`):
 /// an unbound token, a bound token with the TLS peer's DER (its SHA-256 included), and with
