@@ -251,13 +251,15 @@ pub(super) async fn verify_post(
     rid: RequestId,
     headers: HeaderMap,
     uri: Uri,
-    tls: Option<axum::Extension<crate::server::OverTls>>,
-    peer: Option<axum::Extension<axum::extract::ConnectInfo<SocketAddr>>>,
-    cert: Option<axum::Extension<jwtd_gate::mtls::PeerCertificate>>,
+    ext: axum::http::Extensions,
     body: Bytes,
 ) -> impl IntoResponse {
-    let peer = peer.map(|p| (p.0).0);
-    let cert = cert.as_ref().map(|c| &*(c.0).0);
+    // The connection's facts the server put there: TLS, the peer, its certificate.
+    let tls = ext.get::<crate::server::OverTls>().is_some();
+    let peer = ext
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let cert = ext.get::<jwtd_gate::mtls::PeerCertificate>().map(|c| &*c.0);
     let answer =
         match extract_presented(&headers, uri.query(), &state.runtime().config.tokens, true) {
             Err(e) => Err(refuse_request(&state, e, &rid)),
@@ -279,7 +281,7 @@ pub(super) async fn verify_post(
                 (t, b) => {
                     let cx = BindingContext {
                         presented,
-                        scheme: scheme_of(tls.is_some()),
+                        scheme: scheme_of(tls),
                         method: "POST",
                         host: headers
                             .get(header::HOST)
