@@ -1186,18 +1186,6 @@ impl Config {
         Some(config)
     }
 
-    /// True when a front may be told client certificates: a TLS listener (`[tls]`,
-    /// `[proxy.tls]`) with a `client_ca_file`, a forwarded certificate (`[forwarded]
-    /// client_cert`), or the Envoy authorizer (`[ext_authz]`, whose `source.certificate`
-    /// names it).
-    pub fn sees_client_certificates(&self) -> bool {
-        let asks = |t: Option<&TlsSettings>| t.is_some_and(|t| t.client_ca_file.is_some());
-        asks(self.tls.as_ref())
-            || asks(self.proxy.as_ref().and_then(|p| p.tls.as_ref()))
-            || self.forwarded.client_cert.is_some()
-            || self.ext_authz.is_some()
-    }
-
     fn check(&self, doc: &Doc<'_>, errors: &mut Vec<(usize, String)>) {
         if !listen_address_ok(&self.listen) {
             let line = doc.section_line("listen", None);
