@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The identity header naming the thumbprint (`cnf.jkt`) of the key an allowed request proved
-/// (empty when it proved none). Rendered when some issuer has an `[issuer.dpop]` table.
+/// (empty when it proved none). Always among the identity headers, so a front overwrites a
+/// client's own.
 pub const X_AUTH_JKT: HeaderName = HeaderName::from_static("x-auth-jkt");
 
 /// The request header carrying a DPoP proof.
@@ -125,8 +126,6 @@ impl IssuerDpop {
 #[derive(Clone, Debug, Default)]
 pub struct DpopEngine {
     by_issuer: Vec<(String, Arc<IssuerDpop>)>,
-    /// `X-Auth-Jkt` is an identity header (some issuer has an `[issuer.dpop]` table).
-    pub jkt_header: bool,
 }
 
 impl DpopEngine {
@@ -141,11 +140,17 @@ impl DpopEngine {
             });
             by_issuer.push((i.name.clone(), Arc::new(d)));
         }
-        let jkt_header = by_issuer.iter().any(|(_, d)| d.explicit);
-        DpopEngine {
-            by_issuer,
-            jkt_header,
-        }
+        DpopEngine { by_issuer }
+    }
+
+    /// Whether a request allowed without a token (a public rule, an optional one) has its
+    /// `DPoP` header removed before forwarding: unless every issuer has `on_pass = "keep"`.
+    pub fn strips_without_issuer(&self) -> bool {
+        self.by_issuer.is_empty()
+            || self
+                .by_issuer
+                .iter()
+                .any(|(_, d)| d.on_pass == OnPass::Strip)
     }
 
     /// The settings of the issuer named `name`.
@@ -283,6 +288,11 @@ pub fn check(
         nonce: None,
     };
     let fail = |e: Error| Err((e, challenge()));
+    // A `cnf` that is not an object is a malformed token here as in the mTLS check (never
+    // an unbound one taken as a bearer token).
+    if let Err(e) = crate::mtls::cnf_shape(verified) {
+        return fail(e);
+    }
     let bound = is_bound(verified);
     if presented != Presented::Dpop {
         if bound {

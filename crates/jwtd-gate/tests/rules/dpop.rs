@@ -362,7 +362,8 @@ async fn rule_modes_require_and_off() {
 }
 
 /// Without an `[issuer.dpop]` table the default is `enforce-cnf`: the downgrade is refused
-/// there too, and no `X-Auth-Jkt` is rendered.
+/// there too, and `X-Auth-Jkt` is rendered all the same (review L1: it is jwtd's header
+/// whatever is configured, so a front overwrites a client's own).
 #[tokio::test]
 async fn the_default_enforces_cnf() {
     let text = CONFIG
@@ -390,9 +391,10 @@ async fn the_default_enforces_cnf() {
     let got = decide(&e, "GET", "/v1/orders/7", &auth, &[&c.proof("GET", URL)]).await;
     assert_eq!(
         got.unwrap(),
-        "",
-        "no X-Auth-Jkt without an [issuer.dpop] table"
+        c.jkt,
+        "X-Auth-Jkt without an [issuer.dpop] table"
     );
+    assert!(e.identity.names().contains(&jwtd_gate::dpop::X_AUTH_JKT));
 }
 
 #[tokio::test]
