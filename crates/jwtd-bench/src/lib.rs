@@ -290,6 +290,11 @@ pub struct DpopFixture {
     pub signature: Vec<u8>,
     /// The proof key as SubjectPublicKeyInfo DER.
     pub spki: Vec<u8>,
+    /// A proof-key cache holding the proof's key (warmed when made).
+    pub keys: jwtd_gate::dpop::ProofKeyCache,
+    /// The fixture's token, verified, its SHA-256 kept with it (as a token from the
+    /// verified-token cache has it after its first DPoP request).
+    pub verified: jwtd_core::Verified,
 }
 
 /// The request URI of the DPoP fixture (with a query, as requests have).
@@ -312,19 +317,65 @@ impl Fixture {
         .expect("proof");
         let (input, sig) = proof.rsplit_once('.').expect("three parts");
         let spki = pem_body(&jwtd_core::public_key_pem(&key.verifying_key()).expect("pem"));
+        let verified = self.jwtd.verify(&self.token, NOW).expect("token verifies");
+        let _ = verified.token_sha256(&self.token);
         let d = DpopFixture {
             signing_input: input.as_bytes().to_vec(),
             signature: jwtd_core::b64::decode(sig.as_bytes()).expect("b64"),
             proof,
             policy: jwtd_core::DpopPolicy::default(),
             spki,
+            keys: jwtd_gate::dpop::ProofKeyCache::new(16, 1 << 20),
+            verified,
         };
         assert!(
-            self.run_dpop(&d) && self.run_dpop_raw(&d) && self.run_dpop_raw_parsing(&d),
+            self.run_dpop(&d)
+                && self.run_dpop_raw(&d)
+                && self.run_dpop_raw_parsing(&d)
+                && self.run_dpop_cached(&d)
+                && self.run_dpop_cached_key(&d),
             "{} DPoP fixture verifies",
             self.alg
         );
+        assert_eq!(d.keys.len(), 1, "the proof's key is kept");
         d
+    }
+
+    fn dpop_request<'a>(&'a self, proofs: &'a [&'a [u8]]) -> jwtd_core::DpopRequest<'a> {
+        jwtd_core::DpopRequest {
+            proofs,
+            method: "GET",
+            uri: DPOP_URI,
+            access_token: Some(&self.token),
+        }
+    }
+
+    /// One DPoP proof check as jwtd-gate makes it for a returning client: the proof's key
+    /// from the proof-key cache, the token's SHA-256 kept with its verification.
+    #[inline]
+    pub fn run_dpop_cached(&self, d: &DpopFixture) -> bool {
+        d.keys
+            .verify(
+                &d.policy,
+                &self.dpop_request(&[d.proof.as_bytes()]),
+                Some(&d.verified.token_sha256(&self.token)),
+                NOW,
+            )
+            .is_ok()
+    }
+
+    /// [`Fixture::run_dpop_cached`] with the token hashed for the check (a token verified
+    /// afresh: its first DPoP request, or the verified-token cache off).
+    #[inline]
+    pub fn run_dpop_cached_key(&self, d: &DpopFixture) -> bool {
+        d.keys
+            .verify(
+                &d.policy,
+                &self.dpop_request(&[d.proof.as_bytes()]),
+                None,
+                NOW,
+            )
+            .is_ok()
     }
 
     /// One DPoP proof check (`DpopPolicy::verify`) for the fixture's token.

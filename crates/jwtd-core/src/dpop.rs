@@ -10,6 +10,8 @@
 //! `ath` (base64url SHA-256 of the token). It returns the key's RFC 7638 thumbprint (`jkt`),
 //! the `jti`, the `iat` and the `nonce` (for the caller's own nonce check). The `jti` replay set
 //! and server nonces are the caller's: nothing here keeps state or reads a clock.
+//! [`DpopPolicy::verify_with`] takes the caller's cache of parsed proof keys ([`ProofKeys`])
+//! and the token's SHA-256 when it has it; its answers are [`DpopPolicy::verify`]'s.
 //!
 //! [`check_token_binding`] then compares a verified access token's `cnf.jkt` with the proof's
 //! `jkt`, in constant time.
@@ -403,7 +405,83 @@ impl DpopPolicy {
     /// Checks the request's DPoP proof at `now` (seconds since the Unix epoch). See the
     /// module documentation for the checks, in the order they are made.
     pub fn verify(&self, request: &DpopRequest<'_>, now: u64) -> Result<DpopProof, DpopError> {
-        verify(self, request, now)
+        verify(self, request, now, &NoKeys, None)
+    }
+
+    /// [`DpopPolicy::verify`], taking the proof's checked header from `keys` when it holds
+    /// one parsed from the same bytes (and handing it a freshly parsed one once the proof
+    /// passed), and the access token's SHA-256 from `token_sha256` when the caller has it
+    /// (e.g. [`Verified::token_sha256`], kept with a cached token). A header from `keys` is
+    /// used only for the exact bytes it was parsed from, and its `alg` is checked against
+    /// this policy again, so the answer is the same with or without `keys`. `token_sha256`
+    /// must be the SHA-256 of `request.access_token` (checked in debug builds).
+    pub fn verify_with(
+        &self,
+        request: &DpopRequest<'_>,
+        now: u64,
+        keys: &dyn ProofKeys,
+        token_sha256: Option<&[u8; 32]>,
+    ) -> Result<DpopProof, DpopError> {
+        verify(self, request, now, keys, token_sha256)
+    }
+
+    /// Checks a proof's base64url header segment: canonical base64url, a JSON object with
+    /// `typ` exactly `dpop+jwt` (refused otherwise: `dpop_wrong_type`), an `alg` this policy
+    /// allows (`dpop_algorithm_not_allowed`), a public `jwk` that fits it (`dpop_bad_key`,
+    /// `dpop_private_key`), in that order; and parses the key and its thumbprint.
+    pub fn parse_header(&self, segment: &[u8]) -> Result<ProofHeader, DpopError> {
+        let header_bytes =
+            b64::decode(segment).ok_or_else(|| invalid("the header is not canonical base64url"))?;
+        let (header, jwk_at) =
+            Header::from_json_with_jwk(header_bytes, policy::DEFAULT_MAX_JSON_DEPTH).map_err(
+                |e| match e.reason() {
+                    Reason::UnsupportedAlgorithm => {
+                        err(DpopReason::AlgorithmNotAllowed, e.message().to_owned())
+                    }
+                    _ => invalid(e.message().to_owned()),
+                },
+            )?;
+        match header.typ.as_deref() {
+            Some(DPOP_TYP) => {}
+            Some(other) => {
+                return Err(err(
+                    DpopReason::WrongType,
+                    format!(
+                        "header typ is {}; a DPoP proof's is \"{DPOP_TYP}\"",
+                        policy::shown(&Value::String(other.to_owned()))
+                    ),
+                ))
+            }
+            None => {
+                return Err(err(
+                    DpopReason::WrongType,
+                    format!("header has no typ; a DPoP proof's is \"{DPOP_TYP}\""),
+                ))
+            }
+        }
+        let alg = header.alg;
+        self.check_alg(alg)?;
+        let (jwk, key) = proof_key(&header, jwk_at, alg)?;
+        let jkt = jkt(&jwk).ok_or_else(|| err(DpopReason::BadKey, "the jwk has no thumbprint"))?;
+        Ok(ProofHeader {
+            segment: segment.into(),
+            alg,
+            key,
+            jkt,
+        })
+    }
+
+    fn check_alg(&self, alg: Algorithm) -> Result<(), DpopError> {
+        if alg.family() == Family::Hmac || !self.algorithms.contains(&alg) {
+            return Err(err(
+                DpopReason::AlgorithmNotAllowed,
+                format!(
+                    "alg {alg} is not allowed for DPoP proofs (allowed: {})",
+                    self.algs_parameter()
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -446,7 +524,103 @@ fn invalid(message: impl Into<Cow<'static, str>>) -> DpopError {
     err(DpopReason::Invalid, message)
 }
 
-fn verify(policy: &DpopPolicy, req: &DpopRequest<'_>, now: u64) -> Result<DpopProof, DpopError> {
+/// A DPoP proof's protected header, checked and its key parsed: `typ` exactly `dpop+jwt`, an
+/// allow-listed asymmetric `alg`, a public `jwk` (no private member) of a type and size that
+/// fits the `alg`, and the key's RFC 7638 thumbprint. Made only by
+/// [`DpopPolicy::parse_header`] from the header's base64url segment, which it keeps: what a
+/// cache of proof keys ([`ProofKeys`]) holds, since clients sign many proofs with one key.
+pub struct ProofHeader {
+    segment: std::sync::Arc<[u8]>,
+    alg: Algorithm,
+    key: VerifyingKey,
+    jkt: String,
+}
+
+impl fmt::Debug for ProofHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProofHeader")
+            .field("alg", &self.alg)
+            .field("jkt", &self.jkt)
+            .field("segment_len", &self.segment.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Heap a parsed RSA public key holds beyond four times its modulus (aws-lc's `RSA` and
+/// `EVP_PKEY`, the modulus as a `BIGNUM`, the Montgomery context made at the first signature
+/// check, which holds it twice more, and the allocator's chunk headers). With it, a 2048-bit
+/// key's whole [`ProofHeader`] is counted 3.6 KiB; glibc's `mallinfo2` measured 3.2 KiB
+/// (RS256) and 2.8 KiB (PS256) per header, everything allocated for it included.
+const RSA_KEY_HEAP: usize = 1536;
+
+/// Heap a parsed EC or OKP public key holds (aws-lc's `EC_KEY`, its point and group, or the
+/// Ed25519 key's 32 bytes, and the `EVP_PKEY`). With it, a whole [`ProofHeader`] is counted
+/// 1.6 KiB (ES256), 1.7 KiB (ES384), 1.5 KiB (EdDSA); `mallinfo2` measured 1.1, 1.2 and
+/// 0.7 KiB.
+const EC_KEY_HEAP: usize = 1024;
+
+impl ProofHeader {
+    /// The base64url header segment this was parsed from, exactly.
+    pub fn segment(&self) -> &std::sync::Arc<[u8]> {
+        &self.segment
+    }
+
+    /// The proof's algorithm.
+    pub fn alg(&self) -> Algorithm {
+        self.alg
+    }
+
+    /// The RFC 7638 SHA-256 thumbprint of the key, base64url.
+    pub fn jkt(&self) -> &str {
+        &self.jkt
+    }
+
+    /// What this holds on the heap, in bytes, for a cache's byte bound: the segment, the
+    /// thumbprint, the key's own members and what aws-lc allocates for the parsed key (an
+    /// upper estimate, see the constants).
+    pub fn heap_bytes(&self) -> usize {
+        let key = match self.key.algorithm().family() {
+            Family::Rsa => {
+                // The modulus is as long as the signature.
+                RSA_KEY_HEAP + 4 * self.key.modulus_len().unwrap_or(1024)
+            }
+            _ => EC_KEY_HEAP,
+        };
+        self.segment.len()
+            + self.jkt.capacity()
+            + key
+            + std::mem::size_of::<ProofHeader>()
+            + self.key.heap_bytes()
+    }
+}
+
+/// A cache of checked proof headers ([`ProofHeader`]) for [`DpopPolicy::verify_with`]: the
+/// caller's own state (jwtd-gate's proof-key cache), kept out of this sans-I/O crate.
+pub trait ProofKeys {
+    /// The header parsed before from exactly `segment` (the proof's base64url header), if
+    /// kept. A header for other bytes is ignored (and `segment` parsed afresh).
+    fn get(&self, segment: &[u8]) -> Option<std::sync::Arc<ProofHeader>>;
+    /// A header parsed afresh whose proof then passed every check: keep it if there is room.
+    fn keep(&self, header: std::sync::Arc<ProofHeader>);
+}
+
+/// No cache: every proof's header is parsed ([`DpopPolicy::verify`]).
+struct NoKeys;
+
+impl ProofKeys for NoKeys {
+    fn get(&self, _: &[u8]) -> Option<std::sync::Arc<ProofHeader>> {
+        None
+    }
+    fn keep(&self, _: std::sync::Arc<ProofHeader>) {}
+}
+
+fn verify(
+    policy: &DpopPolicy,
+    req: &DpopRequest<'_>,
+    now: u64,
+    keys: &dyn ProofKeys,
+    token_sha256: Option<&[u8; 32]>,
+) -> Result<DpopProof, DpopError> {
     let proof = match req.proofs {
         [] => return Err(err(DpopReason::Missing, "the request has no DPoP header")),
         [one] => *one,
@@ -483,44 +657,17 @@ fn verify(policy: &DpopPolicy, req: &DpopRequest<'_>, now: u64) -> Result<DpopPr
         &proof[second + 1..],
     );
     let signing_input = &proof[..second];
-    let header_bytes =
-        b64::decode(header_b64).ok_or_else(|| invalid("the header is not canonical base64url"))?;
-    let (header, jwk_at) = Header::from_json_with_jwk(header_bytes, policy::DEFAULT_MAX_JSON_DEPTH)
-        .map_err(|e| match e.reason() {
-            Reason::UnsupportedAlgorithm => {
-                err(DpopReason::AlgorithmNotAllowed, e.message().to_owned())
-            }
-            _ => invalid(e.message().to_owned()),
-        })?;
-    match header.typ.as_deref() {
-        Some(DPOP_TYP) => {}
-        Some(other) => {
-            return Err(err(
-                DpopReason::WrongType,
-                format!(
-                    "header typ is {}; a DPoP proof's is \"{DPOP_TYP}\"",
-                    policy::shown(&Value::String(other.to_owned()))
-                ),
-            ))
+    // A kept header is one parsed from these exact bytes: only the allow-list, which is this
+    // policy's, is checked again (in the order a fresh parse checks it: after `typ`, which a
+    // kept header passed).
+    let (header, fresh) = match keys.get(header_b64) {
+        Some(h) if *h.segment == *header_b64 => {
+            policy.check_alg(h.alg)?;
+            (h, false)
         }
-        None => {
-            return Err(err(
-                DpopReason::WrongType,
-                format!("header has no typ; a DPoP proof's is \"{DPOP_TYP}\""),
-            ))
-        }
-    }
-    let alg = header.alg;
-    if alg.family() == Family::Hmac || !policy.algorithms.contains(&alg) {
-        return Err(err(
-            DpopReason::AlgorithmNotAllowed,
-            format!(
-                "alg {alg} is not allowed for DPoP proofs (allowed: {})",
-                policy.algs_parameter()
-            ),
-        ));
-    }
-    let (jwk, key) = proof_key(&header, jwk_at, alg)?;
+        _ => (std::sync::Arc::new(policy.parse_header(header_b64)?), true),
+    };
+    let (alg, key) = (header.alg, &header.key);
     if sig_b64.len() > MAX_SIGNATURE_LEN / 3 * 4 + 4 {
         return Err(err(
             DpopReason::BadSignature,
@@ -638,9 +785,20 @@ fn verify(policy: &DpopPolicy, req: &DpopRequest<'_>, now: u64) -> Result<DpopPr
                 "the proof has no \"ath\" claim, and an access token is presented",
             ));
         };
-        let want = b64::encode(
-            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref(),
-        );
+        let want = match token_sha256 {
+            Some(h) => {
+                debug_assert_eq!(
+                    h.as_slice(),
+                    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes())
+                        .as_ref(),
+                    "token_sha256 is the presented token's hash"
+                );
+                b64::encode(h)
+            }
+            None => b64::encode(
+                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref(),
+            ),
+        };
         if !constant_time_eq(ath.as_bytes(), want.as_bytes()) {
             return Err(err(
                 DpopReason::AthMismatch,
@@ -648,14 +806,17 @@ fn verify(policy: &DpopPolicy, req: &DpopRequest<'_>, now: u64) -> Result<DpopPr
             ));
         }
     }
-    let jkt = jkt(&jwk).ok_or_else(|| err(DpopReason::BadKey, "the jwk has no thumbprint"))?;
-    Ok(DpopProof {
-        jkt,
+    let proof = DpopProof {
+        jkt: header.jkt.clone(),
         jti: jti.into_owned(),
         iat,
         nonce: nonce.map(Cow::into_owned),
         alg,
-    })
+    };
+    if fresh {
+        keys.keep(header);
+    }
+    Ok(proof)
 }
 
 /// The header's `jwk` (the raw JSON at `at` in the header), checked to be a public key for

@@ -380,6 +380,28 @@ impl VerifyingKey {
         out
     }
 
+    /// The RSA modulus length in bytes (`None` for other keys).
+    pub(crate) fn modulus_len(&self) -> Option<usize> {
+        match &self.inner {
+            Verifier::Public(_, Public::Rsa { n, .. }) => Some(n.len()),
+            _ => None,
+        }
+    }
+
+    /// What this key's own members hold on the Rust heap (its `kid`, the public key material
+    /// kept for export, the material id once made); not what aws-lc holds for the parsed key.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let public = match &self.inner {
+            Verifier::Public(_, Public::Rsa { n, e }) => n.capacity() + e.capacity(),
+            Verifier::Public(_, Public::Ec { x, y, .. }) => x.capacity() + y.capacity(),
+            Verifier::Public(_, Public::Okp { x }) => x.capacity(),
+            Verifier::Hmac(_) => std::mem::size_of::<hmac::Key>(),
+        };
+        self.kid.as_ref().map_or(0, String::capacity)
+            + public
+            + self.material.get().map_or(0, String::capacity)
+    }
+
     /// The RFC 7638 thumbprint of the public key (`None` for HMAC secrets, whose hash would help
     /// an attacker guess a weak secret offline).
     pub fn thumbprint(&self) -> Option<String> {

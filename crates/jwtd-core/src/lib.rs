@@ -52,9 +52,10 @@ pub use alg::{Algorithm, Curve, Family, UnknownAlgorithm};
 pub use cache::{TokenCache, TokenCacheConfig, TokenCacheStats, TokenLookup};
 pub use dpop::{
     access_token_hash, check_token_binding, make_proof, normalize_htu, replay_key, DpopError,
-    DpopPolicy, DpopProof, DpopReason, DpopRequest, Htu, NonceKey, ProofClaims,
-    DEFAULT_DPOP_ALGORITHMS, DEFAULT_DPOP_LEEWAY, DEFAULT_DPOP_MAX_AGE, DEFAULT_MAX_JTI_LEN,
-    DEFAULT_MAX_PROOF_LEN, DPOP_TYP, MAX_HTU_LEN, MAX_NONCE_LEN, MIN_NONCE_SECRET,
+    DpopPolicy, DpopProof, DpopReason, DpopRequest, Htu, NonceKey, ProofClaims, ProofHeader,
+    ProofKeys, DEFAULT_DPOP_ALGORITHMS, DEFAULT_DPOP_LEEWAY, DEFAULT_DPOP_MAX_AGE,
+    DEFAULT_MAX_JTI_LEN, DEFAULT_MAX_PROOF_LEN, DPOP_TYP, MAX_HTU_LEN, MAX_NONCE_LEN,
+    MIN_NONCE_SECRET,
 };
 pub use error::{BearerError, Error, GrpcCode, KeyError, Reason, RETRY_AFTER_SECS};
 pub use jwk::{Jwk, Jwks};

@@ -240,6 +240,8 @@ struct Memo {
     value: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
     /// [`Verified::may_have_cnf`], found once.
     cnf: std::sync::OnceLock<bool>,
+    /// [`Verified::token_sha256`], found once: the length of the token hashed, and its hash.
+    sha256: std::sync::OnceLock<(usize, [u8; 32])>,
 }
 
 impl Clone for Memo {
@@ -364,6 +366,27 @@ impl Verified {
             .memo
             .cnf
             .get_or_init(|| self.claims_json.contains("cnf") || self.claims_json.contains("\\u"))
+    }
+
+    /// The SHA-256 of `token`, which must be the token this was verified from (what a DPoP
+    /// proof's `ath` hashes): computed at the first call and kept with this value, so a token
+    /// answered from the verified-token cache is hashed once, not per request. A token of
+    /// another length than the first one hashed is hashed afresh, never answered from the
+    /// memo.
+    pub fn token_sha256(&self, token: &str) -> [u8; 32] {
+        let hash = || {
+            let mut out = [0u8; 32];
+            out.copy_from_slice(
+                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref(),
+            );
+            out
+        };
+        let (len, h) = self.memo.sha256.get_or_init(|| (token.len(), hash()));
+        if *len == token.len() {
+            *h
+        } else {
+            hash()
+        }
     }
 
     /// The memo of type `T` kept with this token, if any.

@@ -110,7 +110,7 @@ pub struct CacheSettings {
     pub max_entries: usize,
     /// Most bytes per issuer (default 48 MiB: [`defaults::CACHE_MAX_BYTES`]): the heap the
     /// entries hold (tokens, their claims and headers, room for the identity headers rendered
-    /// for them, and 624 bytes each for the table and the shared value).
+    /// for them, and 672 bytes each for the table and the shared value).
     #[serde(default = "defaults::cache_max_bytes")]
     pub max_bytes: u64,
 }

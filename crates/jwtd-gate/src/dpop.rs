@@ -15,13 +15,16 @@ use crate::config::{
 };
 use crate::issuers::Issuers;
 use http::{HeaderMap, HeaderName};
-use jwtd_core::{DpopPolicy, DpopReason, DpopRequest, Error, Reason, Verified};
+use jwtd_core::{
+    DpopError, DpopPolicy, DpopProof, DpopReason, DpopRequest, Error, ProofHeader, ProofKeys,
+    Reason, Verified,
+};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::BuildHasher;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -113,7 +116,8 @@ impl SharedReplay {
 }
 
 /// The identity header naming the thumbprint (`cnf.jkt`) of the key an allowed request proved
-/// (empty when it proved none). Rendered when some issuer has an `[issuer.dpop]` table.
+/// (empty when it proved none). Always among the identity headers, so a front overwrites a
+/// client's own.
 pub const X_AUTH_JKT: HeaderName = HeaderName::from_static("x-auth-jkt");
 
 /// The request header carrying a DPoP proof.
@@ -179,6 +183,9 @@ pub struct IssuerDpop {
     pub replay_store: ReplayStoreKind,
     /// The shared store (`replay_store = "shared"`, once wired).
     pub shared: Option<SharedReplay>,
+    /// The parsed proof keys (the process's one cache, [`ProofKeyCache::shared`], unless
+    /// replaced).
+    pub proof_keys: Arc<ProofKeyCache>,
     /// `replay_max_entries`.
     max_entries: usize,
     /// `replay_max_per_key`.
@@ -216,6 +223,7 @@ impl IssuerDpop {
             nonce: None,
             replay_store: cfg.replay_store,
             shared: None,
+            proof_keys: ProofKeyCache::shared().clone(),
             max_entries: cfg.replay_max_entries,
             max_per_key: cfg.replay_max_per_key,
         }
@@ -226,8 +234,6 @@ impl IssuerDpop {
 #[derive(Clone, Debug, Default)]
 pub struct DpopEngine {
     by_issuer: Vec<(String, Arc<IssuerDpop>)>,
-    /// `X-Auth-Jkt` is an identity header (some issuer has an `[issuer.dpop]` table).
-    pub jkt_header: bool,
 }
 
 impl DpopEngine {
@@ -242,11 +248,17 @@ impl DpopEngine {
             });
             by_issuer.push((i.name.clone(), Arc::new(d)));
         }
-        let jkt_header = by_issuer.iter().any(|(_, d)| d.explicit);
-        DpopEngine {
-            by_issuer,
-            jkt_header,
-        }
+        DpopEngine { by_issuer }
+    }
+
+    /// Whether a request allowed without a token (a public rule, an optional one) has its
+    /// `DPoP` header removed before forwarding: unless every issuer has `on_pass = "keep"`.
+    pub fn strips_without_issuer(&self) -> bool {
+        self.by_issuer.is_empty()
+            || self
+                .by_issuer
+                .iter()
+                .any(|(_, d)| d.on_pass == OnPass::Strip)
     }
 
     /// The settings of the issuer named `name`.
@@ -462,6 +474,11 @@ pub fn check(
         nonce: None,
     };
     let fail = |e: Error| Err((e, challenge()));
+    // A `cnf` that is not an object is a malformed token here as in the mTLS check (never
+    // an unbound one taken as a bearer token).
+    if let Err(e) = crate::mtls::cnf_shape(verified) {
+        return fail(e);
+    }
     let bound = is_bound(verified);
     if presented != Presented::Dpop {
         if bound {
@@ -492,13 +509,15 @@ pub fn check(
         proofs.push(v.as_bytes());
     }
     let uri = format!("{}://{}{}", req.scheme, req.host, req.path_and_query);
-    let proof = match d.policy.verify(
+    let proof = match d.proof_keys.verify(
+        &d.policy,
         &DpopRequest {
             proofs: &proofs,
             method: req.method,
             uri: &uri,
             access_token: Some(token),
         },
+        Some(&verified.token_sha256(token)),
         now,
     ) {
         Ok(p) => p,
@@ -556,6 +575,154 @@ pub fn check(
         shared: d.shared.clone(),
         challenge: challenge(),
     }))
+}
+
+/// Default most proof keys [`ProofKeyCache::shared`] holds.
+pub const DEFAULT_PROOF_KEYS: usize = 10_000;
+
+/// Default most bytes [`ProofKeyCache::shared`] holds (counted by
+/// [`ProofHeader::heap_bytes`]: about 1.6 KiB per EC key, 3.6 KiB per RSA-2048 key, so about
+/// 10,000 EC or 4,600 RSA-2048 keys).
+pub const DEFAULT_PROOF_KEY_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The cache of parsed DPoP proof keys: a proof's base64url header segment, byte for byte, to
+/// its checked header ([`ProofHeader`]: the `alg`, the parsed public key and its RFC 7638
+/// thumbprint). Clients sign many proofs with one key, so a hit skips the header's base64 and
+/// JSON, the key's parse (for RSA, its Montgomery set-up) and the thumbprint's hash. Only
+/// headers of proofs that passed every check are kept; a hit answers only for the exact bytes
+/// parsed, and the `alg` is checked against the issuer's allow-list again (the one check that
+/// depends on the policy), so a hit refuses exactly what a miss refuses. Bounded by entries
+/// and by bytes (each entry weighs at least `max_bytes / max_entries`), evicting the least
+/// useful (quick_cache's CLOCK-Pro); a header heavier than the whole bound is never kept.
+pub struct ProofKeyCache {
+    cache: quick_cache::sync::Cache<Arc<[u8]>, Arc<ProofHeader>, KeyWeight>,
+    max_entries: usize,
+    max_bytes: u64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl std::fmt::Debug for ProofKeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProofKeyCache")
+            .field("entries", &self.len())
+            .field("bytes", &self.bytes())
+            .field("max_entries", &self.max_entries)
+            .field("max_bytes", &self.max_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone)]
+struct KeyWeight {
+    min: u64,
+}
+
+impl quick_cache::Weighter<Arc<[u8]>, Arc<ProofHeader>> for KeyWeight {
+    fn weight(&self, _: &Arc<[u8]>, h: &Arc<ProofHeader>) -> u64 {
+        (h.heap_bytes() as u64).max(self.min)
+    }
+}
+
+impl ProofKeyCache {
+    /// A cache of at most `max_entries` keys (at least 1) and `max_bytes` bytes.
+    pub fn new(max_entries: usize, max_bytes: u64) -> ProofKeyCache {
+        let max_entries = max_entries.max(1);
+        let min = (max_bytes / max_entries as u64).max(1);
+        ProofKeyCache {
+            cache: quick_cache::sync::Cache::with_weighter(
+                max_entries,
+                max_bytes.max(min),
+                KeyWeight { min },
+            ),
+            max_entries,
+            max_bytes,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// The process's one cache ([`DEFAULT_PROOF_KEYS`], [`DEFAULT_PROOF_KEY_BYTES`]), shared
+    /// by every issuer and every engine a reload builds: what it holds depends on the header
+    /// bytes alone.
+    pub fn shared() -> &'static Arc<ProofKeyCache> {
+        static SHARED: std::sync::OnceLock<Arc<ProofKeyCache>> = std::sync::OnceLock::new();
+        SHARED.get_or_init(|| {
+            Arc::new(ProofKeyCache::new(
+                DEFAULT_PROOF_KEYS,
+                DEFAULT_PROOF_KEY_BYTES,
+            ))
+        })
+    }
+
+    /// Checks a request's proof under `policy` ([`DpopPolicy::verify_with`]), its header from
+    /// this cache when it holds one parsed from the same bytes; `token_sha256` is the access
+    /// token's SHA-256 when the caller has it.
+    pub fn verify(
+        &self,
+        policy: &DpopPolicy,
+        request: &DpopRequest<'_>,
+        token_sha256: Option<&[u8; 32]>,
+        now: u64,
+    ) -> Result<DpopProof, DpopError> {
+        policy.verify_with(request, now, self, token_sha256)
+    }
+
+    /// True when the header parsed from exactly `segment` is held (not counted as a look-up).
+    pub fn holds(&self, segment: &[u8]) -> bool {
+        self.cache.peek(segment).is_some()
+    }
+
+    /// Keys held.
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// True when no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty()
+    }
+
+    /// Bytes held, as weighed ([`ProofHeader::heap_bytes`], at least `max_bytes /
+    /// max_entries` each).
+    pub fn bytes(&self) -> u64 {
+        self.cache.weight()
+    }
+
+    /// The byte bound.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// The entry bound.
+    pub fn max_entries(&self) -> usize {
+        self.max_entries
+    }
+
+    /// Look-ups answered from the cache, and look-ups that parsed the header.
+    pub fn hits_misses(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
+    }
+}
+
+impl ProofKeys for ProofKeyCache {
+    fn get(&self, segment: &[u8]) -> Option<Arc<ProofHeader>> {
+        let h = self.cache.get(segment);
+        let counter = if h.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        h
+    }
+
+    fn keep(&self, header: Arc<ProofHeader>) {
+        self.cache.insert(header.segment().clone(), header);
+    }
 }
 
 /// Why a `jti` could not be recorded.

@@ -17,6 +17,9 @@ struct File {
 #[path = "rules/dpop.rs"]
 mod dpop;
 
+#[path = "rules/dpop_keys.rs"]
+mod dpop_keys;
+
 const ISSUERS: [&str; 3] = ["corp", "partner", "partner-api"];
 
 fn reserved() -> Vec<HeaderName> {
@@ -561,6 +564,61 @@ fn path_refusals() {
     assert_eq!(f(&"/a/..".repeat(100)), Ok(Some("r".into())));
 }
 
+/// Double-encoded escapes (review L11): jwtd decodes once, so `%252e%252e` is the text
+/// `%2e%2e` here, but `..` to an upstream that decodes twice: `/public/%252e%252e/admin` would
+/// be decided under `/public/**` and served as `/admin`. Refused by default.
+#[test]
+fn double_encoded_escapes() {
+    let rules = "[[rule]]\nid = \"admin\"\npath = \"/admin/**\"\nauth = \"corp\"\n\
+                 [[rule]]\nid = \"pub\"\npath = \"/public/**\"\nauth = \"public\"\n";
+    let h = HeaderMap::new();
+    let set = load(rules);
+    let f = |set: &RuleSet, p: &str| find_in(set, "GET", "h", p, &h).map(|o| o.map(|x| x.0));
+    for p in [
+        "/public/%252e%252e/admin/x",
+        "/public/%252E%252E/admin/x",
+        "/public/..%252fadmin",
+        "/admin%253bx/secret",
+        "/public/%25%32%65%25%32%65/admin",
+        "/public/%25%32e",
+        "/public/%252%65",
+        "/public/%25252e",
+    ] {
+        assert_eq!(f(&set, p), Err(PathError::DoubleEncoded), "{p}");
+    }
+    assert_eq!(PathError::DoubleEncoded.code(), "path_double_encoded");
+    // A `%25` that is a plain percent sign once decoded is fine, and so is a query's.
+    assert_eq!(f(&set, "/public/100%25"), Ok(Some("pub".into())));
+    assert_eq!(f(&set, "/public/100%25off"), Ok(Some("pub".into())));
+    assert_eq!(f(&set, "/public/%25zz"), Ok(Some("pub".into())));
+    assert_eq!(f(&set, "/public/x?q=%252e"), Ok(Some("pub".into())));
+    // Under every encoded-slash mode.
+    for mode in ["decode", "keep"] {
+        let s = load(&format!("[rules]\nencoded_slashes = \"{mode}\"\n{rules}"));
+        assert_eq!(
+            f(&s, "/public/%252F"),
+            Err(PathError::DoubleEncoded),
+            "{mode}"
+        );
+    }
+    // `allow`: decoded once, the rest text (only when nothing behind decodes twice).
+    let allow = load(&format!("[rules]\ndouble_encoding = \"allow\"\n{rules}"));
+    assert_eq!(
+        f(&allow, "/public/%252e%252e/admin/x"),
+        Ok(Some("pub".into()))
+    );
+    // A pattern with one could never match under `reject`: a load error naming the option.
+    assert_error(
+        "[[rule]]\nid = \"a\"\npath = \"/a%252eb\"\nauth = \"corp\"\n",
+        "double_encoding = \"allow\"",
+    );
+    let e = toml::from_str::<File>("[rules]\ndouble_encoding = \"decode\"\n")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("unknown variant"), "{e}");
+}
+
 /// `;` path parameters (the attack review's `/admin;x/secret`): Tomcat, Jetty and Spring strip
 /// them before routing, so by default a path with one is refused (raw or `%3B`), never matched
 /// as a literal segment that misses `/admin/**` and falls to a public rule.
@@ -601,7 +659,8 @@ fn semicolon_path_parameters() {
             "/a;b",
             EncodedSlashes::Reject,
             TrailingSlash::Strict,
-            Semicolons::Allow
+            Semicolons::Allow,
+            DoubleEncoding::Reject,
         )
         .unwrap()
         .segments
@@ -655,7 +714,12 @@ fn encoded_slashes_decode_and_keep() {
             .1,
         vec![("name".into(), "a%2Fb".into())]
     );
-    // %252F is the text %2F encoded: under keep it stays distinguishable from %2F.
+    // %252F is the text %2F encoded (refused by default, see `double_encoded_escapes`): under
+    // keep it stays distinguishable from %2F.
+    let set = one_rule(
+        "encoded_slashes = \"keep\"\ndouble_encoding = \"allow\"",
+        "/f/:name",
+    );
     assert_eq!(
         find_in(&set, "GET", "h", "/f/a%252Fb", &h)
             .unwrap()
@@ -663,7 +727,10 @@ fn encoded_slashes_decode_and_keep() {
             .1,
         vec![("name".into(), "a%252Fb".into())]
     );
-    let set = one_rule("encoded_slashes = \"keep\"", "/f/a%2Fb");
+    let set = one_rule(
+        "encoded_slashes = \"keep\"\ndouble_encoding = \"allow\"",
+        "/f/a%2Fb",
+    );
     assert!(find_in(&set, "GET", "h", "/f/a%2Fb", &h).unwrap().is_some());
     assert!(find_in(&set, "GET", "h", "/f/a%252Fb", &h)
         .unwrap()
@@ -731,7 +798,18 @@ fn normalise_examples() {
         }
     );
     assert_eq!(
-        n("/%252F"),
+        normalise("/%252F", EncodedSlashes::Reject, TrailingSlash::Strict),
+        Err(PathError::DoubleEncoded)
+    );
+    assert_eq!(
+        normalise_with(
+            "/%252F",
+            EncodedSlashes::Reject,
+            TrailingSlash::Strict,
+            Semicolons::Reject,
+            DoubleEncoding::Allow,
+        )
+        .unwrap(),
         NormPath {
             segments: vec!["%2F".into()].into(),
             trailing: false
@@ -1350,8 +1428,15 @@ fn segment() -> impl Strategy<Value = String> {
 }
 
 fn prop_set() -> RuleSet {
-    load(
+    prop_set_with("")
+}
+
+/// [`prop_set`]'s rules under `[rules]` `options`.
+fn prop_set_with(options: &str) -> RuleSet {
+    load(&format!(
         r#"
+[rules]
+{options}
 [[rule]]
 id = "one"
 path = "/:a"
@@ -1372,8 +1457,8 @@ auth = "corp"
 id = "slash"
 path = "/:a/"
 auth = "corp"
-"#,
-    )
+"#
+    ))
 }
 
 fn encode_some(s: &str, mask: &[bool], upper: bool) -> String {
@@ -1454,10 +1539,12 @@ proptest! {
 
     #[test]
     fn decoded_only_once(a in segment(), c in proptest::sample::select(vec!["2F", "2f", "2E", "41", "00", "25"])) {
-        // %25XX decodes to the text %XX, never further: no refusal, the param holds "%XX".
-        let set = prop_set();
+        // %25XX is an escape encoded twice: refused by default; under `allow` it decodes to
+        // the text %XX, never further: the param holds "%XX".
         let h = HeaderMap::new();
         let p = format!("/fixed/{a}%25{c}");
+        prop_assert_eq!(find_in(&prop_set(), "GET", "h", &p, &h), Err(PathError::DoubleEncoded));
+        let set = prop_set_with("double_encoding = \"allow\"");
         let got = find_in(&set, "GET", "h", &p, &h).unwrap().unwrap();
         prop_assert_eq!(got.0, "lit");
         prop_assert_eq!(&got.1[0].1, &format!("{a}%{c}"));

@@ -91,7 +91,8 @@ pub struct Config {
     pub resource: Vec<jwtd_gate::resource::ResourceConfig>,
     /// Addresses (`IP` or `IP/prefix`) whose forwarded-request headers (`X-Original-URI`,
     /// `X-Forwarded-Method`, ...) `/auth` believes when it matches rules; from anyone else
-    /// they are ignored. Default: loopback (`127.0.0.0/8`, `::1`).
+    /// they are ignored. Default: loopback (`127.0.0.0/8`, `::1`); `[forwarded] client_cert`
+    /// needs it written out (a load error otherwise).
     #[serde(default = "crate::defaults::trusted_proxies")]
     pub trusted_proxies: Vec<String>,
     /// `[tls]`: the API listener (`listen`) speaks TLS, with client certificates when
@@ -1073,8 +1074,9 @@ impl Config {
     /// The warnings about the rules ([`jwtd_gate::rules::RuleSet::lint`], and the resources'
     /// [`jwtd_gate::resource::Resources::lint`]): rules that load
     /// but probably do not do what was meant, each naming its rules with their lines. `jwtd
-    /// config check` prints them, `jwtd serve` logs them at start. Empty when the rules do not
-    /// compile (a checked configuration's always do).
+    /// config check` prints them, `jwtd serve` logs them at start. Also one for each issuer
+    /// with `[issuer.dpop] mode = "off"` (its DPoP-bound tokens are taken as bearer tokens).
+    /// Empty when the rules do not compile (a checked configuration's always do).
     pub fn rule_warnings(&self) -> Vec<String> {
         let Ok(set) = self.rule_set() else {
             return Vec::new();
@@ -1097,6 +1099,25 @@ impl Config {
             &self.text.0,
         ) {
             out.extend(r.lint(&self.resource, &set));
+        }
+        // DPoP off for an issuer: its DPoP-bound tokens are then taken as bearer tokens (the
+        // downgrade RFC 9449 section 7.2 forbids), so a stolen one works without the key.
+        for i in &self.issuers {
+            if i.dpop
+                .as_ref()
+                .is_some_and(|d| d.mode == jwtd_gate::config::DpopMode::Off)
+            {
+                let name = i.name.get_ref();
+                let at = match self.text.0.is_empty() {
+                    true => String::new(),
+                    false => format!(" (line {})", line_of(&self.text.0, i.name.span().start)),
+                };
+                out.push(format!(
+                    "issuer {name:?}{at} has [issuer.dpop] mode = \"off\": its DPoP-bound tokens \
+                     (cnf.jkt) are taken as bearer tokens without a proof, the downgrade RFC 9449 \
+                     forbids (use \"enforce-cnf\", the default, unless a later hop checks the proofs)"
+                ));
+            }
         }
         out
     }
@@ -1235,18 +1256,6 @@ impl Config {
         Some(config)
     }
 
-    /// True when a front may be told client certificates: a TLS listener (`[tls]`,
-    /// `[proxy.tls]`) with a `client_ca_file`, a forwarded certificate (`[forwarded]
-    /// client_cert`), or the Envoy authorizer (`[ext_authz]`, whose `source.certificate`
-    /// names it). The identity headers then include `X-Auth-Cert-Thumbprint`.
-    pub fn sees_client_certificates(&self) -> bool {
-        let asks = |t: Option<&TlsSettings>| t.is_some_and(|t| t.client_ca_file.is_some());
-        asks(self.tls.as_ref())
-            || asks(self.proxy.as_ref().and_then(|p| p.tls.as_ref()))
-            || self.forwarded.client_cert.is_some()
-            || self.ext_authz.is_some()
-    }
-
     fn check(&self, doc: &Doc<'_>, errors: &mut Vec<(usize, String)>) {
         if !listen_address_ok(&self.listen) {
             let line = doc.section_line("listen", None);
@@ -1280,6 +1289,19 @@ impl Config {
         }
         if let Err(e) = self.forwarded.compile() {
             errors.push((doc.section_line("forwarded", None), e));
+        }
+        // A forwarded certificate is believed from `trusted_proxies` only: the peers allowed to
+        // state a client's certificate are named, never left to the loopback default (any
+        // local process, or a front on the same host that passes the client's own header
+        // through, would be one).
+        if self.forwarded.client_cert.is_some() && !doc.root.contains_key("trusted_proxies") {
+            errors.push((
+                doc.section_line("forwarded", None),
+                "[forwarded] client_cert needs an explicit trusted_proxies (the addresses of the \
+                 proxies that set the certificate header, e.g. trusted_proxies = [\"127.0.0.1\"]): \
+                 the loopback default is not taken for it"
+                    .into(),
+            ));
         }
         for (section, tls) in [
             ("tls", self.tls.as_ref()),

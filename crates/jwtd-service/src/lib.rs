@@ -561,10 +561,7 @@ impl Runtime {
             Some(&config.text.0),
         )?
         .with_resources(&config.resource, Some(&config.text.0))?
-        .with_client_certificates(
-            config.forwarded.compile()?,
-            config.sees_client_certificates(),
-        );
+        .with_client_certificates(config.forwarded.compile()?);
         // A reload keeps the DPoP jti's seen: a proof must not become replayable by it.
         if let Some(p) = previous {
             engine.dpop.adopt_replay_caches(&p.engine.dpop);

@@ -178,3 +178,30 @@ fn expired_entries_are_swept_even_when_never_presented_again() {
     cache.verify([1, 0], &keys, &v, &long, NOW + 130).unwrap();
     assert_eq!(cache.stats().hits, 2);
 }
+
+/// The token's SHA-256 (a DPoP proof's `ath`) is kept with a cached verification: the hit
+/// shares it; it is the token's hash, and a token of another length is hashed afresh.
+#[test]
+fn a_cached_token_keeps_its_sha256() {
+    let (k, keys, v) = setup();
+    let cache = TokenCache::new(TokenCacheConfig::default()).unwrap();
+    let t = token(&k, "alice", NOW + 100);
+    let want = |t: &str| -> [u8; 32] {
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, t.as_bytes())
+            .as_ref()
+            .try_into()
+            .unwrap()
+    };
+    let miss = cache.verify([1, 0], &keys, &v, &t, NOW).unwrap();
+    assert_eq!(miss.token_sha256(&t), want(&t));
+    let hit = cache.verify([1, 0], &keys, &v, &t, NOW + 1).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&miss, &hit));
+    assert_eq!(hit.token_sha256(&t), want(&t));
+    assert_eq!(
+        jwtd_core::access_token_hash(&t),
+        jwtd_core::b64::encode(hit.token_sha256(&t))
+    );
+    let longer = format!("{t}x");
+    assert_eq!(hit.token_sha256(&longer), want(&longer), "not the memo");
+    assert_eq!(hit.token_sha256(&t), want(&t), "the memo is unchanged");
+}

@@ -5,7 +5,9 @@ use super::claims::{
     MAX_CLAIM_PREDICATES, MAX_SCOPES, MAX_VALUES,
 };
 use super::conditions::{HostPattern, MethodSet, MAX_HOSTS};
-use super::config::{ClaimConfig, CorsPreflight, RuleConfig, RuleOptions, Semicolons};
+use super::config::{
+    ClaimConfig, CorsPreflight, DoubleEncoding, RuleConfig, RuleOptions, Semicolons,
+};
 use super::path::{PathPattern, Segment};
 use super::requirement::Requirement;
 use super::{
@@ -170,6 +172,21 @@ fn compile(
                     "path {source:?}: has a ; (or %3B), and requests with one are refused \
                      (`[rules] semicolons = \"reject\"`), so it can never match; set \
                      semicolons = \"allow\" to match ; as text"
+                ),
+            );
+            None
+        }
+        Ok(_)
+            if options.double_encoding == DoubleEncoding::Reject
+                && super::path::double_encoded(source) =>
+        {
+            err(
+                cx,
+                Some(cfg.path.span()),
+                format!(
+                    "path {source:?}: has a double-encoded escape (%25 followed by an escape), \
+                     and requests with one are refused (`[rules] double_encoding = \"reject\"`), \
+                     so it can never match; set double_encoding = \"allow\" to match it as text"
                 ),
             );
             None

@@ -69,6 +69,23 @@ pub enum Semicolons {
     Allow,
 }
 
+/// What a double-encoded escape in a request path (`%252e`, `%253B`, `%252F`: a `%25` whose
+/// decoded text is itself an escape) means.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DoubleEncoding {
+    /// The request is refused ([`super::PathError::DoubleEncoded`]); the default. jwtd decodes
+    /// a path once, but an upstream (or a framework, or a second proxy) that decodes twice reads
+    /// `/public/%252e%252e/admin` as `/public/../admin` = `/admin` and `/admin%253Bx` as
+    /// `/admin;x`, a path other than the one decided (CWE-174, CWE-436); IIS refuses such
+    /// paths by default for the same reason.
+    #[default]
+    Reject,
+    /// Decoded once, the rest kept as text (`%252e` is the segment text `%2e`). Safe only when
+    /// nothing behind jwtd decodes a path twice.
+    Allow,
+}
+
 /// The `[rules]` table: options for the whole rule set. Every field is optional.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -81,6 +98,9 @@ pub struct RuleOptions {
     pub trailing_slash: TrailingSlash,
     /// `;` (or `%3B`) in a path (default [`Semicolons::Reject`]).
     pub semicolons: Semicolons,
+    /// A `%25` whose decoded text is an escape (`%252e`) in a path (default
+    /// [`DoubleEncoding::Reject`]).
+    pub double_encoding: DoubleEncoding,
     /// The claim scopes are read from unless a rule names another (default `scope`): a
     /// space-delimited string, or an array of strings (e.g. `scp`).
     pub scope_claim: String,
@@ -93,6 +113,7 @@ impl Default for RuleOptions {
             encoded_slashes: EncodedSlashes::Reject,
             trailing_slash: TrailingSlash::Strict,
             semicolons: Semicolons::Reject,
+            double_encoding: DoubleEncoding::Reject,
             scope_claim: "scope".to_owned(),
         }
     }

@@ -14,6 +14,7 @@
 //! encoded_slashes = "reject"    # %2F in a segment: "reject" (default) | "decode" | "keep"
 //! trailing_slash = "strict"     # "strict" (default: /a/ is not /a) | "ignore"
 //! semicolons = "reject"         # ; or %3B in the path: "reject" (default) | "allow"
+//! double_encoding = "reject"    # %252e, %253B (an escape encoded twice): "reject" (default) | "allow"
 //! scope_claim = "scope"         # where scopes are read (a space-delimited string or an array)
 //!
 //! [[rule]]
@@ -107,7 +108,10 @@
 //!    `/admin/**` and fall to a broader, maybe public, rule while the backend serves `/admin`.
 //!    Either choice disagrees with some backend about which route a request is for
 //!    (CWE-436); refusing it disagrees with none.
-//! 3. Each segment is percent-decoded **once**: `%252F` becomes the text `%2F`, never `/`.
+//! 3. Each segment is percent-decoded **once**: `%252F` becomes the text `%2F`, never `/`;
+//!    but by default a `%25` whose decoded text is itself an escape (`%252e`, `%253B`,
+//!    `%25%32%65`) is refused ([`PathError::DoubleEncoded`], `double_encoding = "allow"` keeps
+//!    it as text): an upstream that decodes twice would read another path.
 //!    A `%` without two hex digits, a NUL, or invalid UTF-8 after decoding is refused. `%2F`
 //!    follows `encoded_slashes`: `reject` refuses the request; `decode` decodes it inside the
 //!    segment (still one segment); `keep` keeps the text `%2F` and also keeps `%25` as `%25`
@@ -229,8 +233,8 @@ pub use conditions::{
     is_method_token, normalise_host, HostPattern, MethodSet, MAX_HOSTS, MAX_HOST_LEN, MAX_METHODS,
 };
 pub use config::{
-    AuthConfig, ClaimConfig, CorsPreflight, DefaultAction, EncodedSlashes, RuleConfig, RuleOptions,
-    ScopesConfig, Semicolons, TrailingSlash,
+    AuthConfig, ClaimConfig, CorsPreflight, DefaultAction, DoubleEncoding, EncodedSlashes,
+    RuleConfig, RuleOptions, ScopesConfig, Semicolons, TrailingSlash,
 };
 pub use path::{
     normalise, normalise_with, NormPath, Params, PathError, PathPattern, Segment, MAX_PARAM_NAME,
@@ -765,6 +769,7 @@ impl RuleSet {
             self.options.encoded_slashes,
             self.options.trailing_slash,
             self.options.semicolons,
+            self.options.double_encoding,
         )?;
         let method = upper(target.method);
         let host = normalise_host(target.host);
@@ -805,6 +810,7 @@ impl RuleSet {
             self.options.encoded_slashes,
             self.options.trailing_slash,
             self.options.semicolons,
+            self.options.double_encoding,
         ) {
             Ok(p) => p,
             Err(e) => return (Err(e), stats),

@@ -1,7 +1,7 @@
 //! Request paths and path patterns: percent-decoding once, dot segments, empty segments,
 //! encoded slashes, trailing slashes.
 
-use super::config::{EncodedSlashes, Semicolons, TrailingSlash};
+use super::config::{DoubleEncoding, EncodedSlashes, Semicolons, TrailingSlash};
 use smallvec::SmallVec;
 use std::borrow::Cow;
 use std::fmt;
@@ -40,6 +40,9 @@ pub enum PathError {
     /// A `;` in the path (raw, or `%3B` once decoded) while `semicolons = "reject"`: a path
     /// parameter, which servlet containers and frameworks strip before routing.
     Semicolon,
+    /// A `%25` whose decoded text is itself an escape (`%252e`, `%253B`, `%25%32%65`) while
+    /// `double_encoding = "reject"`: an upstream that decodes twice reads another path.
+    DoubleEncoded,
 }
 
 impl PathError {
@@ -56,6 +59,7 @@ impl PathError {
             PathError::InvalidUtf8 => "path_invalid_utf8",
             PathError::InvalidChar => "path_invalid_char",
             PathError::Semicolon => "path_semicolon",
+            PathError::DoubleEncoded => "path_double_encoded",
         }
     }
 }
@@ -74,6 +78,9 @@ impl fmt::Display for PathError {
             PathError::InvalidChar => "the path has a control character, space or #",
             PathError::Semicolon => {
                 "the path has a ; (a path parameter, which some servers strip before routing)"
+            }
+            PathError::DoubleEncoded => {
+                "the path has a double-encoded escape (%25 followed by an escape, e.g. %252e)"
             }
         })
     }
@@ -101,11 +108,42 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
+/// The byte at `i` of a raw path once decoded (an escape or a plain byte) and where the next
+/// one starts.
+fn decoded_at(b: &[u8], i: usize) -> Option<(u8, usize)> {
+    match *b.get(i)? {
+        b'%' => Some((hex(*b.get(i + 1)?)? * 16 + hex(*b.get(i + 2)?)?, i + 3)),
+        c => Some((c, i + 1)),
+    }
+}
+
+/// Whether the `%` a `%25` at `i` of `b` decodes to starts an escape once decoded: the two
+/// bytes after it, each plain or itself an escape, are hex digits (`%252e`, `%25%32%65`).
+fn escape_follows(b: &[u8], i: usize) -> bool {
+    let Some((h, j)) = decoded_at(b, i + 3) else {
+        return false;
+    };
+    hex(h).is_some() && decoded_at(b, j).is_some_and(|(l, _)| hex(l).is_some())
+}
+
+/// Whether a raw path (or pattern) holds a double-encoded escape (see
+/// [`DoubleEncoding`]): a `%25` whose decoded `%` starts an escape.
+pub(crate) fn double_encoded(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    (0..b.len()).any(|i| {
+        b[i] == b'%'
+            && b.get(i + 1) == Some(&b'2')
+            && b.get(i + 2) == Some(&b'5')
+            && escape_follows(b, i)
+    })
+}
+
 /// Percent-decodes one segment once. `%2F` follows `slashes`; with `Keep`, `%2F` and `%25` stay
 /// encoded (as uppercase `%2F` / `%25`).
 pub(crate) fn decode_segment(
     raw: &str,
     slashes: EncodedSlashes,
+    double: DoubleEncoding,
 ) -> Result<Cow<'_, str>, PathError> {
     if !raw.contains('%') {
         // Nothing to decode: the text as it is (a `&str`, so UTF-8 already).
@@ -124,6 +162,9 @@ pub(crate) fn decode_segment(
             };
             let v = h * 16 + l;
             match (v, slashes) {
+                (b'%', _) if double == DoubleEncoding::Reject && escape_follows(b, i) => {
+                    return Err(PathError::DoubleEncoded)
+                }
                 (b'/', EncodedSlashes::Reject) => return Err(PathError::EncodedSlash),
                 (b'/', EncodedSlashes::Keep) => out.extend_from_slice(b"%2F"),
                 (b'%', EncodedSlashes::Keep) => out.extend_from_slice(b"%25"),
@@ -165,23 +206,32 @@ static PATH_BYTE: [u8; 256] = {
     t
 };
 
-/// [`normalise_with`] with the default `semicolons = "reject"`.
+/// [`normalise_with`] with the defaults `semicolons = "reject"` and
+/// `double_encoding = "reject"`.
 pub fn normalise(
     raw: &str,
     slashes: EncodedSlashes,
     trailing: TrailingSlash,
 ) -> Result<NormPath<'_>, PathError> {
-    normalise_with(raw, slashes, trailing, Semicolons::Reject)
+    normalise_with(
+        raw,
+        slashes,
+        trailing,
+        Semicolons::Reject,
+        DoubleEncoding::Reject,
+    )
 }
 
 /// Normalises a raw request path: drops `?query`, refuses what cannot be matched safely
-/// (a `;`, raw or `%3B`, per `semicolons`), decodes each segment once, removes dot segments
+/// (a `;`, raw or `%3B`, per `semicolons`; a double-encoded escape, per `double`), decodes
+/// each segment once, removes dot segments
 /// (never above the root).
 pub fn normalise_with(
     raw: &str,
     slashes: EncodedSlashes,
     trailing: TrailingSlash,
     semicolons: Semicolons,
+    double: DoubleEncoding,
 ) -> Result<NormPath<'_>, PathError> {
     // One pass: where the query starts, refused bytes, and whether anything needs decoding.
     let bytes = raw.as_bytes();
@@ -238,7 +288,7 @@ pub fn normalise_with(
             return Err(PathError::EmptySegment);
         }
         let seg = if escaped {
-            let seg = decode_segment(part, slashes)?;
+            let seg = decode_segment(part, slashes, double)?;
             // `%3B`: the same `;` once decoded (a server may decode before stripping).
             if reject_semicolons && matches!(seg, Cow::Owned(_)) && seg.contains(';') {
                 return Err(PathError::Semicolon);
@@ -360,7 +410,7 @@ impl PathPattern {
                 names.push(name);
                 Segment::Rest(Some(name.to_owned()))
             } else {
-                let text = decode_segment(part, slashes).map_err(|e| match e {
+                let text = decode_segment(part, slashes, DoubleEncoding::Allow).map_err(|e| match e {
                     PathError::EncodedSlash => format!(
                         "segment {part:?} holds %2F, which encoded_slashes = \"reject\" refuses in every request, so it can never match"
                     ),

@@ -174,6 +174,33 @@ async fn semicolon_path_parameters_are_refused_400() {
     assert_eq!(a.echo().path, "/public/x?a=1;b=2");
 }
 
+/// Escapes encoded twice (review L11): decided here on one decoding, `/public/%252e%252e/admin`
+/// is `/public/%2e%2e/admin` (public), but `/admin` to an upstream that decodes twice. Refused
+/// 400 `bad_path` by default, never forwarded.
+#[tokio::test]
+async fn double_encoded_paths_are_refused_400() {
+    use crate::wire::{exchange, request};
+    use crate::{start, upstream};
+    let up = upstream();
+    let proxy = start(&up, |_| {}).await;
+    for path in [
+        "/public/%252e%252e/admin",
+        "/public/%252E%252E/admin",
+        "/public/..%252fadmin",
+        "/public/%253B/x",
+        "/public/%25%32%65%25%32%65/admin",
+    ] {
+        let a = exchange(proxy, &request("GET", path, &[], b"")).await;
+        assert_eq!(a.status, 400, "{path}: {a:?}");
+        assert!(a.header("x-echo").is_none(), "{path}: forwarded");
+        assert_eq!(a.json()["reason"], "bad_path", "{path}");
+    }
+    // A percent sign of its own is forwarded as it came.
+    let a = exchange(proxy, &request("GET", "/public/100%25", &[], b"")).await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.echo().path, "/public/100%25");
+}
+
 /// The upstream reads the `Host` the engine decided on: two are refused 400 `bad_headers`
 /// (RFC 9112 section 3.2), and `Connection: host` does not remove it (hyper's client would put
 /// the upstream's own).

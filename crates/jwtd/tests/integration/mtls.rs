@@ -277,6 +277,47 @@ fn the_documented_mtls_configuration_runs() {
     assert_eq!(a.0, 200, "{a:?}");
     assert_eq!(header(&a, "x-auth-cert-thumbprint"), Some(""));
 
+    // `/v1/verify` checks the binding as `/auth` does (review M2): against the connection's
+    // certificate.
+    let verify = |cert: Option<&Client>, token: &str| {
+        tls_request(port, &ca, cert, "/v1/verify", &[("authorization", token)]).unwrap()
+    };
+    assert_eq!(verify(Some(&alice), &bound).0, 200);
+    let a = verify(None, &bound);
+    assert_eq!(
+        (a.0, reason(&a).as_str()),
+        (401, "mtls_certificate_missing")
+    );
+    let a = verify(Some(&mallory), &bound);
+    assert_eq!(
+        (a.0, reason(&a).as_str()),
+        (401, "mtls_certificate_mismatch")
+    );
+    assert_eq!(verify(None, &plain).0, 200);
+    // `/v1/tokens/{token}` is a bearer use with no proof: it never vouches for a bound token
+    // (certificate- or DPoP-bound), even over a connection with the right certificate.
+    let tokens = |cert: Option<&Client>, token: &str| {
+        tls_request(port, &ca, cert, &format!("/v1/tokens/{token}"), &[]).unwrap()
+    };
+    let a = tokens(Some(&alice), bound.trim_start_matches("Bearer "));
+    assert_eq!(
+        (a.0, reason(&a).as_str()),
+        (401, "mtls_certificate_missing")
+    );
+    assert_eq!(tokens(None, plain.trim_start_matches("Bearer ")).0, 200);
+    let now = jwtd_core::unix_now();
+    let jkt_bound = jwtd_test_support::hs256(
+        SECRET,
+        &serde_json::json!({"iss": "https://idp.example.com", "sub": "alice", "aud": "api",
+            "iat": now, "exp": now + 300, "cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}),
+    );
+    let a = tokens(None, &jkt_bound);
+    assert_eq!(
+        (a.0, reason(&a).as_str()),
+        (401, "dpop_token_bound_as_bearer")
+    );
+    assert!(header(&a, "www-authenticate").unwrap().contains("DPoP"));
+
     // From 127.0.0.1 (trusted_proxies), a forwarded Client-Cert is the certificate: it
     // passes without a TLS client certificate, and wins over the connection's own.
     let forwarded = format!(":{}:", b64_std(&alice.der));
@@ -341,7 +382,7 @@ fn the_documented_mtls_configuration_runs() {
 }
 
 /// Standard base64 with padding (RFC 8941 byte sequences).
-fn b64_std(b: &[u8]) -> String {
+pub(crate) fn b64_std(b: &[u8]) -> String {
     const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in b.chunks(3) {

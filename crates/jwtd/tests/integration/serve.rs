@@ -284,9 +284,16 @@ fn start_limited(name: &str, server: &str) -> Limited {
     }
 }
 
+/// Held by each test that opens a connection flood, so two floods (each with a latency bound)
+/// never share the two cores: a flood test measures the server next to its own slow clients,
+/// not next to another test's thousand.
+static FLOODS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Makes sure this process may open `n` descriptors (raising the soft limit up to the hard
-/// one); fails rather than skips when it cannot.
-fn allow_open_files(n: libc::rlim_t) {
+/// one); fails rather than skips when it cannot. Returns the flood lock ([`FLOODS`]), to hold
+/// for the test.
+fn allow_open_files(n: libc::rlim_t) -> std::sync::MutexGuard<'static, ()> {
+    let flood = FLOODS.lock().unwrap_or_else(|e| e.into_inner());
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -304,6 +311,7 @@ fn allow_open_files(n: libc::rlim_t) {
         "this test needs {n} open files; the hard limit is {}",
         lim.rlim_max
     );
+    flood
 }
 
 fn open_fds(pid: u32) -> usize {
@@ -343,7 +351,7 @@ const SLOW_CLIENTS: usize = 1000;
 #[test]
 fn slow_header_clients_do_not_starve_requests() {
     use std::io::Write;
-    allow_open_files(SLOW_CLIENTS as libc::rlim_t + 256);
+    let _flood = allow_open_files(SLOW_CLIENTS as libc::rlim_t + 256);
     let max_connections = 100;
     let s = start_limited(
         "slow-headers",
@@ -411,7 +419,7 @@ fn slow_header_clients_do_not_starve_requests() {
 #[test]
 fn slow_body_clients_do_not_starve_requests() {
     use std::io::Write;
-    allow_open_files(SLOW_CLIENTS as libc::rlim_t + 256);
+    let _flood = allow_open_files(SLOW_CLIENTS as libc::rlim_t + 256);
     let max_connections = 50;
     let s = start_limited(
         "slow-bodies",
@@ -468,7 +476,7 @@ fn slow_body_clients_do_not_starve_requests() {
 #[test]
 fn idle_connections_are_closed_after_their_timeouts() {
     use std::io::{Read, Write};
-    allow_open_files(SLOW_CLIENTS as libc::rlim_t + 256);
+    let _flood = allow_open_files(SLOW_CLIENTS as libc::rlim_t + 256);
     let s = start_limited(
         "idle",
         "header_read_timeout = \"1s\"\nidle_timeout = \"4s\"\n",
