@@ -10,9 +10,10 @@
 //!   client CA).
 //! - [`ClientCert::Trusted`]: the peer is a trusted proxy (`trusted_proxies`): the certificate
 //!   it forwards in the configured header ([`Forwarded`], `[forwarded] client_cert`) is read
-//!   when the header is present; an empty value (or RFC 9440's empty `::`) is "the client had
-//!   no certificate", never the TLS peer's; without the header, the TLS peer's certificate
-//!   (if any) counts. The two sources are never mixed in one request.
+//!   when `[forwarded] client_cert` is set: no header, an empty value or RFC 9440's empty `::`
+//!   is "the client had no certificate", never the TLS peer's (the proxy's own). Without
+//!   `[forwarded] client_cert`, the TLS peer's certificate (if any) counts. The two sources
+//!   are never mixed in one request.
 //! - [`ClientCert::Pem`]: Envoy ext_authz's `attributes.source.certificate` (URL-encoded PEM),
 //!   authoritative.
 //! - [`ClientCert::None`]: no certificate (cleartext, no client certificate, or a client the
@@ -209,16 +210,17 @@ pub fn resolve(
             escaped_pem(s.as_bytes()).map(|der| Some(thumbprint_of(&der)))
         }
         ClientCert::Trusted { tls } => {
-            let stated = match forwarded {
-                Some(f) => from_header(headers, f)?,
-                None => Stated::Nothing,
+            // One source per request. With `[forwarded] client_cert`, the proxy's header is
+            // the only one: no header (nginx sends none for an empty `$ssl_client_escaped_cert`,
+            // Envoy's SANITIZE_SET removes XFCC) or an empty one is "the client had no
+            // certificate", never the TLS peer's, which is the proxy's own. Without it, the
+            // TLS peer's certificate is the request's.
+            let Some(f) = forwarded else {
+                return Ok(tls.map(thumbprint_of));
             };
-            // One source per request: the header when the proxy sent one (an empty one is
-            // "no certificate"), else the TLS peer's.
-            Ok(match stated {
+            Ok(match from_header(headers, f)? {
                 Stated::Certificate(t) => Some(t),
-                Stated::NoCertificate => None,
-                Stated::Nothing => tls.map(thumbprint_of),
+                Stated::NoCertificate | Stated::Nothing => None,
             })
         }
     }
@@ -226,8 +228,7 @@ pub fn resolve(
 
 /// What a trusted proxy's certificate header says.
 enum Stated {
-    /// No header: the proxy forwarded nothing (the TLS peer's own certificate, if any, is the
-    /// request's).
+    /// No header: the proxy forwarded none (the client had no certificate).
     Nothing,
     /// An empty value: the client had no certificate (never the TLS peer's instead).
     NoCertificate,

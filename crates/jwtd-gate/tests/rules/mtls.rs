@@ -326,8 +326,9 @@ async fn modes_and_the_rule_override() {
     assert!(err.contains("on"), "{err}");
 }
 
-/// From a trusted proxy, the configured header in each format; absent, the TLS peer's
-/// certificate; a header from a peer the front does not trust is never read.
+/// From a trusted proxy, the configured header in each format; absent, no certificate (never
+/// the TLS peer's, the proxy's own); a header from a peer the front does not trust is never
+/// read. Without `[forwarded] client_cert`, a trusted peer's TLS certificate counts.
 #[tokio::test]
 async fn forwarded_certificates_in_every_format() {
     let cert = der(5);
@@ -378,10 +379,14 @@ async fn forwarded_certificates_in_every_format() {
             Reason::MtlsCertificateMismatch,
             "{setting}"
         );
-        // Trusted, without the header: the TLS peer's certificate counts.
+        // Trusted, without the header: the client had no certificate. The connection's is
+        // the proxy's own (nginx sends no header for an empty `$ssl_client_escaped_cert`,
+        // Envoy's SANITIZE_SET removes XFCC): a token bound to the proxy's certificate
+        // replayed through it without one is refused (second review, M2).
         let tls = ClientCert::Trusted { tls: Some(&cert) };
-        assert!(
-            decide(&e, "/x", &bound, &[], tls).await.is_ok(),
+        assert_eq!(
+            reason(decide(&e, "/x", &bound, &[], tls).await),
+            Reason::MtlsCertificateMissing,
             "{setting}"
         );
         // Trusted, with the header: it wins over the connection's.
@@ -419,6 +424,16 @@ async fn forwarded_certificates_in_every_format() {
         reason(decide(&e, "/x", &bound, &sent, ClientCert::Trusted { tls: None }).await),
         Reason::MtlsCertificateMissing
     );
+    // ... and a trusted peer's own TLS certificate is the request's.
+    assert!(decide(
+        &e,
+        "/x",
+        &bound,
+        &[],
+        ClientCert::Trusted { tls: Some(&cert) }
+    )
+    .await
+    .is_ok());
     // ext_authz's source.certificate (URL-encoded PEM), authoritative; empty is none.
     assert!(
         decide(&e, "/x", &bound, &[], ClientCert::Pem(&escaped_pem(&cert)))
