@@ -77,9 +77,10 @@ pub mod defaults {
     }
 
     /// `[issuer.dpop] replay_max_per_key`: most live `jti`s one proof key (`jkt`) may hold in
-    /// the replay cache: about 58 proofs a second, sustained, with the default 60 s `max_age`
-    /// and 5 s leeway (a 70 s window).
-    pub const DPOP_REPLAY_MAX_PER_KEY: usize = 4096;
+    /// the replay cache: about 21 proofs a second, sustained, with the default 60 s `max_age`
+    /// and 5 s leeway (a 70 s window); under a quarter of a shard's share of the default
+    /// `replay_max_entries` (1562), so four keys at their cap cannot fill a shard.
+    pub const DPOP_REPLAY_MAX_PER_KEY: usize = 1500;
 
     pub(super) fn dpop_replay_max_per_key() -> usize {
         DPOP_REPLAY_MAX_PER_KEY
@@ -420,8 +421,8 @@ pub struct DpopConfig {
     #[serde(default = "defaults::dpop_replay_max_entries")]
     pub replay_max_entries: usize,
     /// Most live `jti`s one proof key (`jkt`) may hold in the replay cache (default
-    /// [`defaults::DPOP_REPLAY_MAX_PER_KEY`]; 1 to [`MAX_DPOP_REPLAY_ENTRIES`], and never more
-    /// than the cache's per-shard share of `replay_max_entries`). Beyond it that key's
+    /// [`defaults::DPOP_REPLAY_MAX_PER_KEY`]; 1 to [`MAX_DPOP_REPLAY_ENTRIES`]; in effect never more
+    /// than a quarter of the cache's per-shard share, `replay_max_entries / 64`). Beyond it that key's
     /// proofs are refused with 503 `dpop_replay_key_limit` until some expire; other keys are
     /// unaffected.
     #[serde(default = "defaults::dpop_replay_max_per_key")]
@@ -1091,7 +1092,7 @@ pub struct GateConfig {
 }
 
 /// The top-level keys of `jwtd serve`'s file the engine leaves to the service.
-pub const SERVICE_KEYS: [&str; 14] = [
+pub const SERVICE_KEYS: [&str; 15] = [
     "listen",
     "log_format",
     "trust_request_id",
@@ -1106,6 +1107,7 @@ pub const SERVICE_KEYS: [&str; 14] = [
     "upstream",
     "trusted_proxies",
     "tls",
+    "dpop_replay",
 ];
 
 impl GateConfig {

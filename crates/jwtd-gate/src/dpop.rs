@@ -350,7 +350,8 @@ impl Passed {
     /// then, with a shared store, there (a row that existed is `dpop_replay`; no answer in
     /// time is `dpop_replay_unavailable`, or the memory cache's verdict with
     /// `on_unavailable = "local"`). With `replay = "check"` and a shared store, the store is
-    /// looked up and nothing recorded.
+    /// looked up and nothing recorded; no answer in time is `dpop_replay_unavailable` whatever
+    /// `on_unavailable` says (the memory cache, empty under `check`, cannot stand in).
     pub async fn consume(&self, now: u64) -> Result<(), (Error, DpopChallenge)> {
         let fail = |e: Error| Err((e, self.challenge.clone()));
         match self.replay {
@@ -362,12 +363,12 @@ impl Passed {
                 return match s.call(s.store.seen(self.key, now)).await {
                     Ok(false) => Ok(()),
                     Ok(true) => fail(replayed()),
+                    // Refused whatever `on_unavailable` says: under `check` the memory
+                    // cache holds nothing, so "local" would let every replay through on
+                    // every instance while the store is away (second review, M4).
                     Err(why) => {
                         s.warn(&why);
-                        match s.on_unavailable {
-                            OnUnavailable::Local => Ok(()),
-                            OnUnavailable::Reject => fail(store_unavailable()),
-                        }
+                        fail(store_unavailable())
                     }
                 };
             }
@@ -509,7 +510,13 @@ pub fn check(
         proofs.push(v.as_bytes());
     }
     let uri = format!("{}://{}{}", req.scheme, req.host, req.path_and_query);
-    let proof = match d.proof_keys.verify(
+    // A header parsed afresh is kept only once the binding and the nonce passed too (a proof
+    // signed by another key than the token's must not churn the cache: second review, L1).
+    let deferred = Deferred {
+        cache: &d.proof_keys,
+        fresh: std::cell::Cell::new(None),
+    };
+    let proof = match deferred.cache_verify(
         &d.policy,
         &DpopRequest {
             proofs: &proofs,
@@ -560,6 +567,9 @@ pub fn check(
     let expires = iat
         .saturating_add(d.policy.replay_window_secs())
         .saturating_add(1);
+    if let Some(header) = deferred.fresh.take() {
+        d.proof_keys.keep(header);
+    }
     // The memory cache first: a local hit is a replay without a round trip.
     if d.replay != ReplayMode::Off && d.cache.contains(&proof.jkt, &key, now) {
         return fail(replayed());
@@ -708,6 +718,36 @@ impl ProofKeyCache {
     }
 }
 
+/// A [`ProofKeyCache`] whose new headers wait: [`check`] keeps one only after the binding
+/// and the nonce passed too, not as soon as the proof itself did.
+struct Deferred<'a> {
+    cache: &'a ProofKeyCache,
+    fresh: std::cell::Cell<Option<Arc<ProofHeader>>>,
+}
+
+impl Deferred<'_> {
+    /// [`ProofKeyCache::verify`], the header to keep held back in `fresh`.
+    fn cache_verify(
+        &self,
+        policy: &DpopPolicy,
+        request: &DpopRequest<'_>,
+        token_sha256: Option<&[u8; 32]>,
+        now: u64,
+    ) -> Result<DpopProof, DpopError> {
+        policy.verify_with(request, now, self, token_sha256)
+    }
+}
+
+impl ProofKeys for Deferred<'_> {
+    fn get(&self, segment: &[u8]) -> Option<Arc<ProofHeader>> {
+        self.cache.get(segment)
+    }
+
+    fn keep(&self, header: Arc<ProofHeader>) {
+        self.fresh.set(Some(header));
+    }
+}
+
 impl ProofKeys for ProofKeyCache {
     fn get(&self, segment: &[u8]) -> Option<Arc<ProofHeader>> {
         let h = self.cache.get(segment);
@@ -807,15 +847,24 @@ impl ReplayCache {
     }
 
     /// A cache of at most `max_entries` entries (rounded up to a multiple of 16), at most
-    /// `max_per_key` of them live for one proof key.
+    /// `max_per_key` of them live for one proof key, and never more than a quarter of a
+    /// shard's share ([`ReplayCache::per_key_limit`]): no fewer than four keys at their cap
+    /// can fill a shard.
     pub fn with_key_limit(max_entries: usize, max_per_key: usize) -> ReplayCache {
         let per_shard = max_entries.div_ceil(SHARDS).max(1);
+        let per_key = max_per_key.min(per_shard / 4).max(1);
         ReplayCache {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             per_shard,
-            per_key: u32::try_from(max_per_key.max(1)).unwrap_or(u32::MAX),
+            per_key: u32::try_from(per_key).unwrap_or(u32::MAX),
             hasher: std::hash::RandomState::new(),
         }
+    }
+
+    /// The live entries one proof key may hold: `max_per_key`, at most a quarter of
+    /// `max_entries / 16`.
+    pub fn per_key_limit(&self) -> usize {
+        self.per_key as usize
     }
 
     /// The shard of `jkt` and its tag in it.

@@ -1115,7 +1115,8 @@ impl Config {
                 out.push(format!(
                     "issuer {name:?}{at} has [issuer.dpop] mode = \"off\": its DPoP-bound tokens \
                      (cnf.jkt) are taken as bearer tokens without a proof, the downgrade RFC 9449 \
-                     forbids (use \"enforce-cnf\", the default, unless a later hop checks the proofs)"
+                     forbids (use \"enforce-cnf\", the default, unless a later hop checks the proofs; \
+                     then set on_pass = \"keep\" too, or the DPoP header is removed before it)"
                 ));
             }
         }

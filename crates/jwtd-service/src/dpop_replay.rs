@@ -72,7 +72,7 @@ pub async fn open(cfg: &DpopReplaySettings) -> Result<SharedReplay, String> {
 impl PgReplay {
     async fn migrate(&self) -> Result<(), String> {
         self.store
-            .migrate(self.schema.as_deref())
+            .ensure_dpop_table(self.schema.as_deref())
             .await
             .map_err(|e| e.to_string())?;
         self.ready.store(true, Ordering::Relaxed);

@@ -122,10 +122,7 @@ impl PgStore {
             .connect_with(opts)
             .await
             .map_err(err)?;
-        sqlx::migrate!("./migrations/postgres")
-            .run(&pool)
-            .await
-            .map_err(err)?;
+        migrator().run(&pool).await.map_err(err)?;
         let scope = schema.unwrap_or("public");
         Ok(PgStore {
             pool,
@@ -215,10 +212,28 @@ impl PgStore {
                 .await
                 .map_err(err)?;
         }
-        sqlx::migrate!("./migrations/postgres")
-            .run(&self.pool)
+        migrator().run(&self.pool).await.map_err(err)
+    }
+
+    /// Creates `schema` when missing and the DPoP replay table `dpop_jti` in it (idempotent:
+    /// `CREATE ... IF NOT EXISTS`). Kept out of the versioned migrations, so instances of an
+    /// earlier version sharing the database (a rolling upgrade, a rollback) never meet a
+    /// migration they do not know.
+    pub async fn ensure_dpop_table(&self, schema: Option<&str>) -> Result<(), StoreError> {
+        if let Some(s) = schema {
+            if !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(err(format!("schema name {s:?} must be [A-Za-z0-9_]")));
+            }
+            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {s}"))
+                .execute(&self.pool)
+                .await
+                .map_err(err)?;
+        }
+        sqlx::raw_sql(include_str!("../sql/dpop_jti.sql"))
+            .execute(&self.pool)
             .await
-            .map_err(err)
+            .map_err(err)?;
+        Ok(())
     }
 
     /// Records the DPoP replay key `hash` until `expires_at` (Unix seconds) in `dpop_jti`, in
@@ -255,14 +270,16 @@ impl PgStore {
         Ok(row.is_some())
     }
 
-    /// Deletes up to `batch` rows of `dpop_jti` expired at `now`; the number deleted (call
-    /// again while it is `batch`).
+    /// Deletes up to `batch` rows of `dpop_jti` expired [`DPOP_PURGE_GRACE_SECS`] before
+    /// `now`; the number deleted (call again while it is `batch`). The grace keeps a row an
+    /// instance whose clock is behind still holds live; rows another instance is deleting are
+    /// skipped, not waited for.
     pub async fn purge_dpop_jti(&self, now: i64, batch: i64) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "DELETE FROM dpop_jti WHERE hash IN \
-             (SELECT hash FROM dpop_jti WHERE expires_at <= $1 LIMIT $2)",
+             (SELECT hash FROM dpop_jti WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
         )
-        .bind(now)
+        .bind(now.saturating_sub(DPOP_PURGE_GRACE_SECS))
         .bind(batch)
         .execute(&self.pool)
         .await
@@ -454,4 +471,17 @@ impl RevocationStore for PgStore {
             .map_err(err)?;
         Ok(done.rows_affected())
     }
+}
+
+/// How long past its expiry a `dpop_jti` row is kept before [`PgStore::purge_dpop_jti`]
+/// deletes it: instances' clocks may differ by this much without one purging a row another
+/// still counts as live (the insert takes over an expired row in any case).
+pub const DPOP_PURGE_GRACE_SECS: i64 = 300;
+
+/// The versioned migrations, tolerant of ones applied by a later version (a rollback, or
+/// instances of two versions sharing the database during an upgrade).
+fn migrator() -> sqlx::migrate::Migrator {
+    let mut m = sqlx::migrate!("./migrations/postgres");
+    m.set_ignore_missing(true);
+    m
 }

@@ -670,8 +670,17 @@ fn code_of(r: Result<String, (String, jwtd_gate::Denial)>) -> String {
 async fn one_key_flooding_its_limit_leaves_other_keys_alone() {
     let e = engine(&CONFIG.replace(
         "replay_max_entries = 1000",
-        "replay_max_entries = 1000\nreplay_max_per_key = 20",
+        "replay_max_entries = 2000\nreplay_max_per_key = 20",
     ));
+    // The per-key cap is at most a quarter of a shard's share, so no fewer than four keys
+    // at their cap fill a shard (second review, M1): 2000 entries, 125 a shard, 31 a key.
+    use jwtd_gate::dpop::ReplayCache;
+    assert_eq!(ReplayCache::with_key_limit(2000, 20).per_key_limit(), 20);
+    assert_eq!(ReplayCache::with_key_limit(1000, 20).per_key_limit(), 15);
+    assert_eq!(
+        ReplayCache::with_key_limit(100_000, 4096).per_key_limit(),
+        1562
+    );
     let flood = client(json!({}));
     let auth = format!("DPoP {}", flood.token);
     let mut refused = Vec::new();

@@ -241,10 +241,22 @@ async fn the_read_only_store_reads_the_ring_and_writes_nothing() {
 async fn dpop_jti_is_recorded_once_across_instances_and_purged() {
     let s = schema("dpopjti");
     let a = PgStore::open_for_replay(&pg_url(), Some(&s), 4, Duration::from_secs(3)).unwrap();
-    a.migrate(Some(&s))
+    a.ensure_dpop_table(Some(&s))
         .await
         .unwrap_or_else(|e| panic!("PostgreSQL at {} is required: {e}", pg_url()));
+    // Idempotent, and outside the versioned migrations (which a key store runs, and an
+    // earlier version's instance would refuse to meet unknown).
+    a.ensure_dpop_table(Some(&s)).await.unwrap();
     let b = PgStore::open(&pg_url(), Some(&s)).await.unwrap();
+    let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY 1")
+        .fetch_all(b.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        versions,
+        [1, 2],
+        "the replay table is no versioned migration"
+    );
     let k = [1u8; 16];
     assert!(a.record_dpop_jti(&k, 100, 10).await.unwrap());
     assert!(
@@ -259,13 +271,20 @@ async fn dpop_jti_is_recorded_once_across_instances_and_purged() {
         "an expired row is replaced"
     );
     assert!(!a.record_dpop_jti(&k, 300, 150).await.unwrap());
-    // 25 rows expiring at 50, one (k) at 200: purged in batches of 10 at 60.
+    // 25 rows expiring at 50, one (k) at 200: kept through the grace (clocks of instances
+    // may differ), then purged in batches of 10.
     for i in 0..25u8 {
         assert!(a.record_dpop_jti(&[100 + i; 16], 50, 10).await.unwrap());
     }
+    assert_eq!(
+        b.purge_dpop_jti(60, 10).await.unwrap(),
+        0,
+        "inside the grace"
+    );
+    let at = 60 + jwtd_store::DPOP_PURGE_GRACE_SECS;
     let mut deleted = Vec::new();
     loop {
-        let n = b.purge_dpop_jti(60, 10).await.unwrap();
+        let n = b.purge_dpop_jti(at, 10).await.unwrap();
         deleted.push(n);
         if n < 10 {
             break;
