@@ -987,18 +987,28 @@ mod tests {
 
     #[test]
     fn a_full_shard_refuses_until_entries_expire() {
-        let c = ReplayCache::new(16);
-        // One entry per shard: a key's entries all go to its shard.
-        let mut k = [0u8; 16];
-        assert_eq!(c.insert("a", k, 50, 10), Ok(()));
-        k[1] = 1;
-        assert_eq!(c.insert("a", k, 50, 10), Err(Full::Full));
+        // 4 entries a shard, 1 a key (a quarter of a shard): 65 keys cannot all find room.
+        let c = ReplayCache::new(64);
+        assert_eq!(c.per_key_limit(), 1);
+        let mut full = None;
+        for i in 0..65u8 {
+            let jkt = format!("key-{i}");
+            match c.insert(&jkt, [i; 16], 50, 10) {
+                Ok(()) => {}
+                Err(Full::Full) => {
+                    full = Some(jkt);
+                    break;
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        let jkt = full.expect("some shard is full");
+        assert_eq!(c.insert(&jkt, [200; 16], 50, 20), Err(Full::Full));
         assert_eq!(
-            c.insert("a", k, 80, 50),
+            c.insert(&jkt, [200; 16], 80, 50),
             Ok(()),
             "swept once the first expired"
         );
-        assert_eq!(c.len(), 1);
     }
 
     #[test]

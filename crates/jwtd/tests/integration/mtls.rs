@@ -11,6 +11,7 @@
 use crate::common::{free_port, Guard};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::io::{Read, Write};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -112,6 +113,19 @@ fn tls_request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> std::io::Result<Answer> {
+    tls_request_from(Ipv4Addr::LOCALHOST, port, ca, cert, path, headers)
+}
+
+/// [`tls_request`] from the source address `from` (any of 127.0.0.0/8: a trusted proxy and
+/// a direct client on one host).
+fn tls_request_from(
+    from: Ipv4Addr,
+    port: u16,
+    ca: &Path,
+    cert: Option<&Client>,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Answer> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(ca).unwrap() {
@@ -134,7 +148,7 @@ fn tls_request(
     let conn =
         rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
             .unwrap();
-    let tcp = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    let tcp = connect_from(from, port)?;
     tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut s = rustls::StreamOwned::new(conn, tcp);
     let mut req = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n");
@@ -318,20 +332,32 @@ fn the_documented_mtls_configuration_runs() {
     );
     assert!(header(&a, "www-authenticate").unwrap().contains("DPoP"));
 
-    // From 127.0.0.1 (trusted_proxies), a forwarded Client-Cert is the certificate: it
-    // passes without a TLS client certificate, and wins over the connection's own.
+    // From 127.0.0.2 (trusted_proxies, the front), a forwarded Client-Cert is the
+    // certificate: it passes without a TLS client certificate, and wins over the
+    // connection's own.
+    let front = Ipv4Addr::new(127, 0, 0, 2);
+    let proxied = |cert: Option<&Client>, headers: &[(&str, &str)]| {
+        tls_request_from(front, port, &ca, cert, "/auth", headers).unwrap()
+    };
     let forwarded = format!(":{}:", b64_std(&alice.der));
-    let a = auth(
+    let a = proxied(
         None,
         &[("authorization", &bound), ("client-cert", &forwarded)],
     );
     assert_eq!(a.0, 200, "{a:?}");
-    let a = auth(
+    let a = proxied(
         Some(&mallory),
         &[("authorization", &bound), ("client-cert", &forwarded)],
     );
     assert_eq!(a.0, 200, "{a:?}");
-    let a = auth(
+    // Without the header, the front's client had no certificate: the front's own TLS
+    // certificate never stands in for it (second review, M2).
+    let a = proxied(Some(&alice), &[("authorization", &bound)]);
+    assert_eq!(
+        (a.0, reason(&a).as_str()),
+        (401, "mtls_certificate_missing")
+    );
+    let a = proxied(
         None,
         &[("authorization", &bound), ("client-cert", ":bm90IGRlcg==:")],
     );
@@ -345,7 +371,7 @@ fn the_documented_mtls_configuration_runs() {
     let port = free_port();
     let untrusted = doc_example()
         .replace("127.0.0.1:8443", &format!("127.0.0.1:{port}"))
-        .replace("trusted_proxies = [\"127.0.0.1\"]", "trusted_proxies = []")
+        .replace("trusted_proxies = [\"127.0.0.2\"]", "trusted_proxies = []")
         .replace(
             "[tls]\n",
             "[server]\nheader_read_timeout = \"1s\"\n\n[tls]\n",
@@ -658,4 +684,24 @@ fn tls_configuration_errors_exit_2_naming_the_file() {
         err.contains("[proxy.tls] client_ca_file tls/none.pem"),
         "{err}"
     );
+}
+
+/// A blocking TCP connection to 127.0.0.1:`port` from the source address `from`.
+fn connect_from(from: Ipv4Addr, port: u16) -> std::io::Result<std::net::TcpStream> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let tcp = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind((from, 0).into())?;
+        let stream = tokio::time::timeout(
+            Duration::from_secs(5),
+            socket.connect((Ipv4Addr::LOCALHOST, port).into()),
+        )
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        stream.into_std()
+    })?;
+    tcp.set_nonblocking(false)?;
+    Ok(tcp)
 }
