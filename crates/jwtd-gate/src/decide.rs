@@ -225,6 +225,9 @@ pub struct Engine {
     pub forwarded_cert: Option<Forwarded>,
     /// Every issuer's DPoP settings and replay cache ([`crate::dpop`]).
     pub dpop: DpopEngine,
+    /// `identity` as built, shared by the identity memos of cached tokens (one copy per
+    /// engine, not one per token).
+    shared_identity: Arc<IdentityHeaders>,
 }
 
 impl Engine {
@@ -251,6 +254,7 @@ impl Engine {
             issuers,
             rules,
             sources,
+            shared_identity: Arc::new(identity.clone()),
             identity,
             resources: Resources::default(),
             forwarded_cert: None,
@@ -861,7 +865,7 @@ impl Engine {
     ) -> Result<HeaderMap, Error> {
         let union = &self.identity;
         if let Some(m) = v.memo::<RenderedIdentity>() {
-            if m.issuer == issuer.id && m.union == *union {
+            if m.issuer == issuer.id && *m.union == *union {
                 return Ok(assemble(union, issuer, m.values.iter().cloned(), extra));
             }
             // Made under another engine or issuer (never by this one's cache).
@@ -872,14 +876,20 @@ impl Engine {
         if Arc::strong_count(v) < 2 {
             return Ok(assemble(union, issuer, values, extra));
         }
+        // The engine's shared copy of the union (unless `identity` was changed since).
+        let shared = if *self.shared_identity == *union {
+            self.shared_identity.clone()
+        } else {
+            Arc::new(union.clone())
+        };
         let rendered = RenderedIdentity {
             issuer: issuer.id,
-            union: union.clone(),
+            union: shared,
             values,
         };
         let bytes = rendered.weight();
         match v.keep_memo(rendered, bytes) {
-            Some(m) if m.issuer == issuer.id && m.union == *union => {
+            Some(m) if m.issuer == issuer.id && *m.union == *union => {
                 Ok(assemble(union, issuer, m.values.iter().cloned(), extra))
             }
             _ => identity_headers(union, issuer, v, extra),
@@ -892,19 +902,18 @@ impl Engine {
 /// issuer instance and the union they were rendered for.
 struct RenderedIdentity {
     issuer: u64,
-    union: IdentityHeaders,
+    union: Arc<IdentityHeaders>,
     values: Vec<HeaderValue>,
 }
 
 impl RenderedIdentity {
-    /// About what this memo weighs, inline and on the heap (the union's custom names share
-    /// their bytes with the engine's).
+    /// About what this memo weighs, inline and on the heap (the union is the engine's, shared
+    /// by every memo it made).
     fn weight(&self) -> usize {
         std::mem::size_of::<RenderedIdentity>()
             + 16
             + self.values.capacity() * std::mem::size_of::<HeaderValue>()
             + self.values.iter().map(HeaderValue::len).sum::<usize>()
-            + self.union.mapped.capacity() * std::mem::size_of::<HeaderName>()
     }
 }
 
