@@ -91,8 +91,19 @@
 //! "reason", "message"}`), the message without internal detail (addresses, errors: those go to
 //! the log). A response body that stalls for [`Options::idle_timeout`] between two chunks is
 //! cut (the client sees the connection end early: its head is already sent). A request body
-//! that stalls for [`Options::body_timeout`] is the client's: answered 408 (connection closed)
-//! before the upstream's response head, the connection closed after it.
+//! that stalls for [`Options::body_timeout`], or is not all in within
+//! [`Options::body_total_timeout`] of the request, is the client's: answered 408 (connection
+//! closed) before the upstream's response head, the connection closed after it.
+//!
+//! ## Request ids, metrics and logs
+//!
+//! Every answer carries `X-Request-Id` (the upstream's, jwtd's refusals, 502/504/408), and the
+//! upstream is sent the same one: a [`RequestId`], the client's only when the source trusts it
+//! ([`EngineSource::trusts_request_id`]), else a new `jwtd-<counter in hex>`. An `X-Request-Id`
+//! in the upstream's answer is replaced by jwtd's. Each request, once its answer head is ready,
+//! is passed to [`EngineSource::answered`] (its id, when it started, how it ended, the issuer,
+//! a refusal's token for a fingerprint): `jwtd serve` counts and logs it there. Upstream
+//! failures and failed client bodies are logged here at WARN/INFO with the request id.
 //!
 //! ## Limits of the listener ([`Limits`])
 //!
