@@ -254,7 +254,7 @@ fn proxy_requests_carry_request_ids_and_are_counted_and_logged() {
         .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
         .spawn()
         .unwrap();
-    let mut guard = Guard(vec![child]);
+    let guard = Guard(vec![child]);
     wait_for_http(port);
     let auth = format!("Bearer {}", token("alice"));
 
