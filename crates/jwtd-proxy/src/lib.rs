@@ -636,6 +636,7 @@ impl<S: EngineSource> Proxy<S> {
             }
             Ok(allowed) => {
                 let sent = Sent {
+                    started,
                     target,
                     host,
                     trusted,
@@ -680,6 +681,7 @@ impl<S: EngineSource> Proxy<S> {
         rid: &RequestId,
     ) -> (Response<ProxyBody>, Option<&'static str>) {
         let Sent {
+            started,
             target,
             host,
             trusted,
@@ -755,8 +757,10 @@ impl<S: EngineSource> Proxy<S> {
             }
         };
         parts.version = Version::HTTP_11;
-        // Within `response_timeout`, on the connection's one timer (see `Peer::response_timer`).
-        let now = tokio::time::Instant::now();
+        // Within `response_timeout`, on the connection's one timer (see `Peer::response_timer`),
+        // from the request's start (the clock read once a request: the decision's microseconds
+        // count against it).
+        let now = tokio::time::Instant::from_std(started);
         let after = |d: Duration| {
             now.checked_add(d)
                 .unwrap_or_else(|| now + Duration::from_secs(1 << 30))
@@ -893,6 +897,8 @@ fn failed(reason: Reason) -> (Response<ProxyBody>, Option<&'static str>) {
 /// What the decision gives the forwarding: the target (`None`: as received), the `Host`
 /// decided on, and whether the peer's forwarded headers are kept.
 struct Sent {
+    /// When the request was taken (its head read).
+    started: std::time::Instant,
     target: Option<String>,
     host: Option<HeaderValue>,
     trusted: bool,
