@@ -54,7 +54,7 @@
 //!   removed from the client's request before the decision's identity headers are added: each
 //!   is either set by jwtd or absent, a spoofed one never reaches the upstream. (`/auth`
 //!   answers a header without a value present and empty; here it is absent, as in ext_authz.)
-//!   Their look-alikes with `_` for `-` (`X_Auth_Subject`, `X_Forwarded_For`) are removed
+//!   Their look-alikes with `_` for `-` (`X_Auth_Subject`, `X_Forwarded_For`, `X_Request_Id`) are removed
 //!   too: CGI-style upstreams (WSGI, PHP, Rack) read both spellings as one variable.
 //! - `Authorization` is removed too when [`Options::remove_authorization`] is on, and the
 //!   engine's token cookie from `Cookie` (the other cookies stay).
@@ -1182,7 +1182,8 @@ struct Seen {
 /// jwtd owns (`mapped` and [`OWNED`]) also when spelled with `_` for `-` (CGI-style upstreams,
 /// WSGI, PHP, Rack, read `X_Auth_Subject` as `HTTP_X_AUTH_SUBJECT`, the same variable as
 /// jwtd's `X-Auth-Subject`), such spellings of the forwarding headers jwtd sets ([`FORWARDED`];
-/// the names themselves are replaced by [`forwarded_headers`]), `Authorization` when
+/// the names themselves are replaced by [`forwarded_headers`]) and of `X-Request-Id` (set by
+/// [`Proxy::forward`]), `Authorization` when
 /// `remove_authorization`, and `Forwarded` from an untrusted peer. The upgrade asked for
 /// ([`upgrade_of`]) is read before `Connection` and `Upgrade` go.
 fn scrub_request(
@@ -1206,7 +1207,9 @@ fn scrub_request(
                 .iter()
                 .chain(mapped)
                 .any(|o| same_header(s, o.as_str()))
-                || (s.contains('_') && FORWARDED.iter().any(|o| same_header(s, o.as_str())))
+                || (s.contains('_')
+                    && (FORWARDED.iter().any(|o| same_header(s, o.as_str()))
+                        || same_header(s, X_REQUEST_ID.as_str())))
                 || (remove_authorization && n == header::AUTHORIZATION)
                 || (!trusted && n == header::FORWARDED)
                 || (!trusted

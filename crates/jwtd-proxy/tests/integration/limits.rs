@@ -90,6 +90,9 @@ async fn a_request_body_trickled_past_body_total_timeout_is_408() {
     let a = parse(&buf, false);
     assert_eq!(a.status, 408, "{a:?}");
     assert_eq!(a.header("connection"), Some("close"));
+    assert!(a
+        .header("x-request-id")
+        .is_some_and(|i| i.starts_with("jwtd-")));
     let took = began.elapsed();
     assert!(took >= Duration::from_millis(950), "{took:?}");
     assert!(took < Duration::from_secs(5), "{took:?}");

@@ -23,13 +23,21 @@ async fn every_answer_carries_jwtd_s_request_id_and_the_upstream_gets_the_same()
     let t = token("alice");
     let a = exchange(
         proxy,
-        &authed("GET", "/x", &t, &["X-Request-Id: mine"], b""),
+        &authed(
+            "GET",
+            "/x",
+            &t,
+            &["X-Request-Id: mine", "X_Request_Id: spoofed"],
+            b"",
+        ),
     )
     .await;
     assert_eq!(a.status, 200);
     let allowed = rid(&a);
     assert!(allowed.starts_with("jwtd-"), "{allowed}");
+    // The `_` spelling too: a CGI-style app reads it as the same variable.
     assert_eq!(a.echo().all("x-request-id"), [allowed.as_str()]);
+    assert!(a.echo().all("x_request_id").is_empty());
     // The upstream's own id in its answer: jwtd's is the one the client sees.
     let a = exchange(proxy, &authed("GET", "/rid", &t, &[], b"")).await;
     assert_eq!(a.status, 200);
