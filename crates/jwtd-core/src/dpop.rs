@@ -158,6 +158,10 @@ pub enum DpopReason {
     /// now, so it is refused rather than admitted unchecked; answered 503 with `Retry-After`
     /// (engine only).
     ReplayUnavailable,
+    /// The proof's key holds `replay_max_per_key` live entries of the replay cache already:
+    /// this key's proofs are refused (503 with `Retry-After`) until some expire, so one
+    /// client cannot fill the cache for every other (engine only).
+    ReplayKeyLimit,
     /// The issuer requires a server nonce (`nonce.required`) and the proof has none, or one
     /// that is not the current or the previous epoch's; answered with `error="use_dpop_nonce"`
     /// and a fresh `DPoP-Nonce` (engine only).
@@ -166,7 +170,7 @@ pub enum DpopReason {
 
 impl DpopReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DpopReason; 23] = [
+    pub const ALL: [DpopReason; 24] = [
         DpopReason::Missing,
         DpopReason::Multiple,
         DpopReason::TooLarge,
@@ -189,6 +193,7 @@ impl DpopReason {
         DpopReason::Required,
         DpopReason::Replay,
         DpopReason::ReplayUnavailable,
+        DpopReason::ReplayKeyLimit,
         DpopReason::UseNonce,
     ];
 
@@ -217,6 +222,7 @@ impl DpopReason {
             DpopReason::Required => "dpop_required",
             DpopReason::Replay => "dpop_replay",
             DpopReason::ReplayUnavailable => "dpop_replay_unavailable",
+            DpopReason::ReplayKeyLimit => "dpop_replay_key_limit",
             DpopReason::UseNonce => "dpop_use_nonce",
         }
     }
@@ -226,7 +232,8 @@ impl DpopReason {
     /// proof's key (RFC 9449's own example for a key binding mismatch), `invalid_dpop_proof`
     /// for every fault of the proof itself. A token that must come with a proof and came
     /// without one (`dpop_token_bound_as_bearer`, `dpop_required`) is `invalid_token` too;
-    /// `dpop_replay_unavailable` (the server cannot decide now) is `temporarily_unavailable`,
+    /// `dpop_replay_unavailable` (the server cannot decide now) and `dpop_replay_key_limit`
+    /// are `temporarily_unavailable`,
     /// and its challenge names no error; `dpop_use_nonce` is RFC 9449's `use_dpop_nonce`.
     pub fn error_code(self) -> &'static str {
         match self {
@@ -234,17 +241,17 @@ impl DpopReason {
             | DpopReason::TokenNotBound
             | DpopReason::TokenBoundAsBearer
             | DpopReason::Required => "invalid_token",
-            DpopReason::ReplayUnavailable => "temporarily_unavailable",
+            DpopReason::ReplayUnavailable | DpopReason::ReplayKeyLimit => "temporarily_unavailable",
             DpopReason::UseNonce => "use_dpop_nonce",
             _ => "invalid_dpop_proof",
         }
     }
 
     /// The HTTP status: 401 for every reason (RFC 9449 section 7.1), but 503 for
-    /// `dpop_replay_unavailable`.
+    /// `dpop_replay_unavailable` and `dpop_replay_key_limit`.
     pub fn http_status(self) -> u16 {
         match self {
-            DpopReason::ReplayUnavailable => 503,
+            DpopReason::ReplayUnavailable | DpopReason::ReplayKeyLimit => 503,
             _ => 401,
         }
     }
@@ -1993,7 +2000,10 @@ mod tests {
         assert_eq!(names.len(), DpopReason::ALL.len());
         for r in DpopReason::ALL {
             assert!(r.as_str().starts_with("dpop_"));
-            let status = if r == DpopReason::ReplayUnavailable {
+            let status = if matches!(
+                r,
+                DpopReason::ReplayUnavailable | DpopReason::ReplayKeyLimit
+            ) {
                 503
             } else {
                 401

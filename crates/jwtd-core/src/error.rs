@@ -279,7 +279,8 @@ impl Reason {
             | Reason::RevocationUnavailable
             | Reason::UpstreamUnavailable
             | Reason::UpstreamTimeout
-            | Reason::Dpop(crate::DpopReason::ReplayUnavailable) => {
+            | Reason::Dpop(crate::DpopReason::ReplayUnavailable)
+            | Reason::Dpop(crate::DpopReason::ReplayKeyLimit) => {
                 BearerError::TemporarilyUnavailable
             }
             _ => BearerError::InvalidToken,

@@ -292,11 +292,8 @@ impl<S: EngineSource> Authorizer<S> {
                     .push(overwrite(&jwtd_gate::refusal::DPOP_NONCE, &v));
             }
         }
-        if allowed
-            .dpop
-            .as_ref()
-            .is_some_and(|p| p.on_pass == jwtd_gate::config::OnPass::Strip)
-        {
+        // `on_pass = "strip"`: no `DPoP` header upstream, checked or not.
+        if allowed.strip_dpop {
             ok.headers_to_remove
                 .push(jwtd_gate::dpop::DPOP.as_str().to_owned());
         }

@@ -75,6 +75,16 @@ pub mod defaults {
     pub(super) fn dpop_replay_max_entries() -> usize {
         DPOP_REPLAY_MAX_ENTRIES
     }
+
+    /// `[issuer.dpop] replay_max_per_key`: most live `jti`s one proof key (`jkt`) may hold in
+    /// the replay cache: about 21 proofs a second, sustained, with the default 60 s `max_age`
+    /// and 5 s leeway (a 70 s window); under a quarter of a shard's share of the default
+    /// `replay_max_entries` (1562), so four keys at their cap cannot fill a shard.
+    pub const DPOP_REPLAY_MAX_PER_KEY: usize = 1500;
+
+    pub(super) fn dpop_replay_max_per_key() -> usize {
+        DPOP_REPLAY_MAX_PER_KEY
+    }
     pub(super) fn cache_enabled() -> bool {
         CACHE_ENABLED
     }
@@ -328,12 +338,39 @@ pub enum ReplayMode {
     /// allowed request's `jti` is recorded, only once every other check passed. The default.
     #[default]
     Consume,
-    /// A `jti` seen before is refused, but none is recorded (the application consumes them,
-    /// e.g. with `on_pass = "keep"`).
+    /// A `jti` recorded in the shared store is refused, but jwtd records none: the
+    /// application, which checks the proof again (`on_pass = "keep"`), records it in the same
+    /// table (docs/dpop.md, "Replay"). Only with `replay_store = "shared"`: nothing else could
+    /// record a `jti` jwtd looks up, so it is refused at load with the memory cache.
     Check,
     /// No replay check (not recommended: a captured proof can be replayed within its
     /// `max_age`).
     Off,
+}
+
+/// Where an issuer's `jti`s are recorded (`[issuer.dpop] replay_store`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplayStoreKind {
+    /// This process's memory only: instances do not see each other's `jti`s. The default.
+    #[default]
+    Memory,
+    /// The shared store (`jwtd serve`'s `[dpop_replay]` PostgreSQL table), with the memory
+    /// cache as a first filter: a `jti` recorded by any instance is a replay on every one.
+    Shared,
+}
+
+/// What a proof gets when the shared replay store cannot answer in time (`[dpop_replay]
+/// on_unavailable`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnUnavailable {
+    /// Refused, 503 `dpop_replay_unavailable` (fail closed). The default.
+    #[default]
+    Reject,
+    /// Checked against this process's memory cache only (a replay to another instance
+    /// passes while the store is away), with a warning logged.
+    Local,
 }
 
 /// What reaches the upstream of an allowed DPoP request (`[issuer.dpop] on_pass`; proxy mode
@@ -383,6 +420,16 @@ pub struct DpopConfig {
     /// `dpop_replay_unavailable`, never admitted unchecked.
     #[serde(default = "defaults::dpop_replay_max_entries")]
     pub replay_max_entries: usize,
+    /// Most live `jti`s one proof key (`jkt`) may hold in the replay cache (default
+    /// [`defaults::DPOP_REPLAY_MAX_PER_KEY`]; 1 to [`MAX_DPOP_REPLAY_ENTRIES`]; in effect never more
+    /// than a quarter of the cache's per-shard share, `replay_max_entries / 64`). Beyond it that key's
+    /// proofs are refused with 503 `dpop_replay_key_limit` until some expire; other keys are
+    /// unaffected.
+    #[serde(default = "defaults::dpop_replay_max_per_key")]
+    pub replay_max_per_key: usize,
+    /// `memory` (default) or `shared` (needs `jwtd serve`'s `[dpop_replay]` table).
+    #[serde(default)]
+    pub replay_store: ReplayStoreKind,
     /// `strip` (default) or `keep`.
     #[serde(default)]
     pub on_pass: OnPass,
@@ -417,6 +464,8 @@ impl Default for DpopConfig {
             max_age: None,
             replay: ReplayMode::default(),
             replay_max_entries: defaults::DPOP_REPLAY_MAX_ENTRIES,
+            replay_max_per_key: defaults::DPOP_REPLAY_MAX_PER_KEY,
+            replay_store: ReplayStoreKind::default(),
             on_pass: OnPass::default(),
             nonce: None,
         }
@@ -434,6 +483,11 @@ pub enum DpopConfigError {
     MaxAge(u64),
     /// `replay_max_entries` is 0 or more than [`MAX_DPOP_REPLAY_ENTRIES`].
     ReplayEntries(usize),
+    /// `replay_max_per_key` is 0 or more than [`MAX_DPOP_REPLAY_ENTRIES`] (the configured
+    /// value).
+    ReplayPerKey(usize),
+    /// `replay = "check"` with the memory cache: nothing would ever record a `jti`.
+    CheckWithoutSharedStore,
     /// `nonce.secret_file` cannot be read or is shorter than 32 bytes (why).
     NonceSecret(String),
     /// `nonce.rotate` is under 10 s or over 1 h (the configured seconds).
@@ -459,6 +513,18 @@ impl fmt::Display for DpopConfigError {
             DpopConfigError::NonceRotate(s) => write!(
                 f,
                 "[issuer.dpop] nonce.rotate is {s} s: it must be 10 s to 3600 s"
+            ),
+            DpopConfigError::ReplayPerKey(n) => write!(
+                f,
+                "[issuer.dpop] replay_max_per_key is {n}: it must be 1 to \
+                 {MAX_DPOP_REPLAY_ENTRIES}"
+            ),
+            DpopConfigError::CheckWithoutSharedStore => write!(
+                f,
+                "[issuer.dpop] replay = \"check\" looks jtis up without recording them: only \
+                 the shared store (replay_store = \"shared\"), where the application records \
+                 them, can hold any; with the memory cache it would check nothing. Use \
+                 replay = \"consume\" (or \"off\")"
             ),
             DpopConfigError::ReplayEntries(n) => write!(
                 f,
@@ -515,6 +581,12 @@ impl DpopConfig {
         }
         if self.replay_max_entries == 0 || self.replay_max_entries > MAX_DPOP_REPLAY_ENTRIES {
             return Err(DpopConfigError::ReplayEntries(self.replay_max_entries));
+        }
+        if self.replay_max_per_key == 0 || self.replay_max_per_key > MAX_DPOP_REPLAY_ENTRIES {
+            return Err(DpopConfigError::ReplayPerKey(self.replay_max_per_key));
+        }
+        if self.replay == ReplayMode::Check && self.replay_store == ReplayStoreKind::Memory {
+            return Err(DpopConfigError::CheckWithoutSharedStore);
         }
         if let Some(n) = &self.nonce {
             let r = n.rotate.map_or(defaults::DPOP_NONCE_ROTATE, |s| s.0);
@@ -1020,7 +1092,7 @@ pub struct GateConfig {
 }
 
 /// The top-level keys of `jwtd serve`'s file the engine leaves to the service.
-pub const SERVICE_KEYS: [&str; 14] = [
+pub const SERVICE_KEYS: [&str; 15] = [
     "listen",
     "log_format",
     "trust_request_id",
@@ -1035,6 +1107,7 @@ pub const SERVICE_KEYS: [&str; 14] = [
     "upstream",
     "trusted_proxies",
     "tls",
+    "dpop_replay",
 ];
 
 impl GateConfig {

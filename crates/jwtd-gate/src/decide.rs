@@ -26,8 +26,8 @@
 //!    `scope` parameter naming what is needed) and claim predicates (403 `claim_mismatch`).
 //!    Every 401/403 of a rule under a `[[resource]]` names the resource's metadata URL and
 //!    every scope the rule requires ([`Denial::resource_metadata`], [`Denial::scope`]).
-//! 7. The identity headers are rendered (with `X-Auth-Jkt` when some issuer has an
-//!    `[issuer.dpop]` table): the union of every issuer's and every rule's identity
+//! 7. The identity headers are rendered (with `X-Auth-Jkt` and `X-Auth-Cert-Thumbprint`,
+//!    whatever is configured): the union of every issuer's and every rule's identity
 //!    headers, each present (empty when this decision has no value for it), so a proxy that
 //!    copies the answer's headers overwrites whatever a client sent under those names.
 
@@ -150,6 +150,11 @@ pub struct Allowed {
     /// The DPoP proof the request passed with, if any: the proven key's thumbprint and what
     /// the front does with the `DPoP` and `Authorization` headers upstream (proxy, ext_authz).
     pub dpop: Option<Proven>,
+    /// The front removes any `DPoP` header before forwarding (proxy, ext_authz): the
+    /// deciding issuer's `[issuer.dpop] on_pass` is `strip` (the default), whether or not a
+    /// proof was checked (an unchecked proof never reaches the upstream as if it had been).
+    /// For a request allowed without a token: unless every issuer has `on_pass = "keep"`.
+    pub strip_dpop: bool,
 }
 
 /// A request's DPoP proof that passed (see [`Allowed::dpop`]).
@@ -234,8 +239,12 @@ impl Engine {
             }
         }
         let dpop = DpopEngine::new(&issuers);
-        if dpop.jkt_header && !identity.mapped.contains(&X_AUTH_JKT) {
-            identity.mapped.push(X_AUTH_JKT);
+        // The binding headers are jwtd's whatever is configured: always in the union (empty
+        // when this decision has no value), so every front overwrites a client's own.
+        for h in [X_AUTH_JKT, crate::mtls::THUMBPRINT_HEADER] {
+            if !identity.mapped.contains(&h) {
+                identity.mapped.push(h);
+            }
         }
         identity.mapped.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         Engine {
@@ -249,24 +258,12 @@ impl Engine {
         }
     }
 
-    /// This engine reading a trusted proxy's client certificate as `forwarded` says, and,
-    /// when `thumbprint_header` (the front may see client certificates: a TLS listener with
-    /// a client CA, a forwarded certificate, ext_authz), with
-    /// [`crate::mtls::THUMBPRINT_HEADER`] among its identity headers (the thumbprint of the
-    /// request's certificate on an allowed request, empty otherwise).
-    pub fn with_client_certificates(
-        mut self,
-        forwarded: Option<Forwarded>,
-        thumbprint_header: bool,
-    ) -> Engine {
+    /// This engine reading a trusted proxy's client certificate as `forwarded` says
+    /// (`[forwarded] client_cert`). [`crate::mtls::THUMBPRINT_HEADER`] is among the identity
+    /// headers of every engine (the thumbprint of the request's certificate on an allowed
+    /// request, empty otherwise).
+    pub fn with_client_certificates(mut self, forwarded: Option<Forwarded>) -> Engine {
         self.forwarded_cert = forwarded;
-        let h = crate::mtls::THUMBPRINT_HEADER;
-        if thumbprint_header && !self.identity.mapped.contains(&h) {
-            self.identity.mapped.push(h);
-            self.identity
-                .mapped
-                .sort_by(|a, b| a.as_str().cmp(b.as_str()));
-        }
         self
     }
 
@@ -303,23 +300,32 @@ impl Engine {
         })?;
         self.resources = built.with_dpop(configs, &self.dpop);
         self.mark_bound_resources();
+        self.mark_dpop_resources();
         Ok(self)
     }
 
     /// The engine of a parsed configuration (`[[issuer]]`, `[cache]`, `[tokens]`, `[rules]`,
     /// `[[rule]]`), its secrets read from the environment it was parsed in
     /// ([`GateConfig::env`](crate::config::GateConfig)). Must run inside a tokio runtime:
-    /// remote key sources start fetching.
+    /// remote key sources start fetching. An issuer with `replay_store = "shared"` is an
+    /// error here: this engine has no shared store (`jwtd serve` wires its `[dpop_replay]`
+    /// table; an embedder calls [`crate::dpop::DpopEngine::with_shared_replay`] on an engine
+    /// it builds otherwise).
     pub fn from_config(config: &crate::config::GateConfig) -> Result<Engine, String> {
         let issuers =
             Issuers::build_with_env(&config.issuers, &config.cache, None, None, &config.env)?;
         let forwarded = config.forwarded.compile()?;
-        let header = forwarded.is_some();
-        Ok(
+        let engine =
             Engine::with_rules(issuers, &config.rules, &config.rule, config.tokens.clone())?
                 .with_resources(&config.resource, None)?
-                .with_client_certificates(forwarded, header),
-        )
+                .with_client_certificates(forwarded);
+        if let Some(name) = engine.dpop.unwired_shared() {
+            return Err(format!(
+                "issuer {name:?}: [issuer.dpop] replay_store = \"shared\" needs a shared replay \
+                 store, and this front has none (jwtd serve's [dpop_replay] table provides one)"
+            ));
+        }
+        Ok(engine)
     }
 
     /// An engine over `issuers` with the rules of `options` and `rules` compiled against them
@@ -493,7 +499,7 @@ impl Engine {
                 let passed = self.dpop_check(&issuer.name, None, req, presented, token, &v, now)?;
                 let name = issuer.name.clone();
                 let allowed = self.allowed(issuer, v, None, out, cert);
-                self.dpop_finish(&name, allowed, passed, out, now)
+                self.dpop_finish(&name, allowed, passed, out, now).await
             }
             Err((issuer, error)) => Err(Denial {
                 error,
@@ -617,6 +623,7 @@ impl Engine {
         }
         let allowed = self.allowed(issuer.clone(), verified, Some((rule, &binding)), out, cert);
         self.dpop_finish(&issuer.name, allowed, passed, out, now)
+            .await
     }
 
     /// The certificate-binding check (RFC 8705, [`crate::mtls::check`]) of a verified token
@@ -678,6 +685,40 @@ impl Engine {
         }
     }
 
+    /// RFC 9449 `dpop_bound_access_tokens_required`, from the rules too (review L9): true for a
+    /// resource whose every rule requires DPoP (its `dpop = "require"`, or, without a `dpop`
+    /// of its own, every issuer of the resource has `[issuer.dpop] mode = "require"`); without
+    /// a rule under it, the issuers decide ([`Resources::with_dpop`]).
+    fn mark_dpop_resources(&mut self) {
+        for i in 0..self.resources.list().len() {
+            let r = &self.resources.list()[i];
+            let rules: Vec<&Rule> = self
+                .rules
+                .rules()
+                .iter()
+                .filter(|rule| {
+                    self.resources
+                        .of_rule(rule.index())
+                        .is_some_and(|of| std::ptr::eq(of, r))
+                })
+                .collect();
+            if rules.is_empty() {
+                continue;
+            }
+            let issuers_require = !r.issuers.is_empty()
+                && r.issuers.iter().all(|name| {
+                    self.dpop
+                        .of(name)
+                        .is_some_and(|d| d.mode == DpopMode::Require)
+                });
+            let required = rules.iter().all(|rule| match rule.dpop() {
+                Some(m) => m == DpopMode::Require,
+                None => issuers_require,
+            });
+            self.resources.set_dpop_required(i, required);
+        }
+    }
+
     /// The DPoP step for a token of issuer `issuer` ([`crate::dpop::check`]).
     #[allow(clippy::too_many_arguments)]
     fn dpop_check(
@@ -703,7 +744,7 @@ impl Engine {
     }
 
     /// An allowed request with a proof: its `jti` consumed (last), `X-Auth-Jkt` set.
-    fn dpop_finish(
+    async fn dpop_finish(
         &self,
         issuer: &str,
         allowed: Result<Allowed, Denial>,
@@ -715,8 +756,8 @@ impl Engine {
         let Some(p) = passed else {
             return Ok(a);
         };
-        p.consume(now).map_err(|e| Denial::dpop(issuer, e))?;
-        if out == Outputs::Headers && self.dpop.jkt_header {
+        p.consume(now).await.map_err(|e| Denial::dpop(issuer, e))?;
+        if out == Outputs::Headers {
             if let Ok(v) = HeaderValue::from_str(&p.jkt) {
                 a.headers.insert(X_AUTH_JKT, v);
             }
@@ -738,11 +779,13 @@ impl Engine {
 
     /// Allowed without an identity: every identity header present and empty.
     fn anonymous(&self, out: Outputs) -> Allowed {
+        let strip_dpop = self.dpop.strips_without_issuer();
         if out == Outputs::None {
             return Allowed {
                 identity: None,
                 headers: HeaderMap::new(),
                 dpop: None,
+                strip_dpop,
             };
         }
         let mut h = HeaderMap::with_capacity(self.identity.mapped.len() + 3);
@@ -753,6 +796,7 @@ impl Engine {
             identity: None,
             headers: h,
             dpop: None,
+            strip_dpop,
         }
     }
 
@@ -764,11 +808,13 @@ impl Engine {
         out: Outputs,
         cert: Option<Thumbprint>,
     ) -> Result<Allowed, Denial> {
+        let strip_dpop = self.dpop.of_or_default(&issuer.name).on_pass == OnPass::Strip;
         if out == Outputs::None {
             return Ok(Allowed {
                 identity: Some((issuer, v)),
                 headers: HeaderMap::new(),
                 dpop: None,
+                strip_dpop,
             });
         }
         let extra = match rule {
@@ -787,6 +833,7 @@ impl Engine {
                     identity: Some((issuer, v)),
                     headers,
                     dpop: None,
+                    strip_dpop,
                 })
             }
             Err(error) => Err(Denial {

@@ -4,10 +4,15 @@
 //! the access token, then `jwtd_core::check_token_binding`) and the in-memory `jti` replay
 //! cache. [`crate::Engine::decide`] calls [`check`] once the token is verified (and its
 //! revocation checked) and [`Passed::consume`] last, once every other check of the request
-//! passed, so a refused request never burns the client's proof. See docs/dpop.md ("In the
-//! engine") and docs/design/dpop-engine.md.
+//! passed, so a refused request never burns the client's proof. With `replay_store =
+//! "shared"` the `jti` is also recorded in a [`ReplayStore`] every instance shares (`jwtd
+//! serve` wires its PostgreSQL table, [`DpopEngine::with_shared_replay`]), the memory cache
+//! staying a first filter. See docs/dpop.md ("In the engine") and docs/design/dpop-engine.md.
 
-use crate::config::{DpopConfig, DpopConfigError, DpopMode, IssuerConfig, OnPass, ReplayMode};
+use crate::config::{
+    DpopConfig, DpopConfigError, DpopMode, IssuerConfig, OnPass, OnUnavailable, ReplayMode,
+    ReplayStoreKind,
+};
 use crate::issuers::Issuers;
 use http::{HeaderMap, HeaderName};
 use jwtd_core::{
@@ -16,11 +21,103 @@ use jwtd_core::{
 };
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::future::Future;
+use std::hash::BuildHasher;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Why a [`ReplayStore`] could not answer (its message names no token, proof or key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplayStoreError(pub String);
+
+impl std::fmt::Display for ReplayStoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ReplayStoreError {}
+
+/// What a [`ReplayStore`] call returns: a boxed future, so the trait stays object-safe.
+pub type ReplayFuture<'a, T> =
+    Pin<Box<dyn Future<Output = Result<T, ReplayStoreError>> + Send + 'a>>;
+
+/// A `jti` store shared by several instances (`replay_store = "shared"`): keys are
+/// [`jwtd_core::replay_key`]s (16 bytes), times Unix seconds. jwtd-service implements it over
+/// PostgreSQL (`dpop_jti`); the engine bounds every call by [`SharedReplay::timeout`].
+pub trait ReplayStore: Send + Sync + std::fmt::Debug {
+    /// Records `key` until `expires`, atomically: `true` when it was recorded now, `false`
+    /// when a record still live at `now` existed (a replay, on this or any instance).
+    fn record(&self, key: [u8; 16], expires: u64, now: u64) -> ReplayFuture<'_, bool>;
+    /// True when `key` is recorded and live at `now` (for `replay = "check"`: the
+    /// application records).
+    fn seen(&self, key: [u8; 16], now: u64) -> ReplayFuture<'_, bool>;
+}
+
+/// The shared replay store an engine's `replay_store = "shared"` issuers use, and how.
+#[derive(Clone, Debug)]
+pub struct SharedReplay {
+    /// The store.
+    pub store: Arc<dyn ReplayStore>,
+    /// Longest one call may take (the pool's wait included); past it the store counts as
+    /// unavailable.
+    pub timeout: Duration,
+    /// What a proof gets while the store cannot answer.
+    pub on_unavailable: OnUnavailable,
+    warned: Arc<AtomicBool>,
+}
+
+impl SharedReplay {
+    /// `store`, each call bounded by `timeout`, `on_unavailable` when it cannot answer.
+    pub fn new(
+        store: Arc<dyn ReplayStore>,
+        timeout: Duration,
+        on_unavailable: OnUnavailable,
+    ) -> SharedReplay {
+        SharedReplay {
+            store,
+            timeout,
+            on_unavailable,
+            warned: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The store's answer, or why there is none (its error, or the timeout).
+    async fn call(&self, f: ReplayFuture<'_, bool>) -> Result<bool, String> {
+        match tokio::time::timeout(self.timeout, f).await {
+            Ok(Ok(b)) => {
+                self.warned.store(false, Ordering::Relaxed);
+                Ok(b)
+            }
+            Ok(Err(e)) => Err(e.0),
+            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+        }
+    }
+
+    /// Counts a call that got no answer (`jwtd_dpop_replay_store_failures_total`, by what the
+    /// proof got: `rejected` or `local`) and logs it (once until the store answers again).
+    fn warn(&self, why: &str) {
+        let outcome = match self.on_unavailable {
+            OnUnavailable::Reject => "rejected",
+            OnUnavailable::Local => "local",
+        };
+        metrics::counter!("jwtd_dpop_replay_store_failures_total", "outcome" => outcome)
+            .increment(1);
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                error = why,
+                on_unavailable = ?self.on_unavailable,
+                "the shared DPoP replay store cannot be reached"
+            );
+        }
+    }
+}
 
 /// The identity header naming the thumbprint (`cnf.jkt`) of the key an allowed request proved
-/// (empty when it proved none). Rendered when some issuer has an `[issuer.dpop]` table.
+/// (empty when it proved none). Always among the identity headers, so a front overwrites a
+/// client's own.
 pub const X_AUTH_JKT: HeaderName = HeaderName::from_static("x-auth-jkt");
 
 /// The request header carrying a DPoP proof.
@@ -82,11 +179,17 @@ pub struct IssuerDpop {
     pub cache: Arc<ReplayCache>,
     /// Server nonces, and whether every proof must carry one.
     pub nonce: Option<(jwtd_core::NonceKey, bool)>,
+    /// `replay_store`.
+    pub replay_store: ReplayStoreKind,
+    /// The shared store (`replay_store = "shared"`, once wired).
+    pub shared: Option<SharedReplay>,
     /// The parsed proof keys (the process's one cache, [`ProofKeyCache::shared`], unless
     /// replaced).
     pub proof_keys: Arc<ProofKeyCache>,
     /// `replay_max_entries`.
     max_entries: usize,
+    /// `replay_max_per_key`.
+    max_per_key: usize,
 }
 
 impl IssuerDpop {
@@ -113,10 +216,16 @@ impl IssuerDpop {
             replay: cfg.replay,
             on_pass: cfg.on_pass,
             explicit,
-            cache: Arc::new(ReplayCache::new(cfg.replay_max_entries)),
+            cache: Arc::new(ReplayCache::with_key_limit(
+                cfg.replay_max_entries,
+                cfg.replay_max_per_key,
+            )),
             nonce: None,
+            replay_store: cfg.replay_store,
+            shared: None,
             proof_keys: ProofKeyCache::shared().clone(),
             max_entries: cfg.replay_max_entries,
+            max_per_key: cfg.replay_max_per_key,
         }
     }
 }
@@ -125,8 +234,6 @@ impl IssuerDpop {
 #[derive(Clone, Debug, Default)]
 pub struct DpopEngine {
     by_issuer: Vec<(String, Arc<IssuerDpop>)>,
-    /// `X-Auth-Jkt` is an identity header (some issuer has an `[issuer.dpop]` table).
-    pub jkt_header: bool,
 }
 
 impl DpopEngine {
@@ -141,11 +248,17 @@ impl DpopEngine {
             });
             by_issuer.push((i.name.clone(), Arc::new(d)));
         }
-        let jkt_header = by_issuer.iter().any(|(_, d)| d.explicit);
-        DpopEngine {
-            by_issuer,
-            jkt_header,
-        }
+        DpopEngine { by_issuer }
+    }
+
+    /// Whether a request allowed without a token (a public rule, an optional one) has its
+    /// `DPoP` header removed before forwarding: unless every issuer has `on_pass = "keep"`.
+    pub fn strips_without_issuer(&self) -> bool {
+        self.by_issuer.is_empty()
+            || self
+                .by_issuer
+                .iter()
+                .any(|(_, d)| d.on_pass == OnPass::Strip)
     }
 
     /// The settings of the issuer named `name`.
@@ -173,18 +286,41 @@ impl DpopEngine {
     }
 
     /// Keeps the replay caches of `previous` (the engine a reload replaces) for each issuer
-    /// of the same name and `replay_max_entries`, so a reload does not forget the `jti`s
-    /// seen (a proof could be replayed right after it otherwise).
+    /// of the same name, `replay_max_entries` and `replay_max_per_key`, so a reload does not
+    /// forget the `jti`s seen (a proof could be replayed right after it otherwise).
     pub fn adopt_replay_caches(&mut self, previous: &DpopEngine) {
         for (name, d) in &mut self.by_issuer {
             if let Some(old) = previous.of(name) {
-                if old.max_entries == d.max_entries {
+                if old.max_entries == d.max_entries && old.max_per_key == d.max_per_key {
                     if let Some(d) = Arc::get_mut(d) {
                         d.cache = old.cache.clone();
                     }
                 }
             }
         }
+    }
+}
+
+impl DpopEngine {
+    /// Gives `shared` to every issuer with `replay_store = "shared"` (call it on a freshly
+    /// built engine: an issuer's settings already shared elsewhere are left as they are).
+    pub fn with_shared_replay(&mut self, shared: &SharedReplay) {
+        for (_, d) in &mut self.by_issuer {
+            if d.replay_store == ReplayStoreKind::Shared {
+                if let Some(d) = Arc::get_mut(d) {
+                    d.shared = Some(shared.clone());
+                }
+            }
+        }
+    }
+
+    /// The first issuer with `replay_store = "shared"` and no shared store wired, if any (a
+    /// load error: its `jti`s would stay in this process).
+    pub fn unwired_shared(&self) -> Option<&str> {
+        self.by_issuer
+            .iter()
+            .find(|(_, d)| d.replay_store == ReplayStoreKind::Shared && d.shared.is_none())
+            .map(|(n, _)| n.as_str())
     }
 }
 
@@ -203,28 +339,84 @@ pub struct Passed {
     expires: u64,
     replay: ReplayMode,
     cache: Arc<ReplayCache>,
+    shared: Option<SharedReplay>,
     challenge: DpopChallenge,
 }
 
 impl Passed {
-    /// Records the proof's `jti` (`replay = "consume"`): a `jti` recorded meanwhile is
-    /// `dpop_replay`, a cache full of live entries `dpop_replay_unavailable`.
-    pub fn consume(&self, now: u64) -> Result<(), (Error, DpopChallenge)> {
-        if self.replay != ReplayMode::Consume {
-            return Ok(());
+    /// Records the proof's `jti` (`replay = "consume"`): in the memory cache first (a `jti`
+    /// recorded meanwhile is `dpop_replay`, a cache full of live entries
+    /// `dpop_replay_unavailable`, a key over `replay_max_per_key` `dpop_replay_key_limit`),
+    /// then, with a shared store, there (a row that existed is `dpop_replay`; no answer in
+    /// time is `dpop_replay_unavailable`, or the memory cache's verdict with
+    /// `on_unavailable = "local"`). With `replay = "check"` and a shared store, the store is
+    /// looked up and nothing recorded; no answer in time is `dpop_replay_unavailable` whatever
+    /// `on_unavailable` says (the memory cache, empty under `check`, cannot stand in).
+    pub async fn consume(&self, now: u64) -> Result<(), (Error, DpopChallenge)> {
+        let fail = |e: Error| Err((e, self.challenge.clone()));
+        match self.replay {
+            ReplayMode::Off => return Ok(()),
+            ReplayMode::Check => {
+                let Some(s) = &self.shared else {
+                    return Ok(());
+                };
+                return match s.call(s.store.seen(self.key, now)).await {
+                    Ok(false) => Ok(()),
+                    Ok(true) => fail(replayed()),
+                    // Refused whatever `on_unavailable` says: under `check` the memory
+                    // cache holds nothing, so "local" would let every replay through on
+                    // every instance while the store is away (second review, M4).
+                    Err(why) => {
+                        s.warn(&why);
+                        fail(store_unavailable())
+                    }
+                };
+            }
+            ReplayMode::Consume => {}
         }
-        match self.cache.insert(self.key, self.expires, now) {
-            Ok(()) => Ok(()),
-            Err(Full::Replay) => Err((replayed(), self.challenge.clone())),
-            Err(Full::Full) => Err((
-                dpop(
+        match self.cache.insert(&self.jkt, self.key, self.expires, now) {
+            Ok(()) => {}
+            Err(Full::Replay) => return fail(replayed()),
+            Err(Full::Full) => {
+                return fail(dpop(
                     DpopReason::ReplayUnavailable,
                     "the DPoP replay cache is full: retry later",
-                ),
-                self.challenge.clone(),
-            )),
+                ))
+            }
+            Err(Full::KeyLimit) => {
+                return fail(dpop(
+                    DpopReason::ReplayKeyLimit,
+                    "this proof key has too many DPoP proofs inside the replay window: retry \
+                     later",
+                ))
+            }
+        }
+        let Some(s) = &self.shared else {
+            return Ok(());
+        };
+        match s.call(s.store.record(self.key, self.expires, now)).await {
+            Ok(true) => Ok(()),
+            Ok(false) => fail(replayed()),
+            Err(why) => {
+                s.warn(&why);
+                match s.on_unavailable {
+                    OnUnavailable::Local => Ok(()),
+                    OnUnavailable::Reject => {
+                        // Not burnt: the request is refused for the store, not the proof.
+                        self.cache.remove(&self.jkt, &self.key);
+                        fail(store_unavailable())
+                    }
+                }
+            }
         }
     }
+}
+
+fn store_unavailable() -> Error {
+    dpop(
+        DpopReason::ReplayUnavailable,
+        "the shared DPoP replay store cannot be reached: retry later",
+    )
 }
 
 fn dpop(r: DpopReason, message: &'static str) -> Error {
@@ -283,6 +475,11 @@ pub fn check(
         nonce: None,
     };
     let fail = |e: Error| Err((e, challenge()));
+    // A `cnf` that is not an object is a malformed token here as in the mTLS check (never
+    // an unbound one taken as a bearer token).
+    if let Err(e) = crate::mtls::cnf_shape(verified) {
+        return fail(e);
+    }
     let bound = is_bound(verified);
     if presented != Presented::Dpop {
         if bound {
@@ -313,7 +510,13 @@ pub fn check(
         proofs.push(v.as_bytes());
     }
     let uri = format!("{}://{}{}", req.scheme, req.host, req.path_and_query);
-    let proof = match d.proof_keys.verify(
+    // A header parsed afresh is kept only once the binding and the nonce passed too (a proof
+    // signed by another key than the token's must not churn the cache: second review, L1).
+    let deferred = Deferred {
+        cache: &d.proof_keys,
+        fresh: std::cell::Cell::new(None),
+    };
+    let proof = match deferred.cache_verify(
         &d.policy,
         &DpopRequest {
             proofs: &proofs,
@@ -364,7 +567,11 @@ pub fn check(
     let expires = iat
         .saturating_add(d.policy.replay_window_secs())
         .saturating_add(1);
-    if d.replay != ReplayMode::Off && d.cache.contains(&key, now) {
+    if let Some(header) = deferred.fresh.take() {
+        d.proof_keys.keep(header);
+    }
+    // The memory cache first: a local hit is a replay without a round trip.
+    if d.replay != ReplayMode::Off && d.cache.contains(&proof.jkt, &key, now) {
         return fail(replayed());
     }
     Ok(Some(Passed {
@@ -375,6 +582,7 @@ pub fn check(
         expires,
         replay: d.replay,
         cache: d.cache.clone(),
+        shared: d.shared.clone(),
         challenge: challenge(),
     }))
 }
@@ -510,6 +718,36 @@ impl ProofKeyCache {
     }
 }
 
+/// A [`ProofKeyCache`] whose new headers wait: [`check`] keeps one only after the binding
+/// and the nonce passed too, not as soon as the proof itself did.
+struct Deferred<'a> {
+    cache: &'a ProofKeyCache,
+    fresh: std::cell::Cell<Option<Arc<ProofHeader>>>,
+}
+
+impl Deferred<'_> {
+    /// [`ProofKeyCache::verify`], the header to keep held back in `fresh`.
+    fn cache_verify(
+        &self,
+        policy: &DpopPolicy,
+        request: &DpopRequest<'_>,
+        token_sha256: Option<&[u8; 32]>,
+        now: u64,
+    ) -> Result<DpopProof, DpopError> {
+        policy.verify_with(request, now, self, token_sha256)
+    }
+}
+
+impl ProofKeys for Deferred<'_> {
+    fn get(&self, segment: &[u8]) -> Option<Arc<ProofHeader>> {
+        self.cache.get(segment)
+    }
+
+    fn keep(&self, header: Arc<ProofHeader>) {
+        self.fresh.set(Some(header));
+    }
+}
+
 impl ProofKeys for ProofKeyCache {
     fn get(&self, segment: &[u8]) -> Option<Arc<ProofHeader>> {
         let h = self.cache.get(segment);
@@ -532,74 +770,165 @@ impl ProofKeys for ProofKeyCache {
 pub enum Full {
     /// It was recorded already, and is still inside its window.
     Replay,
-    /// The cache is full of entries still inside their window.
+    /// The cache (the key's shard) is full of entries still inside their window.
     Full,
+    /// The proof key holds `replay_max_per_key` live entries already.
+    KeyLimit,
 }
 
-/// Shards of the replay cache (a `jti` key is a SHA-256 prefix: its first byte picks one).
+/// Shards of the replay cache (a proof key's entries all live in the one its keyed hash
+/// picks).
 const SHARDS: usize = 16;
 
 /// The in-memory `jti` replay cache: 16-byte keys (SHA-256 of `jkt` and `jti`, truncated)
 /// to the second their entry expires (the proof's `iat` plus the replay window), bounded by a
-/// number of entries. Sharded under 16 locks; an entry is 24 bytes plus the table's control
-/// byte (about 33 bytes each once the table's load factor is counted: 3.3 MiB for 100,000).
-/// Expired entries are swept when a shard is full, at most once a second per shard; a shard
+/// number of entries and a number of live entries per proof key.
+///
+/// Sharded under 16 locks; the shard is picked by a keyed hash (SipHash-1-3 under a random
+/// per-process key, `std`'s `RandomState`) of the proof key's thumbprint, so a client can
+/// neither aim its entries at one shard nor spread one key's entries over all of them; each
+/// shard counts its keys' live entries (by a 32-bit tag of the same hash) and refuses a key
+/// past `max_per_key` ([`Full::KeyLimit`]) without touching any other key. An entry is 24
+/// bytes plus the table's control byte (about 33 bytes each once the load factor is counted:
+/// 3.3 MiB for 100,000) and its key's counter at most 9 more (one per distinct key). Expired
+/// entries are swept when a shard or a key is full, at most once a second per shard; a shard
 /// full of live entries refuses new ones ([`Full::Full`]), never evicts a live one.
 #[derive(Debug)]
 pub struct ReplayCache {
     shards: Box<[Mutex<Shard>]>,
     per_shard: usize,
+    per_key: u32,
+    hasher: std::hash::RandomState,
 }
 
 #[derive(Debug, Default)]
 struct Shard {
+    /// Key to (the proof key's tag << 32 | expiry, Unix seconds clamped to 32 bits).
     map: HashMap<[u8; 16], u64, foldhash::fast::RandomState>,
+    /// Entries held per proof key tag (live or not yet swept).
+    per_key: HashMap<u32, u32, foldhash::fast::RandomState>,
     swept_at: u64,
 }
 
+fn expiry(v: u64) -> u64 {
+    v & 0xffff_ffff
+}
+
+fn tag_of(v: u64) -> u32 {
+    (v >> 32) as u32
+}
+
+impl Shard {
+    /// Drops the entries expired at `now` (at most once a second).
+    fn sweep(&mut self, now: u64) {
+        if self.swept_at == now {
+            return;
+        }
+        self.swept_at = now;
+        let per_key = &mut self.per_key;
+        self.map.retain(|_, v| {
+            let live = expiry(*v) > now;
+            if !live {
+                if let Some(c) = per_key.get_mut(&tag_of(*v)) {
+                    *c = c.saturating_sub(1);
+                }
+            }
+            live
+        });
+        self.per_key.retain(|_, c| *c > 0);
+    }
+}
+
 impl ReplayCache {
-    /// A cache of at most `max_entries` entries (rounded up to a multiple of 16).
+    /// A cache of at most `max_entries` entries (rounded up to a multiple of 16), with no
+    /// limit per proof key beyond that.
     pub fn new(max_entries: usize) -> ReplayCache {
+        ReplayCache::with_key_limit(max_entries, max_entries)
+    }
+
+    /// A cache of at most `max_entries` entries (rounded up to a multiple of 16), at most
+    /// `max_per_key` of them live for one proof key, and never more than a quarter of a
+    /// shard's share ([`ReplayCache::per_key_limit`]): no fewer than four keys at their cap
+    /// can fill a shard.
+    pub fn with_key_limit(max_entries: usize, max_per_key: usize) -> ReplayCache {
         let per_shard = max_entries.div_ceil(SHARDS).max(1);
+        let per_key = max_per_key.min(per_shard / 4).max(1);
         ReplayCache {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             per_shard,
+            per_key: u32::try_from(per_key).unwrap_or(u32::MAX),
+            hasher: std::hash::RandomState::new(),
         }
     }
 
-    fn shard(&self, key: &[u8; 16]) -> std::sync::MutexGuard<'_, Shard> {
-        let m = &self.shards[usize::from(key[0]) % SHARDS];
+    /// The live entries one proof key may hold: `max_per_key`, at most a quarter of
+    /// `max_entries / 16`.
+    pub fn per_key_limit(&self) -> usize {
+        self.per_key as usize
+    }
+
+    /// The shard of `jkt` and its tag in it.
+    fn shard(&self, jkt: &str) -> (std::sync::MutexGuard<'_, Shard>, u32) {
+        let h = self.hasher.hash_one(jkt);
+        let m = &self.shards[(h as usize) % SHARDS];
         // A poisoned shard holds consistent data (no operation panics half-way).
-        m.lock().unwrap_or_else(|p| p.into_inner())
+        (
+            m.lock().unwrap_or_else(|p| p.into_inner()),
+            (h >> 32) as u32,
+        )
     }
 
-    /// True when `key` is recorded and still inside its window at `now`.
-    pub fn contains(&self, key: &[u8; 16], now: u64) -> bool {
-        self.shard(key).map.get(key).is_some_and(|&exp| exp > now)
+    /// True when `key` (a proof of `jkt`) is recorded and still inside its window at `now`.
+    pub fn contains(&self, jkt: &str, key: &[u8; 16], now: u64) -> bool {
+        self.shard(jkt)
+            .0
+            .map
+            .get(key)
+            .is_some_and(|&v| expiry(v) > now)
     }
 
-    /// Records `key` until `expires`: [`Full::Replay`] when it is recorded and live,
+    /// Records `key` (a proof of `jkt`) until `expires`: [`Full::Replay`] when it is recorded
+    /// and live, [`Full::KeyLimit`] when `jkt` holds its limit of live entries,
     /// [`Full::Full`] when its shard is full of live entries.
-    pub fn insert(&self, key: [u8; 16], expires: u64, now: u64) -> Result<(), Full> {
-        let mut s = self.shard(&key);
-        if let Some(&exp) = s.map.get(&key) {
-            if exp > now {
+    pub fn insert(&self, jkt: &str, key: [u8; 16], expires: u64, now: u64) -> Result<(), Full> {
+        let (mut s, tag) = self.shard(jkt);
+        let value = (u64::from(tag) << 32) | expires.min(u64::from(u32::MAX));
+        if let Some(&v) = s.map.get(&key) {
+            if expiry(v) > now {
                 return Err(Full::Replay);
             }
-            s.map.insert(key, expires);
+            // The same key of the same jkt: its count already holds this entry.
+            s.map.insert(key, value);
             return Ok(());
         }
-        if s.map.len() >= self.per_shard {
-            if s.swept_at != now {
-                s.swept_at = now;
-                s.map.retain(|_, exp| *exp > now);
+        if s.per_key.get(&tag).copied().unwrap_or(0) >= self.per_key {
+            s.sweep(now);
+            if s.per_key.get(&tag).copied().unwrap_or(0) >= self.per_key {
+                return Err(Full::KeyLimit);
             }
+        }
+        if s.map.len() >= self.per_shard {
+            s.sweep(now);
             if s.map.len() >= self.per_shard {
                 return Err(Full::Full);
             }
         }
-        s.map.insert(key, expires);
+        s.map.insert(key, value);
+        *s.per_key.entry(tag).or_insert(0) += 1;
         Ok(())
+    }
+
+    /// Forgets `key` (a proof of `jkt`), e.g. recorded for a request refused afterwards.
+    pub fn remove(&self, jkt: &str, key: &[u8; 16]) {
+        let (mut s, tag) = self.shard(jkt);
+        if s.map.remove(key).is_some() {
+            if let Some(c) = s.per_key.get_mut(&tag) {
+                *c = c.saturating_sub(1);
+                if *c == 0 {
+                    s.per_key.remove(&tag);
+                }
+            }
+        }
     }
 
     /// Entries held (live or not yet swept).
@@ -615,20 +944,22 @@ impl ReplayCache {
         self.len() == 0
     }
 
-    /// The heap the tables hold, in bytes: each bucket's key, value and control byte.
+    /// The heap the tables hold, in bytes: each bucket's key, value and control byte, and
+    /// the per-key counters'.
     pub fn heap_bytes(&self) -> usize {
+        // hashbrown: buckets = next power of two of cap * 8 / 7; one control byte each plus
+        // a group's worth.
+        fn table(cap: usize, entry: usize) -> usize {
+            if cap == 0 {
+                return 0;
+            }
+            (cap.saturating_mul(8) / 7).next_power_of_two() * (entry + 1) + 16
+        }
         self.shards
             .iter()
             .map(|m| {
-                let cap = m.lock().unwrap_or_else(|p| p.into_inner()).map.capacity();
-                // hashbrown: buckets = next power of two of cap * 8 / 7; one control byte
-                // each plus a group's worth.
-                let buckets = if cap == 0 {
-                    0
-                } else {
-                    (cap.saturating_mul(8) / 7).next_power_of_two()
-                };
-                buckets * (16 + 8 + 1) + 16
+                let s = m.lock().unwrap_or_else(|p| p.into_inner());
+                table(s.map.capacity(), 16 + 8) + table(s.per_key.capacity(), 4 + 4)
             })
             .sum()
     }
@@ -647,22 +978,59 @@ mod tests {
     fn replay_cache_refuses_a_live_key_and_takes_an_expired_one() {
         let c = ReplayCache::new(32);
         let k = [7u8; 16];
-        assert_eq!(c.insert(k, 100, 10), Ok(()));
-        assert!(c.contains(&k, 99));
-        assert_eq!(c.insert(k, 100, 99), Err(Full::Replay));
-        assert!(!c.contains(&k, 100));
-        assert_eq!(c.insert(k, 200, 100), Ok(()));
+        assert_eq!(c.insert("a", k, 100, 10), Ok(()));
+        assert!(c.contains("a", &k, 99));
+        assert_eq!(c.insert("a", k, 100, 99), Err(Full::Replay));
+        assert!(!c.contains("a", &k, 100));
+        assert_eq!(c.insert("a", k, 200, 100), Ok(()));
     }
 
     #[test]
     fn a_full_shard_refuses_until_entries_expire() {
-        let c = ReplayCache::new(16);
-        // One entry per shard: the first byte picks the shard.
-        let mut k = [0u8; 16];
-        assert_eq!(c.insert(k, 50, 10), Ok(()));
-        k[1] = 1;
-        assert_eq!(c.insert(k, 50, 10), Err(Full::Full));
-        assert_eq!(c.insert(k, 80, 50), Ok(()), "swept once the first expired");
-        assert_eq!(c.len(), 1);
+        // 4 entries a shard, 1 a key (a quarter of a shard): 65 keys cannot all find room.
+        let c = ReplayCache::new(64);
+        assert_eq!(c.per_key_limit(), 1);
+        let mut full = None;
+        for i in 0..65u8 {
+            let jkt = format!("key-{i}");
+            match c.insert(&jkt, [i; 16], 50, 10) {
+                Ok(()) => {}
+                Err(Full::Full) => {
+                    full = Some(jkt);
+                    break;
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        let jkt = full.expect("some shard is full");
+        assert_eq!(c.insert(&jkt, [200; 16], 50, 20), Err(Full::Full));
+        assert_eq!(
+            c.insert(&jkt, [200; 16], 80, 50),
+            Ok(()),
+            "swept once the first expired"
+        );
+    }
+
+    #[test]
+    fn a_key_at_its_limit_is_refused_and_others_are_not() {
+        let c = ReplayCache::with_key_limit(16_000, 3);
+        for i in 0..3u8 {
+            assert_eq!(c.insert("a", [i; 16], 50, 10), Ok(()));
+        }
+        assert_eq!(c.insert("a", [9; 16], 50, 10), Err(Full::KeyLimit));
+        for i in 0..3u8 {
+            assert_eq!(c.insert("b", [100 + i; 16], 50, 10), Ok(()));
+        }
+        c.remove("a", &[0; 16]);
+        assert_eq!(
+            c.insert("a", [9; 16], 50, 10),
+            Ok(()),
+            "room after a removal"
+        );
+        assert_eq!(
+            c.insert("a", [10; 16], 90, 50),
+            Ok(()),
+            "swept once they expired"
+        );
     }
 }

@@ -10,7 +10,10 @@
 //!   client CA).
 //! - [`ClientCert::Trusted`]: the peer is a trusted proxy (`trusted_proxies`): the certificate
 //!   it forwards in the configured header ([`Forwarded`], `[forwarded] client_cert`) is read
-//!   when the header is present; without one, the TLS peer's certificate (if any) counts.
+//!   when `[forwarded] client_cert` is set: no header, an empty value or RFC 9440's empty `::`
+//!   is "the client had no certificate", never the TLS peer's (the proxy's own). Without
+//!   `[forwarded] client_cert`, the TLS peer's certificate (if any) counts. The two sources
+//!   are never mixed in one request.
 //! - [`ClientCert::Pem`]: Envoy ext_authz's `attributes.source.certificate` (URL-encoded PEM),
 //!   authoritative.
 //! - [`ClientCert::None`]: no certificate (cleartext, no client certificate, or a client the
@@ -207,21 +210,37 @@ pub fn resolve(
             escaped_pem(s.as_bytes()).map(|der| Some(thumbprint_of(&der)))
         }
         ClientCert::Trusted { tls } => {
-            let from_header = match forwarded {
-                Some(f) => from_header(headers, f)?,
-                None => None,
+            // One source per request. With `[forwarded] client_cert`, the proxy's header is
+            // the only one: no header (nginx sends none for an empty `$ssl_client_escaped_cert`,
+            // Envoy's SANITIZE_SET removes XFCC) or an empty one is "the client had no
+            // certificate", never the TLS peer's, which is the proxy's own. Without it, the
+            // TLS peer's certificate is the request's.
+            let Some(f) = forwarded else {
+                return Ok(tls.map(thumbprint_of));
             };
-            Ok(from_header.or_else(|| tls.map(thumbprint_of)))
+            Ok(match from_header(headers, f)? {
+                Stated::Certificate(t) => Some(t),
+                Stated::NoCertificate | Stated::Nothing => None,
+            })
         }
     }
 }
 
-/// The certificate a trusted proxy forwarded in `f.header`: `None` when it sent none (no
-/// header, or one empty value).
-fn from_header(headers: &HeaderMap, f: &Forwarded) -> Result<Option<Thumbprint>, Error> {
+/// What a trusted proxy's certificate header says.
+enum Stated {
+    /// No header: the proxy forwarded none (the client had no certificate).
+    Nothing,
+    /// An empty value: the client had no certificate (never the TLS peer's instead).
+    NoCertificate,
+    /// A certificate, by its thumbprint.
+    Certificate(Thumbprint),
+}
+
+/// The certificate a trusted proxy forwarded in `f.header` (see [`Stated`]).
+fn from_header(headers: &HeaderMap, f: &Forwarded) -> Result<Stated, Error> {
     let mut all = headers.get_all(&f.header).iter();
     let value: &HeaderValue = match (all.next(), all.next()) {
-        (None, _) => return Ok(None),
+        (None, _) => return Ok(Stated::Nothing),
         (Some(v), None) => v,
         (Some(_), Some(_)) => {
             return Err(bad(format!(
@@ -231,8 +250,10 @@ fn from_header(headers: &HeaderMap, f: &Forwarded) -> Result<Option<Thumbprint>,
         }
     };
     let raw = value.as_bytes().trim_ascii();
-    if raw.is_empty() {
-        return Ok(None);
+    // An empty value (and an empty RFC 8941 byte sequence, `::`, what a front that fills
+    // `:<base64>:` from an empty placeholder sends) is the proxy saying "no certificate".
+    if raw.is_empty() || (f.format == ForwardedFormat::Rfc9440 && raw == b"::") {
+        return Ok(Stated::NoCertificate);
     }
     if raw.len() > MAX_FORWARDED_CERT_BYTES {
         return Err(bad(format!("the {} header is over 16 KiB", f.header)));
@@ -246,10 +267,12 @@ fn from_header(headers: &HeaderMap, f: &Forwarded) -> Result<Option<Thumbprint>,
             let der =
                 base64_standard(inner).ok_or_else(|| bad("Client-Cert does not hold base64"))?;
             certificate_der(&der)?;
-            Ok(Some(thumbprint_of(&der)))
+            Ok(Stated::Certificate(thumbprint_of(&der)))
         }
-        ForwardedFormat::Pem => escaped_pem(raw).map(|der| Some(thumbprint_of(&der))),
-        ForwardedFormat::Xfcc => xfcc(raw).map(Some),
+        ForwardedFormat::Pem => {
+            escaped_pem(raw).map(|der| Stated::Certificate(thumbprint_of(&der)))
+        }
+        ForwardedFormat::Xfcc => xfcc(raw).map(Stated::Certificate),
     }
 }
 
@@ -482,11 +505,31 @@ pub fn check(mode: Mode, token: &Verified, cert: Option<&Thumbprint>) -> Result<
     Ok(())
 }
 
-/// The token's `cnf["x5t#S256"]`, if it has one; a `cnf` that is not an object, or a
-/// thumbprint that is not a string, is refused (`mtls_certificate_mismatch`).
+/// The refusal of a token whose `cnf` claim is not a JSON object (`null` included): RFC 7800
+/// section 3.1 makes it one, so such a token is malformed (`malformed`), never read as
+/// unbound. The DPoP check ([`crate::dpop::check`]) and this module's refuse it alike.
+pub fn malformed_cnf() -> Error {
+    Error::new(
+        Reason::Malformed,
+        "the token's cnf claim is not a JSON object (RFC 7800)",
+    )
+}
+
+/// `Err(`[`malformed_cnf`]`)` when the verified token has a `cnf` claim that is not an
+/// object; `Ok` for one without `cnf` or with an object (read without parsing the claims
+/// when the token cannot have one, [`Verified::may_have_cnf`]).
+pub fn cnf_shape(token: &Verified) -> Result<(), Error> {
+    if token.may_have_cnf() && matches!(token.claim("cnf"), Some(v) if !v.is_object()) {
+        return Err(malformed_cnf());
+    }
+    Ok(())
+}
+
+/// The token's `cnf["x5t#S256"]`, if it has one; a `cnf` that is not an object is
+/// [`malformed_cnf`], a thumbprint that is not a string `mtls_certificate_mismatch`.
 fn cnf_thumbprint(token: &Verified) -> Result<Option<String>, Error> {
     Ok(match token.claim("cnf") {
-        None | Some(Value::Null) => None,
+        None => None,
         Some(Value::Object(cnf)) => match cnf.get("x5t#S256") {
             None => None,
             Some(Value::String(s)) => Some(s.clone()),
@@ -497,12 +540,7 @@ fn cnf_thumbprint(token: &Verified) -> Result<Option<String>, Error> {
                 ))
             }
         },
-        Some(_) => {
-            return Err(Error::new(
-                Reason::MtlsCertificateMismatch,
-                "cnf is not an object",
-            ))
-        }
+        Some(_) => return Err(malformed_cnf()),
     })
 }
 

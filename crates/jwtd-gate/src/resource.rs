@@ -31,8 +31,11 @@
 //! listed. `tls_client_certificate_bound_access_tokens` is true when every route of the
 //! resource takes only certificate-bound tokens (RFC 8705, [`crate::mtls`]: its issuers'
 //! `[issuer.mtls] mode = "require"`, or its rules' `mtls = "require"`; set by the engine,
-//! [`crate::Engine::with_resources`]). `dpop_bound_access_tokens_required` is `false` and
-//! `dpop_signing_alg_values_supported` absent: jwtd does not yet check DPoP in the engine.
+//! [`crate::Engine::with_resources`]). `dpop_bound_access_tokens_required` is true when every
+//! route of the resource requires DPoP (its rules' `dpop = "require"`, or their issuers'
+//! `[issuer.dpop] mode = "require"`; without a rule under it, its issuers'), and
+//! `dpop_signing_alg_values_supported` names the algorithms its issuers take
+//! ([`Resources::with_dpop`], then the engine).
 
 use crate::config::{line_of, TokenSources};
 use crate::rules::{is_scope_token, RuleSet};
@@ -503,6 +506,20 @@ impl Resources {
                 "tls_client_certificate_bound_access_tokens".into(),
                 true.into(),
             );
+            r.document = serde_json::Value::Object(doc).to_string();
+        }
+    }
+
+    /// Sets resource `index`'s `dpop_bound_access_tokens_required` (the engine decides, from
+    /// its issuers' and rules' `dpop` modes).
+    pub(crate) fn set_dpop_required(&mut self, index: usize, required: bool) {
+        let Some(r) = self.list.get_mut(index) else {
+            return;
+        };
+        if let Ok(mut doc) =
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&r.document)
+        {
+            doc.insert("dpop_bound_access_tokens_required".into(), required.into());
             r.document = serde_json::Value::Object(doc).to_string();
         }
     }

@@ -714,7 +714,12 @@ fn encoded_slashes_decode_and_keep() {
             .1,
         vec![("name".into(), "a%2Fb".into())]
     );
-    // %252F is the text %2F encoded: under keep it stays distinguishable from %2F.
+    // %252F is the text %2F encoded (refused by default, see `double_encoded_escapes`): under
+    // keep it stays distinguishable from %2F.
+    let set = one_rule(
+        "encoded_slashes = \"keep\"\ndouble_encoding = \"allow\"",
+        "/f/:name",
+    );
     assert_eq!(
         find_in(&set, "GET", "h", "/f/a%252Fb", &h)
             .unwrap()
@@ -722,7 +727,10 @@ fn encoded_slashes_decode_and_keep() {
             .1,
         vec![("name".into(), "a%252Fb".into())]
     );
-    let set = one_rule("encoded_slashes = \"keep\"", "/f/a%2Fb");
+    let set = one_rule(
+        "encoded_slashes = \"keep\"\ndouble_encoding = \"allow\"",
+        "/f/a%2Fb",
+    );
     assert!(find_in(&set, "GET", "h", "/f/a%2Fb", &h).unwrap().is_some());
     assert!(find_in(&set, "GET", "h", "/f/a%252Fb", &h)
         .unwrap()
@@ -790,7 +798,18 @@ fn normalise_examples() {
         }
     );
     assert_eq!(
-        n("/%252F"),
+        normalise("/%252F", EncodedSlashes::Reject, TrailingSlash::Strict),
+        Err(PathError::DoubleEncoded)
+    );
+    assert_eq!(
+        normalise_with(
+            "/%252F",
+            EncodedSlashes::Reject,
+            TrailingSlash::Strict,
+            Semicolons::Reject,
+            DoubleEncoding::Allow,
+        )
+        .unwrap(),
         NormPath {
             segments: vec!["%2F".into()].into(),
             trailing: false
@@ -1409,8 +1428,15 @@ fn segment() -> impl Strategy<Value = String> {
 }
 
 fn prop_set() -> RuleSet {
-    load(
+    prop_set_with("")
+}
+
+/// [`prop_set`]'s rules under `[rules]` `options`.
+fn prop_set_with(options: &str) -> RuleSet {
+    load(&format!(
         r#"
+[rules]
+{options}
 [[rule]]
 id = "one"
 path = "/:a"
@@ -1431,8 +1457,8 @@ auth = "corp"
 id = "slash"
 path = "/:a/"
 auth = "corp"
-"#,
-    )
+"#
+    ))
 }
 
 fn encode_some(s: &str, mask: &[bool], upper: bool) -> String {
@@ -1513,10 +1539,12 @@ proptest! {
 
     #[test]
     fn decoded_only_once(a in segment(), c in proptest::sample::select(vec!["2F", "2f", "2E", "41", "00", "25"])) {
-        // %25XX decodes to the text %XX, never further: no refusal, the param holds "%XX".
-        let set = prop_set();
+        // %25XX is an escape encoded twice: refused by default; under `allow` it decodes to
+        // the text %XX, never further: the param holds "%XX".
         let h = HeaderMap::new();
         let p = format!("/fixed/{a}%25{c}");
+        prop_assert_eq!(find_in(&prop_set(), "GET", "h", &p, &h), Err(PathError::DoubleEncoded));
+        let set = prop_set_with("double_encoding = \"allow\"");
         let got = find_in(&set, "GET", "h", &p, &h).unwrap().unwrap();
         prop_assert_eq!(got.0, "lit");
         prop_assert_eq!(&got.1[0].1, &format!("{a}%{c}"));

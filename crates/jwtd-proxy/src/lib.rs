@@ -58,6 +58,9 @@
 //!   too: CGI-style upstreams (WSGI, PHP, Rack) read both spellings as one variable.
 //! - `Authorization` is removed too when [`Options::remove_authorization`] is on, and the
 //!   engine's token cookie from `Cookie` (the other cookies stay).
+//! - `DPoP` is removed whenever present under `[issuer.dpop] on_pass = "strip"` (the default;
+//!   [`jwtd_gate::Allowed::strip_dpop`]), a proof checked or not; after a proof passed,
+//!   `Authorization: DPoP <token>` goes as `Authorization: Bearer <token>`.
 //! - The client certificate header of `[forwarded] client_cert`
 //!   ([`jwtd_gate::Engine::forwarded_cert`]), and its `_` spelling, is removed from the
 //!   request of a peer the [`EngineSource`] does not trust (the engine ignored it), and so are
@@ -640,7 +643,8 @@ impl<S: EngineSource> Proxy<S> {
                     target,
                     host,
                     trusted,
-                    strip_dpop: allowed
+                    strip_dpop: allowed.strip_dpop,
+                    bearer: allowed
                         .dpop
                         .as_ref()
                         .is_some_and(|p| p.on_pass == jwtd_gate::config::OnPass::Strip),
@@ -686,12 +690,16 @@ impl<S: EngineSource> Proxy<S> {
             host,
             trusted,
             strip_dpop,
+            bearer,
             nonce,
         } = sent;
         let (mut parts, body) = req.into_parts();
         let headers = &mut parts.headers;
         if strip_dpop {
-            strip_dpop_headers(headers);
+            headers.remove(jwtd_gate::dpop::DPOP);
+        }
+        if bearer {
+            dpop_to_bearer(headers);
         }
         let seen = scrub_request(
             headers,
@@ -902,8 +910,11 @@ struct Sent {
     target: Option<String>,
     host: Option<HeaderValue>,
     trusted: bool,
-    /// The request passed with a DPoP proof whose issuer strips it (`on_pass = "strip"`).
+    /// Any `DPoP` header is removed (`on_pass = "strip"`, [`jwtd_gate::Allowed::strip_dpop`]).
     strip_dpop: bool,
+    /// The request passed with a DPoP proof whose issuer strips it: `Authorization: DPoP <t>`
+    /// goes upstream as `Authorization: Bearer <t>`.
+    bearer: bool,
     /// A fresh server nonce for the client's answer (`DPoP-Nonce`).
     nonce: Option<HeaderValue>,
 }
@@ -923,10 +934,9 @@ fn request_scheme(headers: &HeaderMap, trusted: bool) -> &'static str {
     "http"
 }
 
-/// `on_pass = "strip"`: the `DPoP` proof removed and `Authorization: DPoP <token>` sent as
+/// `on_pass = "strip"` after a proof passed: `Authorization: DPoP <token>` sent as
 /// `Authorization: Bearer <token>` (the upstream sees a bearer token it can read as before).
-fn strip_dpop_headers(headers: &mut HeaderMap) {
-    headers.remove(jwtd_gate::dpop::DPOP);
+fn dpop_to_bearer(headers: &mut HeaderMap) {
     let rewritten = headers.get(header::AUTHORIZATION).and_then(|v| {
         let v = v.to_str().ok()?;
         let (scheme, token) = v.split_once([' ', '\t'])?;

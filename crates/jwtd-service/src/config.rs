@@ -50,6 +50,10 @@ pub struct Config {
     /// Revocation (`POST /v1/revocations`, checked on every request); off without it.
     #[serde(default)]
     pub revocation: Option<RevocationSettings>,
+    /// `[dpop_replay]`: the PostgreSQL table the `replay_store = "shared"` issuers record DPoP
+    /// proof `jti`s in, so a replay to another instance is caught; none without it.
+    #[serde(default)]
+    pub dpop_replay: Option<DpopReplaySettings>,
     /// Connection and request limits of the HTTP server (read at start).
     #[serde(default)]
     pub server: ServerSettings,
@@ -87,7 +91,8 @@ pub struct Config {
     pub resource: Vec<jwtd_gate::resource::ResourceConfig>,
     /// Addresses (`IP` or `IP/prefix`) whose forwarded-request headers (`X-Original-URI`,
     /// `X-Forwarded-Method`, ...) `/auth` believes when it matches rules; from anyone else
-    /// they are ignored. Default: loopback (`127.0.0.0/8`, `::1`).
+    /// they are ignored. Default: loopback (`127.0.0.0/8`, `::1`); `[forwarded] client_cert`
+    /// needs it written out (a load error otherwise).
     #[serde(default = "crate::defaults::trusted_proxies")]
     pub trusted_proxies: Vec<String>,
     /// `[tls]`: the API listener (`listen`) speaks TLS, with client certificates when
@@ -554,6 +559,72 @@ pub struct RevocationSettings {
     pub max_token_lifetime: Option<Seconds>,
 }
 
+/// `[dpop_replay]`: the shared DPoP `jti` table (docs/dpop.md, "Replay").
+///
+/// The defaults the comments below state are defined in [`crate::defaults`].
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DpopReplaySettings {
+    /// The PostgreSQL database (`postgres://...`) every instance shares.
+    pub store: String,
+    /// Schema for the table (created when missing; default: the connection's default).
+    #[serde(default)]
+    pub store_schema: Option<String>,
+    /// Longest one look-up may take, waiting for a connection included (default 250 ms;
+    /// 10 ms..=10 s); past it the store counts as unavailable for that request.
+    #[serde(default = "crate::defaults::dpop_replay_timeout")]
+    pub timeout: Timeout,
+    /// While the store cannot answer: `reject` (default: 503 `dpop_replay_unavailable`) or
+    /// `local` (this instance's memory cache alone decides).
+    #[serde(default)]
+    pub on_unavailable: jwtd_gate::config::OnUnavailable,
+    /// How often each instance deletes expired rows (default 60 s; 1 s..=1 h), in batches of
+    /// [`crate::defaults::DPOP_REPLAY_PURGE_BATCH`].
+    #[serde(default = "crate::defaults::dpop_replay_purge_interval")]
+    pub purge_interval: Timeout,
+    /// Most connections of this instance's pool (default 8; 1..=100).
+    #[serde(default = "crate::defaults::dpop_replay_max_connections")]
+    pub max_connections: u32,
+}
+
+impl DpopReplaySettings {
+    /// Range checks: `(setting, message)` for every value out of its range.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        timeout_problems(
+            &mut out,
+            [("timeout", self.timeout, Duration::from_secs(10))],
+        );
+        if self.purge_interval.0 < Duration::from_secs(1)
+            || self.purge_interval.0 > Duration::from_secs(3600)
+        {
+            out.push((
+                "purge_interval",
+                format!(
+                    "purge_interval {} is outside 1s..=1h",
+                    humantime::format_duration(self.purge_interval.0)
+                ),
+            ));
+        }
+        if !(1..=100).contains(&self.max_connections) {
+            out.push((
+                "max_connections",
+                format!(
+                    "max_connections {} is outside 1..=100",
+                    self.max_connections
+                ),
+            ));
+        }
+        if !self.store.starts_with("postgres://") && !self.store.starts_with("postgresql://") {
+            out.push((
+                "store",
+                "store must be a PostgreSQL URL (postgres://...)".to_owned(),
+            ));
+        }
+        out
+    }
+}
+
 /// jwtd's own issuer.
 ///
 /// The defaults the comments below state are defined in [`crate::defaults`].
@@ -1009,8 +1080,9 @@ impl Config {
     /// The warnings about the rules ([`jwtd_gate::rules::RuleSet::lint`], and the resources'
     /// [`jwtd_gate::resource::Resources::lint`]): rules that load
     /// but probably do not do what was meant, each naming its rules with their lines. `jwtd
-    /// config check` prints them, `jwtd serve` logs them at start. Empty when the rules do not
-    /// compile (a checked configuration's always do).
+    /// config check` prints them, `jwtd serve` logs them at start. Also one for each issuer
+    /// with `[issuer.dpop] mode = "off"` (its DPoP-bound tokens are taken as bearer tokens).
+    /// Empty when the rules do not compile (a checked configuration's always do).
     pub fn rule_warnings(&self) -> Vec<String> {
         let Ok(set) = self.rule_set() else {
             return Vec::new();
@@ -1033,6 +1105,26 @@ impl Config {
             &self.text.0,
         ) {
             out.extend(r.lint(&self.resource, &set));
+        }
+        // DPoP off for an issuer: its DPoP-bound tokens are then taken as bearer tokens (the
+        // downgrade RFC 9449 section 7.2 forbids), so a stolen one works without the key.
+        for i in &self.issuers {
+            if i.dpop
+                .as_ref()
+                .is_some_and(|d| d.mode == jwtd_gate::config::DpopMode::Off)
+            {
+                let name = i.name.get_ref();
+                let at = match self.text.0.is_empty() {
+                    true => String::new(),
+                    false => format!(" (line {})", line_of(&self.text.0, i.name.span().start)),
+                };
+                out.push(format!(
+                    "issuer {name:?}{at} has [issuer.dpop] mode = \"off\": its DPoP-bound tokens \
+                     (cnf.jkt) are taken as bearer tokens without a proof, the downgrade RFC 9449 \
+                     forbids (use \"enforce-cnf\", the default, unless a later hop checks the proofs; \
+                     then set on_pass = \"keep\" too, or the DPoP header is removed before it)"
+                ));
+            }
         }
         out
     }
@@ -1171,18 +1263,6 @@ impl Config {
         Some(config)
     }
 
-    /// True when a front may be told client certificates: a TLS listener (`[tls]`,
-    /// `[proxy.tls]`) with a `client_ca_file`, a forwarded certificate (`[forwarded]
-    /// client_cert`), or the Envoy authorizer (`[ext_authz]`, whose `source.certificate`
-    /// names it). The identity headers then include `X-Auth-Cert-Thumbprint`.
-    pub fn sees_client_certificates(&self) -> bool {
-        let asks = |t: Option<&TlsSettings>| t.is_some_and(|t| t.client_ca_file.is_some());
-        asks(self.tls.as_ref())
-            || asks(self.proxy.as_ref().and_then(|p| p.tls.as_ref()))
-            || self.forwarded.client_cert.is_some()
-            || self.ext_authz.is_some()
-    }
-
     fn check(&self, doc: &Doc<'_>, errors: &mut Vec<(usize, String)>) {
         if !listen_address_ok(&self.listen) {
             let line = doc.section_line("listen", None);
@@ -1216,6 +1296,19 @@ impl Config {
         }
         if let Err(e) = self.forwarded.compile() {
             errors.push((doc.section_line("forwarded", None), e));
+        }
+        // A forwarded certificate is believed from `trusted_proxies` only: the peers allowed to
+        // state a client's certificate are named, never left to the loopback default (any
+        // local process, or a front on the same host that passes the client's own header
+        // through, would be one).
+        if self.forwarded.client_cert.is_some() && !doc.root.contains_key("trusted_proxies") {
+            errors.push((
+                doc.section_line("forwarded", None),
+                "[forwarded] client_cert needs an explicit trusted_proxies (the addresses of the \
+                 proxies that set the certificate header, e.g. trusted_proxies = [\"127.0.0.1\"]): \
+                 the loopback default is not taken for it"
+                    .into(),
+            ));
         }
         for (section, tls) in [
             ("tls", self.tls.as_ref()),
@@ -1324,6 +1417,36 @@ impl Config {
                 line,
                 "revocation needs an [admin] api key to authorise POST /v1/revocations".into(),
             ));
+        }
+        if let Some(d) = &self.dpop_replay {
+            for (key, p) in d.problems() {
+                errors.push((
+                    doc.section_line("dpop_replay", Some(key)),
+                    format!("dpop_replay: {p}"),
+                ));
+            }
+        }
+        for i in &self.issuers {
+            let Some(d) = &i.dpop else { continue };
+            let line = doc.issuer_line(i.name.span().start, "dpop");
+            // The table's own checks (the nonce secret is read when the service is built).
+            let leeway = i
+                .leeway
+                .map_or(jwtd_gate::config::defaults::LEEWAY, |s| s.0);
+            if let Err(e) = d.policy(leeway) {
+                errors.push((line, format!("issuer {:?}: {e}", i.name.get_ref())));
+            } else if self.dpop_replay.is_none()
+                && d.replay_store == jwtd_gate::config::ReplayStoreKind::Shared
+            {
+                errors.push((
+                    line,
+                    format!(
+                        "issuer {:?}: [issuer.dpop] replay_store = \"shared\" needs a \
+                         [dpop_replay] table naming the PostgreSQL store the instances share",
+                        i.name.get_ref()
+                    ),
+                ));
+            }
         }
         for (key, p) in self.server.problems() {
             errors.push((
@@ -1615,6 +1738,48 @@ X-Ok = 3
         assert!(!shown.contains("needs exactly one of"), "{shown}");
         assert!(!shown.contains("needs an [admin]"), "{shown}");
         assert!(!shown.contains("no key source"), "{shown}");
+    }
+
+    #[test]
+    fn dpop_replay_section_is_checked() {
+        let issuer = "[[issuer]]\nname = \"as\"\njwks_file = \"j.json\"\n\
+                      algorithms = [\"ES256\"]\nany_audience = true\n\
+                      [issuer.dpop]\nreplay_store = \"shared\"\n";
+        let e = Config::parse(issuer, "f").unwrap_err();
+        assert!(e.to_string().contains("needs a [dpop_replay] table"), "{e}");
+        assert_eq!(e.errors[0].0, 6, "{e}");
+        // The table's own checks run at load too (`jwtd config check`), review L2's among them.
+        for (table, want) in [
+            ("replay = \"check\"", "it would check nothing"),
+            ("max_age = 0", "max_age is 0 s"),
+            ("replay_max_per_key = 0", "replay_max_per_key is 0"),
+        ] {
+            let text = issuer.replace("replay_store = \"shared\"", table);
+            let e = Config::parse(&text, "f").unwrap_err();
+            assert!(e.to_string().contains(want), "{table}: {e}");
+        }
+        let e = Config::parse(
+            "[dpop_replay]\nstore = \"mysql://x\"\ntimeout = \"1ms\"\npurge_interval = \"2h\"\n\
+             max_connections = 0\non_unavailable = \"local\"\n",
+            "f",
+        )
+        .unwrap_err();
+        let lines: Vec<usize> = e.errors.iter().map(|(l, _)| *l).collect();
+        assert_eq!(lines, [2, 3, 4, 5], "{e}");
+        let e = Config::parse(
+            "[dpop_replay]\non_unavailable = \"maybe\"\nstore = \"postgres://x\"\n",
+            "f",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown variant"), "{e}");
+        let c = Config::parse(
+            &format!("{issuer}[dpop_replay]\nstore = \"postgres://db/jwtd\"\non_unavailable = \"local\"\n"),
+            "f",
+        )
+        .unwrap();
+        let d = c.dpop_replay.unwrap();
+        assert_eq!(d.on_unavailable, jwtd_gate::config::OnUnavailable::Local);
+        assert_eq!(d.timeout.0, crate::defaults::DPOP_REPLAY_TIMEOUT);
     }
 
     #[test]

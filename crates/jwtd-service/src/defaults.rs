@@ -141,3 +141,25 @@ pub(crate) fn cors_max_age() -> crate::config::Seconds {
 pub(crate) fn data_dir() -> String {
     DATA_DIR.into()
 }
+
+/// `[dpop_replay] timeout`: longest one look-up of the shared `jti` table may take.
+pub const DPOP_REPLAY_TIMEOUT: Duration = Duration::from_millis(250);
+/// `[dpop_replay] purge_interval`.
+pub const DPOP_REPLAY_PURGE_INTERVAL: Duration = Duration::from_secs(60);
+/// `[dpop_replay] max_connections`.
+pub const DPOP_REPLAY_MAX_CONNECTIONS: u32 = 8;
+/// Rows of `dpop_jti` one purge statement deletes at most (it repeats while it deletes that
+/// many).
+pub const DPOP_REPLAY_PURGE_BATCH: i64 = 10_000;
+
+pub(crate) fn dpop_replay_timeout() -> crate::config::Timeout {
+    crate::config::Timeout(DPOP_REPLAY_TIMEOUT)
+}
+
+pub(crate) fn dpop_replay_purge_interval() -> crate::config::Timeout {
+    crate::config::Timeout(DPOP_REPLAY_PURGE_INTERVAL)
+}
+
+pub(crate) fn dpop_replay_max_connections() -> u32 {
+    DPOP_REPLAY_MAX_CONNECTIONS
+}

@@ -27,6 +27,7 @@
 
 pub mod config;
 pub mod defaults;
+pub mod dpop_replay;
 mod ext_authz;
 mod handlers;
 use jwtd_gate::config::{KeySource, SecretRef};
@@ -379,6 +380,9 @@ pub struct Runtime {
     pub admin_key: Option<Zeroizing<Vec<u8>>>,
     /// Revocation, when configured (also reachable from `issuers`).
     pub revocations: Option<Arc<Revocations>>,
+    /// The shared DPoP `jti` table (`[dpop_replay]`), when configured and serving (also
+    /// given to the engine's `replay_store = "shared"` issuers).
+    pub dpop_replay: Option<jwtd_gate::dpop::SharedReplay>,
     /// `/auth`'s decisions by rule and reason (counted when there are rules).
     pub decisions: telemetry::DecisionCounters,
 }
@@ -557,13 +561,34 @@ impl Runtime {
             Some(&config.text.0),
         )?
         .with_resources(&config.resource, Some(&config.text.0))?
-        .with_client_certificates(
-            config.forwarded.compile()?,
-            config.sees_client_certificates(),
-        );
+        .with_client_certificates(config.forwarded.compile()?);
         // A reload keeps the DPoP jti's seen: a proof must not become replayable by it.
         if let Some(p) = previous {
             engine.dpop.adopt_replay_caches(&p.engine.dpop);
+        }
+        // `jwtd rules test` (read-only) writes nothing: its issuers keep the memory cache.
+        let dpop_replay = match (&config.dpop_replay, access) {
+            (Some(cfg), Access::Serve) => {
+                let reuse = previous
+                    .and_then(|p| p.dpop_replay.clone())
+                    .filter(|_| previous.and_then(|p| p.config.dpop_replay.as_ref()) == Some(cfg));
+                Some(match reuse {
+                    Some(r) => r,
+                    None => dpop_replay::open(cfg).await?,
+                })
+            }
+            _ => None,
+        };
+        if let Some(shared) = &dpop_replay {
+            engine.dpop.with_shared_replay(shared);
+        }
+        if access == Access::Serve {
+            if let Some(name) = engine.dpop.unwired_shared() {
+                return Err(format!(
+                    "issuer {name:?}: [issuer.dpop] replay_store = \"shared\" needs a \
+                     [dpop_replay] table naming the PostgreSQL store the instances share"
+                ));
+            }
         }
         Ok(Runtime {
             decisions: telemetry::DecisionCounters::new(engine.rules.len()),
@@ -574,6 +599,7 @@ impl Runtime {
             introspection_secret,
             admin_key,
             revocations,
+            dpop_replay,
         })
     }
 }

@@ -97,8 +97,9 @@ a refused URL or redirect, a malformed or oversized document).",
     #[command(
         after_help = "Endpoints: GET|POST /v1/verify, GET /v1/tokens/{token}, /auth (forward-auth), \
 POST /introspect, /healthz, /readyz, /metrics, POST /admin/reload; with [signing]: /.well-known/jwks.json, \
-/.well-known/openid-configuration, POST /v1/tokens; with [revocation]: POST|GET /v1/revocations. \
-Without --config: the embedded issuer (signing and revocation) in ./jwtd-data. The address is \
+/.well-known/openid-configuration, POST /v1/tokens; with [revocation]: POST|GET /v1/revocations; \
+with [dpop_replay]: DPoP proofs' jtis shared by every instance through PostgreSQL (issuers with \
+replay_store = \"shared\"). Without --config: the embedded issuer (signing and revocation) in ./jwtd-data. The address is \
 bound before anything is created: a taken port exits 2 and leaves no trace. Logs (and the \
 start-up banner) go to stderr: RUST_LOG filters them (default info), log_format = \"json\" writes \
 one JSON object per line, text is coloured only on a terminal. At start jwtd logs each issuer, \

@@ -7,9 +7,12 @@
 use http::{HeaderMap, HeaderValue};
 use jwtd_core::{make_proof, Algorithm, DpopReason, ProofClaims, Reason, SigningKey};
 use jwtd_gate::config::GateConfig;
-use jwtd_gate::dpop::ReplayCache;
+use jwtd_gate::config::OnUnavailable;
+use jwtd_gate::dpop::{ReplayCache, ReplayFuture, ReplayStore, ReplayStoreError, SharedReplay};
 use jwtd_gate::Engine;
 use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
 
 const SECRET: &str = "dpop-test-secret-0123456789abcdef-0123456789";
 
@@ -362,7 +365,8 @@ async fn rule_modes_require_and_off() {
 }
 
 /// Without an `[issuer.dpop]` table the default is `enforce-cnf`: the downgrade is refused
-/// there too, and no `X-Auth-Jkt` is rendered.
+/// there too, and `X-Auth-Jkt` is rendered all the same (review L1: it is jwtd's header
+/// whatever is configured, so a front overwrites a client's own).
 #[tokio::test]
 async fn the_default_enforces_cnf() {
     let text = CONFIG
@@ -390,9 +394,10 @@ async fn the_default_enforces_cnf() {
     let got = decide(&e, "GET", "/v1/orders/7", &auth, &[&c.proof("GET", URL)]).await;
     assert_eq!(
         got.unwrap(),
-        "",
-        "no X-Auth-Jkt without an [issuer.dpop] table"
+        c.jkt,
+        "X-Auth-Jkt without an [issuer.dpop] table"
     );
+    assert!(e.identity.names().contains(&jwtd_gate::dpop::X_AUTH_JKT));
 }
 
 #[tokio::test]
@@ -468,6 +473,16 @@ fn bad_dpop_tables_are_refused_at_load() {
         ("max_age = 0", "max_age is 0 s"),
         ("max_age = \"2h\"", "max_age is 7200 s"),
         ("replay_max_entries = 0", "replay_max_entries is 0"),
+        ("replay_max_per_key = 0", "replay_max_per_key is 0"),
+        (
+            "replay_max_per_key = 10000001",
+            "replay_max_per_key is 10000001",
+        ),
+        // Review L2: with the memory cache nothing records what `check` looks up.
+        ("replay = \"check\"", "it would check nothing"),
+        ("replay_store = \"elsewhere\"", "unknown variant"),
+        // This front has no shared store to give it.
+        ("replay_store = \"shared\"", "needs a shared replay store"),
         ("mode = \"sometimes\"", "unknown variant"),
         ("replay = \"yes\"", "unknown variant"),
         ("on_pass = \"drop\"", "unknown variant"),
@@ -487,9 +502,9 @@ fn bad_dpop_tables_are_refused_at_load() {
     assert!(config(&text).is_err());
 }
 
-/// The replay cache under a flood of 1,000,000 distinct proofs' keys: bounded by its entries
-/// (100,000 by default), it refuses (`Full`) what does not fit while every entry is live, and
-/// holds about 3.3 MiB. The figure is printed (`--nocapture`) and asserted.
+/// The replay cache under a flood of 1,000,000 distinct proofs' keys, each of another proof
+/// key: bounded by its entries (100,000 by default), it refuses (`Full`) what does not fit
+/// while every entry is live, and holds about 4.3 MiB with its per-key counters. The figure is printed (`--nocapture`) and asserted.
 #[test]
 fn replay_cache_memory_under_a_flood() {
     // Resident memory (Linux), for the figure printed: noisy when other tests run alongside,
@@ -505,16 +520,21 @@ fn replay_cache_memory_under_a_flood() {
             .unwrap_or(0)
     };
     let before = rss();
-    let c = ReplayCache::new(jwtd_gate::config::defaults::DPOP_REPLAY_MAX_ENTRIES);
+    let c = ReplayCache::with_key_limit(
+        jwtd_gate::config::defaults::DPOP_REPLAY_MAX_ENTRIES,
+        jwtd_gate::config::defaults::DPOP_REPLAY_MAX_PER_KEY,
+    );
     let now = 1_000_000;
     let mut refused = 0u32;
+    // The worst case for memory: every proof of another key (each needs its own bound
+    // token), so the per-key counters are as many as the entries.
     for i in 0u32..1_000_000 {
         // Keys are SHA-256 prefixes in use: spread them the same way.
         let d = i.wrapping_mul(0x9E37_79B9).to_le_bytes();
         let mut k = [0u8; 16];
         k[..4].copy_from_slice(&d);
         k[4..8].copy_from_slice(&i.to_le_bytes());
-        if c.insert(k, now + 70, now).is_err() {
+        if c.insert(&format!("jkt-{i}"), k, now + 70, now).is_err() {
             refused += 1;
         }
     }
@@ -532,7 +552,7 @@ fn replay_cache_memory_under_a_flood() {
     assert!(bytes < 5 * 1024 * 1024, "{bytes}");
     // Once the window passed, new proofs are taken again.
     let k = [0xAB; 16];
-    assert!(c.insert(k, now + 200, now + 71).is_ok());
+    assert!(c.insert("jkt-0", k, now + 200, now + 71).is_ok());
 }
 
 /// `nonce = { required = true, ... }`: a proof without a nonce is refused `dpop_use_nonce`
@@ -641,4 +661,213 @@ async fn a_required_nonce_is_challenged_and_then_accepted() {
 
 fn code_of(r: Result<String, (String, jwtd_gate::Denial)>) -> String {
     code(r)
+}
+
+/// Review M1: one client flooding with its one bound token reaches its `replay_max_per_key`
+/// and is refused `dpop_replay_key_limit` (503), while another key's proofs pass: the flood
+/// neither fills the cache nor (keyed shards) lands where the client chose.
+#[tokio::test]
+async fn one_key_flooding_its_limit_leaves_other_keys_alone() {
+    let e = engine(&CONFIG.replace(
+        "replay_max_entries = 1000",
+        "replay_max_entries = 2000\nreplay_max_per_key = 20",
+    ));
+    // The per-key cap is at most a quarter of a shard's share, so no fewer than four keys
+    // at their cap fill a shard (second review, M1): 2000 entries, 125 a shard, 31 a key.
+    use jwtd_gate::dpop::ReplayCache;
+    assert_eq!(ReplayCache::with_key_limit(2000, 20).per_key_limit(), 20);
+    assert_eq!(ReplayCache::with_key_limit(1000, 20).per_key_limit(), 15);
+    assert_eq!(
+        ReplayCache::with_key_limit(100_000, 4096).per_key_limit(),
+        1562
+    );
+    let flood = client(json!({}));
+    let auth = format!("DPoP {}", flood.token);
+    let mut refused = Vec::new();
+    for _ in 0..200 {
+        let p = flood.proof("GET", URL);
+        refused.push(code(decide(&e, "GET", "/v1/orders/7", &auth, &[&p]).await));
+    }
+    assert!(refused[..20].iter().all(|c| c == "ok"), "{refused:?}");
+    assert!(
+        refused[20..].iter().all(|c| c == "dpop_replay_key_limit"),
+        "{refused:?}"
+    );
+    let p = flood.proof("GET", URL);
+    let (_, d) = decide(&e, "GET", "/v1/orders/7", &auth, &[&p])
+        .await
+        .unwrap_err();
+    let http = jwtd_gate::refusal::http_denial(&d);
+    assert_eq!(http.status.as_u16(), 503);
+    for _ in 0..40 {
+        let other = client(json!({}));
+        let auth = format!("DPoP {}", other.token);
+        let p = other.proof("GET", URL);
+        assert_eq!(
+            code(decide(&e, "GET", "/v1/orders/7", &auth, &[&p]).await),
+            "ok"
+        );
+    }
+}
+
+/// A [`ReplayStore`] in memory standing for the shared PostgreSQL table: `down` makes it
+/// fail, `slow` makes it answer after a second.
+#[derive(Debug, Default)]
+struct FakeStore {
+    rows: std::sync::Mutex<std::collections::HashMap<[u8; 16], u64>>,
+    down: std::sync::atomic::AtomicBool,
+    slow: std::sync::atomic::AtomicBool,
+}
+
+impl FakeStore {
+    async fn wait(&self) -> Result<(), ReplayStoreError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.slow.load(Relaxed) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        if self.down.load(Relaxed) {
+            return Err(ReplayStoreError("connection refused".into()));
+        }
+        Ok(())
+    }
+}
+
+impl ReplayStore for FakeStore {
+    fn record(&self, key: [u8; 16], expires: u64, now: u64) -> ReplayFuture<'_, bool> {
+        Box::pin(async move {
+            self.wait().await?;
+            let mut rows = self.rows.lock().unwrap();
+            match rows.get(&key) {
+                Some(&e) if e > now => Ok(false),
+                _ => {
+                    rows.insert(key, expires);
+                    Ok(true)
+                }
+            }
+        })
+    }
+
+    fn seen(&self, key: [u8; 16], now: u64) -> ReplayFuture<'_, bool> {
+        Box::pin(async move {
+            self.wait().await?;
+            Ok(self
+                .rows
+                .lock()
+                .unwrap()
+                .get(&key)
+                .is_some_and(|&e| e > now))
+        })
+    }
+}
+
+/// An engine of `text` whose `replay_store = "shared"` issuers use `store` (100 ms timeout).
+fn shared_engine(text: &str, store: &Arc<FakeStore>, on: OnUnavailable) -> Engine {
+    let c = config(text).unwrap();
+    let issuers =
+        jwtd_gate::issuers::Issuers::build_with_env(&c.issuers, &c.cache, None, None, &c.env)
+            .unwrap();
+    let mut e = Engine::with_rules(issuers, &c.rules, &c.rule, c.tokens.clone()).unwrap();
+    let shared = SharedReplay::new(store.clone(), Duration::from_millis(100), on);
+    e.dpop.with_shared_replay(&shared);
+    assert_eq!(e.dpop.unwired_shared(), None);
+    e
+}
+
+fn shared_config(replay: &str) -> String {
+    CONFIG.replace(
+        "replay_max_entries = 1000",
+        &format!("replay_max_entries = 1000\nreplay_store = \"shared\"\nreplay = \"{replay}\""),
+    )
+}
+
+/// `replay_store = "shared"`: a proof accepted by one engine (instance) is `dpop_replay` on
+/// another sharing the store; the store down is 503 `dpop_replay_unavailable` without burning
+/// the proof (it passes once the store is back), or the memory cache's verdict with
+/// `on_unavailable = "local"`; a store that does not answer is cut at the timeout.
+#[tokio::test]
+async fn a_shared_store_catches_a_replay_to_another_instance() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let store = Arc::new(FakeStore::default());
+    let one = shared_engine(&shared_config("consume"), &store, OnUnavailable::Reject);
+    let two = shared_engine(&shared_config("consume"), &store, OnUnavailable::Reject);
+    let c = client(json!({}));
+    let auth = format!("DPoP {}", c.token);
+    let p = c.proof("GET", URL);
+    assert_eq!(
+        code(decide(&one, "GET", "/v1/orders/7", &auth, &[&p]).await),
+        "ok"
+    );
+    assert_eq!(
+        code(decide(&two, "GET", "/v1/orders/7", &auth, &[&p]).await),
+        "dpop_replay"
+    );
+    assert_eq!(store.rows.lock().unwrap().len(), 1);
+
+    store.down.store(true, Relaxed);
+    let p = c.proof("GET", URL);
+    assert_eq!(
+        code(decide(&one, "GET", "/v1/orders/7", &auth, &[&p]).await),
+        "dpop_replay_unavailable"
+    );
+    store.down.store(false, Relaxed);
+    assert_eq!(
+        code(decide(&one, "GET", "/v1/orders/7", &auth, &[&p]).await),
+        "ok",
+        "not burnt by the refusal"
+    );
+
+    store.slow.store(true, Relaxed);
+    let p = c.proof("GET", URL);
+    let t = std::time::Instant::now();
+    assert_eq!(
+        code(decide(&two, "GET", "/v1/orders/7", &auth, &[&p]).await),
+        "dpop_replay_unavailable"
+    );
+    assert!(
+        t.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
+    );
+    let local = shared_engine(&shared_config("consume"), &store, OnUnavailable::Local);
+    assert_eq!(
+        code(decide(&local, "GET", "/v1/orders/7", &auth, &[&p]).await),
+        "ok"
+    );
+    assert_eq!(
+        code(decide(&local, "GET", "/v1/orders/7", &auth, &[&p]).await),
+        "dpop_replay",
+        "the memory cache still decides"
+    );
+}
+
+/// Review L2: `replay = "check"` (with the shared store) refuses a `jti` some other party
+/// recorded there (the application, here a `consume` instance) and records none itself: the
+/// same proof passes it twice, and the store holds nothing more.
+#[tokio::test]
+async fn check_refuses_what_another_recorded_and_records_nothing() {
+    let store = Arc::new(FakeStore::default());
+    let check = shared_engine(&shared_config("check"), &store, OnUnavailable::Reject);
+    let app = shared_engine(&shared_config("consume"), &store, OnUnavailable::Reject);
+    let c = client(json!({}));
+    let auth = format!("DPoP {}", c.token);
+    let p = c.proof("GET", URL);
+    for _ in 0..2 {
+        assert_eq!(
+            code(decide(&check, "GET", "/v1/orders/7", &auth, &[&p]).await),
+            "ok"
+        );
+    }
+    assert!(
+        store.rows.lock().unwrap().is_empty(),
+        "check records nothing"
+    );
+    // The application consumes it: from then on `check` refuses it.
+    assert_eq!(
+        code(decide(&app, "GET", "/v1/orders/7", &auth, &[&p]).await),
+        "ok"
+    );
+    assert_eq!(
+        code(decide(&check, "GET", "/v1/orders/7", &auth, &[&p]).await),
+        "dpop_replay"
+    );
 }

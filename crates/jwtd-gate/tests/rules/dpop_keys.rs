@@ -436,6 +436,19 @@ async fn the_engine_keeps_a_passing_proofs_key_and_no_refused_ones() {
         !shared.holds(segment(&refused)),
         "a refused proof's key is not kept"
     );
+    // A proof that passes by itself but is signed by another key than the token's is
+    // refused, and its key is not kept either (second review, L1: one token holder could
+    // otherwise churn the cache with fresh keys).
+    let thief = super::dpop::client(json!({}));
+    let stolen = thief.proof_with("GET", url, jwtd_core::unix_now(), None, Some(&c.token));
+    assert_eq!(
+        super::dpop::code(super::dpop::decide(&e, "GET", "/v1/orders/7", &auth, &[&stolen]).await),
+        "dpop_jkt_mismatch"
+    );
+    assert!(
+        !shared.holds(segment(&stolen)),
+        "a proof of another key than the token's is not kept"
+    );
     let p = c.proof("GET", url);
     let (hits, _) = shared.hits_misses();
     assert_eq!(

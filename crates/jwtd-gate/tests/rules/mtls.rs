@@ -195,7 +195,6 @@ async fn enforce_cnf_checks_what_the_token_demands() {
             json!({"x5t#S256": 7}),
             json!({"x5t#S256": "not-a-thumbprint"}),
             json!({"x5t#S256": encode_thumbprint(&thumbprint_of(&mine)) + "A"}),
-            json!("x5t"),
         ] {
             let t = token(Some(cnf.clone()));
             assert_eq!(
@@ -205,6 +204,40 @@ async fn enforce_cnf_checks_what_the_token_demands() {
             );
         }
     }
+}
+
+/// A `cnf` that is not an object (`null` included) is a malformed token (`malformed`) for
+/// the mTLS check and for the DPoP check alike, whichever runs: never an unbound token taken
+/// as a bearer one (review L8).
+#[tokio::test]
+async fn a_cnf_that_is_not_an_object_is_malformed_for_both_checks() {
+    let mine = der(1);
+    for text in [
+        config(""),
+        config("[issuer.mtls]\nmode = \"off\"\n"),
+        config("[issuer.dpop]\nmode = \"off\"\n"),
+    ] {
+        let e = engine(&text);
+        for cnf in [json!("x5t"), json!(7), json!(["jkt"]), Value::Null] {
+            let t = token(Some(cnf.clone()));
+            for cert in [ClientCert::Der(&mine), ClientCert::None] {
+                assert_eq!(
+                    reason(decide(&e, "/x", &t, &[], cert).await),
+                    Reason::Malformed,
+                    "{cnf} under {text}"
+                );
+            }
+        }
+    }
+    // Both off: the binding is not read, the token is taken.
+    let e = engine(&config(
+        "[issuer.mtls]\nmode = \"off\"\n[issuer.dpop]\nmode = \"off\"\n",
+    ));
+    assert!(
+        decide(&e, "/x", &token(Some(json!("x"))), &[], ClientCert::None)
+            .await
+            .is_ok()
+    );
 }
 
 /// A `cnf` spelled with JSON escapes (`"\u0063nf"`, `"x5t\u0023S256"`) is the same member:
@@ -293,8 +326,9 @@ async fn modes_and_the_rule_override() {
     assert!(err.contains("on"), "{err}");
 }
 
-/// From a trusted proxy, the configured header in each format; absent, the TLS peer's
-/// certificate; a header from a peer the front does not trust is never read.
+/// From a trusted proxy, the configured header in each format; absent, no certificate (never
+/// the TLS peer's, the proxy's own); a header from a peer the front does not trust is never
+/// read. Without `[forwarded] client_cert`, a trusted peer's TLS certificate counts.
 #[tokio::test]
 async fn forwarded_certificates_in_every_format() {
     let cert = der(5);
@@ -345,10 +379,14 @@ async fn forwarded_certificates_in_every_format() {
             Reason::MtlsCertificateMismatch,
             "{setting}"
         );
-        // Trusted, without the header: the TLS peer's certificate counts.
+        // Trusted, without the header: the client had no certificate. The connection's is
+        // the proxy's own (nginx sends no header for an empty `$ssl_client_escaped_cert`,
+        // Envoy's SANITIZE_SET removes XFCC): a token bound to the proxy's certificate
+        // replayed through it without one is refused (second review, M2).
         let tls = ClientCert::Trusted { tls: Some(&cert) };
-        assert!(
-            decide(&e, "/x", &bound, &[], tls).await.is_ok(),
+        assert_eq!(
+            reason(decide(&e, "/x", &bound, &[], tls).await),
+            Reason::MtlsCertificateMissing,
             "{setting}"
         );
         // Trusted, with the header: it wins over the connection's.
@@ -357,6 +395,20 @@ async fn forwarded_certificates_in_every_format() {
             decide(&e, "/x", &bound, &sent, other).await.is_ok(),
             "{setting}"
         );
+        // Trusted, with the header empty: the client had no certificate, and the
+        // connection's (the proxy's own) never stands in for it (review L7).
+        let mut empties = vec![""];
+        if header == "client-cert" {
+            empties.push("::");
+        }
+        for empty in empties {
+            let sent = [(header, empty.to_owned())];
+            assert_eq!(
+                reason(decide(&e, "/x", &bound, &sent, tls).await),
+                Reason::MtlsCertificateMissing,
+                "{setting}: {empty:?}"
+            );
+        }
         // Twice: refused, whatever the values.
         let twice = [(header, value.clone()), (header, value.clone())];
         assert_eq!(
@@ -372,6 +424,16 @@ async fn forwarded_certificates_in_every_format() {
         reason(decide(&e, "/x", &bound, &sent, ClientCert::Trusted { tls: None }).await),
         Reason::MtlsCertificateMissing
     );
+    // ... and a trusted peer's own TLS certificate is the request's.
+    assert!(decide(
+        &e,
+        "/x",
+        &bound,
+        &[],
+        ClientCert::Trusted { tls: Some(&cert) }
+    )
+    .await
+    .is_ok());
     // ext_authz's source.certificate (URL-encoded PEM), authoritative; empty is none.
     assert!(
         decide(&e, "/x", &bound, &[], ClientCert::Pem(&escaped_pem(&cert)))
@@ -490,8 +552,8 @@ async fn malformed_forwarded_certificates_are_refused() {
     assert!(err.contains("reserved"), "{err}");
 }
 
-/// The thumbprint identity header: present (empty without a certificate) once the engine
-/// may see certificates; absent from the union otherwise.
+/// The thumbprint identity header: always in the union, the request's certificate's
+/// thumbprint on an allowed request, empty without one.
 #[tokio::test]
 async fn the_thumbprint_header() {
     let cert = der(10);
@@ -509,19 +571,20 @@ async fn the_thumbprint_header() {
         .identity
         .names()
         .contains(&jwtd_gate::mtls::THUMBPRINT_HEADER));
+    // Without any certificate source configured, the header is still jwtd's (review L1): the
+    // thumbprint of a TLS peer's certificate, empty without one, so a front overwrites a
+    // client's own.
     let e = engine(&config(""));
-    assert_eq!(
-        decide(&e, "/x", &plain, &[], ClientCert::Der(&cert)).await,
-        Ok(None)
-    );
-    // Told it may see certificates (a TLS listener with a client CA): in the union.
-    let e = e.with_client_certificates(None, true);
     assert_eq!(
         decide(&e, "/x", &plain, &[], ClientCert::Der(&cert)).await,
         Ok(Some(encode_thumbprint(&thumbprint_of(&cert))))
     );
+    assert_eq!(
+        decide(&e, "/x", &plain, &[], ClientCert::None).await,
+        Ok(Some(String::new()))
+    );
     // `off`: the certificate is not read, the header stays empty.
-    let e = engine(&config("[issuer.mtls]\nmode = \"off\"\n")).with_client_certificates(None, true);
+    let e = engine(&config("[issuer.mtls]\nmode = \"off\"\n"));
     assert_eq!(
         decide(&e, "/x", &plain, &[], ClientCert::Der(&cert)).await,
         Ok(Some(String::new()))
@@ -573,6 +636,60 @@ async fn resource_metadata_says_when_bound_tokens_are_required() {
         bound(config(&format!(
             "[issuer.mtls]\nmode = \"require\"\n{resource}"
         ))),
+        json!(true)
+    );
+}
+
+/// RFC 9449 `dpop_bound_access_tokens_required` follows the rules that name the resource
+/// too (review L9): true exactly when every route of the resource requires DPoP (a rule's
+/// `dpop`, or its issuers' mode).
+#[tokio::test]
+async fn resource_metadata_says_when_dpop_is_required() {
+    let resource = "[[resource]]\nuri = \"https://api.example.com/mcp\"\nissuers = [\"corp\"]\n";
+    let rule = |id: &str, extra: &str| {
+        format!(
+            "[[rule]]\nid = \"{id}\"\npath = \"/{id}\"\nauth = \"corp\"\nresource = \"https://api.example.com/mcp\"\n{extra}"
+        )
+    };
+    let required = |text: String| {
+        let e = engine(&text);
+        let doc: Value = serde_json::from_str(&e.resources.list()[0].document).unwrap();
+        doc["dpop_bound_access_tokens_required"].clone()
+    };
+    let strict = "[issuer.dpop]\nmode = \"require\"\n";
+    // Every rule requires it, the issuer does not: required.
+    assert_eq!(
+        required(config(&format!(
+            "{resource}{}{}",
+            rule("a", "dpop = \"require\"\n"),
+            rule("b", "dpop = \"require\"\n")
+        ))),
+        json!(true)
+    );
+    // One rule of two does not: not required.
+    assert_eq!(
+        required(config(&format!(
+            "{resource}{}{}",
+            rule("a", "dpop = \"require\"\n"),
+            rule("b", "")
+        ))),
+        json!(false)
+    );
+    // The issuer requires it, a rule relaxes it: not required.
+    assert_eq!(
+        required(config(&format!(
+            "{strict}{resource}{}",
+            rule("a", "dpop = \"enforce-cnf\"\n")
+        ))),
+        json!(false)
+    );
+    // The issuer requires it and no rule says otherwise (or no rule names the resource).
+    assert_eq!(
+        required(config(&format!("{strict}{resource}{}", rule("a", "")))),
+        json!(true)
+    );
+    assert_eq!(
+        required(config(&format!("{strict}{resource}"))),
         json!(true)
     );
 }

@@ -188,6 +188,27 @@ async fn a_public_route_forwards_no_identity() {
     assert!(e.all("x-auth-email").is_empty());
 }
 
+/// `on_pass = "strip"` (the default) removes a `DPoP` header whether or not a proof was
+/// checked: with an unbound bearer token, and on a public route, the client's `DPoP` (and a
+/// forged `X-Auth-Jkt`) never reaches the upstream as if jwtd had checked it (review L3).
+#[tokio::test]
+async fn an_unchecked_dpop_proof_never_reaches_the_upstream() {
+    let up = upstream();
+    let proxy = start(&up, |_| {}).await;
+    let extra = ["DPoP: eyJhbGciOiJFUzI1NiJ9.e30.AAAA", "X-Auth-Jkt: forged"];
+    let a = exchange(proxy, &authed("GET", "/x", &token("alice"), &extra, b"")).await;
+    assert_eq!(a.status, 200);
+    let e = a.echo();
+    assert!(e.all("dpop").is_empty(), "DPoP: {:?}", e.all("dpop"));
+    assert!(e.all("x-auth-jkt").is_empty(), "{:?}", e.all("x-auth-jkt"));
+    assert_eq!(e.all("x-auth-subject"), ["alice"]);
+    let a = exchange(proxy, &request("GET", "/public/x", &extra, b"")).await;
+    assert_eq!(a.status, 200);
+    let e = a.echo();
+    assert!(e.all("dpop").is_empty(), "DPoP: {:?}", e.all("dpop"));
+    assert!(e.all("x-auth-jkt").is_empty());
+}
+
 #[tokio::test]
 async fn remove_authorization_keeps_the_token_from_the_upstream() {
     let up = upstream();

@@ -13,7 +13,9 @@ use axum::response::{IntoResponse, Response};
 use jwtd_core::{Error, Reason, Verified};
 use jwtd_gate::dpop::{Presented, ProofTarget};
 use jwtd_gate::extract::extract_presented;
+use jwtd_gate::ClientCert;
 use serde_json::{Map, Value};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -43,27 +45,65 @@ fn missing() -> Error {
     Error::new(Reason::MissingToken, "no token in the request (Authorization: Bearer, or the configured cookie or query parameter)")
 }
 
-/// The `/v1/verify` request a DPoP proof is checked against: how the token came, and the
-/// request itself (its scheme: `https` over jwtd's TLS listener, else `http`; its `Host`).
-struct DpopContext<'a> {
+/// The request a token's bindings are checked against: how the token came, the request
+/// itself (for a DPoP proof: its scheme, `https` over jwtd's TLS listener, else `http`; its
+/// `Host`), and its client certificate (RFC 8705), as `/auth` reads it.
+struct BindingContext<'a> {
     presented: Presented,
     scheme: &'static str,
     method: &'a str,
     host: &'a str,
     path_and_query: &'a str,
     headers: &'a HeaderMap,
+    client_cert: ClientCert<'a>,
 }
 
-/// The DPoP step of `/v1/verify` for a verified token: the issuer's `[issuer.dpop]` mode, the
-/// proof (against the `/v1/verify` request) and its binding, the replay cache.
-fn check_dpop(
+/// The client certificate of an API request, as `/auth` reads it: from a trusted proxy
+/// (`trusted_proxies`), the one it forwards (`[forwarded] client_cert`) or else the TLS
+/// peer's; from anyone else, the TLS peer's (when jwtd terminates TLS with client
+/// certificates).
+fn client_cert_of<'a>(
+    state: &AppState,
+    peer: Option<SocketAddr>,
+    cert: Option<&'a [u8]>,
+) -> ClientCert<'a> {
+    let trusted = peer.is_some_and(|p| state.runtime().trusted_proxies.contains(p.ip()));
+    match (trusted, cert) {
+        (true, tls) => ClientCert::Trusted { tls },
+        (false, Some(der)) => ClientCert::Der(der),
+        (false, None) => ClientCert::None,
+    }
+}
+
+/// The binding checks of a verified token, as the engine makes them for `/auth` under the
+/// issuer's settings: RFC 8705 (`[issuer.mtls] mode`, against the request's client
+/// certificate), then DPoP (`[issuer.dpop] mode`, the proof against this request, its
+/// binding, the replay cache; the proof's `jti` consumed last).
+async fn check_binding(
     state: &AppState,
     issuer: &Issuer,
     token: &str,
     v: &Verified,
-    cx: &DpopContext<'_>,
-) -> Result<(), ApiError> {
+    cx: &BindingContext<'_>,
+) -> Result<(), jwtd_gate::Denial> {
     let rt = state.runtime();
+    let refused = |error: Error| jwtd_gate::Denial {
+        error,
+        issuer: Some(issuer.name.clone()),
+        scope: None,
+        resource_metadata: None,
+        dpop: None,
+    };
+    let mode = issuer.config.mtls_mode();
+    if mode != jwtd_gate::mtls::Mode::Off {
+        let cert = jwtd_gate::mtls::resolve(
+            cx.client_cert,
+            cx.headers,
+            rt.engine.forwarded_cert.as_ref(),
+        )
+        .map_err(refused)?;
+        jwtd_gate::mtls::check(mode, v, cert.as_ref()).map_err(refused)?;
+    }
     let d = rt.engine.dpop.of_or_default(&issuer.name);
     let target = ProofTarget {
         method: cx.method,
@@ -73,32 +113,27 @@ fn check_dpop(
         headers: cx.headers,
     };
     let now = jwtd_core::unix_now();
-    let denied = |(error, c): (Error, jwtd_gate::dpop::DpopChallenge)| {
-        ApiError::Denied(jwtd_gate::Denial {
-            error,
-            issuer: Some(issuer.name.clone()),
-            scope: None,
-            resource_metadata: None,
-            dpop: Some(Box::new(c)),
-        })
+    let denied = |(error, c): (Error, jwtd_gate::dpop::DpopChallenge)| jwtd_gate::Denial {
+        dpop: Some(Box::new(c)),
+        ..refused(error)
     };
     match jwtd_gate::dpop::check(d, None, &target, cx.presented, token, v, now) {
-        Ok(Some(p)) => p.consume(now).map_err(denied),
+        Ok(Some(p)) => p.consume(now).await.map_err(denied),
         Ok(None) => Ok(()),
         Err(e) => Err(denied(e)),
     }
 }
 
 /// Shared body of `/v1/verify` (`with_header`: 200 `{"issuer", "iss", "header", "claims"}`)
-/// and `/v1/tokens/{token}` (200 with the claims alone). With `dpop` (`/v1/verify`), the
-/// issuer's DPoP settings apply to the token as it was presented.
+/// and `/v1/tokens/{token}` (200 with the claims alone). The issuer's binding checks
+/// ([`check_binding`]: mTLS, DPoP) apply to the token as `cx` says it was presented.
 async fn verify_token(
     state: &AppState,
     endpoint: &'static str,
     token: Option<String>,
     rid: &RequestId,
     with_header: bool,
-    dpop: Option<DpopContext<'_>>,
+    cx: BindingContext<'_>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let Some(token) = token else {
@@ -109,9 +144,9 @@ async fn verify_token(
         return Err(e.into());
     };
     let checked = match check(state, &token).await {
-        Ok((issuer, v)) => match dpop.map(|cx| check_dpop(state, &issuer, &token, &v, &cx)) {
-            Some(Err(ApiError::Denied(d))) => Err((Some(issuer.name.clone()), d)),
-            _ => Ok((issuer, v)),
+        Ok((issuer, v)) => match check_binding(state, &issuer, &token, &v, &cx).await {
+            Err(d) => Err((Some(issuer.name.clone()), d)),
+            Ok(()) => Ok((issuer, v)),
         },
         Err((issuer, e)) => Err((issuer, jwtd_gate::Denial::new(e))),
     };
@@ -178,9 +213,17 @@ pub(super) async fn verify(
         &state.runtime().config.tokens,
         true,
     );
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let cert = req
+        .extensions()
+        .get::<jwtd_gate::mtls::PeerCertificate>()
+        .map(|c| &*c.0);
     let answer = match found {
         Ok(token) => {
-            let cx = DpopContext {
+            let cx = BindingContext {
                 presented: token.map_or(Presented::Bearer, |(_, p)| p),
                 scheme: scheme_of(req.extensions().get::<crate::server::OverTls>().is_some()),
                 method: req.method().as_str(),
@@ -191,9 +234,10 @@ pub(super) async fn verify(
                     .unwrap_or(""),
                 path_and_query: req.uri().path_and_query().map_or("/", |p| p.as_str()),
                 headers: req.headers(),
+                client_cert: client_cert_of(&state, peer, cert),
             };
             let token = token.map(|(t, _)| t.to_owned());
-            verify_token(&state, "verify", token, &rid, true, Some(cx)).await
+            verify_token(&state, "verify", token, &rid, true, cx).await
         }
         Err(e) => Err(refuse_request(&state, e, &rid)),
     };
@@ -207,9 +251,15 @@ pub(super) async fn verify_post(
     rid: RequestId,
     headers: HeaderMap,
     uri: Uri,
-    tls: Option<axum::Extension<crate::server::OverTls>>,
+    ext: axum::http::Extensions,
     body: Bytes,
 ) -> impl IntoResponse {
+    // The connection's facts the server put there: TLS, the peer, its certificate.
+    let tls = ext.get::<crate::server::OverTls>().is_some();
+    let peer = ext
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let cert = ext.get::<jwtd_gate::mtls::PeerCertificate>().map(|c| &*c.0);
     let answer =
         match extract_presented(&headers, uri.query(), &state.runtime().config.tokens, true) {
             Err(e) => Err(refuse_request(&state, e, &rid)),
@@ -229,9 +279,9 @@ pub(super) async fn verify_post(
                     &rid,
                 )),
                 (t, b) => {
-                    let cx = DpopContext {
+                    let cx = BindingContext {
                         presented,
-                        scheme: scheme_of(tls.is_some()),
+                        scheme: scheme_of(tls),
                         method: "POST",
                         host: headers
                             .get(header::HOST)
@@ -239,8 +289,9 @@ pub(super) async fn verify_post(
                             .unwrap_or(""),
                         path_and_query: uri.path_and_query().map_or("/", |p| p.as_str()),
                         headers: &headers,
+                        client_cert: client_cert_of(&state, peer, cert),
                     };
-                    verify_token(&state, "verify", t.or(b), &rid, true, Some(cx)).await
+                    verify_token(&state, "verify", t.or(b), &rid, true, cx).await
                 }
             }
             }
@@ -248,13 +299,26 @@ pub(super) async fn verify_post(
     (rid, answer)
 }
 
-/// `GET /v1/tokens/{token}`: the token in the path; 200 with its claims.
+/// `GET /v1/tokens/{token}`: the token in the path; 200 with its claims. A token in the path
+/// is a bearer use with no proof of possession: the issuer's binding checks run with no DPoP
+/// proof and no client certificate, so a sender-bound token (`cnf.jkt`, `cnf["x5t#S256"]`)
+/// is refused (`dpop_token_bound_as_bearer`, `mtls_certificate_missing`), never vouched for
+/// without its proof (docs/security.md, "Sender-bound tokens at the API").
 pub(super) async fn token_path(
     State(state): State<Arc<AppState>>,
     rid: RequestId,
     Path(token): Path<String>,
 ) -> impl IntoResponse {
-    // A token in the path has no DPoP proof to go with it: no DPoP check.
-    let answer = verify_token(&state, "tokens", Some(token), &rid, false, None).await;
+    let headers = HeaderMap::new();
+    let cx = BindingContext {
+        presented: Presented::Bearer,
+        scheme: "https",
+        method: "GET",
+        host: "",
+        path_and_query: "/",
+        headers: &headers,
+        client_cert: ClientCert::None,
+    };
+    let answer = verify_token(&state, "tokens", Some(token), &rid, false, cx).await;
     (rid, answer)
 }

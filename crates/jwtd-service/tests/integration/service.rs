@@ -352,13 +352,15 @@ async fn auth_answers_the_union_of_identity_headers_for_every_issuer() {
         .map(|n| n.as_str().to_owned())
         .collect();
     // Stable order: subject, issuer, payload (some issuer forwards it), then the mapped
-    // headers of every issuer, sorted.
+    // headers of every issuer and the two binding headers jwtd always answers, sorted.
     assert_eq!(
         names,
         [
             "x-auth-subject",
             "x-auth-issuer",
             "x-auth-payload",
+            "x-auth-cert-thumbprint",
+            "x-auth-jkt",
             "x-roles",
             "x-user-email",
             "x-verified"
@@ -386,6 +388,8 @@ async fn auth_answers_the_union_of_identity_headers_for_every_issuer() {
         ("x-auth-subject", "device-1"),
         ("x-auth-issuer", ""),
         ("x-auth-payload", ""),
+        ("x-auth-cert-thumbprint", ""),
+        ("x-auth-jkt", ""),
         ("x-roles", ""),
         ("x-user-email", ""),
         ("x-verified", ""),

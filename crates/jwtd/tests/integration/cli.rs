@@ -1821,6 +1821,52 @@ fn config_check_prints_rule_warnings_with_their_lines() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `jwtd config check` warns about an issuer whose `[issuer.dpop] mode = "off"` (its
+/// DPoP-bound tokens are then bearer tokens), naming it with its line; and refuses
+/// `[forwarded] client_cert` without an explicit `trusted_proxies` (exit 2), as `jwtd serve`
+/// does (review M4).
+#[test]
+fn config_check_warns_of_dpop_off_and_refuses_an_implicit_certificate_proxy() {
+    let dir = rules_dir("dpop-off");
+    let text = RULES_TOML.replace(
+        "audiences = [\"api\"]\n",
+        "audiences = [\"api\"]\n[issuer.dpop]\nmode = \"off\"\n",
+    );
+    assert!(text.contains("[issuer.dpop]"));
+    std::fs::write(dir.join("off.toml"), &text).unwrap();
+    let o = run(&["config", "check", "off.toml"], &dir);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    let want = format!(
+        "off.toml: warning: issuer \"corp\" (line {}) has [issuer.dpop] mode = \"off\"",
+        line_in(&text, "name = \"corp\"")
+    );
+    assert!(err.lines().any(|l| l.starts_with(&want)), "{err}");
+    // The default (enforce-cnf): no warning.
+    let o = run(&["config", "check", "jwtd.toml"], &dir);
+    assert!(o.stderr.is_empty(), "{o:?}");
+
+    let forwarded = format!("[forwarded]\nclient_cert = \"rfc9440\"\n\n{RULES_TOML}");
+    std::fs::write(dir.join("fwd.toml"), &forwarded).unwrap();
+    for args in [
+        &["config", "check", "fwd.toml"][..],
+        &["serve", "--config", "fwd.toml"][..],
+    ] {
+        let o = run(args, &dir);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {o:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("[forwarded] client_cert needs an explicit trusted_proxies"),
+            "{args:?}: {err}"
+        );
+    }
+    let explicit = format!("trusted_proxies = [\"127.0.0.1\"]\n{forwarded}");
+    std::fs::write(dir.join("fwd.toml"), &explicit).unwrap();
+    let o = run(&["config", "check", "fwd.toml"], &dir);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The `jwtd rules` transcript of docs/configuration.md ("Trying rules"), run as it is: its
 /// sample as `rules.toml`, each `$ ` line through `sh` (with this build's `jwtd` first on the
 /// PATH), each output compared with the lines the document shows under it (token

@@ -9,6 +9,7 @@ mod common;
 mod cli;
 mod dpop;
 mod dpop_fronts;
+mod dpop_shared;
 mod mcp;
 mod mtls;
 mod nginx;

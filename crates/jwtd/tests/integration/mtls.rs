@@ -11,6 +11,7 @@
 use crate::common::{free_port, Guard};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::io::{Read, Write};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -112,6 +113,19 @@ fn tls_request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> std::io::Result<Answer> {
+    tls_request_from(Ipv4Addr::LOCALHOST, port, ca, cert, path, headers)
+}
+
+/// [`tls_request`] from the source address `from` (any of 127.0.0.0/8: a trusted proxy and
+/// a direct client on one host).
+fn tls_request_from(
+    from: Ipv4Addr,
+    port: u16,
+    ca: &Path,
+    cert: Option<&Client>,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Answer> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(ca).unwrap() {
@@ -134,7 +148,7 @@ fn tls_request(
     let conn =
         rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
             .unwrap();
-    let tcp = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    let tcp = connect_from(from, port)?;
     tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut s = rustls::StreamOwned::new(conn, tcp);
     let mut req = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n");
@@ -277,20 +291,73 @@ fn the_documented_mtls_configuration_runs() {
     assert_eq!(a.0, 200, "{a:?}");
     assert_eq!(header(&a, "x-auth-cert-thumbprint"), Some(""));
 
-    // From 127.0.0.1 (trusted_proxies), a forwarded Client-Cert is the certificate: it
-    // passes without a TLS client certificate, and wins over the connection's own.
+    // `/v1/verify` checks the binding as `/auth` does (review M2): against the connection's
+    // certificate.
+    let verify = |cert: Option<&Client>, token: &str| {
+        tls_request(port, &ca, cert, "/v1/verify", &[("authorization", token)]).unwrap()
+    };
+    assert_eq!(verify(Some(&alice), &bound).0, 200);
+    let a = verify(None, &bound);
+    assert_eq!(
+        (a.0, reason(&a).as_str()),
+        (401, "mtls_certificate_missing")
+    );
+    let a = verify(Some(&mallory), &bound);
+    assert_eq!(
+        (a.0, reason(&a).as_str()),
+        (401, "mtls_certificate_mismatch")
+    );
+    assert_eq!(verify(None, &plain).0, 200);
+    // `/v1/tokens/{token}` is a bearer use with no proof: it never vouches for a bound token
+    // (certificate- or DPoP-bound), even over a connection with the right certificate.
+    let tokens = |cert: Option<&Client>, token: &str| {
+        tls_request(port, &ca, cert, &format!("/v1/tokens/{token}"), &[]).unwrap()
+    };
+    let a = tokens(Some(&alice), bound.trim_start_matches("Bearer "));
+    assert_eq!(
+        (a.0, reason(&a).as_str()),
+        (401, "mtls_certificate_missing")
+    );
+    assert_eq!(tokens(None, plain.trim_start_matches("Bearer ")).0, 200);
+    let now = jwtd_core::unix_now();
+    let jkt_bound = jwtd_test_support::hs256(
+        SECRET,
+        &serde_json::json!({"iss": "https://idp.example.com", "sub": "alice", "aud": "api",
+            "iat": now, "exp": now + 300, "cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}),
+    );
+    let a = tokens(None, &jkt_bound);
+    assert_eq!(
+        (a.0, reason(&a).as_str()),
+        (401, "dpop_token_bound_as_bearer")
+    );
+    assert!(header(&a, "www-authenticate").unwrap().contains("DPoP"));
+
+    // From 127.0.0.2 (trusted_proxies, the front), a forwarded Client-Cert is the
+    // certificate: it passes without a TLS client certificate, and wins over the
+    // connection's own.
+    let front = Ipv4Addr::new(127, 0, 0, 2);
+    let proxied = |cert: Option<&Client>, headers: &[(&str, &str)]| {
+        tls_request_from(front, port, &ca, cert, "/auth", headers).unwrap()
+    };
     let forwarded = format!(":{}:", b64_std(&alice.der));
-    let a = auth(
+    let a = proxied(
         None,
         &[("authorization", &bound), ("client-cert", &forwarded)],
     );
     assert_eq!(a.0, 200, "{a:?}");
-    let a = auth(
+    let a = proxied(
         Some(&mallory),
         &[("authorization", &bound), ("client-cert", &forwarded)],
     );
     assert_eq!(a.0, 200, "{a:?}");
-    let a = auth(
+    // Without the header, the front's client had no certificate: the front's own TLS
+    // certificate never stands in for it (second review, M2).
+    let a = proxied(Some(&alice), &[("authorization", &bound)]);
+    assert_eq!(
+        (a.0, reason(&a).as_str()),
+        (401, "mtls_certificate_missing")
+    );
+    let a = proxied(
         None,
         &[("authorization", &bound), ("client-cert", ":bm90IGRlcg==:")],
     );
@@ -304,7 +371,7 @@ fn the_documented_mtls_configuration_runs() {
     let port = free_port();
     let untrusted = doc_example()
         .replace("127.0.0.1:8443", &format!("127.0.0.1:{port}"))
-        .replace("trusted_proxies = [\"127.0.0.1\"]", "trusted_proxies = []")
+        .replace("trusted_proxies = [\"127.0.0.2\"]", "trusted_proxies = []")
         .replace(
             "[tls]\n",
             "[server]\nheader_read_timeout = \"1s\"\n\n[tls]\n",
@@ -341,7 +408,7 @@ fn the_documented_mtls_configuration_runs() {
 }
 
 /// Standard base64 with padding (RFC 8941 byte sequences).
-fn b64_std(b: &[u8]) -> String {
+pub(crate) fn b64_std(b: &[u8]) -> String {
     const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in b.chunks(3) {
@@ -617,4 +684,24 @@ fn tls_configuration_errors_exit_2_naming_the_file() {
         err.contains("[proxy.tls] client_ca_file tls/none.pem"),
         "{err}"
     );
+}
+
+/// A blocking TCP connection to 127.0.0.1:`port` from the source address `from`.
+fn connect_from(from: Ipv4Addr, port: u16) -> std::io::Result<std::net::TcpStream> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let tcp = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind((from, 0).into())?;
+        let stream = tokio::time::timeout(
+            Duration::from_secs(5),
+            socket.connect((Ipv4Addr::LOCALHOST, port).into()),
+        )
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        stream.into_std()
+    })?;
+    tcp.set_nonblocking(false)?;
+    Ok(tcp)
 }

@@ -29,13 +29,16 @@ fn snippet(lang: &str) -> &'static str {
 }
 
 /// Every identity header jwtd answers with the configuration of [`Stack::start`], as spelled
-/// in the snippets: the union over its two issuers.
-const IDENTITY: [&str; 5] = [
+/// in the snippets: the union over its two issuers, and the binding headers jwtd always
+/// answers (DPoP's `X-Auth-Jkt`, mTLS's `X-Auth-Cert-Thumbprint`).
+const IDENTITY: [&str; 7] = [
     "X-Auth-Subject",
     "X-Auth-Issuer",
     "X-Auth-Payload",
     "X-Roles",
     "X-User-Email",
+    "X-Auth-Jkt",
+    "X-Auth-Cert-Thumbprint",
 ];
 
 const PARTNER_SECRET: &str = "partner-secret-0123456789abcdef-0123";
@@ -139,6 +142,7 @@ impl Stack {
             dir.join("jwtd.toml"),
             format!(
                 r#"listen = "127.0.0.1:{jwtd}"
+trusted_proxies = ["127.0.0.1"]
 [[issuer]]
 name = "idp"
 issuer = "https://idp.example/"
@@ -428,6 +432,130 @@ fn outward_ip() -> Option<std::net::IpAddr> {
     (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
 }
 
+/// DPoP (RFC 9449) through the documented nginx block as written: `auth_request` passes the
+/// client's `Authorization: DPoP` and `DPoP` to `/auth`, with the original method, URI and
+/// scheme. A valid proof made with jwtd-core (for the URL the client called) passes to the
+/// upstream, which gets jwtd's `X-Auth-Jkt` and no `DPoP`; a proof for another method and
+/// a replayed proof are refused 401 with the `DPoP` challenge, nothing upstream.
+#[test]
+fn nginx_snippet_checks_dpop_proofs() {
+    let mut stack = Stack::start("nginx-dpop");
+    let locations = snippet("nginx").replace(
+        "http://upstream",
+        &format!("http://127.0.0.1:{}", stack.upstream),
+    );
+    for h in [
+        "proxy_set_header X-Original-URI    $request_uri;",
+        "proxy_set_header X-Original-Method $request_method;",
+        "proxy_set_header X-Forwarded-Proto $scheme;",
+        "proxy_set_header DPoP \"\";",
+    ] {
+        assert!(locations.contains(h), "{h}");
+    }
+    let port = run_nginx(&mut stack, &locations);
+    let key = SigningKey::generate(Algorithm::ES256).unwrap();
+    let jkt = key.public_jwk().unwrap().thumbprint().unwrap();
+    let now = jwtd_core::unix_now();
+    let token = jwtd_core::sign(
+        &stack.partner,
+        json!({"iss": "https://partner.example/", "sub": "dpop-client", "iat": now,
+            "exp": now + 600, "cnf": {"jkt": jkt}})
+        .as_object()
+        .unwrap(),
+        None,
+    )
+    .unwrap();
+    // `http_request` sends `host: localhost`: nginx's $scheme and $host make the URL.
+    let proof = |method: &str| {
+        jwtd_core::make_proof(
+            &key,
+            &jwtd_core::ProofClaims {
+                method,
+                url: "http://localhost/orders",
+                access_token: Some(&token),
+                iat: jwtd_core::unix_now(),
+                jti: None,
+                nonce: None,
+            },
+        )
+        .unwrap()
+    };
+    let auth = format!("DPoP {token}");
+    let send = |proof: &str, auth: &str| {
+        let before = stack.seen.lock().unwrap().len();
+        let (status, headers, body) = crate::common::http_request(
+            port,
+            "GET",
+            "/orders",
+            &[
+                ("authorization", auth),
+                ("dpop", proof),
+                ("x-auth-jkt", "spoofed-jkt"),
+            ],
+        );
+        let heads = stack.seen.lock().unwrap()[before..].to_vec();
+        (status, headers, body, heads)
+    };
+    let challenge = |headers: &[(String, String)]| {
+        headers
+            .iter()
+            .filter(|(k, _)| k == "www-authenticate")
+            .map(|(_, v)| v.clone())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+
+    // Valid: 200 upstream, jwtd's X-Auth-Jkt (not the client's), no DPoP header.
+    let good = proof("GET");
+    let (status, _, body, heads) = send(&good, &auth);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(heads.len(), 1);
+    let seen: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(seen["x-auth-jkt"], json!([jkt]), "{seen}");
+    assert_eq!(seen["x-auth-subject"], json!(["dpop-client"]), "{seen}");
+    assert!(
+        seen.get("dpop").is_none(),
+        "the proof went upstream: {seen}"
+    );
+
+    // The same proof again: a replay, 401 with the DPoP challenge.
+    let (status, headers, _, heads) = send(&good, &auth);
+    assert_eq!(status, 401);
+    assert!(heads.is_empty(), "a replay reached the upstream");
+    let www = challenge(&headers);
+    assert!(www.starts_with("DPoP "), "{www}");
+    assert!(www.contains("error=\"invalid_dpop_proof\""), "{www}");
+
+    // A proof for another method (htm): 401 with the challenge.
+    let (status, headers, _, heads) = send(&proof("POST"), &auth);
+    assert_eq!(status, 401);
+    assert!(heads.is_empty());
+    let www = challenge(&headers);
+    assert!(www.starts_with("DPoP "), "{www}");
+    assert!(www.contains("error=\"invalid_dpop_proof\""), "{www}");
+
+    // The bound token as a bearer token (the downgrade): 401.
+    let (status, headers, _, heads) = send(&proof("GET"), &format!("Bearer {token}"));
+    assert_eq!(status, 401);
+    assert!(heads.is_empty());
+    assert!(challenge(&headers).contains("DPoP"), "{headers:?}");
+
+    // Why, from jwtd itself (nginx's 401 page carries no body of jwtd's).
+    let (status, _, body) = http_get(
+        stack.jwtd,
+        "/auth",
+        &[
+            ("authorization", &auth),
+            ("dpop", &good),
+            ("x-original-uri", "/orders"),
+            ("x-original-method", "GET"),
+            ("x-forwarded-proto", "http"),
+        ],
+    );
+    assert_eq!(status, 401);
+    assert!(body.contains("dpop_replay"), "{body}");
+}
+
 /// Starts Caddy on a free port with the documented site, jwtd's and the upstream's ports in
 /// place of the docs'; returns the port.
 fn run_caddy(stack: &mut Stack) -> u16 {
@@ -475,9 +603,35 @@ fn run_caddy(stack: &mut Stack) -> u16 {
 
 #[test]
 fn caddy_snippet_lets_no_spoofed_identity_header_through() {
-    let mut stack = Stack::start("caddy");
+    // jwtd reads Caddy's RFC 9440 Client-Cert (review M4).
+    let mut stack = Stack::with("caddy", "[forwarded]\nclient_cert = \"rfc9440\"\n");
     let port = run_caddy(&mut stack);
     stack.check_proxy(port);
+    // A client's own Client-Cert, naming the certificate a stolen token is bound to: the
+    // snippet removes it, so the token is refused.
+    let der = [0x30, 0x03, 1, 2, 3];
+    let thumbprint = jwtd_gate::mtls::encode_thumbprint(&jwtd_gate::mtls::thumbprint_of(&der));
+    let bound = stack.idp_token(json!({"cnf": {"x5t#S256": thumbprint}}));
+    let forged = format!(":{}:", crate::mtls::b64_std(&der));
+    let auth = format!("Bearer {bound}");
+    // Sent straight to jwtd from loopback (a trusted proxy), the header would be believed.
+    let (status, _, body) = http_get(
+        stack.jwtd,
+        "/auth",
+        &[("authorization", &auth), ("client-cert", &forged)],
+    );
+    assert_eq!(status, 200, "{body}");
+    let before = stack.seen.lock().unwrap().len();
+    let (status, _, body) = crate::common::http_request(
+        port,
+        "GET",
+        "/orders",
+        &[("authorization", &auth), ("client-cert", &forged)],
+    );
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(stack.seen.lock().unwrap().len(), before, "nothing upstream");
+    let v: Value = serde_json::from_str(&body).unwrap_or_default();
+    assert_eq!(v["reason"], "mtls_certificate_missing", "{body}");
     // Not on the host's other addresses: Caddy binds only 127.0.0.1.
     if let Some(ip) = outward_ip() {
         let far = std::net::SocketAddr::new(ip, port);
