@@ -85,7 +85,7 @@ const PROBE_ALL_UP_TO: usize = 8;
 const OPEN_SCOPE: u64 = 0x5a5a_0f0f_a5a5_f0f0;
 
 /// The endpoints metrics are labelled with.
-pub const ENDPOINTS: [&str; 4] = ["auth", "verify", "tokens", "introspect"];
+pub const ENDPOINTS: [&str; 5] = ["auth", "verify", "tokens", "introspect", "proxy"];
 
 impl Issuer {
     /// `jwtd_requests_total{endpoint, issuer, outcome="ok"}`, kept on the issuer.

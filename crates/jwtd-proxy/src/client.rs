@@ -26,21 +26,29 @@ use std::time::{Duration, Instant};
 
 /// The client's request body on its way to the upstream: its error is told apart from the
 /// upstream's (a malformed or cut request body is the client's fault, answered 400), and a
-/// gap of `timeout` between two of its chunks (or before the first) fails it
-/// ([`ClientBodyError::Stalled`]).
+/// gap of `timeout` between two of its chunks (or before the first), or its end not in by
+/// `deadline`, fails it ([`ClientBodyError::Stalled`]).
 pub(crate) struct Outgoing {
     inner: Incoming,
     timeout: Duration,
+    /// When the whole body must be in (`body_total_timeout` from the request).
+    deadline: tokio::time::Instant,
     /// Armed while the body is waited for; dropped at each chunk.
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Outgoing {
-    /// The client's body `inner`, failed past `timeout` without a chunk.
-    pub(crate) fn new(inner: Incoming, timeout: Duration) -> Outgoing {
+    /// The client's body `inner`, failed past `timeout` without a chunk or when not ended by
+    /// `deadline`.
+    pub(crate) fn new(
+        inner: Incoming,
+        timeout: Duration,
+        deadline: tokio::time::Instant,
+    ) -> Outgoing {
         Outgoing {
             inner,
             timeout,
+            deadline,
             timer: None,
         }
     }
@@ -51,12 +59,12 @@ impl Outgoing {
 pub(crate) enum ClientBodyError {
     /// A malformed chunk, the client gone.
     Read(hyper::Error),
-    /// No chunk within `body_timeout`.
+    /// No chunk within `body_timeout`, or not ended within `body_total_timeout`.
     Stalled,
 }
 
 impl ClientBodyError {
-    /// The body stalled past `body_timeout` (rather than failing).
+    /// The body stalled past `body_timeout` or `body_total_timeout` (rather than failing).
     pub(crate) fn stalled(&self) -> bool {
         matches!(self, ClientBodyError::Stalled)
     }
@@ -67,7 +75,7 @@ impl std::fmt::Display for ClientBodyError {
         match self {
             ClientBodyError::Read(e) => write!(f, "reading the client's request body: {e}"),
             ClientBodyError::Stalled => {
-                f.write_str("the client's request body stalled past body_timeout")
+                f.write_str("the client's request body stalled past body_timeout or took longer than body_total_timeout")
             }
         }
     }
@@ -97,10 +105,13 @@ impl Body for Outgoing {
                 Poll::Ready(f.map(|r| r.map_err(ClientBodyError::Read)))
             }
             Poll::Pending => {
-                let timeout = this.timeout;
-                let timer = this
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                // The next gap's end, or the whole body's when that comes first.
+                let (timeout, deadline) = (this.timeout, this.deadline);
+                let timer = this.timer.get_or_insert_with(|| {
+                    let now = tokio::time::Instant::now();
+                    let gap = now.checked_add(timeout).unwrap_or(deadline);
+                    Box::pin(tokio::time::sleep_until(gap.min(deadline)))
+                });
                 match timer.as_mut().poll(cx) {
                     Poll::Ready(()) => Poll::Ready(Some(Err(ClientBodyError::Stalled))),
                     Poll::Pending => Poll::Pending,

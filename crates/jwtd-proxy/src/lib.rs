@@ -54,7 +54,7 @@
 //!   removed from the client's request before the decision's identity headers are added: each
 //!   is either set by jwtd or absent, a spoofed one never reaches the upstream. (`/auth`
 //!   answers a header without a value present and empty; here it is absent, as in ext_authz.)
-//!   Their look-alikes with `_` for `-` (`X_Auth_Subject`, `X_Forwarded_For`) are removed
+//!   Their look-alikes with `_` for `-` (`X_Auth_Subject`, `X_Forwarded_For`, `X_Request_Id`) are removed
 //!   too: CGI-style upstreams (WSGI, PHP, Rack) read both spellings as one variable.
 //! - `Authorization` is removed too when [`Options::remove_authorization`] is on, and the
 //!   engine's token cookie from `Cookie` (the other cookies stay).
@@ -94,8 +94,19 @@
 //! "reason", "message"}`), the message without internal detail (addresses, errors: those go to
 //! the log). A response body that stalls for [`Options::idle_timeout`] between two chunks is
 //! cut (the client sees the connection end early: its head is already sent). A request body
-//! that stalls for [`Options::body_timeout`] is the client's: answered 408 (connection closed)
-//! before the upstream's response head, the connection closed after it.
+//! that stalls for [`Options::body_timeout`], or is not all in within
+//! [`Options::body_total_timeout`] of the request, is the client's: answered 408 (connection
+//! closed) before the upstream's response head, the connection closed after it.
+//!
+//! ## Request ids, metrics and logs
+//!
+//! Every answer carries `X-Request-Id` (the upstream's, jwtd's refusals, 502/504/408), and the
+//! upstream is sent the same one: a [`RequestId`], the client's only when the source trusts it
+//! ([`EngineSource::trusts_request_id`]), else a new `jwtd-<counter in hex>`. An `X-Request-Id`
+//! in the upstream's answer is replaced by jwtd's. Each request, once its answer head is ready,
+//! is passed to [`EngineSource::answered`] (its id, when it started, how it ended, the issuer,
+//! a refusal's token for a fingerprint): `jwtd serve` counts and logs it there. Upstream
+//! failures and failed client bodies are logged here at WARN/INFO with the request id.
 //!
 //! ## Limits of the listener ([`Limits`])
 //!
@@ -119,7 +130,8 @@
 mod client;
 mod timer;
 
-pub use jwtd_gate::EngineSource;
+pub use jwtd_gate::source::{Answer, AnswerIssuer, Outcome};
+pub use jwtd_gate::{EngineSource, RequestId};
 
 use bytes::Bytes;
 use client::{Client, Failure, Lease, Outgoing};
@@ -131,6 +143,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming};
 use hyper_util::rt::TokioIo;
 use jwtd_core::{Error, Reason};
+use jwtd_gate::request_id::X_REQUEST_ID;
 use jwtd_gate::Engine;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -157,6 +170,8 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 pub const DEFAULT_MAX_IDLE_PER_HOST: usize = 32;
 /// Default for [`Options::body_timeout`].
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default for [`Options::body_total_timeout`] (5 minutes).
+pub const DEFAULT_BODY_TOTAL_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default for [`Options::tunnel_idle_timeout`] (5 minutes).
 pub const DEFAULT_TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default for [`Options::tunnel_max_lifetime`] (1 hour).
@@ -190,6 +205,10 @@ pub struct Options {
     /// chunk). Past it the request is cut: answered 408 (connection closed) when the upstream
     /// has not answered yet, the connection closed when it has.
     pub body_timeout: Duration,
+    /// The longest the client's whole request body may take, from the request head (however
+    /// steadily it trickles in: `body_timeout` alone lets a byte every `body_timeout` hold the
+    /// connection for good). Past it the request is cut as past `body_timeout`.
+    pub body_total_timeout: Duration,
     /// An upgraded (WebSocket) tunnel in which no byte has gone either way for this long is
     /// closed, both connections.
     pub tunnel_idle_timeout: Duration,
@@ -210,6 +229,7 @@ impl Options {
             remove_authorization: false,
             ca_file: None,
             body_timeout: DEFAULT_BODY_TIMEOUT,
+            body_total_timeout: DEFAULT_BODY_TOTAL_TIMEOUT,
             tunnel_idle_timeout: DEFAULT_TUNNEL_IDLE_TIMEOUT,
             tunnel_max_lifetime: DEFAULT_TUNNEL_MAX_LIFETIME,
         }
@@ -497,17 +517,50 @@ impl<S: EngineSource> Proxy<S> {
         self.respond(req, &Peer::new(peer, None)).await
     }
 
+    /// Passes `answer` to the source's [`EngineSource::answered`] and sets the request id
+    /// on `resp` (over any the upstream sent: the upstream was sent this one).
+    fn finish(
+        &self,
+        handle: &S::Handle,
+        answer: Answer<'_>,
+        mut resp: Response<ProxyBody>,
+    ) -> Response<ProxyBody> {
+        self.source.answered(handle, &answer);
+        resp.headers_mut()
+            .insert(X_REQUEST_ID, answer.request_id.header_value().clone());
+        resp
+    }
+
+    /// A refusal of `error` (before the engine), counted, answered and passed on.
+    fn refuse_early(
+        &self,
+        handle: &S::Handle,
+        rid: &RequestId,
+        started: std::time::Instant,
+        error: Error,
+    ) -> Response<ProxyBody> {
+        self.source.decided(handle, None, Some(error.reason()));
+        let resp = refusal(jwtd_gate::refusal::http(&error));
+        let answer = Answer {
+            request_id: rid,
+            started,
+            outcome: Outcome::Refused(&error),
+            issuer: None,
+            token: None,
+        };
+        self.finish(handle, answer, resp)
+    }
+
     async fn respond(&self, req: Request<Incoming>, peer: &Peer) -> Response<ProxyBody> {
+        let started = std::time::Instant::now();
         let handle = self.source.engine();
         let engine: &Engine = &handle;
+        let rid = RequestId::of(req.headers(), self.source.trusts_request_id(&handle));
         let target = match forward_target(req.method(), req.uri()) {
             Ok(t) => t,
             Err(message) => {
-                self.source.decided(&handle, None, Some(Reason::BadPath));
-                return refusal(jwtd_gate::refusal::http(&Error::new(
-                    Reason::BadPath,
-                    message,
-                )));
+                let error = Error::new(Reason::BadPath, message);
+                return self.refuse_early(&handle, &rid, started, error);
             }
         };
         // The one read of `Host`: checked, decided on, forwarded, and `X-Forwarded-Host`.
@@ -527,11 +580,8 @@ impl<S: EngineSource> Proxy<S> {
         let host = match host {
             Ok(h) => h,
             Err(message) => {
-                self.source.decided(&handle, None, Some(Reason::BadHeaders));
-                return refusal(jwtd_gate::refusal::http(&Error::new(
-                    Reason::BadHeaders,
-                    message,
-                )));
+                let error = Error::new(Reason::BadHeaders, message);
+                return self.refuse_early(&handle, &rid, started, error);
             }
         };
         // The RFC 9728 metadata of a configured `[[resource]]` is answered here, before any
@@ -540,8 +590,15 @@ impl<S: EngineSource> Proxy<S> {
         let decided_target = target
             .as_deref()
             .unwrap_or_else(|| req.uri().path_and_query().map_or("/", |p| p.as_str()));
-        if let Some(answer) = self.metadata(engine, &req, decided_target) {
-            return answer;
+        if let Some(resp) = self.metadata(engine, &req, decided_target) {
+            let answer = Answer {
+                request_id: &rid,
+                started,
+                outcome: Outcome::Allowed,
+                issuer: None,
+                token: None,
+            };
+            return self.finish(&handle, answer, resp);
         }
         // A trusted peer's forwarded headers are kept (and its forwarded client certificate
         // read); anyone else's are replaced (and a forwarded certificate ignored, then
@@ -569,9 +626,20 @@ impl<S: EngineSource> Proxy<S> {
         let refused = decision.outcome.as_ref().err().map(|d| d.error.reason());
         self.source.decided(&handle, decision.rule, refused);
         match decision.outcome {
-            Err(denial) => refusal(jwtd_gate::refusal::http_denial(&denial)),
+            Err(denial) => {
+                let resp = refusal(jwtd_gate::refusal::http_denial(&denial));
+                let answer = Answer {
+                    request_id: &rid,
+                    started,
+                    outcome: Outcome::Refused(&denial.error),
+                    issuer: denial.issuer.as_deref().map(AnswerIssuer::Named),
+                    token: decision.token,
+                };
+                self.finish(&handle, answer, resp)
+            }
             Ok(allowed) => {
                 let sent = Sent {
+                    started,
                     target,
                     host,
                     trusted,
@@ -586,11 +654,27 @@ impl<S: EngineSource> Proxy<S> {
                         .and_then(|p| p.nonce.as_deref())
                         .and_then(|n| HeaderValue::from_str(n).ok()),
                 };
-                self.forward(req, sent, engine, allowed.headers, peer).await
+                let issuer = allowed.identity.map(|(i, _)| i);
+                let (resp, failed) = self
+                    .forward(req, sent, engine, allowed.headers, peer, &rid)
+                    .await;
+                let answer = Answer {
+                    request_id: &rid,
+                    started,
+                    outcome: match failed {
+                        None => Outcome::Allowed,
+                        Some(reason) => Outcome::Failed { reason },
+                    },
+                    issuer: issuer.as_deref().map(AnswerIssuer::Issuer),
+                    token: None,
+                };
+                self.finish(&handle, answer, resp)
             }
         }
     }
 
+    /// Forwards an allowed request; the answer, and the reason code of a failure (the
+    /// upstream's, or the client's request body), logged here with the request id.
     async fn forward(
         &self,
         req: Request<Incoming>,
@@ -598,8 +682,10 @@ impl<S: EngineSource> Proxy<S> {
         engine: &Engine,
         identity: HeaderMap,
         peer: &Peer,
-    ) -> Response<ProxyBody> {
+        rid: &RequestId,
+    ) -> (Response<ProxyBody>, Option<&'static str>) {
         let Sent {
+            started,
             target,
             host,
             trusted,
@@ -628,7 +714,9 @@ impl<S: EngineSource> Proxy<S> {
         let client_upgrade =
             upgrade.and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
         // The identity headers and the forwarding ones: room made once.
-        headers.reserve(identity.len() + 4);
+        headers.reserve(identity.len() + 5);
+        // The request id the client is answered with, over any the client sent.
+        headers.insert(X_REQUEST_ID, rid.header_value().clone());
         if self.options.remove_authorization {
             if let Some(name) = &engine.sources.cookie {
                 strip_cookie(headers, name);
@@ -668,15 +756,30 @@ impl<S: EngineSource> Proxy<S> {
         }
         parts.uri = match self.upstream.target(target, std::mem::take(&mut parts.uri)) {
             Ok(u) => u,
-            Err(_) => return upstream_failure(Reason::UpstreamUnavailable),
+            Err(_) => {
+                tracing::warn!(
+                    request_id = rid.as_str(),
+                    "the upstream target is not a URI"
+                );
+                return failed(Reason::UpstreamUnavailable);
+            }
         };
         parts.version = Version::HTTP_11;
-        let outgoing = Request::from_parts(parts, Outgoing::new(body, self.options.body_timeout));
-        // Within `response_timeout`, on the connection's one timer (see `Peer::response_timer`).
-        let now = tokio::time::Instant::now();
-        let deadline = now
-            .checked_add(self.options.response_timeout)
-            .unwrap_or_else(|| now + Duration::from_secs(1 << 30));
+        // Within `response_timeout`, on the connection's one timer (see `Peer::response_timer`),
+        // from the request's start (the clock read once a request: the decision's microseconds
+        // count against it).
+        let now = tokio::time::Instant::from_std(started);
+        let after = |d: Duration| {
+            now.checked_add(d)
+                .unwrap_or_else(|| now + Duration::from_secs(1 << 30))
+        };
+        let deadline = after(self.options.response_timeout);
+        let body = Outgoing::new(
+            body,
+            self.options.body_timeout,
+            after(self.options.body_total_timeout),
+        );
+        let outgoing = Request::from_parts(parts, body);
         let mut timer = peer.response_timer(deadline);
         let mut send = std::pin::pin!(self.client.send(outgoing));
         let sent = std::future::poll_fn(|cx| {
@@ -697,8 +800,8 @@ impl<S: EngineSource> Proxy<S> {
         peer.keep_timer(timer);
         let (mut resp, lease) = match sent {
             Err(()) => {
-                tracing::warn!(upstream = %self.options.upstream, "no response head within response_timeout");
-                return upstream_failure(Reason::UpstreamTimeout);
+                tracing::warn!(request_id = rid.as_str(), upstream = %self.options.upstream, "no response head within response_timeout");
+                return failed(Reason::UpstreamTimeout);
             }
             Ok(Err(e)) if e.client_body().is_some() => {
                 // The client's body was malformed (a bad chunk) or cut: its fault, not the
@@ -706,7 +809,12 @@ impl<S: EngineSource> Proxy<S> {
                 // `body_timeout`: 408.
                 let stalled = e.client_body().is_some_and(|c| c.stalled());
                 if stalled {
-                    tracing::info!("client request body stalled past body_timeout");
+                    tracing::info!(
+                        request_id = rid.as_str(),
+                        "client request body past body_timeout or body_total_timeout"
+                    );
+                } else {
+                    tracing::debug!(request_id = rid.as_str(), error = %e, "client request body failed");
                 }
                 let mut resp = Response::new(empty());
                 *resp.status_mut() = if stalled {
@@ -716,7 +824,12 @@ impl<S: EngineSource> Proxy<S> {
                 };
                 resp.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                return resp;
+                let reason = if stalled {
+                    "request_body_timeout"
+                } else {
+                    "bad_request_body"
+                };
+                return (resp, Some(reason));
             }
             Ok(Err(e)) => {
                 let reason = match &e {
@@ -726,8 +839,8 @@ impl<S: EngineSource> Proxy<S> {
                     }
                     _ => Reason::UpstreamUnavailable,
                 };
-                tracing::warn!(upstream = %self.options.upstream, error = %e, "upstream request failed");
-                return upstream_failure(reason);
+                tracing::warn!(request_id = rid.as_str(), upstream = %self.options.upstream, error = %e, "upstream request failed");
+                return failed(reason);
             }
             Ok(Ok(r)) => r,
         };
@@ -759,11 +872,14 @@ impl<S: EngineSource> Proxy<S> {
                 if let Some(up) = up {
                     parts.headers.insert(header::UPGRADE, up);
                 }
-                return Response::from_parts(parts, empty());
+                return (Response::from_parts(parts, empty()), None);
             }
             // A 101 nobody asked for: not passed on.
-            tracing::warn!("the upstream switched protocols without an upgrade request");
-            return upstream_failure(Reason::UpstreamUnavailable);
+            tracing::warn!(
+                request_id = rid.as_str(),
+                "the upstream switched protocols without an upgrade request"
+            );
+            return failed(Reason::UpstreamUnavailable);
         }
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
@@ -777,13 +893,20 @@ impl<S: EngineSource> Proxy<S> {
             timer: None,
             lease: Some(lease),
         };
-        Response::from_parts(parts, body.boxed())
+        (Response::from_parts(parts, body.boxed()), None)
     }
+}
+
+/// An upstream failure's answer and its reason code.
+fn failed(reason: Reason) -> (Response<ProxyBody>, Option<&'static str>) {
+    (upstream_failure(reason), Some(reason.as_str()))
 }
 
 /// What the decision gives the forwarding: the target (`None`: as received), the `Host`
 /// decided on, and whether the peer's forwarded headers are kept.
 struct Sent {
+    /// When the request was taken (its head read).
+    started: std::time::Instant,
     target: Option<String>,
     host: Option<HeaderValue>,
     trusted: bool,
@@ -1069,7 +1192,8 @@ struct Seen {
 /// jwtd owns (`mapped` and [`OWNED`]) also when spelled with `_` for `-` (CGI-style upstreams,
 /// WSGI, PHP, Rack, read `X_Auth_Subject` as `HTTP_X_AUTH_SUBJECT`, the same variable as
 /// jwtd's `X-Auth-Subject`), such spellings of the forwarding headers jwtd sets ([`FORWARDED`];
-/// the names themselves are replaced by [`forwarded_headers`]), `Authorization` when
+/// the names themselves are replaced by [`forwarded_headers`]) and of `X-Request-Id` (set by
+/// [`Proxy::forward`]), `Authorization` when
 /// `remove_authorization`, and `Forwarded` from an untrusted peer. The upgrade asked for
 /// ([`upgrade_of`]) is read before `Connection` and `Upgrade` go.
 fn scrub_request(
@@ -1093,7 +1217,9 @@ fn scrub_request(
                 .iter()
                 .chain(mapped)
                 .any(|o| same_header(s, o.as_str()))
-                || (s.contains('_') && FORWARDED.iter().any(|o| same_header(s, o.as_str())))
+                || (s.contains('_')
+                    && (FORWARDED.iter().any(|o| same_header(s, o.as_str()))
+                        || same_header(s, X_REQUEST_ID.as_str())))
                 || (remove_authorization && n == header::AUTHORIZATION)
                 || (!trusted && n == header::FORWARDED)
                 || (!trusted

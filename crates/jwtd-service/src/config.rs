@@ -362,6 +362,11 @@ pub struct ProxySettings {
     /// answer, the connection closed after).
     #[serde(default = "crate::defaults::proxy_body_timeout")]
     pub body_timeout: Timeout,
+    /// The longest a client's whole request body may take, from its request head (default
+    /// 5 min; 10 ms..=24 h): a body trickling in just within `body_timeout` is cut past it,
+    /// the same way.
+    #[serde(default = "crate::defaults::proxy_body_total_timeout")]
+    pub body_total_timeout: Timeout,
     /// An upgraded (WebSocket) tunnel with no byte either way for this long is closed (default
     /// 5 min; 10 ms..=24 h).
     #[serde(default = "crate::defaults::proxy_tunnel_idle_timeout")]
@@ -381,6 +386,7 @@ impl ProxySettings {
             &mut out,
             [
                 ("body_timeout", self.body_timeout, s(3600)),
+                ("body_total_timeout", self.body_total_timeout, s(86_400)),
                 ("tunnel_idle_timeout", self.tunnel_idle_timeout, s(86_400)),
                 (
                     "tunnel_max_lifetime",

@@ -44,6 +44,8 @@ pub const UPSTREAM_MAX_IDLE_PER_HOST: usize = 32;
 
 /// `[proxy] body_timeout`: the longest gap in a client's request body.
 pub const PROXY_BODY_TIMEOUT: Duration = jwtd_proxy::DEFAULT_BODY_TIMEOUT;
+/// `[proxy] body_total_timeout` (5 minutes): the longest a client's whole request body may take.
+pub const PROXY_BODY_TOTAL_TIMEOUT: Duration = jwtd_proxy::DEFAULT_BODY_TOTAL_TIMEOUT;
 /// `[proxy] tunnel_idle_timeout` (5 minutes).
 pub const PROXY_TUNNEL_IDLE_TIMEOUT: Duration = jwtd_proxy::DEFAULT_TUNNEL_IDLE_TIMEOUT;
 /// `[proxy] tunnel_max_lifetime` (1 hour).
@@ -123,6 +125,9 @@ pub(crate) fn upstream_max_idle_per_host() -> usize {
 }
 pub(crate) fn proxy_body_timeout() -> crate::config::Timeout {
     crate::config::Timeout(PROXY_BODY_TIMEOUT)
+}
+pub(crate) fn proxy_body_total_timeout() -> crate::config::Timeout {
+    crate::config::Timeout(PROXY_BODY_TOTAL_TIMEOUT)
 }
 pub(crate) fn proxy_tunnel_idle_timeout() -> crate::config::Timeout {
     crate::config::Timeout(PROXY_TUNNEL_IDLE_TIMEOUT)

@@ -49,6 +49,17 @@ impl jwtd_gate::EngineSource for StateEngines {
     fn trusts_forwarded(&self, held: &Held, peer: std::net::IpAddr) -> bool {
         held.0.trusted_proxies.contains(peer)
     }
+
+    /// `trust_request_id` of the runtime in force.
+    fn trusts_request_id(&self, held: &Held) -> bool {
+        held.0.config.trust_request_id
+    }
+
+    /// The proxy's requests, in `jwtd_requests_total{endpoint="proxy"}` and
+    /// `jwtd_request_duration_seconds{endpoint="proxy"}`, refusals logged as `/auth`'s.
+    fn answered(&self, _held: &Held, answer: &jwtd_gate::source::Answer<'_>) {
+        self.0.series.observe_proxy(answer);
+    }
 }
 
 /// The authorizer's options from `[ext_authz]`.

@@ -22,6 +22,7 @@ pub fn proxy_options(proxy: &ProxySettings, upstream: &UpstreamSettings) -> jwtd
         remove_authorization: upstream.remove_authorization,
         ca_file: upstream.ca_file.clone(),
         body_timeout: proxy.body_timeout.0,
+        body_total_timeout: proxy.body_total_timeout.0,
         tunnel_idle_timeout: proxy.tunnel_idle_timeout.0,
         tunnel_max_lifetime: proxy.tunnel_max_lifetime.0,
     }

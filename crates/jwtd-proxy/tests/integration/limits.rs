@@ -55,6 +55,50 @@ async fn a_request_body_stalled_before_the_answer_is_408_at_body_timeout() {
     assert!(began.elapsed() < Duration::from_secs(8));
 }
 
+/// A client that trickles its body a byte every 100 ms, well within `body_timeout` (300 ms):
+/// answered 408 at `body_total_timeout` (1 s), before it is done (the earlier code took the
+/// 100 bytes for 10 s, and a byte every 59 s for as long as the client liked).
+#[tokio::test]
+async fn a_request_body_trickled_past_body_total_timeout_is_408() {
+    let up = upstream();
+    let proxy = start(&up, |o| {
+        o.body_timeout = Duration::from_millis(300);
+        o.body_total_timeout = Duration::from_secs(1);
+        o.response_timeout = Duration::from_secs(20);
+    })
+    .await;
+    let t = token("alice");
+    let mut req = authed("POST", "/echo", &t, &[], &[b'x'; 100]);
+    let body = req.split_off(req.len() - 100);
+    let s = TcpStream::connect(proxy).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let began = Instant::now();
+    wr.write_all(&req).await.unwrap();
+    let trickle = tokio::spawn(async move {
+        for b in body {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if wr.write_all(&[b]).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(8), rd.read_to_end(&mut buf))
+        .await
+        .expect("answered before the trickle ends")
+        .ok();
+    let a = parse(&buf, false);
+    assert_eq!(a.status, 408, "{a:?}");
+    assert_eq!(a.header("connection"), Some("close"));
+    assert!(a
+        .header("x-request-id")
+        .is_some_and(|i| i.starts_with("jwtd-")));
+    let took = began.elapsed();
+    assert!(took >= Duration::from_millis(950), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    trickle.abort();
+}
+
 /// A chunked upload whose answer is already streaming back (`/relay`) and that then stalls:
 /// the connection is cut at `body_timeout` (the earlier code had no body timeout once the
 /// answer head was in: only the upstream's `idle_timeout` on the answer, here 60 s).

@@ -11,6 +11,7 @@ mod conformance;
 mod forward;
 mod lifecycle;
 mod limits;
+mod observe;
 mod refuse;
 mod smuggle;
 mod upgrade;

@@ -21,6 +21,7 @@ Every path answers with what it received, except those below:
   connection: an upstream ending an idle kept-alive connection;
 - `/hop`: answers with hop-by-hop headers (`Connection: x-private`, `X-Private`,
   `Keep-Alive`, `Proxy-Authenticate`) that must not reach the client;
+- `/rid`: answers as any path, with an `X-Request-Id` of its own (`upstream-own-id`);
 - `/ws`: a WebSocket echo (RFC 6455: the handshake, then every text or binary frame sent back);
 - any path with `Upgrade: h2c`: 101, then what follows on the connection is read as HTTP/1.1
   requests (a stand-in for an h2c server: either way, requests through the tunnel would reach
@@ -157,6 +158,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("X-Private", "secret")
             self.send_header("Keep-Alive", "timeout=5")
             self.send_header("Proxy-Authenticate", "Basic")
+        if path == "/rid":
+            self.send_header("X-Request-Id", "upstream-own-id")
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(len(out)))
         self.end_headers()

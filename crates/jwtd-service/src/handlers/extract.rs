@@ -10,23 +10,17 @@ use super::observe::LogGate;
 use crate::{AppState, Runtime};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponseParts, ResponseParts};
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
-
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// A request id: the client's `X-Request-Id` when the configuration trusts it
-/// (`trust_request_id`) and it is 1-64 visible ASCII characters, else `jwtd-<counter in hex>`.
-/// Kept as the header value it is sent back as (no copy of the client's, no formatting
-/// machinery for ours: this runs on every request). As a response part, it sets
+/// A request id (from [`jwtd_gate::RequestId`], the generator the proxy shares): the
+/// client's `X-Request-Id` when the configuration trusts it (`trust_request_id`) and it is
+/// 1-64 visible ASCII characters, else `jwtd-<counter in hex>`. As a response part, it sets
 /// `X-Request-Id`.
 #[derive(Clone, Debug)]
-pub(super) struct RequestId(HeaderValue);
+pub(super) struct RequestId(jwtd_gate::RequestId);
 
 impl RequestId {
     /// The id of a request with `headers`.
@@ -36,31 +30,15 @@ impl RequestId {
 
     /// [`RequestId::of`] under a runtime already loaded (one atomic load fewer on `/auth`).
     pub(super) fn of_in(headers: &HeaderMap, rt: &Runtime) -> RequestId {
-        if rt.config.trust_request_id {
-            if let Some(v) = headers.get(&X_REQUEST_ID).filter(|v| {
-                let b = v.as_bytes();
-                !b.is_empty() && b.len() <= 64 && b.iter().all(u8::is_ascii_graphic)
-            }) {
-                return RequestId(v.clone());
-            }
-        }
-        RequestId::generated(REQUEST_IDS.fetch_add(1, Ordering::Relaxed))
-    }
-
-    /// `jwtd-<n in hex>`.
-    fn generated(n: u64) -> RequestId {
-        let mut buf = *b"jwtd-0000000000000000";
-        let digits = (64 - n.leading_zeros()).div_ceil(4).max(1) as usize;
-        for i in 0..digits {
-            buf[5 + digits - 1 - i] = b"0123456789abcdef"[(n >> (4 * i)) as usize & 0xf];
-        }
-        RequestId(HeaderValue::from_bytes(&buf[..5 + digits]).expect("visible ASCII"))
+        RequestId(jwtd_gate::RequestId::of(
+            headers,
+            rt.config.trust_request_id,
+        ))
     }
 
     /// The id, for logs.
     pub(super) fn as_str(&self) -> &str {
-        // Both kinds are visible ASCII, so this never falls back.
-        self.0.to_str().unwrap_or("")
+        self.0.as_str()
     }
 }
 
@@ -79,7 +57,10 @@ impl IntoResponseParts for RequestId {
     type Error = Infallible;
 
     fn into_response_parts(self, mut res: ResponseParts) -> Result<ResponseParts, Infallible> {
-        res.headers_mut().insert(X_REQUEST_ID, self.0);
+        res.headers_mut().insert(
+            jwtd_gate::request_id::X_REQUEST_ID,
+            self.0.into_header_value(),
+        );
         Ok(res)
     }
 }
@@ -280,17 +261,4 @@ async fn auth_failed(guarded: Guarded, rid: &RequestId) {
         );
     }
     tokio::time::sleep(AUTH_FAILURE_DELAY).await;
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn generated_request_ids_are_the_counter_in_hex() {
-        for n in [0, 1, 9, 10, 15, 16, 0xabc, 1 << 32, u64::MAX - 1, u64::MAX] {
-            assert_eq!(
-                super::RequestId::generated(n).as_str(),
-                format!("jwtd-{n:x}")
-            );
-        }
-    }
 }

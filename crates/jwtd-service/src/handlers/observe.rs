@@ -37,6 +37,9 @@ pub(crate) struct RequestSeries {
     durations: Vec<metrics::Histogram>,
     /// By (endpoint, outcome, reason), then issuer: looked up by `&str`, no allocation.
     counters: RwLock<HashMap<CounterKey, HashMap<String, metrics::Counter>>>,
+    /// `{endpoint="proxy", issuer="-", outcome="ok"}`: a proxy request allowed without a token
+    /// (a public rule), without the lookup.
+    proxy_public_ok: std::sync::OnceLock<metrics::Counter>,
 }
 
 type CounterKey = (&'static str, &'static str, &'static str);
@@ -50,6 +53,51 @@ impl RequestSeries {
                 .map(|e| metrics::histogram!("jwtd_request_duration_seconds", "endpoint" => *e))
                 .collect(),
             counters: RwLock::default(),
+            proxy_public_ok: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Counts, times and logs one request of the reverse proxy (`endpoint="proxy"`): `ok`
+    /// (allowed, the upstream's answer passed on), `rejected` with the refusal's reason (logged
+    /// as `/auth`'s, with the token's fingerprint), or `failed` with the upstream's
+    /// (`upstream_unavailable`, `upstream_timeout`) or the client body's
+    /// (`request_body_timeout`, `bad_request_body`) reason (the proxy logs those itself).
+    pub(crate) fn observe_proxy(&self, a: &jwtd_gate::source::Answer<'_>) {
+        use jwtd_gate::source::{AnswerIssuer, Outcome};
+        const ENDPOINT: &str = "proxy";
+        let issuer = a.issuer.as_ref().map_or("-", AnswerIssuer::name);
+        match (a.outcome, a.issuer) {
+            (Outcome::Allowed, Some(AnswerIssuer::Issuer(i))) => match i.ok_counter(ENDPOINT) {
+                Some(c) => c.increment(1),
+                None => self.counter(ENDPOINT, issuer, "ok", "").increment(1),
+            },
+            (Outcome::Allowed, None) => self
+                .proxy_public_ok
+                .get_or_init(|| self.counter(ENDPOINT, issuer, "ok", ""))
+                .increment(1),
+            (Outcome::Allowed, Some(_)) => self.counter(ENDPOINT, issuer, "ok", "").increment(1),
+            (Outcome::Refused(e), _) => self
+                .counter(ENDPOINT, issuer, "rejected", e.reason().as_str())
+                .increment(1),
+            (Outcome::Failed { reason }, _) => self
+                .counter(ENDPOINT, issuer, "failed", reason)
+                .increment(1),
+        }
+        let elapsed = a.started.elapsed().as_secs_f64();
+        match ENDPOINTS.iter().position(|e| *e == ENDPOINT) {
+            Some(i) => self.durations[i].record(elapsed),
+            None => metrics::histogram!("jwtd_request_duration_seconds", "endpoint" => ENDPOINT)
+                .record(elapsed),
+        }
+        let rid = a.request_id.as_str();
+        match a.outcome {
+            Outcome::Allowed => {
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    tracing::debug!(request_id = rid, endpoint = ENDPOINT, issuer, "forwarded");
+                }
+            }
+            Outcome::Refused(e) => log_rejection(rid, ENDPOINT, issuer, a.token, e),
+            Outcome::Failed { .. } => {}
         }
     }
 
@@ -86,27 +134,14 @@ impl RequestSeries {
             None => metrics::histogram!("jwtd_request_duration_seconds", "endpoint" => endpoint)
                 .record(elapsed),
         }
-        // The fingerprint (a SHA-256) is computed only when the line is actually logged.
-        let fp = || token.map(fingerprint).unwrap_or_default();
         match outcome {
             Ok(()) => {
                 if tracing::enabled!(tracing::Level::DEBUG) {
-                    tracing::debug!(request_id = rid.as_str(), endpoint, issuer, token = %fp(), "verified");
+                    let fp = token.map(fingerprint).unwrap_or_default();
+                    tracing::debug!(request_id = rid.as_str(), endpoint, issuer, token = %fp, "verified");
                 }
             }
-            Err(e) => {
-                // Rejections are counted in metrics; logged at INFO at most once a second (with how
-                // many were not), the rest at DEBUG, so a flood of junk cannot flood the logs.
-                match REJECTIONS_LOGGED.pass() {
-                    Some(unlogged) => {
-                        tracing::info!(request_id = rid.as_str(), endpoint, issuer, token = %fp(), reason, detail = e.message(), unlogged, "rejected")
-                    }
-                    None if tracing::enabled!(tracing::Level::DEBUG) => {
-                        tracing::debug!(request_id = rid.as_str(), endpoint, issuer, token = %fp(), reason, detail = e.message(), "rejected")
-                    }
-                    None => {}
-                }
-            }
+            Err(e) => log_rejection(rid.as_str(), endpoint, issuer, token, e),
         }
     }
 
@@ -135,6 +170,23 @@ impl RequestSeries {
             .or_default()
             .insert(issuer.to_owned(), c.clone());
         c
+    }
+}
+
+/// Logs a rejection, with the token's fingerprint (a SHA-256, computed only when the line is
+/// actually logged). Rejections are counted in metrics; logged at INFO at most once a second
+/// (with how many were not), the rest at DEBUG, so a flood of junk cannot flood the logs.
+fn log_rejection(rid: &str, endpoint: &str, issuer: &str, token: Option<&str>, e: &Error) {
+    let fp = || token.map(fingerprint).unwrap_or_default();
+    let reason = e.reason().as_str();
+    match REJECTIONS_LOGGED.pass() {
+        Some(unlogged) => {
+            tracing::info!(request_id = rid, endpoint, issuer, token = %fp(), reason, detail = e.message(), unlogged, "rejected")
+        }
+        None if tracing::enabled!(tracing::Level::DEBUG) => {
+            tracing::debug!(request_id = rid, endpoint, issuer, token = %fp(), reason, detail = e.message(), "rejected")
+        }
+        None => {}
     }
 }
 

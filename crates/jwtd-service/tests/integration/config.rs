@@ -124,6 +124,10 @@ fn the_documented_sample_states_every_default_the_code_has() {
     assert_eq!(get("upstream.remove_authorization").as_bool(), Some(false));
     assert_eq!(secs("proxy.body_timeout"), service::PROXY_BODY_TIMEOUT);
     assert_eq!(
+        secs("proxy.body_total_timeout"),
+        service::PROXY_BODY_TOTAL_TIMEOUT
+    );
+    assert_eq!(
         secs("proxy.tunnel_idle_timeout"),
         service::PROXY_TUNNEL_IDLE_TIMEOUT
     );
@@ -242,6 +246,10 @@ fn the_documented_tables_state_the_defaults_the_code_has() {
         (
             "[proxy] body_timeout",
             format!("\"{}s\"", service::PROXY_BODY_TIMEOUT.as_secs()),
+        ),
+        (
+            "[proxy] body_total_timeout",
+            format!("\"{}m\"", service::PROXY_BODY_TOTAL_TIMEOUT.as_secs() / 60),
         ),
         (
             "[proxy] tunnel_idle_timeout",
