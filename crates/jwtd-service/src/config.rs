@@ -621,6 +621,9 @@ impl DpopReplaySettings {
                 "store must be a PostgreSQL URL (postgres://...)".to_owned(),
             ));
         }
+        if let Some(Err(e)) = self.store_schema.as_deref().map(jwtd_store::check_schema) {
+            out.push(("store_schema", e.to_string()));
+        }
         out
     }
 }
@@ -1772,6 +1775,17 @@ X-Ok = 3
         )
         .unwrap_err();
         assert!(e.to_string().contains("unknown variant"), "{e}");
+        // A schema name PostgreSQL would refuse at run time is refused at load (second
+        // review, L4).
+        for bad in ["", "2024", "a-b", "a;drop", &"x".repeat(64)] {
+            let e = Config::parse(
+                &format!("[dpop_replay]\nstore = \"postgres://x\"\nstore_schema = \"{bad}\"\n"),
+                "f",
+            )
+            .unwrap_err();
+            assert!(e.to_string().contains("schema name"), "{bad:?}: {e}");
+            assert_eq!(e.errors[0].0, 3, "{e}");
+        }
         let c = Config::parse(
             &format!("{issuer}[dpop_replay]\nstore = \"postgres://db/jwtd\"\non_unavailable = \"local\"\n"),
             "f",

@@ -22,8 +22,8 @@ mod sqlite;
 
 pub use fsutil::{write_atomic, Replace};
 pub use kek::{Kek, KEK_ENV};
+pub use postgres::{check_schema, PgStore, DPOP_PURGE_GRACE_SECS};
 pub use postgres::{Change, ChangeLock, PgWatch};
-pub use postgres::{PgStore, DPOP_PURGE_GRACE_SECS};
 pub use ring::{KeyRing, RingConfig, RingEvent};
 pub use sqlite::SqliteStore;
 

@@ -101,9 +101,7 @@ impl PgStore {
     pub async fn open(url: &str, schema: Option<&str>) -> Result<PgStore, StoreError> {
         let mut opts = PgConnectOptions::from_str(url).map_err(err)?;
         if let Some(s) = schema {
-            if !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(err(format!("schema name {s:?} must be [A-Za-z0-9_]")));
-            }
+            check_schema(s)?;
             let setup = PgPoolOptions::new()
                 .max_connections(1)
                 .connect_with(opts.clone())
@@ -123,13 +121,7 @@ impl PgStore {
             .await
             .map_err(err)?;
         migrator().run(&pool).await.map_err(err)?;
-        let scope = schema.unwrap_or("public");
-        Ok(PgStore {
-            pool,
-            keys_channel: format!("jwtd_{scope}_keys"),
-            revocations_channel: format!("jwtd_{scope}_revocations"),
-            lock_key: format!("jwtd/{scope}/keys"),
-        })
+        Ok(PgStore::over(pool, schema))
     }
 
     /// Connects to `url` for tools that must change nothing (`jwtd rules test`): no schema is
@@ -141,9 +133,7 @@ impl PgStore {
             .map_err(err)?
             .options([("default_transaction_read_only", "on")]);
         if let Some(s) = schema {
-            if !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(err(format!("schema name {s:?} must be [A-Za-z0-9_]")));
-            }
+            check_schema(s)?;
             opts = opts.options([("search_path", s)]);
         }
         let pool = PgPoolOptions::new()
@@ -152,13 +142,7 @@ impl PgStore {
             .connect_with(opts)
             .await
             .map_err(err)?;
-        let scope = schema.unwrap_or("public");
-        Ok(PgStore {
-            pool,
-            keys_channel: format!("jwtd_{scope}_keys"),
-            revocations_channel: format!("jwtd_{scope}_revocations"),
-            lock_key: format!("jwtd/{scope}/keys"),
-        })
+        Ok(PgStore::over(pool, schema))
     }
 
     /// [`PgStore::open`] for the DPoP replay table, without connecting: the pool connects at
@@ -182,31 +166,21 @@ impl PgStore {
             .map_err(err)?
             .options([("synchronous_commit", "off")]);
         if let Some(s) = schema {
-            if !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(err(format!("schema name {s:?} must be [A-Za-z0-9_]")));
-            }
+            check_schema(s)?;
             opts = opts.options([("search_path", s)]);
         }
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(acquire_timeout)
             .connect_lazy_with(opts);
-        let scope = schema.unwrap_or("public");
-        Ok(PgStore {
-            pool,
-            keys_channel: format!("jwtd_{scope}_keys"),
-            revocations_channel: format!("jwtd_{scope}_revocations"),
-            lock_key: format!("jwtd/{scope}/keys"),
-        })
+        Ok(PgStore::over(pool, schema))
     }
 
     /// Creates `schema` when missing (the one the store was opened in) and runs the
     /// migrations, as [`PgStore::open`] does.
     pub async fn migrate(&self, schema: Option<&str>) -> Result<(), StoreError> {
         if let Some(s) = schema {
-            if !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(err(format!("schema name {s:?} must be [A-Za-z0-9_]")));
-            }
+            check_schema(s)?;
             sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {s}"))
                 .execute(&self.pool)
                 .await
@@ -221,9 +195,7 @@ impl PgStore {
     /// migration they do not know.
     pub async fn ensure_dpop_table(&self, schema: Option<&str>) -> Result<(), StoreError> {
         if let Some(s) = schema {
-            if !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(err(format!("schema name {s:?} must be [A-Za-z0-9_]")));
-            }
+            check_schema(s)?;
             sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {s}"))
                 .execute(&self.pool)
                 .await
@@ -484,4 +456,34 @@ fn migrator() -> sqlx::migrate::Migrator {
     let mut m = sqlx::migrate!("./migrations/postgres");
     m.set_ignore_missing(true);
     m
+}
+
+impl PgStore {
+    /// The store over `pool`, in `schema` (`public` without one).
+    fn over(pool: PgPool, schema: Option<&str>) -> PgStore {
+        let scope = schema.unwrap_or("public");
+        PgStore {
+            pool,
+            keys_channel: format!("jwtd_{scope}_keys"),
+            revocations_channel: format!("jwtd_{scope}_revocations"),
+            lock_key: format!("jwtd/{scope}/keys"),
+        }
+    }
+}
+
+/// Checks a schema name as jwtd uses it (unquoted in `CREATE SCHEMA` and `search_path`):
+/// 1 to 63 bytes of `[A-Za-z0-9_]`, not starting with a digit. `jwtd config check` and
+/// `jwtd serve` call it at load, before anything connects.
+pub fn check_schema(s: &str) -> Result<(), StoreError> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && !s.as_bytes()[0].is_ascii_digit()
+        && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(err(format!(
+            "schema name {s:?} must be 1 to 63 characters of [A-Za-z0-9_], not starting with a digit"
+        )))
+    }
 }
