@@ -652,6 +652,19 @@ impl Engine {
         Ok(cert)
     }
 
+    /// The rules that guard resource `r` (one of `self.resources`).
+    fn rules_of_resource(&self, r: &crate::resource::Resource) -> Vec<&Rule> {
+        self.rules
+            .rules()
+            .iter()
+            .filter(|rule| {
+                self.resources
+                    .of_rule(rule.index())
+                    .is_some_and(|of| std::ptr::eq(of, r))
+            })
+            .collect()
+    }
+
     /// RFC 9728 `tls_client_certificate_bound_access_tokens`: true for a resource whose every
     /// issuer has `[issuer.mtls] mode = "require"` and whose every rule keeps that (no rule
     /// under it sets another `mtls`), or whose every rule sets `mtls = "require"`.
@@ -659,16 +672,7 @@ impl Engine {
         let n = self.resources.list().len();
         for i in 0..n {
             let r = &self.resources.list()[i];
-            let rules: Vec<&Rule> = self
-                .rules
-                .rules()
-                .iter()
-                .filter(|rule| {
-                    self.resources
-                        .of_rule(rule.index())
-                        .is_some_and(|of| std::ptr::eq(of, r))
-                })
-                .collect();
+            let rules = self.rules_of_resource(r);
             let issuers_require = !r.issuers.is_empty()
                 && r.issuers.iter().all(|name| {
                     self.issuers.list.iter().any(|i| {
@@ -696,16 +700,7 @@ impl Engine {
     fn mark_dpop_resources(&mut self) {
         for i in 0..self.resources.list().len() {
             let r = &self.resources.list()[i];
-            let rules: Vec<&Rule> = self
-                .rules
-                .rules()
-                .iter()
-                .filter(|rule| {
-                    self.resources
-                        .of_rule(rule.index())
-                        .is_some_and(|of| std::ptr::eq(of, r))
-                })
-                .collect();
+            let rules = self.rules_of_resource(r);
             if rules.is_empty() {
                 continue;
             }
